@@ -1,0 +1,2 @@
+// Public surface of authority/ (filled in by its issue).
+export {};

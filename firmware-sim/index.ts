@@ -1,0 +1,2 @@
+// Public surface of firmware-sim/ (filled in by its issue).
+export {};

@@ -1,0 +1,2 @@
+// Public surface of mobile-agent/ (filled in by its issue).
+export {};

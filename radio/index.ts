@@ -1,0 +1,2 @@
+// Public surface of radio/ (filled in by its issue).
+export {};

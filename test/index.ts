@@ -1,0 +1,2 @@
+// Public surface of test/ (filled in by its issue).
+export {};
