@@ -1,0 +1,387 @@
+// Deterministic CBOR (RFC 8949 §4.2.1 "core deterministic encoding") restricted to the
+// subset locksync needs, with a strict decoder for bytes that crossed the air.
+//
+// Subset: unsigned/negative integers (safe JS integers only), byte strings, UTF-8 text
+// strings, definite arrays, definite maps with integer keys, false/true/null. No floats,
+// no tags, no indefinite lengths, no undefined/simple values: a lock written in C needs
+// none of them, and every feature left out is one less parser path to fuzz.
+//
+// The decoder is a single iterative pass (an explicit stack, no recursion) that enforces
+// the limits *before* allocating anything: a length is checked against the bytes that
+// remain, so a 5-byte header claiming a 4 GiB string costs nothing (cbor-x PR #141).
+
+export type CborValue =
+  | number
+  | Uint8Array
+  | string
+  | boolean
+  | null
+  | CborValue[]
+  | CborMap;
+
+/** Maps have integer keys only. Encoding sorts them; insertion order never matters. */
+export type CborMap = Map<number, CborValue>;
+
+export type CborErrorCode =
+  | 'TRUNCATED'
+  | 'TRAILING_BYTES'
+  | 'NON_PREFERRED'
+  | 'INDEFINITE_LENGTH'
+  | 'RESERVED_ADDITIONAL_INFO'
+  | 'UNSORTED_KEYS'
+  | 'DUPLICATE_KEY'
+  | 'NON_INTEGER_KEY'
+  | 'TAG_NOT_ALLOWED'
+  | 'SIMPLE_NOT_ALLOWED'
+  | 'FLOAT_NOT_ALLOWED'
+  | 'INTEGER_RANGE'
+  | 'INVALID_UTF8'
+  | 'DEPTH_LIMIT'
+  | 'ITEM_LIMIT'
+  | 'SIZE_LIMIT'
+  | 'STRING_LIMIT'
+  | 'UNENCODABLE';
+
+export class CborError extends Error {
+  override readonly name = 'CborError';
+  constructor(
+    readonly code: CborErrorCode,
+    readonly offset: number,
+    detail: string,
+  ) {
+    super(`${code} at byte ${offset}: ${detail}`);
+  }
+}
+
+export interface CborLimits {
+  /** Whole input, bytes. */
+  maxBytes: number;
+  /** Nesting depth of arrays/maps (the top-level item is depth 1). */
+  maxDepth: number;
+  /** Data items in total, containers and keys included. */
+  maxItems: number;
+  /** One byte or text string, bytes. */
+  maxStringBytes: number;
+}
+
+/** Default limits fit the largest legitimate message: a 20,000-entry snapshot. */
+export const DEFAULT_LIMITS: Readonly<CborLimits> = Object.freeze({
+  maxBytes: 2 * 1024 * 1024,
+  maxDepth: 8,
+  maxItems: 400_000,
+  maxStringBytes: 4096,
+});
+
+// ---------------------------------------------------------------------------
+// Encoder
+
+class ByteWriter {
+  private buf = new Uint8Array(256);
+  length = 0;
+  private ensure(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.length + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+  }
+  byte(b: number): void {
+    this.ensure(1);
+    this.buf[this.length++] = b;
+  }
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.length);
+    this.length += b.length;
+  }
+  result(): Uint8Array {
+    return this.buf.slice(0, this.length);
+  }
+}
+
+/** Preferred (shortest) header for major type `major` and argument `n`. */
+function writeHead(w: ByteWriter, major: number, n: number): void {
+  const mt = major << 5;
+  if (n < 24) w.byte(mt | n);
+  else if (n < 0x100) {
+    w.byte(mt | 24);
+    w.byte(n);
+  } else if (n < 0x10000) {
+    w.byte(mt | 25);
+    w.byte(n >>> 8);
+    w.byte(n & 0xff);
+  } else if (n < 0x100000000) {
+    w.byte(mt | 26);
+    w.byte((n >>> 24) & 0xff);
+    w.byte((n >>> 16) & 0xff);
+    w.byte((n >>> 8) & 0xff);
+    w.byte(n & 0xff);
+  } else {
+    w.byte(mt | 27);
+    const hi = Math.floor(n / 0x100000000);
+    const lo = n >>> 0;
+    for (const v of [hi, lo]) {
+      w.byte((v >>> 24) & 0xff);
+      w.byte((v >>> 16) & 0xff);
+      w.byte((v >>> 8) & 0xff);
+      w.byte(v & 0xff);
+    }
+  }
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+function encodeInto(w: ByteWriter, v: CborValue, depth: number): void {
+  if (depth > 64) throw new CborError('UNENCODABLE', w.length, 'nesting too deep to encode');
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) throw new CborError('UNENCODABLE', w.length, `not a safe integer: ${v}`);
+    if (v >= 0) writeHead(w, 0, v);
+    else writeHead(w, 1, -1 - v);
+  } else if (v instanceof Uint8Array) {
+    writeHead(w, 2, v.length);
+    w.bytes(v);
+  } else if (typeof v === 'string') {
+    const b = textEncoder.encode(v);
+    writeHead(w, 3, b.length);
+    w.bytes(b);
+  } else if (Array.isArray(v)) {
+    writeHead(w, 4, v.length);
+    for (const item of v) encodeInto(w, item, depth + 1);
+  } else if (v instanceof Map) {
+    // Deterministic order: bytewise order of the encoded keys. For integer keys this is
+    // all non-negative keys ascending, then negative keys by descending value (-1, -2, …),
+    // each group ordered by encoded length first — which numeric order already gives.
+    const keys = [...v.keys()];
+    for (const k of keys) {
+      if (!Number.isSafeInteger(k)) throw new CborError('UNENCODABLE', w.length, `map key not an integer: ${k}`);
+    }
+    keys.sort(compareIntKeys);
+    writeHead(w, 5, keys.length);
+    for (const k of keys) {
+      encodeInto(w, k, depth + 1);
+      encodeInto(w, v.get(k) as CborValue, depth + 1);
+    }
+  } else if (v === false) w.byte(0xf4);
+  else if (v === true) w.byte(0xf5);
+  else if (v === null) w.byte(0xf6);
+  else throw new CborError('UNENCODABLE', w.length, `unsupported value ${String(v)}`);
+}
+
+/** Bytewise order of the deterministic encodings of two integer keys. */
+export function compareIntKeys(a: number, b: number): number {
+  if (a >= 0 && b >= 0) return a - b;
+  if (a < 0 && b < 0) return b - a; // -1 (0x20) sorts before -2 (0x21)
+  return a >= 0 ? -1 : 1; // major type 0 sorts before major type 1
+}
+
+export function encode(v: CborValue): Uint8Array {
+  const w = new ByteWriter();
+  encodeInto(w, v, 0);
+  return w.result();
+}
+
+// ---------------------------------------------------------------------------
+// Strict decoder
+
+interface Frame {
+  kind: 'array' | 'map';
+  remaining: number; // items (arrays) or key/value slots (maps, 2 per pair) still to read
+  value: CborValue[] | CborMap;
+  pendingKey: number | undefined;
+  lastKeyBytes: Uint8Array | undefined; // encoded previous key, for the sort/duplicate check
+  expectKey: boolean;
+}
+
+/**
+ * Decode exactly one deterministic-CBOR item from `input`, refusing anything the encoder
+ * above would not have produced. Throws only CborError.
+ */
+export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}): CborValue {
+  const lim: CborLimits = { ...DEFAULT_LIMITS, ...limits };
+  if (input.length > lim.maxBytes) throw new CborError('SIZE_LIMIT', 0, `${input.length} > ${lim.maxBytes} bytes`);
+  if (input.length === 0) throw new CborError('TRUNCATED', 0, 'empty input');
+  let pos = 0;
+  let items = 0;
+  const stack: Frame[] = [];
+  let root: CborValue | undefined;
+  let haveRoot = false;
+
+  const need = (n: number, at: number): void => {
+    if (pos + n > input.length) throw new CborError('TRUNCATED', at, `need ${n} more byte(s)`);
+  };
+
+  /** Read the argument of a header; returns [value, encodedLength]. */
+  const readArgument = (ai: number, at: number): number => {
+    if (ai < 24) return ai;
+    if (ai === 24) {
+      need(1, at);
+      const n = input[pos++] as number;
+      if (n < 24) throw new CborError('NON_PREFERRED', at, `argument ${n} encoded in 1 extra byte`);
+      return n;
+    }
+    if (ai === 25) {
+      need(2, at);
+      const n = ((input[pos] as number) << 8) | (input[pos + 1] as number);
+      pos += 2;
+      if (n < 0x100) throw new CborError('NON_PREFERRED', at, `argument ${n} encoded in 2 extra bytes`);
+      return n;
+    }
+    if (ai === 26) {
+      need(4, at);
+      const n =
+        (input[pos] as number) * 0x1000000 +
+        (((input[pos + 1] as number) << 16) | ((input[pos + 2] as number) << 8) | (input[pos + 3] as number));
+      pos += 4;
+      if (n < 0x10000) throw new CborError('NON_PREFERRED', at, `argument ${n} encoded in 4 extra bytes`);
+      return n;
+    }
+    if (ai === 27) {
+      need(8, at);
+      const hi =
+        (input[pos] as number) * 0x1000000 +
+        (((input[pos + 1] as number) << 16) | ((input[pos + 2] as number) << 8) | (input[pos + 3] as number));
+      const lo =
+        (input[pos + 4] as number) * 0x1000000 +
+        (((input[pos + 5] as number) << 16) | ((input[pos + 6] as number) << 8) | (input[pos + 7] as number));
+      pos += 8;
+      if (hi === 0) throw new CborError('NON_PREFERRED', at, `argument ${lo} encoded in 8 extra bytes`);
+      if (hi >= 0x200000) throw new CborError('INTEGER_RANGE', at, 'integer beyond 2^53 - 1');
+      return hi * 0x100000000 + lo;
+    }
+    if (ai === 31) throw new CborError('INDEFINITE_LENGTH', at, 'indefinite-length items are not allowed');
+    throw new CborError('RESERVED_ADDITIONAL_INFO', at, `additional information ${ai} is reserved`);
+  };
+
+  const place = (v: CborValue, start: number): void => {
+    const top = stack[stack.length - 1];
+    if (top === undefined) {
+      root = v;
+      haveRoot = true;
+      return;
+    }
+    if (top.kind === 'array') {
+      (top.value as CborValue[]).push(v);
+      top.remaining--;
+    } else if (top.expectKey) {
+      if (typeof v !== 'number') throw new CborError('NON_INTEGER_KEY', start, 'map keys must be integers');
+      const keyBytes = input.subarray(start, pos);
+      if (top.lastKeyBytes !== undefined) {
+        const c = compareBytes(top.lastKeyBytes, keyBytes);
+        if (c === 0) throw new CborError('DUPLICATE_KEY', start, `duplicate map key ${v}`);
+        if (c > 0) throw new CborError('UNSORTED_KEYS', start, `map key ${v} out of order`);
+      }
+      top.lastKeyBytes = keyBytes;
+      top.pendingKey = v;
+      top.expectKey = false;
+      top.remaining--;
+    } else {
+      (top.value as CborMap).set(top.pendingKey as number, v);
+      top.expectKey = true;
+      top.remaining--;
+    }
+  };
+
+  while (true) {
+    // Close every container that is complete.
+    let top = stack[stack.length - 1];
+    while (top !== undefined && top.remaining === 0) {
+      stack.pop();
+      place(top.value, -1);
+      top = stack[stack.length - 1];
+    }
+    if (haveRoot) break;
+    const start = pos;
+    need(1, start);
+    const ib = input[pos++] as number;
+    const major = ib >> 5;
+    const ai = ib & 0x1f;
+    if (++items > lim.maxItems) throw new CborError('ITEM_LIMIT', start, `more than ${lim.maxItems} items`);
+    const inKeyPosition = top !== undefined && top.kind === 'map' && top.expectKey;
+    if (inKeyPosition && major !== 0 && major !== 1) {
+      throw new CborError('NON_INTEGER_KEY', start, 'map keys must be integers');
+    }
+    switch (major) {
+      case 0:
+        place(readArgument(ai, start), start);
+        break;
+      case 1: {
+        const n = readArgument(ai, start);
+        if (n >= Number.MAX_SAFE_INTEGER) throw new CborError('INTEGER_RANGE', start, 'negative integer beyond -2^53');
+        place(-1 - n, start);
+        break;
+      }
+      case 2:
+      case 3: {
+        const len = readArgument(ai, start);
+        if (len > lim.maxStringBytes) throw new CborError('STRING_LIMIT', start, `string of ${len} bytes > ${lim.maxStringBytes}`);
+        need(len, start);
+        const bytes = input.slice(pos, pos + len);
+        pos += len;
+        if (major === 2) place(bytes, start);
+        else {
+          let s: string;
+          try {
+            s = textDecoder.decode(bytes);
+          } catch {
+            throw new CborError('INVALID_UTF8', start, 'text string is not valid UTF-8');
+          }
+          place(s, start);
+        }
+        break;
+      }
+      case 4:
+      case 5: {
+        const n = readArgument(ai, start);
+        const slots = major === 4 ? n : n * 2;
+        // Every slot needs at least one byte: refuse impossible counts before allocating.
+        if (slots > input.length - pos) throw new CborError('TRUNCATED', start, `${slots} items cannot fit in ${input.length - pos} bytes`);
+        if (stack.length + 1 > lim.maxDepth) throw new CborError('DEPTH_LIMIT', start, `nesting deeper than ${lim.maxDepth}`);
+        stack.push({
+          kind: major === 4 ? 'array' : 'map',
+          remaining: slots,
+          value: major === 4 ? [] : new Map(),
+          pendingKey: undefined,
+          lastKeyBytes: undefined,
+          expectKey: true,
+        });
+        break;
+      }
+      case 6:
+        throw new CborError('TAG_NOT_ALLOWED', start, 'tags are not part of the locksync profile');
+      default: {
+        // major 7
+        if (ai === 20) place(false, start);
+        else if (ai === 21) place(true, start);
+        else if (ai === 22) place(null, start);
+        else if (ai >= 25 && ai <= 27) throw new CborError('FLOAT_NOT_ALLOWED', start, 'floating-point values are not allowed');
+        else if (ai === 31) throw new CborError('INDEFINITE_LENGTH', start, 'unexpected break');
+        else if (ai >= 28) throw new CborError('RESERVED_ADDITIONAL_INFO', start, `additional information ${ai} is reserved`);
+        else throw new CborError('SIMPLE_NOT_ALLOWED', start, `simple value ${ai === 24 ? 'extended' : ai} is not allowed`);
+      }
+    }
+  }
+  if (pos !== input.length) throw new CborError('TRAILING_BYTES', pos, `${input.length - pos} byte(s) after the item`);
+  return root as CborValue;
+}
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const d = (a[i] as number) - (b[i] as number);
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && compareBytes(a, b) === 0;
+}
+
+/** The preferred header alone (major type + argument), for assembling encodings in parts. */
+export function encodeHead(major: number, n: number): Uint8Array {
+  const w = new ByteWriter();
+  writeHead(w, major, n);
+  return w.result();
+}

@@ -1,0 +1,95 @@
+// Ed25519 (RFC 8032, via @noble/ed25519), SHA-256 and HMAC-SHA-256 (via @noble/hashes).
+//
+// Every signature covers  context || 0x00 || message-bytes  where `context` is an ASCII
+// string naming the message type (SIGNING_CONTEXTS). A signature made for one purpose —
+// a table head, a receipt, an unlock response — therefore never verifies as another,
+// even if someone finds bytes that decode as both.
+
+import * as ed from '@noble/ed25519';
+import { sha256 } from '@noble/hashes/sha256';
+import { sha512 } from '@noble/hashes/sha512';
+import { hmac } from '@noble/hashes/hmac';
+
+ed.etc.sha512Sync = (...m: Uint8Array[]) => sha512(ed.etc.concatBytes(...m));
+
+export const SIGNING_CONTEXTS = {
+  head: 'locksync/v1/table-head',
+  keyCert: 'locksync/v1/key-cert',
+  receipt: 'locksync/v1/receipt',
+  time: 'locksync/v1/signed-time',
+  unlock: 'locksync/v1/unlock-response',
+  audit: 'locksync/v1/audit-export',
+} as const;
+export type SigningContext = keyof typeof SIGNING_CONTEXTS;
+
+const ascii = new TextEncoder();
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** The exact bytes an Ed25519 signature covers. */
+export function signatureInput(context: SigningContext, message: Uint8Array): Uint8Array {
+  return concatBytes(ascii.encode(SIGNING_CONTEXTS[context]), new Uint8Array([0]), message);
+}
+
+export function sign(context: SigningContext, message: Uint8Array, secretKey: Uint8Array): Uint8Array {
+  return ed.sign(signatureInput(context, message), secretKey);
+}
+
+/** Never throws: malformed keys or signatures simply do not verify. */
+export function verify(context: SigningContext, message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  if (signature.length !== 64 || publicKey.length !== 32) return false;
+  try {
+    return ed.verify(signature, signatureInput(context, message), publicKey);
+  } catch {
+    return false;
+  }
+}
+
+export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
+  return ed.getPublicKey(secretKey);
+}
+
+export function hash(data: Uint8Array): Uint8Array {
+  return sha256(data);
+}
+
+export function mac(key: Uint8Array, data: Uint8Array): Uint8Array {
+  return hmac(sha256, key, data);
+}
+
+/** Key ids are the first 4 bytes of SHA-256 of the raw public key. */
+export const KEY_ID_BYTES = 4;
+export function keyIdOf(publicKey: Uint8Array): Uint8Array {
+  return sha256(publicKey).slice(0, KEY_ID_BYTES);
+}
+
+export interface KeyPair {
+  secretKey: Uint8Array;
+  publicKey: Uint8Array;
+  keyId: Uint8Array;
+}
+
+export function keyPairFromSeed(seed32: Uint8Array): KeyPair {
+  if (seed32.length !== 32) throw new RangeError('Ed25519 secret keys are 32 bytes');
+  const publicKey = ed.getPublicKey(seed32);
+  return { secretKey: seed32.slice(), publicKey, keyId: keyIdOf(publicKey) };
+}
+
+export function toHex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
+
+export function fromHex(s: string): Uint8Array {
+  if (!/^(?:[0-9a-fA-F]{2})*$/.test(s)) throw new RangeError(`not a hex string: ${s.slice(0, 32)}`);
+  return new Uint8Array(Buffer.from(s, 'hex'));
+}

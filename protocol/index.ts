@@ -1,0 +1,12 @@
+// Public surface of protocol/: pure code (no I/O, no BLE), shared by every component.
+export * from './cbor';
+export * from './errors';
+export * from './crypto';
+export * from './schema';
+export * from './table';
+export * from './ops';
+export * from './update';
+export * from './messages';
+export * from './codes';
+export * from './random';
+export * from './transport';

@@ -1,0 +1,422 @@
+// Session messages (SPEC.md §6). Every message is one CBOR map; key 0 is the message type
+// from MESSAGE_TYPES. Anything that is signed travels as a byte string beside its signature,
+// so the receiver verifies exactly the bytes it received.
+
+import { type CborValue, decode, encode, type CborLimits } from './cbor';
+import { CborError } from './cbor';
+import { sign, verify, hash, concatBytes } from './crypto';
+import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
+import { MapReader, cmap } from './schema';
+import { type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, updateFromCbor, updateToCbor } from './update';
+import { KEY_ID_BYTES } from './crypto';
+
+export const PROTOCOL_VERSION = 1;
+export const NONCE_BYTES = 16; // 128-bit nonces everywhere
+export const SESSION_ID_BYTES = 8;
+
+export const MESSAGE_TYPES = {
+  hello: 1,
+  delta: 3,
+  snapshot: 4,
+  receipt: 5,
+  signedTime: 6,
+  unlockRequest: 7,
+  challenge: 8,
+  unlockResponse: 9,
+  decision: 10,
+  auditRequest: 11,
+  auditExport: 12,
+  error: 13,
+  timeAck: 14,
+} as const;
+export type MessageTypeName = keyof typeof MESSAGE_TYPES;
+
+export const CAPABILITIES = {
+  delta: 1 << 0,
+  snapshot: 1 << 1,
+  unlock: 1 << 2,
+  auditExport: 1 << 3,
+  resume: 1 << 4,
+  keypad: 1 << 5,
+  keycard: 1 << 6,
+} as const;
+
+// ---------------------------------------------------------------------------
+// Signed bodies
+
+export interface ReceiptBody {
+  lockId: string;
+  version: number;
+  digest: Uint8Array;
+  /** The session nonce from the lock's hello: ties the receipt to one session. */
+  nonce: Uint8Array;
+  /** Lock clock when committed, unix seconds. */
+  lockTime: number;
+  /** Audit chain head at commit: sequence of the newest record and its chain hash. */
+  auditSeq: number;
+  auditHead: Uint8Array;
+}
+
+export interface SignedTimeBody {
+  lockId: string;
+  /** Authority time, unix seconds. */
+  time: number;
+  keyId: Uint8Array;
+  /** Present when relayed online within a session: the lock's hello nonce. Without it the
+   *  time can only raise the lock's clock floor (it may be stale). */
+  nonce?: Uint8Array;
+}
+
+export interface ChallengeBody {
+  lockId: string;
+  sessionId: Uint8Array;
+  nonce: Uint8Array;
+  credId: number;
+  /** Lock clock, unix milliseconds, after which the response is refused. */
+  expiresAtMs: number;
+}
+
+export interface AuditRecord {
+  seq: number;
+  /** Lock clock, unix seconds. */
+  time: number;
+  event: AuditEvent;
+  credId?: number;
+  /** Decision reason (access events) or error code (refused updates). */
+  reason?: number;
+  /** Table version (updates), or method (access: 0 phone, 1 doorcode, 2 keycard, 3 daily code). */
+  value?: number;
+}
+
+export const AUDIT_EVENTS = {
+  access: 1,
+  updateApplied: 2,
+  updateRefused: 3,
+  timeSet: 4,
+  boot: 5,
+  powerLossRecovered: 6,
+  lockoutStarted: 7,
+  lowBattery: 8,
+  relocked: 9,
+  provisioned: 10,
+} as const;
+export type AuditEvent = keyof typeof AUDIT_EVENTS;
+const AUDIT_EVENT_BY_CODE = new Map<number, AuditEvent>(
+  (Object.entries(AUDIT_EVENTS) as [AuditEvent, number][]).map(([n, c]) => [c, n]),
+);
+
+// ---------------------------------------------------------------------------
+// Messages
+
+export type Message =
+  | {
+      type: 'hello';
+      protocolVersion: number;
+      lockId: string;
+      version: number;
+      digest: Uint8Array;
+      nonce: Uint8Array;
+      lockTime: number;
+      capabilities: number;
+      auditSeq: number;
+      battery: number;
+    }
+  | { type: 'delta' | 'snapshot'; update: Update }
+  | { type: 'receipt'; bodyBytes: Uint8Array; body: ReceiptBody; signature: Uint8Array }
+  | { type: 'signedTime'; bodyBytes: Uint8Array; body: SignedTimeBody; signature: Uint8Array }
+  | { type: 'unlockRequest'; credId: number }
+  | { type: 'challenge'; bodyBytes: Uint8Array; body: ChallengeBody }
+  | { type: 'unlockResponse'; challengeBytes: Uint8Array; signature: Uint8Array }
+  | { type: 'decision'; granted: boolean; reason: DecisionReason; auditSeq: number }
+  | { type: 'auditRequest'; fromSeq: number }
+  | { type: 'auditExport'; prevHash: Uint8Array; records: Uint8Array[] }
+  | { type: 'error'; reason: ErrorName; detail: string }
+  | { type: 'timeAck'; lockTime: number };
+
+export const MAX_AUDIT_RECORDS_PER_EXPORT = 4096;
+
+export function encodeMessage(m: Message): Uint8Array {
+  const t = MESSAGE_TYPES[m.type];
+  switch (m.type) {
+    case 'hello':
+      return encode(
+        cmap([
+          [0, t],
+          [1, m.protocolVersion],
+          [2, m.lockId],
+          [3, m.version],
+          [4, m.digest],
+          [5, m.nonce],
+          [6, m.lockTime],
+          [7, m.capabilities],
+          [8, m.auditSeq],
+          [9, m.battery],
+        ]),
+      );
+    case 'delta':
+    case 'snapshot':
+      return encode(cmap([[0, t], [1, updateToCbor(m.update)]]));
+    case 'receipt':
+    case 'signedTime':
+      return encode(cmap([[0, t], [1, m.bodyBytes], [2, m.signature]]));
+    case 'unlockRequest':
+      return encode(cmap([[0, t], [1, m.credId]]));
+    case 'challenge':
+      return encode(cmap([[0, t], [1, m.bodyBytes]]));
+    case 'unlockResponse':
+      return encode(cmap([[0, t], [1, m.challengeBytes], [2, m.signature]]));
+    case 'decision':
+      return encode(cmap([[0, t], [1, m.granted], [2, DECISION_REASONS[m.reason]], [3, m.auditSeq]]));
+    case 'auditRequest':
+      return encode(cmap([[0, t], [1, m.fromSeq]]));
+    case 'auditExport':
+      return encode(cmap([[0, t], [1, m.prevHash], [2, m.records]]));
+    case 'error':
+      return encode(cmap([[0, t], [1, ERROR_CODES[m.reason]], [2, m.detail.length > 0 ? m.detail.slice(0, 120) : undefined]]));
+    case 'timeAck':
+      return encode(cmap([[0, t], [1, m.lockTime]]));
+  }
+}
+
+/**
+ * Decode one message that crossed the air. Throws only ProtocolError: decoder failures
+ * become MALFORMED/OVER_LIMIT with the decoder's code in the detail.
+ */
+export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {}): Message {
+  let v: CborValue;
+  try {
+    v = decode(bytes, limits);
+  } catch (e) {
+    if (e instanceof CborError) {
+      const overLimit = e.code.endsWith('_LIMIT');
+      throw new ProtocolError(overLimit ? 'OVER_LIMIT' : 'MALFORMED', `cbor ${e.message}`);
+    }
+    throw e;
+  }
+  const r = MapReader.of(v, 'message');
+  const type = r.uint(0, 'type', 0xff);
+  const m = readMessage(type, r);
+  r.done();
+  return m;
+}
+
+function readMessage(type: number, r: MapReader): Message {
+  switch (type) {
+    case MESSAGE_TYPES.hello: {
+      const protocolVersion = r.uint(1, 'protocolVersion', 0xff);
+      if (protocolVersion !== PROTOCOL_VERSION) throw new ProtocolError('UNSUPPORTED_VERSION', `protocol version ${protocolVersion}`);
+      return {
+        type: 'hello',
+        protocolVersion,
+        lockId: r.text(2, 'lockId', 32, LOCK_ID_PATTERN),
+        version: r.uint(3, 'version'),
+        digest: r.bytes(4, 'digest', { exact: DIGEST_BYTES }),
+        nonce: r.bytes(5, 'nonce', { exact: NONCE_BYTES }),
+        lockTime: r.uint(6, 'lockTime'),
+        capabilities: r.uint(7, 'capabilities', 0xffff),
+        auditSeq: r.uint(8, 'auditSeq'),
+        battery: r.uint(9, 'battery', 100),
+      };
+    }
+    case MESSAGE_TYPES.delta:
+      return { type: 'delta', update: updateFromCbor(r.raw(1, 'delta'), 'delta') };
+    case MESSAGE_TYPES.snapshot:
+      return { type: 'snapshot', update: updateFromCbor(r.raw(1, 'snapshot'), 'snapshot') };
+    case MESSAGE_TYPES.receipt: {
+      const bodyBytes = r.bytes(1, 'body', { max: 256 });
+      const signature = r.bytes(2, 'signature', { exact: 64 });
+      return { type: 'receipt', bodyBytes, body: receiptBodyFromBytes(bodyBytes), signature };
+    }
+    case MESSAGE_TYPES.signedTime: {
+      const bodyBytes = r.bytes(1, 'body', { max: 128 });
+      const signature = r.bytes(2, 'signature', { exact: 64 });
+      return { type: 'signedTime', bodyBytes, body: signedTimeBodyFromBytes(bodyBytes), signature };
+    }
+    case MESSAGE_TYPES.unlockRequest:
+      return { type: 'unlockRequest', credId: r.uint(1, 'credId', 0xffff_ffff) };
+    case MESSAGE_TYPES.challenge: {
+      const bodyBytes = r.bytes(1, 'body', { max: 128 });
+      return { type: 'challenge', bodyBytes, body: challengeBodyFromBytes(bodyBytes) };
+    }
+    case MESSAGE_TYPES.unlockResponse:
+      return { type: 'unlockResponse', challengeBytes: r.bytes(1, 'challenge', { max: 128 }), signature: r.bytes(2, 'signature', { exact: 64 }) };
+    case MESSAGE_TYPES.decision: {
+      const granted = r.bool(1, 'granted');
+      const code = r.uint(2, 'reason', 0xff);
+      const reason = decisionReasonName(code);
+      if (reason === undefined) throw new ProtocolError('MALFORMED', `decision: unknown reason ${code}`);
+      if (granted !== (reason === 'GRANTED')) throw new ProtocolError('MALFORMED', 'decision: granted flag contradicts reason');
+      return { type: 'decision', granted, reason, auditSeq: r.uint(3, 'auditSeq') };
+    }
+    case MESSAGE_TYPES.auditRequest:
+      return { type: 'auditRequest', fromSeq: r.uint(1, 'fromSeq') };
+    case MESSAGE_TYPES.auditExport: {
+      const prevHash = r.bytes(1, 'prevHash', { exact: 32 });
+      const raw = r.array(2, 'records', MAX_AUDIT_RECORDS_PER_EXPORT);
+      const records = raw.map((x, i) => {
+        if (!(x instanceof Uint8Array) || x.length > 64) throw new ProtocolError('MALFORMED', `auditExport.records[${i}]: expected bstr ≤ 64 bytes`);
+        auditRecordFromBytes(x); // validate now; callers decode again when they need fields
+        return x;
+      });
+      return { type: 'auditExport', prevHash, records };
+    }
+    case MESSAGE_TYPES.error: {
+      const code = r.uint(1, 'code', 0xff);
+      const reason = errorName(code);
+      if (reason === undefined) throw new ProtocolError('MALFORMED', `error: unknown code ${code}`);
+      return { type: 'error', reason, detail: r.optText(2, 'detail', 120) ?? '' };
+    }
+    case MESSAGE_TYPES.timeAck:
+      return { type: 'timeAck', lockTime: r.uint(1, 'lockTime') };
+    default:
+      throw new ProtocolError('MALFORMED', `unknown message type ${type}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Receipts
+
+export function encodeReceiptBody(b: ReceiptBody): Uint8Array {
+  return encode(
+    cmap([
+      [1, b.lockId],
+      [2, b.version],
+      [3, b.digest],
+      [4, b.nonce],
+      [5, b.lockTime],
+      [6, b.auditSeq],
+      [7, b.auditHead],
+    ]),
+  );
+}
+
+export function receiptBodyFromBytes(bytes: Uint8Array): ReceiptBody {
+  const r = MapReader.of(decodeNested(bytes, 'receipt.body'), 'receipt.body');
+  const b: ReceiptBody = {
+    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+    version: r.uint(2, 'version'),
+    digest: r.bytes(3, 'digest', { exact: DIGEST_BYTES }),
+    nonce: r.bytes(4, 'nonce', { exact: NONCE_BYTES }),
+    lockTime: r.uint(5, 'lockTime'),
+    auditSeq: r.uint(6, 'auditSeq'),
+    auditHead: r.bytes(7, 'auditHead', { exact: 32 }),
+  };
+  r.done();
+  return b;
+}
+
+export function makeReceipt(body: ReceiptBody, deviceSecret: Uint8Array): Extract<Message, { type: 'receipt' }> {
+  const bodyBytes = encodeReceiptBody(body);
+  return { type: 'receipt', bodyBytes, body, signature: sign('receipt', bodyBytes, deviceSecret) };
+}
+
+export function verifyReceipt(m: Extract<Message, { type: 'receipt' }>, devicePublic: Uint8Array): boolean {
+  return verify('receipt', m.bodyBytes, m.signature, devicePublic);
+}
+
+// ---------------------------------------------------------------------------
+// Signed time
+
+export function encodeSignedTimeBody(b: SignedTimeBody): Uint8Array {
+  return encode(cmap([[1, b.lockId], [2, b.time], [3, b.keyId], [4, b.nonce]]));
+}
+
+export function signedTimeBodyFromBytes(bytes: Uint8Array): SignedTimeBody {
+  const r = MapReader.of(decodeNested(bytes, 'signedTime.body'), 'signedTime.body');
+  const b: SignedTimeBody = {
+    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+    time: r.uint(2, 'time'),
+    keyId: r.bytes(3, 'keyId', { exact: KEY_ID_BYTES }),
+  };
+  const nonce = r.optBytes(4, 'nonce', { exact: NONCE_BYTES });
+  if (nonce !== undefined) b.nonce = nonce;
+  r.done();
+  return b;
+}
+
+export function makeSignedTime(body: SignedTimeBody, signingSecret: Uint8Array): Extract<Message, { type: 'signedTime' }> {
+  const bodyBytes = encodeSignedTimeBody(body);
+  return { type: 'signedTime', bodyBytes, body, signature: sign('time', bodyBytes, signingSecret) };
+}
+
+// ---------------------------------------------------------------------------
+// Unlock challenge–response
+
+export function encodeChallengeBody(b: ChallengeBody): Uint8Array {
+  return encode(cmap([[1, b.lockId], [2, b.sessionId], [3, b.nonce], [4, b.credId], [5, b.expiresAtMs]]));
+}
+
+export function challengeBodyFromBytes(bytes: Uint8Array): ChallengeBody {
+  const r = MapReader.of(decodeNested(bytes, 'challenge.body'), 'challenge.body');
+  const b: ChallengeBody = {
+    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+    sessionId: r.bytes(2, 'sessionId', { exact: SESSION_ID_BYTES }),
+    nonce: r.bytes(3, 'nonce', { exact: NONCE_BYTES }),
+    credId: r.uint(4, 'credId', 0xffff_ffff),
+    expiresAtMs: r.uint(5, 'expiresAtMs'),
+  };
+  r.done();
+  return b;
+}
+
+/** Phone side: sign the challenge bytes exactly as received. */
+export function answerChallenge(challengeBytes: Uint8Array, phoneSecret: Uint8Array): Extract<Message, { type: 'unlockResponse' }> {
+  return { type: 'unlockResponse', challengeBytes, signature: sign('unlock', challengeBytes, phoneSecret) };
+}
+
+// ---------------------------------------------------------------------------
+// Audit records and the hash chain
+
+export function encodeAuditRecord(a: AuditRecord): Uint8Array {
+  return encode(
+    cmap([
+      [1, a.seq],
+      [2, a.time],
+      [3, AUDIT_EVENTS[a.event]],
+      [4, a.credId],
+      [5, a.reason],
+      [6, a.value],
+    ]),
+  );
+}
+
+export function auditRecordFromBytes(bytes: Uint8Array): AuditRecord {
+  const r = MapReader.of(decodeNested(bytes, 'auditRecord'), 'auditRecord');
+  const seq = r.uint(1, 'seq');
+  const time = r.uint(2, 'time');
+  const code = r.uint(3, 'event', 0xff);
+  const event = AUDIT_EVENT_BY_CODE.get(code);
+  if (event === undefined) throw new ProtocolError('MALFORMED', `auditRecord: unknown event ${code}`);
+  const a: AuditRecord = { seq, time, event };
+  const credId = r.optUint(4, 'credId', 0xffff_ffff);
+  const reason = r.optUint(5, 'reason', 0xff);
+  const value = r.optUint(6, 'value');
+  if (credId !== undefined) a.credId = credId;
+  if (reason !== undefined) a.reason = reason;
+  if (value !== undefined) a.value = value;
+  r.done();
+  return a;
+}
+
+/** Chain hash before the first record. */
+export const AUDIT_GENESIS = hash(new TextEncoder().encode('locksync/v1/audit-genesis'));
+
+/** h(n) = SHA-256(h(n-1) || record bytes). */
+export function chainAudit(prevHash: Uint8Array, recordBytes: Uint8Array): Uint8Array {
+  return hash(concatBytes(prevHash, recordBytes));
+}
+
+/** Verify an export's records form a contiguous chain from prevHash; returns the final hash. */
+export function verifyAuditChain(prevHash: Uint8Array, records: readonly Uint8Array[]): { head: Uint8Array; lastSeq: number | undefined } {
+  let h = prevHash;
+  let expectSeq: number | undefined;
+  let lastSeq: number | undefined;
+  for (const rb of records) {
+    const rec = auditRecordFromBytes(rb);
+    if (expectSeq !== undefined && rec.seq !== expectSeq) throw new ProtocolError('MALFORMED', `audit export: seq ${rec.seq}, expected ${expectSeq}`);
+    expectSeq = rec.seq + 1;
+    lastSeq = rec.seq;
+    h = chainAudit(h, rb);
+  }
+  return { head: h, lastSeq };
+}

@@ -1,0 +1,343 @@
+// Signed table heads, key certificates, deltas and snapshots — and `applyUpdate`, the one
+// verification pipeline the lock runs (and the authority runs to check itself).
+//
+// Trust chain (SPEC.md §3): the lock is provisioned with one or more offline ROOT public
+// keys. A root certifies ONLINE signing keys with a key certificate carrying a serial; the
+// highest serial a lock has accepted is its certificate floor, so issuing a new cert
+// (rotation) retires every older online key at that lock. Table heads are signed by an
+// online key (or a root). Everything a courier carries is bound to one lock id and one
+// version chain.
+
+import { type CborValue, decode, encode, bytesEqual } from './cbor';
+import { KEY_ID_BYTES, keyIdOf, sign, verify } from './crypto';
+import { ProtocolError } from './errors';
+import { MapReader, cmap, expectArray } from './schema';
+import { type Op, applyOps, opFromCbor, opToCbor } from './ops';
+import { type Table, LIMITS, decodeTable, emptyTable, tableDigest, tableToCbor } from './table';
+
+export const LOCK_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,31}$/;
+export const DIGEST_BYTES = 32;
+/** A delta names its base by version and the first 8 bytes of the base digest: enough to
+ *  detect a broken chain. Security rests on the signed digest of the result. */
+export const BASE_DIGEST_PREFIX_BYTES = 8;
+export const MAX_CERTS_PER_UPDATE = 4;
+
+// ---------------------------------------------------------------------------
+// Heads
+
+export interface TableHead {
+  lockId: string;
+  version: number;
+  digest: Uint8Array;
+  /** Authority time when signed, unix seconds. Also a lower bound for the lock's clock. */
+  issuedAt: number;
+  keyId: Uint8Array;
+}
+
+/** A head with the exact bytes its signature covers. */
+export interface SignedHead {
+  head: TableHead;
+  headBytes: Uint8Array;
+  signature: Uint8Array;
+}
+
+export function encodeTableHead(h: TableHead): Uint8Array {
+  return encode(
+    cmap([
+      [1, h.lockId],
+      [2, h.version],
+      [3, h.digest],
+      [4, h.issuedAt],
+      [5, h.keyId],
+    ]),
+  );
+}
+
+export function headFromCbor(v: CborValue, what = 'head'): TableHead {
+  const r = MapReader.of(v, what);
+  const h: TableHead = {
+    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+    version: r.uint(2, 'version'),
+    digest: r.bytes(3, 'digest', { exact: DIGEST_BYTES }),
+    issuedAt: r.uint(4, 'issuedAt'),
+    keyId: r.bytes(5, 'keyId', { exact: KEY_ID_BYTES }),
+  };
+  r.done();
+  return h;
+}
+
+export function signHead(h: TableHead, secretKey: Uint8Array): SignedHead {
+  const headBytes = encodeTableHead(h);
+  return { head: h, headBytes, signature: sign('head', headBytes, secretKey) };
+}
+
+/** Wire form: [headBytes, signature]. The head travels as a byte string so the signature
+ *  is checked over exactly the bytes received, before anything inside is trusted. */
+export function signedHeadToCbor(s: SignedHead): CborValue {
+  return [s.headBytes, s.signature];
+}
+
+export function signedHeadFromCbor(v: CborValue, what = 'signedHead'): SignedHead {
+  const arr = expectArray(v, what, 2);
+  const [headBytes, signature] = arr;
+  if (arr.length !== 2 || !(headBytes instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64)
+    throw new ProtocolError('MALFORMED', `${what}: expected [bstr head, bstr(64) signature]`);
+  const head = headFromCbor(decodeNested(headBytes, `${what}.head`), `${what}.head`);
+  return { head, headBytes, signature };
+}
+
+/** Decode CBOR embedded in a byte string, mapping decoder errors to MALFORMED. */
+export function decodeNested(bytes: Uint8Array, what: string): CborValue {
+  try {
+    return decode(bytes, { maxBytes: 4096, maxDepth: 4, maxItems: 64 });
+  } catch (e) {
+    throw new ProtocolError('MALFORMED', `${what}: ${(e as Error).message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Key certificates
+
+export interface KeyCert {
+  serial: number;
+  publicKey: Uint8Array;
+  keyId: Uint8Array;
+  rootKeyId: Uint8Array;
+}
+
+export interface SignedKeyCert {
+  cert: KeyCert;
+  certBytes: Uint8Array;
+  signature: Uint8Array;
+}
+
+export function issueKeyCert(serial: number, publicKey: Uint8Array, rootSecret: Uint8Array, rootPublic: Uint8Array): SignedKeyCert {
+  const cert: KeyCert = { serial, publicKey, keyId: keyIdOf(publicKey), rootKeyId: keyIdOf(rootPublic) };
+  const certBytes = encode(
+    cmap([
+      [1, cert.serial],
+      [2, cert.publicKey],
+      [3, cert.keyId],
+      [4, cert.rootKeyId],
+    ]),
+  );
+  return { cert, certBytes, signature: sign('keyCert', certBytes, rootSecret) };
+}
+
+export function keyCertToCbor(c: SignedKeyCert): CborValue {
+  return [c.certBytes, c.signature];
+}
+
+export function keyCertFromCbor(v: CborValue, what = 'keyCert'): SignedKeyCert {
+  const arr = expectArray(v, what, 2);
+  const [certBytes, signature] = arr;
+  if (arr.length !== 2 || !(certBytes instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64)
+    throw new ProtocolError('MALFORMED', `${what}: expected [bstr cert, bstr(64) signature]`);
+  const r = MapReader.of(decodeNested(certBytes, what), what);
+  const cert: KeyCert = {
+    serial: r.uint(1, 'serial', 0xffff_ffff),
+    publicKey: r.bytes(2, 'publicKey', { exact: 32 }),
+    keyId: r.bytes(3, 'keyId', { exact: KEY_ID_BYTES }),
+    rootKeyId: r.bytes(4, 'rootKeyId', { exact: KEY_ID_BYTES }),
+  };
+  r.done();
+  if (!bytesEqual(cert.keyId, keyIdOf(cert.publicKey))) throw new ProtocolError('MALFORMED', `${what}: keyId does not match publicKey`);
+  return { cert, certBytes, signature };
+}
+
+// ---------------------------------------------------------------------------
+// Trust state a lock holds
+
+export interface TrustState {
+  /** Offline root public keys (provisioned; never change by update). */
+  roots: Uint8Array[];
+  /** Online key certificates accepted so far. */
+  certs: SignedKeyCert[];
+  /** Highest cert serial accepted: certs below it are retired. */
+  certFloor: number;
+}
+
+function rootFor(trust: TrustState, keyId: Uint8Array): Uint8Array | undefined {
+  return trust.roots.find((r) => bytesEqual(keyIdOf(r), keyId));
+}
+
+/** Verify carried certs against the roots; returns the trust state including them. */
+export function admitCerts(trust: TrustState, carried: readonly SignedKeyCert[]): TrustState {
+  let certs = trust.certs;
+  let floor = trust.certFloor;
+  for (const c of carried) {
+    const root = rootFor(trust, c.cert.rootKeyId);
+    if (root === undefined) throw new ProtocolError('UNTRUSTED_KEY', `key cert ${c.cert.serial} issued by unknown root`);
+    if (!verify('keyCert', c.certBytes, c.signature, root)) throw new ProtocolError('BAD_SIGNATURE', `key cert ${c.cert.serial}: signature does not verify`);
+    if (c.cert.serial < floor) continue; // already superseded: ignore, never lowers anything
+    if (!certs.some((k) => bytesEqual(k.certBytes, c.certBytes))) certs = [...certs, c];
+    floor = Math.max(floor, c.cert.serial);
+  }
+  certs = certs.filter((c) => c.cert.serial >= floor);
+  return { roots: trust.roots, certs, certFloor: floor };
+}
+
+/** Public key allowed to sign heads with this key id, or an UNTRUSTED_KEY refusal. */
+export function signingKeyFor(trust: TrustState, keyId: Uint8Array): Uint8Array {
+  const root = rootFor(trust, keyId);
+  if (root !== undefined) return root;
+  const cert = trust.certs.find((c) => bytesEqual(c.cert.keyId, keyId));
+  if (cert === undefined) throw new ProtocolError('UNTRUSTED_KEY', `no trusted key with id ${Buffer.from(keyId).toString('hex')}`);
+  if (cert.cert.serial < trust.certFloor) throw new ProtocolError('UNTRUSTED_KEY', `key ${cert.cert.serial} retired by rotation`);
+  return cert.cert.publicKey;
+}
+
+// ---------------------------------------------------------------------------
+// Updates: deltas and snapshots
+
+export interface Delta {
+  type: 'delta';
+  baseVersion: number;
+  baseDigestPrefix: Uint8Array;
+  ops: Op[];
+  head: SignedHead;
+  certs: SignedKeyCert[];
+}
+
+export interface Snapshot {
+  type: 'snapshot';
+  table: Table;
+  head: SignedHead;
+  certs: SignedKeyCert[];
+}
+
+export type Update = Delta | Snapshot;
+
+/** Update bodies (SPEC.md §5): delta {1 baseVersion, 2 baseDigestPrefix, 3 ops, 4 head, ?5 certs};
+ *  snapshot {1 table, 4 head, ?5 certs}. They travel inside session messages. */
+export function updateToCbor(u: Update): CborValue {
+  const certs = u.certs.length > 0 ? u.certs.map(keyCertToCbor) : undefined;
+  if (u.type === 'delta')
+    return cmap([
+      [1, u.baseVersion],
+      [2, u.baseDigestPrefix],
+      [3, u.ops.map(opToCbor)],
+      [4, signedHeadToCbor(u.head)],
+      [5, certs],
+    ]);
+  return cmap([
+    [1, tableToCbor(u.table)],
+    [4, signedHeadToCbor(u.head)],
+    [5, certs],
+  ]);
+}
+
+export function updateFromCbor(v: CborValue, type: 'delta' | 'snapshot', what = type): Update {
+  const r = MapReader.of(v, what);
+  const certsRaw = r.optArray(5, 'certs', MAX_CERTS_PER_UPDATE);
+  const head = signedHeadFromCbor(r.raw(4, 'head'), `${what}.head`);
+  const certs = (certsRaw ?? []).map((c, i) => keyCertFromCbor(c, `${what}.certs[${i}]`));
+  if (certsRaw !== undefined && certsRaw.length === 0) throw new ProtocolError('MALFORMED', `${what}.certs: empty array must be omitted`);
+  if (type === 'delta') {
+    const baseVersion = r.uint(1, 'baseVersion');
+    const baseDigestPrefix = r.bytes(2, 'baseDigestPrefix', { exact: BASE_DIGEST_PREFIX_BYTES });
+    const ops = r.array(3, 'ops', LIMITS.maxOpsPerDelta).map((o, i) => opFromCbor(o, `${what}.ops[${i}]`));
+    r.done();
+    return { type, baseVersion, baseDigestPrefix, ops, head, certs };
+  }
+  const table = decodeTable(r.raw(1, 'table'), `${what}.table`);
+  r.done();
+  return { type, table, head, certs };
+}
+
+// ---------------------------------------------------------------------------
+// The lock's table state and the pipeline
+
+export interface TableState {
+  lockId: string;
+  table: Table;
+  /** Head of the current table; null on a freshly provisioned lock (version 0, empty table). */
+  head: TableHead | null;
+  /** Lowest version the lock may ever move to next is versionFloor + 1. Persisted. */
+  versionFloor: number;
+  trust: TrustState;
+  /** Newest issuedAt of any accepted head or signed time: the clock never goes below it. */
+  newestIssuedAt: number;
+}
+
+export function initialTableState(lockId: string, roots: Uint8Array[]): TableState {
+  return { lockId, table: emptyTable(), head: null, versionFloor: 0, trust: { roots, certs: [], certFloor: 0 }, newestIssuedAt: 0 };
+}
+
+export function currentDigest(s: TableState): Uint8Array {
+  return s.head?.digest ?? tableDigest(s.table);
+}
+
+export function currentVersion(s: TableState): number {
+  return s.head?.version ?? 0;
+}
+
+export type ApplyResult = { ok: true; state: TableState; update: Update } | { ok: false; error: ProtocolError };
+
+/**
+ * Verify an update against the lock's state and, if every check passes, return the new
+ * state. Never mutates `state`; on refusal the caller keeps the old state byte for byte.
+ * Check order (each a distinct refusal): trust/signature → lock binding → rollback →
+ * chain → apply → digest.
+ */
+export function applyUpdate(state: TableState, update: Update): ApplyResult {
+  try {
+    const { head } = update;
+    const trust = admitCerts(state.trust, update.certs);
+    const key = signingKeyFor(trust, head.head.keyId);
+    if (!verify('head', head.headBytes, head.signature, key)) throw new ProtocolError('BAD_SIGNATURE', 'table head signature does not verify');
+    if (head.head.lockId !== state.lockId) throw new ProtocolError('WRONG_LOCK', `update for ${head.head.lockId}, this is ${state.lockId}`);
+    if (head.head.version <= state.versionFloor)
+      throw new ProtocolError('ROLLBACK', `version ${head.head.version} <= floor ${state.versionFloor}`);
+    let table: Table;
+    if (update.type === 'delta') {
+      const version = currentVersion(state);
+      if (update.baseVersion !== version) throw new ProtocolError('BROKEN_CHAIN', `delta from v${update.baseVersion}, lock is at v${version}`);
+      const digest = currentDigest(state);
+      if (!bytesEqual(update.baseDigestPrefix, digest.subarray(0, BASE_DIGEST_PREFIX_BYTES)))
+        throw new ProtocolError('BROKEN_CHAIN', `delta base digest does not match v${version}`);
+      table = applyOps(state.table, update.ops);
+    } else {
+      table = update.table;
+    }
+    const digest = tableDigest(table);
+    if (!bytesEqual(digest, head.head.digest)) throw new ProtocolError('DIGEST_MISMATCH', `table after apply does not match signed head v${head.head.version}`);
+    return {
+      ok: true,
+      update,
+      state: {
+        lockId: state.lockId,
+        table,
+        head: head.head,
+        versionFloor: head.head.version,
+        trust,
+        newestIssuedAt: Math.max(state.newestIssuedAt, head.head.issuedAt),
+      },
+    };
+  } catch (e) {
+    if (e instanceof ProtocolError) return { ok: false, error: e };
+    throw e;
+  }
+}
+
+/** Authority side: build a signed delta from `base` to `target`. */
+export function makeDelta(args: {
+  base: { version: number; digest: Uint8Array };
+  ops: Op[];
+  head: SignedHead;
+  certs?: SignedKeyCert[];
+}): Delta {
+  return {
+    type: 'delta',
+    baseVersion: args.base.version,
+    baseDigestPrefix: args.base.digest.slice(0, BASE_DIGEST_PREFIX_BYTES),
+    ops: args.ops,
+    head: args.head,
+    certs: args.certs ?? [],
+  };
+}
+
+export function digestOfEmptyTable(): Uint8Array {
+  return tableDigest(emptyTable());
+}
+
