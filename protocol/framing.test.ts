@@ -518,6 +518,21 @@ describe('vectors', () => {
     expect(Buffer.from(f[0] as Uint8Array).subarray(0, 7).toString('hex')).toBe('80003412ac0200');
     expect(f[1]?.[0]).toBe(1);
     expect(f[16]?.length).toBe(1 + (300 - 13 - 15 * 19));
+    const r = new FrameReassembler();
+    expect(Buffer.from(r.hello()).toString('hex')).toBe('82012000808040');
+    const acks = f.map((x) => r.push(x).ack).filter((a) => a !== undefined);
+    expect(acks.map((a) => Buffer.from(a).toString('hex'))).toEqual(['810f', '8110']);
+    const r2 = new FrameReassembler();
+    r2.hello();
+    for (const x of f.slice(0, 6)) r2.push(x);
+    expect(r2.heldBytes).toBe(108);
+    expect(Buffer.from(r2.hello()).toString('hex')).toBe('820120018080403412ac026c');
+    const resumed = segmentMessage(msg, 23, { messageId: 0x1234, offset: 108 });
+    expect(Buffer.from(resumed[0] as Uint8Array).subarray(0, 7).toString('hex')).toBe('80003412ac026c');
+    let out: Uint8Array | undefined;
+    for (const x of resumed) out = r2.push(x).message ?? out;
+    expect(out).toEqual(msg);
+    expect(resumed).toHaveLength(11);
   });
 });
 
