@@ -10,3 +10,5 @@ export * from './messages';
 export * from './codes';
 export * from './random';
 export * from './transport';
+export * from './framing';
+export * from './channel';
