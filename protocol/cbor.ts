@@ -131,7 +131,11 @@ function writeHead(w: ByteWriter, major: number, n: number): void {
 }
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is content, not a byte-order mark to strip — stripping it
+// would make an accepted text string re-encode to different bytes.
+const textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+// A lone UTF-16 surrogate has no UTF-8 form; TextEncoder would silently write U+FFFD.
+const LONE_SURROGATE = /\p{Cs}/u;
 
 function encodeInto(w: ByteWriter, v: CborValue, depth: number): void {
   if (depth > 64) throw new CborError('UNENCODABLE', w.length, 'nesting too deep to encode');
@@ -143,6 +147,7 @@ function encodeInto(w: ByteWriter, v: CborValue, depth: number): void {
     writeHead(w, 2, v.length);
     w.bytes(v);
   } else if (typeof v === 'string') {
+    if (LONE_SURROGATE.test(v)) throw new CborError('UNENCODABLE', w.length, 'text contains a lone UTF-16 surrogate');
     const b = textEncoder.encode(v);
     writeHead(w, 3, b.length);
     w.bytes(b);
@@ -212,8 +217,9 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}): Cbo
     if (pos + n > input.length) throw new CborError('TRUNCATED', at, `need ${n} more byte(s)`);
   };
 
-  /** Read the argument of a header; returns [value, encodedLength]. */
-  const readArgument = (ai: number, at: number): number => {
+  /** Read the argument of a header. A length or count (`isLength`) beyond 2^53 - 1 reads
+   *  as +Infinity so the caller refuses it as too long rather than as an integer. */
+  const readArgument = (ai: number, at: number, isLength = false): number => {
     if (ai < 24) return ai;
     if (ai === 24) {
       need(1, at);
@@ -247,7 +253,10 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}): Cbo
         (((input[pos + 5] as number) << 16) | ((input[pos + 6] as number) << 8) | (input[pos + 7] as number));
       pos += 8;
       if (hi === 0) throw new CborError('NON_PREFERRED', at, `argument ${lo} encoded in 8 extra bytes`);
-      if (hi >= 0x200000) throw new CborError('INTEGER_RANGE', at, 'integer beyond 2^53 - 1');
+      if (hi >= 0x200000) {
+        if (isLength) return Number.POSITIVE_INFINITY;
+        throw new CborError('INTEGER_RANGE', at, 'integer beyond 2^53 - 1');
+      }
       return hi * 0x100000000 + lo;
     }
     if (ai === 31) throw new CborError('INDEFINITE_LENGTH', at, 'indefinite-length items are not allowed');
@@ -314,7 +323,7 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}): Cbo
       }
       case 2:
       case 3: {
-        const len = readArgument(ai, start);
+        const len = readArgument(ai, start, true);
         if (len > lim.maxStringBytes) throw new CborError('STRING_LIMIT', start, `string of ${len} bytes > ${lim.maxStringBytes}`);
         need(len, start);
         const bytes = input.slice(pos, pos + len);
@@ -333,7 +342,7 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}): Cbo
       }
       case 4:
       case 5: {
-        const n = readArgument(ai, start);
+        const n = readArgument(ai, start, true);
         const slots = major === 4 ? n : n * 2;
         // Every slot needs at least one byte: refuse impossible counts before allocating.
         if (slots > input.length - pos) throw new CborError('TRUNCATED', start, `${slots} items cannot fit in ${input.length - pos} bytes`);

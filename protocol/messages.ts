@@ -172,10 +172,20 @@ export function encodeMessage(m: Message): Uint8Array {
     case 'auditExport':
       return encode(cmap([[0, t], [1, m.prevHash], [2, m.records]]));
     case 'error':
-      return encode(cmap([[0, t], [1, ERROR_CODES[m.reason]], [2, m.detail.length > 0 ? m.detail.slice(0, 120) : undefined]]));
+      return encode(cmap([[0, t], [1, ERROR_CODES[m.reason]], [2, m.detail.length > 0 ? truncateDetail(m.detail) : undefined]]));
     case 'timeAck':
       return encode(cmap([[0, t], [1, m.lockTime]]));
   }
+}
+
+/** Error details are capped at 120 UTF-16 units, never splitting a surrogate pair (a lone
+ *  surrogate has no UTF-8 encoding). */
+export const MAX_ERROR_DETAIL = 120;
+function truncateDetail(d: string): string {
+  let s = d.slice(0, MAX_ERROR_DETAIL);
+  const last = s.charCodeAt(s.length - 1);
+  if (s.length < d.length && last >= 0xd800 && last <= 0xdbff) s = s.slice(0, -1);
+  return s.replace(/\p{Cs}/gu, '\ufffd');
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   type LockPolicy,
   type Table,
   LIMITS,
+  encodeEntry,
   entryFromCbor,
   entryToCbor,
   keyPolicyFromCbor,
@@ -122,7 +123,7 @@ export function applyOps(base: Table, ops: readonly Op[]): Table {
         break;
     }
   }
-  if (removed.length > 0) cascadeRemovals(entries);
+  if (removed.length > 0) cascadeRemovals(entries, removed);
   if (entries.size > LIMITS.maxEntries) throw new ProtocolError('OVER_LIMIT', `${entries.size} entries > ${LIMITS.maxEntries}`);
   if (keyPolicies.size > LIMITS.maxKeyPolicies) throw new ProtocolError('OVER_LIMIT', `${keyPolicies.size} key policies > ${LIMITS.maxKeyPolicies}`);
   // A put may name a parent that a later op removed, or that never existed.
@@ -134,11 +135,12 @@ export function applyOps(base: Table, ops: readonly Op[]): Table {
 }
 
 /**
- * Guests lose access when the credential they were shared from goes: remove, to a fixed
- * point, every entry whose parent is no longer present. Only orphans created by this
- * delta's removals can exist here, because tables never hold dangling parents.
+ * Guests lose access when the credential they were shared from goes. After all ops, remove
+ * (to a fixed point) every entry whose parent is a credential this delta removed and that
+ * is still absent. Only removals seed the cascade: a put naming a parent that never existed
+ * is not silently dropped but refused by the parent check that follows.
  */
-function cascadeRemovals(entries: Map<number, Entry>): void {
+function cascadeRemovals(entries: Map<number, Entry>, removed: readonly number[]): void {
   const children = new Map<number, number[]>();
   for (const e of entries.values()) {
     if (e.parent === undefined) continue;
@@ -147,7 +149,7 @@ function cascadeRemovals(entries: Map<number, Entry>): void {
     else children.set(e.parent, [e.credId]);
   }
   const queue: number[] = [];
-  for (const parent of children.keys()) if (!entries.has(parent)) queue.push(parent);
+  for (const id of new Set(removed)) if (!entries.has(id)) queue.push(id);
   while (queue.length > 0) {
     const gone = queue.pop() as number;
     for (const child of children.get(gone) ?? []) {
@@ -162,6 +164,28 @@ function cascadeRemovals(entries: Map<number, Entry>): void {
  * The authority uses it to build deltas; applyOps(from, diffTables(from, to)) equals `to`.
  */
 export function diffTables(from: Table, to: Table): Op[] {
+  const compact = diffTablesWith(from, to, true);
+  // Leaving cascades implicit is only right when the cascade at the end of the delta removes
+  // exactly the credentials `to` lacks (a re-parented ancestor can keep a guest alive).
+  // Check by applying; otherwise spell every removal out.
+  try {
+    if (sameEntries(applyOps(from, compact), to)) return compact;
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e;
+  }
+  return diffTablesWith(from, to, false);
+}
+
+function sameEntries(a: Table, b: Table): boolean {
+  if (a.entries.size !== b.entries.size) return false;
+  for (const [id, e] of a.entries) {
+    const o = b.entries.get(id);
+    if (o === undefined || (o !== e && !bytesEqual(encodeEntry(o), encodeEntry(e)))) return false;
+  }
+  return true;
+}
+
+function diffTablesWith(from: Table, to: Table, implicitCascade: boolean): Op[] {
   const ops: Op[] = [];
   const removedIds = new Set<number>();
   for (const id of from.entries.keys()) if (!to.entries.has(id)) removedIds.add(id);
@@ -210,7 +234,7 @@ export function diffTables(from: Table, to: Table): Op[] {
   for (const id of [...removedIds].sort((a, b) => a - b)) {
     if (covered.has(id)) continue;
     const e = from.entries.get(id) as Entry;
-    if (parentGone(e)) continue;
+    if (implicitCascade && parentGone(e)) continue;
     ops.push({ op: 'remove', credId: id });
   }
   for (const [k, p] of [...to.keyPolicies].sort((a, b) => a[0] - b[0])) {
