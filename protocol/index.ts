@@ -12,3 +12,4 @@ export * from './random';
 export * from './transport';
 export * from './framing';
 export * from './channel';
+export * from './gatt';

@@ -28,6 +28,7 @@ export const MESSAGE_TYPES = {
   auditExport: 12,
   error: 13,
   timeAck: 14,
+  receiptRequest: 15,
 } as const;
 export type MessageTypeName = keyof typeof MESSAGE_TYPES;
 
@@ -131,7 +132,10 @@ export type Message =
   | { type: 'auditRequest'; fromSeq: number }
   | { type: 'auditExport'; prevHash: Uint8Array; records: Uint8Array[] }
   | { type: 'error'; reason: ErrorName; detail: string }
-  | { type: 'timeAck'; lockTime: number };
+  | { type: 'timeAck'; lockTime: number }
+  /** Ask for a receipt of the table in force, bound to this session's nonce: a courier whose
+   *  link dropped after the lock committed (receipt lost) gets proof without resending. */
+  | { type: 'receiptRequest' };
 
 export const MAX_AUDIT_RECORDS_PER_EXPORT = 4096;
 
@@ -175,6 +179,8 @@ export function encodeMessage(m: Message): Uint8Array {
       return encode(cmap([[0, t], [1, ERROR_CODES[m.reason]], [2, m.detail.length > 0 ? truncateDetail(m.detail) : undefined]]));
     case 'timeAck':
       return encode(cmap([[0, t], [1, m.lockTime]]));
+    case 'receiptRequest':
+      return encode(cmap([[0, t]]));
   }
 }
 
@@ -278,6 +284,8 @@ function readMessage(type: number, r: MapReader): Message {
     }
     case MESSAGE_TYPES.timeAck:
       return { type: 'timeAck', lockTime: r.uint(1, 'lockTime') };
+    case MESSAGE_TYPES.receiptRequest:
+      return { type: 'receiptRequest' };
     default:
       throw new ProtocolError('MALFORMED', `unknown message type ${type}`);
   }
