@@ -1,0 +1,179 @@
+// Loading the real BLE host stacks (noble = central, bleno = peripheral) for a transport:
+//   uart:PATH  HCI over UART — a virtual radio pty, or a real nRF52840/Zephyr hci_uart dongle
+//   hci:N      Linux HCI socket (hciN)
+// The packages are optional dependencies, imported lazily so nothing else in the project
+// needs them to load.
+import { createRequire } from 'node:module';
+
+export type BleFamily = 'stoprocent' | 'abandonware';
+
+export type HostTransport =
+  | { kind: 'uart'; port: string; baudRate: number }
+  | { kind: 'hci'; deviceId: number };
+
+export class TransportParseError extends Error {
+  constructor(readonly transport: string) {
+    super(`invalid BLE transport "${transport}": expected uart:PATH[@BAUD] or hci:N`);
+    this.name = 'TransportParseError';
+  }
+}
+
+/** A host-stack package is not installed. */
+export class BlePackageMissingError extends Error {
+  constructor(
+    readonly packageName: string,
+    cause: unknown,
+  ) {
+    super(`${packageName} is not installed: run \`npm install ${packageName}\` (${(cause as Error)?.message ?? String(cause)})`);
+    this.name = 'BlePackageMissingError';
+  }
+}
+
+/** The chosen family cannot drive this transport. */
+export class TransportUnsupportedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TransportUnsupportedError';
+  }
+}
+
+/** Parses `uart:/dev/ttyACM0`, `uart:/tmp/radio/lock-1@1000000`, `hci:0`. */
+export function parseTransport(transport: string): HostTransport {
+  const uart = /^uart:(.+?)(?:@(\d+))?$/.exec(transport);
+  if (uart) return { kind: 'uart', port: uart[1]!, baudRate: uart[2] ? Number(uart[2]) : 1_000_000 };
+  const hci = /^hci:(\d+)$/.exec(transport);
+  if (hci) return { kind: 'hci', deviceId: Number(hci[1]) };
+  throw new TransportParseError(transport);
+}
+
+/** Family from the option, else LOCKSYNC_BLE_FAMILY, else stoprocent. */
+export function resolveFamily(family?: BleFamily): BleFamily {
+  const chosen = family ?? (process.env.LOCKSYNC_BLE_FAMILY as BleFamily | undefined) ?? 'stoprocent';
+  if (chosen !== 'stoprocent' && chosen !== 'abandonware') {
+    throw new TransportUnsupportedError(`LOCKSYNC_BLE_FAMILY must be "stoprocent" or "abandonware", not "${String(chosen)}"`);
+  }
+  return chosen;
+}
+
+/**
+ * The options both families' `withBindings('hci', options)` take for a transport.
+ * `extended` (noble only) forces legacy (false) or extended (true) advertising commands;
+ * left out, noble follows the controller's LE Extended Advertising feature bit.
+ */
+export function hciBindingOptions(transport: HostTransport, extra: { extended?: boolean } = {}): Record<string, unknown> {
+  const options: Record<string, unknown> =
+    transport.kind === 'uart'
+      ? { hciDriver: 'uart', bindParams: { uart: { port: transport.port, baudRate: transport.baudRate } } }
+      : { deviceId: transport.deviceId };
+  if (extra.extended !== undefined) options.extended = extra.extended;
+  return options;
+}
+
+// Loose structural types: the packages ship their own typings but are optional, so the
+// project must type-check without them.
+export interface NobleLike {
+  readonly state: string;
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  once(event: string, listener: (...args: any[]) => void): unknown;
+  removeListener(event: string, listener: (...args: any[]) => void): unknown;
+  removeAllListeners(event?: string): unknown;
+  startScanningAsync(serviceUuids?: string[], allowDuplicates?: boolean): Promise<void>;
+  stopScanningAsync(): Promise<void>;
+  waitForPoweredOnAsync?(timeout?: number): Promise<void>;
+  stop?(): void;
+  [key: string]: any;
+}
+
+export interface BlenoLike {
+  readonly state: string;
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  once(event: string, listener: (...args: any[]) => void): unknown;
+  removeListener(event: string, listener: (...args: any[]) => void): unknown;
+  removeAllListeners(event?: string): unknown;
+  startAdvertising(name: string, serviceUuids?: string[], callback?: (error?: Error | null) => void): void;
+  stopAdvertising(callback?: () => void): void;
+  setServices(services: unknown[], callback?: (error?: Error | null) => void): void;
+  disconnect(): void;
+  PrimaryService: new (options: Record<string, unknown>) => unknown;
+  Characteristic: new (options: Record<string, unknown>) => unknown;
+  Descriptor: new (options: Record<string, unknown>) => unknown;
+  [key: string]: any;
+}
+
+interface WithBindingsModule<T> {
+  withBindings?: (type: string, options?: Record<string, unknown>) => T;
+  default?: WithBindingsModule<T> & T;
+}
+
+async function importPackage<T>(name: string): Promise<WithBindingsModule<T> & T> {
+  try {
+    const loaded = (await import(name)) as WithBindingsModule<T> & T;
+    // CommonJS packages arrive as { default: module.exports, ...named }.
+    return (loaded.default ?? loaded) as WithBindingsModule<T> & T;
+  } catch (error) {
+    if (isModuleNotFound(error, name)) throw new BlePackageMissingError(name, error);
+    throw error;
+  }
+}
+
+function isModuleNotFound(error: unknown, name: string): boolean {
+  const code = (error as { code?: string })?.code;
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(name);
+}
+
+async function loadHost<T>(role: 'noble' | 'bleno', transport: string, options: { family?: BleFamily; extended?: boolean }): Promise<T> {
+  const parsed = parseTransport(transport);
+  const family = resolveFamily(options.family);
+  const packageName = `@${family}/${role}`;
+  const module = await importPackage<T>(packageName);
+  if (family === 'abandonware') {
+    // The @abandonware stacks have no UART driver and choose the adapter by env var.
+    if (parsed.kind === 'uart') {
+      throw new TransportUnsupportedError(`${packageName} cannot use HCI over UART (${transport}); use @stoprocent/${role} (LOCKSYNC_BLE_FAMILY=stoprocent) or hci:N`);
+    }
+    process.env[role === 'noble' ? 'NOBLE_HCI_DEVICE_ID' : 'BLENO_HCI_DEVICE_ID'] = String(parsed.deviceId);
+    return module as T;
+  }
+  if (typeof module.withBindings !== 'function') {
+    throw new TransportUnsupportedError(`${packageName} has no withBindings(); a version with HCI-over-UART support is needed`);
+  }
+  return module.withBindings('hci', hciBindingOptions(parsed, role === 'noble' && options.extended !== undefined ? { extended: options.extended } : {}));
+}
+
+/** A noble (central) instance bound to `transport`. */
+export async function loadNoble(transport: string, options: { family?: BleFamily; extended?: boolean } = {}): Promise<NobleLike> {
+  return loadHost<NobleLike>('noble', transport, options);
+}
+
+/** A bleno (peripheral) instance bound to `transport`. */
+export async function loadBleno(transport: string, options: { family?: BleFamily } = {}): Promise<BlenoLike> {
+  return loadHost<BlenoLike>('bleno', transport, options);
+}
+
+/** Whether a host package can be resolved (without loading it). */
+export function isHostPackageInstalled(role: 'noble' | 'bleno', family?: BleFamily): boolean {
+  try {
+    createRequire(import.meta.url).resolve(`@${resolveFamily(family)}/${role}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits for a host instance to report `poweredOn`. */
+export function waitForPoweredOn(host: { state: string; on(e: string, l: (s: string) => void): unknown; removeListener(e: string, l: (s: string) => void): unknown }, timeoutMs = 10_000): Promise<void> {
+  if (host.state === 'poweredOn') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      host.removeListener('stateChange', onState);
+      reject(new Error(`BLE host not poweredOn after ${timeoutMs} ms (state ${host.state})`));
+    }, timeoutMs);
+    const onState = (state: string): void => {
+      if (state !== 'poweredOn') return;
+      clearTimeout(timer);
+      host.removeListener('stateChange', onState);
+      resolve();
+    };
+    host.on('stateChange', onState);
+  });
+}
