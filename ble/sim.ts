@@ -1,0 +1,179 @@
+// The `sim` transport: locks and phones in one process, joined by an in-memory link that
+// still runs every byte through the GATT framing at a chosen MTU. For unit tests, fleets
+// of simulated locks and QA scenarios that do not need the host stacks. Faults: drop a
+// link now or after N frames, and take a lock out of range.
+
+import { type LockConnection, type LockConnector, type DiscoveredLock, type DisconnectInfo, MessageInbox } from '../mobile-agent/link';
+import { AgentError } from '../mobile-agent/errors';
+import { MessageChannel, encodeMessage, type Message } from '../protocol/index';
+import { LockLinkServer } from './lock-server';
+import type { LockSessionHost } from './session-host';
+
+const REMOTE_USER_TERMINATED = 0x13;
+const CONNECTION_TIMEOUT = 0x08;
+
+interface SimLock {
+  server: LockLinkServer;
+  inRange: boolean;
+  rssi: number;
+}
+
+interface ActiveLink {
+  lockId: string;
+  framesLeft: number | undefined;
+  drop: (reason: number, description: string) => void;
+}
+
+/** One shared "air": register locks, then create phone connectors on it. */
+export class SimAir {
+  private readonly locks = new Map<string, SimLock>();
+  private readonly links = new Set<ActiveLink>();
+  /** Frames carried in total (both directions) — handy for fault schedules. */
+  framesCarried = 0;
+
+  constructor(readonly mtu = 185) {}
+
+  addLock(host: LockSessionHost, opts: { rssi?: number } = {}): LockLinkServer {
+    const server = new LockLinkServer(host);
+    this.locks.set(host.lockId, { server, inRange: true, rssi: opts.rssi ?? -60 });
+    return server;
+  }
+
+  removeLock(lockId: string): void {
+    this.setInRange(lockId, false);
+    this.locks.delete(lockId);
+  }
+
+  /** Out of range: adverts stop being heard and live links die by supervision timeout. */
+  setInRange(lockId: string, inRange: boolean): void {
+    const l = this.locks.get(lockId);
+    if (!l) return;
+    l.inRange = inRange;
+    if (!inRange) for (const link of [...this.links]) if (link.lockId === lockId) link.drop(CONNECTION_TIMEOUT, 'supervision timeout (out of range)');
+  }
+
+  /** Drop every live link to `lockId` now, or after `afterFrames` more frames. */
+  dropLink(lockId: string, afterFrames?: number): void {
+    for (const link of [...this.links]) {
+      if (link.lockId !== lockId) continue;
+      if (afterFrames === undefined || afterFrames <= 0) link.drop(CONNECTION_TIMEOUT, 'link dropped by fault injection');
+      else link.framesLeft = afterFrames;
+    }
+  }
+
+  connector(name = 'phone'): SimConnector {
+    return new SimConnector(this, name);
+  }
+
+  /** @internal */
+  lockEntry(lockId: string): SimLock | undefined {
+    return this.locks.get(lockId);
+  }
+  /** @internal */
+  allLocks(): [string, SimLock][] {
+    return [...this.locks];
+  }
+  /** @internal */
+  track(link: ActiveLink): () => void {
+    this.links.add(link);
+    return () => this.links.delete(link);
+  }
+}
+
+export class SimConnector implements LockConnector {
+  readonly transport = 'sim';
+  /** Per lock, outliving connections: the channel (so transfers resume) and where its frames go now. */
+  private readonly channels = new Map<string, { channel: MessageChannel; inbox: MessageInbox; hook: { onFrame: (f: Uint8Array) => void } }>();
+
+  constructor(
+    private readonly air: SimAir,
+    readonly name: string,
+  ) {}
+
+  async scan(_timeoutMs: number, filterLockId?: string): Promise<DiscoveredLock[]> {
+    const out: DiscoveredLock[] = [];
+    for (const [lockId, l] of this.air.allLocks()) {
+      if (!l.inRange || (filterLockId !== undefined && lockId !== filterLockId)) continue;
+      const a = l.server.host.advert();
+      out.push({ lockId, rssi: l.rssi, version: a.version, flags: a.flags, address: `sim:${lockId}` });
+    }
+    return out;
+  }
+
+  async connect(lockId: string, opts: { onProgress?: (acked: number, total: number) => void } = {}): Promise<LockConnection> {
+    const lock = this.air.lockEntry(lockId);
+    if (!lock || !lock.inRange) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
+    const air = this.air;
+    let state = this.channels.get(lockId);
+    if (!state) {
+      const inbox = new MessageInbox();
+      const hook = { onFrame: (_f: Uint8Array): void => undefined };
+      const channel = new MessageChannel({ write: (f) => hook.onFrame(f), onMessage: (m) => inbox.deliver(m) });
+      state = { channel, inbox, hook };
+      this.channels.set(lockId, state);
+    }
+    const { channel, inbox, hook } = state;
+    inbox.reopen();
+
+    let open = true;
+    let resolveClosed!: (d: DisconnectInfo) => void;
+    const closed = new Promise<DisconnectInfo>((r) => (resolveClosed = r));
+    const link: ActiveLink = {
+      lockId,
+      framesLeft: undefined,
+      drop: (reason, description) => {
+        if (!open) return;
+        open = false;
+        untrack();
+        lock.server.disconnect();
+        channel.linkDown();
+        inbox.fail(new AgentError('LINK_LOST', `${description} (HCI reason 0x${reason.toString(16).padStart(2, '0')})`));
+        resolveClosed({ reason, description });
+      },
+    };
+    const untrack = air.track(link);
+    // Frames hop through a microtask so neither side re-enters the other.
+    const carry = (deliver: () => void) => {
+      if (!open) return;
+      air.framesCarried++;
+      if (link.framesLeft !== undefined && --link.framesLeft <= 0) {
+        link.drop(CONNECTION_TIMEOUT, 'link dropped by fault injection');
+        return;
+      }
+      queueMicrotask(() => {
+        if (open) deliver();
+      });
+    };
+    hook.onFrame = (f) => carry(() => lock.server.receiveFrame(f));
+    lock.server.connect(air.mtu, (f) => carry(() => channel.receiveFrame(f)));
+    channel.linkUp(air.mtu);
+
+    const progress = (): void => {
+      const p = channel.progress;
+      if (p.total > 0) opts.onProgress?.(p.acked, p.total);
+    };
+    return {
+      lockId,
+      mtu: air.mtu,
+      get isOpen() {
+        return open;
+      },
+      closed,
+      send: (m: Message) => channel.send(encodeMessage(m)).finally(progress),
+      sendRaw: (b: Uint8Array) => channel.send(b).finally(progress),
+      next: (t) => inbox.next(t),
+      rssi: async () => lock.rssi,
+      disconnect: async () => link.drop(REMOTE_USER_TERMINATED, 'disconnected by the phone'),
+    };
+  }
+
+  /** Forget a lock's channel (abandon any transfer in flight). */
+  forget(lockId: string): void {
+    this.channels.get(lockId)?.channel.close('abandoned');
+    this.channels.delete(lockId);
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.channels.keys()]) this.forget(id);
+  }
+}

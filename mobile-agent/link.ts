@@ -1,0 +1,116 @@
+// The phone's view of a lock connection, independent of the transport (sim, BLE via noble).
+// A connector finds locks and opens connections; a connection carries whole protocol
+// messages over a MessageChannel that outlives the connection, so a transfer cut by a
+// disconnect resumes on the next connection to the same lock.
+
+import { type Message, decodeMessage, encodeMessage, ProtocolError } from '../protocol/index';
+import { AgentError } from './errors';
+
+export interface DiscoveredLock {
+  lockId: string;
+  rssi: number;
+  /** Table version from the advert, when the lock advertises one. */
+  version?: number;
+  flags?: number;
+  /** Transport-specific address (BD_ADDR on BLE). */
+  address?: string;
+}
+
+export interface DisconnectInfo {
+  /** HCI reason code on BLE (0x08 supervision timeout, 0x13 remote user, 0x16 local host). */
+  reason: number;
+  description: string;
+}
+
+export interface LockConnection {
+  readonly lockId: string;
+  readonly mtu: number;
+  /** Send one message; resolves when the lock has acknowledged all of its frames. */
+  send(m: Message): Promise<void>;
+  /** Send already-encoded message bytes exactly as received from the authority. */
+  sendRaw(bytes: Uint8Array): Promise<void>;
+  /** Next message from the lock; rejects with LINK_LOST on disconnect, TIMEOUT after timeoutMs. */
+  next(timeoutMs: number): Promise<Message>;
+  /** Resolves when the link goes down, for whatever reason. */
+  readonly closed: Promise<DisconnectInfo>;
+  readonly isOpen: boolean;
+  rssi(): Promise<number>;
+  disconnect(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  timeoutMs?: number;
+  /** Progress of an outgoing message in flight (bytes acknowledged / total). */
+  onProgress?: (acked: number, total: number) => void;
+}
+
+export interface LockConnector {
+  readonly transport: string;
+  scan(timeoutMs: number, filterLockId?: string): Promise<DiscoveredLock[]>;
+  connect(lockId: string, opts?: ConnectOptions): Promise<LockConnection>;
+  close(): Promise<void>;
+}
+
+/**
+ * Queue of decoded incoming messages with waiters; shared by the connection
+ * implementations. A message that fails to decode fails the waiter with PROTOCOL_VIOLATION.
+ */
+export class MessageInbox {
+  private readonly queue: (Message | Error)[] = [];
+  private waiter: { resolve: (m: Message) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
+  private failure: Error | undefined;
+
+  deliver(bytes: Uint8Array): void {
+    let item: Message | Error;
+    try {
+      item = decodeMessage(bytes);
+    } catch (e) {
+      item = new AgentError('PROTOCOL_VIOLATION', e instanceof ProtocolError ? e.message : String(e));
+    }
+    this.push(item);
+  }
+
+  /** Every current and future waiter fails with `error` (link lost). */
+  fail(error: Error): void {
+    this.failure = error;
+    const w = this.waiter;
+    if (w) {
+      this.waiter = undefined;
+      clearTimeout(w.timer);
+      w.reject(error);
+    }
+  }
+
+  /** A new connection: forget the previous link's failure. Queued messages stay. */
+  reopen(): void {
+    this.failure = undefined;
+  }
+
+  next(timeoutMs: number): Promise<Message> {
+    const item = this.queue.shift();
+    if (item !== undefined) return item instanceof Error ? Promise.reject(item) : Promise.resolve(item);
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.waiter) return Promise.reject(new Error('MessageInbox: only one reader at a time'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new AgentError('TIMEOUT', `no message from the lock within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = { resolve, reject, timer };
+    });
+  }
+
+  private push(item: Message | Error): void {
+    const w = this.waiter;
+    if (w) {
+      this.waiter = undefined;
+      clearTimeout(w.timer);
+      if (item instanceof Error) w.reject(item);
+      else w.resolve(item);
+    } else this.queue.push(item);
+  }
+}
+
+export function encodeForLink(m: Message): Uint8Array {
+  return encodeMessage(m);
+}
