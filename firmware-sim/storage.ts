@@ -1,0 +1,766 @@
+// Power-safe storage for the lock on emulated NOR flash. Layout: firmware-sim/FLASH.md.
+//
+// Three regions besides the superblock:
+// - two METADATA SLOTS holding an append-only log of commit records. Each record is the
+//   lock's whole durable state (secrets, signed head, floors, trust, keypad, single-use
+//   ledger) and names the table region it commits. A record counts only once its trailer
+//   (CRC-32 + marker) is written, after a sync barrier: a cut anywhere before that leaves
+//   the previous record in force. When a slot is full the next record is written to the
+//   other slot after erasing it (compaction), which never touches the record in force.
+// - two TABLE REGIONS (A/B). A new table goes to the region the record in force does NOT
+//   name; the record that names it is written only after the table bytes are synced, and
+//   carries their SHA-256, so mount can also reject a record whose table did not land.
+// - an AUDIT RING of blocks, each starting with a header holding the chain hash before
+//   its first record, so the chain verifies even after the oldest block is recycled.
+//   Records are fixed-size slots: body, sync, trailer (CRC-32) — a slot torn by a power cut
+//   is dead and skipped, never reused.
+// An update's audit record is pre-assigned its sequence number and carried in the commit
+// record (journal); mount rolls it forward if the cut fell between commit and append, so
+// the audit log and the table never disagree.
+
+import {
+  type AuditRecord,
+  type SignedHead,
+  type SignedKeyCert,
+  type TableState,
+  type CborValue,
+  AUDIT_GENESIS,
+  ProtocolError,
+  auditRecordFromBytes,
+  chainAudit,
+  cmap,
+  decode,
+  decodeTableBytes,
+  encode,
+  encodeAuditRecord,
+  encodeTable,
+  emptyTable,
+  hash,
+  keyCertFromCbor,
+  keyCertToCbor,
+  signedHeadFromCbor,
+  signedHeadToCbor,
+  bytesEqual,
+  type LockPolicy,
+} from '../protocol';
+import { type NorFlash, FlashError } from './flash';
+import { crc32 } from './crc32';
+
+export const SUPERBLOCK_MAGIC = 0x4246_534c; // "LSFB" little-endian
+export const META_MAGIC = 0x524d_534c; // "LSMR"
+export const AUDIT_BLOCK_MAGIC = 0x4241_534c; // "LSAB"
+export const COMMIT_MARKER = 0x4b4f_534c; // "LSOK"
+export const FORMAT_VERSION = 1;
+/** Largest encoded audit record a slot holds (the protocol's records are ≤ 43 bytes). */
+export const AUDIT_RECORD_MAX = 47;
+/** NOR page: the largest single program the writer issues. */
+export const PAGE_BYTES = 256;
+/** Single-use daily code ledger cap: when full of live uses, new uses fail closed. */
+export const SINGLE_USE_LEDGER_MAX = 128;
+
+export interface LayoutParams {
+  metaSlotBlocks: number;
+  tableRegionBlocks: number;
+  auditBlocks: number;
+}
+
+export interface Layout extends LayoutParams {
+  blockSize: number;
+  blockCount: number;
+  progSize: number;
+  metaStart: number;
+  tableStart: number;
+  auditStart: number;
+  superblockBytes: number;
+  metaHeaderBytes: number;
+  metaTrailerBytes: number;
+  auditHeaderBytes: number;
+  auditBodyBytes: number;
+  auditTrailerBytes: number;
+  auditSlotBytes: number;
+}
+
+export function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+export function computeLayout(g: { blockSize: number; blockCount: number; progSize: number }, p: LayoutParams): Layout {
+  const metaStart = 1;
+  const tableStart = metaStart + 2 * p.metaSlotBlocks;
+  const auditStart = tableStart + 2 * p.tableRegionBlocks;
+  if (auditStart + p.auditBlocks > g.blockCount)
+    throw new FlashError('BAD_GEOMETRY', `layout needs ${auditStart + p.auditBlocks} blocks, flash has ${g.blockCount}`);
+  if (p.auditBlocks < 2 || p.metaSlotBlocks < 1 || p.tableRegionBlocks < 1) throw new FlashError('BAD_GEOMETRY', 'need >= 2 audit blocks and >= 1 block per slot/region');
+  const auditBodyBytes = alignUp(1 + AUDIT_RECORD_MAX, g.progSize);
+  const auditTrailerBytes = alignUp(8, g.progSize);
+  return {
+    ...p,
+    blockSize: g.blockSize,
+    blockCount: g.blockCount,
+    progSize: g.progSize,
+    metaStart,
+    tableStart,
+    auditStart,
+    superblockBytes: alignUp(64, g.progSize),
+    metaHeaderBytes: alignUp(16, g.progSize),
+    metaTrailerBytes: alignUp(8, g.progSize),
+    auditHeaderBytes: alignUp(52, g.progSize),
+    auditBodyBytes,
+    auditTrailerBytes,
+    auditSlotBytes: auditBodyBytes + auditTrailerBytes,
+  };
+}
+
+/** Default layout for a geometry: 2-block metadata slots, 24 audit blocks, the rest table. */
+export function defaultLayoutParams(g: { blockSize: number; blockCount: number }): LayoutParams {
+  const metaSlotBlocks = 2;
+  const auditBlocks = Math.max(2, Math.min(24, Math.floor(g.blockCount / 4)));
+  const tableRegionBlocks = Math.floor((g.blockCount - 1 - 2 * metaSlotBlocks - auditBlocks) / 2);
+  return { metaSlotBlocks, tableRegionBlocks, auditBlocks };
+}
+
+// ---------------------------------------------------------------------------
+// Durable state
+
+export interface LockSecrets {
+  lockId: string;
+  /** 32-byte secret shared with the authority: doorcode/keycard verifiers and daily codes. */
+  lockSecret: Uint8Array;
+  /** 32-byte Ed25519 seed of the device key that signs receipts. */
+  deviceSeed: Uint8Array;
+  timeZone: string;
+}
+
+export interface SingleUseRecord {
+  /** Local date YYYY-MM-DD the code belongs to. */
+  date: string;
+  slot: number;
+  /** Lock time of first use, unix seconds. */
+  firstUseS: number;
+}
+
+export interface KeypadPersist {
+  wrongCount: number;
+  lockoutActive: boolean;
+}
+
+export interface DurableState {
+  secrets: LockSecrets;
+  tableState: TableState;
+  signedHead: SignedHead | null;
+  keypad: KeypadPersist;
+  singleUse: SingleUseRecord[];
+}
+
+interface TableRef {
+  region: 0 | 1;
+  length: number;
+  sha256: Uint8Array;
+}
+
+interface MetaRecord {
+  seq: number;
+  slot: 0 | 1;
+  offset: number;
+  end: number;
+  payload: Uint8Array;
+}
+
+export class StorageError extends Error {
+  override readonly name = 'StorageError';
+  constructor(
+    readonly code: 'NOT_FORMATTED' | 'NO_VALID_COMMIT' | 'TOO_LARGE' | 'CORRUPT',
+    detail: string,
+  ) {
+    super(`${code}: ${detail}`);
+  }
+}
+
+export interface AuditHead {
+  /** Sequence number of the newest record; 0 when the log is empty. */
+  seq: number;
+  hash: Uint8Array;
+}
+
+interface AuditBlockInfo {
+  index: number;
+  epoch: number;
+  firstSeq: number;
+  prevHash: Uint8Array;
+  /** Valid records, in order, with their slot index. */
+  records: { slot: number; bytes: Uint8Array; seq: number }[];
+  /** First slot never programmed (all 0xFF); slots before it are used (valid or dead). */
+  freeSlot: number;
+}
+
+export interface MountReport {
+  metaRecordsSeen: number;
+  metaSeq: number;
+  recordsRejected: number;
+  auditRolledForward: boolean;
+  auditDeadSlots: number;
+}
+
+// ---------------------------------------------------------------------------
+
+export class LockStorage {
+  private committed!: DurableState;
+  private tableRef!: TableRef;
+  private seq = 0;
+  /** Where the next commit record goes; null = compact into the other slot. */
+  private metaAppend: { slot: 0 | 1; offset: number } | null = null;
+  private activeSlot: 0 | 1 = 0;
+  private auditBlocks: AuditBlockInfo[] = [];
+  private auditHeadState: AuditHead = { seq: 0, hash: AUDIT_GENESIS };
+  private auditActive: { index: number; epoch: number; nextSlot: number } | null = null;
+  report: MountReport = { metaRecordsSeen: 0, metaSeq: 0, recordsRejected: 0, auditRolledForward: false, auditDeadSlots: 0 };
+
+  private constructor(
+    readonly flash: NorFlash,
+    readonly layout: Layout,
+  ) {}
+
+  // -------------------------------------------------------------------------
+  // Provisioning and mount
+
+  /** Factory provisioning: erase everything, write the superblock and the first commit. */
+  static format(flash: NorFlash, secrets: LockSecrets, roots: Uint8Array[], opts: { layout?: LayoutParams; policy?: LockPolicy } = {}): LockStorage {
+    const layout = computeLayout(flash.geometry, opts.layout ?? defaultLayoutParams(flash.geometry));
+    for (let b = 0; b < layout.blockCount; b++) if (!flash.isErased(b * layout.blockSize, layout.blockSize)) flash.erase(b);
+    flash.program(0, encodeSuperblock(layout));
+    flash.sync();
+    const s = new LockStorage(flash, layout);
+    const table = opts.policy !== undefined ? emptyTable(opts.policy) : emptyTable();
+    const state: DurableState = {
+      secrets,
+      tableState: { lockId: secrets.lockId, table, head: null, versionFloor: 0, trust: { roots, certs: [], certFloor: 0 }, newestIssuedAt: 0 },
+      signedHead: null,
+      keypad: { wrongCount: 0, lockoutActive: false },
+      singleUse: [],
+    };
+    // Seed the "previous" table ref so the first table lands in region 0.
+    s.tableRef = { region: 1, length: 0, sha256: hash(new Uint8Array(0)) };
+    s.committed = state;
+    s.metaAppend = null;
+    s.activeSlot = 1; // so the first compaction writes slot 0
+    s.writeCommit(state, true, undefined);
+    return s;
+  }
+
+  static mount(flash: NorFlash): LockStorage {
+    const layout = readSuperblock(flash);
+    const s = new LockStorage(flash, layout);
+    s.mountMeta();
+    s.mountAudit();
+    return s;
+  }
+
+  get state(): DurableState {
+    return this.committed;
+  }
+
+  get commitSeq(): number {
+    return this.seq;
+  }
+
+  // -------------------------------------------------------------------------
+  // Commits
+
+  /**
+   * Make `next` the committed state. If `auditAfter` is given, its audit record gets the
+   * next sequence number, travels in the commit record and is appended right after; the
+   * returned head includes it. Either everything lands or (after reboot) nothing does.
+   * Throws StorageError('TOO_LARGE') BEFORE writing anything if the state does not fit.
+   */
+  commit(next: DurableState, auditAfter?: Omit<AuditRecord, 'seq'>): AuditHead {
+    const tableChanged = next.tableState.table !== this.committed.tableState.table;
+    let journal: { seq: number; bytes: Uint8Array } | undefined;
+    if (auditAfter !== undefined) {
+      const seq = this.auditHeadState.seq + 1;
+      journal = { seq, bytes: encodeAuditRecord({ ...auditAfter, seq }) };
+      if (journal.bytes.length > AUDIT_RECORD_MAX) throw new StorageError('TOO_LARGE', `audit record of ${journal.bytes.length} bytes`);
+    }
+    this.writeCommit(next, tableChanged, journal);
+    if (journal !== undefined) this.appendAuditBytes(journal.seq, journal.bytes);
+    return this.auditHead();
+  }
+
+  /** Bytes a table would occupy, to refuse oversize updates before touching flash. */
+  tableCapacity(): number {
+    return this.layout.tableRegionBlocks * this.layout.blockSize;
+  }
+
+  private writeCommit(next: DurableState, tableChanged: boolean, journal: { seq: number; bytes: Uint8Array } | undefined): void {
+    const L = this.layout;
+    let ref = this.tableRef;
+    let tableBytes: Uint8Array | undefined;
+    if (tableChanged) {
+      tableBytes = encodeTable(next.tableState.table);
+      if (tableBytes.length > this.tableCapacity()) throw new StorageError('TOO_LARGE', `table of ${tableBytes.length} bytes > region of ${this.tableCapacity()}`);
+      ref = { region: this.tableRef.region === 0 ? 1 : 0, length: tableBytes.length, sha256: hash(tableBytes) };
+    }
+    const payload = encodeMetaPayload(next, ref, journal);
+    const recordBytes = L.metaHeaderBytes + alignUp(payload.length, L.progSize) + L.metaTrailerBytes;
+    const slotBytes = L.metaSlotBlocks * L.blockSize;
+    if (recordBytes > slotBytes) throw new StorageError('TOO_LARGE', `commit record of ${recordBytes} bytes > metadata slot of ${slotBytes}`);
+
+    // 1. Table bytes into the free region, then a barrier.
+    if (tableBytes !== undefined) {
+      const base = (L.tableStart + ref.region * L.tableRegionBlocks) * L.blockSize;
+      const blocks = Math.max(1, Math.ceil(tableBytes.length / L.blockSize));
+      for (let b = 0; b < blocks; b++) {
+        const blk = L.tableStart + ref.region * L.tableRegionBlocks + b;
+        if (!this.flash.isErased(blk * L.blockSize, L.blockSize)) this.flash.erase(blk);
+      }
+      this.programSpan(base, padTo(tableBytes, L.progSize, 0xff));
+      this.flash.sync();
+    }
+    // 2. The commit record: header+payload, barrier, trailer, barrier.
+    const seq = this.seq + 1;
+    let slot: 0 | 1;
+    let offset: number;
+    if (this.metaAppend !== null && this.metaAppend.offset + recordBytes <= slotBytes) {
+      slot = this.metaAppend.slot;
+      offset = this.metaAppend.offset;
+    } else {
+      slot = this.activeSlot === 0 ? 1 : 0;
+      offset = 0;
+      for (let b = 0; b < L.metaSlotBlocks; b++) {
+        const blk = L.metaStart + slot * L.metaSlotBlocks + b;
+        if (!this.flash.isErased(blk * L.blockSize, L.blockSize)) this.flash.erase(blk);
+      }
+    }
+    const base = (L.metaStart + slot * L.metaSlotBlocks) * L.blockSize + offset;
+    const header = new Uint8Array(L.metaHeaderBytes);
+    const dv = new DataView(header.buffer);
+    dv.setUint32(0, META_MAGIC, true);
+    dv.setUint32(4, seq, true);
+    dv.setUint32(8, payload.length, true);
+    dv.setUint32(12, FORMAT_VERSION, true);
+    const body = new Uint8Array(L.metaHeaderBytes + alignUp(payload.length, L.progSize));
+    body.set(header, 0);
+    body.set(payload, L.metaHeaderBytes);
+    this.programSpan(base, body);
+    this.flash.sync();
+    const trailer = new Uint8Array(L.metaTrailerBytes);
+    const tdv = new DataView(trailer.buffer);
+    tdv.setUint32(0, crc32(body.subarray(0, L.metaHeaderBytes + payload.length)), true);
+    tdv.setUint32(4, COMMIT_MARKER, true);
+    this.flash.program(base + body.length, trailer);
+    this.flash.sync();
+    // Committed.
+    this.seq = seq;
+    this.tableRef = ref;
+    this.activeSlot = slot;
+    this.metaAppend = { slot, offset: offset + recordBytes };
+    this.committed = next;
+  }
+
+  /** Program bytes that may cross block boundaries, one NOR page per operation. */
+  private programSpan(addr: number, data: Uint8Array): void {
+    const bs = this.layout.blockSize;
+    let off = 0;
+    while (off < data.length) {
+      const a = addr + off;
+      const room = bs - (a % bs);
+      const n = Math.min(PAGE_BYTES, room, data.length - off);
+      this.flash.program(a, data.subarray(off, off + n));
+      off += n;
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Audit log
+
+  auditHead(): AuditHead {
+    return { seq: this.auditHeadState.seq, hash: this.auditHeadState.hash.slice() };
+  }
+
+  /** Append one record durably; returns the new head. */
+  appendAudit(rec: Omit<AuditRecord, 'seq'>): AuditHead {
+    const seq = this.auditHeadState.seq + 1;
+    const bytes = encodeAuditRecord({ ...rec, seq });
+    if (bytes.length > AUDIT_RECORD_MAX) throw new StorageError('TOO_LARGE', `audit record of ${bytes.length} bytes`);
+    this.appendAuditBytes(seq, bytes);
+    return this.auditHead();
+  }
+
+  private slotsPerAuditBlock(): number {
+    const L = this.layout;
+    return Math.floor((L.blockSize - L.auditHeaderBytes) / L.auditSlotBytes);
+  }
+
+  private appendAuditBytes(seq: number, bytes: Uint8Array): void {
+    const L = this.layout;
+    const perBlock = this.slotsPerAuditBlock();
+    // Find an erased slot in the active block, skipping slots torn by earlier power cuts.
+    for (;;) {
+      if (this.auditActive === null || this.auditActive.nextSlot >= perBlock) this.startAuditBlock(seq);
+      const act = this.auditActive as { index: number; epoch: number; nextSlot: number };
+      const addr = (L.auditStart + act.index) * L.blockSize + L.auditHeaderBytes + act.nextSlot * L.auditSlotBytes;
+      if (!this.flash.isErased(addr, L.auditSlotBytes)) {
+        act.nextSlot++;
+        continue;
+      }
+      const body = new Uint8Array(L.auditBodyBytes);
+      body[0] = bytes.length;
+      body.set(bytes, 1);
+      this.flash.program(addr, body);
+      this.flash.sync();
+      const trailer = new Uint8Array(L.auditTrailerBytes);
+      const dv = new DataView(trailer.buffer);
+      dv.setUint32(0, crc32(body), true);
+      dv.setUint32(4, COMMIT_MARKER, true);
+      this.flash.program(addr + L.auditBodyBytes, trailer);
+      this.flash.sync();
+      act.nextSlot++;
+      const blockInfo = this.auditBlocks.find((b) => b.index === act.index);
+      blockInfo?.records.push({ slot: act.nextSlot - 1, bytes, seq });
+      this.auditHeadState = { seq, hash: chainAudit(this.auditHeadState.hash, bytes) };
+      return;
+    }
+  }
+
+  private startAuditBlock(firstSeq: number): void {
+    const L = this.layout;
+    const index = this.auditActive === null ? 0 : (this.auditActive.index + 1) % L.auditBlocks;
+    const epoch = (this.auditActive?.epoch ?? Math.max(0, ...this.auditBlocks.map((b) => b.epoch))) + 1;
+    const blk = L.auditStart + index;
+    if (!this.flash.isErased(blk * L.blockSize, L.blockSize)) this.flash.erase(blk);
+    this.auditBlocks = this.auditBlocks.filter((b) => b.index !== index);
+    const header = new Uint8Array(L.auditHeaderBytes);
+    const dv = new DataView(header.buffer);
+    dv.setUint32(0, AUDIT_BLOCK_MAGIC, true);
+    dv.setUint32(4, epoch, true);
+    writeU64(dv, 8, firstSeq);
+    header.set(this.auditHeadState.hash, 16);
+    dv.setUint32(48, crc32(header.subarray(0, 48)), true);
+    this.flash.program(blk * L.blockSize, header);
+    this.flash.sync();
+    this.auditActive = { index, epoch, nextSlot: 0 };
+    this.auditBlocks.push({ index, epoch, firstSeq, prevHash: this.auditHeadState.hash.slice(), records: [], freeSlot: 0 });
+  }
+
+  /** Oldest retained sequence number (0 when empty). */
+  auditOldestSeq(): number {
+    for (const b of this.sortedAuditBlocks()) if (b.records.length > 0) return (b.records[0] as { seq: number }).seq;
+    return 0;
+  }
+
+  /** Records with seq >= fromSeq (at most `max`), and the chain hash before the first. */
+  exportAudit(fromSeq: number, max: number): { prevHash: Uint8Array; records: Uint8Array[]; firstSeq: number } {
+    let prev: Uint8Array | undefined;
+    let h: Uint8Array | undefined;
+    const out: Uint8Array[] = [];
+    let firstSeq = 0;
+    for (const b of this.sortedAuditBlocks()) {
+      if (h === undefined) h = b.prevHash;
+      for (const r of b.records) {
+        if (r.seq >= fromSeq && out.length < max) {
+          if (out.length === 0) {
+            prev = h;
+            firstSeq = r.seq;
+          }
+          out.push(r.bytes);
+        }
+        h = chainAudit(h, r.bytes);
+      }
+    }
+    return { prevHash: (prev ?? this.auditHeadState.hash).slice(), records: out, firstSeq };
+  }
+
+  /** Every retained record, oldest first (tests and inspect). */
+  auditRecords(): AuditRecord[] {
+    return this.sortedAuditBlocks().flatMap((b) => b.records.map((r) => auditRecordFromBytes(r.bytes)));
+  }
+
+  private sortedAuditBlocks(): AuditBlockInfo[] {
+    return [...this.auditBlocks].sort((a, b) => a.epoch - b.epoch);
+  }
+
+  // -------------------------------------------------------------------------
+  // Mount internals
+
+  private mountMeta(): void {
+    const L = this.layout;
+    const records: MetaRecord[] = [];
+    const tails: { slot: 0 | 1; free: number | null }[] = [];
+    for (const slot of [0, 1] as const) {
+      const { recs, free } = this.scanMetaSlot(slot);
+      records.push(...recs);
+      tails.push({ slot, free });
+    }
+    this.report.metaRecordsSeen = records.length;
+    records.sort((a, b) => b.seq - a.seq);
+    const regionOk = new Map<string, Uint8Array | null>();
+    for (const rec of records) {
+      let parsed: { state: DurableState; ref: TableRef; journal: { seq: number; bytes: Uint8Array } | undefined; tableBytes: Uint8Array };
+      try {
+        const p = decodeMetaPayload(rec.payload);
+        const key = `${p.ref.region}:${p.ref.length}`;
+        let tb = regionOk.get(key);
+        if (tb === undefined) {
+          const base = (L.tableStart + p.ref.region * L.tableRegionBlocks) * L.blockSize;
+          const bytes = p.ref.length <= L.tableRegionBlocks * L.blockSize ? this.flash.read(base, p.ref.length) : new Uint8Array(0);
+          tb = bytes.length === p.ref.length ? bytes : null;
+          regionOk.set(key, tb);
+        }
+        if (tb === null || !bytesEqual(hash(tb), p.ref.sha256)) throw new StorageError('CORRUPT', `record ${rec.seq}: table region ${p.ref.region} does not match`);
+        p.state.tableState.table = decodeTableBytes(tb);
+        parsed = { state: p.state, ref: p.ref, journal: p.journal, tableBytes: tb };
+      } catch (e) {
+        if (e instanceof StorageError || e instanceof ProtocolError || (e as Error).name === 'CborError') {
+          this.report.recordsRejected++;
+          continue;
+        }
+        throw e;
+      }
+      this.committed = parsed.state;
+      this.tableRef = parsed.ref;
+      this.seq = Math.max(...records.map((r) => r.seq));
+      this.report.metaSeq = rec.seq;
+      this.activeSlot = rec.slot;
+      const tail = tails.find((t) => t.slot === rec.slot);
+      const isLast = !records.some((r) => r.slot === rec.slot && r.offset > rec.offset);
+      this.metaAppend = isLast && tail !== undefined && tail.free !== null && tail.free === rec.end ? { slot: rec.slot, offset: rec.end } : null;
+      this.pendingJournal = parsed.journal;
+      return;
+    }
+    throw new StorageError('NO_VALID_COMMIT', `no valid commit record among ${records.length}`);
+  }
+
+  private pendingJournal: { seq: number; bytes: Uint8Array } | undefined;
+
+  /** Valid records of one slot, and the first offset after them if the tail is erased. */
+  private scanMetaSlot(slot: 0 | 1): { recs: MetaRecord[]; free: number | null } {
+    const L = this.layout;
+    const slotBytes = L.metaSlotBlocks * L.blockSize;
+    const base = (L.metaStart + slot * L.metaSlotBlocks) * L.blockSize;
+    const recs: MetaRecord[] = [];
+    let off = 0;
+    while (off + L.metaHeaderBytes <= slotBytes) {
+      const header = this.flash.read(base + off, L.metaHeaderBytes);
+      const dv = new DataView(header.buffer);
+      if (dv.getUint32(0, true) !== META_MAGIC || dv.getUint32(12, true) !== FORMAT_VERSION) {
+        return { recs, free: this.flash.isErased(base + off, slotBytes - off) ? off : null };
+      }
+      const seq = dv.getUint32(4, true);
+      const len = dv.getUint32(8, true);
+      const bodyLen = L.metaHeaderBytes + alignUp(len, L.progSize);
+      if (off + bodyLen + L.metaTrailerBytes > slotBytes) return { recs, free: null };
+      const bodyAndTrailer = this.flash.read(base + off, bodyLen + L.metaTrailerBytes);
+      const tdv = new DataView(bodyAndTrailer.buffer, bodyLen);
+      const ok = tdv.getUint32(0, true) === crc32(bodyAndTrailer.subarray(0, L.metaHeaderBytes + len)) && tdv.getUint32(4, true) === COMMIT_MARKER;
+      if (!ok) return { recs, free: null };
+      const end = off + bodyLen + L.metaTrailerBytes;
+      recs.push({ seq, slot, offset: off, end, payload: bodyAndTrailer.slice(L.metaHeaderBytes, L.metaHeaderBytes + len) });
+      off = end;
+    }
+    return { recs, free: off <= slotBytes && this.flash.isErased(base + off, slotBytes - off) ? off : null };
+  }
+
+  private mountAudit(): void {
+    const L = this.layout;
+    const perBlock = this.slotsPerAuditBlock();
+    const blocks: AuditBlockInfo[] = [];
+    for (let i = 0; i < L.auditBlocks; i++) {
+      const addr = (L.auditStart + i) * L.blockSize;
+      const header = this.flash.read(addr, L.auditHeaderBytes);
+      const dv = new DataView(header.buffer);
+      if (dv.getUint32(0, true) !== AUDIT_BLOCK_MAGIC || dv.getUint32(48, true) !== crc32(header.subarray(0, 48))) continue;
+      const info: AuditBlockInfo = { index: i, epoch: dv.getUint32(4, true), firstSeq: readU64(dv, 8), prevHash: header.slice(16, 48), records: [], freeSlot: perBlock };
+      for (let s = 0; s < perBlock; s++) {
+        const sa = addr + L.auditHeaderBytes + s * L.auditSlotBytes;
+        const slotBytes = this.flash.read(sa, L.auditSlotBytes);
+        if (slotBytes.every((b) => b === 0xff)) {
+          info.freeSlot = s;
+          break;
+        }
+        const body = slotBytes.subarray(0, L.auditBodyBytes);
+        const tdv = new DataView(slotBytes.buffer, L.auditBodyBytes);
+        const len = body[0] as number;
+        if (len < 1 || len > AUDIT_RECORD_MAX || tdv.getUint32(0, true) !== crc32(body) || tdv.getUint32(4, true) !== COMMIT_MARKER) {
+          this.report.auditDeadSlots++;
+          continue;
+        }
+        const bytes = body.slice(1, 1 + len);
+        try {
+          info.records.push({ slot: s, bytes, seq: auditRecordFromBytes(bytes).seq });
+        } catch {
+          this.report.auditDeadSlots++;
+        }
+      }
+      blocks.push(info);
+    }
+    blocks.sort((a, b) => a.epoch - b.epoch);
+    // Walk the chain; a block whose records do not continue the chain ends the valid log.
+    let head: AuditHead = { seq: 0, hash: AUDIT_GENESIS };
+    const kept: AuditBlockInfo[] = [];
+    for (const b of blocks) {
+      if (kept.length === 0) head = { seq: b.firstSeq - 1, hash: b.prevHash };
+      else if (b.firstSeq !== head.seq + 1 || !bytesEqual(b.prevHash, head.hash)) break;
+      for (const r of b.records) {
+        if (r.seq !== head.seq + 1) throw new StorageError('CORRUPT', `audit seq ${r.seq} after ${head.seq}`);
+        head = { seq: r.seq, hash: chainAudit(head.hash, r.bytes) };
+      }
+      kept.push(b);
+    }
+    if (kept.length === 0) head = { seq: 0, hash: AUDIT_GENESIS };
+    this.auditBlocks = kept;
+    this.auditHeadState = head;
+    const last = kept[kept.length - 1];
+    this.auditActive = last === undefined ? null : { index: last.index, epoch: last.epoch, nextSlot: last.freeSlot };
+    if (last === undefined && blocks.length > 0) {
+      // Nothing chains: start after the highest epoch seen so epochs stay monotonic.
+      const hi = blocks.reduce((a, b) => (b.epoch > a.epoch ? b : a));
+      this.auditActive = { index: hi.index, epoch: hi.epoch, nextSlot: perBlock };
+    }
+    // Roll forward the audit record of the commit in force if the cut preceded its append.
+    const j = this.pendingJournal;
+    if (j !== undefined && head.seq === j.seq - 1) {
+      this.appendAuditBytes(j.seq, j.bytes);
+      this.report.auditRolledForward = true;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Superblock and payload codecs
+
+function encodeSuperblock(L: Layout): Uint8Array {
+  const b = new Uint8Array(L.superblockBytes).fill(0);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, SUPERBLOCK_MAGIC, true);
+  dv.setUint8(4, FORMAT_VERSION);
+  dv.setUint16(6, L.progSize, true);
+  dv.setUint32(8, L.blockSize, true);
+  dv.setUint32(12, L.blockCount, true);
+  dv.setUint16(16, L.metaSlotBlocks, true);
+  dv.setUint16(18, L.tableRegionBlocks, true);
+  dv.setUint16(20, L.auditBlocks, true);
+  dv.setUint32(24, L.metaStart, true);
+  dv.setUint32(28, L.tableStart, true);
+  dv.setUint32(32, L.auditStart, true);
+  dv.setUint32(60, crc32(b.subarray(0, 60)), true);
+  return b;
+}
+
+function readSuperblock(flash: NorFlash): Layout {
+  const raw = flash.read(0, 64);
+  const dv = new DataView(raw.buffer);
+  if (dv.getUint32(0, true) !== SUPERBLOCK_MAGIC || dv.getUint32(60, true) !== crc32(raw.subarray(0, 60)))
+    throw new StorageError('NOT_FORMATTED', 'no valid superblock in block 0');
+  if (dv.getUint8(4) !== FORMAT_VERSION) throw new StorageError('NOT_FORMATTED', `flash format ${dv.getUint8(4)} not supported`);
+  const g = { progSize: dv.getUint16(6, true), blockSize: dv.getUint32(8, true), blockCount: dv.getUint32(12, true) };
+  if (g.blockSize !== flash.geometry.blockSize || g.blockCount !== flash.geometry.blockCount || g.progSize !== flash.geometry.progSize)
+    throw new StorageError('NOT_FORMATTED', 'superblock geometry does not match the device');
+  return computeLayout(g, { metaSlotBlocks: dv.getUint16(16, true), tableRegionBlocks: dv.getUint16(18, true), auditBlocks: dv.getUint16(20, true) });
+}
+
+/** Meta payload keys (FLASH.md §3). */
+function encodeMetaPayload(s: DurableState, ref: TableRef, journal: { seq: number; bytes: Uint8Array } | undefined): Uint8Array {
+  const ts = s.tableState;
+  if ((ts.head === null) !== (s.signedHead === null) || (ts.head !== null && s.signedHead !== null && !bytesEqual(ts.head.digest, s.signedHead.head.digest)))
+    throw new Error('storage: signedHead must be the head of tableState (caller bug)');
+  return encode(
+    cmap([
+      [1, s.secrets.lockId],
+      [2, s.secrets.lockSecret],
+      [3, s.secrets.deviceSeed],
+      [4, ts.trust.roots],
+      [5, s.secrets.timeZone],
+      [6, [ref.region, ref.length, ref.sha256]],
+      [7, s.signedHead === null ? undefined : signedHeadToCbor(s.signedHead)],
+      [8, ts.versionFloor],
+      [9, ts.newestIssuedAt],
+      [10, ts.trust.certs.length > 0 ? ts.trust.certs.map(keyCertToCbor) : undefined],
+      [11, ts.trust.certFloor],
+      [12, [s.keypad.wrongCount, s.keypad.lockoutActive]],
+      [13, s.singleUse.length > 0 ? s.singleUse.map((u) => [u.date, u.slot, u.firstUseS]) : undefined],
+      [14, journal === undefined ? undefined : [journal.seq, journal.bytes]],
+    ]),
+  );
+}
+
+function decodeMetaPayload(bytes: Uint8Array): {
+  state: DurableState;
+  ref: TableRef;
+  journal: { seq: number; bytes: Uint8Array } | undefined;
+} {
+  const m = decode(bytes, { maxBytes: 1 << 20, maxItems: 10_000 });
+  if (!(m instanceof Map)) throw new StorageError('CORRUPT', 'meta payload is not a map');
+  const get = (k: number): CborValue | undefined => m.get(k);
+  const bstr = (k: number, n?: number): Uint8Array => {
+    const v = get(k);
+    if (!(v instanceof Uint8Array) || (n !== undefined && v.length !== n)) throw new StorageError('CORRUPT', `meta key ${k}`);
+    return v;
+  };
+  const text = (k: number): string => {
+    const v = get(k);
+    if (typeof v !== 'string') throw new StorageError('CORRUPT', `meta key ${k}`);
+    return v;
+  };
+  const uint = (k: number): number => {
+    const v = get(k);
+    if (typeof v !== 'number') throw new StorageError('CORRUPT', `meta key ${k}`);
+    return v;
+  };
+  const arr = (k: number): CborValue[] => {
+    const v = get(k);
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) throw new StorageError('CORRUPT', `meta key ${k}`);
+    return v;
+  };
+  const roots = arr(4).map((r) => {
+    if (!(r instanceof Uint8Array) || r.length !== 32) throw new StorageError('CORRUPT', 'root key');
+    return r;
+  });
+  const [region, length, sha] = arr(6);
+  if ((region !== 0 && region !== 1) || typeof length !== 'number' || !(sha instanceof Uint8Array)) throw new StorageError('CORRUPT', 'table ref');
+  const headRaw = get(7);
+  const signedHead = headRaw === undefined ? null : signedHeadFromCbor(headRaw, 'meta.head');
+  const certs: SignedKeyCert[] = arr(10).map((c, i) => keyCertFromCbor(c, `meta.certs[${i}]`));
+  const [wrongCount, lockoutActive] = arr(12);
+  if (typeof wrongCount !== 'number' || typeof lockoutActive !== 'boolean') throw new StorageError('CORRUPT', 'keypad');
+  const singleUse = arr(13).map((u) => {
+    if (!Array.isArray(u) || typeof u[0] !== 'string' || typeof u[1] !== 'number' || typeof u[2] !== 'number') throw new StorageError('CORRUPT', 'single-use ledger');
+    return { date: u[0], slot: u[1], firstUseS: u[2] };
+  });
+  const j = get(14);
+  let journal: { seq: number; bytes: Uint8Array } | undefined;
+  if (j !== undefined) {
+    if (!Array.isArray(j) || typeof j[0] !== 'number' || !(j[1] instanceof Uint8Array)) throw new StorageError('CORRUPT', 'journal');
+    journal = { seq: j[0], bytes: j[1] };
+  }
+  const lockId = text(1);
+  const secrets: LockSecrets = { lockId, lockSecret: bstr(2, 32), deviceSeed: bstr(3, 32), timeZone: text(5) };
+  const tableState: TableState = {
+    lockId,
+    table: emptyTable(), // replaced by the table region's contents once verified
+    head: signedHead?.head ?? null,
+    versionFloor: uint(8),
+    trust: { roots, certs, certFloor: uint(11) },
+    newestIssuedAt: uint(9),
+  };
+  return {
+    state: { secrets, tableState, signedHead, keypad: { wrongCount, lockoutActive }, singleUse },
+    ref: { region, length, sha256: sha },
+    journal,
+  };
+}
+
+function padTo(b: Uint8Array, a: number, fill: number): Uint8Array {
+  if (b.length % a === 0 && b.length > 0) return b;
+  const out = new Uint8Array(Math.max(a, alignUp(b.length, a))).fill(fill);
+  out.set(b);
+  return out;
+}
+
+function writeU64(dv: DataView, off: number, n: number): void {
+  dv.setUint32(off, n >>> 0, true);
+  dv.setUint32(off + 4, Math.floor(n / 0x1_0000_0000), true);
+}
+
+function readU64(dv: DataView, off: number): number {
+  return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x1_0000_0000;
+}
