@@ -99,3 +99,29 @@ describe('MessageChannel', () => {
     await expect(pending).rejects.toThrow(/test/);
   });
 });
+
+describe('MessageChannel after close()', () => {
+  it('sends new messages on the next connection and never resumes the abandoned one', async () => {
+    const got: Uint8Array[] = [];
+    let peer: MessageChannel | undefined;
+    const frames: Uint8Array[] = [];
+    const a = new MessageChannel({ write: (f) => frames.push(f), onMessage: () => undefined });
+    const b = new MessageChannel({ write: (f) => a.receiveFrame(f), onMessage: (m) => got.push(m) });
+    peer = b;
+    a.linkUp(23);
+    b.linkUp(23);
+    const abandoned = a.send(new Uint8Array(500).fill(1));
+    abandoned.catch(() => undefined);
+    a.close('session over');
+    await expect(abandoned).rejects.toThrow('session over');
+    a.linkDown();
+    b.linkDown();
+    frames.length = 0;
+    a.linkUp(23);
+    b.linkUp(23);
+    const fresh = a.send(new Uint8Array([9, 9, 9]));
+    while (frames.length > 0) peer.receiveFrame(frames.shift() as Uint8Array);
+    await fresh;
+    expect(got).toEqual([new Uint8Array([9, 9, 9])]);
+  });
+});

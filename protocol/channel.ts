@@ -56,7 +56,8 @@ export class ChannelClosedError extends Error {
 }
 
 export class MessageChannel {
-  private readonly sender: FrameSender;
+  private sender: FrameSender;
+  private mtu: number;
   private readonly reassembler: FrameReassembler;
   private readonly queue: Pending[] = [];
   private current: Pending | undefined;
@@ -65,7 +66,8 @@ export class MessageChannel {
   readonly stats: ChannelStats = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0, messagesOut: 0, messagesIn: 0, resumedBytes: 0 };
 
   constructor(private readonly opts: MessageChannelOptions) {
-    this.sender = new FrameSender({ mtu: opts.mtu ?? 23 });
+    this.mtu = opts.mtu ?? 23;
+    this.sender = new FrameSender({ mtu: this.mtu });
     const ro: FrameReassemblerOptions = { maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES };
     if (opts.window !== undefined) ro.window = opts.window;
     if (opts.ackEvery !== undefined) ro.ackEvery = opts.ackEvery;
@@ -88,12 +90,14 @@ export class MessageChannel {
 
   /** A connection is up (after MTU exchange and subscription): announce our receiver state. */
   linkUp(mtu: number): void {
+    this.mtu = mtu;
     this.sender.setMtu(mtu);
     this.up = true;
     this.emit(this.reassembler.hello());
   }
 
   setMtu(mtu: number): void {
+    this.mtu = mtu;
     this.sender.setMtu(mtu);
   }
 
@@ -106,7 +110,8 @@ export class MessageChannel {
   /** Give up: reject every pending send. */
   close(reason = 'channel closed'): void {
     this.up = false;
-    this.sender.disconnected();
+    // A fresh sender: the abandoned message must not resume on the next connection.
+    this.sender = new FrameSender({ mtu: this.mtu });
     const all = [...(this.current ? [this.current] : []), ...this.queue.splice(0)];
     this.current = undefined;
     for (const p of all) p.reject(new ChannelClosedError(reason));

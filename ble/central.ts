@@ -1,0 +1,202 @@
+// The phone's GATT client on noble: scan by the locksync service, pick a lock by the id in
+// its scan response, connect, exchange MTU, discover once, subscribe, stream frames.
+// noble is loaded lazily by radio/hosts.ts; any transport it drives works (`uart:`, `hci:`).
+
+import { GATT_SHORT, MessageChannel, decodeAdvertData, encodeMessage, type Message } from '../protocol/index';
+import { loadNoble, waitForPoweredOn, type BleFamily, type NobleLike } from '../radio/hosts';
+import { AgentError } from '../mobile-agent/errors';
+import { type ConnectOptions, type DiscoveredLock, type DisconnectInfo, type LockConnection, type LockConnector, MessageInbox } from '../mobile-agent/link';
+
+export interface NobleConnectorOptions {
+  family?: BleFamily;
+  /** Force legacy (false) or extended (true) HCI advertising/connection commands. */
+  extended?: boolean;
+  /** Connection parameters asked for at connect (ms; MTU we request). */
+  connection?: { minIntervalMs?: number; maxIntervalMs?: number; mtu?: number; timeoutMs?: number };
+  poweredOnTimeoutMs?: number;
+  scanTimeoutMs?: number;
+}
+
+const HCI_REASONS: Record<number, string> = {
+  0x08: 'supervision timeout (out of range)',
+  0x13: 'remote user terminated the connection',
+  0x16: 'connection terminated by the local host',
+  0x3e: 'connection failed to be established',
+};
+
+interface LockChannelState {
+  channel: MessageChannel;
+  inbox: MessageInbox;
+  hook: { write: (f: Uint8Array) => void };
+}
+
+export class NobleConnector implements LockConnector {
+  private readonly channels = new Map<string, LockChannelState>();
+  private readonly seen = new Map<string, { peripheral: any; advert: DiscoveredLock }>();
+
+  private constructor(
+    readonly transport: string,
+    readonly noble: NobleLike,
+    private readonly opts: NobleConnectorOptions,
+  ) {
+    noble.on('discover', (p: any) => this.onDiscover(p));
+  }
+
+  static async open(transport: string, opts: NobleConnectorOptions = {}): Promise<NobleConnector> {
+    let noble: NobleLike;
+    try {
+      const o: { family?: BleFamily; extended?: boolean } = {};
+      if (opts.family !== undefined) o.family = opts.family;
+      if (opts.extended !== undefined) o.extended = opts.extended;
+      noble = await loadNoble(transport, o);
+      await waitForPoweredOn(noble, opts.poweredOnTimeoutMs ?? 10_000);
+    } catch (e) {
+      throw new AgentError('TRANSPORT_UNAVAILABLE', `${transport}: ${(e as Error).message}`);
+    }
+    return new NobleConnector(transport, noble, opts);
+  }
+
+  private onDiscover(p: any): void {
+    const name: string | undefined = p.advertisement?.localName;
+    if (!name) return;
+    const mfg: Buffer | undefined = p.advertisement?.manufacturerData;
+    const adv = decodeAdvertData(name, mfg ? new Uint8Array(mfg) : undefined);
+    const d: DiscoveredLock = { lockId: name, rssi: p.rssi, address: p.address };
+    if (adv) {
+      d.version = adv.version;
+      d.flags = adv.flags;
+    }
+    this.seen.set(name, { peripheral: p, advert: d });
+  }
+
+  async scan(timeoutMs: number, filterLockId?: string): Promise<DiscoveredLock[]> {
+    this.seen.clear();
+    await this.noble.startScanningAsync([GATT_SHORT.service], false);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (filterLockId !== undefined && this.seen.has(filterLockId)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.noble.stopScanningAsync();
+    return [...this.seen.values()].map((s) => s.advert).filter((d) => filterLockId === undefined || d.lockId === filterLockId);
+  }
+
+  async connect(lockId: string, opts: ConnectOptions = {}): Promise<LockConnection> {
+    const found = await this.scan(opts.timeoutMs ?? this.opts.scanTimeoutMs ?? 5000, lockId);
+    const entry = this.seen.get(lockId);
+    if (found.length === 0 || !entry) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
+    const peripheral = entry.peripheral;
+    const c = this.opts.connection ?? {};
+    const params: Record<string, number> = { mtu: c.mtu ?? 247 };
+    if (c.minIntervalMs !== undefined) params.minInterval = c.minIntervalMs;
+    if (c.maxIntervalMs !== undefined) params.maxInterval = c.maxIntervalMs;
+    if (c.timeoutMs !== undefined) params.timeout = c.timeoutMs;
+
+    let state = this.channels.get(lockId);
+    if (!state) {
+      const inbox = new MessageInbox();
+      const hook = { write: (_f: Uint8Array): void => undefined };
+      const channel = new MessageChannel({ write: (f) => hook.write(f), onMessage: (m) => inbox.deliver(m) });
+      state = { channel, inbox, hook };
+      this.channels.set(lockId, state);
+    }
+    const { channel, inbox, hook } = state;
+    inbox.reopen();
+
+    let open = false;
+    let resolveClosed!: (d: DisconnectInfo) => void;
+    const closed = new Promise<DisconnectInfo>((r) => (resolveClosed = r));
+    const onDisconnect = (reason: number | string) => {
+      const code = typeof reason === 'number' ? reason : Number.parseInt(String(reason), 16) || 0;
+      const description = HCI_REASONS[code] ?? `HCI reason 0x${code.toString(16)}`;
+      open = false;
+      hook.write = () => undefined;
+      channel.linkDown();
+      inbox.fail(new AgentError('LINK_LOST', `${description} (HCI reason 0x${code.toString(16).padStart(2, '0')})`));
+      resolveClosed({ reason: code, description });
+    };
+    try {
+      await withTimeout(this.noble.connectAsync(peripheral.id, params), 10_000, `connect to ${lockId}`);
+      open = true;
+      peripheral.once('disconnect', onDisconnect);
+      const mtu: number = peripheral.mtu ?? (await waitForMtu(peripheral, 2000));
+      const { characteristics } = await withTimeout<any>(
+        peripheral.discoverSomeServicesAndCharacteristicsAsync([GATT_SHORT.service], [GATT_SHORT.rx, GATT_SHORT.tx, GATT_SHORT.info]),
+        10_000,
+        'GATT discovery',
+      );
+      const rx = characteristics.find((ch: any) => ch.uuid === GATT_SHORT.rx);
+      const tx = characteristics.find((ch: any) => ch.uuid === GATT_SHORT.tx);
+      if (!rx || !tx) throw new AgentError('PROTOCOL_VIOLATION', `${lockId} does not expose the locksync service`);
+      tx.on('data', (data: Buffer) => channel.receiveFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()));
+      hook.write = (f) => {
+        if (open) rx.write(Buffer.from(f), true);
+      };
+      await withTimeout(tx.subscribeAsync(), 5000, 'subscribe');
+      channel.linkUp(Math.max(23, Math.min(517, mtu)));
+    } catch (e) {
+      peripheral.removeListener('disconnect', onDisconnect);
+      if (open) await peripheral.disconnectAsync().catch(() => undefined);
+      channel.linkDown();
+      if (e instanceof AgentError) throw e;
+      throw new AgentError('LINK_LOST', `connecting to ${lockId}: ${(e as Error).message}`);
+    }
+    const progress = (): void => {
+      const p = channel.progress;
+      if (p.total > 0) opts.onProgress?.(p.acked, p.total);
+    };
+    return {
+      lockId,
+      mtu: peripheral.mtu ?? 23,
+      get isOpen() {
+        return open;
+      },
+      closed,
+      send: (m: Message) => channel.send(encodeMessage(m)).finally(progress),
+      sendRaw: (b: Uint8Array) => channel.send(b).finally(progress),
+      next: (t) => inbox.next(t),
+      rssi: async () => (await peripheral.updateRssiAsync()) as number,
+      disconnect: async () => {
+        if (!open) return;
+        await peripheral.disconnectAsync().catch(() => undefined);
+        await closed;
+      },
+    };
+  }
+
+  forget(lockId: string): void {
+    this.channels.get(lockId)?.channel.close('abandoned');
+    this.channels.delete(lockId);
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.channels.keys()]) this.forget(id);
+    try {
+      this.noble.removeAllListeners('discover');
+      this.noble.stop?.();
+    } catch {
+      // already stopped
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function waitForMtu(peripheral: any, timeoutMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(peripheral.mtu ?? 23), timeoutMs);
+    peripheral.once('mtu', (m: number) => {
+      clearTimeout(t);
+      resolve(m);
+    });
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new AgentError('TIMEOUT', `${what} took longer than ${ms} ms`)), ms);
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
+  });
+}
