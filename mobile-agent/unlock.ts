@@ -1,0 +1,79 @@
+// Unlock by challenge–response, then a passive sync when the phone carries something newer
+// for this lock (the field's apps sync after every unlock).
+//
+//   phone → unlockRequest{credId}; lock → challenge{lockId, sessionId, nonce, credId, expiry}
+//   phone → unlockResponse{challenge bytes, Ed25519 signature}; lock → decision{granted, reason}
+
+import { answerChallenge, type DecisionReason } from '../protocol/index';
+import type { PhoneCredential } from './credential';
+import { AgentError } from './errors';
+import type { LockConnector } from './link';
+import { type SyncOptions, type SyncResult, syncOnConnection } from './sync';
+import type { AuthorityApi } from './authority-client';
+import type { CourierCache } from './courier';
+
+export interface UnlockOptions {
+  lockId: string;
+  credential: PhoneCredential;
+  connector: LockConnector;
+  /** For the passive sync after the decision. */
+  authority?: AuthorityApi;
+  cache?: CourierCache;
+  passiveSync?: boolean;
+  messageTimeoutMs?: number;
+  /** Test hook: tamper with the response before it leaves (bit flips, replays). */
+  tamper?: (response: { challengeBytes: Uint8Array; signature: Uint8Array }) => { challengeBytes: Uint8Array; signature: Uint8Array };
+}
+
+export interface UnlockResult {
+  lockId: string;
+  credId: number;
+  granted: boolean;
+  reason: DecisionReason;
+  auditSeq: number;
+  lockVersion: number;
+  /** Present when a passive sync ran after the decision. */
+  sync?: Omit<SyncResult, 'attempts'>;
+}
+
+export async function unlock(opts: UnlockOptions): Promise<UnlockResult> {
+  const grant = opts.credential.credentials.find((c) => c.lockId === opts.lockId);
+  if (!grant) throw new AgentError('NOTHING_TO_DELIVER', `this credential holds nothing for lock ${opts.lockId}`);
+  const timeout = opts.messageTimeoutMs ?? 10_000;
+  const conn = await opts.connector.connect(opts.lockId);
+  try {
+    const hello = await conn.next(timeout);
+    if (hello.type !== 'hello' || hello.lockId !== opts.lockId) throw new AgentError('PROTOCOL_VIOLATION', `expected hello from ${opts.lockId}`);
+    await conn.send({ type: 'unlockRequest', credId: grant.credId });
+    const ch = await conn.next(timeout);
+    let decision;
+    if (ch.type === 'challenge') {
+      if (ch.body.lockId !== opts.lockId || ch.body.credId !== grant.credId)
+        throw new AgentError('PROTOCOL_VIOLATION', 'challenge names another lock or credential');
+      let response = answerChallenge(ch.bodyBytes, opts.credential.secretKey);
+      if (opts.tamper) response = { ...response, ...opts.tamper({ challengeBytes: response.challengeBytes, signature: response.signature }) };
+      await conn.send(response);
+      decision = await conn.next(timeout);
+    } else decision = ch; // the lock may refuse before challenging (unknown credential, lockout)
+    if (decision.type === 'error') throw new AgentError('REFUSED_BY_LOCK', `${decision.reason} ${decision.detail}`.trim(), decision.reason);
+    if (decision.type !== 'decision') throw new AgentError('PROTOCOL_VIOLATION', `expected decision, got ${decision.type}`);
+    const result: UnlockResult = {
+      lockId: opts.lockId,
+      credId: grant.credId,
+      granted: decision.granted,
+      reason: decision.reason,
+      auditSeq: decision.auditSeq,
+      lockVersion: hello.version,
+    };
+    const carriesNewer = (opts.cache?.newestVersion(opts.lockId) ?? 0) > hello.version;
+    if (opts.passiveSync !== false && (carriesNewer || opts.authority)) {
+      const syncOpts: SyncOptions = { lockId: opts.lockId, connector: opts.connector, messageTimeoutMs: timeout };
+      if (opts.authority) syncOpts.authority = opts.authority;
+      if (opts.cache) syncOpts.cache = opts.cache;
+      result.sync = await syncOnConnection(conn, hello, syncOpts);
+    }
+    return result;
+  } finally {
+    if (conn.isOpen) await conn.disconnect().catch(() => undefined);
+  }
+}
