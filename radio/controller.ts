@@ -404,7 +404,7 @@ export class VirtualController implements AirParticipant {
         if (!this.initiator) return fail(Status.COMMAND_DISALLOWED);
         this.initiator = null;
         // The Command Complete goes first, then the connection attempt's failure.
-        queueMicrotask(() => this.sendConnectionComplete(Status.UNKNOWN_CONNECTION_ID, null));
+        this.air.clock.at(this.air.clock.nowUs(), () => this.sendConnectionComplete(Status.UNKNOWN_CONNECTION_ID, null));
         return ok();
       }
       case Op.LE_READ_ACCEPT_LIST_SIZE:
@@ -1033,11 +1033,9 @@ export class VirtualController implements AirParticipant {
     const handle = this.allocateHandle();
     // Connectable legacy advertising ends when a connection is made.
     this.stopAdvertising();
-    queueMicrotask(() => {
-      if (!link.peripheral.open) return;
-      this.connections.set(handle, link.peripheral);
-      this.sendConnectionComplete(Status.SUCCESS, link.peripheral);
-    });
+    link.peripheral.handle = handle;
+    this.connections.set(handle, link.peripheral);
+    this.sendConnectionComplete(Status.SUCCESS, link.peripheral);
     return handle;
   }
 
