@@ -1,0 +1,46 @@
+// Design goals expressed as byte counts (DESIGN.md; issue 2): bytes, not time, so they are
+// exact and belong in tests.
+import { describe, expect, it } from 'vitest';
+import { encode } from './cbor';
+import { encodeEntry, tableDigest } from './table';
+import { diffTables } from './ops';
+import { encodeMessage } from './messages';
+import { applyUpdate, initialTableState, updateToCbor } from './update';
+import { KEYS, LOCK_ID, PARTNER_ID, baseTable, deltaFrom, residentPhone, snapshotOf } from './vectors/world';
+
+/** Nuki's time-limited authorization record is 75 B; ours must fit 64. */
+export const PHONE_ENTRY_GOAL_BYTES = 64;
+/** A signed partner revocation must stay small whatever the partner held. */
+export const REMOVE_PARTNER_DELTA_GOAL_BYTES = 160;
+
+describe('size goals', () => {
+  it('a phone credential with a schedule and a validity window encodes in <= 64 bytes', () => {
+    const e = residentPhone(0xffff); // 3-byte credId, Key id, one window, both validity bounds
+    expect(e.schedule?.length).toBe(1);
+    expect(e.validFrom).toBeDefined();
+    expect(e.validUntil).toBeDefined();
+    expect(encodeEntry(e).length).toBeLessThanOrEqual(PHONE_ENTRY_GOAL_BYTES);
+  });
+
+  it('the signed "remove partner P" delta message is <= 160 bytes, the same whether P held 10 or 1,000 credentials', () => {
+    const sizes: number[] = [];
+    for (const held of [10, 1000]) {
+      const from = baseTable(held);
+      const s0 = initialTableState(LOCK_ID, [KEYS.root.publicKey]);
+      const r = applyUpdate(s0, snapshotOf(from, { version: 1 }));
+      if (!r.ok) throw r.error;
+      const to = { ...from, entries: new Map([...from.entries].filter(([, e]) => e.partnerId !== PARTNER_ID)) };
+      const ops = diffTables(from, to);
+      expect(ops).toEqual([{ op: 'removePartner', partnerId: PARTNER_ID }]);
+      const delta = deltaFrom(r.state, ops, { version: 123_456 });
+      expect(delta.head.head.digest).toEqual(tableDigest(to));
+      const msg = encodeMessage({ type: 'delta', update: delta });
+      expect(msg.length).toBeLessThanOrEqual(REMOVE_PARTNER_DELTA_GOAL_BYTES);
+      expect(encode(updateToCbor(delta)).length).toBeLessThan(msg.length);
+      const applied = applyUpdate(r.state, delta);
+      expect(applied.ok && applied.state.table.entries.size).toBe(3);
+      sizes.push(msg.length);
+    }
+    expect(sizes[0]).toBe(sizes[1]);
+  });
+});
