@@ -95,3 +95,61 @@ export class TestAuthority {
     return { credId, kind: 'keycard', holder: 'resident', secret: keycardVerifier(this.lockSecret, uid), flags: 0, ...extra };
   }
 }
+
+// ---------------------------------------------------------------------------
+// A provisioned lock on in-memory flash with a fake clock, for tests and benchmarks.
+
+import { SeededRandom } from '../protocol';
+import { NorFlash, type FlashGeometry, type PowerLossMode } from './flash';
+import { Lock, type BootOptions } from './lock';
+import type { LayoutParams } from './storage';
+import { FakeClock } from './time';
+
+export const TEST_GEOMETRY: FlashGeometry = { blockSize: 4096, blockCount: 48, progSize: 16 };
+export const TEST_LAYOUT: LayoutParams = { metaSlotBlocks: 1, tableRegionBlocks: 8, auditBlocks: 24 };
+
+export interface TestRig {
+  auth: TestAuthority;
+  flash: NorFlash;
+  clock: FakeClock;
+  lock: Lock;
+  random: SeededRandom;
+  /** Reboot from the same flash; `powerLoss` loses the RTC (default true). */
+  reboot(opts?: { powerLoss?: boolean; battery?: number }): Lock;
+}
+
+export function createTestRig(
+  opts: { seed?: string; lockId?: string; timeZone?: string; policy?: LockPolicy; geometry?: FlashGeometry; layout?: LayoutParams; mode?: PowerLossMode; startMs?: number } = {},
+): TestRig {
+  const seed = opts.seed ?? 'rig';
+  const lockId = opts.lockId ?? 'lk-0001';
+  const lockSecret = deriveSeed32(seed, 'lock-secret');
+  const clock = new FakeClock(opts.startMs ?? 1_760_000_000_000);
+  const auth = new TestAuthority(lockId, lockSecret, seed, { now: Math.floor(clock.nowMs() / 1000), ...(opts.policy ? { policy: opts.policy } : {}) });
+  const flash = new NorFlash(opts.geometry ?? TEST_GEOMETRY, { seed, ...(opts.mode ? { mode: opts.mode } : {}) });
+  Lock.provision(
+    flash,
+    { lockId, rootPublicKeys: [auth.root.publicKey], lockSecret, timeZone: opts.timeZone ?? 'Europe/Berlin', ...(opts.policy ? { policy: opts.policy } : {}) },
+    deriveSeed32(seed, 'device'),
+    opts.layout ?? TEST_LAYOUT,
+  );
+  const random = new SeededRandom(`${seed}/lock`);
+  const boot = (o: { powerLoss?: boolean; battery?: number } = {}, prev?: Lock): Lock => {
+    const b: BootOptions = { flash, clock, timers: clock, random, battery: o.battery ?? 100 };
+    if (o.powerLoss === false) b.rtc = { continueAtMs: prev ? prev.rtc.nowMs() : clock.nowMs(), trusted: prev?.rtc.trusted ?? true };
+    return Lock.boot(b);
+  };
+  const rig: TestRig = {
+    auth,
+    flash,
+    clock,
+    random,
+    lock: boot({ powerLoss: false }),
+    reboot(o = {}) {
+      this.lock.shutdown();
+      this.lock = boot(o, this.lock);
+      return this.lock;
+    },
+  };
+  return rig;
+}

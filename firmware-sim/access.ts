@@ -1,0 +1,301 @@
+// Offline access decisions: pure functions of the table, the lock's secrets, its clock and
+// its small persistent ledgers. Every path ends in a named DecisionReason.
+//
+// Per-entry checks run in a fixed order; the order is also the "specificity" of a refusal:
+//   1 validity window (NOT_YET_VALID / EXPIRED)   2 parent present and valid (PARENT_MISSING)
+//   3 doorcodes enabled for the entry's Key (DOORCODES_DISABLED)   4 lease (LEASE_STALE)
+//   5 entry schedule, then its Key's schedule (OUT_OF_SCHEDULE)
+// A credential may appear in several entries (a phone on several Keys): it is granted if
+// any entry grants, else refused with the reason of the entry that got furthest.
+
+import {
+  type ChallengeBody,
+  type DecisionReason,
+  type Entry,
+  type ScheduleWindow,
+  type Table,
+  ENTRY_FLAGS,
+  SINGLE_USE_WINDOW_SECONDS,
+  bytesEqual,
+  challengeBodyFromBytes,
+  dailyCode,
+  doorcodeVerifier,
+  encodeChallengeBody,
+  keycardVerifier,
+  toHex,
+  verify,
+  DOORCODE_PATTERN,
+} from '../protocol';
+import type { AccessMethod } from './machine';
+import type { SingleUseRecord } from './storage';
+import { SINGLE_USE_LEDGER_MAX } from './storage';
+
+export const CHALLENGE_TTL_MS = 10_000;
+
+export interface AccessContext {
+  lockId: string;
+  table: Table;
+  lockSecret: Uint8Array;
+  timeZone: string;
+  /** Lock RTC, unix ms. */
+  nowMs: number;
+  /** False after power loss until authority-signed time arrives. */
+  clockTrusted: boolean;
+  /** Newest authority-signed time the lock has accepted (head issuedAt or signed time), unix s. */
+  leaseAnchorS: number;
+  singleUse: readonly SingleUseRecord[];
+}
+
+export interface Decision {
+  reason: DecisionReason;
+  method: AccessMethod;
+  credId?: number;
+  /** New single-use ledger to persist (only when it changed). */
+  singleUse?: SingleUseRecord[];
+}
+
+// ---------------------------------------------------------------------------
+// Local time in the property's IANA zone (DST-correct via Intl)
+
+export interface LocalTime {
+  /** YYYY-MM-DD */
+  date: string;
+  /** 0 = Monday … 6 = Sunday */
+  weekday: number;
+  /** Minutes after local midnight. */
+  minute: number;
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+const WEEKDAYS: Record<string, number> = { Mon: 0, Tue: 1, Wed: 2, Thu: 3, Fri: 4, Sat: 5, Sun: 6 };
+
+export function isValidTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function localTime(timeZone: string, ms: number): LocalTime {
+  let f = formatters.get(timeZone);
+  if (f === undefined) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      weekday: 'short',
+      hourCycle: 'h23',
+    });
+    formatters.set(timeZone, f);
+  }
+  const p: Record<string, string> = {};
+  for (const part of f.formatToParts(new Date(ms))) p[part.type] = part.value;
+  const weekday = WEEKDAYS[p.weekday ?? ''];
+  if (weekday === undefined) throw new Error(`unexpected weekday ${p.weekday}`);
+  return { date: `${p.year}-${p.month}-${p.day}`, weekday, minute: Number(p.hour) * 60 + Number(p.minute) };
+}
+
+export function inSchedule(windows: readonly ScheduleWindow[], t: LocalTime): boolean {
+  const bit = 1 << t.weekday;
+  return windows.some((w) => (w.days & bit) !== 0 && t.minute >= w.start && t.minute < w.end);
+}
+
+// ---------------------------------------------------------------------------
+// Entry evaluation
+
+interface Verdict {
+  reason: DecisionReason;
+  stage: number;
+  credId: number;
+}
+
+export function evaluateEntry(e: Entry, ctx: AccessContext, local: LocalTime): Verdict {
+  const nowS = Math.floor(ctx.nowMs / 1000);
+  const v = (reason: DecisionReason, stage: number): Verdict => ({ reason, stage, credId: e.credId });
+  if (e.validFrom !== undefined && nowS < e.validFrom) return v('NOT_YET_VALID', 1);
+  if (e.validUntil !== undefined && nowS >= e.validUntil) return v('EXPIRED', 1);
+  // Guests chain to the resident who shared: walk the chain (the table forbids dangling
+  // parents, so this is defence in depth, and it also catches a parent out of validity).
+  let p = e.parent;
+  for (let depth = 0; p !== undefined && depth < 16; depth++) {
+    const parent = ctx.table.entries.get(p);
+    if (parent === undefined) return v('PARENT_MISSING', 2);
+    if ((parent.validFrom !== undefined && nowS < parent.validFrom) || (parent.validUntil !== undefined && nowS >= parent.validUntil)) return v('PARENT_MISSING', 2);
+    p = parent.parent;
+  }
+  const keyPolicy = e.keyId !== undefined ? ctx.table.keyPolicies.get(e.keyId) : undefined;
+  if (e.kind === 'doorcode' && keyPolicy !== undefined && !keyPolicy.doorcodesEnabled) return v('DOORCODES_DISABLED', 3);
+  const lease = ctx.table.policy.leaseSeconds;
+  if ((e.flags & ENTRY_FLAGS.LEASE) !== 0 && lease > 0) {
+    // A lock whose clock was lost cannot know how long it has been offline: fail closed.
+    if (!ctx.clockTrusted || nowS - ctx.leaseAnchorS > lease) return v('LEASE_STALE', 4);
+  }
+  if (e.schedule !== undefined && !inSchedule(e.schedule, local)) return v('OUT_OF_SCHEDULE', 5);
+  if (keyPolicy?.schedule !== undefined && !inSchedule(keyPolicy.schedule, local)) return v('OUT_OF_SCHEDULE', 5);
+  return v('GRANTED', 6);
+}
+
+/** Granted if any entry grants; otherwise the most specific refusal. */
+export function decideAmong(entries: readonly Entry[], ctx: AccessContext): { reason: DecisionReason; credId?: number } {
+  if (entries.length === 0) return { reason: 'UNKNOWN_CREDENTIAL' };
+  const local = localTime(ctx.timeZone, ctx.nowMs);
+  let best: Verdict | undefined;
+  for (const e of entries) {
+    const v = evaluateEntry(e, ctx, local);
+    if (v.reason === 'GRANTED') return { reason: 'GRANTED', credId: v.credId };
+    if (best === undefined || v.stage > best.stage) best = v;
+  }
+  const b = best as Verdict;
+  return { reason: b.reason, credId: b.credId };
+}
+
+// ---------------------------------------------------------------------------
+// Indexes over a table (built once per immutable table object)
+
+interface TableIndex {
+  bySecret: Map<string, Entry[]>;
+}
+const indexes = new WeakMap<Table, TableIndex>();
+
+export function tableIndex(t: Table): TableIndex {
+  let ix = indexes.get(t);
+  if (ix === undefined) {
+    const bySecret = new Map<string, Entry[]>();
+    for (const e of t.entries.values()) {
+      const k = `${e.kind}:${toHex(e.secret)}`;
+      const list = bySecret.get(k);
+      if (list) list.push(e);
+      else bySecret.set(k, [e]);
+    }
+    ix = { bySecret };
+    indexes.set(t, ix);
+  }
+  return ix;
+}
+
+function entriesWithSecret(t: Table, kind: Entry['kind'], secret: Uint8Array): Entry[] {
+  return tableIndex(t).bySecret.get(`${kind}:${toHex(secret)}`) ?? [];
+}
+
+// ---------------------------------------------------------------------------
+// Doorcodes (permanent from the table; daily and single-use daily derived from the secret)
+
+export function decideCode(ctx: AccessContext, code: string): Decision {
+  if (!DOORCODE_PATTERN.test(code)) return { reason: 'WRONG_CODE', method: 'doorcode' };
+  const permanent = entriesWithSecret(ctx.table, 'doorcode', doorcodeVerifier(ctx.lockSecret, code));
+  if (permanent.length > 0) {
+    const d = decideAmong(permanent, ctx);
+    return { ...d, method: 'doorcode' } as Decision;
+  }
+  const slots = ctx.table.policy.dailyCodeSlots;
+  if (slots > 0) {
+    const local = localTime(ctx.timeZone, ctx.nowMs);
+    const daily = dailyCodesFor(ctx.lockSecret, local.date, slots);
+    const hit = daily.get(code);
+    if (hit !== undefined) {
+      if (hit.kind === 'daily') return { reason: 'GRANTED', method: 'dailyCode', credId: 0 };
+      return decideSingleUse(ctx, local.date, hit.slot);
+    }
+  }
+  return { reason: 'WRONG_CODE', method: 'doorcode' };
+}
+
+const dailyCache = new Map<string, Map<string, { slot: number; kind: 'daily' | 'dailySingleUse' }>>();
+
+/** The codes valid on one local date: slots 0..n-1 of both kinds. Cached per (secret, date). */
+export function dailyCodesFor(lockSecret: Uint8Array, date: string, slots: number): Map<string, { slot: number; kind: 'daily' | 'dailySingleUse' }> {
+  const key = `${toHex(lockSecret)}:${date}:${slots}`;
+  let m = dailyCache.get(key);
+  if (m === undefined) {
+    m = new Map();
+    for (let slot = 0; slot < slots; slot++) {
+      m.set(dailyCode(lockSecret, date, slot, 'daily'), { slot, kind: 'daily' });
+      const su = dailyCode(lockSecret, date, slot, 'dailySingleUse');
+      if (!m.has(su)) m.set(su, { slot, kind: 'dailySingleUse' });
+    }
+    if (dailyCache.size > 64) dailyCache.clear();
+    dailyCache.set(key, m);
+  }
+  return m;
+}
+
+function decideSingleUse(ctx: AccessContext, date: string, slot: number): Decision {
+  const nowS = Math.floor(ctx.nowMs / 1000);
+  const used = ctx.singleUse.find((u) => u.date === date && u.slot === slot);
+  if (used !== undefined) {
+    if (nowS - used.firstUseS <= SINGLE_USE_WINDOW_SECONDS && nowS >= used.firstUseS) return { reason: 'GRANTED', method: 'dailyCode', credId: 0 };
+    return { reason: 'CODE_USED_UP', method: 'dailyCode', credId: 0 };
+  }
+  // Forget uses from before yesterday: their codes can no longer match.
+  const yesterday = localTime(ctx.timeZone, ctx.nowMs - 36 * 3600 * 1000).date;
+  const kept = ctx.singleUse.filter((u) => u.date >= yesterday);
+  if (kept.length >= SINGLE_USE_LEDGER_MAX) return { reason: 'CODE_USED_UP', method: 'dailyCode', credId: 0 }; // fail closed
+  return { reason: 'GRANTED', method: 'dailyCode', credId: 0, singleUse: [...kept, { date, slot, firstUseS: nowS }] };
+}
+
+// ---------------------------------------------------------------------------
+// Keycards
+
+export function decideKeycard(ctx: AccessContext, uid: Uint8Array): Decision {
+  if (uid.length < 4 || uid.length > 10) return { reason: 'UNKNOWN_CREDENTIAL', method: 'keycard' };
+  const d = decideAmong(entriesWithSecret(ctx.table, 'keycard', keycardVerifier(ctx.lockSecret, uid)), ctx);
+  return { ...d, method: 'keycard' } as Decision;
+}
+
+// ---------------------------------------------------------------------------
+// Phone challenge–response
+
+export interface IssuedChallenge {
+  bytes: Uint8Array;
+  body: ChallengeBody;
+  used: boolean;
+}
+
+export function makeChallenge(lockId: string, sessionId: Uint8Array, nonce: Uint8Array, credId: number, nowMs: number): IssuedChallenge {
+  const body: ChallengeBody = { lockId, sessionId, nonce, credId, expiresAtMs: nowMs + CHALLENGE_TTL_MS };
+  return { bytes: encodeChallengeBody(body), body, used: false };
+}
+
+/**
+ * Decide an unlock response. `issued` are this session's challenges; the returned index
+ * (if any) is the challenge the response consumed — single use whatever the outcome.
+ */
+export function decidePhone(
+  ctx: AccessContext,
+  sessionId: Uint8Array,
+  issued: readonly IssuedChallenge[],
+  challengeBytes: Uint8Array,
+  signature: Uint8Array,
+): Decision & { consumed?: number } {
+  const idx = issued.findIndex((c) => bytesEqual(c.bytes, challengeBytes));
+  if (idx < 0) {
+    // Not byte-identical to anything issued here: say why as precisely as the bytes allow.
+    let body: ChallengeBody;
+    try {
+      body = challengeBodyFromBytes(challengeBytes);
+    } catch {
+      return { reason: 'BAD_RESPONSE', method: 'phone' };
+    }
+    if (body.lockId !== ctx.lockId || !bytesEqual(body.sessionId, sessionId)) return { reason: 'WRONG_LOCK', method: 'phone', credId: body.credId };
+    const sameNonce = issued.findIndex((c) => bytesEqual(c.body.nonce, body.nonce));
+    if (sameNonce >= 0) {
+      // A tampered copy of a real challenge burns it: the genuine response cannot follow.
+      return { reason: 'BAD_RESPONSE', method: 'phone', credId: body.credId, consumed: sameNonce };
+    }
+    return { reason: 'REPLAYED', method: 'phone', credId: body.credId };
+  }
+  const c = issued[idx] as IssuedChallenge;
+  const credId = c.body.credId;
+  if (c.used) return { reason: 'REPLAYED', method: 'phone', credId };
+  if (ctx.nowMs > c.body.expiresAtMs) return { reason: 'CHALLENGE_EXPIRED', method: 'phone', credId, consumed: idx };
+  const entry = ctx.table.entries.get(credId);
+  if (entry === undefined || entry.kind !== 'phone') return { reason: 'UNKNOWN_CREDENTIAL', method: 'phone', credId, consumed: idx };
+  if (!verify('unlock', challengeBytes, signature, entry.secret)) return { reason: 'BAD_RESPONSE', method: 'phone', credId, consumed: idx };
+  const d = decideAmong(entriesWithSecret(ctx.table, 'phone', entry.secret), ctx);
+  return { reason: d.reason, method: 'phone', credId: d.credId ?? credId, consumed: idx };
+}

@@ -1,0 +1,420 @@
+// The lock runtime: mounts storage, runs the pure state machine and executes its effects
+// (flash commits, timers, motor, audit), decides access with access.ts and hosts sessions.
+// Clock, timers and randomness are injected, so tests drive it deterministically.
+
+import {
+  type DecisionReason,
+  type LockPolicy,
+  type Message,
+  type RandomSource,
+  type Update,
+  DECISION_REASONS,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  applyUpdate,
+  bytesEqual,
+  currentDigest,
+  currentVersion,
+  keyPairFromSeed,
+  makeReceipt,
+  signingKeyFor,
+  verify,
+  LOCK_ID_PATTERN,
+  validateLockPolicy,
+} from '../protocol';
+import { type AccessContext, type Decision, type IssuedChallenge, decideCode, decideKeycard, decidePhone, isValidTimeZone, makeChallenge } from './access';
+import type { NorFlash } from './flash';
+import {
+  ACCESS_METHOD_CODES,
+  type AccessMethod,
+  type Effect,
+  type MachineEvent,
+  type MachineState,
+  type TimerName,
+  accessGate,
+  initialMachineState,
+  transition,
+} from './machine';
+import { LOCK_CAPABILITIES, LockSession } from './session';
+import { type DurableState, type LayoutParams, LockStorage, StorageError } from './storage';
+import { BUILD_TIME_S, type Clock, Rtc, type TimerHandle, type TimerScheduler } from './time';
+
+export interface ProvisionBundle {
+  lockId: string;
+  rootPublicKeys: Uint8Array[];
+  lockSecret: Uint8Array;
+  timeZone: string;
+  policy?: LockPolicy;
+}
+
+export type LockLog = (event: string, fields: Record<string, unknown>) => void;
+
+export interface BootOptions {
+  flash: NorFlash;
+  clock: Clock;
+  timers: TimerScheduler;
+  random: RandomSource;
+  /** RTC after boot. Default: lost (power loss) → max(build time, newest signed issuedAt). */
+  rtc?: { driftPpm?: number; continueAtMs?: number; trusted?: boolean };
+  battery?: number;
+  log?: LockLog;
+}
+
+export interface AccessResult {
+  reason: DecisionReason;
+  granted: boolean;
+  method: AccessMethod;
+  credId?: number;
+  auditSeq: number;
+}
+
+export class LockError extends Error {
+  override readonly name = 'LockError';
+  constructor(
+    readonly code: 'BAD_BUNDLE' | 'NOT_PROVISIONED',
+    detail: string,
+  ) {
+    super(`${code}: ${detail}`);
+  }
+}
+
+export class Lock {
+  machine: MachineState = initialMachineState();
+  readonly rtc: Rtc;
+  readonly clock: Clock;
+  readonly timers: TimerScheduler;
+  readonly random: RandomSource;
+  readonly storage: LockStorage;
+  readonly devicePublicKey: Uint8Array;
+  private readonly deviceSecret: Uint8Array;
+  private readonly timerHandles = new Map<TimerName, TimerHandle>();
+  private readonly sessions = new Set<LockSession>();
+  private readonly log: LockLog;
+  /** Bolt commands in order (tests and the CLI's logs read them). */
+  readonly motorLog: { action: 'retract' | 'throw'; atMs: number }[] = [];
+  /** Refusals kept in RAM only: a hostile courier must not be able to wear the flash. */
+  readonly volatileLog: { atMs: number; event: string; reason: string; detail: string }[] = [];
+  private lastAccessSeq = 0;
+  private lastDecision: AccessResult | undefined;
+
+  // -------------------------------------------------------------------------
+
+  /** Factory provisioning: format the flash with the bundle and a device key. */
+  static provision(flash: NorFlash, bundle: ProvisionBundle, deviceSeed: Uint8Array, layout?: LayoutParams): { devicePublicKey: Uint8Array } {
+    if (!LOCK_ID_PATTERN.test(bundle.lockId)) throw new LockError('BAD_BUNDLE', `lock id ${bundle.lockId} does not match ${LOCK_ID_PATTERN}`);
+    if (bundle.rootPublicKeys.length === 0 || bundle.rootPublicKeys.some((k) => k.length !== 32)) throw new LockError('BAD_BUNDLE', 'need >= 1 root public key of 32 bytes');
+    if (bundle.lockSecret.length !== 32) throw new LockError('BAD_BUNDLE', 'lock secret must be 32 bytes');
+    if (deviceSeed.length !== 32) throw new LockError('BAD_BUNDLE', 'device seed must be 32 bytes');
+    if (!isValidTimeZone(bundle.timeZone)) throw new LockError('BAD_BUNDLE', `unknown IANA time zone ${bundle.timeZone}`);
+    if (bundle.policy !== undefined) {
+      try {
+        validateLockPolicy(bundle.policy);
+      } catch (e) {
+        throw new LockError('BAD_BUNDLE', (e as Error).message);
+      }
+    }
+    LockStorage.format(
+      flash,
+      { lockId: bundle.lockId, lockSecret: bundle.lockSecret, deviceSeed, timeZone: bundle.timeZone },
+      bundle.rootPublicKeys,
+      { ...(layout !== undefined ? { layout } : {}), ...(bundle.policy !== undefined ? { policy: bundle.policy } : {}) },
+    );
+    return { devicePublicKey: keyPairFromSeed(deviceSeed).publicKey };
+  }
+
+  /** Mount the flash (rolling back any torn commit), restore the clock, run the boot transition. */
+  static boot(opts: BootOptions): Lock {
+    return new Lock(opts);
+  }
+
+  private constructor(opts: BootOptions) {
+    this.clock = opts.clock;
+    this.timers = opts.timers;
+    this.random = opts.random;
+    this.log = opts.log ?? (() => {});
+    try {
+      this.storage = LockStorage.mount(opts.flash);
+    } catch (e) {
+      if (e instanceof StorageError && e.code === 'NOT_FORMATTED') throw new LockError('NOT_PROVISIONED', e.message);
+      throw e;
+    }
+    const kp = keyPairFromSeed(this.durable.secrets.deviceSeed);
+    this.deviceSecret = kp.secretKey;
+    this.devicePublicKey = kp.publicKey;
+    const lost = opts.rtc?.continueAtMs === undefined;
+    const floorMs = Math.max(BUILD_TIME_S, this.durable.tableState.newestIssuedAt) * 1000;
+    this.rtc = new Rtc(this.clock, lost ? floorMs : Math.max(floorMs, opts.rtc?.continueAtMs as number), {
+      ...(opts.rtc?.driftPpm !== undefined ? { driftPpm: opts.rtc.driftPpm } : {}),
+      trusted: !lost && opts.rtc?.trusted === true,
+    });
+    const r = this.storage.report;
+    this.log('boot', { lockId: this.lockId, version: this.version, metaSeq: r.metaSeq, recordsRejected: r.recordsRejected, auditRolledForward: r.auditRolledForward, rtcLost: lost });
+    this.dispatch({
+      type: 'mounted',
+      wrongCount: this.durable.keypad.wrongCount,
+      lockoutActive: this.durable.keypad.lockoutActive,
+      battery: opts.battery ?? 100,
+      recoveredFromPowerLoss: lost,
+    });
+  }
+
+  // -------------------------------------------------------------------------
+  // Views
+
+  get durable(): DurableState {
+    return this.storage.state;
+  }
+  get lockId(): string {
+    return this.durable.secrets.lockId;
+  }
+  get version(): number {
+    return currentVersion(this.durable.tableState);
+  }
+  get policy(): LockPolicy {
+    return this.durable.tableState.table.policy;
+  }
+  get lastAccess(): AccessResult | undefined {
+    return this.lastDecision;
+  }
+
+  /** Advert fields for a BLE transport (shape of protocol LockAdvert). */
+  advert(): { lockId: string; version: number; flags: number } {
+    const lease = this.policy.leaseSeconds;
+    const stale = !this.rtc.trusted || (lease > 0 && this.rtc.nowS() - this.durable.tableState.newestIssuedAt > lease);
+    const flags = (stale ? 1 : 0) | (this.machine.battery < 10 ? 2 : 0) | (this.machine.mode.kind === 'keypadLockout' ? 4 : 0);
+    return { lockId: this.lockId, version: this.version, flags };
+  }
+
+  /** Info characteristic fields (shape of protocol LockInfo). */
+  info(): { lockId: string; protocolVersion: number; capabilities: number; version: number } {
+    return { lockId: this.lockId, protocolVersion: PROTOCOL_VERSION, capabilities: LOCK_CAPABILITIES, version: this.version };
+  }
+
+  // -------------------------------------------------------------------------
+  // Inputs
+
+  openSession(): LockSession {
+    const s = new LockSession(this);
+    this.sessions.add(s);
+    if (this.sessions.size === 1) this.dispatch({ type: 'sessionOpened' });
+    this.log('sessionOpened', { sessions: this.sessions.size });
+    return s;
+  }
+
+  /** Called by LockSession.close(). */
+  sessionEnded(s: LockSession): void {
+    if (this.sessions.delete(s) && this.sessions.size === 0) this.dispatch({ type: 'sessionClosed' });
+  }
+
+  /** One keypad key. Returns the decision when this digit completed a code. */
+  pressKey(digit: string): AccessResult | undefined {
+    const before = this.lastDecision;
+    this.dispatch({ type: 'keypadDigit', digit });
+    return this.lastDecision !== before ? this.lastDecision : undefined;
+  }
+
+  /** Type a whole code (digits arrive faster than the inter-digit timeout). */
+  enterCode(digits: string): AccessResult | undefined {
+    let r: AccessResult | undefined;
+    for (const d of digits) r = this.pressKey(d) ?? r;
+    return r;
+  }
+
+  presentCard(uid: Uint8Array): AccessResult {
+    const gate = accessGate(this.machine, 'keycard');
+    const d: Decision = gate !== null ? { reason: gate, method: 'keycard' } : decideKeycard(this.accessContext(), uid);
+    return this.recordDecision(d);
+  }
+
+  setBattery(percent: number): void {
+    this.dispatch({ type: 'batteryMeasured', percent });
+  }
+
+  // -------------------------------------------------------------------------
+  // Session services
+
+  issueChallenge(sessionId: Uint8Array, credId: number): IssuedChallenge {
+    return makeChallenge(this.lockId, sessionId, this.random.bytes(16), credId, this.rtc.nowMs());
+  }
+
+  decideUnlockResponse(sessionId: Uint8Array, issued: IssuedChallenge[], challengeBytes: Uint8Array, signature: Uint8Array): AccessResult {
+    const d = decidePhone(this.accessContext(), sessionId, issued, challengeBytes, signature);
+    if (d.consumed !== undefined) (issued[d.consumed] as IssuedChallenge).used = true;
+    const gate = accessGate(this.machine, 'phone');
+    // A valid response still refuses in a state that forbids opening (low battery).
+    return this.recordDecision(gate !== null && d.reason === 'GRANTED' ? { ...d, reason: gate } : d);
+  }
+
+  /** Verify, apply, commit, sign: a receipt, or an error leaving the flash untouched. */
+  acceptUpdate(update: Update, sessionNonce: Uint8Array): Message {
+    const r = applyUpdate(this.durable.tableState, update);
+    if (!r.ok) return this.refuse('updateRefused', r.error);
+    const next: DurableState = { ...this.durable, tableState: r.state, signedHead: update.head };
+    try {
+      this.storage.commit(next, { time: this.rtc.nowS(), event: 'updateApplied', value: r.state.head?.version ?? 0 });
+    } catch (e) {
+      if (e instanceof StorageError && e.code === 'TOO_LARGE') return this.refuse('updateRefused', new ProtocolError('OVER_LIMIT', e.message));
+      throw e;
+    }
+    this.raiseClockFloor();
+    this.log('updateApplied', { version: this.version, type: update.type, entries: r.state.table.entries.size });
+    return this.receipt(sessionNonce);
+  }
+
+  receipt(sessionNonce: Uint8Array): Message {
+    const ts = this.durable.tableState;
+    const a = this.storage.auditHead();
+    return makeReceipt(
+      { lockId: ts.lockId, version: currentVersion(ts), digest: currentDigest(ts), nonce: sessionNonce, lockTime: this.rtc.nowS(), auditSeq: a.seq, auditHead: a.hash },
+      this.deviceSecret,
+    );
+  }
+
+  /**
+   * Authority-signed time. Bound to this session's nonce: sets the clock. Without a nonce
+   * (possibly stale, relayed by anyone): only raises the floor. Never moves below the
+   * newest signed time seen.
+   */
+  acceptSignedTime(m: Extract<Message, { type: 'signedTime' }>, sessionNonce: Uint8Array, nonceUnused: boolean): Message {
+    const ts = this.durable.tableState;
+    let key: Uint8Array;
+    try {
+      key = signingKeyFor(ts.trust, m.body.keyId);
+    } catch (e) {
+      if (e instanceof ProtocolError) return this.refuse('timeRefused', e);
+      throw e;
+    }
+    if (!verify('time', m.bodyBytes, m.signature, key)) return this.refuse('timeRefused', new ProtocolError('BAD_SIGNATURE', 'signed time does not verify'));
+    if (m.body.lockId !== ts.lockId) return this.refuse('timeRefused', new ProtocolError('WRONG_LOCK', `time for ${m.body.lockId}`));
+    if (m.body.time < ts.newestIssuedAt) return this.refuse('timeRefused', new ProtocolError('TIME_ROLLBACK', `time ${m.body.time} < newest signed ${ts.newestIssuedAt}`));
+    if (m.body.nonce !== undefined) {
+      if (!bytesEqual(m.body.nonce, sessionNonce) || !nonceUnused) return this.refuse('timeRefused', new ProtocolError('BAD_NONCE', 'signed time not bound to this session'));
+      this.rtc.set(m.body.time * 1000, true);
+    } else if (this.rtc.nowS() < m.body.time) {
+      this.rtc.set(m.body.time * 1000, false);
+    }
+    if (m.body.time > ts.newestIssuedAt) {
+      const next: DurableState = { ...this.durable, tableState: { ...ts, newestIssuedAt: m.body.time } };
+      this.storage.commit(next, { time: this.rtc.nowS(), event: 'timeSet', value: m.body.time });
+    }
+    this.log('timeSet', { time: m.body.time, bound: m.body.nonce !== undefined });
+    return { type: 'timeAck', lockTime: this.rtc.nowS() };
+  }
+
+  note(event: string, fields: Record<string, unknown>): void {
+    this.log(event, fields);
+  }
+
+  // -------------------------------------------------------------------------
+  // Internals
+
+  private refuse(event: string, e: ProtocolError): Message {
+    this.volatileLog.push({ atMs: this.clock.nowMs(), event, reason: e.reason, detail: e.detail });
+    if (this.volatileLog.length > 256) this.volatileLog.shift();
+    this.log(event, { reason: e.reason, detail: e.detail });
+    return { type: 'error', reason: e.reason, detail: e.detail };
+  }
+
+  private raiseClockFloor(): void {
+    const floor = this.durable.tableState.newestIssuedAt;
+    if (this.rtc.nowS() < floor) this.rtc.set(floor * 1000, false);
+  }
+
+  accessContext(): AccessContext {
+    const d = this.durable;
+    return {
+      lockId: d.secrets.lockId,
+      table: d.tableState.table,
+      lockSecret: d.secrets.lockSecret,
+      timeZone: d.secrets.timeZone,
+      nowMs: this.rtc.nowMs(),
+      clockTrusted: this.rtc.trusted,
+      leaseAnchorS: d.tableState.newestIssuedAt,
+      singleUse: d.singleUse,
+    };
+  }
+
+  private recordDecision(d: Decision): AccessResult {
+    if (d.singleUse !== undefined && d.reason === 'GRANTED') {
+      // The use must be durable before the bolt moves: a power cut must not make it reusable.
+      this.storage.commit({ ...this.durable, singleUse: d.singleUse });
+    }
+    this.dispatch({ type: 'accessDecided', method: d.method, reason: d.reason, ...(d.credId !== undefined ? { credId: d.credId } : {}) });
+    const result: AccessResult = { reason: d.reason, granted: d.reason === 'GRANTED', method: d.method, auditSeq: this.lastAccessSeq };
+    if (d.credId !== undefined) result.credId = d.credId;
+    this.lastDecision = result;
+    this.log('access', { ...result });
+    return result;
+  }
+
+  dispatch(e: MachineEvent): void {
+    const t = transition(this.machine, e, this.policy);
+    this.machine = t.state;
+    for (const fx of t.effects) this.execute(fx);
+  }
+
+  private execute(fx: Effect): void {
+    switch (fx.type) {
+      case 'persist': {
+        const k = this.durable.keypad;
+        if (k.wrongCount !== fx.wrongCount || k.lockoutActive !== fx.lockoutActive)
+          this.storage.commit({ ...this.durable, keypad: { wrongCount: fx.wrongCount, lockoutActive: fx.lockoutActive } });
+        return;
+      }
+      case 'startTimer': {
+        this.cancel(fx.timer);
+        const ev: MachineEvent = { type: fx.timer === 'relock' ? 'relockTimer' : fx.timer === 'keypad' ? 'keypadTimeout' : 'lockoutTimer' };
+        this.timerHandles.set(
+          fx.timer,
+          this.timers.setTimer(fx.ms, () => {
+            this.timerHandles.delete(fx.timer);
+            this.dispatch(ev);
+          }),
+        );
+        return;
+      }
+      case 'cancelTimer':
+        this.cancel(fx.timer);
+        return;
+      case 'motor':
+        this.motorLog.push({ action: fx.action, atMs: this.clock.nowMs() });
+        this.log('motor', { action: fx.action });
+        return;
+      case 'audit': {
+        const head = this.storage.appendAudit({
+          time: this.rtc.nowS(),
+          event: fx.event,
+          ...(fx.credId !== undefined ? { credId: fx.credId } : {}),
+          ...(fx.reason !== undefined ? { reason: DECISION_REASONS[fx.reason] } : {}),
+          ...(fx.method !== undefined ? { value: ACCESS_METHOD_CODES[fx.method] } : {}),
+        });
+        if (fx.event === 'access') this.lastAccessSeq = head.seq;
+        if (fx.event === 'access' && fx.reason === 'KEYPAD_TIMEOUT') {
+          this.lastDecision = { reason: 'KEYPAD_TIMEOUT', granted: false, method: 'doorcode', auditSeq: head.seq };
+          this.log('access', { ...this.lastDecision });
+        }
+        return;
+      }
+      case 'evaluateCode': {
+        const gate = accessGate(this.machine, 'doorcode');
+        this.recordDecision(gate !== null ? { reason: gate, method: 'doorcode' } : decideCode(this.accessContext(), fx.code));
+        return;
+      }
+      case 'indicate':
+        this.log('indicate', { signal: fx.signal });
+        return;
+    }
+  }
+
+  private cancel(timer: TimerName): void {
+    const h = this.timerHandles.get(timer);
+    if (h !== undefined) this.timers.clearTimer(h);
+    this.timerHandles.delete(timer);
+  }
+
+  /** Stop timers (the process is leaving; not a power loss). */
+  shutdown(): void {
+    for (const t of [...this.timerHandles.keys()]) this.cancel(t);
+    for (const s of [...this.sessions]) s.close();
+  }
+}

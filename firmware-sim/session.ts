@@ -1,0 +1,128 @@
+// The lock's side of a sync/unlock session, independent of any transport: encoded
+// messages in, encoded messages out. BLE (framing over GATT), the uplink and tests all
+// carry the same bytes through the same code.
+
+import {
+  type Message,
+  CAPABILITIES,
+  MAX_AUDIT_RECORDS_PER_EXPORT,
+  NONCE_BYTES,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  SESSION_ID_BYTES,
+  currentDigest,
+  currentVersion,
+  decodeMessage,
+  encodeMessage,
+} from '../protocol';
+import type { IssuedChallenge } from './access';
+import type { Lock } from './lock';
+
+export const LOCK_CAPABILITIES =
+  CAPABILITIES.delta | CAPABILITIES.snapshot | CAPABILITIES.unlock | CAPABILITIES.auditExport | CAPABILITIES.keypad | CAPABILITIES.keycard;
+/** A session (hello → last message) may not outlive this, in lock clock terms. */
+export const SESSION_TIMEOUT_MS = 120_000;
+/** Largest message accepted: a 20,000-entry snapshot fits (protocol DEFAULT_LIMITS). */
+export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
+/** Outstanding challenges per session; the oldest is forgotten beyond this. */
+export const MAX_CHALLENGES = 8;
+
+export class LockSession {
+  readonly nonce: Uint8Array;
+  readonly sessionId: Uint8Array;
+  private readonly openedAtMs: number;
+  private challenges: IssuedChallenge[] = [];
+  private timeNonceUsed = false;
+  private closed = false;
+
+  constructor(private readonly lock: Lock) {
+    this.nonce = lock.random.bytes(NONCE_BYTES);
+    this.sessionId = lock.random.bytes(SESSION_ID_BYTES);
+    this.openedAtMs = lock.clock.nowMs();
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  /** The encoded hello that opens the session. */
+  hello(): Uint8Array {
+    const ts = this.lock.durable.tableState;
+    return encodeMessage({
+      type: 'hello',
+      protocolVersion: PROTOCOL_VERSION,
+      lockId: ts.lockId,
+      version: currentVersion(ts),
+      digest: currentDigest(ts),
+      nonce: this.nonce,
+      lockTime: this.lock.rtc.nowS(),
+      capabilities: LOCK_CAPABILITIES,
+      auditSeq: this.lock.storage.auditHead().seq,
+      battery: this.lock.machine.battery,
+    });
+  }
+
+  /** Handle one encoded message; returns encoded responses in order. Never throws ProtocolError. */
+  handle(bytes: Uint8Array): Uint8Array[] {
+    if (this.closed) return [errorMessage(new ProtocolError('SESSION_EXPIRED', 'session is closed'))];
+    if (this.lock.clock.nowMs() - this.openedAtMs > SESSION_TIMEOUT_MS) {
+      this.close();
+      return [errorMessage(new ProtocolError('SESSION_EXPIRED', `session older than ${SESSION_TIMEOUT_MS} ms`))];
+    }
+    if (bytes.length > MAX_MESSAGE_BYTES) return [errorMessage(new ProtocolError('OVER_LIMIT', `message of ${bytes.length} bytes`))];
+    let m: Message;
+    try {
+      m = decodeMessage(bytes);
+    } catch (e) {
+      if (e instanceof ProtocolError) {
+        this.lock.note('messageRefused', { reason: e.reason, detail: e.detail });
+        return [errorMessage(e)];
+      }
+      throw e;
+    }
+    return this.dispatch(m).map(encodeMessage);
+  }
+
+  private dispatch(m: Message): Message[] {
+    switch (m.type) {
+      case 'delta':
+      case 'snapshot':
+        return [this.lock.acceptUpdate(m.update, this.nonce)];
+      case 'receiptRequest':
+        return [this.lock.receipt(this.nonce)];
+      case 'signedTime': {
+        const nonceOk = m.body.nonce === undefined || !this.timeNonceUsed;
+        const r = this.lock.acceptSignedTime(m, this.nonce, nonceOk);
+        if (r.type === 'timeAck' && m.body.nonce !== undefined) this.timeNonceUsed = true;
+        return [r];
+      }
+      case 'unlockRequest': {
+        const c = this.lock.issueChallenge(this.sessionId, m.credId);
+        this.challenges.push(c);
+        if (this.challenges.length > MAX_CHALLENGES) this.challenges.shift();
+        return [{ type: 'challenge', bodyBytes: c.bytes, body: c.body }];
+      }
+      case 'unlockResponse': {
+        const d = this.lock.decideUnlockResponse(this.sessionId, this.challenges, m.challengeBytes, m.signature);
+        return [{ type: 'decision', granted: d.reason === 'GRANTED', reason: d.reason, auditSeq: d.auditSeq }];
+      }
+      case 'auditRequest': {
+        const ex = this.lock.storage.exportAudit(m.fromSeq, MAX_AUDIT_RECORDS_PER_EXPORT);
+        return [{ type: 'auditExport', prevHash: ex.prevHash, records: ex.records }];
+      }
+      default:
+        return [{ type: 'error', reason: 'UNEXPECTED_MESSAGE', detail: `a lock does not accept ${m.type}` }];
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.challenges) c.used = true;
+    this.lock.sessionEnded(this);
+  }
+}
+
+export function errorMessage(e: ProtocolError): Uint8Array {
+  return encodeMessage({ type: 'error', reason: e.reason, detail: e.detail });
+}
