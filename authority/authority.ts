@@ -193,7 +193,7 @@ export interface UpdatesResponse {
 }
 
 export interface CredentialFile {
-  holder: string;
+  holder: HolderClass;
   secretKey: string;
   publicKey: string;
   credentials: { lockId: string; credId: number }[];
@@ -1007,7 +1007,8 @@ export class Authority {
     if (d === undefined) throw new AuthorityError('UNKNOWN_DEVICE', `no device ${id}`, { deviceId: id });
     const sk = requireHex(secretKeyHex, 'secretKey', { exact: 32 });
     if (!bytesEqual(publicKeyOf(sk), d.public_key)) throw invalid('secretKey does not belong to this device');
-    const holder = d.user_id !== null ? `user:${d.user_id}` : `partner:${d.partner_id}`;
+    // Holder class as the mobile agent reads it (resident | staff | guest | partner).
+    const holder: HolderClass = d.user_id !== null ? this.userRow(d.user_id).role : 'partner';
     return {
       holder,
       secretKey: toHex(sk),
