@@ -1,0 +1,215 @@
+// The committed vector files are the contract a C lock is built against. (1) Regenerating
+// them must reproduce every byte. (2) Each file is consumed the way an independent
+// implementation would: only the JSON, the decoder/apply entry points, and for the
+// derivations node:crypto instead of our own helpers.
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { createHash, createHmac } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ed from '@noble/ed25519';
+import { CborError, decode, encode } from './cbor';
+import { fromHex, toHex } from './crypto';
+import { ERROR_CODES, ProtocolError, type ErrorName } from './errors';
+import { decodeMessage, encodeMessage } from './messages';
+import { decodeTableBytes, encodeTable, tableDigest } from './table';
+import { type TableState, applyUpdate, headFromCbor, keyCertFromCbor } from './update';
+import { FrameReassembler, FramingError } from './framing';
+import { allVectorFiles } from './vectors/all';
+
+const DIR = fileURLToPath(new URL('../fixtures/vectors', import.meta.url));
+const load = (name: string): VectorFileJson => JSON.parse(readFileSync(join(DIR, name), 'utf8')) as VectorFileJson;
+
+interface VectorFileJson {
+  algorithm: string;
+  numberOfTests: number;
+  testGroups: { type: string; [k: string]: unknown; tests: ({ tcId: number; comment: string; result: 'valid' | 'invalid' } & Record<string, unknown>)[] }[];
+}
+const s = (v: unknown): string => v as string;
+
+describe('committed vectors are exactly what the generator produces', () => {
+  for (const [name, text] of allVectorFiles()) {
+    it(`fixtures/vectors/${name} is up to date (run npm run vectors)`, () => {
+      expect(readFileSync(join(DIR, name), 'utf8') === text, `${name} differs from a fresh generation`).toBe(true);
+    });
+  }
+  it('every file numbers its tests 1..n', () => {
+    for (const name of [...allVectorFiles().keys(), 'rfc8032-ed25519.json']) {
+      const f = load(name);
+      const ids = f.testGroups.flatMap((g) => g.tests.map((t) => t.tcId));
+      expect(ids).toEqual(Array.from({ length: f.numberOfTests }, (_, i) => i + 1));
+    }
+  });
+});
+
+describe('independent consumers', () => {
+  it('cbor-decoder.json', () => {
+    for (const g of load('cbor-decoder.json').testGroups) {
+      for (const t of g.tests) {
+        const input = fromHex(s(t.input));
+        if (t.result === 'valid') expect(toHex(encode(decode(input))), t.comment).toBe(t.input);
+        else {
+          const code = (() => {
+            try {
+              decode(input, (t.limits ?? {}) as object);
+            } catch (e) {
+              if (e instanceof CborError) return e.code;
+              throw e;
+            }
+            return 'accepted';
+          })();
+          expect(code, t.comment).toBe(t.expectedError);
+        }
+      }
+    }
+  });
+
+  it('messages.json', () => {
+    for (const g of load('messages.json').testGroups) {
+      for (const t of g.tests) {
+        if (g.type === 'AuditChain') {
+          let h = fromHex(s(g.genesis));
+          expect(toHex(h)).toBe(createHash('sha256').update('locksync/v1/audit-genesis').digest('hex'));
+          (t.records as string[]).forEach((r, i) => {
+            h = createHash('sha256').update(h).update(fromHex(r)).digest();
+            expect(toHex(h)).toBe((t.heads as string[])[i]);
+          });
+          continue;
+        }
+        const bytes = fromHex(s(t.msg));
+        if (t.result === 'valid') {
+          const m = decodeMessage(bytes);
+          expect(m.type, t.comment).toBe(t.messageType);
+          expect(bytes[2], 'type code is the value of key 0').toBe(t.typeCode);
+          expect(toHex(encodeMessage(m))).toBe(t.msg);
+        } else {
+          expect(() => decodeMessage(bytes), t.comment).toThrow(expect.objectContaining({ reason: t.expectedError }));
+        }
+      }
+    }
+  });
+
+  it('updates.json: the lock accepts or refuses exactly as stated, state untouched on refusal', () => {
+    const f = load('updates.json');
+    for (const g of f.testGroups) {
+      for (const t of g.tests) {
+        const v = t.state as Record<string, unknown>;
+        const table = decodeTableBytes(fromHex(s(v.table)));
+        const head = v.head === null ? null : headFromCbor(decode(fromHex(s(v.head))));
+        const state: TableState = {
+          lockId: s(v.lockId),
+          table,
+          head,
+          versionFloor: v.versionFloor as number,
+          trust: { roots: (v.rootPublicKeys as string[]).map(fromHex), certs: (v.certs as string[]).map((c) => keyCertFromCbor(decode(fromHex(c)))), certFloor: v.certFloor as number },
+          newestIssuedAt: v.newestIssuedAt as number,
+        };
+        expect(toHex(encodeTable(state.table))).toBe(v.table);
+        let outcome: { ok: true; state: TableState } | { ok: false; reason: ErrorName };
+        try {
+          const m = decodeMessage(fromHex(s(t.msg)));
+          if (m.type !== 'delta' && m.type !== 'snapshot') throw new Error('not an update');
+          const r = applyUpdate(state, m.update);
+          outcome = r.ok ? r : { ok: false, reason: r.error.reason };
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e;
+          outcome = { ok: false, reason: e.reason };
+        }
+        if (t.result === 'valid') {
+          if (!outcome.ok) throw new Error(`${t.comment}: refused ${outcome.reason}`);
+          const exp = t.expected as Record<string, unknown>;
+          expect(outcome.state.versionFloor).toBe(exp.version);
+          expect(toHex(encodeTable(outcome.state.table))).toBe(exp.table);
+          const digest = createHash('sha256').update('locksync/v1/table\0').update(fromHex(s(exp.table))).digest('hex');
+          expect(digest).toBe(exp.digest);
+          expect(outcome.state.trust.certFloor).toBe(exp.certFloor);
+        } else {
+          expect(outcome.ok ? 'accepted' : outcome.reason, t.comment).toBe(t.expectedError);
+          expect(ERROR_CODES[t.expectedError as ErrorName]).toBe(t.expectedErrorCode);
+          expect(toHex(encodeTable(state.table))).toBe(v.table);
+        }
+      }
+    }
+  });
+
+  it('table.json', () => {
+    for (const g of load('table.json').testGroups) {
+      for (const t of g.tests) {
+        if (g.type === 'EntryEncoding') {
+          const e = t.entry as Record<string, unknown>;
+          const m = decode(fromHex(s(t.encoded))) as Map<number, unknown>;
+          expect(m.get(1)).toBe(e.credId);
+          expect(toHex(m.get(3) as Uint8Array)).toBe(e.secret);
+          expect(m.get(9) ?? 0).toBe(e.flags);
+        } else if (g.type === 'TableDigest') {
+          const digest = createHash('sha256').update('locksync/v1/table\0').update(fromHex(s(t.table))).digest('hex');
+          expect(digest, t.comment).toBe(t.digest);
+          expect(toHex(tableDigest(decodeTableBytes(fromHex(s(t.table)))))).toBe(t.digest);
+        } else {
+          expect(() => decodeTableBytes(fromHex(s(t.table))), t.comment).toThrow(expect.objectContaining({ reason: t.expectedError }));
+        }
+      }
+    }
+  });
+
+  it('signatures.json: raw Ed25519 over context || 0x00 || msg', () => {
+    for (const g of load('signatures.json').testGroups) {
+      const pk = fromHex(s(g.publicKey));
+      expect(s(g.keyId)).toBe(createHash('sha256').update(pk).digest('hex').slice(0, 8));
+      for (const t of g.tests) {
+        const input = Buffer.concat([Buffer.from(s(t.context), 'ascii'), Buffer.from([0]), fromHex(s(t.msg))]);
+        if (t.signatureInput !== undefined) expect(input.toString('hex')).toBe(t.signatureInput);
+        expect(ed.verify(fromHex(s(t.sig)), new Uint8Array(input), pk), t.comment).toBe(t.result === 'valid');
+      }
+    }
+  });
+
+  it('codes.json: HMAC-SHA-256 derivations (node:crypto)', () => {
+    for (const g of load('codes.json').testGroups) {
+      const key = fromHex(s(g.lockSecret));
+      const hmac = (label: string, ...parts: Uint8Array[]): Buffer => {
+        const h = createHmac('sha256', key).update(`locksync/v1/${label}\0`);
+        for (const p of parts) h.update(p);
+        return h.digest();
+      };
+      for (const t of g.tests) {
+        if (g.type === 'DoorcodeVerifier') expect(hmac('doorcode', Buffer.from(s(t.code), 'ascii')).subarray(0, 16).toString('hex')).toBe(t.verifier);
+        else if (g.type === 'KeycardVerifier') expect(hmac('keycard', fromHex(s(t.uid))).subarray(0, 16).toString('hex')).toBe(t.verifier);
+        else {
+          const label = t.kind === 'daily' ? 'daily-code' : 'daily-single-use-code';
+          const m = hmac(label, Buffer.from(s(t.localDate), 'ascii'), Uint8Array.of(t.slot as number));
+          expect(String(m.readUInt32BE(0) % 10_000_000).padStart(7, '0'), t.comment).toBe(t.code);
+        }
+      }
+    }
+  });
+
+  it('framing.json: frames reassemble to the message; invalid frame sequences fail with the stated code', () => {
+    for (const g of load('framing.json').testGroups) {
+      for (const t of g.tests) {
+        if (g.type === 'FramingSegmentation') {
+          const r = new FrameReassembler();
+          let got: Uint8Array | undefined;
+          for (const fr of t.frames as string[]) {
+            expect(fromHex(fr).length).toBeLessThanOrEqual((g.mtu as number) - 3);
+            got = r.push(fromHex(fr)).message ?? got;
+          }
+          expect(got && toHex(got)).toBe(t.msg);
+        } else if (g.type === 'FramingReassemblyInvalid') {
+          const r = new FrameReassembler({ maxMessageBytes: t.maxMessageBytes as number });
+          let code: string | undefined;
+          for (const fr of t.frames as string[]) {
+            try {
+              r.push(fromHex(fr));
+            } catch (e) {
+              if (!(e instanceof FramingError)) throw e;
+              code = e.code;
+              break;
+            }
+          }
+          expect(code, t.comment).toBe(t.expectedError);
+        }
+      }
+    }
+  });
+});

@@ -1,0 +1,327 @@
+// Every locksync test-vector file, generated in memory from fixed seeds (world.ts). The
+// script generate.ts writes them to fixtures/vectors/; protocol/vectors.test.ts regenerates
+// them and fails if any byte differs from what is committed.
+
+import { type CborValue, CborError, decode, encode } from '../cbor';
+import { SIGNING_CONTEXTS, type SigningContext, signatureInput, sign, verify } from '../crypto';
+import { dailyCode, doorcodeVerifier, keycardVerifier, SINGLE_USE_WINDOW_SECONDS } from '../codes';
+import { ERROR_CODES, ProtocolError } from '../errors';
+import { AUDIT_GENESIS, MESSAGE_TYPES, chainAudit, decodeMessage, encodeAuditRecord, encodeMessage } from '../messages';
+import { cmap } from '../schema';
+import { type Entry, type Table, emptyTable, encodeEntry, encodeTable, tableDigest, decodeTableBytes, entryToCbor } from '../table';
+import { type TableState, encodeTableHead, keyCertToCbor } from '../update';
+import { framingVectors } from './framing';
+import { REFUSAL_CASES, RFC8949_APPENDIX_A } from './cbor-cases';
+import { SAMPLE_AUDIT_RECORDS, messageSamples } from './message-samples';
+import { hex, vectorFile, type VectorFile, type VectorGroup, type VectorTest } from './shape';
+import { receiveUpdate, updateCases } from './update-cases';
+import { EPOCH, KEYS, LOCK_ID, LOCK_SECRET, WORLD_SEED, baseTable, guestPhone, partnerCredential, residentPhone, staffDoorcode } from './world';
+
+const t = (comment: string, flags: string[], result: 'valid' | 'invalid', fields: Record<string, unknown>): VectorTest => ({
+  tcId: 0,
+  comment,
+  flags,
+  result,
+  ...fields,
+});
+
+const WORLD_NOTE = `All keys derive from seed "${WORLD_SEED}" (protocol/vectors/world.ts); they are test keys, never provision a lock with them.`;
+
+// ---------------------------------------------------------------------------------------
+
+function cborVectors(): VectorFile {
+  const valid: VectorTest[] = RFC8949_APPENDIX_A.map((ex) => t(`RFC 8949 Appendix A: ${ex.comment}`, ['AppendixA'], 'valid', { input: ex.hex }));
+  const invalid: VectorTest[] = REFUSAL_CASES.map((c) => {
+    let got: string | undefined;
+    try {
+      decode(Buffer.from(c.hex, 'hex'), c.limits ?? {});
+    } catch (e) {
+      if (e instanceof CborError) got = e.code;
+    }
+    if (got !== c.code) throw new Error(`cbor case "${c.comment}": expected ${c.code}, got ${got}`);
+    const fields: Record<string, unknown> = { input: c.hex, expectedError: c.code };
+    if (c.limits !== undefined) fields.limits = c.limits;
+    return t(c.comment, c.flags, 'invalid', fields);
+  });
+  return vectorFile(
+    'locksync-deterministic-cbor',
+    [
+      'Strict deterministic-CBOR decoder (SPEC.md §2).',
+      'valid: input decodes and re-encodes to exactly the same bytes.',
+      'invalid: decoding must fail with expectedError; limits override the defaults (maxBytes 2097152, maxDepth 8, maxItems 400000, maxStringBytes 4096).',
+    ],
+    { AppendixA: 'example from RFC 8949 Appendix A inside the locksync subset' },
+    [
+      { type: 'CborRoundTrip', tests: valid },
+      { type: 'CborDecodeInvalid', tests: invalid },
+    ],
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+
+function messageVectors(): VectorFile {
+  const tests = messageSamples().map(({ comment, message }) =>
+    t(comment, ['Message'], 'valid', { messageType: message.type, typeCode: MESSAGE_TYPES[message.type], msg: hex(encodeMessage(message)) }),
+  );
+  const h = (v: CborValue): string => hex(encode(v));
+  const hello = messageSamples()[0]?.message;
+  if (hello?.type !== 'hello') throw new Error('first sample must be hello');
+  const invalidInputs: [string, string[], string][] = [
+    ['hello with protocol version 2', ['Version'], hex(encodeMessage({ ...hello, protocolVersion: 2 }))],
+    ['hello with a 15-byte nonce', ['Malformed'], hex(encodeMessage({ ...hello, nonce: hello.nonce.slice(0, 15) }))],
+    ['hello with battery 101', ['Range'], hex(encodeMessage({ ...hello, battery: 101 }))],
+    ['unknown message type 2', ['Malformed'], h(cmap([[0, 2]]))],
+    ['timeAck with an unknown key 2', ['Malformed'], h(cmap([[0, 14], [1, 5], [2, 0]]))],
+    ['decision granted=true with reason OUT_OF_SCHEDULE', ['Malformed'], h(cmap([[0, 10], [1, true], [2, 2], [3, 1]]))],
+    ['error with unknown code 99', ['Malformed'], h(cmap([[0, 13], [1, 99]]))],
+    ['not a map', ['Malformed'], h([0, 14])],
+    ['timeAck with lockTime as a non-preferred integer', ['Malformed', 'Cbor'], 'a2000e011a00000005'],
+    ['100 nested arrays (decoder depth limit)', ['OverLimit', 'Cbor'], '81'.repeat(100) + '00'],
+  ];
+  const invalid = invalidInputs.map(([comment, flags, msg]) => {
+    let reason: string | undefined;
+    try {
+      decodeMessage(Buffer.from(msg, 'hex'));
+    } catch (e) {
+      if (e instanceof ProtocolError) reason = e.reason;
+    }
+    if (reason === undefined) throw new Error(`message vector "${comment}" was accepted`);
+    return t(comment, flags, 'invalid', { msg, expectedError: reason });
+  });
+  const recs = SAMPLE_AUDIT_RECORDS.map(encodeAuditRecord);
+  const heads: string[] = [];
+  let head = AUDIT_GENESIS;
+  for (const r of recs) heads.push(hex((head = chainAudit(head, r))));
+  return vectorFile(
+    'locksync-session-messages',
+    [
+      'Session messages (SPEC.md §6). valid: decodeMessage(msg) has type messageType and re-encodes to msg.',
+      'invalid: decodeMessage(msg) fails with ProtocolError expectedError.',
+      'AuditChain: h0 = SHA-256("locksync/v1/audit-genesis"); h(n) = SHA-256(h(n-1) || record bytes).',
+      WORLD_NOTE,
+    ],
+    { Message: 'one example per message type', Version: 'protocol version negotiation', Range: 'field beyond its range', Cbor: 'refused by the CBOR decoder' },
+    [
+      { type: 'MessageRoundTrip', tests },
+      { type: 'MessageDecodeInvalid', tests: invalid },
+      {
+        type: 'AuditChain',
+        genesis: hex(AUDIT_GENESIS),
+        tests: [t('four records chained from the genesis hash', ['AuditChain'], 'valid', { records: recs.map(hex), heads })],
+      },
+    ],
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+
+export function stateToVector(s: TableState): Record<string, unknown> {
+  return {
+    lockId: s.lockId,
+    rootPublicKeys: s.trust.roots.map(hex),
+    certs: s.trust.certs.map((c) => hex(encode(keyCertToCbor(c)))),
+    certFloor: s.trust.certFloor,
+    table: hex(encodeTable(s.table)),
+    head: s.head === null ? null : hex(encodeTableHead(s.head)),
+    versionFloor: s.versionFloor,
+    newestIssuedAt: s.newestIssuedAt,
+  };
+}
+
+function updateVectors(): VectorFile {
+  const valid: VectorTest[] = [];
+  const invalid: VectorTest[] = [];
+  for (const c of updateCases()) {
+    const r = receiveUpdate(c.state, c.message);
+    const base = { state: stateToVector(c.state), msg: hex(c.message) };
+    if ('error' in c.expected) {
+      if (r.ok || r.error.reason !== c.expected.error) throw new Error(`update vector "${c.comment}": expected ${c.expected.error}`);
+      invalid.push(t(c.comment, c.flags, 'invalid', { ...base, expectedError: c.expected.error, expectedErrorCode: ERROR_CODES[c.expected.error] }));
+    } else {
+      if (!r.ok) throw new Error(`update vector "${c.comment}": ${r.error.message}`);
+      valid.push(
+        t(c.comment, c.flags, 'valid', {
+          ...base,
+          expected: { version: r.state.versionFloor, digest: hex(tableDigest(r.state.table)), table: hex(encodeTable(r.state.table)), certFloor: r.state.trust.certFloor },
+        }),
+      );
+    }
+  }
+  return vectorFile(
+    'locksync-table-updates',
+    [
+      'Deltas and snapshots (SPEC.md §5) applied to a provisioned lock state.',
+      'state: lockId, rootPublicKeys, accepted key certs ([certBytes, signature] CBOR) and certFloor, current table (canonical encoding),',
+      'head (encoded table head, null on a fresh lock), versionFloor, newestIssuedAt. msg: the delta or snapshot message bytes.',
+      'valid: the lock accepts; expected gives the new version, digest, table and cert floor.',
+      'invalid: the lock refuses with expectedError (ERROR_CODES number expectedErrorCode) and keeps its state byte for byte.',
+      WORLD_NOTE,
+    ],
+    {
+      Valid: 'accepted update', Snapshot: 'full table', Delta: 'ops from the current version', RemovePartner: 'partner-wide removal',
+      Cascade: 'removal cascading to guests', Rotation: 'online key rotation via a carried cert', BadSignature: 'signature does not verify',
+      UntrustedKey: 'signer not trusted', WrongLock: 'bound to another lock', Rollback: 'version not above the floor', Replay: 'an accepted update again',
+      BrokenChain: 'base version/digest mismatch', DigestMismatch: 'result differs from the signed head', OverLimit: 'beyond a limit',
+      Malformed: 'not a valid message', Truncated: 'bytes missing', Float: 'CBOR float', InvalidOp: 'op cannot apply',
+    },
+    [
+      { type: 'UpdateAccepted', tests: valid },
+      { type: 'UpdateRefused', tests: invalid },
+    ],
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+
+function entryFields(e: Entry): Record<string, unknown> {
+  const f: Record<string, unknown> = { credId: e.credId, kind: e.kind, holder: e.holder, secret: hex(e.secret) };
+  if (e.partnerId !== undefined) f.partnerId = e.partnerId;
+  if (e.keyId !== undefined) f.keyId = e.keyId;
+  if (e.parent !== undefined) f.parent = e.parent;
+  if (e.schedule !== undefined) f.schedule = e.schedule;
+  if (e.validFrom !== undefined) f.validFrom = e.validFrom;
+  if (e.validUntil !== undefined) f.validUntil = e.validUntil;
+  f.flags = e.flags;
+  return f;
+}
+
+function tableVectors(): VectorFile {
+  const entries: Entry[] = [residentPhone(1), guestPhone(2, 1), staffDoorcode(3), partnerCredential(1000), residentPhone(0xffff)];
+  const entryTests = entries.map((e) => t(`${e.kind} credential of a ${e.holder}`, ['Entry'], 'valid', { entry: entryFields(e), encoded: hex(encodeEntry(e)) }));
+  const tables: [string, Table][] = [
+    ['empty table, default lock policy', emptyTable()],
+    ['lk-0001 v1: resident, guest, staff doorcode, 3 partner keycards, one Key policy', baseTable(3)],
+    ['lk-0001 with 10 partner keycards', baseTable(10)],
+  ];
+  const tableTests = tables.map(([comment, tb]) => t(comment, ['Table'], 'valid', { table: hex(encodeTable(tb)), digest: hex(tableDigest(tb)) }));
+  const e1 = entryToCbor(residentPhone(1));
+  const g2 = entryToCbor(guestPhone(2, 1));
+  const pol = encode(cmap([[1, 5], [2, 60], [3, 0], [4, 5], [5, 16]]));
+  const tbl = (es: CborValue[], policy: Uint8Array = pol): string =>
+    hex(encode(cmap([[1, es], [2, []], [3, decode(policy)]])));
+  const withKey = (m: Map<number, CborValue>, k: number, v: CborValue): Map<number, CborValue> => new Map([...m, [k, v]]);
+  const invalidCases: [string, string[], string][] = [
+    ['entries not in ascending credId order', ['Order'], tbl([g2, e1])],
+    ['guest whose parent is not in the table', ['Parent'], tbl([g2])],
+    ['flags 0 written out (must be omitted)', ['Canonical'], tbl([withKey(e1, 9, 0)])],
+    ['validity [0, 0] written out (must be omitted)', ['Canonical'], tbl([withKey(e1, 8, [0, 0])])],
+    ['validity until before from', ['Range'], tbl([withKey(e1, 8, [200, 100])])],
+    ['unknown entry key 10', ['Unknown'], tbl([withKey(e1, 10, 1)])],
+    ['unknown kind 3', ['Unknown'], tbl([withKey(e1, 2, 12)])],
+    ['phone secret of 16 bytes', ['Length'], tbl([withKey(e1, 3, new Uint8Array(16))])],
+    ['schedule window with start >= end', ['Range'], tbl([withKey(e1, 7, [0x7f * 0x400000 + 600 * 0x800 + 600])])],
+    ['nine windows on Monday', ['Range'], tbl([withKey(e1, 7, new Array<number>(9).fill(1 * 0x400000 + 60 * 0x800 + 120))])],
+    ['credId 0', ['Range'], tbl([withKey(e1, 1, 0)])],
+    ['wrongCodeLimit 0', ['Range'], tbl([e1], encode(cmap([[1, 0], [2, 60], [3, 0], [4, 5], [5, 16]])))],
+  ];
+  const invalid = invalidCases.map(([comment, flags, table]) => {
+    let reason: string | undefined;
+    try {
+      decodeTableBytes(Buffer.from(table, 'hex'));
+    } catch (e) {
+      if (e instanceof ProtocolError) reason = e.reason;
+    }
+    if (reason === undefined) throw new Error(`table vector "${comment}" was accepted`);
+    return t(comment, flags, 'invalid', { table, expectedError: reason });
+  });
+  return vectorFile(
+    'locksync-credential-table',
+    [
+      'Credential entries and tables (SPEC.md §4). Entry: the entry fields and their canonical encoding.',
+      'Table: canonical table encoding and digest = SHA-256("locksync/v1/table" || 0x00 || table bytes).',
+      'TableDecodeInvalid: decoding the table must fail with expectedError.',
+      WORLD_NOTE,
+    ],
+    { Entry: 'entry encoding', Table: 'table digest', Order: 'ordering rule', Parent: 'parent rule', Canonical: 'canonical-form rule', Range: 'value out of range', Unknown: 'unknown key or code', Length: 'wrong byte-string length' },
+    [
+      { type: 'EntryEncoding', tests: entryTests },
+      { type: 'TableDigest', tests: tableTests },
+      { type: 'TableDecodeInvalid', tests: invalid },
+    ],
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+
+function signatureVectors(): VectorFile {
+  const contexts = Object.keys(SIGNING_CONTEXTS) as SigningContext[];
+  const msg = encodeTableHead({ lockId: LOCK_ID, version: 2, digest: tableDigest(baseTable(3)), issuedAt: EPOCH, keyId: KEYS.online1.keyId });
+  const groups: VectorGroup[] = [];
+  for (const c of contexts) {
+    const sig = sign(c, msg, KEYS.online1.secretKey);
+    const tests: VectorTest[] = [t(`signature made and checked under "${SIGNING_CONTEXTS[c]}"`, ['Context'], 'valid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), signatureInput: hex(signatureInput(c, msg)), sig: hex(sig) })];
+    for (const o of contexts) {
+      if (o === c) continue;
+      if (verify(o, msg, sig, KEYS.online1.publicKey)) throw new Error('context separation broken');
+      tests.push(t(`"${SIGNING_CONTEXTS[c]}" signature checked under "${SIGNING_CONTEXTS[o]}"`, ['CrossContext'], 'invalid', { context: SIGNING_CONTEXTS[o], msg: hex(msg), sig: hex(sig) }));
+    }
+    const flipped = sig.slice();
+    flipped[63] = (flipped[63] as number) ^ 0x10;
+    tests.push(t('signature with one bit flipped', ['Modified'], 'invalid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), sig: hex(flipped) }));
+    groups.push({ type: 'ContextSignature', publicKey: hex(KEYS.online1.publicKey), keyId: hex(KEYS.online1.keyId), tests });
+  }
+  return vectorFile(
+    'locksync-ed25519-contexts',
+    [
+      'Ed25519 (RFC 8032, pure) over signatureInput = ASCII(context) || 0x00 || msg (SPEC.md §3.3).',
+      'valid: sig verifies under publicKey for that context; invalid: it must not.',
+      'keyId = first 4 bytes of SHA-256(publicKey).',
+      WORLD_NOTE,
+    ],
+    { Context: 'matching context', CrossContext: 'signature replayed under another context', Modified: 'signature altered' },
+    groups,
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+
+function codeVectors(): VectorFile {
+  const doorcodes = ['0000000', '4815162', '9999999', '1234567'].map((code) =>
+    t(`doorcode ${code}`, ['Doorcode'], 'valid', { code, verifier: hex(doorcodeVerifier(LOCK_SECRET, code)) }),
+  );
+  const uids = ['04a1b2c3', '04a1b2c3d4e5f6', '04a1b2c3d4e5f60718a9'].map((u) =>
+    t(`keycard UID of ${u.length / 2} bytes`, ['Keycard'], 'valid', { uid: u, verifier: hex(keycardVerifier(LOCK_SECRET, Buffer.from(u, 'hex'))) }),
+  );
+  const daily: VectorTest[] = [];
+  for (const date of ['2025-03-30', '2025-12-31']) {
+    for (const slot of [0, 1, 15, 255]) {
+      for (const kind of ['daily', 'dailySingleUse'] as const) {
+        daily.push(t(`${kind} code, ${date}, slot ${slot}`, ['DailyCode'], 'valid', { localDate: date, slot, kind, code: dailyCode(LOCK_SECRET, date, slot, kind) }));
+      }
+    }
+  }
+  return vectorFile(
+    'locksync-code-derivation',
+    [
+      'Doorcode/keycard verifiers and daily codes under the per-lock secret (SPEC.md §11).',
+      'doorcode verifier = HMAC-SHA-256(lockSecret, "locksync/v1/doorcode" || 0x00 || ASCII code)[0..16]',
+      'keycard verifier  = HMAC-SHA-256(lockSecret, "locksync/v1/keycard" || 0x00 || UID)[0..16]',
+      'daily code = decimal(BE32(HMAC-SHA-256(lockSecret, label || 0x00 || ASCII YYYY-MM-DD || slot byte)[0..4]) mod 10^7), zero-padded to 7 digits;',
+      `label "locksync/v1/daily-code" or "locksync/v1/daily-single-use-code"; single-use codes lapse ${SINGLE_USE_WINDOW_SECONDS} s after first use.`,
+      WORLD_NOTE,
+    ],
+    { Doorcode: 'permanent doorcode verifier', Keycard: 'keycard verifier', DailyCode: 'daily code derivation' },
+    [
+      { type: 'DoorcodeVerifier', lockSecret: hex(LOCK_SECRET), tests: doorcodes },
+      { type: 'KeycardVerifier', lockSecret: hex(LOCK_SECRET), tests: uids },
+      { type: 'DailyCode', lockSecret: hex(LOCK_SECRET), tests: daily },
+    ],
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+
+/** File name → exact file contents. */
+export function allVectorFiles(): Map<string, string> {
+  const files: [string, VectorFile][] = [
+    ['cbor-decoder.json', cborVectors()],
+    ['messages.json', messageVectors()],
+    ['updates.json', updateVectors()],
+    ['table.json', tableVectors()],
+    ['signatures.json', signatureVectors()],
+    ['codes.json', codeVectors()],
+    ['framing.json', framingVectors()],
+  ];
+  return new Map(files.map(([name, f]) => [name, `${JSON.stringify(f, null, 2)}\n`]));
+}
