@@ -54,7 +54,7 @@ export function parseScenarioText(text: string, format: ScenarioFormat, file?: s
     // JSON is YAML: parse again only to map paths to lines for error messages.
     doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   } else {
-    doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+    doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: true });
     if (doc.errors.length > 0) {
       const issues = doc.errors.map((err) => {
         const issue: ScenarioIssue = { path: '', message: `YAML: ${err.message.split('\n')[0] ?? err.message}` };
