@@ -64,13 +64,19 @@ describe('state machine: every state and transition', () => {
     expect(accessGate(t.state, 'doorcode')).toBe('LOCKED_OUT');
     expect(accessGate(t.state, 'keycard')).toBeNull();
     expect(transition(t.state, { type: 'keypadDigit', digit: '1' }, policy).effects).toEqual([{ type: 'indicate', signal: 'lockedOut' }]);
+    // A full code during lockout is evaluated (the runtime's gate refuses it LOCKED_OUT) and not counted.
+    const typed = transition({ ...t.state, mode: { kind: 'keypadLockout', digits: '123456' } }, { type: 'keypadDigit', digit: '7' }, policy);
+    expect(typed.effects).toEqual([{ type: 'evaluateCode', code: '1234567' }]);
+    const refused = transition(typed.state, { type: 'accessDecided', method: 'doorcode', reason: 'LOCKED_OUT' }, policy);
+    expect(refused.state.mode).toEqual({ kind: 'keypadLockout', digits: '' });
+    expect(refused.state.wrongCount).toBe(3);
     const end = transition(t.state, { type: 'lockoutTimer' }, policy);
     expect(end.state.mode.kind).toBe('locked');
     expect(end.state.wrongCount).toBe(0);
     expect(end.effects).toEqual([{ type: 'persist', wrongCount: 0, lockoutActive: false }]);
   });
   it('keypadLockout: a phone still opens, lockout stays', () => {
-    const t = transition(at({ kind: 'keypadLockout' }, { wrongCount: 3 }), { type: 'accessDecided', method: 'phone', reason: 'GRANTED', credId: 1 }, policy);
+    const t = transition(at({ kind: 'keypadLockout', digits: '' }, { wrongCount: 3 }), { type: 'accessDecided', method: 'phone', reason: 'GRANTED', credId: 1 }, policy);
     expect(t.state.mode.kind).toBe('keypadLockout');
     expect(t.state.bolt).toBe('retracted');
     expect(kinds(t.effects)).toContain('motor:retract');

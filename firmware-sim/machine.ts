@@ -22,7 +22,7 @@ export type Mode =
   | { kind: 'locked' }
   | { kind: 'unlocked' }
   | { kind: 'keypadEntry'; digits: string }
-  | { kind: 'keypadLockout' }
+  | { kind: 'keypadLockout'; digits: string }
   | { kind: 'syncSession' }
   | { kind: 'lowBattery' };
 
@@ -104,7 +104,7 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
       if (e.lockoutActive) {
         // The remaining lockout time is unknowable across a reset: serve the full period.
         fx.push({ type: 'startTimer', timer: 'lockout', ms: policy.lockoutSeconds * 1000 });
-        return { state: { ...base, mode: { kind: 'keypadLockout' } }, effects: fx };
+        return { state: { ...base, mode: { kind: 'keypadLockout', digits: '' } }, effects: fx };
       }
       const mode = restMode(base);
       if (mode.kind === 'lowBattery') fx.push({ type: 'audit', event: 'lowBattery' });
@@ -113,7 +113,13 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
 
     case 'keypadDigit': {
       if (!/^[0-9]$/.test(e.digit)) return ignore(s);
-      if (m.kind === 'keypadLockout') return { state: s, effects: [{ type: 'indicate', signal: 'lockedOut' }] };
+      if (m.kind === 'keypadLockout') {
+        // Codes typed during a lockout are collected and refused unchecked (no oracle), so
+        // each attempt is still a decision in the audit log.
+        const digits = m.digits + e.digit;
+        if (digits.length < KEYPAD_DIGITS) return { state: { ...s, mode: { kind: 'keypadLockout', digits } }, effects: [{ type: 'indicate', signal: 'lockedOut' }] };
+        return { state: { ...s, mode: { kind: 'keypadLockout', digits } }, effects: [{ type: 'evaluateCode', code: digits }] };
+      }
       if (m.kind === 'lowBattery') return { state: s, effects: [{ type: 'indicate', signal: 'lowBattery' }] };
       if (m.kind === 'booting' || m.kind === 'unlocked') return { state: s, effects: [{ type: 'indicate', signal: 'busy' }] };
       const digits = (m.kind === 'keypadEntry' ? m.digits : '') + e.digit;
@@ -161,12 +167,13 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
             { type: 'audit', event: 'lockoutStarted' },
             { type: 'startTimer', timer: 'lockout', ms: policy.lockoutSeconds * 1000 },
           );
-          return { state: { ...s, wrongCount, mode: { kind: 'keypadLockout' } }, effects: fx };
+          return { state: { ...s, wrongCount, mode: { kind: 'keypadLockout', digits: '' } }, effects: fx };
         }
         fx.push({ type: 'persist', wrongCount, lockoutActive: false });
         return { state: { ...s, wrongCount, mode: m.kind === 'keypadEntry' ? restMode(s) : m }, effects: fx };
       }
-      return { state: { ...s, mode: m.kind === 'keypadEntry' ? restMode(s) : m }, effects: fx };
+      const mode: Mode = m.kind === 'keypadEntry' ? restMode(s) : m.kind === 'keypadLockout' ? { kind: 'keypadLockout', digits: '' } : m;
+      return { state: { ...s, mode }, effects: fx };
     }
 
     case 'relockTimer': {
