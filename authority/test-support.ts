@@ -1,0 +1,107 @@
+// Helpers shared by the authority tests: a temporary property, and a lock-side table
+// state driven exactly as a lock drives it (protocol applyUpdate on the served bytes).
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type TableState,
+  type Update,
+  applyUpdate,
+  decodeMessage,
+  deriveSeed32,
+  encodeMessage,
+  fromHex,
+  initialTableState,
+  keyPairFromSeed,
+  makeReceipt,
+  AUDIT_GENESIS,
+  currentVersion,
+  currentDigest,
+  toHex,
+} from '../protocol';
+import { Authority, type AuthorityInitOptions, type ProvisioningBundle } from './authority';
+
+export interface TempProperty {
+  dir: string;
+  dbPath: string;
+  authority: Authority;
+  managerToken: string;
+  clock: { t: number };
+  reopen(): Authority;
+  cleanup(): void;
+}
+
+export function tempProperty(opts: Partial<AuthorityInitOptions> = {}): TempProperty {
+  const dir = mkdtempSync(join(tmpdir(), 'locksync-authority-'));
+  const dbPath = join(dir, 'property.db');
+  const clock = { t: 1_760_000_000 };
+  const now = (): number => clock.t;
+  const { authority, managerToken } = Authority.init({ dbPath, seed: 'test-seed', timeZone: 'Europe/Berlin', now, ...opts });
+  const p: TempProperty = {
+    dir,
+    dbPath,
+    authority,
+    managerToken,
+    clock,
+    reopen: () => {
+      p.authority.close();
+      p.authority = Authority.open({ dbPath, now, ...(opts.historyVersions !== undefined ? { historyVersions: opts.historyVersions } : {}) });
+      return p.authority;
+    },
+    cleanup: () => {
+      p.authority.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return p;
+}
+
+export function decodeUpdate(hex: string): Update {
+  const m = decodeMessage(fromHex(hex));
+  if (m.type !== 'delta' && m.type !== 'snapshot') throw new Error(`expected an update message, got ${m.type}`);
+  return m.update;
+}
+
+/** A simulated lock: provisioning bundle + table state + device key, synced like firmware. */
+export class SimLock {
+  state: TableState;
+  readonly device: ReturnType<typeof keyPairFromSeed>;
+  constructor(readonly bundle: ProvisioningBundle) {
+    this.device = keyPairFromSeed(deriveSeed32('test-seed', `lock-device:${bundle.lockId}`));
+    this.state = initialTableState(bundle.lockId, bundle.rootPublicKeys.map(fromHex));
+  }
+  get version(): number {
+    return currentVersion(this.state);
+  }
+  /** Fetch what the authority serves for this lock's version and apply it with applyUpdate. */
+  sync(a: Authority): { types: string[]; bytes: number } {
+    const r = a.updatesFor(this.bundle.lockId, this.version);
+    const types: string[] = [];
+    let bytes = 0;
+    for (const hex of r.messages) {
+      const u = decodeUpdate(hex);
+      const res = applyUpdate(this.state, u);
+      if (!res.ok) throw new Error(`lock ${this.bundle.lockId} refused ${u.type}: ${res.error.message}`);
+      this.state = res.state;
+      types.push(u.type);
+      bytes += hex.length / 2;
+    }
+    return { types, bytes };
+  }
+  receipt(opts: { auditSeq?: number; auditHead?: Uint8Array; signer?: Uint8Array } = {}): string {
+    const m = makeReceipt(
+      {
+        lockId: this.bundle.lockId,
+        version: this.version,
+        digest: currentDigest(this.state),
+        nonce: new Uint8Array(16).fill(7),
+        lockTime: 1_760_000_000,
+        auditSeq: opts.auditSeq ?? 0,
+        auditHead: opts.auditHead ?? AUDIT_GENESIS,
+      },
+      opts.signer ?? this.device.secretKey,
+    );
+    return toHex(encodeMessage(m));
+  }
+}
