@@ -2,7 +2,7 @@
 // ManualClock: exact, synchronous, deterministic — for link-layer and HCI unit tests where
 // the real stacks (and wall time) would only add noise.
 import { Air } from './air';
-import { ManualClock } from './clock';
+import { ManualClock, type RadioClock } from './clock';
 import { VirtualController, type LinkPolicy } from './controller';
 import { EventCode, LeSubevent, Op, commandPacket, aclPacket, parseH4, addressToWire } from './hci';
 import { DEFAULT_PROPAGATION, Medium, type PropagationModel } from './medium';
@@ -25,7 +25,7 @@ export class MiniHost {
 
   constructor(
     readonly controller: VirtualController,
-    private readonly clock: ManualClock,
+    private readonly clock: RadioClock,
   ) {
     this.port = new MemoryHostPort(controller);
     controller.attach(this.port);
@@ -79,8 +79,8 @@ export class MiniHost {
   }
 }
 
-export interface MiniWorld {
-  clock: ManualClock;
+export interface MiniWorld<C extends RadioClock = ManualClock> {
+  clock: C;
   air: Air;
   medium: Medium;
   hosts: MiniHost[];
@@ -88,7 +88,11 @@ export interface MiniWorld {
 
 /** Controllers on one medium driven by MiniHosts, on a ManualClock. */
 export function createMiniWorld(options: { seed?: number; count?: number; policies?: LinkPolicy[]; propagation?: Partial<PropagationModel>; aclBufferCount?: number } = {}): MiniWorld {
-  const clock = new ManualClock();
+  return createMiniWorldOn(new ManualClock(), options);
+}
+
+/** The same on any clock (a RealtimeClock for load measurements). */
+export function createMiniWorldOn<C extends RadioClock>(clock: C, options: { seed?: number; count?: number; policies?: LinkPolicy[]; propagation?: Partial<PropagationModel>; aclBufferCount?: number } = {}): MiniWorld<C> {
   const random = new SeededRandom(options.seed ?? 1);
   const medium = new Medium({ ...DEFAULT_PROPAGATION, ...options.propagation }, random.fork('medium'));
   const air = new Air(clock, medium, random.fork('air'));
@@ -106,7 +110,7 @@ export function createMiniWorld(options: { seed?: number; count?: number; polici
       },
       random.fork(`controller:c${i + 1}`),
     );
-    medium.setPosition(controller.name, { x: i, y: 0 });
+    medium.setPosition(controller.name, { x: (i % 10) * 0.5, y: Math.floor(i / 10) * 0.5 });
     const host = new MiniHost(controller, clock);
     host.initialize();
     return host;
@@ -114,8 +118,8 @@ export function createMiniWorld(options: { seed?: number; count?: number; polici
   return { clock, air, medium, hosts };
 }
 
-/** Advertiser starts advertising; initiator connects to it; returns both handles. */
-export function connectPair(world: MiniWorld, central: MiniHost, peripheral: MiniHost, params: { intervalMin?: number; intervalMax?: number; timeout?: number } = {}): { centralHandle: number; peripheralHandle: number } {
+/** Issues the commands for peripheral to advertise and central to connect to it. */
+export function startConnecting(central: MiniHost, peripheral: MiniHost, params: { intervalMin?: number; intervalMax?: number; timeout?: number } = {}): void {
   const adv = Buffer.alloc(15);
   adv.writeUInt16LE(0x20, 0); // 20 ms
   adv.writeUInt16LE(0x20, 2);
@@ -132,6 +136,11 @@ export function connectPair(world: MiniWorld, central: MiniHost, peripheral: Min
   create.writeUInt16LE(0, 17);
   create.writeUInt16LE(params.timeout ?? 42, 19);
   expectOk(central.command(Op.LE_CREATE_CONNECTION, create).status, 'create connection');
+}
+
+/** Advertiser starts advertising; initiator connects to it (ManualClock); returns both handles. */
+export function connectPair(world: MiniWorld, central: MiniHost, peripheral: MiniHost, params: { intervalMin?: number; intervalMax?: number; timeout?: number } = {}): { centralHandle: number; peripheralHandle: number } {
+  startConnecting(central, peripheral, params);
   for (let i = 0; i < 200 && central.leEvents(LeSubevent.CONNECTION_COMPLETE).length === 0; i++) world.clock.advanceBy(5000);
   const c = central.leEvents(LeSubevent.CONNECTION_COMPLETE)[0];
   if (!c) throw new Error('no connection');
