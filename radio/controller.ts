@@ -544,15 +544,18 @@ export class VirtualController implements AirParticipant {
       status: Status.SUCCESS,
       after: () => {
         end.terminating = true;
-        // LL_TERMINATE_IND: the peer learns the reason when it arrives; we report 0x16
-        // once it is acknowledged (or the link times out while waiting).
+        // LL_TERMINATE_IND: the peer learns the reason when it arrives and acknowledges it
+        // in the same exchange, upon which we report 0x16. Until it gets through, the
+        // supervision timeout still applies (and then also reports 0x16).
         end.enqueue(
           {
             llid: LLID_CONTROL,
             payload: Buffer.from([0x02, reason]),
             queuedAtUs: this.air.clock.nowUs(),
-            onDelivered: () => end.link.closeEnd(end.peer, reason),
-            onAcked: () => end.link.closeEnd(end, Status.LOCAL_HOST_TERMINATED),
+            onDelivered: () => {
+              end.link.closeEnd(end.peer, reason);
+              end.link.closeEnd(end, Status.LOCAL_HOST_TERMINATED);
+            },
           },
           true,
         );
