@@ -1587,18 +1587,19 @@ export class Authority {
     return { version, changed: true, ops };
   }
 
-  /** Drop ops/tables of versions too old to serve deltas from, keeping the version in force rebuildable. */
+  /**
+   * Drop ops/tables of versions too old to serve deltas from. Everything from the newest
+   * checkpoint at or below the oldest servable base (and below the version in force, which
+   * the honouring view rebuilds) is kept, so those versions stay rebuildable.
+   */
   private prune(lockId: string, version: number): void {
     const keepFrom = version - this.historyVersions;
     if (keepFrom <= 1) return;
+    const checkpointAtOrBelow = (v: number): number =>
+      (this.db.prepare('SELECT MAX(version) AS v FROM lock_versions WHERE lock_id = ? AND version <= ? AND table_bytes IS NOT NULL').get(lockId, v) as { v: number | null }).v ?? 0;
     const inForce = (this.db.prepare('SELECT in_force_version FROM locks WHERE lock_id = ?').get(lockId) as { in_force_version: number }).in_force_version;
-    let floor = keepFrom;
-    if (inForce > 0 && inForce < keepFrom) {
-      const cp = this.db
-        .prepare('SELECT MAX(version) AS v FROM lock_versions WHERE lock_id = ? AND version <= ? AND table_bytes IS NOT NULL')
-        .get(lockId, inForce) as { v: number | null };
-      floor = cp.v ?? 0;
-    }
+    let floor = checkpointAtOrBelow(keepFrom);
+    if (inForce > 0 && inForce < keepFrom) floor = Math.min(floor, checkpointAtOrBelow(inForce));
     if (floor > 1) this.db.prepare('UPDATE lock_versions SET ops = NULL, table_bytes = NULL WHERE lock_id = ? AND version < ? AND (ops IS NOT NULL OR table_bytes IS NOT NULL)').run(lockId, floor);
   }
 
