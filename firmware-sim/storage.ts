@@ -259,6 +259,11 @@ export class LockStorage {
     return this.committed;
   }
 
+  /** Metadata slot holding the commit record in force (changes on compaction). */
+  get activeMetaSlot(): 0 | 1 {
+    return this.activeSlot;
+  }
+
   get commitSeq(): number {
     return this.seq;
   }
