@@ -8,7 +8,9 @@ import { dailyCode, doorcodeVerifier, keycardVerifier, SINGLE_USE_WINDOW_SECONDS
 import { ERROR_CODES, ProtocolError } from '../errors';
 import { AUDIT_GENESIS, MESSAGE_TYPES, chainAudit, decodeMessage, encodeAuditRecord, encodeMessage } from '../messages';
 import { cmap } from '../schema';
-import { type Entry, type Table, emptyTable, encodeEntry, encodeTable, tableDigest, decodeTableBytes, entryToCbor } from '../table';
+import { type Op, opToCbor } from '../ops';
+import { encodeLockInfo, scanResponseEir, advertisingEir } from '../gatt';
+import { type Entry, type Table, DEFAULT_LOCK_POLICY, emptyTable, encodeEntry, encodeTable, tableDigest, decodeTableBytes, entryToCbor } from '../table';
 import { type TableState, encodeTableHead, keyCertToCbor } from '../update';
 import { framingVectors } from './framing';
 import { REFUSAL_CASES, RFC8949_APPENDIX_A } from './cbor-cases';
@@ -101,10 +103,18 @@ function messageVectors(): VectorFile {
       'AuditChain: h0 = SHA-256("locksync/v1/audit-genesis"); h(n) = SHA-256(h(n-1) || record bytes).',
       WORLD_NOTE,
     ],
-    { Message: 'one example per message type', Version: 'protocol version negotiation', Range: 'field beyond its range', Cbor: 'refused by the CBOR decoder' },
+    { Gatt: 'GATT INFO value and advertising payloads (SPEC.md §13.1)', Message: 'one example per message type', Version: 'protocol version negotiation', Range: 'field beyond its range', Cbor: 'refused by the CBOR decoder' },
     [
       { type: 'MessageRoundTrip', tests },
       { type: 'MessageDecodeInvalid', tests: invalid },
+      {
+        type: 'GattLayout',
+        tests: [
+          t('INFO characteristic value: lk-0001, protocol 1, capabilities 0x6f, table v2', ['Gatt'], 'valid', { lockInfo: hex(encodeLockInfo({ lockId: LOCK_ID, protocolVersion: 1, capabilities: 0x6f, version: 2 })) }),
+          t('advertising data: flags + 128-bit service UUID', ['Gatt'], 'valid', { advertisingData: hex(advertisingEir()) }),
+          t('scan response: lk-0001, table v2, needs-sync flag', ['Gatt'], 'valid', { scanResponse: hex(scanResponseEir({ lockId: LOCK_ID, version: 2, flags: 1 })) }),
+        ],
+      },
       {
         type: 'AuditChain',
         genesis: hex(AUDIT_GENESIS),
@@ -225,6 +235,15 @@ function tableVectors(): VectorFile {
     if (reason === undefined) throw new Error(`table vector "${comment}" was accepted`);
     return t(comment, flags, 'invalid', { table, expectedError: reason });
   });
+  const ops: [string, Op][] = [
+    ['put the staff doorcode', { op: 'put', entry: staffDoorcode(3) }],
+    ['remove credential 1 (cascades to its guests)', { op: 'remove', credId: 1 }],
+    ['remove every credential of partner 7', { op: 'removePartner', partnerId: 7 }],
+    ['remove every credential of Key 100 and its policy', { op: 'removeKey', keyId: 100 }],
+    ['set Key 100 policy: doorcodes off, no schedule', { op: 'setKeyPolicy', policy: { keyId: 100, doorcodesEnabled: false } }],
+    ['set the default lock policy', { op: 'setLockPolicy', policy: DEFAULT_LOCK_POLICY }],
+  ];
+  const opTests = ops.map(([comment, o]) => t(comment, ['Op'], 'valid', { op: o.op, encoded: hex(encode(opToCbor(o))) }));
   return vectorFile(
     'locksync-credential-table',
     [
@@ -233,10 +252,11 @@ function tableVectors(): VectorFile {
       'TableDecodeInvalid: decoding the table must fail with expectedError.',
       WORLD_NOTE,
     ],
-    { Entry: 'entry encoding', Table: 'table digest', Order: 'ordering rule', Parent: 'parent rule', Canonical: 'canonical-form rule', Range: 'value out of range', Unknown: 'unknown key or code', Length: 'wrong byte-string length' },
+    { Entry: 'entry encoding', Table: 'table digest', Op: 'delta op encoding', Order: 'ordering rule', Parent: 'parent rule', Canonical: 'canonical-form rule', Range: 'value out of range', Unknown: 'unknown key or code', Length: 'wrong byte-string length' },
     [
       { type: 'EntryEncoding', tests: entryTests },
       { type: 'TableDigest', tests: tableTests },
+      { type: 'OpEncoding', tests: opTests },
       { type: 'TableDecodeInvalid', tests: invalid },
     ],
   );
