@@ -24,7 +24,7 @@ function median(values: number[]): number {
 const round1 = (n: number): number => Math.round(n * 10) / 10;
 
 async function withLock<T>(
-  options: { advertisingIntervalMs: number; profile?: LinkProfile; timeScale?: number },
+  options: { advertisingIntervalMs: number; profile?: LinkProfile; timeScale?: number; seed?: number },
   body: (ctx: { radio: Awaited<ReturnType<typeof startRadio>>; received: () => number; reset: () => void }) => Promise<T>,
 ): Promise<T> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'radio-bench-'));
@@ -32,7 +32,7 @@ async function withLock<T>(
   const radio = await startRadio({
     dir,
     controllers: ['lock-1', 'phone-1'],
-    seed: 1,
+    seed: options.seed ?? 1,
     timeScale: options.timeScale ?? 1,
     ...(profile ? { linkPolicy: { intervalMs: profile.intervalMs, packetsPerEvent: profile.packetsPerEvent, phy: profile.phy, maxDataLength: profile.dataLength } } : {}),
   });
@@ -61,7 +61,8 @@ async function launchToConnected(advertisingIntervalMs: number, runs: number): P
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     times.push(
-      await withLock({ advertisingIntervalMs }, async ({ radio }) => {
+      // A different seed per run: the advertising phase relative to noble's start varies.
+      await withLock({ advertisingIntervalMs, seed: 100 + i }, async ({ radio }) => {
         const started = performance.now();
         const noble = await startNobleOn(radio, 'phone-1');
         try {
@@ -252,7 +253,7 @@ export async function benchRadio(): Promise<Record<string, unknown>> {
   const only = process.env.RADIO_BENCH_ONLY;
   const result: Record<string, unknown> = {};
   if (!only || only === 'launch') {
-    result.launchToConnected = { advertising20ms: await launchToConnected(20, 5), advertising100ms: await launchToConnected(100, 5) };
+    result.launchToConnected = { advertising20ms: await launchToConnected(20, 9), advertising100ms: await launchToConnected(100, 9) };
   }
   if (!only || only === 'throughput') {
     const transfers: Record<string, unknown>[] = [];
