@@ -1,0 +1,43 @@
+// `locksync`: one CLI, a subcommand per component.
+//   lock       the lock firmware simulator (provision, run, inspect, keypad, present)
+//   agent      the phone (scan, sync, fetch, deliver, unlock)
+//   authority  the cloud (init, serve, manager operations)
+//   radio      the virtual BLE radio (up, ctl)
+//   trace      btsnoop capture summaries (show)
+//   scenario   QA scenarios (run)
+//   demo       the end-to-end story (same as `npm start`)
+
+import { Command } from 'commander';
+import { registerAgentCommands } from '../mobile-agent/cli';
+import { radioMain, traceMain } from '../radio/index';
+
+export function buildProgram(): Command {
+  const program = new Command('locksync')
+    .description('Smart-lock firmware simulator, signed offline Door Sync over BLE, courier agent, authority and a virtual BLE radio')
+    .showHelpAfterError();
+
+  registerAgentCommands(program);
+
+  // The radio and trace tools parse their own arguments (radio/cli.ts).
+  program
+    .command('radio')
+    .description('virtual BLE radio: `radio up --dir DIR --controllers N`, `radio ctl --dir DIR <op> …` (see radio/README.md)')
+    .helpOption(false)
+    .allowUnknownOption()
+    .argument('[args...]')
+    .action(async (args: string[]) => {
+      process.exitCode = await radioMain(args);
+    });
+  program
+    .command('trace')
+    .description('`trace show FILE.btsnoop`: readable summary of HCI and ATT traffic in a capture')
+    .helpOption(false)
+    .allowUnknownOption()
+    .argument('[args...]')
+    .action(async (args: string[]) => {
+      process.exitCode = await traceMain(args);
+    });
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);
