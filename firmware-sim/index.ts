@@ -1,2 +1,23 @@
-// Public surface of firmware-sim/ (filled in by its issue).
-export {};
+// Public surface of firmware-sim/: the lock firmware simulator.
+export { NorFlash, FlashError, PowerCut, DEFAULT_GEOMETRY, ERASED, validateGeometry } from './flash';
+export type { FlashGeometry, PowerLossMode, FlashBacking, NorFlashOptions, FlashErrorCode } from './flash';
+export { LockStorage, StorageError, computeLayout, defaultLayoutParams, PAGE_BYTES, SINGLE_USE_LEDGER_MAX } from './storage';
+export type { DurableState, LockSecrets, Layout, LayoutParams, AuditHead, SingleUseRecord, KeypadPersist, MountReport } from './storage';
+export { crc32 } from './crc32';
+export { transition, initialMachineState, accessGate, KEYPAD_DIGITS, INTER_DIGIT_TIMEOUT_MS, LOW_BATTERY_PERCENT, BATTERY_RECOVERED_PERCENT, ACCESS_METHOD_CODES } from './machine';
+export type { MachineState, MachineEvent, Mode, Effect, Transition, TimerName, AccessMethod, LockPolicyView } from './machine';
+export { decideCode, decideKeycard, decidePhone, decideAmong, evaluateEntry, makeChallenge, localTime, inSchedule, isValidTimeZone, dailyCodesFor, CHALLENGE_TTL_MS } from './access';
+export type { AccessContext, Decision, IssuedChallenge, LocalTime } from './access';
+export { Lock, LockError } from './lock';
+export type { BootOptions, ProvisionBundle, AccessResult, LockLog } from './lock';
+export { LockSession, LOCK_CAPABILITIES, SESSION_TIMEOUT_MS, MAX_MESSAGE_BYTES, MAX_CHALLENGES } from './session';
+export { FakeClock, SystemClock, Rtc, BUILD_TIME_S } from './time';
+export type { Clock, TimerScheduler, TimerHandle, RtcOptions } from './time';
+export { Uplink, UplinkError } from './uplink';
+export type { UplinkOptions, PollResult } from './uplink';
+export { inspectFlash } from './inspect';
+export type { FlashReport } from './inspect';
+export { registerLockCommands, openLockState, runLock, parseBundle, StdioHexTransport, InProcessTransport, CliError } from './cli';
+export type { LockTransport, LockHost } from './cli';
+export { TestAuthority, createTestRig, TEST_GEOMETRY, TEST_LAYOUT } from './test-authority';
+export type { TestRig } from './test-authority';
