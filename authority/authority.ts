@@ -1644,18 +1644,25 @@ export class Authority {
       if (cur === undefined || from === to) return { lockId, from, to, messages: [] };
       const { head, certs } = this.signedHeadOf(cur);
       const current = this.currentTable(lockId);
-      const snapshot = encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current.table, head, certs } });
-      let chosen = snapshot;
+      const snapshotMessage = (): Uint8Array => encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current.table, head, certs } });
+      let chosen: Uint8Array | undefined;
       if (from >= this.oldestDeltaBase(lockId, to)) {
         const base = this.tableAt(lockId, from);
         if (base !== undefined) {
           const ops = diffTables(base, current.table);
           if (bytesEqual(tableDigest(applyOps(base, ops)), current.digest)) {
             const delta = encodeMessage({ type: 'delta', update: makeDelta({ base: { version: from, digest: tableDigest(base) }, ops, head, certs }) });
-            if (delta.length < snapshot.length) chosen = delta;
+            // The snapshot carries the whole table (entry encodings are cached): only build
+            // it when the delta is not clearly smaller.
+            if (delta.length < encodeTable(current.table).length) chosen = delta;
+            else {
+              const snap = snapshotMessage();
+              chosen = delta.length < snap.length ? delta : snap;
+            }
           }
         }
       }
+      chosen ??= snapshotMessage();
       return { lockId, from, to, messages: [toHex(chosen)] };
     }).immediate();
   }
