@@ -1,0 +1,97 @@
+// Benchmarks (figures, not assertions): unlock decision latency with 10,000 entries,
+// delta apply throughput including the flash commit, flash bytes per credential.
+// Standalone: npx tsx firmware-sim/bench.ts
+
+import { performance } from 'node:perf_hooks';
+import { type Entry, answerChallenge, decodeMessage, deriveSeed32, encodeMessage, encodeTable, keyPairFromSeed, SeededRandom } from '../protocol';
+import { NorFlash } from './flash';
+import { Lock } from './lock';
+import { FakeClock } from './time';
+import { TestAuthority } from './test-authority';
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return Number((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number).toFixed(3));
+}
+
+export async function benchLock(): Promise<Record<string, unknown>> {
+  const N = 10_000;
+  const lockSecret = deriveSeed32('bench', 'secret');
+  const clock = new FakeClock();
+  const auth = new TestAuthority('lk-0001', lockSecret, 'bench', { now: Math.floor(clock.nowMs() / 1000) });
+  const flash = new NorFlash({ blockSize: 4096, blockCount: 512, progSize: 16 });
+  Lock.provision(flash, { lockId: 'lk-0001', rootPublicKeys: [auth.root.publicKey], lockSecret, timeZone: 'Europe/Berlin' }, deriveSeed32('bench', 'device'));
+  const lock = Lock.boot({ flash, clock, timers: clock, random: new SeededRandom('bench'), rtc: { continueAtMs: clock.nowMs(), trusted: true } });
+  const phones = Array.from({ length: 8 }, (_, i) => keyPairFromSeed(deriveSeed32('bench-phone', String(i))));
+  const rng = new SeededRandom('bench-entries');
+  const entries: Entry[] = [];
+  for (let i = 1; i <= N; i++) {
+    const r = i % 3;
+    if (i <= phones.length) entries.push(auth.phoneEntry(i, (phones[i - 1] as { publicKey: Uint8Array }).publicKey, { keyId: i % 50 }));
+    else if (r === 0) entries.push(auth.phoneEntry(i, rng.bytes(32), { keyId: i % 50, schedule: [{ days: 0x1f, start: 420, end: 1320 }] }));
+    else if (r === 1) entries.push(auth.doorcodeEntry(i, String(1_000_000 + i), { keyId: i % 50 }));
+    else entries.push(auth.keycardEntry(i, new Uint8Array([4, i & 0xff, (i >> 8) & 0xff, 9]), { keyId: i % 50 }));
+  }
+  const session = lock.openSession();
+  const tBulk0 = performance.now();
+  const bulk = session.handle(TestAuthority.message(auth.delta(entries.map((entry) => ({ op: 'put' as const, entry })))));
+  const bulkMs = performance.now() - tBulk0;
+  if (decodeMessage(bulk[0] as Uint8Array).type !== 'receipt') throw new Error('bulk delta refused');
+  const tableBytes = encodeTable(lock.durable.tableState.table).length;
+
+  // Unlock decision latency: phone (challenge → signed response → decision), keycard, doorcode.
+  const phoneMs: number[] = [];
+  const cardMs: number[] = [];
+  const codeMs: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    const s = lock.openSession();
+    const ch = decodeMessage(s.handle(encodeMessage({ type: 'unlockRequest', credId: (i % phones.length) + 1 }))[0] as Uint8Array);
+    if (ch.type !== 'challenge') throw new Error('no challenge');
+    const resp = encodeMessage(answerChallenge(ch.bodyBytes, (phones[i % phones.length] as { secretKey: Uint8Array }).secretKey));
+    let t = performance.now();
+    const d = decodeMessage(s.handle(resp)[0] as Uint8Array);
+    phoneMs.push(performance.now() - t);
+    if (d.type !== 'decision') throw new Error('no decision');
+    s.close();
+    clock.advance(6_000);
+    t = performance.now();
+    lock.presentCard(new Uint8Array([4, (2 + 3 * i) & 0xff, ((2 + 3 * i) >> 8) & 0xff, 9]));
+    cardMs.push(performance.now() - t);
+    clock.advance(6_000);
+    t = performance.now();
+    lock.enterCode(String(1_000_000 + 1 + 3 * (i + 3)));
+    codeMs.push(performance.now() - t);
+    clock.advance(6_000);
+  }
+
+  // Delta apply throughput incl. commit to flash (10 ops per delta on the 10,000-entry table).
+  const deltas = 40;
+  const opsPer = 10;
+  let id = N + 1;
+  const msgs = Array.from({ length: deltas }, () => TestAuthority.message(auth.delta(Array.from({ length: opsPer }, () => ({ op: 'put' as const, entry: auth.keycardEntry(id, new Uint8Array([5, id & 0xff, (id++ >> 8) & 0xff, 1])) })))));
+  const erases0 = flash.erases;
+  const bytes0 = flash.bytesProgrammed;
+  const t0 = performance.now();
+  const s2 = lock.openSession();
+  for (const m of msgs) if (decodeMessage(s2.handle(m)[0] as Uint8Array).type !== 'receipt') throw new Error('delta refused');
+  const applyMs = performance.now() - t0;
+  return {
+    entries: lock.durable.tableState.table.entries.size,
+    unlockPhoneMs: { p50: pct(phoneMs, 50), p99: pct(phoneMs, 99), note: 'decision incl. Ed25519 verify + audit append' },
+    keycardMs: { p50: pct(cardMs, 50), p99: pct(cardMs, 99) },
+    doorcodeMs: { p50: pct(codeMs, 50), p99: pct(codeMs, 99) },
+    bulkDelta10kEntriesMs: Number(bulkMs.toFixed(1)),
+    deltaApply: {
+      deltasPerSec: Number(((deltas * 1000) / applyMs).toFixed(1)),
+      opsPerSec: Number(((deltas * opsPer * 1000) / applyMs).toFixed(0)),
+      flashBytesProgrammedPerDelta: Math.round((flash.bytesProgrammed - bytes0) / deltas),
+      erasesPerDelta: Number(((flash.erases - erases0) / deltas).toFixed(1)),
+    },
+    flashBytesPerCredential: Number((tableBytes / N).toFixed(1)),
+    tableBytes,
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  benchLock().then((r) => console.log(JSON.stringify(r, null, 2)));
+}
