@@ -9,6 +9,8 @@
 
 import { Command } from 'commander';
 import { registerAgentCommands } from '../mobile-agent/cli';
+import { registerAuthorityCommands } from '../authority/cli';
+import { registerLockCommands } from '../firmware-sim/cli';
 import { radioMain, traceMain } from '../radio/index';
 
 export function buildProgram(): Command {
@@ -16,7 +18,9 @@ export function buildProgram(): Command {
     .description('Smart-lock firmware simulator, signed offline Door Sync over BLE, courier agent, authority and a virtual BLE radio')
     .showHelpAfterError();
 
+  registerLockCommands(program);
   registerAgentCommands(program);
+  registerAuthorityCommands(program);
 
   // The radio and trace tools parse their own arguments (radio/cli.ts).
   program
