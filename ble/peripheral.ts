@@ -2,27 +2,60 @@
 // transport bleno can drive — `uart:PATH` (virtual radio pty or an HCI-over-UART dongle)
 // or `hci:N` (Linux HCI socket). bleno is loaded lazily by radio/hosts.ts.
 
-import { GATT_SHORT, advertisingEir, scanResponseEir, encodeLockInfo, type FramingError } from '../protocol/index';
+import { GATT_SHORT, advertisingEir, scanResponseEir, encodeLockInfo, type FramingError, type LockAdvert } from '../protocol/index';
 import { loadBleno, waitForPoweredOn, type BleFamily, type BlenoLike } from '../radio/hosts';
 import { LockLinkServer, type LockLinkEvents } from './lock-server';
-import type { LockSessionHost } from './session-host';
+import type { HostedSession, LockSessionHost } from './session-host';
 
 export interface BlePeripheralOptions {
   advertisingIntervalMs?: number;
   family?: BleFamily;
   poweredOnTimeoutMs?: number;
-  events?: LockLinkEvents;
+  events?: LockLinkEvents & BleLinkEvents;
 }
+
+/** Link-level events (the protocol-level ones are in LockLinkEvents). */
+export interface BleLinkEvents {
+  onAccept?: (address: string, handle: number) => void;
+  onDisconnect?: (address: string, handle: number) => void;
+  onMtu?: (mtu: number) => void;
+  /** New advertising data went to the controller. */
+  onAdvert?: (advert: LockAdvert, cause: AdvertCause) => void;
+}
+
+export type AdvertCause = 'start' | 'disconnect' | 'session' | 'refresh' | 'poll';
 
 export interface BleLockServer {
   readonly server: LockLinkServer;
   readonly bleno: BlenoLike;
-  /** Re-advertise (after the table version or flags changed). */
+  /**
+   * Hands the controller the lock's current advert if it differs from the one on the air.
+   * Synchronous: the HCI commands are written before this returns. True when it changed.
+   */
+  syncAdvert(cause?: AdvertCause): boolean;
+  /** Re-advertise now (after the table version or flags changed); never hangs. */
   refreshAdvert(): Promise<void>;
   stop(): Promise<void>;
 }
 
 const RESULT_SUCCESS = 0x00;
+/** Longest wait for the controller to acknowledge re-advertising (refreshAdvert). */
+const ADVERT_ACK_TIMEOUT_MS = 2000;
+
+// Why the advert is refreshed the way it is (checked against @stoprocent/bleno 0.12,
+// lib/hci-socket/{bindings,gap}.js; @abandonware/bleno has the same shape):
+//   * on Disconnection Complete the bindings emit 'disconnect' and THEN, in the same tick,
+//     call gap.restartAdvertising(): LE Set Advertise Enable(1) with whatever advertising
+//     and scan-response data the controller holds — the version from before the sync;
+//   * gap keeps one _advertiseState; restartAdvertising() (also run on every accepted
+//     connection) overwrites 'starting'/'stopping', after which the pending
+//     advertisingStart/advertisingStop callback never fires — a stop-then-start refresh
+//     hangs if a phone connects or drops in between.
+// So the new data is written synchronously inside the 'disconnect' listener — before
+// bleno's own Enable(1) reaches the controller, which then resumes advertising with it —
+// and no refresh waits on gap callbacks alone. LE Set Advertising/Scan Response Data
+// while advertising is enabled is allowed (Core Vol 4 Part E §7.8.7/§7.8.8: used from the
+// next advertising event), so there is no stop/start at all.
 
 export async function serveLockOverBle(host: LockSessionHost, transport: string, opts: BlePeripheralOptions = {}): Promise<BleLockServer> {
   const previous = process.env.BLENO_ADVERTISING_INTERVAL;
@@ -38,8 +71,43 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
       else process.env.BLENO_ADVERTISING_INTERVAL = previous;
     }
   }
-  const events: LockLinkEvents = { ...opts.events };
-  const server = new LockLinkServer(host, events);
+  const linkEvents = opts.events ?? {};
+  let stopped = false;
+  const advData = Buffer.from(advertisingEir());
+  let onAir: Buffer | undefined; // scan response last written to the controller
+  const syncAdvert = (cause: AdvertCause = 'refresh', force = false): boolean => {
+    if (stopped || bleno.state !== 'poweredOn') return false;
+    const advert = host.advert();
+    const rsp = Buffer.from(scanResponseEir(advert));
+    if (!force && onAir !== undefined && rsp.equals(onAir)) return false;
+    onAir = rsp;
+    // No callback: see the note above. The writes happen before this returns.
+    bleno.startAdvertisingWithEIRData(advData, rsp);
+    linkEvents.onAdvert?.(advert, cause);
+    return true;
+  };
+  // A session's handling may finish after its link dropped (an update committing while the
+  // phone walks away): check the advert whenever a request has been handled.
+  const trackedHost: LockSessionHost = {
+    lockId: host.lockId,
+    advert: () => host.advert(),
+    info: () => host.info(),
+    openSession: (): HostedSession => {
+      const session = host.openSession();
+      return {
+        hello: () => session.hello(),
+        handle: async (message) => {
+          try {
+            return await session.handle(message);
+          } finally {
+            syncAdvert('session');
+          }
+        },
+        close: () => session.close(),
+      };
+    },
+  };
+  const server = new LockLinkServer(trackedHost, linkEvents);
   server.requestDisconnect = () => bleno.disconnect();
 
   const tx = new bleno.Characteristic({
@@ -69,35 +137,63 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
   });
   const service = new bleno.PrimaryService({ uuid: GATT_SHORT.service, characteristics: [rx, tx, info] });
 
-  const onDisconnect = () => server.disconnect();
-  const onMtu = (mtu: number) => server.setMtu(Math.max(23, Math.min(517, mtu)));
+  const onAccept = (address: string, handle: number) => linkEvents.onAccept?.(address, handle);
+  const onDisconnect = (address: string, handle: number) => {
+    server.disconnect();
+    // Must stay synchronous: bleno re-enables advertising right after this listener returns.
+    syncAdvert('disconnect');
+    linkEvents.onDisconnect?.(address, handle);
+  };
+  const onMtu = (mtu: number) => {
+    server.setMtu(Math.max(23, Math.min(517, mtu)));
+    linkEvents.onMtu?.(mtu);
+  };
+  bleno.on('accept', onAccept);
   bleno.on('disconnect', onDisconnect);
   bleno.on('mtuChange', onMtu);
 
   await new Promise<void>((resolve, reject) => bleno.setServices([service], (e?: Error | null) => (e ? reject(e) : resolve())));
-  const advertise = () =>
-    new Promise<void>((resolve, reject) =>
-      bleno.startAdvertisingWithEIRData(Buffer.from(advertisingEir()), Buffer.from(scanResponseEir(host.advert())), (e?: Error | null) =>
-        e ? reject(e) : resolve(),
-      ),
-    );
-  await advertise();
+  // The first start has nothing to race with (no phone can connect before advertising).
+  const firstAdvert = host.advert();
+  onAir = Buffer.from(scanResponseEir(firstAdvert));
+  await new Promise<void>((resolve, reject) => bleno.startAdvertisingWithEIRData(advData, onAir, (e?: Error | null) => (e ? reject(e) : resolve())));
+  linkEvents.onAdvert?.(firstAdvert, 'start');
 
   return {
     server,
     bleno,
+    syncAdvert: (cause) => syncAdvert(cause ?? 'refresh'),
     refreshAdvert: async () => {
-      await new Promise<void>((r) => bleno.stopAdvertising(() => r()));
-      await advertise();
+      // Settles on the controller's answer to the Enable(1) that follows the new data, or
+      // on a connect/disconnect (bleno's restart swallows that answer, but its commands
+      // were queued after ours), or after a bound — never on a callback that may not come.
+      await new Promise<void>((resolve) => {
+        const settle = (): void => {
+          clearTimeout(timer);
+          for (const e of ['advertisingStart', 'accept', 'disconnect']) bleno.removeListener(e, settle);
+          resolve();
+        };
+        const timer = setTimeout(settle, ADVERT_ACK_TIMEOUT_MS);
+        for (const e of ['advertisingStart', 'accept', 'disconnect']) bleno.on(e, settle);
+        if (!syncAdvert('refresh', true)) settle();
+      });
     },
     stop: async () => {
+      stopped = true;
+      bleno.removeListener('accept', onAccept);
       bleno.removeListener('disconnect', onDisconnect);
       bleno.removeListener('mtuChange', onMtu);
       server.disconnect();
       try {
-        bleno.disconnect();
-        await new Promise<void>((r) => bleno.stopAdvertising(() => r()));
+        // Stop advertising before dropping links: bleno then skips its restart on the
+        // Disconnection Complete. The wait is bounded — the callback can be swallowed.
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, ADVERT_ACK_TIMEOUT_MS);
+          bleno.stopAdvertising(() => (clearTimeout(timer), r()));
+          bleno.disconnect();
+        });
         bleno.stop?.();
+        endDevUpPolling(bleno);
       } catch {
         // the controller may already be gone
       }
@@ -107,3 +203,15 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
 }
 
 export type { FramingError };
+
+/**
+ * bleno's Hci re-arms `setTimeout(this.pollIsDevUp.bind(this), 1000)` forever and its
+ * stop() never clears it (@stoprocent/bleno 0.12 lib/hci-socket/hci.js; noble's clears its
+ * own), so a process that stopped bleno never exits. The timer handle is not kept, but the
+ * method is looked up again each time it re-arms: shadowing it on the instance lets the
+ * pending tick run once more and then end the chain.
+ */
+function endDevUpPolling(bleno: BlenoLike): void {
+  const hci = (bleno as { _bindings?: { _hci?: { pollIsDevUp?: unknown } } })._bindings?._hci;
+  if (hci && typeof hci.pollIsDevUp === 'function') hci.pollIsDevUp = () => undefined;
+}
