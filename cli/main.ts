@@ -12,13 +12,15 @@ import { registerAgentCommands } from '../mobile-agent/cli';
 import { registerAuthorityCommands } from '../authority/cli';
 import { registerLockCommands } from '../firmware-sim/cli';
 import { radioMain, traceMain } from '../radio/index';
+import { bleLockTransportFactory } from '../ble/lock-transport';
 
 export function buildProgram(): Command {
   const program = new Command('locksync')
     .description('Smart-lock firmware simulator, signed offline Door Sync over BLE, courier agent, authority and a virtual BLE radio')
     .showHelpAfterError();
 
-  registerLockCommands(program);
+  // uart:/hci: locks serve the GATT service on bleno (loaded only when such a lock starts).
+  registerLockCommands(program, { transportFactory: (spec) => bleLockTransportFactory(spec) });
   registerAgentCommands(program);
   registerAuthorityCommands(program);
 
