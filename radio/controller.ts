@@ -144,7 +144,6 @@ export class VirtualController implements AirParticipant {
   private commandStyle: 'unknown' | 'legacy' | 'extended' = 'unknown';
   private suggestedTxOctets = LE_MIN_DATA_LENGTH;
   private defaultPhy: Phy = '1M';
-  private nextHandle = 0x0001;
   private outstandingCommands = 0;
   private buffersInUse = 0;
   private readonly completedPackets = new Map<number, number>();
@@ -1048,12 +1047,16 @@ export class VirtualController implements AirParticipant {
     if (phy === '2M') this.startPhyUpdate(end, '2M');
   }
 
+  /**
+   * Lowest free handle, as common controllers (Zephyr, Nordic SoftDevice) allocate them.
+   * Besides fidelity this matters for bleno: its SMP listener takes (cid, data) from an
+   * event that emits (handle, cid, data), so ACL data on connection handle 0x0006 (the SMP
+   * CID) crashes it with "data.readUInt8 is not a function". Counting handles up would reach
+   * 6 after five reconnects; lowest-free only with six simultaneous links.
+   */
   private allocateHandle(): number {
-    for (;;) {
-      const handle = this.nextHandle;
-      this.nextHandle = this.nextHandle >= 0x0eff ? 0x0001 : this.nextHandle + 1;
-      if (!this.connections.has(handle)) return handle;
-    }
+    for (let handle = 0x0001; handle <= 0x0eff; handle++) if (!this.connections.has(handle)) return handle;
+    throw new Error('no free connection handle');
   }
 
   private sendConnectionComplete(status: number, end: LinkEnd | null): void {
