@@ -35,6 +35,10 @@ export interface BleLockServer {
   syncAdvert(cause?: AdvertCause): boolean;
   /** Re-advertise now (after the table version or flags changed); never hangs. */
   refreshAdvert(): Promise<void>;
+  /** The lock lost power: stop advertising and drop the link (the phone sees it die). */
+  pause(): Promise<void>;
+  /** Power is back: advertise the rebooted lock's current state. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -73,10 +77,12 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
   }
   const linkEvents = opts.events ?? {};
   let stopped = false;
+  /** Powered off (pause): nothing may turn advertising back on until resume(). */
+  let paused = false;
   const advData = Buffer.from(advertisingEir());
   let onAir: Buffer | undefined; // scan response last written to the controller
   const syncAdvert = (cause: AdvertCause = 'refresh', force = false): boolean => {
-    if (stopped || bleno.state !== 'poweredOn') return false;
+    if (stopped || paused || bleno.state !== 'poweredOn') return false;
     const advert = host.advert();
     const rsp = Buffer.from(scanResponseEir(advert));
     if (!force && onAir !== undefined && rsp.equals(onAir)) return false;
@@ -177,6 +183,26 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
         for (const e of ['advertisingStart', 'accept', 'disconnect']) bleno.on(e, settle);
         if (!syncAdvert('refresh', true)) settle();
       });
+    },
+    pause: async () => {
+      paused = true;
+      // Stop advertising first so bleno does not restart it on the Disconnection Complete.
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, ADVERT_ACK_TIMEOUT_MS);
+        bleno.stopAdvertising(() => (clearTimeout(timer), r()));
+        bleno.disconnect();
+      });
+      server.disconnect();
+    },
+    resume: async () => {
+      paused = false;
+      const advert = host.advert();
+      onAir = Buffer.from(scanResponseEir(advert));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ADVERT_ACK_TIMEOUT_MS);
+        bleno.startAdvertisingWithEIRData(advData, onAir, () => (clearTimeout(timer), resolve()));
+      });
+      linkEvents.onAdvert?.(advert, 'start');
     },
     stop: async () => {
       stopped = true;
