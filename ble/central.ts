@@ -27,7 +27,8 @@ const HCI_REASONS: Record<number, string> = {
 interface LockChannelState {
   channel: MessageChannel;
   inbox: MessageInbox;
-  hook: { write: (f: Uint8Array) => void };
+  /** Per-connection targets of the long-lived channel's callbacks. */
+  hook: { write: (f: Uint8Array) => void; progress: (acked: number, total: number) => void; violation: (e: Error) => void };
 }
 
 export class NobleConnector implements LockConnector {
@@ -95,15 +96,32 @@ export class NobleConnector implements LockConnector {
     let state = this.channels.get(lockId);
     if (!state) {
       const inbox = new MessageInbox();
-      const hook = { write: (_f: Uint8Array): void => undefined };
-      const channel = new MessageChannel({ write: (f) => hook.write(f), onMessage: (m) => inbox.deliver(m) });
+      const hook = {
+        write: (_f: Uint8Array): void => undefined,
+        progress: (_a: number, _t: number): void => undefined,
+        violation: (_e: Error): void => undefined,
+      };
+      const channel = new MessageChannel({
+        write: (f) => hook.write(f),
+        onMessage: (m) => inbox.deliver(m),
+        onProgress: (a, t) => hook.progress(a, t),
+        onProtocolError: (e) => hook.violation(e),
+      });
       state = { channel, inbox, hook };
       this.channels.set(lockId, state);
     }
     const { channel, inbox, hook } = state;
     inbox.reopen();
+    hook.progress = (a, t) => opts.onProgress?.(a, t);
 
     let open = false;
+    let txCharacteristic: any;
+    const onData = (data: Buffer) => channel.receiveFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice());
+    // A framing violation by the lock: drop the link; the retry resumes on a clean connection.
+    hook.violation = (e) => {
+      inbox.fail(new AgentError('PROTOCOL_VIOLATION', `framing: ${e.message}`));
+      void peripheral.disconnectAsync().catch(() => undefined);
+    };
     let resolveClosed!: (d: DisconnectInfo) => void;
     const closed = new Promise<DisconnectInfo>((r) => (resolveClosed = r));
     const onDisconnect = (reason: number | string) => {
@@ -111,6 +129,9 @@ export class NobleConnector implements LockConnector {
       const description = HCI_REASONS[code] ?? `HCI reason 0x${code.toString(16)}`;
       open = false;
       hook.write = () => undefined;
+      // noble keeps characteristic objects across connections: a listener left behind would
+      // deliver every notification of the next connection twice.
+      txCharacteristic?.removeListener('data', onData);
       channel.linkDown();
       inbox.fail(new AgentError('LINK_LOST', `${description} (HCI reason 0x${code.toString(16).padStart(2, '0')})`));
       resolveClosed({ reason: code, description });
@@ -128,7 +149,8 @@ export class NobleConnector implements LockConnector {
       const rx = characteristics.find((ch: any) => ch.uuid === GATT_SHORT.rx);
       const tx = characteristics.find((ch: any) => ch.uuid === GATT_SHORT.tx);
       if (!rx || !tx) throw new AgentError('PROTOCOL_VIOLATION', `${lockId} does not expose the locksync service`);
-      tx.on('data', (data: Buffer) => channel.receiveFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()));
+      txCharacteristic = tx;
+      tx.on('data', onData);
       hook.write = (f) => {
         if (open) rx.write(Buffer.from(f), true);
       };
@@ -141,10 +163,6 @@ export class NobleConnector implements LockConnector {
       if (e instanceof AgentError) throw e;
       throw new AgentError('LINK_LOST', `connecting to ${lockId}: ${(e as Error).message}`);
     }
-    const progress = (): void => {
-      const p = channel.progress;
-      if (p.total > 0) opts.onProgress?.(p.acked, p.total);
-    };
     return {
       lockId,
       mtu: peripheral.mtu ?? 23,
@@ -152,8 +170,8 @@ export class NobleConnector implements LockConnector {
         return open;
       },
       closed,
-      send: (m: Message) => channel.send(encodeMessage(m)).finally(progress),
-      sendRaw: (b: Uint8Array) => channel.send(b).finally(progress),
+      send: (m: Message) => channel.send(encodeMessage(m)),
+      sendRaw: (b: Uint8Array) => channel.send(b),
       next: (t) => inbox.next(t),
       rssi: async () => (await peripheral.updateRssiAsync()) as number,
       disconnect: async () => {

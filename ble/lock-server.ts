@@ -13,6 +13,8 @@ export interface LockLinkEvents {
   onMessageIn?: (bytes: Uint8Array) => void;
   onMessageOut?: (bytes: Uint8Array) => void;
   onProtocolError?: (e: FramingError) => void;
+  /** The lock failed while handling a message (e.g. power cut mid-commit): the link drops. */
+  onSessionFailure?: (e: unknown) => void;
 }
 
 export class LockLinkServer {
@@ -80,11 +82,19 @@ export class LockLinkServer {
     const session = this.session;
     if (!session) return;
     this.events.onMessageIn?.(bytes);
-    this.work = this.work.then(async () => {
-      const responses = await session.handle(bytes);
-      if (this.session !== session) return; // link dropped while handling
-      for (const r of responses) this.queueSend(r);
-    });
+    this.work = this.work
+      .then(async () => {
+        const responses = await session.handle(bytes);
+        if (this.session !== session) return; // link dropped while handling
+        for (const r of responses) this.queueSend(r);
+      })
+      .catch((e: unknown) => {
+        // A lock that dies mid-message (power cut) answers nothing: the phone sees the
+        // link go down, exactly as with real hardware.
+        this.events.onSessionFailure?.(e);
+        this.requestDisconnect?.();
+        this.disconnect();
+      });
   }
 
   private queueSend(bytes: Uint8Array): void {

@@ -35,6 +35,7 @@ export class SimAir {
 
   addLock(host: LockSessionHost, opts: { rssi?: number } = {}): LockLinkServer {
     const server = new LockLinkServer(host);
+    server.requestDisconnect = () => this.dropLink(host.lockId);
     this.locks.set(host.lockId, { server, inRange: true, rssi: opts.rssi ?? -60 });
     return server;
   }
@@ -61,8 +62,9 @@ export class SimAir {
     }
   }
 
-  connector(name = 'phone'): SimConnector {
-    return new SimConnector(this, name);
+  /** A phone. `canReach` decides per lock whether this phone is in range (default: all in-range locks). */
+  connector(name = 'phone', canReach?: (lockId: string) => boolean): SimConnector {
+    return new SimConnector(this, name, canReach);
   }
 
   /** @internal */
@@ -83,17 +85,18 @@ export class SimAir {
 export class SimConnector implements LockConnector {
   readonly transport = 'sim';
   /** Per lock, outliving connections: the channel (so transfers resume) and where its frames go now. */
-  private readonly channels = new Map<string, { channel: MessageChannel; inbox: MessageInbox; hook: { onFrame: (f: Uint8Array) => void } }>();
+  private readonly channels = new Map<string, { channel: MessageChannel; inbox: MessageInbox; hook: { onFrame: (f: Uint8Array) => void; progress: (acked: number, total: number) => void } }>();
 
   constructor(
     private readonly air: SimAir,
     readonly name: string,
+    private readonly canReach: (lockId: string) => boolean = () => true,
   ) {}
 
   async scan(_timeoutMs: number, filterLockId?: string): Promise<DiscoveredLock[]> {
     const out: DiscoveredLock[] = [];
     for (const [lockId, l] of this.air.allLocks()) {
-      if (!l.inRange || (filterLockId !== undefined && lockId !== filterLockId)) continue;
+      if (!l.inRange || !this.canReach(lockId) || (filterLockId !== undefined && lockId !== filterLockId)) continue;
       const a = l.server.host.advert();
       out.push({ lockId, rssi: l.rssi, version: a.version, flags: a.flags, address: `sim:${lockId}` });
     }
@@ -102,13 +105,13 @@ export class SimConnector implements LockConnector {
 
   async connect(lockId: string, opts: { onProgress?: (acked: number, total: number) => void } = {}): Promise<LockConnection> {
     const lock = this.air.lockEntry(lockId);
-    if (!lock || !lock.inRange) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
+    if (!lock || !lock.inRange || !this.canReach(lockId)) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
     const air = this.air;
     let state = this.channels.get(lockId);
     if (!state) {
       const inbox = new MessageInbox();
-      const hook = { onFrame: (_f: Uint8Array): void => undefined };
-      const channel = new MessageChannel({ write: (f) => hook.onFrame(f), onMessage: (m) => inbox.deliver(m) });
+      const hook = { onFrame: (_f: Uint8Array): void => undefined, progress: (_a: number, _t: number): void => undefined };
+      const channel = new MessageChannel({ write: (f) => hook.onFrame(f), onMessage: (m) => inbox.deliver(m), onProgress: (a, t) => hook.progress(a, t) });
       state = { channel, inbox, hook };
       this.channels.set(lockId, state);
     }
@@ -145,13 +148,10 @@ export class SimConnector implements LockConnector {
       });
     };
     hook.onFrame = (f) => carry(() => lock.server.receiveFrame(f));
+    hook.progress = (a, t) => opts.onProgress?.(a, t);
     lock.server.connect(air.mtu, (f) => carry(() => channel.receiveFrame(f)));
     channel.linkUp(air.mtu);
 
-    const progress = (): void => {
-      const p = channel.progress;
-      if (p.total > 0) opts.onProgress?.(p.acked, p.total);
-    };
     return {
       lockId,
       mtu: air.mtu,
@@ -159,8 +159,8 @@ export class SimConnector implements LockConnector {
         return open;
       },
       closed,
-      send: (m: Message) => channel.send(encodeMessage(m)).finally(progress),
-      sendRaw: (b: Uint8Array) => channel.send(b).finally(progress),
+      send: (m: Message) => channel.send(encodeMessage(m)),
+      sendRaw: (b: Uint8Array) => channel.send(b),
       next: (t) => inbox.next(t),
       rssi: async () => lock.rssi,
       disconnect: async () => link.drop(REMOTE_USER_TERMINATED, 'disconnected by the phone'),

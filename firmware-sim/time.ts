@@ -85,7 +85,7 @@ export interface RtcOptions {
 export class Rtc {
   private baseRtcMs: number;
   private baseTrueMs: number;
-  readonly driftPpm: number;
+  driftPpm: number;
   /** False after power loss until authority-signed time arrives in a session. */
   trusted: boolean;
 
@@ -107,6 +107,13 @@ export class Rtc {
 
   nowS(): number {
     return Math.floor(this.nowMs() / 1000);
+  }
+
+  /** Change the oscillator error from now on (temperature, ageing); time so far is kept. */
+  setDrift(ppm: number): void {
+    this.baseRtcMs = this.nowMs();
+    this.baseTrueMs = this.clock.nowMs();
+    this.driftPpm = ppm;
   }
 
   set(ms: number, trusted: boolean): void {

@@ -48,6 +48,8 @@ export interface LockConnector {
   readonly transport: string;
   scan(timeoutMs: number, filterLockId?: string): Promise<DiscoveredLock[]>;
   connect(lockId: string, opts?: ConnectOptions): Promise<LockConnection>;
+  /** Abandon whatever is still queued for this lock (a sync that gave up). */
+  forget(lockId: string): void;
   close(): Promise<void>;
 }
 

@@ -100,6 +100,9 @@ export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
       await sleep(delayMs);
     }
   }
+  // Giving up: nothing of this sync may linger in the channel and surprise the next one.
+  // (A retried sync re-sends the same bytes, and the framing resumes them by content.)
+  opts.connector.forget(opts.lockId);
   throw lastError ?? new AgentError('LINK_LOST', 'sync failed');
 }
 
@@ -127,7 +130,22 @@ export async function syncOnConnection(
   let receipt: Extract<Message, { type: 'receipt' }> | undefined;
   let updateBytes = 0;
 
-  // 1. Signed time, bound to this session's nonce (online only).
+  // 1. A transfer cut by the previous link goes first — it is already queued in the channel
+  //    ahead of anything sent now: let it finish (resume) or ask for the lost receipt.
+  const resuming = ctx.inFlight !== undefined;
+  if (ctx.inFlight) {
+    const { promise, target } = ctx.inFlight;
+    if (hello.version >= target) {
+      ctx.inFlight = undefined;
+      receipt = await requestReceipt(conn, ctx);
+    } else {
+      await whileOpen(conn, promise);
+      ctx.inFlight = undefined;
+      receipt = await expectReceipt(conn, ctx);
+    }
+  }
+
+  // 2. Signed time, bound to this session's nonce (online only).
   if (opts.authority) {
     try {
       const t = await opts.authority.signedTime(lockId, hello.nonce);
@@ -140,18 +158,7 @@ export async function syncOnConnection(
     }
   }
 
-  // 2. A transfer cut by the previous link: let it finish (resume) or ask for the receipt.
-  if (ctx.inFlight) {
-    const { promise, target } = ctx.inFlight;
-    if (hello.version >= target) {
-      ctx.inFlight = undefined;
-      receipt = await requestReceipt(conn, ctx);
-    } else {
-      await promise;
-      ctx.inFlight = undefined;
-      receipt = await expectReceipt(conn, ctx);
-    }
-  } else {
+  if (!resuming) {
     // 3. Updates from the lock's version.
     const pending = await fetchUpdates(lockId, hello.version, opts);
     if (pending && pending.to > hello.version) {
@@ -163,7 +170,7 @@ export async function syncOnConnection(
         const promise = conn.sendRaw(bytes);
         promise.catch(() => undefined); // awaited below or on the next connection
         ctx.inFlight = { promise, target };
-        await promise;
+        await whileOpen(conn, promise);
         ctx.inFlight = undefined;
         receipt = await expectReceipt(conn, ctx);
       }
@@ -215,6 +222,18 @@ async function fetchUpdates(lockId: string, version: number, opts: SyncOptions):
   const cached = opts.cache?.updatesFor(lockId, version);
   if (cached) opts.onEvent?.({ phase: 'fetched', from: cached.from, to: cached.to, bytes: cached.messages.reduce((n, m) => n + m.length, 0), source: 'cache' });
   return cached;
+}
+
+/**
+ * Wait for a send to be fully acknowledged, or fail with LINK_LOST when the link drops
+ * first. The send itself stays queued in the channel and resumes on the next connection.
+ */
+async function whileOpen<T>(conn: LockConnection, p: Promise<T>): Promise<T> {
+  const lost = conn.closed.then((d) => {
+    throw new AgentError('LINK_LOST', `${d.description} (HCI reason 0x${d.reason.toString(16).padStart(2, '0')})`);
+  });
+  lost.catch(() => undefined);
+  return Promise.race([p, lost]);
 }
 
 function targetOf(bytes: Uint8Array): number | undefined {

@@ -125,3 +125,23 @@ describe('MessageChannel after close()', () => {
     expect(got).toEqual([new Uint8Array([9, 9, 9])]);
   });
 });
+
+describe('MessageChannel link-up ordering', () => {
+  it('sends a pending message when the peer HELLO arrived before linkUp()', async () => {
+    const got: Uint8Array[] = [];
+    const toB: Uint8Array[] = [];
+    const toA: Uint8Array[] = [];
+    const a = new MessageChannel({ write: (f) => toB.push(f), onMessage: () => undefined });
+    const b = new MessageChannel({ write: (f) => toA.push(f), onMessage: (m) => got.push(m) });
+    const sent = a.send(new Uint8Array(300).fill(7));
+    b.linkUp(23); // b's HELLO reaches a first...
+    while (toA.length > 0) a.receiveFrame(toA.shift() as Uint8Array);
+    a.linkUp(23); // ...and only then does a learn its link is up
+    for (let i = 0; i < 100 && (toA.length > 0 || toB.length > 0); i++) {
+      while (toB.length > 0) b.receiveFrame(toB.shift() as Uint8Array);
+      while (toA.length > 0) a.receiveFrame(toA.shift() as Uint8Array);
+    }
+    await sent;
+    expect(got).toEqual([new Uint8Array(300).fill(7)]);
+  });
+});

@@ -19,12 +19,15 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   MAX_MESSAGE_ID,
 } from './framing';
+import { hash } from './crypto';
 
 export interface MessageChannelOptions {
   /** Called for every frame to put on the air, in order. */
   write: (frame: Uint8Array) => void;
   /** Called once per complete message received. */
   onMessage: (message: Uint8Array) => void;
+  /** Bytes of the outgoing message acknowledged so far, after every ACK/HELLO. */
+  onProgress?: (acked: number, total: number) => void;
   /** A framing violation by the peer: the owner should drop the link (partials are kept). */
   onProtocolError?: (error: FramingError) => void;
   maxMessageBytes?: number;
@@ -51,6 +54,20 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/**
+ * Message ids come from the content: the same message re-sent over a fresh channel (a
+ * retried Door Sync) gets the same id, so the receiver's HELLO lets it resume from the
+ * bytes it already holds; a different message practically never matches a held partial
+ * (and if it did, signatures above the framing would refuse the result). Two consecutive
+ * messages never share an id.
+ */
+export function messageIdFor(bytes: Uint8Array, previousId: number): number {
+  const h = hash(bytes);
+  let id = ((h[0] as number) << 8) | (h[1] as number);
+  if (id === previousId) id = (id + 1) & MAX_MESSAGE_ID;
+  return id;
+}
+
 export class ChannelClosedError extends Error {
   override readonly name = 'ChannelClosedError';
 }
@@ -61,7 +78,7 @@ export class MessageChannel {
   private readonly reassembler: FrameReassembler;
   private readonly queue: Pending[] = [];
   private current: Pending | undefined;
-  private nextId = 1;
+  private lastId = -1;
   private up = false;
   readonly stats: ChannelStats = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0, messagesOut: 0, messagesIn: 0, resumedBytes: 0 };
 
@@ -94,6 +111,9 @@ export class MessageChannel {
     this.sender.setMtu(mtu);
     this.up = true;
     this.emit(this.reassembler.hello());
+    // The peer's HELLO may have arrived before we were told the link is up (a notification
+    // can beat the subscribe confirmation): its resume state is already applied, so send.
+    this.pump();
   }
 
   setMtu(mtu: number): void {
@@ -142,6 +162,7 @@ export class MessageChannel {
         // After a HELLO, what the sender counts as acknowledged is what the peer kept
         // from an earlier connection: bytes a resume did not have to send again.
         if (wasHello && this.current) this.stats.resumedBytes += this.sender.ackedBytes;
+        if (this.current) this.opts.onProgress?.(this.sender.ackedBytes, this.current.bytes.length);
         this.settle();
         this.pump();
       }
@@ -174,8 +195,8 @@ export class MessageChannel {
   private pump(): void {
     if (!this.current && this.queue.length > 0) {
       const next = this.queue.shift() as Pending;
-      const id = this.nextId;
-      this.nextId = this.nextId >= MAX_MESSAGE_ID ? 1 : this.nextId + 1;
+      const id = messageIdFor(next.bytes, this.lastId);
+      this.lastId = id;
       try {
         this.sender.send(id, next.bytes);
       } catch (e) {

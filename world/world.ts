@@ -1,0 +1,473 @@
+// A whole locksync world in one process: an authority on SQLite serving HTTP, locks on
+// emulated flash, phones running the agent, joined either by the in-process `sim` link or
+// by the real bleno/noble host stacks over the virtual radio (`ble`).
+//
+// One seed drives keys, tokens and the radio; one FakeClock is the true time of locks and
+// authority (the radio and the host stacks run in real time, but nothing they do moves
+// the world's clock — only advance() does), so a run is reproducible from its seed.
+//
+// The demo, the QA scenario runner, the end-to-end tests and the benchmarks all build on it.
+
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Authority, startAuthorityServer, type AuthorityServer, type DoorInfo, type DoorKind } from '../authority/index';
+import { FakeClock, Lock, NorFlash, Uplink, type PollResult } from '../firmware-sim/index';
+import { SimAir, type SimConnector } from '../ble/sim';
+import { deriveSeed32, fromHex, SeededRandom, type LockPolicy } from '../protocol/index';
+import { HttpAuthorityClient } from '../mobile-agent/authority-client';
+import { CourierCache } from '../mobile-agent/courier';
+import { parseCredential, type PhoneCredential } from '../mobile-agent/credential';
+import type { LockConnector } from '../mobile-agent/link';
+import { doorSync, type SyncOptions, type SyncResult } from '../mobile-agent/sync';
+import { unlock, type UnlockOptions, type UnlockResult } from '../mobile-agent/unlock';
+import type { Radio } from '../radio/radio';
+import type { LinkPolicy } from '../radio/controller';
+import type { LockSessionHost } from '../ble/session-host';
+
+export type WorldTransport = 'sim' | 'ble';
+
+export interface WorldDoorSpec {
+  name: string;
+  kind?: DoorKind;
+  connected?: boolean;
+  /** Connected doors poll the authority this often (world clock). */
+  uplinkIntervalSeconds?: number;
+}
+
+export interface WorldOptions {
+  seed?: string | number;
+  /** Working directory (database, keys, captures). Default: a fresh temp dir, removed on close. */
+  dir?: string;
+  transport?: WorldTransport;
+  timeZone?: string;
+  /** World clock at start, unix ms. */
+  startMs?: number;
+  lockPolicy?: Partial<LockPolicy>;
+  doors: WorldDoorSpec[];
+  phones: string[];
+  /** `ble` only: link policy for every controller, and btsnoop capture directory. */
+  radio?: { linkPolicy?: LinkPolicy; captureDir?: string; advertisingIntervalMs?: number };
+  /** `sim` only: ATT MTU of the in-process link. */
+  simMtu?: number;
+  /** Called for every notable thing that happens (narration, traces). */
+  onEvent?: (e: WorldEvent) => void;
+}
+
+export type WorldEvent =
+  | { kind: 'sync'; phone: string; door: string; event: Parameters<NonNullable<SyncOptions['onEvent']>>[0] }
+  | { kind: 'uplink'; door: string; result: PollResult }
+  | { kind: 'move'; phone: string; near: string | null }
+  | { kind: 'power'; door: string; state: 'cut' | 'on' };
+
+export interface WorldDoor {
+  name: string;
+  doorId: number;
+  lockId: string;
+  connected: boolean;
+  uplinkIntervalSeconds: number;
+  flash: NorFlash;
+  lock: Lock;
+  lockToken: string;
+  devicePublicKey: Uint8Array;
+  /** Radio controller name (`ble`). */
+  controller?: string;
+  /** Stops the BLE server (`ble`). */
+  /** What the transports serve: always the lock currently booted on this door. */
+  host: LockSessionHost;
+  stopServing?: (() => Promise<void>) | undefined;
+  refreshAdvert?: (() => Promise<void>) | undefined;
+  /** `ble`: the radio goes silent on power loss and advertises again after reboot. */
+  pauseServing?: (() => Promise<void>) | undefined;
+  resumeServing?: (() => Promise<void>) | undefined;
+  uplink?: Uplink;
+  nextUplinkAtMs: number;
+  poweredOff: boolean;
+  driftPpm: number;
+}
+
+export interface WorldPhone {
+  name: string;
+  connector: LockConnector;
+  cache: CourierCache;
+  /** Door the phone stands at (within reach), or null (away from every door). */
+  near: string | null;
+  deviceId?: number;
+  token?: string;
+  secretKeyHex?: string;
+  controller?: string;
+  /** Grants the phone's app has been given so far: it keeps them after a revocation. */
+  knownGrants: Map<string, { lockId: string; credId: number }>;
+}
+
+/** Metres between doors and from a phone to the door it stands at. */
+const DOOR_SPACING_M = 20;
+const AT_DOOR_M = 1;
+
+export class World {
+  readonly doors = new Map<string, WorldDoor>();
+  readonly phones = new Map<string, WorldPhone>();
+  private readonly ownsDir: boolean;
+
+  private constructor(
+    readonly opts: WorldOptions,
+    readonly dir: string,
+    readonly seed: string,
+    readonly clock: FakeClock,
+    readonly authority: Authority,
+    readonly server: AuthorityServer,
+    readonly managerToken: string,
+    readonly transport: WorldTransport,
+    readonly radio: Radio | undefined,
+    readonly simAir: SimAir | undefined,
+  ) {
+    this.ownsDir = opts.dir === undefined;
+  }
+
+  static async create(opts: WorldOptions): Promise<World> {
+    const seed = String(opts.seed ?? 1);
+    const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'locksync-world-'));
+    mkdirSync(dir, { recursive: true });
+    const clock = new FakeClock(opts.startMs ?? Date.UTC(2026, 10, 23, 14, 0, 0)); // Mon 23 Nov 2026, 09:00 New York
+    const now = () => Math.floor(clock.nowMs() / 1000);
+    const initOpts: Parameters<typeof Authority.init>[0] = { dbPath: join(dir, 'authority.db'), seed: `world:${seed}`, timeZone: opts.timeZone ?? 'America/New_York', now };
+    if (opts.lockPolicy) initOpts.policy = opts.lockPolicy;
+    const { authority, managerToken } = Authority.init(initOpts);
+    const server = await startAuthorityServer({ dbPath: initOpts.dbPath, authority, port: 0, host: '127.0.0.1', maxWaitSeconds: 0 });
+    const transport = opts.transport ?? 'sim';
+    let radio: Radio | undefined;
+    let simAir: SimAir | undefined;
+    if (transport === 'ble') {
+      const { startRadio } = await import('../radio/radio');
+      const controllers = [...opts.doors.map((d) => `lock-${d.name}`), ...opts.phones.map((p) => `phone-${p}`)];
+      const perController: Record<string, { position: { x: number; y: number } }> = {};
+      opts.doors.forEach((d, i) => (perController[`lock-${d.name}`] = { position: { x: i * DOOR_SPACING_M, y: 0 } }));
+      opts.phones.forEach((p, i) => (perController[`phone-${p}`] = { position: { x: -1000 - i * 50, y: 50 } }));
+      const radioOpts: Parameters<typeof startRadio>[0] = {
+        dir: join(dir, 'radio'),
+        controllers,
+        seed,
+        perController,
+        // Low transmit power: a phone reaches a door within a few metres, as in the field.
+        propagation: { txPowerDbm: -30 },
+        controlSocket: false,
+      };
+      if (opts.radio?.linkPolicy) radioOpts.linkPolicy = opts.radio.linkPolicy;
+      if (opts.radio?.captureDir) radioOpts.captureDir = opts.radio.captureDir;
+      radio = await startRadio(radioOpts);
+    } else {
+      simAir = new SimAir(opts.simMtu ?? 185);
+    }
+    const world = new World(opts, dir, seed, clock, authority, server, managerToken, transport, radio, simAir);
+    try {
+      for (const d of opts.doors) await world.addDoor(d);
+      for (const p of opts.phones) await world.addPhone(p);
+    } catch (e) {
+      await world.close();
+      throw e;
+    }
+    return world;
+  }
+
+  get url(): string {
+    return this.server.url;
+  }
+
+  // -------------------------------------------------------------------------
+  // Set-up
+
+  private async addDoor(spec: WorldDoorSpec): Promise<void> {
+    const info: DoorInfo = this.authority.addDoor({ name: spec.name, kind: spec.kind ?? 'private', connected: spec.connected ?? false });
+    const bundle = this.authority.provisionLock(info.id);
+    const flash = new NorFlash(undefined, { seed: `${this.seed}:flash:${spec.name}` });
+    const deviceSeed = deriveSeed32(this.seed, `lock-device:${bundle.lockId}`);
+    const { devicePublicKey } = Lock.provision(
+      flash,
+      { lockId: bundle.lockId, rootPublicKeys: bundle.rootPublicKeys.map(fromHex), lockSecret: fromHex(bundle.lockSecret), timeZone: bundle.timeZone, policy: bundle.policy },
+      deviceSeed,
+    );
+    const { token } = this.authority.registerLockDevice(bundle.lockId, Buffer.from(devicePublicKey).toString('hex'));
+    const door: WorldDoor = {
+      name: spec.name,
+      doorId: info.id,
+      lockId: bundle.lockId,
+      connected: spec.connected ?? false,
+      uplinkIntervalSeconds: spec.uplinkIntervalSeconds ?? 60,
+      flash,
+      lock: undefined as unknown as Lock,
+      host: undefined as unknown as LockSessionHost,
+      lockToken: token,
+      devicePublicKey,
+      nextUplinkAtMs: 0,
+      poweredOff: false,
+      driftPpm: 0,
+    };
+    door.host = {
+      lockId: bundle.lockId,
+      advert: () => door.lock.advert(),
+      info: () => door.lock.info(),
+      openSession: () => door.lock.openSession(),
+    };
+    this.doors.set(spec.name, door);
+    // A freshly installed lock has its clock set by the installer's app (trusted).
+    this.bootLock(door, { continueAtMs: this.clock.nowMs(), trusted: true });
+    if (this.transport === 'ble') door.controller = `lock-${spec.name}`;
+    await this.serve(door);
+  }
+
+  private bootLock(door: WorldDoor, rtc: { continueAtMs?: number; trusted?: boolean } = {}): void {
+    const rtcOpts: { driftPpm?: number; continueAtMs?: number; trusted?: boolean } = { driftPpm: door.driftPpm };
+    if (rtc.continueAtMs !== undefined) rtcOpts.continueAtMs = rtc.continueAtMs;
+    if (rtc.trusted !== undefined) rtcOpts.trusted = rtc.trusted;
+    door.lock = Lock.boot({
+      flash: door.flash,
+      clock: this.clock,
+      timers: this.clock,
+      random: new SeededRandom(`${this.seed}:lock-random:${door.name}:${this.clock.nowMs()}`),
+      rtc: rtcOpts,
+    });
+    if (door.connected) {
+      door.uplink = new Uplink(door.lock, { baseUrl: this.url, token: door.lockToken, waitSeconds: 0 });
+      door.nextUplinkAtMs = this.clock.nowMs() + door.uplinkIntervalSeconds * 1000;
+    }
+  }
+
+  private async serve(door: WorldDoor): Promise<void> {
+    if (this.simAir) {
+      this.simAir.addLock(door.host);
+      return;
+    }
+    const { serveLockOverBle } = await import('../ble/peripheral');
+    const radio = this.radio as Radio;
+    const served = await serveLockOverBle(door.host, radio.controller(door.controller as string).transport, {
+      advertisingIntervalMs: this.opts.radio?.advertisingIntervalMs ?? 20,
+    });
+    door.stopServing = () => served.stop();
+    door.refreshAdvert = () => served.refreshAdvert();
+    door.pauseServing = () => served.pause();
+    door.resumeServing = () => served.resume();
+  }
+
+  private async addPhone(name: string): Promise<void> {
+    const cache = new CourierCache(join(this.dir, 'phones', name));
+    let connector: LockConnector;
+    const phone: WorldPhone = { name, connector: undefined as unknown as LockConnector, cache, near: null, knownGrants: new Map() };
+    if (this.simAir) {
+      connector = this.simAir.connector(name, (lockId) => this.canReach(phone, lockId));
+    } else {
+      const { NobleConnector } = await import('../ble/central');
+      phone.controller = `phone-${name}`;
+      connector = await NobleConnector.open((this.radio as Radio).controller(phone.controller).transport, { scanTimeoutMs: 1500 });
+    }
+    phone.connector = connector;
+    this.phones.set(name, phone);
+  }
+
+  private canReach(phone: WorldPhone, lockId: string): boolean {
+    const door = [...this.doors.values()].find((d) => d.lockId === lockId);
+    return door !== undefined && phone.near === door.name && !door.poweredOff;
+  }
+
+  /** Enrol the phone's device key for a user or partner (deterministic from the seed). */
+  enrolPhone(phoneName: string, owner: { userId: number } | { partnerId: number }): void {
+    const phone = this.phone(phoneName);
+    const r = this.authority.enrolDeviceWithNewKey(owner, `${this.seed}:${phoneName}`);
+    phone.deviceId = r.deviceId;
+    phone.token = r.token;
+    phone.secretKeyHex = r.credentialFile.secretKey;
+    this.credentialOf(phoneName);
+  }
+
+  /**
+   * The phone's credential: what the authority hands out now, plus every grant the app was
+   * given before — a revoked partner's app still holds its key; only the lock can refuse it.
+   */
+  credentialOf(phoneName: string): PhoneCredential {
+    const phone = this.phone(phoneName);
+    if (phone.deviceId === undefined || phone.secretKeyHex === undefined) throw new Error(`phone ${phoneName} has no enrolled device`);
+    const fresh = parseCredential(this.authority.credentialFile(phone.deviceId, phone.secretKeyHex), `credential of ${phoneName}`);
+    for (const g of fresh.credentials) phone.knownGrants.set(`${g.lockId}/${g.credId}`, g);
+    return { ...fresh, credentials: [...phone.knownGrants.values()] };
+  }
+
+  door(name: string): WorldDoor {
+    const d = this.doors.get(name);
+    if (!d) throw new Error(`no door "${name}" (doors: ${[...this.doors.keys()].join(', ')})`);
+    return d;
+  }
+
+  phone(name: string): WorldPhone {
+    const p = this.phones.get(name);
+    if (!p) throw new Error(`no phone "${name}" (phones: ${[...this.phones.keys()].join(', ')})`);
+    return p;
+  }
+
+  // -------------------------------------------------------------------------
+  // Movement
+
+  /** Put the phone about a metre in front of a door (null: far from every door). */
+  moveTo(phoneName: string, doorName: string | null): void {
+    const phone = this.phone(phoneName);
+    phone.near = doorName;
+    if (this.radio && phone.controller) {
+      const ctl = this.radio.controller(phone.controller);
+      if (doorName === null) ctl.setPosition(-1000, 50);
+      else {
+        const i = [...this.doors.keys()].indexOf(doorName);
+        ctl.setPosition(i * DOOR_SPACING_M, AT_DOOR_M);
+      }
+    }
+    this.opts.onEvent?.({ kind: 'move', phone: phoneName, near: doorName });
+  }
+
+  /** Put the phone at an exact distance from a door (`ble`: RSSI and PER follow). */
+  placeAt(phoneName: string, doorName: string, metres: number): void {
+    const phone = this.phone(phoneName);
+    phone.near = metres <= 5 ? doorName : null;
+    if (this.radio && phone.controller) {
+      const i = [...this.doors.keys()].indexOf(doorName);
+      this.radio.controller(phone.controller).setPosition(i * DOOR_SPACING_M, metres);
+    }
+    this.opts.onEvent?.({ kind: 'move', phone: phoneName, near: phone.near });
+  }
+
+  // -------------------------------------------------------------------------
+  // Phone actions
+
+  authorityClientFor(phoneName: string): HttpAuthorityClient {
+    const phone = this.phone(phoneName);
+    return new HttpAuthorityClient(this.url, phone.token ?? this.managerToken);
+  }
+
+  async sync(phoneName: string, doorName: string, extra: Partial<SyncOptions> & { offline?: boolean } = {}): Promise<SyncResult> {
+    const phone = this.phone(phoneName);
+    const door = this.door(doorName);
+    const { offline, ...rest } = extra;
+    const opts: SyncOptions = {
+      lockId: door.lockId,
+      connector: phone.connector,
+      cache: phone.cache,
+      attempts: 3,
+      backoffMs: 100,
+      messageTimeoutMs: 15_000,
+      onEvent: (event) => this.opts.onEvent?.({ kind: 'sync', phone: phoneName, door: doorName, event }),
+      ...rest,
+    };
+    if (!offline) opts.authority = this.authorityClientFor(phoneName);
+    try {
+      return await doorSync(opts);
+    } finally {
+      await this.settlePower(door);
+      await door.refreshAdvert?.().catch(() => undefined);
+    }
+  }
+
+  async unlock(phoneName: string, doorName: string, extra: Partial<UnlockOptions> & { offline?: boolean } = {}): Promise<UnlockResult> {
+    const phone = this.phone(phoneName);
+    const door = this.door(doorName);
+    const { offline, ...rest } = extra;
+    const opts: UnlockOptions = {
+      lockId: door.lockId,
+      credential: this.credentialOf(phoneName),
+      connector: phone.connector,
+      cache: phone.cache,
+      ...rest,
+    };
+    if (!offline && opts.authority === undefined && extra.passiveSync !== false) opts.authority = this.authorityClientFor(phoneName);
+    return unlock(opts);
+  }
+
+  // -------------------------------------------------------------------------
+  // Time, uplinks, power
+
+  /** Run the world clock forward; connected locks poll the authority at their interval. */
+  async advance(ms: number): Promise<void> {
+    const end = this.clock.nowMs() + ms;
+    for (;;) {
+      const due = [...this.doors.values()]
+        .filter((d) => d.uplink && !d.poweredOff && d.nextUplinkAtMs <= end)
+        .sort((a, b) => a.nextUplinkAtMs - b.nextUplinkAtMs)[0];
+      if (!due) break;
+      if (due.nextUplinkAtMs > this.clock.nowMs()) this.clock.advance(due.nextUplinkAtMs - this.clock.nowMs());
+      await this.pollUplink(due.name);
+      due.nextUplinkAtMs = this.clock.nowMs() + due.uplinkIntervalSeconds * 1000;
+    }
+    if (end > this.clock.nowMs()) this.clock.advance(end - this.clock.nowMs());
+  }
+
+  async pollUplink(doorName: string): Promise<PollResult> {
+    const door = this.door(doorName);
+    if (!door.uplink) throw new Error(`door ${doorName} is not internet-connected`);
+    const result = await door.uplink.pollOnce();
+    this.opts.onEvent?.({ kind: 'uplink', door: doorName, result });
+    await door.refreshAdvert?.().catch(() => undefined);
+    return result;
+  }
+
+  /**
+   * Cut the lock's power now, or arm a cut at its k-th flash operation from now (0 = the
+   * next one): the lock dies mid-commit, the phone sees the link drop, and only reboot()
+   * brings it back.
+   */
+  async powerCut(doorName: string, atFlashOp?: number): Promise<void> {
+    const door = this.door(doorName);
+    if (atFlashOp !== undefined) {
+      door.flash.cutAfter(atFlashOp);
+      return;
+    }
+    await this.markPoweredOff(door);
+  }
+
+  private async markPoweredOff(door: WorldDoor): Promise<void> {
+    if (door.poweredOff) return;
+    door.poweredOff = true;
+    door.lock.shutdown();
+    this.simAir?.setInRange(door.lockId, false);
+    await door.pauseServing?.().catch(() => undefined);
+    this.opts.onEvent?.({ kind: 'power', door: door.name, state: 'cut' });
+  }
+
+  /** A scheduled cut fired during the last operation: take the lock off the air. */
+  private async settlePower(door: WorldDoor): Promise<void> {
+    if (!door.flash.isPowered) await this.markPoweredOff(door);
+  }
+
+  /** Power back on: mount flash (rolling back a torn commit), clock lost unless kept. */
+  async reboot(doorName: string, opts: { keepClock?: boolean } = {}): Promise<void> {
+    const door = this.door(doorName);
+    const continueAtMs = opts.keepClock ? door.lock.rtc.nowMs() : undefined;
+    await this.markPoweredOff(door);
+    door.flash.powerOn();
+    door.poweredOff = false;
+    this.bootLock(door, continueAtMs === undefined ? {} : { continueAtMs, trusted: true });
+    this.simAir?.setInRange(door.lockId, true);
+    await door.resumeServing?.();
+    this.opts.onEvent?.({ kind: 'power', door: door.name, state: 'on' });
+  }
+
+  /** True when the flash lost power (a scheduled cut fired) and the lock must reboot. */
+  isPoweredOff(doorName: string): boolean {
+    const door = this.door(doorName);
+    return door.poweredOff || !door.flash.isPowered;
+  }
+
+  setDrift(doorName: string, ppm: number): void {
+    const door = this.door(doorName);
+    door.driftPpm = ppm;
+    door.lock.rtc.setDrift(ppm);
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.phones.values()) await p.connector.close().catch(() => undefined);
+    for (const d of this.doors.values()) {
+      d.lock?.shutdown();
+      await d.stopServing?.().catch(() => undefined);
+    }
+    await this.server.close().catch(() => undefined);
+    this.authority.close();
+    await this.radio?.close();
+    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export type { SimConnector };
