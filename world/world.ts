@@ -47,7 +47,15 @@ export interface WorldOptions {
   doors: WorldDoorSpec[];
   phones: string[];
   /** `ble` only: link policy for every controller, and btsnoop capture directory. */
-  radio?: { linkPolicy?: LinkPolicy; captureDir?: string; advertisingIntervalMs?: number };
+  radio?: {
+    linkPolicy?: LinkPolicy;
+    captureDir?: string;
+    advertisingIntervalMs?: number;
+    /** Model time runs this many times faster than wall time (long transfers in benchmarks). */
+    timeScale?: number;
+    /** ATT MTU every phone asks for when it connects (noble's default: 247). */
+    phoneMtu?: number;
+  };
   /** `sim` only: ATT MTU of the in-process link. */
   simMtu?: number;
   /** Called for every notable thing that happens (narration, traces). */
@@ -154,6 +162,7 @@ export class World {
       };
       if (opts.radio?.linkPolicy) radioOpts.linkPolicy = opts.radio.linkPolicy;
       if (opts.radio?.captureDir) radioOpts.captureDir = opts.radio.captureDir;
+      if (opts.radio?.timeScale !== undefined) radioOpts.timeScale = opts.radio.timeScale;
       radio = await startRadio(radioOpts);
     } else {
       simAir = new SimAir(opts.simMtu ?? 185);
@@ -257,7 +266,9 @@ export class World {
     } else {
       const { NobleConnector } = await import('../ble/central');
       phone.controller = `phone-${name}`;
-      connector = await NobleConnector.open((this.radio as Radio).controller(phone.controller).transport, { scanTimeoutMs: 1500 });
+      const connectorOpts: Parameters<typeof NobleConnector.open>[1] = { scanTimeoutMs: 1500 };
+      if (this.opts.radio?.phoneMtu !== undefined) connectorOpts.connection = { mtu: this.opts.radio.phoneMtu };
+      connector = await NobleConnector.open((this.radio as Radio).controller(phone.controller).transport, connectorOpts);
     }
     phone.connector = connector;
     this.phones.set(name, phone);
