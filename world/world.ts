@@ -11,7 +11,7 @@
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Authority, startAuthorityServer, type AuthorityServer, type DoorInfo, type DoorKind } from '../authority/index';
+import { Authority, startAuthorityServer, type AuthorityServer, type DoorInfo, type DoorKind, type ProvisioningBundle } from '../authority/index';
 import { FakeClock, Lock, NorFlash, Uplink, type PollResult } from '../firmware-sim/index';
 import { SimAir, type SimConnector } from '../ble/sim';
 import { deriveSeed32, fromHex, SeededRandom, type LockPolicy } from '../protocol/index';
@@ -60,6 +60,21 @@ export interface WorldOptions {
   simMtu?: number;
   /** Called for every notable thing that happens (narration, traces). */
   onEvent?: (e: WorldEvent) => void;
+  /**
+   * Build the property model in the same authority transaction that provisions the locks,
+   * so every lock's version 1 is its full compiled table rather than an empty one (the QA
+   * scenarios' version convention). Called with the doors by name; device enrolments it
+   * returns are attached to the named phones once they exist.
+   */
+  setup?: (ctx: { authority: Authority; doors: ReadonlyMap<string, DoorInfo & { lockId: string }> }) => WorldEnrolment[] | void;
+}
+
+/** A device the setup enrolled for a phone (see `WorldOptions.setup`). */
+export interface WorldEnrolment {
+  phone: string;
+  deviceId: number;
+  token: string;
+  secretKeyHex: string;
 }
 
 export type WorldEvent =
@@ -108,6 +123,11 @@ export interface WorldPhone {
   knownGrants: Map<string, { lockId: string; credId: number }>;
 }
 
+/** Radio controller names allow [A-Za-z0-9._-]: door and phone names may not. */
+export function controllerName(role: 'lock' | 'phone', name: string): string {
+  return `${role}-${name.toLowerCase().replace(/[^a-z0-9._-]+/g, '-')}`;
+}
+
 /** Metres between doors and from a phone to the door it stands at. */
 const DOOR_SPACING_M = 20;
 const AT_DOOR_M = 1;
@@ -147,10 +167,10 @@ export class World {
     let simAir: SimAir | undefined;
     if (transport === 'ble') {
       const { startRadio } = await import('../radio/radio');
-      const controllers = [...opts.doors.map((d) => `lock-${d.name}`), ...opts.phones.map((p) => `phone-${p}`)];
+      const controllers = [...opts.doors.map((d) => controllerName('lock', d.name)), ...opts.phones.map((p) => controllerName('phone', p))];
       const perController: Record<string, { position: { x: number; y: number } }> = {};
-      opts.doors.forEach((d, i) => (perController[`lock-${d.name}`] = { position: { x: i * DOOR_SPACING_M, y: 0 } }));
-      opts.phones.forEach((p, i) => (perController[`phone-${p}`] = { position: { x: -1000 - i * 50, y: 50 } }));
+      opts.doors.forEach((d, i) => (perController[controllerName('lock', d.name)] = { position: { x: i * DOOR_SPACING_M, y: 0 } }));
+      opts.phones.forEach((p, i) => (perController[controllerName('phone', p)] = { position: { x: -1000 - i * 50, y: 50 } }));
       const radioOpts: Parameters<typeof startRadio>[0] = {
         dir: join(dir, 'radio'),
         controllers,
@@ -169,8 +189,36 @@ export class World {
     }
     const world = new World(opts, dir, seed, clock, authority, server, managerToken, transport, radio, simAir);
     try {
-      for (const d of opts.doors) await world.addDoor(d);
-      for (const p of opts.phones) await world.addPhone(p);
+      if (opts.setup) {
+        const setup = opts.setup;
+        const provisioned = authority.batch(() => {
+          const doors = new Map<string, DoorInfo & { lockId: string }>();
+          const bundles: ProvisioningBundle[] = [];
+          for (const d of opts.doors) {
+            const info = authority.addDoor({ name: d.name, kind: d.kind ?? 'private', connected: d.connected ?? false });
+            const bundle = authority.provisionLock(info.id);
+            bundles.push(bundle);
+            doors.set(d.name, { ...info, lockId: bundle.lockId });
+          }
+          const enrolments = setup({ authority, doors }) ?? [];
+          return { doors, bundles, enrolments };
+        });
+        for (const [i, d] of opts.doors.entries()) {
+          const info = provisioned.doors.get(d.name) as DoorInfo;
+          await world.addDoor(d, { info, bundle: provisioned.bundles[i] as ProvisioningBundle });
+        }
+        for (const p of opts.phones) await world.addPhone(p);
+        for (const e of provisioned.enrolments) {
+          const phone = world.phone(e.phone);
+          phone.deviceId = e.deviceId;
+          phone.token = e.token;
+          phone.secretKeyHex = e.secretKeyHex;
+          world.credentialOf(e.phone);
+        }
+      } else {
+        for (const d of opts.doors) await world.addDoor(d);
+        for (const p of opts.phones) await world.addPhone(p);
+      }
     } catch (e) {
       await world.close();
       throw e;
@@ -185,9 +233,9 @@ export class World {
   // -------------------------------------------------------------------------
   // Set-up
 
-  private async addDoor(spec: WorldDoorSpec): Promise<void> {
-    const info: DoorInfo = this.authority.addDoor({ name: spec.name, kind: spec.kind ?? 'private', connected: spec.connected ?? false });
-    const bundle = this.authority.provisionLock(info.id);
+  private async addDoor(spec: WorldDoorSpec, provisioned?: { info: DoorInfo; bundle: ProvisioningBundle }): Promise<void> {
+    const info: DoorInfo = provisioned?.info ?? this.authority.addDoor({ name: spec.name, kind: spec.kind ?? 'private', connected: spec.connected ?? false });
+    const bundle = provisioned?.bundle ?? this.authority.provisionLock(info.id);
     const flash = new NorFlash(undefined, { seed: `${this.seed}:flash:${spec.name}` });
     const deviceSeed = deriveSeed32(this.seed, `lock-device:${bundle.lockId}`);
     const { devicePublicKey } = Lock.provision(
@@ -220,7 +268,7 @@ export class World {
     this.doors.set(spec.name, door);
     // A freshly installed lock has its clock set by the installer's app (trusted).
     this.bootLock(door, { continueAtMs: this.clock.nowMs(), trusted: true });
-    if (this.transport === 'ble') door.controller = `lock-${spec.name}`;
+    if (this.transport === 'ble') door.controller = controllerName('lock', spec.name);
     await this.serve(door);
   }
 
@@ -265,7 +313,7 @@ export class World {
       connector = this.simAir.connector(name, (lockId) => this.canReach(phone, lockId));
     } else {
       const { NobleConnector } = await import('../ble/central');
-      phone.controller = `phone-${name}`;
+      phone.controller = controllerName('phone', name);
       const connectorOpts: Parameters<typeof NobleConnector.open>[1] = { scanTimeoutMs: 1500 };
       if (this.opts.radio?.phoneMtu !== undefined) connectorOpts.connection = { mtu: this.opts.radio.phoneMtu };
       connector = await NobleConnector.open((this.radio as Radio).controller(phone.controller).transport, connectorOpts);
