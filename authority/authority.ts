@@ -1634,7 +1634,12 @@ export class Authority {
    * is recent and the delta is smaller, else a snapshot. The delta is verified with the
    * protocol's applyOps + tableDigest before it is served.
    */
-  updatesFor(lockId: string, from: number): UpdatesResponse {
+  /**
+   * The update that takes `lockId` from version `from` to the newest. `certSerial` is what
+   * the lock reported holding (hello field 10): when it already has the current signing
+   * key's certificate, the update leaves it out.
+   */
+  updatesFor(lockId: string, from: number, certSerial?: number): UpdatesResponse {
     if (!Number.isSafeInteger(from) || from < 0) throw invalid('from must be a version number ≥ 0');
     return this.db.transaction(() => {
       this.lockRow(lockId);
@@ -1642,7 +1647,9 @@ export class Authority {
       const to = cur?.version ?? 0;
       if (from > to) throw new AuthorityError('UNKNOWN_VERSION', `lock ${lockId} claims v${from}, newest issued is v${to}`, { from, to });
       if (cur === undefined || from === to) return { lockId, from, to, messages: [] };
-      const { head, certs } = this.signedHeadOf(cur);
+      const signed = this.signedHeadOf(cur);
+      const head = signed.head;
+      const certs = certSerial !== undefined && certSerial >= this.signingKey().serial ? [] : signed.certs;
       const current = this.currentTable(lockId);
       const snapshotMessage = (): Uint8Array => encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current.table, head, certs } });
       let chosen: Uint8Array | undefined;

@@ -95,7 +95,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   const p1 = (c: Ctx): string => c.params[1] as string;
 
   // --- phones and locks (the contract in common.md)
-  r('GET', `/v1/locks/${LOCK}/updates`, 'courier', (c) => a.updatesFor(p0(c), optInt(c.query, 'from') ?? 0));
+  r('GET', `/v1/locks/${LOCK}/updates`, 'courier', (c) => a.updatesFor(p0(c), optInt(c.query, 'from') ?? 0, optInt(c.query, 'certSerial')));
   r('GET', `/v1/locks/${LOCK}/time`, 'none', (c) => ({ signedTime: a.signedTime(p0(c), c.query.get('nonce') ?? undefined) }));
   r('POST', `/v1/locks/${LOCK}/receipts`, 'courier', (c) => a.acceptReceipt(p0(c), c.body.receipt as string));
   r('POST', `/v1/locks/${LOCK}/audit`, 'courier', (c) => a.acceptAudit(p0(c), c.body.export as string));
@@ -210,7 +210,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
       });
     }
     const nonce = q.get('nonce');
-    return { ...a.updatesFor(lockId, from), signedTime: a.signedTime(lockId, nonce ?? undefined) };
+    return { ...a.updatesFor(lockId, from, optInt(q, 'certSerial')), signedTime: a.signedTime(lockId, nonce ?? undefined) };
   }
 
   async function readBody(req: IncomingMessage): Promise<Json> {

@@ -59,6 +59,7 @@ export class LockSession {
       capabilities: LOCK_CAPABILITIES,
       auditSeq: this.lock.storage.auditHead().seq,
       battery: this.lock.machine.battery,
+      ...(ts.trust.certFloor > 0 ? { certSerial: ts.trust.certFloor } : {}),
     });
   }
 

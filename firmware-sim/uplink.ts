@@ -86,7 +86,7 @@ export class Uplink {
         this.opts.log?.('uplinkTimeFailed', { error: (e as Error).message });
       }
       const wait = this.opts.waitSeconds ?? 25;
-      const body = await this.call('GET', `/v1/uplink/${encodeURIComponent(lockId)}?from=${this.lock.version}&wait=${wait}`);
+      const body = await this.call('GET', `/v1/uplink/${encodeURIComponent(lockId)}?from=${this.lock.version}&wait=${wait}${this.certQuery()}`);
       if (typeof body.signedTime === 'string') this.feed(session.handle(fromHex(body.signedTime)), result);
       const messages = Array.isArray(body.messages) ? (body.messages as unknown[]) : [];
       for (const hex of messages) {
@@ -120,6 +120,12 @@ export class Uplink {
     }
     this.opts.log?.('uplinkPoll', { ...result, version: this.lock.version });
     return result;
+  }
+
+  /** Tell the authority which signing-key certificate this lock already holds. */
+  private certQuery(): string {
+    const floor = this.lock.durable.tableState.trust.certFloor;
+    return floor > 0 ? `&certSerial=${floor}` : '';
   }
 
   private feed(outs: Uint8Array[], result: PollResult): boolean {

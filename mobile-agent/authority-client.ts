@@ -14,7 +14,8 @@ export interface PendingUpdates {
 }
 
 export interface AuthorityApi {
-  updates(lockId: string, fromVersion: number): Promise<PendingUpdates>;
+  /** `certSerial`: the signing-key certificate the lock holds (hello), so it is not resent. */
+  updates(lockId: string, fromVersion: number, certSerial?: number): Promise<PendingUpdates>;
   signedTime(lockId: string, nonce: Uint8Array): Promise<Uint8Array>;
   postReceipt(lockId: string, receipt: Uint8Array): Promise<{ version: number }>;
   postAudit(lockId: string, exportMessage: Uint8Array): Promise<{ accepted: number }>;
@@ -27,8 +28,9 @@ export class HttpAuthorityClient implements AuthorityApi {
     private readonly timeoutMs = 10_000,
   ) {}
 
-  async updates(lockId: string, fromVersion: number): Promise<PendingUpdates> {
-    const body = (await this.request('GET', `/v1/locks/${encodeURIComponent(lockId)}/updates?from=${fromVersion}`)) as {
+  async updates(lockId: string, fromVersion: number, certSerial?: number): Promise<PendingUpdates> {
+    const cert = certSerial === undefined ? '' : `&certSerial=${certSerial}`;
+    const body = (await this.request('GET', `/v1/locks/${encodeURIComponent(lockId)}/updates?from=${fromVersion}${cert}`)) as {
       lockId: string;
       from: number;
       to: number;

@@ -158,21 +158,30 @@ export async function syncOnConnection(
     }
   }
 
+  // The lock judges each update on its own: a refused one does not stop the rest, and a
+  // receipt already signed for a committed update is relayed even when a later one is
+  // refused (otherwise the authority would not learn that version is in force).
+  let refusal: AgentError | undefined;
   if (!resuming) {
     // 3. Updates from the lock's version.
-    const pending = await fetchUpdates(lockId, hello.version, opts);
-    if (pending && pending.to > hello.version) {
-      const messages = opts.courierFilter ? opts.courierFilter(pending.messages) : pending.messages;
-      ctx.target = pending.to;
-      for (const bytes of messages) {
-        const target = targetOf(bytes) ?? pending.to;
-        updateBytes += bytes.length;
-        const promise = conn.sendRaw(bytes);
-        promise.catch(() => undefined); // awaited below or on the next connection
-        ctx.inFlight = { promise, target };
-        await whileOpen(conn, promise);
-        ctx.inFlight = undefined;
+    const pending = await fetchUpdates(lockId, hello.version, hello.certSerial, opts);
+    const newer = pending !== undefined && pending.to > hello.version ? pending.messages : [];
+    // The courier hook sees the chain even when nothing is newer (a replaying courier).
+    const messages = opts.courierFilter ? opts.courierFilter(newer) : newer;
+    if (pending && messages.length > 0) ctx.target = Math.max(pending.to, hello.version);
+    for (const bytes of messages) {
+      const target = targetOf(bytes) ?? pending?.to ?? hello.version;
+      updateBytes += bytes.length;
+      const promise = conn.sendRaw(bytes);
+      promise.catch(() => undefined); // awaited below or on the next connection
+      ctx.inFlight = { promise, target };
+      await whileOpen(conn, promise);
+      ctx.inFlight = undefined;
+      try {
         receipt = await expectReceipt(conn, ctx);
+      } catch (e) {
+        if (!(e instanceof AgentError && e.reason === 'REFUSED_BY_LOCK')) throw e;
+        refusal ??= e;
       }
     }
   }
@@ -194,6 +203,7 @@ export async function syncOnConnection(
   let receiptDelivered = false;
   const receiptBytes = receipt ? encodeMessage(receipt) : undefined;
   if (receiptBytes || auditExport) receiptDelivered = await relay(lockId, receiptBytes, auditExport, opts);
+  if (refusal) throw refusal;
   const versionAfter = receipt?.body.version ?? hello.version;
   opts.onEvent?.({ phase: 'done', version: versionAfter });
   const result: Omit<SyncResult, 'attempts'> = {
@@ -208,10 +218,10 @@ export async function syncOnConnection(
   return result;
 }
 
-async function fetchUpdates(lockId: string, version: number, opts: SyncOptions): Promise<PendingUpdates | undefined> {
+async function fetchUpdates(lockId: string, version: number, certSerial: number | undefined, opts: SyncOptions): Promise<PendingUpdates | undefined> {
   if (opts.authority) {
     try {
-      const u = await opts.authority.updates(lockId, version);
+      const u = await opts.authority.updates(lockId, version, certSerial);
       opts.cache?.storeUpdates(u);
       opts.onEvent?.({ phase: 'fetched', from: u.from, to: u.to, bytes: u.messages.reduce((n, m) => n + m.length, 0), source: 'authority' });
       return u;

@@ -121,6 +121,9 @@ export type Message =
       capabilities: number;
       auditSeq: number;
       battery: number;
+      /** Serial of the newest online-key certificate the lock holds (absent: none). The
+       *  authority then leaves that certificate out of updates: 119 bytes a delta saves. */
+      certSerial?: number;
     }
   | { type: 'delta' | 'snapshot'; update: Update }
   | { type: 'receipt'; bodyBytes: Uint8Array; body: ReceiptBody; signature: Uint8Array }
@@ -155,6 +158,7 @@ export function encodeMessage(m: Message): Uint8Array {
           [7, m.capabilities],
           [8, m.auditSeq],
           [9, m.battery],
+          [10, m.certSerial],
         ]),
       );
     case 'delta':
@@ -221,7 +225,7 @@ function readMessage(type: number, r: MapReader): Message {
     case MESSAGE_TYPES.hello: {
       const protocolVersion = r.uint(1, 'protocolVersion', 0xff);
       if (protocolVersion !== PROTOCOL_VERSION) throw new ProtocolError('UNSUPPORTED_VERSION', `protocol version ${protocolVersion}`);
-      return {
+      const hello: Extract<Message, { type: 'hello' }> = {
         type: 'hello',
         protocolVersion,
         lockId: r.text(2, 'lockId', 32, LOCK_ID_PATTERN),
@@ -233,6 +237,9 @@ function readMessage(type: number, r: MapReader): Message {
         auditSeq: r.uint(8, 'auditSeq'),
         battery: r.uint(9, 'battery', 100),
       };
+      const certSerial = r.optUint(10, 'certSerial', 0xffff_ffff);
+      if (certSerial !== undefined) hello.certSerial = certSerial;
+      return hello;
     }
     case MESSAGE_TYPES.delta:
       return { type: 'delta', update: updateFromCbor(r.raw(1, 'delta'), 'delta') };
