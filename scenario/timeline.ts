@@ -245,7 +245,8 @@ export function renderTimeline(trace: Trace, options: TimelineOptions = {}): str
         if (x === undefined) break;
         const granted = isGranted(e);
         const text = clip(e.label, 150);
-        const w = text.length * CHAR_W + 16;
+        // Bold text plus the ✔/✖ mark: wider than the plain-text character estimate.
+        const w = Math.ceil((text.length + 2) * CHAR_W * 1.15) + 16;
         const who = typeof e.detail?.['credential'] === 'string' ? (e.detail['credential'] as string) : '';
         svg.push(
           `<g>${title}<rect x="${x - w / 2}" y="${yy - 10}" width="${w}" height="20" rx="10" fill="${granted ? GREEN : RED}"/>`,

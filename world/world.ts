@@ -401,7 +401,7 @@ export class World {
   async sync(phoneName: string, doorName: string, extra: Partial<SyncOptions> & { offline?: boolean } = {}): Promise<SyncResult> {
     const phone = this.phone(phoneName);
     const door = this.door(doorName);
-    const { offline, ...rest } = extra;
+    const { offline, onEvent, ...rest } = extra;
     const opts: SyncOptions = {
       lockId: door.lockId,
       connector: phone.connector,
@@ -409,7 +409,11 @@ export class World {
       attempts: 3,
       backoffMs: 100,
       messageTimeoutMs: 15_000,
-      onEvent: (event) => this.opts.onEvent?.({ kind: 'sync', phone: phoneName, door: doorName, event }),
+      // The caller's listener and the world's (traces, narration) both hear every event.
+      onEvent: (event) => {
+        onEvent?.(event);
+        this.opts.onEvent?.({ kind: 'sync', phone: phoneName, door: doorName, event });
+      },
       ...rest,
     };
     if (!offline) opts.authority = this.authorityClientFor(phoneName);
