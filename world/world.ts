@@ -416,7 +416,8 @@ export class World {
       },
       ...rest,
     };
-    if (!offline) opts.authority = this.authorityClientFor(phoneName);
+    // A caller-supplied authority (a traced or hostile courier's view) is kept.
+    if (!offline && rest.authority === undefined) opts.authority = this.authorityClientFor(phoneName);
     try {
       return await doorSync(opts);
     } finally {
