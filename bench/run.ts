@@ -1,0 +1,267 @@
+// npm run bench — every figure the project reports, measured on this machine.
+//
+//   npm run bench                         everything (about 6 minutes on 2 cores)
+//   npm run bench -- --quick              without the component benches (radio, authority), fleet up to 1,000 locks
+//   npm run bench -- --only door-sync,fleet
+//   npm run bench -- --json out/x.json    where the JSON goes (default out/bench-results.json)
+//   npm run bench -- --worst-scale 8      time scale of the worst-profile 10,000-credential sync (0 = skip it)
+//
+// Sections: door-sync (Door Sync over bleno ↔ noble through the virtual radio, with the
+// protocol overhead and bytes per credential measured on the air), lock (decision latency
+// and delta apply at 10,000 entries), fleet (simulated locks per process), radio and
+// authority (the component benches). Benchmarks print figures; they assert nothing.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { benchDoorSync, LINK_PROFILES, type DoorSyncCase } from './door-sync';
+import { benchFleet, type FleetResult } from './fleet';
+import { formatTable, machineInfo, round, type Cell } from './util';
+
+const SECTIONS = ['door-sync', 'lock', 'fleet', 'radio', 'authority'] as const;
+type Section = (typeof SECTIONS)[number];
+
+function parseOptions(): { sections: Set<Section>; quick: boolean; json: string; worstScale: number } {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      json: { type: 'string', default: 'out/bench-results.json' },
+      'worst-scale': { type: 'string', default: '8' },
+      help: { type: 'boolean', default: false },
+    },
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log('usage: npm run bench -- [--quick] [--only door-sync,lock,fleet,radio,authority] [--json FILE] [--worst-scale N]');
+    process.exit(0);
+  }
+  let sections: Set<Section>;
+  if (values.only !== undefined) {
+    const asked = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+    const unknown = asked.filter((s) => !(SECTIONS as readonly string[]).includes(s));
+    if (unknown.length > 0) throw new Error(`--only: unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.join(', ')}`);
+    sections = new Set(asked as Section[]);
+  } else {
+    sections = new Set(values.quick ? ['door-sync', 'lock', 'fleet'] : SECTIONS);
+  }
+  const worstScale = Number(values['worst-scale']);
+  if (!Number.isFinite(worstScale) || worstScale < 0) throw new Error(`--worst-scale must be a number ≥ 0, got ${values['worst-scale']}`);
+  return { sections, quick: values.quick ?? false, json: values.json ?? 'out/bench-results.json', worstScale };
+}
+
+const progress = (line: string): void => void process.stderr.write(`${line}\n`);
+const s = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : round(ms / 1000, ms < 10_000 ? 3 : 1));
+
+function doorSyncTables(cases: DoorSyncCase[]): string {
+  const main = formatTable(
+    'Door Sync over bleno ↔ noble through the virtual radio: scan start → receipt at authority',
+    ['profile', 'case', 'update', 'update B', 'model s', 'wall s', 'bound(update) s', 'ratio', 'bound(all frames) s', 'ratio', 'update on air / bound', 'time scale'],
+    cases.map((c): Cell[] =>
+      c.ok
+        ? [c.profile, c.case, c.updateType, c.updateBytes, s(c.modelMs), s(c.wallMs), s(c.boundUpdateMs), c.ratioTotalOverUpdateBound, s(c.boundAllFramesMs), c.ratioTotalOverAllFramesBound, c.ratioUpdateOnAirOverBound, c.timeScale]
+        : [c.profile, c.case, c.skipped ? 'SKIPPED' : 'FAILED', null, null, null, null, null, null, null, null, c.timeScale],
+    ),
+    [
+      'model s: the radio controllers\' clock (link-layer timing); wall s: real time. At time scale 8 the model runs 8× faster than the wall, so host (JS) latency counts 8× in model time: a pessimistic figure.',
+      'bound(update): analytical airtime of the update message bytes alone, streamed one way phone → lock as ATT Write Commands at the profile (radio/airtime.ts transferAirtimeBound).',
+      'bound(all frames): the same for every locksync frame byte that crossed (update, signed time, audit request, acks phone → lock + hello, time ack, receipt, audit export, acks lock → phone), the two directions added.',
+      'ratio = model s / bound — the headline (goal ≤ 1.2×). Neither bound contains connection set-up (scan, connect, MTU exchange, GATT discovery, subscribe), which the measured time does.',
+      'update on air / bound: first to last frame of the update message on the air (plus the first PDU\'s airtime) over bound(update): link efficiency of the framing alone.',
+      ...cases.filter((c) => !c.ok).map((c) => `${c.profile} ${c.case}: ${c.skipped ?? c.error}`),
+    ],
+  );
+  const phaseOrder = ['connecting', 'connected', 'time', 'fetched', 'receipt', 'audit', 'relayed'];
+  const phases = formatTable(
+    'Door Sync phases (model ms, each from the previous mark)',
+    ['profile', 'case', 'scan+connect+GATT+hello', 'signed time', 'fetch updates (HTTP)', 'update on air + apply + receipt', 'audit export', 'relay to authority (HTTP)'],
+    cases
+      .filter((c) => c.ok && c.phasesModelMs)
+      .map((c): Cell[] => {
+        const p = c.phasesModelMs as Record<string, number>;
+        const row: Cell[] = [c.profile, c.case];
+        let prev = 0;
+        for (const name of phaseOrder.slice(1)) {
+          const at = p[name];
+          if (at === undefined) row.push(null);
+          else {
+            row.push(round(at - prev, 1));
+            prev = at;
+          }
+        }
+        return row;
+      }),
+    ['—: no such event. A fresh lock (version 0) refuses the signed time — it holds no certificate for the authority\'s online key until its first update — so its time step ends without a time ack and is counted in the next phase.'],
+  );
+  return `${main}\n${phases}`;
+}
+
+function overheadTable(cases: DoorSyncCase[]): string {
+  const ok = cases.filter((c) => c.ok && c.air);
+  const rows = ok.map((c): Cell[] => {
+    const a = c.air as NonNullable<DoorSyncCase['air']>;
+    const msg = a.phoneToLock.messageBytes + a.lockToPhone.messageBytes;
+    const frames = a.phoneToLock.frameBytes + a.lockToPhone.frameBytes;
+    const onAir = a.phoneToLock.locksyncOnAirBytes + a.lockToPhone.locksyncOnAirBytes;
+    return [
+      c.profile,
+      c.case,
+      c.link ? `${c.link.intervalMs} ms/${c.link.phy}/DL ${c.link.dataLength}/MTU ${c.link.attMtu ?? '?'}` : null,
+      msg,
+      frames,
+      onAir,
+      c.overheadFramesOverMessages,
+      c.overheadOnAirOverMessages,
+      round(a.phoneToLock.locksyncOnAirBytes / a.phoneToLock.messageBytes, 3),
+    ];
+  });
+  const perCredential = formatTable(
+    'Bytes per credential (phone credentials, measured at the lock after the sync)',
+    ['profile', 'case', 'entries', 'update B', 'update B / entry', 'encoded entry B (mean)', 'table B', 'table B / entry'],
+    cases
+      .filter((c) => c.ok && c.case !== 'revocation')
+      .map((c): Cell[] => [c.profile, c.case, c.credentials, c.updateBytes, c.bytesPerCredential, c.entryBytes, c.tableBytes, c.tableBytes !== undefined ? round(c.tableBytes / c.credentials, 1) : null]),
+  );
+  return (
+    formatTable(
+      'Protocol overhead on the air (captured on the radio link during each Door Sync)',
+      ['profile', 'case', 'link as negotiated', 'message B', 'frame B', 'on-air B', 'frames / payload', 'on air / payload', 'phone→lock on air / payload'],
+      rows,
+      [
+        'message B: protocol messages both ways (sizes announced by the framing START frames); frame B: locksync frames (framing headers, acks, HELLOs);',
+        'on-air B: every LL data PDU that carried a frame: ATT header 3 + L2CAP 4 + LL header 2 + CRC 3 + access address 4 + preamble (1 on 1M, 2 on 2M). Empty LL PDUs (polls/acks) are airtime but not counted as bytes.',
+      ],
+    ) + `\n${perCredential}`
+  );
+}
+
+function lockTable(r: Record<string, any>): string {
+  return formatTable(
+    `Lock side with a 10,000-entry table (${Number(r.entries).toLocaleString('en-US')} after the delta-apply run; firmware-sim/bench.ts benchLock)`,
+    ['figure', 'p50 / value', 'p99', 'note'],
+    [
+      ['unlock decision, phone', r.unlockPhoneMs?.p50, r.unlockPhoneMs?.p99, 'ms; challenge response → decision, incl. Ed25519 verify + audit append'],
+      ['unlock decision, keycard', r.keycardMs?.p50, r.keycardMs?.p99, 'ms'],
+      ['unlock decision, doorcode', r.doorcodeMs?.p50, r.doorcodeMs?.p99, 'ms'],
+      ['delta apply (10 ops each)', r.deltaApply?.deltasPerSec, null, 'deltas/s incl. verify + flash commit'],
+      ['delta apply, ops', r.deltaApply?.opsPerSec, null, 'ops/s'],
+      ['flash programmed per delta', r.deltaApply?.flashBytesProgrammedPerDelta, null, `bytes; ${r.deltaApply?.erasesPerDelta} block erases per delta`],
+      ['bulk delta of 10,000 entries', r.bulkDelta10kEntriesMs, null, 'ms, one apply + commit'],
+      ['flash bytes per credential', r.flashBytesPerCredential, null, `table ${r.tableBytes} bytes`],
+    ],
+  );
+}
+
+function fleetTable(r: FleetResult): string {
+  const rows = r.steps.map((st, i): Cell[] => {
+    const prev = r.steps.slice(0, i).reverse().find((p) => p.ok);
+    const marginalRss = prev && st.ok ? round(((st.rssMiB - prev.rssMiB) * 1024) / (st.locks - prev.locks), 1) : null;
+    const marginalHeap = prev && st.ok ? round(((st.heapUsedMiB - prev.heapUsedMiB) * 1024) / (st.locks - prev.locks), 1) : null;
+    return [st.locks, st.ok ? 'ok' : 'FAILED', st.createSeconds, st.syncSeconds, st.syncsPerSecond, st.heapUsedMiB, st.rssMiB, st.heapPerLockKiB, st.rssPerLockKiB, marginalHeap, marginalRss, st.externalPerLockKiB];
+  });
+  return formatTable(
+    'Fleet: simulated locks held and synced by one process (transport sim, authority over HTTP)',
+    ['locks', 'status', 'create s', 'sync s', 'syncs/s', 'heap MiB', 'rss MiB', 'heap/lock KiB', 'rss/lock KiB', 'marginal heap/lock KiB', 'marginal rss/lock KiB', 'external/lock KiB'],
+    rows,
+    [
+      `each lock: its own emulated NOR flash (${((r.steps[0]?.flashBytesPerLock ?? 0) / 2 ** 20).toFixed(0)} MiB image, outside the JS heap), ${r.steps[0]?.credentialsPerLock ?? '?'} credentials, synced once (HTTP fetch, snapshot, receipt, audit relay), one after another.`,
+      'per-lock figures: (after − before) / locks, measured after a full GC with the whole world still open; marginal: between this step and the previous one.',
+      `stopped: ${r.stoppedBecause}.`,
+    ],
+  );
+}
+
+function radioTable(r: Record<string, any>): string {
+  const rows: Cell[][] = [];
+  for (const [k, v] of Object.entries(r.launchToConnected ?? {})) {
+    const x = v as Record<string, number>;
+    rows.push([`launch → connected, ${k.replace('advertising', 'advertising ')}`, `${x.medianMs} ms median (min ${x.minMs}, max ${x.maxMs}, ${x.runs} runs)`]);
+  }
+  for (const t of (r.throughput100KiB ?? []) as Record<string, any>[]) {
+    rows.push([`100 KiB, ${t.profile}`, `${t.measuredKiBps} KiB/s vs bound ${t.boundKiBps} KiB/s = ${t.measuredOverBound}× the bound time (model ${t.modelSeconds} s, wall ${t.wallSeconds} s, time scale ${t.timeScale})`]);
+  }
+  const links = r.simultaneousLinks as Record<string, any> | undefined;
+  if (links) {
+    rows.push(['simultaneous links streaming at ≥ 90 % of bound', `${links.maxLinksAtFullBound} (7.5 ms, 2M, DL 251; tried ${links.runs.map((x: any) => x.links).join(', ')})`]);
+    rows.push(['simultaneous links, light sync-like traffic', `${links.lightTraffic?.maxLinksHeld} held with every packet delivered (tried ${links.lightTraffic?.runs.map((x: any) => x.links).join(', ')})`]);
+  }
+  return formatTable('Radio (radio/bench.ts benchRadio)', ['figure', 'value'], rows);
+}
+
+function authorityTable(r: Record<string, any>): string {
+  const d = r.deltaBytes ?? {};
+  return formatTable(
+    `Authority (authority/bench.ts benchAuthority): ${r.property?.doors} doors, ${r.property?.users} users, ${r.property?.credentials} credentials`,
+    ['figure', 'value'],
+    [
+      ['compile + sign after a Key change, unit door', `${r.compileAndSignAfterKeyChangeMs?.unitDoor?.median} ms median (${r.compileAndSignAfterKeyChangeMs?.unitDoor?.entriesAtLock} entries)`],
+      ['compile + sign after a Key change, communal door', `${r.compileAndSignAfterKeyChangeMs?.communalDoor?.median} ms median (${r.compileAndSignAfterKeyChangeMs?.communalDoor?.entriesAtLock} entries)`],
+      ['serve a delta (GET updates)', `${r.serveDeltaMs?.median} ms median`],
+      ...Object.entries(d).map(([k, v]): Cell[] => [`update size: ${k}`, `${(v as any).bytes} bytes (${(v as any).type}${(v as any).ops ? `, ${(v as any).ops} ops` : ''})`]),
+      ['certificate bytes in every update', r.certificateBytesInEveryUpdate],
+      ['database size per 1,000 credentials', `${r.database?.bytesPer1000Credentials} bytes (${r.database?.bytes} bytes total)`],
+      ['property set-up (one transaction)', `${r.property?.setupSeconds} s`],
+    ],
+  );
+}
+
+async function main(): Promise<number> {
+  const opts = parseOptions();
+  const started = performance.now();
+  const machine = machineInfo();
+  const results: Record<string, unknown> = { machine, startedAt: new Date().toISOString(), options: { sections: [...opts.sections], quick: opts.quick, worstScale: opts.worstScale } };
+  const failures: string[] = [];
+  console.log(`locksync benchmarks — ${machine.cpuModel}, ${machine.cores} cores, ${machine.ramGiB} GiB RAM, Node ${machine.node}, ${machine.platform}`);
+
+  const run = async <T>(section: Section, body: () => Promise<T>, print: (r: T) => string): Promise<void> => {
+    if (!opts.sections.has(section)) return;
+    const t0 = performance.now();
+    progress(`[bench] ${section} …`);
+    try {
+      const r = await body();
+      results[section] = r;
+      console.log(print(r));
+    } catch (e) {
+      const message = e instanceof Error ? (e.stack ?? e.message) : String(e);
+      failures.push(`${section}: ${message}`);
+      results[section] = { error: message };
+      console.log(`\n== ${section}: FAILED\n${message}`);
+    }
+    progress(`[bench] ${section} done in ${round((performance.now() - t0) / 1000, 1)} s`);
+  };
+
+  await run(
+    'door-sync',
+    async () => {
+      const cases = await benchDoorSync({ worstLargeTimeScale: opts.worstScale, log: progress });
+      for (const c of cases) if (!c.ok && !c.skipped) failures.push(`door-sync ${c.profile} ${c.case}: ${c.error}`);
+      return { profiles: LINK_PROFILES, cases };
+    },
+    (r) => `${doorSyncTables(r.cases)}\n${overheadTable(r.cases)}`,
+  );
+  await run('lock', async () => (await import('../firmware-sim/bench')).benchLock(), lockTable);
+  await run('fleet', () => benchFleet({ steps: opts.quick ? [100, 500, 1000] : [100, 500, 1000, 2000, 4000], log: progress }), fleetTable);
+  await run('radio', async () => (await import('../radio/bench')).benchRadio(), radioTable);
+  await run('authority', async () => (await import('../authority/bench')).benchAuthority(), authorityTable);
+
+  results.durationSeconds = round((performance.now() - started) / 1000, 1);
+  results.failures = failures;
+  const jsonPath = resolve(opts.json);
+  mkdirSync(dirname(jsonPath), { recursive: true });
+  writeFileSync(jsonPath, JSON.stringify(results, null, 2) + '\n');
+  console.log(`\nJSON: ${jsonPath}  (${results.durationSeconds} s)`);
+  if (failures.length > 0) {
+    console.log(`\n${failures.length} failure(s):\n${failures.map((f) => `  - ${f.split('\n')[0]}`).join('\n')}`);
+    return 1;
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(2);
+  },
+);
