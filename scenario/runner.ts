@@ -246,6 +246,7 @@ class Run {
     for (const d of p.doors) this.install(d.id);
     for (const [phone] of phones) this.place(phone, this.positions.get(phone), false);
     this.rememberCodes();
+    this.refreshCredentials();
     for (const d of p.doors) this.noteVersion(d.id);
     this.rec.note(0, `${sc.name} — seed ${String(this.seed)}, ${this.transport}, link ${link.profile} (MTU ${link.mtu})`);
   }
@@ -343,9 +344,12 @@ class Run {
     try {
       const m = decodeMessage(bytes);
       if (m.type !== 'delta' && m.type !== 'snapshot') return;
+      const version = m.update.head.head.version;
+      // One version step each: a delta from the version before, or a snapshot.
+      if (m.update.type === 'delta' && m.update.baseVersion !== version - 1) return;
       let byVersion = this.issued.get(doorRef);
       if (!byVersion) this.issued.set(doorRef, (byVersion = new Map()));
-      byVersion.set(m.update.head.head.version, bytes);
+      if (!byVersion.has(version)) byVersion.set(version, bytes);
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
     }
@@ -636,6 +640,18 @@ class Run {
     };
   }
 
+  /** Apps fetch their credentials after every change; a deleted device keeps what it had. */
+  private refreshCredentials(): void {
+    for (const [name, phone] of this.world.phones) {
+      if (phone.deviceId === undefined) continue;
+      try {
+        this.credentials.set(name, this.world.credentialOf(name));
+      } catch (e) {
+        if (!(e instanceof AuthorityError)) throw e;
+      }
+    }
+  }
+
   /** What the phone's app holds: the authority's current grants plus every grant it had before. */
   private credentialFor(phone: string): PhoneCredential {
     try {
@@ -851,6 +867,7 @@ class Run {
       }
     }
     this.rememberCodes();
+    this.refreshCredentials();
     this.rec.record({ t: this.now(), kind: 'manager', from: AUTHORITY, label: describeAction(a), ok: result === 'ok', detail: { ...detail, result, versions } });
     return result;
   }

@@ -432,7 +432,7 @@ export class World {
     const { offline, ...rest } = extra;
     const opts: UnlockOptions = {
       lockId: door.lockId,
-      credential: this.credentialOf(phoneName),
+      credential: rest.credential ?? this.credentialOf(phoneName),
       connector: phone.connector,
       cache: phone.cache,
       ...rest,
