@@ -11,6 +11,7 @@ import { Command } from 'commander';
 import { registerAgentCommands } from '../mobile-agent/cli';
 import { registerAuthorityCommands } from '../authority/cli';
 import { registerLockCommands } from '../firmware-sim/cli';
+import { registerScenarioCommands } from '../scenario/cli';
 import { radioMain, traceMain } from '../radio/index';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerLockCommands(program, { transportFactory: (spec) => bleLockTransportFactory(spec) });
   registerAgentCommands(program);
   registerAuthorityCommands(program);
+  registerScenarioCommands(program);
 
   // The radio and trace tools parse their own arguments (radio/cli.ts).
   program
@@ -42,6 +44,18 @@ export function buildProgram(): Command {
     .argument('[args...]')
     .action(async (args: string[]) => {
       process.exitCode = await traceMain(args);
+    });
+  program
+    .command('demo')
+    .description('the end-to-end story through the real stacks (same as `npm start`; `demo --help` for options)')
+    .helpOption(false)
+    .allowUnknownOption()
+    .argument('[args...]')
+    .action(async (args: string[]) => {
+      const { spawnSync } = await import('node:child_process');
+      const script = new URL('./demo.ts', import.meta.url).pathname;
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' });
+      process.exitCode = r.status ?? 1;
     });
   return program;
 }
