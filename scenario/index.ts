@@ -6,3 +6,5 @@ export { loadScenario, parseScenarioText, pathSegments, MAX_SCENARIO_BYTES, type
 export { resolveAt, parseDurationMs, parseIsoInZone, localDateTime, zonedToEpochMs, zoneOffsetMs, isValidTimeZone, formatDuration } from './time';
 export * from './trace';
 export { renderTimeline, escapeXml, layoutRows, type TimelineOptions } from './timeline';
+export { runScenario, replayCommand, describeAction, type RunOptions, type RunResult, type ExpectationResult, type ScenarioTransport } from './runner';
+export { registerScenarioCommands, SCENARIO_DIR } from './cli';
