@@ -45,7 +45,7 @@ export interface FleetResult {
 
 export async function benchFleet(opts: FleetOptions = {}): Promise<FleetResult> {
   const steps = opts.steps ?? [100, 500, 1000, 2000, 4000];
-  const stepBudget = opts.stepBudgetSeconds ?? 90;
+  const stepBudget = opts.stepBudgetSeconds ?? 150;
   const rssBudget = opts.rssBudgetMiB ?? 6144;
   const residents = opts.credentialsPerLock ?? 10;
   const log = opts.log ?? (() => undefined);
