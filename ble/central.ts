@@ -2,10 +2,10 @@
 // its scan response, connect, exchange MTU, discover once, subscribe, stream frames.
 // noble is loaded lazily by radio/hosts.ts; any transport it drives works (`uart:`, `hci:`).
 
-import { GATT_SHORT, MessageChannel, decodeAdvertData, encodeMessage, type Message } from '../protocol/index';
+import { GATT_SHORT, decodeAdvertData } from '../protocol/index';
 import { loadNoble, waitForPoweredOn, type BleFamily, type NobleLike } from '../radio/hosts';
 import { AgentError } from '../mobile-agent/errors';
-import { type ConnectOptions, type DiscoveredLock, type DisconnectInfo, type LockConnection, type LockConnector, MessageInbox } from '../mobile-agent/link';
+import { type ConnectOptions, type DiscoveredLock, type DisconnectInfo, type LockConnection, type LockConnector, LockChannels, connectionOver } from '../mobile-agent/link';
 
 export interface NobleConnectorOptions {
   family?: BleFamily;
@@ -24,15 +24,8 @@ const HCI_REASONS: Record<number, string> = {
   0x3e: 'connection failed to be established',
 };
 
-interface LockChannelState {
-  channel: MessageChannel;
-  inbox: MessageInbox;
-  /** Per-connection targets of the long-lived channel's callbacks. */
-  hook: { write: (f: Uint8Array) => void; progress: (acked: number, total: number) => void; violation: (e: Error) => void };
-}
-
 export class NobleConnector implements LockConnector {
-  private readonly channels = new Map<string, LockChannelState>();
+  private readonly channels = new LockChannels();
   private readonly seen = new Map<string, { peripheral: any; advert: DiscoveredLock }>();
 
   private constructor(
@@ -93,25 +86,8 @@ export class NobleConnector implements LockConnector {
     if (c.maxIntervalMs !== undefined) params.maxInterval = c.maxIntervalMs;
     if (c.timeoutMs !== undefined) params.timeout = c.timeoutMs;
 
-    let state = this.channels.get(lockId);
-    if (!state) {
-      const inbox = new MessageInbox();
-      const hook = {
-        write: (_f: Uint8Array): void => undefined,
-        progress: (_a: number, _t: number): void => undefined,
-        violation: (_e: Error): void => undefined,
-      };
-      const channel = new MessageChannel({
-        write: (f) => hook.write(f),
-        onMessage: (m) => inbox.deliver(m),
-        onProgress: (a, t) => hook.progress(a, t),
-        onProtocolError: (e) => hook.violation(e),
-      });
-      state = { channel, inbox, hook };
-      this.channels.set(lockId, state);
-    }
-    const { channel, inbox, hook } = state;
-    inbox.reopen();
+    const state = this.channels.open(lockId);
+    const { channel, inbox, hooks: hook } = state;
     hook.progress = (a, t) => opts.onProgress?.(a, t);
 
     let open = false;
@@ -163,32 +139,26 @@ export class NobleConnector implements LockConnector {
       if (e instanceof AgentError) throw e;
       throw new AgentError('LINK_LOST', `connecting to ${lockId}: ${(e as Error).message}`);
     }
-    return {
+    return connectionOver(state, {
       lockId,
       mtu: peripheral.mtu ?? 23,
-      get isOpen() {
-        return open;
-      },
+      isOpen: () => open,
       closed,
-      send: (m: Message) => channel.send(encodeMessage(m)),
-      sendRaw: (b: Uint8Array) => channel.send(b),
-      next: (t) => inbox.next(t),
       rssi: async () => (await peripheral.updateRssiAsync()) as number,
       disconnect: async () => {
         if (!open) return;
         await peripheral.disconnectAsync().catch(() => undefined);
         await closed;
       },
-    };
+    });
   }
 
   forget(lockId: string): void {
-    this.channels.get(lockId)?.channel.close('abandoned');
-    this.channels.delete(lockId);
+    this.channels.forget(lockId);
   }
 
   async close(): Promise<void> {
-    for (const id of [...this.channels.keys()]) this.forget(id);
+    this.channels.forgetAll();
     try {
       this.noble.removeAllListeners('discover');
       this.noble.stop?.();

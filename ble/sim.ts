@@ -3,9 +3,8 @@
 // of simulated locks and QA scenarios that do not need the host stacks. Faults: drop a
 // link now or after N frames, and take a lock out of range.
 
-import { type LockConnection, type LockConnector, type DiscoveredLock, type DisconnectInfo, MessageInbox } from '../mobile-agent/link';
+import { type LockConnection, type LockConnector, type DiscoveredLock, type DisconnectInfo, LockChannels, connectionOver } from '../mobile-agent/link';
 import { AgentError } from '../mobile-agent/errors';
-import { MessageChannel, encodeMessage, type Message } from '../protocol/index';
 import { LockLinkServer } from './lock-server';
 import type { LockSessionHost } from './session-host';
 
@@ -84,8 +83,7 @@ export class SimAir {
 
 export class SimConnector implements LockConnector {
   readonly transport = 'sim';
-  /** Per lock, outliving connections: the channel (so transfers resume) and where its frames go now. */
-  private readonly channels = new Map<string, { channel: MessageChannel; inbox: MessageInbox; hook: { onFrame: (f: Uint8Array) => void; progress: (acked: number, total: number) => void } }>();
+  private readonly channels = new LockChannels();
 
   constructor(
     private readonly air: SimAir,
@@ -107,16 +105,8 @@ export class SimConnector implements LockConnector {
     const lock = this.air.lockEntry(lockId);
     if (!lock || !lock.inRange || !this.canReach(lockId)) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
     const air = this.air;
-    let state = this.channels.get(lockId);
-    if (!state) {
-      const inbox = new MessageInbox();
-      const hook = { onFrame: (_f: Uint8Array): void => undefined, progress: (_a: number, _t: number): void => undefined };
-      const channel = new MessageChannel({ write: (f) => hook.onFrame(f), onMessage: (m) => inbox.deliver(m), onProgress: (a, t) => hook.progress(a, t) });
-      state = { channel, inbox, hook };
-      this.channels.set(lockId, state);
-    }
-    const { channel, inbox, hook } = state;
-    inbox.reopen();
+    const state = this.channels.open(lockId);
+    const { channel, inbox, hooks } = state;
 
     let open = true;
     let resolveClosed!: (d: DisconnectInfo) => void;
@@ -147,33 +137,28 @@ export class SimConnector implements LockConnector {
         if (open) deliver();
       });
     };
-    hook.onFrame = (f) => carry(() => lock.server.receiveFrame(f));
-    hook.progress = (a, t) => opts.onProgress?.(a, t);
+    hooks.write = (f) => carry(() => lock.server.receiveFrame(f));
+    hooks.progress = (a, t) => opts.onProgress?.(a, t);
+    hooks.violation = () => link.drop(REMOTE_USER_TERMINATED, 'framing violation by the lock');
     lock.server.connect(air.mtu, (f) => carry(() => channel.receiveFrame(f)));
     channel.linkUp(air.mtu);
 
-    return {
+    return connectionOver(state, {
       lockId,
       mtu: air.mtu,
-      get isOpen() {
-        return open;
-      },
+      isOpen: () => open,
       closed,
-      send: (m: Message) => channel.send(encodeMessage(m)),
-      sendRaw: (b: Uint8Array) => channel.send(b),
-      next: (t) => inbox.next(t),
       rssi: async () => lock.rssi,
       disconnect: async () => link.drop(REMOTE_USER_TERMINATED, 'disconnected by the phone'),
-    };
+    });
   }
 
   /** Forget a lock's channel (abandon any transfer in flight). */
   forget(lockId: string): void {
-    this.channels.get(lockId)?.channel.close('abandoned');
-    this.channels.delete(lockId);
+    this.channels.forget(lockId);
   }
 
   async close(): Promise<void> {
-    for (const id of [...this.channels.keys()]) this.forget(id);
+    this.channels.forgetAll();
   }
 }

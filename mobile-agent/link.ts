@@ -3,7 +3,7 @@
 // messages over a MessageChannel that outlives the connection, so a transfer cut by a
 // disconnect resumes on the next connection to the same lock.
 
-import { type Message, decodeMessage, encodeMessage, ProtocolError } from '../protocol/index';
+import { type Message, decodeMessage, encodeMessage, MessageChannel, ProtocolError } from '../protocol/index';
 import { AgentError } from './errors';
 
 export interface DiscoveredLock {
@@ -113,6 +113,76 @@ export class MessageInbox {
   }
 }
 
-export function encodeForLink(m: Message): Uint8Array {
-  return encodeMessage(m);
+/** Where a lock's long-lived channel sends its frames and reports, on the current link. */
+export interface ChannelHooks {
+  write: (frame: Uint8Array) => void;
+  progress: (acked: number, total: number) => void;
+  violation: (e: Error) => void;
+}
+
+export interface LockChannelState {
+  channel: MessageChannel;
+  inbox: MessageInbox;
+  hooks: ChannelHooks;
+}
+
+const idleHooks = (): ChannelHooks => ({ write: () => undefined, progress: () => undefined, violation: () => undefined });
+
+/**
+ * One MessageChannel and inbox per lock, outliving connections, so a transfer cut by a
+ * disconnect resumes on the next connection. Each connector (sim, noble) points the
+ * hooks at its current link.
+ */
+export class LockChannels {
+  private readonly states = new Map<string, LockChannelState>();
+
+  /** The lock's state for a new connection (created on first use). */
+  open(lockId: string): LockChannelState {
+    let state = this.states.get(lockId);
+    if (!state) {
+      const inbox = new MessageInbox();
+      const hooks = idleHooks();
+      const channel = new MessageChannel({
+        write: (f) => hooks.write(f),
+        onMessage: (m) => inbox.deliver(m),
+        onProgress: (a, t) => hooks.progress(a, t),
+        onProtocolError: (e) => hooks.violation(e),
+      });
+      state = { channel, inbox, hooks };
+      this.states.set(lockId, state);
+    }
+    state.inbox.reopen();
+    return state;
+  }
+
+  /** Abandon whatever is queued for this lock. */
+  forget(lockId: string): void {
+    this.states.get(lockId)?.channel.close('abandoned');
+    this.states.delete(lockId);
+  }
+
+  forgetAll(): void {
+    for (const id of [...this.states.keys()]) this.forget(id);
+  }
+}
+
+/** A LockConnection over a lock's channel; the transport supplies the link-level parts. */
+export function connectionOver(
+  state: LockChannelState,
+  link: { lockId: string; mtu: number; isOpen: () => boolean; closed: Promise<DisconnectInfo>; rssi: () => Promise<number>; disconnect: () => Promise<void> },
+): LockConnection {
+  const { channel, inbox } = state;
+  return {
+    lockId: link.lockId,
+    mtu: link.mtu,
+    get isOpen() {
+      return link.isOpen();
+    },
+    closed: link.closed,
+    send: (m: Message) => channel.send(encodeMessage(m)),
+    sendRaw: (b: Uint8Array) => channel.send(b),
+    next: (t) => inbox.next(t),
+    rssi: link.rssi,
+    disconnect: link.disconnect,
+  };
 }
