@@ -25,10 +25,16 @@ export interface DisconnectInfo {
 export interface LockConnection {
   readonly lockId: string;
   readonly mtu: number;
-  /** Send one message; resolves when the lock has acknowledged all of its frames. */
+  /**
+   * Send one message; resolves when the lock has acknowledged all of its frames, rejects
+   * with LINK_LOST if the link drops first — the message then stays queued and resumes on
+   * the next connection to this lock (see drained()).
+   */
   send(m: Message): Promise<void>;
   /** Send already-encoded message bytes exactly as received from the authority. */
   sendRaw(bytes: Uint8Array): Promise<void>;
+  /** Resolves when everything queued for this lock — a resumed message too — is acknowledged. */
+  drained(): Promise<void>;
   /** Next message from the lock; rejects with LINK_LOST on disconnect, TIMEOUT after timeoutMs. */
   next(timeoutMs: number): Promise<Message>;
   /** Resolves when the link goes down, for whatever reason. */
@@ -83,9 +89,13 @@ export class MessageInbox {
     }
   }
 
-  /** A new connection: forget the previous link's failure. Queued messages stay. */
+  /**
+   * A new connection is a new lock session: forget the previous link's failure and any
+   * message of the old session not read yet (its answers are bound to the old nonce).
+   */
   reopen(): void {
     this.failure = undefined;
+    this.queue.length = 0;
   }
 
   next(timeoutMs: number): Promise<Message> {
@@ -172,6 +182,15 @@ export function connectionOver(
   link: { lockId: string; mtu: number; isOpen: () => boolean; closed: Promise<DisconnectInfo>; rssi: () => Promise<number>; disconnect: () => Promise<void> },
 ): LockConnection {
   const { channel, inbox } = state;
+  const lost = link.closed.then((d) => {
+    throw new AgentError('LINK_LOST', `${d.description} (HCI reason 0x${d.reason.toString(16).padStart(2, '0')})`);
+  });
+  lost.catch(() => undefined);
+  /** Acknowledged on this link, or LINK_LOST; the channel keeps the message for a resume. */
+  const onThisLink = (p: Promise<void>): Promise<void> => {
+    p.catch(() => undefined); // rejected only by close(): nobody else waits for it
+    return Promise.race([p, lost]);
+  };
   return {
     lockId: link.lockId,
     mtu: link.mtu,
@@ -179,8 +198,9 @@ export function connectionOver(
       return link.isOpen();
     },
     closed: link.closed,
-    send: (m: Message) => channel.send(encodeMessage(m)),
-    sendRaw: (b: Uint8Array) => channel.send(b),
+    send: (m: Message) => onThisLink(channel.send(encodeMessage(m))),
+    sendRaw: (b: Uint8Array) => onThisLink(channel.send(b)),
+    drained: () => onThisLink(channel.drained()),
     next: (t) => inbox.next(t),
     rssi: link.rssi,
     disconnect: link.disconnect,

@@ -64,7 +64,8 @@ interface SyncContext {
   timeout: number;
   versionBefore: number | undefined;
   target: number | undefined;
-  inFlight: { promise: Promise<void>; target: number } | undefined;
+  /** An update whose transfer a dropped link cut: it stays queued in the lock's channel. */
+  inFlight: { target: number } | undefined;
   result: Partial<SyncResult>;
 }
 
@@ -77,6 +78,9 @@ export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
   let lastError: AgentError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     opts.onEvent?.({ phase: 'connecting', attempt });
+    // Only an update in flight is worth resuming; anything else still queued from the last
+    // link (signed time, audit request) belongs to the dead session and must not be sent.
+    if (attempt > 1 && ctx.inFlight === undefined) opts.connector.forget(opts.lockId);
     let conn: LockConnection | undefined;
     try {
       const connectOpts: { timeoutMs?: number; onProgress?: (a: number, t: number) => void } = {
@@ -134,12 +138,12 @@ export async function syncOnConnection(
   //    ahead of anything sent now: let it finish (resume) or ask for the lost receipt.
   const resuming = ctx.inFlight !== undefined;
   if (ctx.inFlight) {
-    const { promise, target } = ctx.inFlight;
+    const { target } = ctx.inFlight;
     if (hello.version >= target) {
       ctx.inFlight = undefined;
       receipt = await requestReceipt(conn, ctx);
     } else {
-      await whileOpen(conn, promise);
+      await conn.drained(); // the framing resumes it from the bytes the lock holds
       ctx.inFlight = undefined;
       receipt = await expectReceipt(conn, ctx);
     }
@@ -172,10 +176,8 @@ export async function syncOnConnection(
     for (const bytes of messages) {
       const target = targetOf(bytes) ?? pending?.to ?? hello.version;
       updateBytes += bytes.length;
-      const promise = conn.sendRaw(bytes);
-      promise.catch(() => undefined); // awaited below or on the next connection
-      ctx.inFlight = { promise, target };
-      await whileOpen(conn, promise);
+      ctx.inFlight = { target };
+      await conn.sendRaw(bytes); // LINK_LOST leaves it queued: the retry resumes it
       ctx.inFlight = undefined;
       try {
         receipt = await expectReceipt(conn, ctx);
@@ -232,18 +234,6 @@ async function fetchUpdates(lockId: string, version: number, certSerial: number 
   const cached = opts.cache?.updatesFor(lockId, version);
   if (cached) opts.onEvent?.({ phase: 'fetched', from: cached.from, to: cached.to, bytes: cached.messages.reduce((n, m) => n + m.length, 0), source: 'cache' });
   return cached;
-}
-
-/**
- * Wait for a send to be fully acknowledged, or fail with LINK_LOST when the link drops
- * first. The send itself stays queued in the channel and resumes on the next connection.
- */
-async function whileOpen<T>(conn: LockConnection, p: Promise<T>): Promise<T> {
-  const lost = conn.closed.then((d) => {
-    throw new AgentError('LINK_LOST', `${d.description} (HCI reason 0x${d.reason.toString(16).padStart(2, '0')})`);
-  });
-  lost.catch(() => undefined);
-  return Promise.race([p, lost]);
 }
 
 function targetOf(bytes: Uint8Array): number | undefined {

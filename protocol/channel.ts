@@ -77,6 +77,7 @@ export class MessageChannel {
   private mtu: number;
   private readonly reassembler: FrameReassembler;
   private readonly queue: Pending[] = [];
+  private readonly drainWaiters: (() => void)[] = [];
   private current: Pending | undefined;
   private lastId = -1;
   private up = false;
@@ -127,6 +128,20 @@ export class MessageChannel {
     this.sender.disconnected();
   }
 
+  /**
+   * Resolves when nothing is left to send: every queued message fully acknowledged (a
+   * message resumed on a new connection included), or the channel closed.
+   */
+  drained(): Promise<void> {
+    if (!this.current && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private notifyDrained(): void {
+    if (this.current || this.queue.length > 0) return;
+    for (const w of this.drainWaiters.splice(0)) w();
+  }
+
   /** Give up: reject every pending send. */
   close(reason = 'channel closed'): void {
     this.up = false;
@@ -135,6 +150,7 @@ export class MessageChannel {
     const all = [...(this.current ? [this.current] : []), ...this.queue.splice(0)];
     this.current = undefined;
     for (const p of all) p.reject(new ChannelClosedError(reason));
+    this.notifyDrained();
   }
 
   /** Queue a message; resolves when the peer has acknowledged every byte. */
@@ -189,6 +205,7 @@ export class MessageChannel {
       this.current = undefined;
       this.stats.messagesOut++;
       p.resolve();
+      this.notifyDrained();
     }
   }
 

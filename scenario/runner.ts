@@ -529,6 +529,9 @@ class Run {
         run.carry(phone, door, bytes);
         return watchPower(conn.sendRaw(bytes));
       },
+      drained() {
+        return watchPower(conn.drained());
+      },
       async next(timeoutMs: number) {
         try {
           const m = await watchPower(conn.next(timeoutMs));

@@ -184,6 +184,9 @@ export class World {
       if (opts.radio?.captureDir) radioOpts.captureDir = opts.radio.captureDir;
       if (opts.radio?.timeScale !== undefined) radioOpts.timeScale = opts.radio.timeScale;
       radio = await startRadio(radioOpts);
+      // Every noble/bleno instance adds a process 'exit' listener (to close its UART): with
+      // one per controller, Node's default limit of 10 warns about a leak that is not one.
+      process.setMaxListeners(Math.max(process.getMaxListeners(), 10 + 2 * controllers.length));
     } else {
       simAir = new SimAir(opts.simMtu ?? 185);
     }
