@@ -79,4 +79,11 @@ describe('a scenario through the real stacks (bleno ↔ noble over the virtual r
     expect(lockCapture).toBeDefined();
     expect(statSync(lockCapture as string).size).toBeGreaterThan(1000);
   }, 60_000);
+
+  it('13 sync interrupted and resumed passes on ble: a link dropped at packet 12 on the worst link profile', async () => {
+    const r = await runScenario(loadScenario(join(DIR, '13-sync-interrupted-and-resumed.yaml')), { transport: 'ble', outDir: join(out, 'ble-13') });
+    expect(failures(r), `replay: ${r.replayCommand}`).toBe('');
+    expect(r.passed).toBe(true);
+    expect(r.trace.events.some((e) => e.kind === 'fault')).toBe(true);
+  }, 90_000);
 });
