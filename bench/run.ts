@@ -199,7 +199,7 @@ function authorityTable(r: Record<string, any>): string {
       ['compile + sign after a Key change, communal door', `${r.compileAndSignAfterKeyChangeMs?.communalDoor?.median} ms median (${r.compileAndSignAfterKeyChangeMs?.communalDoor?.entriesAtLock} entries)`],
       ['serve a delta (GET updates)', `${r.serveDeltaMs?.median} ms median`],
       ...Object.entries(d).map(([k, v]): Cell[] => [`update size: ${k}`, `${(v as any).bytes} bytes (${(v as any).type}${(v as any).ops ? `, ${(v as any).ops} ops` : ''})`]),
-      ['certificate bytes in every update', r.certificateBytesInEveryUpdate],
+      ['certificate bytes (only to a lock that lacks the current one)', r.certificateBytesWhenLockLacksIt],
       ['database size per 1,000 credentials', `${r.database?.bytesPer1000Credentials} bytes (${r.database?.bytes} bytes total)`],
       ['property set-up (one transaction)', `${r.property?.setupSeconds} s`],
     ],
