@@ -1,0 +1,72 @@
+// The offline courier: a phone fetches a door's update while it has network, carries it to
+// a lock with no authority reachable, keeps the lock's signed receipt, and delivers it when
+// it is back online — after which the authority knows the revocation is in force there.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { World } from '../world/index';
+import { HttpAuthorityClient } from '../mobile-agent/authority-client';
+import { deliverOutbox } from '../mobile-agent/sync';
+import { AgentError } from '../mobile-agent/errors';
+
+describe('offline courier', () => {
+  let world: World;
+  let partnerId: number;
+  beforeAll(async () => {
+    world = await World.create({ seed: 'courier', doors: [{ name: 'cellar' }], phones: ['staff'] });
+    const a = world.authority;
+    const door = world.door('cellar');
+    const key = a.createKey({ name: 'Cellar', doors: [{ doorId: door.doorId }] });
+    const staff = a.addUser({ name: 'Sam', role: 'staff' });
+    a.assignKey(staff.id, key.id);
+    world.enrolPhone('staff', { userId: staff.id });
+    partnerId = a.authorizePartner('Wine Co').partner.id;
+    a.assignPartnerToDoor(partnerId, door.doorId);
+    a.enrolDeviceWithNewKey({ partnerId }, 'wine-co-van');
+    world.moveTo('staff', 'cellar');
+    await world.sync('staff', 'cellar');
+    world.moveTo('staff', null);
+  });
+  afterAll(async () => world?.close());
+
+  it('carries a fetched revocation to the lock offline and delivers the receipt later', async () => {
+    const a = world.authority;
+    const door = world.door('cellar');
+    a.unassignPartnerFromDoor(partnerId, door.doorId);
+    const target = a.currentVersion(door.lockId);
+    expect(target).toBeGreaterThan(door.lock.version);
+    const phone = world.phone('staff');
+
+    // Online, at the office: fetch what the cellar door needs.
+    const online = world.authorityClientFor('staff');
+    phone.cache.storeUpdates(await online.updates(door.lockId, door.lock.version));
+    expect(phone.cache.newestVersion(door.lockId)).toBe(target);
+
+    // In the cellar, no network: the authority is unreachable.
+    const unreachable = new HttpAuthorityClient('http://127.0.0.1:9', 'x', 500);
+    world.moveTo('staff', 'cellar');
+    const r = await world.sync('staff', 'cellar', { authority: unreachable });
+    world.moveTo('staff', null);
+    expect(r.versionAfter).toBe(target);
+    expect(door.lock.version).toBe(target);
+    expect(r.receiptDelivered).toBe(false);
+    expect(phone.cache.outbox(door.lockId).map((o) => o.kind)).toEqual(['receipt', 'audit']);
+    // The authority has not heard yet: the revocation still shows as pending.
+    expect(a.pendingRevocations({ partnerId }).length).toBeGreaterThan(0);
+
+    // Back online: deliver.
+    const delivered = await deliverOutbox(phone.cache, online);
+    expect(delivered).toBe(2);
+    expect(phone.cache.outbox(door.lockId)).toEqual([]);
+    expect(a.listLocks().find((l) => l.lockId === door.lockId)?.versionInForce).toBe(target);
+    expect(a.pendingRevocations({ partnerId })).toEqual([]);
+  });
+
+  it('with nothing cached and no authority, the sync says what to do', async () => {
+    const unreachable = new HttpAuthorityClient('http://127.0.0.1:9', 'x', 500);
+    world.moveTo('staff', 'cellar');
+    const err = await world.sync('staff', 'cellar', { authority: unreachable, cache: undefined as never }).catch((e) => e);
+    world.moveTo('staff', null);
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).reason).toBe('AUTHORITY_UNREACHABLE');
+    expect((err as AgentError).exitCode).toBe(6);
+  });
+});
