@@ -4,6 +4,7 @@
 // The packages are optional dependencies, imported lazily so nothing else in the project
 // needs them to load.
 import { createRequire } from 'node:module';
+import { parseTransport as parseTransportSpec, TransportSpecError, type TransportSpec } from '../protocol/transport';
 
 export type BleFamily = 'stoprocent' | 'abandonware';
 
@@ -37,12 +38,21 @@ export class TransportUnsupportedError extends Error {
   }
 }
 
-/** Parses `uart:/dev/ttyACM0`, `uart:/tmp/radio/lock-1@1000000`, `hci:0`. */
+/**
+ * Parses `uart:/dev/ttyACM0`, `uart:/tmp/radio/lock-1@1000000`, `hci:0` into what the host
+ * stacks take. The grammar is the project's one transport-string parser (protocol/
+ * transport.ts); `sim` is not a host-stack transport, so it is refused here.
+ */
 export function parseTransport(transport: string): HostTransport {
-  const uart = /^uart:(.+?)(?:@(\d+))?$/.exec(transport);
-  if (uart) return { kind: 'uart', port: uart[1]!, baudRate: uart[2] ? Number(uart[2]) : 1_000_000 };
-  const hci = /^hci:(\d+)$/.exec(transport);
-  if (hci) return { kind: 'hci', deviceId: Number(hci[1]) };
+  let spec: TransportSpec;
+  try {
+    spec = parseTransportSpec(transport);
+  } catch (error) {
+    if (error instanceof TransportSpecError) throw new TransportParseError(transport);
+    throw error;
+  }
+  if (spec.kind === 'uart') return { kind: 'uart', port: spec.path, baudRate: spec.baudRate };
+  if (spec.kind === 'hci') return { kind: 'hci', deviceId: spec.index };
   throw new TransportParseError(transport);
 }
 
