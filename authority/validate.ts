@@ -1,7 +1,7 @@
 // Input validation for manager operations: every bad value becomes AuthorityError
 // ('VALIDATION') naming the field, before anything is written.
 
-import { type LockPolicy, type ScheduleWindow, ProtocolError, validateSchedule, LIMITS } from '../protocol';
+import { type LockPolicy, type ScheduleWindow, ProtocolError, validateSchedule, LIMITS, isValidTimeZone, localTime } from '../protocol';
 import { AuthorityError } from './errors';
 
 export function invalid(message: string, details?: Record<string, unknown>): AuthorityError {
@@ -47,11 +47,7 @@ export function requireHex(v: unknown, what: string, bytes?: { exact?: number; m
 
 export function requireTimeZone(v: unknown): string {
   if (typeof v !== 'string' || v.length === 0) throw invalid('timeZone must be an IANA time zone name');
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: v });
-  } catch {
-    throw invalid(`unknown IANA time zone ${JSON.stringify(v)}`);
-  }
+  if (!isValidTimeZone(v)) throw invalid(`unknown IANA time zone ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -143,6 +139,7 @@ export function requireLocalDate(v: unknown): string {
   return v;
 }
 
+/** The property's local day, exactly as the lock computes it for daily codes. */
 export function localDate(unixSeconds: number, timeZone: string): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(unixSeconds * 1000));
+  return localTime(timeZone, unixSeconds * 1000).date;
 }

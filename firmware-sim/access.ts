@@ -54,51 +54,9 @@ export interface Decision {
   singleUse?: SingleUseRecord[];
 }
 
-// ---------------------------------------------------------------------------
-// Local time in the property's IANA zone (DST-correct via Intl)
-
-export interface LocalTime {
-  /** YYYY-MM-DD */
-  date: string;
-  /** 0 = Monday … 6 = Sunday */
-  weekday: number;
-  /** Minutes after local midnight. */
-  minute: number;
-}
-
-const formatters = new Map<string, Intl.DateTimeFormat>();
-const WEEKDAYS: Record<string, number> = { Mon: 0, Tue: 1, Wed: 2, Thu: 3, Fri: 4, Sat: 5, Sun: 6 };
-
-export function isValidTimeZone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export function localTime(timeZone: string, ms: number): LocalTime {
-  let f = formatters.get(timeZone);
-  if (f === undefined) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone,
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      weekday: 'short',
-      hourCycle: 'h23',
-    });
-    formatters.set(timeZone, f);
-  }
-  const p: Record<string, string> = {};
-  for (const part of f.formatToParts(new Date(ms))) p[part.type] = part.value;
-  const weekday = WEEKDAYS[p.weekday ?? ''];
-  if (weekday === undefined) throw new Error(`unexpected weekday ${p.weekday}`);
-  return { date: `${p.year}-${p.month}-${p.day}`, weekday, minute: Number(p.hour) * 60 + Number(p.minute) };
-}
+// Local time in the property's IANA zone: protocol/localtime.ts (shared with the authority).
+export { type LocalTime, isValidTimeZone, localTime } from '../protocol/localtime';
+import { type LocalTime, localTime } from '../protocol/localtime';
 
 export function inSchedule(windows: readonly ScheduleWindow[], t: LocalTime): boolean {
   const bit = 1 << t.weekday;

@@ -13,3 +13,4 @@ export * from './transport';
 export * from './framing';
 export * from './channel';
 export * from './gatt';
+export * from './localtime';

@@ -3,14 +3,7 @@
 // package), DST-correct: a local time in a spring-forward gap is refused, an ambiguous
 // one in the autumn overlap resolves to the earlier instant.
 
-export function isValidTimeZone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isValidTimeZone } from '../protocol/localtime';
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
