@@ -96,8 +96,11 @@ export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
       if (conn?.isOpen) await conn.disconnect().catch(() => undefined);
       const err = e instanceof AgentError ? e : new AgentError('PROTOCOL_VIOLATION', String((e as Error)?.message ?? e));
       lastError = err;
-      // Only link trouble is worth retrying: a refusal or a missing lock will not change.
-      const retryable = err.reason === 'LINK_LOST' || err.reason === 'TIMEOUT';
+      // Only link trouble is worth retrying: a refusal will not change. A lock that is not
+      // advertising is retried only if this sync already reached it — after a dropped link
+      // the lock advertises again only once its own supervision timeout has fired.
+      const reachedBefore = ctx.versionBefore !== undefined;
+      const retryable = err.reason === 'LINK_LOST' || err.reason === 'TIMEOUT' || (err.reason === 'LOCK_NOT_FOUND' && reachedBefore);
       if (!retryable || attempt === attempts) break;
       const delayMs = (opts.backoffMs ?? 500) * 2 ** (attempt - 1);
       opts.onEvent?.({ phase: 'retry', attempt, delayMs, reason: err.message });
