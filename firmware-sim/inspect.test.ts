@@ -54,6 +54,38 @@ describe('inspectFlash: the independent second reader', () => {
     expect(cuts).toBeGreaterThan(5);
   });
 
+  it('replays the journal itself and agrees with the writer across journal appends and compactions', () => {
+    const rig = createTestRig({ seed: 'insp-journal' });
+    const s = rig.lock.openSession();
+    let sawJournal = false;
+    let sawCompaction = false;
+    let region = rig.lock.storage.tableJournal.region;
+    for (let v = 0; v < 14; v++) {
+      const ops = [
+        ...(v > 2 ? [{ op: 'remove' as const, credId: v * 10 - 25 }] : []),
+        ...Array.from({ length: 6 }, (_, i) => ({ op: 'put' as const, entry: rig.auth.keycardEntry(v * 10 + i + 1, uid(v * 10 + i + 1)) })),
+      ];
+      s.handle(TestAuthority.message(rig.auth.delta(ops)));
+      const j = rig.lock.storage.tableJournal;
+      if (j.records > 0) sawJournal = true;
+      if (j.region !== region) sawCompaction = true;
+      region = j.region;
+      const r = inspectFlash(rig.flash.image());
+      expect(r.problems, `v${v + 1}`).toEqual([]);
+      expect(r.inForce).toMatchObject({
+        version: rig.lock.version,
+        versionFloor: rig.lock.version,
+        entries: rig.lock.durable.tableState.table.entries.size,
+        headDigest: toHex(rig.lock.durable.tableState.head?.digest ?? new Uint8Array(0)),
+        journalRecords: j.records,
+        journalBytes: j.bytes,
+        tableRegion: j.region,
+      });
+    }
+    expect(sawJournal).toBe(true);
+    expect(sawCompaction).toBe(true);
+  });
+
   it('reports an image that is not a lock', () => {
     const r = inspectFlash(new Uint8Array(4096).fill(0xff));
     expect(r.ok).toBe(false);

@@ -6,6 +6,7 @@ import {
   type AuditRecord,
   type CborValue,
   AUDIT_GENESIS,
+  applyOps,
   auditRecordFromBytes,
   chainAudit,
   decode,
@@ -13,7 +14,9 @@ import {
   hash,
   keyIdOf,
   keyPairFromSeed,
+  opFromCbor,
   signedHeadFromCbor,
+  tableDigest,
   toHex,
   verify,
   type Entry,
@@ -51,6 +54,9 @@ export interface FlashReport {
     headSignatureValid: boolean | null;
     tableRegion: number;
     tableBytes: number;
+    /** Journal records replayed on top of the base table, and their bytes. */
+    journalRecords: number;
+    journalBytes: number;
     entries: number;
     keyPolicies: number;
     policy: Record<string, number>;
@@ -123,16 +129,40 @@ export function inspectFlash(image: Uint8Array, opts: { recentAudit?: number } =
   for (const c of cands) {
     try {
       const m = decode(c.payload, { maxBytes: 1 << 20, maxItems: 10_000 }) as Map<number, CborValue>;
-      const ref = m.get(6) as [number, number, Uint8Array];
+      const ref = m.get(6) as [number, number, Uint8Array, number, number];
       const regionBase = (L.tableStart + ref[0] * L.tableRegionBlocks) * bs;
       const tableBytes = image.subarray(regionBase, regionBase + ref[1]);
       if (toHex(hash(tableBytes)) !== toHex(ref[2])) {
         problems.push(`commit ${c.seq}: table region ${ref[0]} does not match its SHA-256 (skipped)`);
         continue;
       }
-      const table = decodeTableBytes(tableBytes);
       const headRaw = m.get(7);
       const sh = headRaw === undefined ? null : signedHeadFromCbor(headRaw);
+      // Journal (FLASH.md §4.1): records after the base, each [magic LSJR, seq, len, ver],
+      // CBOR [[ops], [headBytes, sig]], then CRC-32 + LSOK; every one must reproduce its head.
+      let table = decodeTableBytes(tableBytes);
+      const jBytes = ref[3] ?? 0;
+      const jCount = ref[4] ?? 0;
+      let jOff = regionBase + up(ref[1], prog);
+      const jEnd = jOff + jBytes;
+      if (jEnd > regionBase + L.tableRegionBlocks * bs) throw new Error(`journal of ${jBytes} bytes runs past table region ${ref[0]}`);
+      let lastHeadBytes: string | null = null;
+      for (let i = 1; i <= jCount; i++) {
+        const jh = image.subarray(jOff, jOff + hdr);
+        const len = u32(jh, 8);
+        const recEnd = jOff + hdr + up(len, prog) + trl;
+        if (jh.length < hdr || ascii(jh, 0) !== 'LSJR' || u32(jh, 4) !== i || recEnd > jEnd) throw new Error(`journal record ${i}: bad header`);
+        const tOff = jOff + hdr + up(len, prog);
+        if (u32(image, tOff) !== crc32Bitwise(image.subarray(jOff, jOff + hdr + len)) || ascii(image, tOff + 4) !== 'LSOK') throw new Error(`journal record ${i}: CRC`);
+        const payload = decode(image.subarray(jOff + hdr, jOff + hdr + len), { maxBytes: 1 << 24, maxItems: 4_000_000 }) as [CborValue[], CborValue];
+        const jsh = signedHeadFromCbor(payload[1]);
+        table = applyOps(table, payload[0].map((o) => opFromCbor(o)));
+        if (toHex(tableDigest(table)) !== toHex(jsh.head.digest)) throw new Error(`journal record ${i}: replay does not reproduce head v${jsh.head.version}`);
+        lastHeadBytes = toHex(jsh.headBytes);
+        jOff = recEnd;
+      }
+      if (jOff !== jEnd) throw new Error(`journal: ${jCount} records end at ${jOff - regionBase}, commit says ${jEnd - regionBase}`);
+      if (lastHeadBytes !== null && (sh === null || lastHeadBytes !== toHex(sh.headBytes))) throw new Error('journal ends at another head than the commit record');
       const roots = (m.get(4) as Uint8Array[]) ?? [];
       const certs = ((m.get(10) as [Uint8Array, Uint8Array][] | undefined) ?? []).map(([cb]) => decode(cb) as Map<number, CborValue>);
       let sigValid: boolean | null = null;
@@ -157,6 +187,8 @@ export function inspectFlash(image: Uint8Array, opts: { recentAudit?: number } =
         headSignatureValid: sigValid,
         tableRegion: ref[0],
         tableBytes: ref[1],
+        journalRecords: jCount,
+        journalBytes: jBytes,
         entries: table.entries.size,
         keyPolicies: table.keyPolicies.size,
         policy: { ...pol },

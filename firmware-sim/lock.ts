@@ -251,7 +251,7 @@ export class Lock {
     if (!r.ok) return this.refuse('updateRefused', r.error);
     const next: DurableState = { ...this.durable, tableState: r.state, signedHead: update.head };
     try {
-      this.storage.commit(next, { time: this.rtc.nowS(), event: 'updateApplied', value: r.state.head?.version ?? 0 });
+      this.storage.commit(next, { time: this.rtc.nowS(), event: 'updateApplied', value: r.state.head?.version ?? 0 }, update.type === 'delta' ? update.ops : undefined);
     } catch (e) {
       if (e instanceof StorageError && e.code === 'TOO_LARGE') return this.refuse('updateRefused', new ProtocolError('OVER_LIMIT', e.message));
       throw e;

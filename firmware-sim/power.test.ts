@@ -11,8 +11,12 @@ import { Lock } from './lock';
 import { FakeClock } from './time';
 import { TEST_GEOMETRY, TestAuthority, createTestRig } from './test-authority';
 
-const counts = { deltaCommit: 0, auditAppend: 0, linear: 0, linearOps: 0 };
-afterAll(() => console.log(`lock power-cut points tested: delta commit ${counts.deltaCommit}, access audit append ${counts.auditAppend}, linear schedule ${counts.linear} cuts over ${counts.linearOps} operations`));
+const counts = { deltaCommit: 0, journalAppend: 0, tableCompaction: 0, auditAppend: 0, linear: 0, linearOps: 0 };
+afterAll(() =>
+  console.log(
+    `lock power-cut points tested: delta commit ${counts.deltaCommit} (journal append ${counts.journalAppend}, table compaction ${counts.tableCompaction}), access audit append ${counts.auditAppend}, linear schedule ${counts.linear} cuts over ${counts.linearOps} operations`,
+  ),
+);
 
 function bootOn(image: Uint8Array, mode: PowerLossMode, seed: string): { flash: NorFlash; lock: Lock; clock: FakeClock } {
   const flash = new NorFlash(TEST_GEOMETRY, { image, mode, seed });
@@ -45,9 +49,12 @@ for (const mode of ['atomic', 'outOfOrder'] as PowerLossMode[]) {
       let olds = 0;
       let news = 0;
       let compactions = 0;
-      // Twelve consecutive deltas, each cut at every one of its operations: the run crosses
-      // metadata-slot compactions and table-region alternation.
-      for (let k = 0; k < 12; k++) {
+      let journalAppends = 0;
+      let tableCompactions = 0;
+      // Sixteen consecutive deltas, each cut at every one of its operations: the run crosses
+      // journal appends, table compactions (a fresh base in the other region once the journal
+      // reaches its threshold) and metadata-slot compactions.
+      for (let k = 0; k < 16; k++) {
         const image = rig.flash.image();
         const base = rig.lock.version;
         const oldDigest = toHex(tableDigest(rig.lock.durable.tableState.table));
@@ -63,7 +70,17 @@ for (const mode of ['atomic', 'outOfOrder'] as PowerLossMode[]) {
         expect(ok.type).toBe('receipt');
         const total = probe.flash.operations;
         if (probe.lock.storage.activeMetaSlot !== slotBefore) compactions++;
-        expect(total).toBeGreaterThan(10);
+        const wrote = probe.lock.storage.tableWrites;
+        expect(wrote.bases + wrote.journalRecords, 'exactly one table write per delta').toBe(1);
+        const path = wrote.journalRecords === 1 ? 'journal' : 'compaction';
+        if (path === 'journal') {
+          journalAppends++;
+          expect(probe.lock.storage.tableJournal.records).toBeGreaterThan(0);
+        } else {
+          tableCompactions++;
+          expect(probe.lock.storage.tableJournal.records).toBe(0);
+        }
+        expect(total).toBeGreaterThan(5);
         for (let cut = 0; cut < total; cut++) {
           const r = bootOn(image, mode, `${mode}/${k}/${cut}`);
           const sess = r.lock.openSession();
@@ -73,7 +90,7 @@ for (const mode of ['atomic', 'outOfOrder'] as PowerLossMode[]) {
           r.flash.powerOn();
           const after = Lock.boot({ flash: r.flash, clock: r.clock, timers: r.clock, random: new SeededRandom(cut) });
           const { version, floor } = check(after);
-          const where = `delta ${k} cut ${cut}/${total}`;
+          const where = `delta ${k} (${path}) cut ${cut}/${total}`;
           expect([base, base + 1], where).toContain(version);
           expect(floor, where).toBeGreaterThanOrEqual(base);
           const digest = toHex(tableDigest(after.durable.tableState.table));
@@ -81,6 +98,8 @@ for (const mode of ['atomic', 'outOfOrder'] as PowerLossMode[]) {
           if (version === base + 1) {
             news++;
             expect(digest, where).toBe(newDigest);
+            // the new table was rebuilt by replaying the journal, not read whole
+            if (path === 'journal') expect(after.storage.report.journalReplayed, where).toBeGreaterThan(0);
             expect(victimReason, where).toBe('UNKNOWN_CREDENTIAL');
             expect(after.storage.auditRecords().some((x) => x.event === 'updateApplied' && x.value === base + 1), where).toBe(true);
           } else {
@@ -94,12 +113,16 @@ for (const mode of ['atomic', 'outOfOrder'] as PowerLossMode[]) {
           }
         }
         counts.deltaCommit += total;
+        if (path === 'journal') counts.journalAppend += total;
+        else counts.tableCompaction += total;
         expect(decodeMessage(s.handle(msg)[0] as Uint8Array).type).toBe('receipt');
         rig.clock.advance(1000);
       }
       expect(olds).toBeGreaterThan(0);
       expect(news).toBeGreaterThan(0);
       expect(compactions).toBeGreaterThan(0);
+      expect(journalAppends).toBeGreaterThan(1);
+      expect(tableCompactions).toBeGreaterThan(1);
     });
 
     it('exhaustive: every operation of an access decision (audit append)', () => {

@@ -111,6 +111,50 @@ describe('LockStorage', () => {
     expect(verifyAuditChain(ex.prevHash, ex.records).head).toEqual(m.auditHead().hash);
   });
 
+  it('appends deltas to the journal, replays them at mount, and compacts past the threshold', () => {
+    const { flash, auth } = provision('journal');
+    const s = LockStorage.mount(flash);
+    const commitDelta = (st: LockStorage, ops: ReturnType<typeof phoneOps>) => {
+      const r = applyUpdate(st.state.tableState, auth.delta(ops));
+      if (!r.ok) throw r.error;
+      st.commit({ ...st.state, tableState: r.state, signedHead: r.update.head }, { time: 5, event: 'updateApplied', value: r.state.head?.version ?? 0 }, ops);
+    };
+    commitDelta(s, phoneOps(auth, 1, 30)); // the first delta onto the empty base: journaled
+    expect(s.tableWrites).toEqual({ bases: 0, journalRecords: 1 });
+    const region0 = s.tableJournal.region;
+    let compactedAt = -1;
+    for (let i = 0; i < 12; i++) {
+      commitDelta(s, phoneOps(auth, 100 + i * 3, 3));
+      const m = LockStorage.mount(flash);
+      expect(fingerprint(m)).toBe(fingerprint(s));
+      expect(m.report.journalReplayed).toBe(s.tableJournal.records);
+      if (compactedAt < 0 && s.tableJournal.region !== region0) compactedAt = i;
+    }
+    expect(compactedAt).toBeGreaterThanOrEqual(0);
+    expect(s.tableWrites.journalRecords).toBeGreaterThan(s.tableWrites.bases);
+  });
+
+  it('a journal record that does not reproduce its head voids the commit naming it: the previous commit is in force', () => {
+    const { flash, auth } = provision('jcorrupt');
+    const s = LockStorage.mount(flash);
+    const ops1 = phoneOps(auth, 1, 4);
+    const r1 = applyUpdate(s.state.tableState, auth.delta(ops1));
+    if (!r1.ok) throw r1.error;
+    s.commit({ ...s.state, tableState: r1.state, signedHead: r1.update.head }, undefined, ops1);
+    const v1 = fingerprint(s);
+    const ops2 = phoneOps(auth, 10, 4);
+    const r2 = applyUpdate(s.state.tableState, auth.delta(ops2));
+    if (!r2.ok) throw r2.error;
+    // Journal a record whose ops differ from the ones the head signs (a writer bug or a
+    // flipped bit with a matching CRC): replay must refuse it.
+    s.commit({ ...s.state, tableState: r2.state, signedHead: r2.update.head }, undefined, ops2.slice(1));
+    expect(s.tableJournal.records).toBe(2);
+    const m = LockStorage.mount(flash);
+    expect(fingerprint(m)).toBe(v1);
+    expect(m.report.recordsRejected).toBeGreaterThan(0);
+    expect(m.report.journalReplayed).toBe(1);
+  });
+
   // littlefs-style exhaustive power loss: cut at every program/erase operation of a commit
   // (table region + commit record + its audit record) and of an audit append.
   for (const mode of ['atomic', 'outOfOrder'] as PowerLossMode[]) {

@@ -42,6 +42,12 @@ import {
   signedHeadToCbor,
   bytesEqual,
   type LockPolicy,
+  type Op,
+  type Table,
+  applyOps,
+  opFromCbor,
+  opToCbor,
+  tableDigest,
 } from '../protocol';
 import { type NorFlash, FlashError } from './flash';
 import { crc32 } from './crc32';
@@ -50,7 +56,17 @@ export const SUPERBLOCK_MAGIC = 0x4246_534c; // "LSFB" little-endian
 export const META_MAGIC = 0x524d_534c; // "LSMR"
 export const AUDIT_BLOCK_MAGIC = 0x4241_534c; // "LSAB"
 export const COMMIT_MARKER = 0x4b4f_534c; // "LSOK"
-export const FORMAT_VERSION = 1;
+export const JOURNAL_MAGIC = 0x524a_534c; // "LSJR"
+/** 2: table regions hold a base table followed by a journal of delta records. */
+export const FORMAT_VERSION = 2;
+/** Journal records per base before the next table change compacts (bounds replay at mount). */
+export const JOURNAL_MAX_RECORDS = 64;
+/**
+ * Room kept free at the end of a table region. A delta's record holds every byte its puts
+ * and policies add, so base + journal + this margin bounds the replayed table's encoding
+ * (CBOR count headers grow by a few bytes at most): compaction always fits.
+ */
+export const JOURNAL_REGION_MARGIN = 64;
 /** Largest encoded audit record a slot holds (the protocol's records are ≤ 43 bytes). */
 export const AUDIT_RECORD_MAX = 47;
 /** NOR page: the largest single program the writer issues. */
@@ -154,9 +170,19 @@ export interface DurableState {
 
 interface TableRef {
   region: 0 | 1;
+  /** Base table bytes at offset 0 of the region. */
   length: number;
   sha256: Uint8Array;
+  /** Journal bytes committed after the base (from offset up(length, P)), and their record count. */
+  journalBytes: number;
+  journalCount: number;
 }
+
+/** What a commit writes to the table regions, decided before any byte is written. */
+type TablePlan =
+  | { kind: 'unchanged'; ref: TableRef }
+  | { kind: 'base'; ref: TableRef; bytes: Uint8Array }
+  | { kind: 'journal'; ref: TableRef; addr: number; body: Uint8Array; trailer: Uint8Array; eraseBlocks: number[] };
 
 interface MetaRecord {
   seq: number;
@@ -199,6 +225,8 @@ export interface MountReport {
   recordsRejected: number;
   auditRolledForward: boolean;
   auditDeadSlots: number;
+  /** Journal records replayed on top of the base table in force. */
+  journalReplayed: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -213,7 +241,9 @@ export class LockStorage {
   private auditBlocks: AuditBlockInfo[] = [];
   private auditHeadState: AuditHead = { seq: 0, hash: AUDIT_GENESIS };
   private auditActive: { index: number; epoch: number; nextSlot: number } | null = null;
-  report: MountReport = { metaRecordsSeen: 0, metaSeq: 0, recordsRejected: 0, auditRolledForward: false, auditDeadSlots: 0 };
+  report: MountReport = { metaRecordsSeen: 0, metaSeq: 0, recordsRejected: 0, auditRolledForward: false, auditDeadSlots: 0, journalReplayed: 0 };
+  /** Table writes since mount: full bases (snapshots, compactions) and journal appends. */
+  tableWrites = { bases: 0, journalRecords: 0 };
 
   private constructor(
     readonly flash: NorFlash,
@@ -239,11 +269,11 @@ export class LockStorage {
       singleUse: [],
     };
     // Seed the "previous" table ref so the first table lands in region 0.
-    s.tableRef = { region: 1, length: 0, sha256: hash(new Uint8Array(0)) };
+    s.tableRef = { region: 1, length: 0, sha256: hash(new Uint8Array(0)), journalBytes: 0, journalCount: 0 };
     s.committed = state;
     s.metaAppend = null;
     s.activeSlot = 1; // so the first compaction writes slot 0
-    s.writeCommit(state, true, undefined);
+    s.writeCommit(state, true, undefined, undefined);
     return s;
   }
 
@@ -268,6 +298,12 @@ export class LockStorage {
     return this.seq;
   }
 
+  /** The table region in force and its journal (tests, bench). */
+  get tableJournal(): { region: 0 | 1; baseBytes: number; records: number; bytes: number } {
+    const r = this.tableRef;
+    return { region: r.region, baseBytes: r.length, records: r.journalCount, bytes: r.journalBytes };
+  }
+
   // -------------------------------------------------------------------------
   // Commits
 
@@ -276,8 +312,10 @@ export class LockStorage {
    * next sequence number, travels in the commit record and is appended right after; the
    * returned head includes it. Either everything lands or (after reboot) nothing does.
    * Throws StorageError('TOO_LARGE') BEFORE writing anything if the state does not fit.
+   * `tableOps`, when the new table is the committed one with these ops applied (a delta),
+   * lets the table change be appended to the journal instead of rewriting the whole table.
    */
-  commit(next: DurableState, auditAfter?: Omit<AuditRecord, 'seq'>): AuditHead {
+  commit(next: DurableState, auditAfter?: Omit<AuditRecord, 'seq'>, tableOps?: readonly Op[]): AuditHead {
     const tableChanged = next.tableState.table !== this.committed.tableState.table;
     let journal: { seq: number; bytes: Uint8Array } | undefined;
     if (auditAfter !== undefined) {
@@ -285,7 +323,7 @@ export class LockStorage {
       journal = { seq, bytes: encodeAuditRecord({ ...auditAfter, seq }) };
       if (journal.bytes.length > AUDIT_RECORD_MAX) throw new StorageError('TOO_LARGE', `audit record of ${journal.bytes.length} bytes`);
     }
-    this.writeCommit(next, tableChanged, journal);
+    this.writeCommit(next, tableChanged, journal, tableOps);
     if (journal !== undefined) this.appendAuditBytes(journal.seq, journal.bytes);
     return this.auditHead();
   }
@@ -295,22 +333,19 @@ export class LockStorage {
     return this.layout.tableRegionBlocks * this.layout.blockSize;
   }
 
-  private writeCommit(next: DurableState, tableChanged: boolean, journal: { seq: number; bytes: Uint8Array } | undefined): void {
+  private writeCommit(next: DurableState, tableChanged: boolean, journal: { seq: number; bytes: Uint8Array } | undefined, tableOps: readonly Op[] | undefined): void {
     const L = this.layout;
-    let ref = this.tableRef;
-    let tableBytes: Uint8Array | undefined;
-    if (tableChanged) {
-      tableBytes = encodeTable(next.tableState.table);
-      if (tableBytes.length > this.tableCapacity()) throw new StorageError('TOO_LARGE', `table of ${tableBytes.length} bytes > region of ${this.tableCapacity()}`);
-      ref = { region: this.tableRef.region === 0 ? 1 : 0, length: tableBytes.length, sha256: hash(tableBytes) };
-    }
+    // Decide everything (and refuse what does not fit) before the first program or erase.
+    const plan = this.planTable(next, tableChanged, tableOps);
+    const ref = plan.ref;
     const payload = encodeMetaPayload(next, ref, journal);
     const recordBytes = L.metaHeaderBytes + alignUp(payload.length, L.progSize) + L.metaTrailerBytes;
     const slotBytes = L.metaSlotBlocks * L.blockSize;
     if (recordBytes > slotBytes) throw new StorageError('TOO_LARGE', `commit record of ${recordBytes} bytes > metadata slot of ${slotBytes}`);
 
-    // 1. Table bytes into the free region, then a barrier.
-    if (tableBytes !== undefined) {
+    // 1a. A full base table into the free region, then a barrier (snapshot or compaction).
+    if (plan.kind === 'base') {
+      const tableBytes = plan.bytes;
       const base = (L.tableStart + ref.region * L.tableRegionBlocks) * L.blockSize;
       const blocks = Math.max(1, Math.ceil(tableBytes.length / L.blockSize));
       for (let b = 0; b < blocks; b++) {
@@ -319,6 +354,17 @@ export class LockStorage {
       }
       this.programSpan(base, padTo(tableBytes, L.progSize, 0xff));
       this.flash.sync();
+      this.tableWrites.bases++;
+    }
+    // 1b. Or one journal record after the committed journal: body, barrier, trailer, barrier.
+    // It counts only once the commit record below names it.
+    if (plan.kind === 'journal') {
+      for (const blk of plan.eraseBlocks) this.flash.erase(blk);
+      this.programSpan(plan.addr, plan.body);
+      this.flash.sync();
+      this.programSpan(plan.addr + plan.body.length, plan.trailer);
+      this.flash.sync();
+      this.tableWrites.journalRecords++;
     }
     // 2. The commit record: header+payload, barrier, trailer, barrier.
     const seq = this.seq + 1;
@@ -359,6 +405,64 @@ export class LockStorage {
     this.activeSlot = slot;
     this.metaAppend = { slot, offset: offset + recordBytes };
     this.committed = next;
+  }
+
+  /**
+   * Where a table change goes. A delta (ops given) is appended to the journal of the region
+   * in force when: the journal stays under JOURNAL_MAX_RECORDS records and under half of
+   * max(base, one block) in bytes; base + journal + JOURNAL_REGION_MARGIN fits the region;
+   * and the bytes after the committed journal are erased up to the end of their block (a
+   * record torn by an earlier power cut forces a compaction). Blocks wholly past the
+   * committed journal may hold stale bytes from an older table: they are erased first.
+   * Anything else (snapshots, thresholds, torn tail) writes a full base to the other region.
+   */
+  private planTable(next: DurableState, tableChanged: boolean, tableOps: readonly Op[] | undefined): TablePlan {
+    const L = this.layout;
+    const cur = this.tableRef;
+    if (!tableChanged) return { kind: 'unchanged', ref: cur };
+    const capacity = this.tableCapacity();
+    if (tableOps !== undefined && next.signedHead !== null && cur.journalCount < JOURNAL_MAX_RECORDS) {
+      const payload = encodeJournalPayload(tableOps, next.signedHead);
+      const hdr = alignUp(16, L.progSize);
+      const body = new Uint8Array(hdr + alignUp(payload.length, L.progSize));
+      const dv = new DataView(body.buffer);
+      dv.setUint32(0, JOURNAL_MAGIC, true);
+      dv.setUint32(4, cur.journalCount + 1, true);
+      dv.setUint32(8, payload.length, true);
+      dv.setUint32(12, FORMAT_VERSION, true);
+      body.set(payload, hdr);
+      const trailer = new Uint8Array(alignUp(8, L.progSize));
+      const tdv = new DataView(trailer.buffer);
+      tdv.setUint32(0, crc32(body.subarray(0, hdr + payload.length)), true);
+      tdv.setUint32(4, COMMIT_MARKER, true);
+      const recLen = body.length + trailer.length;
+      const start = alignUp(cur.length, L.progSize) + cur.journalBytes;
+      const end = start + recLen;
+      const withinThreshold = cur.journalBytes + recLen <= Math.max(alignUp(cur.length, L.progSize), L.blockSize) / 2;
+      if (withinThreshold && end + JOURNAL_REGION_MARGIN <= capacity) {
+        const regionBase = (L.tableStart + cur.region * L.tableRegionBlocks) * L.blockSize;
+        const firstFreeBlock = alignUp(start, L.blockSize);
+        const partialEnd = Math.min(end, firstFreeBlock);
+        if (partialEnd <= start || this.flash.isErased(regionBase + start, firstFreeBlock - start)) {
+          const eraseBlocks: number[] = [];
+          for (let off = firstFreeBlock; off < end; off += L.blockSize) {
+            const blk = (regionBase + off) / L.blockSize;
+            if (!this.flash.isErased(blk * L.blockSize, L.blockSize)) eraseBlocks.push(blk);
+          }
+          return {
+            kind: 'journal',
+            ref: { ...cur, journalBytes: cur.journalBytes + recLen, journalCount: cur.journalCount + 1 },
+            addr: regionBase + start,
+            body,
+            trailer,
+            eraseBlocks,
+          };
+        }
+      }
+    }
+    const bytes = encodeTable(next.tableState.table);
+    if (bytes.length > capacity) throw new StorageError('TOO_LARGE', `table of ${bytes.length} bytes > region of ${capacity}`);
+    return { kind: 'base', ref: { region: cur.region === 0 ? 1 : 0, length: bytes.length, sha256: hash(bytes), journalBytes: 0, journalCount: 0 }, bytes };
   }
 
   /** Program bytes that may cross block boundaries, one NOR page per operation. */
@@ -511,7 +615,7 @@ export class LockStorage {
           regionOk.set(key, tb);
         }
         if (tb === null || !bytesEqual(hash(tb), p.ref.sha256)) throw new StorageError('CORRUPT', `record ${rec.seq}: table region ${p.ref.region} does not match`);
-        p.state.tableState.table = decodeTableBytes(tb);
+        p.state.tableState.table = this.replayJournal(decodeTableBytes(tb), p.ref, p.state.signedHead, rec.seq);
         parsed = { state: p.state, ref: p.ref, journal: p.journal, tableBytes: tb };
       } catch (e) {
         if (e instanceof StorageError || e instanceof ProtocolError || (e as Error).name === 'CborError') {
@@ -529,12 +633,53 @@ export class LockStorage {
       const isLast = !records.some((r) => r.slot === rec.slot && r.offset > rec.offset);
       this.metaAppend = isLast && tail !== undefined && tail.free !== null && tail.free === rec.end ? { slot: rec.slot, offset: rec.end } : null;
       this.pendingJournal = parsed.journal;
+      this.report.journalReplayed = parsed.ref.journalCount;
       return;
     }
     throw new StorageError('NO_VALID_COMMIT', `no valid commit record among ${records.length}`);
   }
 
   private pendingJournal: { seq: number; bytes: Uint8Array } | undefined;
+
+  /**
+   * Replay the journal a commit record names on top of its base table. Every record must be
+   * intact (magic, consecutive seq, CRC) and reproduce its signed head's digest, and the last
+   * head must be the commit record's own: otherwise the whole commit record is rejected and
+   * mount falls back to an older one (whose journal is a prefix of this one), never a mix.
+   */
+  private replayJournal(base: Table, ref: TableRef, signedHead: SignedHead | null, recSeq: number): Table {
+    const L = this.layout;
+    const hdr = alignUp(16, L.progSize);
+    const trl = alignUp(8, L.progSize);
+    const regionBase = (L.tableStart + ref.region * L.tableRegionBlocks) * L.blockSize;
+    const end = alignUp(ref.length, L.progSize) + ref.journalBytes;
+    if (end > this.tableCapacity()) throw new StorageError('CORRUPT', `record ${recSeq}: journal runs past the region`);
+    let off = alignUp(ref.length, L.progSize);
+    let table = base;
+    let lastHead: SignedHead | null = null;
+    for (let i = 1; i <= ref.journalCount; i++) {
+      if (off + hdr + trl > end) throw new StorageError('CORRUPT', `record ${recSeq}: journal record ${i} missing`);
+      const header = this.flash.read(regionBase + off, hdr);
+      const dv = new DataView(header.buffer);
+      const len = dv.getUint32(8, true);
+      const recEnd = off + hdr + alignUp(len, L.progSize) + trl;
+      if (dv.getUint32(0, true) !== JOURNAL_MAGIC || dv.getUint32(4, true) !== i || dv.getUint32(12, true) !== FORMAT_VERSION || recEnd > end)
+        throw new StorageError('CORRUPT', `record ${recSeq}: journal record ${i} header`);
+      const raw = this.flash.read(regionBase + off, recEnd - off);
+      const tdv = new DataView(raw.buffer, hdr + alignUp(len, L.progSize));
+      if (tdv.getUint32(0, true) !== crc32(raw.subarray(0, hdr + len)) || tdv.getUint32(4, true) !== COMMIT_MARKER)
+        throw new StorageError('CORRUPT', `record ${recSeq}: journal record ${i} CRC`);
+      const { ops, head } = decodeJournalPayload(raw.subarray(hdr, hdr + len), this.tableCapacity());
+      table = applyOps(table, ops);
+      if (!bytesEqual(tableDigest(table), head.head.digest)) throw new StorageError('CORRUPT', `record ${recSeq}: journal record ${i} does not reproduce its head`);
+      lastHead = head;
+      off = recEnd;
+    }
+    if (off !== end) throw new StorageError('CORRUPT', `record ${recSeq}: journal length mismatch`);
+    if (lastHead !== null && (signedHead === null || !bytesEqual(lastHead.headBytes, signedHead.headBytes) || !bytesEqual(lastHead.signature, signedHead.signature)))
+      throw new StorageError('CORRUPT', `record ${recSeq}: journal ends at another head than the commit record's`);
+    return table;
+  }
 
   /** Valid records of one slot, and the first offset after them if the tail is erased. */
   private scanMetaSlot(slot: 0 | 1): { recs: MetaRecord[]; free: number | null } {
@@ -674,7 +819,7 @@ function encodeMetaPayload(s: DurableState, ref: TableRef, journal: { seq: numbe
       [3, s.secrets.deviceSeed],
       [4, ts.trust.roots],
       [5, s.secrets.timeZone],
-      [6, [ref.region, ref.length, ref.sha256]],
+      [6, [ref.region, ref.length, ref.sha256, ref.journalBytes, ref.journalCount]],
       [7, s.signedHead === null ? undefined : signedHeadToCbor(s.signedHead)],
       [8, ts.versionFloor],
       [9, ts.newestIssuedAt],
@@ -720,8 +865,9 @@ function decodeMetaPayload(bytes: Uint8Array): {
     if (!(r instanceof Uint8Array) || r.length !== 32) throw new StorageError('CORRUPT', 'root key');
     return r;
   });
-  const [region, length, sha] = arr(6);
-  if ((region !== 0 && region !== 1) || typeof length !== 'number' || !(sha instanceof Uint8Array)) throw new StorageError('CORRUPT', 'table ref');
+  const [region, length, sha, journalBytes, journalCount] = arr(6);
+  if ((region !== 0 && region !== 1) || typeof length !== 'number' || !(sha instanceof Uint8Array) || typeof journalBytes !== 'number' || typeof journalCount !== 'number')
+    throw new StorageError('CORRUPT', 'table ref');
   const headRaw = get(7);
   const signedHead = headRaw === undefined ? null : signedHeadFromCbor(headRaw, 'meta.head');
   const certs: SignedKeyCert[] = arr(10).map((c, i) => keyCertFromCbor(c, `meta.certs[${i}]`));
@@ -749,9 +895,20 @@ function decodeMetaPayload(bytes: Uint8Array): {
   };
   return {
     state: { secrets, tableState, signedHead, keypad: { wrongCount, lockoutActive }, singleUse },
-    ref: { region, length, sha256: sha },
+    ref: { region, length, sha256: sha, journalBytes, journalCount },
     journal,
   };
+}
+
+/** Journal record payload (FLASH.md §4.1): [[op...], [headBytes, signature]]. */
+function encodeJournalPayload(ops: readonly Op[], head: SignedHead): Uint8Array {
+  return encode([ops.map(opToCbor), signedHeadToCbor(head)]);
+}
+
+function decodeJournalPayload(bytes: Uint8Array, maxBytes: number): { ops: Op[]; head: SignedHead } {
+  const v = decode(bytes, { maxBytes, maxItems: 4_000_000 });
+  if (!Array.isArray(v) || v.length !== 2 || !Array.isArray(v[0])) throw new StorageError('CORRUPT', 'journal payload');
+  return { ops: v[0].map((o, i) => opFromCbor(o, `journal.ops[${i}]`)), head: signedHeadFromCbor(v[1] as CborValue, 'journal.head') };
 }
 
 function padTo(b: Uint8Array, a: number, fill: number): Uint8Array {
