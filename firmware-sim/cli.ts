@@ -281,7 +281,7 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
         const f = r.inForce;
         const lines = [
           `flash: ${r.geometry.blockCount} × ${r.geometry.blockSize} B blocks, prog ${r.geometry.progSize} B — ${r.ok ? 'OK' : 'PROBLEMS'}`,
-          f ? `lock ${f.lockId} (${f.timeZone}) version ${f.version} floor ${f.versionFloor} entries ${f.entries} keyPolicies ${f.keyPolicies} table ${f.tableBytes} B in region ${f.tableRegion}` : 'no committed state',
+          f ? `lock ${f.lockId} (${f.timeZone}) version ${f.version} floor ${f.versionFloor} entries ${f.entries} keyPolicies ${f.keyPolicies} table ${f.tableBytes} B in region ${f.tableRegion} + journal ${f.journalRecords} record(s), ${f.journalBytes} B` : 'no committed state',
           f ? `head ${f.headDigest ?? '-'} signature ${f.headSignatureValid === null ? '-' : f.headSignatureValid ? 'valid' : 'INVALID'}; newest signed time ${f.newestIssuedAt}; commit seq ${f.seq}` : '',
           f ? `keypad wrongCount ${f.keypad.wrongCount} lockout ${f.keypad.lockoutActive}; device key ${f.devicePublicKey}` : '',
           `audit: ${r.audit.records} records (seq ${r.audit.firstSeq}..${r.audit.lastSeq}) in ${r.audit.blocks} blocks, chain ${r.audit.chainValid ? 'valid' : 'BROKEN'}, dead slots ${r.audit.deadSlots}`,
