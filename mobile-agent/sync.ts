@@ -152,18 +152,9 @@ export async function syncOnConnection(
     }
   }
 
-  // 2. Signed time, bound to this session's nonce (online only).
-  if (opts.authority) {
-    try {
-      const t = await opts.authority.signedTime(lockId, hello.nonce);
-      await conn.sendRaw(t);
-      const ack = await conn.next(ctx.timeout);
-      if (ack.type === 'timeAck') opts.onEvent?.({ phase: 'time', lockTime: ack.lockTime });
-      else if (ack.type !== 'error') throw new AgentError('PROTOCOL_VIOLATION', `expected timeAck, got ${ack.type}`);
-    } catch (e) {
-      if (!(e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE')) throw e;
-    }
-  }
+  // 2. Signed time first when the lock can verify it now.
+  const timeFirst = hello.certSerial !== undefined;
+  if (timeFirst) await sendSignedTime(conn, hello, ctx);
 
   // The lock judges each update on its own: a refused one does not stop the rest, and a
   // receipt already signed for a committed update is relayed even when a later one is
@@ -190,6 +181,8 @@ export async function syncOnConnection(
       }
     }
   }
+
+  if (!timeFirst) await sendSignedTime(conn, hello, ctx);
 
   // 4. Audit log export.
   let auditRecords = 0;
@@ -312,4 +305,24 @@ export async function deliverOutbox(cache: CourierCache, authority: AuthorityApi
     total += n;
   }
   return total;
+}
+
+/**
+ * Signed time bound to this session's nonce (online only). Sent before the updates when the
+ * lock holds a certificate for the authority's online key (hello certSerial), so the receipt
+ * carries a corrected clock; a lock that holds none yet (fresh, or just re-provisioned) can
+ * only verify it after the update that brings the certificate, so it goes after.
+ */
+async function sendSignedTime(conn: LockConnection, hello: Extract<Message, { type: 'hello' }>, ctx: SyncContext): Promise<void> {
+  const { opts } = ctx;
+  if (!opts.authority) return;
+  try {
+    const t = await opts.authority.signedTime(opts.lockId, hello.nonce);
+    await conn.sendRaw(t);
+    const ack = await conn.next(ctx.timeout);
+    if (ack.type === 'timeAck') opts.onEvent?.({ phase: 'time', lockTime: ack.lockTime });
+    else if (ack.type !== 'error') throw new AgentError('PROTOCOL_VIOLATION', `expected timeAck, got ${ack.type}`);
+  } catch (e) {
+    if (!(e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE')) throw e;
+  }
 }

@@ -67,7 +67,10 @@ for (const transport of ['sim', 'ble'] as const) {
     it('installs: a first Door Sync brings the fresh lock to the authority’s version', async () => {
       const { world } = cast;
       world.moveTo('alice', 'unit-4b');
-      const r = await world.sync('alice', 'unit-4b', { courierFilter: (m) => (cast.installUpdate = m) });
+      const phases: string[] = [];
+      const r = await world.sync('alice', 'unit-4b', { courierFilter: (m) => (cast.installUpdate = m), onEvent: (e) => phases.push(e.phase) });
+      // A fresh lock can verify signed time only once the update brought the key certificate.
+      expect(phases.indexOf('time')).toBeGreaterThan(phases.indexOf('receipt'));
       expect(cast.installUpdate.length).toBeGreaterThan(0);
       expect(r.versionBefore).toBe(0);
       expect(r.versionAfter).toBe(world.authority.currentVersion(world.door('unit-4b').lockId));
