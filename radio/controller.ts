@@ -327,25 +327,16 @@ export class VirtualController implements AirParticipant {
       }
       case Op.DISCONNECT:
         return this.disconnectCommand(p);
-      case Op.READ_REMOTE_VERSION: {
-        if (!expectLength(2)) return { kind: 'status', status: Status.INVALID_PARAMETERS };
-        const handle = p.readUInt16LE(0);
-        const end = this.connections.get(handle);
-        if (!end) return { kind: 'status', status: Status.UNKNOWN_CONNECTION_ID };
-        return {
-          kind: 'status',
-          status: Status.SUCCESS,
-          after: () => this.afterRoundTrip(end, () => {
-            const e = Buffer.alloc(8);
-            e[0] = Status.SUCCESS;
-            e.writeUInt16LE(handle, 1);
-            e[3] = 0x0c;
-            e.writeUInt16LE(0x05f1, 4);
-            e.writeUInt16LE(0, 6);
-            this.sendMaskedEvent(EventCode.READ_REMOTE_VERSION_COMPLETE, e);
-          }),
-        };
-      }
+      case Op.READ_REMOTE_VERSION:
+        return this.remoteProcedure(p, (handle) => {
+          const e = Buffer.alloc(8);
+          e[0] = Status.SUCCESS;
+          e.writeUInt16LE(handle, 1);
+          e[3] = 0x0c;
+          e.writeUInt16LE(0x05f1, 4);
+          e.writeUInt16LE(0, 6);
+          this.sendMaskedEvent(EventCode.READ_REMOTE_VERSION_COMPLETE, e);
+        });
       case Op.LE_SET_EVENT_MASK:
         if (!expectLength(8)) return fail(Status.INVALID_PARAMETERS);
         this.leEventMask = p.readBigUInt64LE(0);
@@ -412,25 +403,16 @@ export class VirtualController implements AirParticipant {
         return ok();
       case Op.LE_CONNECTION_UPDATE:
         return this.connectionUpdate(p);
-      case Op.LE_READ_REMOTE_FEATURES: {
-        if (!expectLength(2)) return { kind: 'status', status: Status.INVALID_PARAMETERS };
-        const handle = p.readUInt16LE(0);
-        const end = this.connections.get(handle);
-        if (!end) return { kind: 'status', status: Status.UNKNOWN_CONNECTION_ID };
-        return {
-          kind: 'status',
-          status: Status.SUCCESS,
-          after: () => this.afterRoundTrip(end, () => {
-            const e = Buffer.alloc(11);
-            e[0] = Status.SUCCESS;
-            e.writeUInt16LE(handle, 1);
-            let features = FEATURE_DATA_LENGTH_EXTENSION | FEATURE_2M_PHY;
-            if ((end.peer.owner as VirtualController).options?.extendedAdvertisingFeature) features |= FEATURE_EXTENDED_ADVERTISING;
-            e.writeBigUInt64LE(features, 3);
-            this.sendLeEvent(LeSubevent.READ_REMOTE_FEATURES_COMPLETE, e);
-          }),
-        };
-      }
+      case Op.LE_READ_REMOTE_FEATURES:
+        return this.remoteProcedure(p, (handle, end) => {
+          const e = Buffer.alloc(11);
+          e[0] = Status.SUCCESS;
+          e.writeUInt16LE(handle, 1);
+          let features = FEATURE_DATA_LENGTH_EXTENSION | FEATURE_2M_PHY;
+          if ((end.peer.owner as VirtualController).options?.extendedAdvertisingFeature) features |= FEATURE_EXTENDED_ADVERTISING;
+          e.writeBigUInt64LE(features, 3);
+          this.sendLeEvent(LeSubevent.READ_REMOTE_FEATURES_COMPLETE, e);
+        });
       case Op.LE_RAND: {
         const b = Buffer.alloc(8);
         b.writeUInt32LE(this.random.nextUint32(), 0);
@@ -890,6 +872,18 @@ export class VirtualController implements AirParticipant {
   }
 
   /** Runs fn after a control PDU round trip on the link (remote feature/version exchange). */
+  /**
+   * A command answered by a link-layer procedure with the peer (remote version, remote
+   * features): Command Status now, the completion event after one LL round trip.
+   */
+  private remoteProcedure(p: Buffer, complete: (handle: number, end: LinkEnd) => void): CommandResult {
+    if (p.length !== 2) return { kind: 'status', status: Status.INVALID_PARAMETERS };
+    const handle = p.readUInt16LE(0);
+    const end = this.connections.get(handle);
+    if (!end) return { kind: 'status', status: Status.UNKNOWN_CONNECTION_ID };
+    return { kind: 'status', status: Status.SUCCESS, after: () => this.afterRoundTrip(end, () => complete(handle, end)) };
+  }
+
   private afterRoundTrip(end: LinkEnd, fn: () => void): void {
     end.enqueue({ llid: LLID_CONTROL, payload: Buffer.alloc(9, 0), queuedAtUs: this.air.clock.nowUs(), onAcked: fn }, true);
   }
