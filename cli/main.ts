@@ -26,37 +26,25 @@ export function buildProgram(): Command {
   registerAuthorityCommands(program);
   registerScenarioCommands(program);
 
-  // The radio and trace tools parse their own arguments (radio/cli.ts).
-  program
-    .command('radio')
-    .description('virtual BLE radio: `radio up --dir DIR --controllers N`, `radio ctl --dir DIR <op> …` (see radio/README.md)')
-    .helpOption(false)
-    .allowUnknownOption()
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      process.exitCode = await radioMain(args);
-    });
-  program
-    .command('trace')
-    .description('`trace show FILE.btsnoop`: readable summary of HCI and ATT traffic in a capture')
-    .helpOption(false)
-    .allowUnknownOption()
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      process.exitCode = await traceMain(args);
-    });
-  program
-    .command('demo')
-    .description('the end-to-end story through the real stacks (same as `npm start`; `demo --help` for options)')
-    .helpOption(false)
-    .allowUnknownOption()
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      const { spawnSync } = await import('node:child_process');
-      const script = new URL('./demo.ts', import.meta.url).pathname;
-      const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' });
-      process.exitCode = r.status ?? 1;
-    });
+  // These tools parse their own arguments (radio/cli.ts, cli/demo.ts).
+  const passThrough = (name: string, description: string, run: (args: string[]) => Promise<number>): void => {
+    program
+      .command(name)
+      .description(description)
+      .helpOption(false)
+      .allowUnknownOption()
+      .argument('[args...]')
+      .action(async (args: string[]) => {
+        process.exitCode = await run(args);
+      });
+  };
+  passThrough('radio', 'virtual BLE radio: `radio up --dir DIR --controllers N`, `radio ctl --dir DIR <op> …` (see radio/README.md)', radioMain);
+  passThrough('trace', '`trace show FILE.btsnoop`: readable summary of HCI and ATT traffic in a capture', traceMain);
+  passThrough('demo', 'the end-to-end story through the real stacks (same as `npm start`; `demo --help` for options)', async (args) => {
+    const { spawnSync } = await import('node:child_process');
+    const script = new URL('./demo.ts', import.meta.url).pathname;
+    return spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' }).status ?? 1;
+  });
   return program;
 }
 
