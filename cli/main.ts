@@ -48,4 +48,12 @@ export function buildProgram(): Command {
   return program;
 }
 
+// `locksync trace show FILE | head`: a closed pipe ends the output, like any Unix tool.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 await buildProgram().parseAsync(process.argv);
