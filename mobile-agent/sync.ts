@@ -152,17 +152,27 @@ export async function syncOnConnection(
     }
   }
 
-  // 2. Signed time first when the lock can verify it now.
+  // 2. Signed time (bound to this session's nonce) and the updates come from the authority
+  //    in parallel. The time goes to the lock first when the lock can verify it now, and
+  //    without waiting for its answer: the update follows right behind it on the link and
+  //    the lock answers both in order — one round trip less for a small sync.
   const timeFirst = hello.certSerial !== undefined;
-  if (timeFirst) await sendSignedTime(conn, hello, ctx);
+  const timeFetch = fetchSignedTime(hello, ctx);
+  timeFetch.catch(() => undefined); // awaited below; a failure must not surface unhandled first
 
   // The lock judges each update on its own: a refused one does not stop the rest, and a
   // receipt already signed for a committed update is relayed even when a later one is
   // refused (otherwise the authority would not learn that version is in force).
   let refusal: AgentError | undefined;
+  let timeAckDue = false;
   if (!resuming) {
     // 3. Updates from the lock's version.
     const pending = await fetchUpdates(lockId, hello.version, hello.certSerial, opts);
+    const signedTime = await timeFetch;
+    if (timeFirst && signedTime) {
+      await conn.sendRaw(signedTime);
+      timeAckDue = true;
+    }
     const newer = pending !== undefined && pending.to > hello.version ? pending.messages : [];
     // The courier hook sees the chain even when nothing is newer (a replaying courier).
     const messages = opts.courierFilter ? opts.courierFilter(newer) : newer;
@@ -173,6 +183,10 @@ export async function syncOnConnection(
       ctx.inFlight = { target };
       await conn.sendRaw(bytes); // LINK_LOST leaves it queued: the retry resumes it
       ctx.inFlight = undefined;
+      if (timeAckDue) {
+        await readTimeAck(conn, ctx);
+        timeAckDue = false;
+      }
       try {
         receipt = await expectReceipt(conn, ctx);
       } catch (e) {
@@ -182,7 +196,14 @@ export async function syncOnConnection(
     }
   }
 
-  if (!timeFirst) await sendSignedTime(conn, hello, ctx);
+  if (timeAckDue) await readTimeAck(conn, ctx); // time sent, but no update followed it
+  const signedTime = await timeFetch;
+  // After the updates: a lock without the key certificate can verify it only now; and a
+  // resumed sync sends its time here, behind the transfer it had to finish first.
+  if (signedTime && (!timeFirst || resuming)) {
+    await conn.sendRaw(signedTime);
+    await readTimeAck(conn, ctx);
+  }
 
   // 4. Audit log export.
   let auditRecords = 0;
@@ -313,16 +334,22 @@ export async function deliverOutbox(cache: CourierCache, authority: AuthorityApi
  * carries a corrected clock; a lock that holds none yet (fresh, or just re-provisioned) can
  * only verify it after the update that brings the certificate, so it goes after.
  */
-async function sendSignedTime(conn: LockConnection, hello: Extract<Message, { type: 'hello' }>, ctx: SyncContext): Promise<void> {
+/** The authority's signed time for this session's nonce; undefined when unreachable. */
+async function fetchSignedTime(hello: Extract<Message, { type: 'hello' }>, ctx: SyncContext): Promise<Uint8Array | undefined> {
   const { opts } = ctx;
-  if (!opts.authority) return;
+  if (!opts.authority) return undefined;
   try {
-    const t = await opts.authority.signedTime(opts.lockId, hello.nonce);
-    await conn.sendRaw(t);
-    const ack = await conn.next(ctx.timeout);
-    if (ack.type === 'timeAck') opts.onEvent?.({ phase: 'time', lockTime: ack.lockTime });
-    else if (ack.type !== 'error') throw new AgentError('PROTOCOL_VIOLATION', `expected timeAck, got ${ack.type}`);
+    return await opts.authority.signedTime(opts.lockId, hello.nonce);
   } catch (e) {
-    if (!(e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE')) throw e;
+    if (e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE') return undefined;
+    throw e;
   }
+}
+
+/** The lock's answer to signed time: timeAck, or an error (stale or untrusted time) that
+ *  leaves the clock as it was and does not stop the sync. */
+async function readTimeAck(conn: LockConnection, ctx: SyncContext): Promise<void> {
+  const ack = await conn.next(ctx.timeout);
+  if (ack.type === 'timeAck') ctx.opts.onEvent?.({ phase: 'time', lockTime: ack.lockTime });
+  else if (ack.type !== 'error') throw new AgentError('PROTOCOL_VIOLATION', `expected timeAck, got ${ack.type}`);
 }
