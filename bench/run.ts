@@ -72,10 +72,10 @@ function doorSyncTables(cases: DoorSyncCase[]): string {
       ...cases.filter((c) => !c.ok).map((c) => `${c.profile} ${c.case}: ${c.skipped ?? c.error}`),
     ],
   );
-  const phaseOrder = ['connecting', 'connected', 'time', 'fetched', 'receipt', 'audit', 'relayed'];
+  const phaseOrder = ['connecting', 'connected', 'fetched', 'receipt', 'audit', 'relayed'];
   const phases = formatTable(
     'Door Sync phases (model ms, each from the previous mark)',
-    ['profile', 'case', 'scan+connect+GATT+hello', 'signed time', 'fetch updates (HTTP)', 'update on air + apply + receipt', 'audit export', 'relay to authority (HTTP)'],
+    ['profile', 'case', 'scan+connect+GATT+hello', 'fetch updates + signed time (HTTP, in parallel)', 'signed time + update on air + apply + receipt', 'audit export', 'relay to authority (HTTP)'],
     cases
       .filter((c) => c.ok && c.phasesModelMs)
       .map((c): Cell[] => {
@@ -92,7 +92,7 @@ function doorSyncTables(cases: DoorSyncCase[]): string {
         }
         return row;
       }),
-    ['—: no such event. A fresh lock (version 0) refuses the signed time — it holds no certificate for the authority\'s online key until its first update — so its time step ends without a time ack and is counted in the next phase.'],
+    ['The signed time goes to the lock right ahead of the update and both answers are read in order (one round trip). A fresh lock (version 0) holds no certificate for the authority\'s online key until its first update, so it gets the signed time after the receipt: counted in the audit-export phase there.'],
   );
   return `${main}\n${phases}`;
 }
