@@ -17,7 +17,7 @@ export class SeededRandom implements RandomSource {
     if (this.s.every((x) => x === 0)) this.s[0] = 1;
   }
   /** Uniform 32-bit unsigned integer. */
-  nextU32(): number {
+  nextUint32(): number {
     const s = this.s;
     const s0 = s[0] as number, s1 = s[1] as number, s2 = s[2] as number, s3 = s[3] as number;
     const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
@@ -32,7 +32,23 @@ export class SeededRandom implements RandomSource {
   }
   /** Uniform float in [0, 1). */
   next(): number {
-    return this.nextU32() / 0x1_0000_0000;
+    return this.nextUint32() / 0x1_0000_0000;
+  }
+  /** Uniform in [min, max). */
+  uniform(min: number, max: number): number {
+    return min + (max - min) * this.next();
+  }
+  /** True with probability p. */
+  chance(p: number): boolean {
+    if (p <= 0) return false;
+    if (p >= 1) return true;
+    return this.next() < p;
+  }
+  /** Standard normal (Box–Muller). */
+  gaussian(): number {
+    const u = Math.max(this.next(), 1e-12);
+    const v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
   int(minInclusive: number, maxInclusive: number): number {
     return minInclusive + Math.floor(this.next() * (maxInclusive - minInclusive + 1));
@@ -40,7 +56,7 @@ export class SeededRandom implements RandomSource {
   bytes(n: number): Uint8Array {
     const out = new Uint8Array(n);
     for (let i = 0; i < n; i += 4) {
-      const v = this.nextU32();
+      const v = this.nextUint32();
       for (let j = 0; j < 4 && i + j < n; j++) out[i + j] = (v >>> (8 * j)) & 0xff;
     }
     return out;
