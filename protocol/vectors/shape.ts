@@ -40,5 +40,5 @@ export function vectorFile(
   return { algorithm, generatorVersion: '1', header, notes, numberOfTests: tcId - 1, testGroups };
 }
 
-export const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-export const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
+// Vectors spell bytes as lowercase hex: the same helpers as everywhere else.
+export { toHex as hex, fromHex as unhex } from '../crypto';
