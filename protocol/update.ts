@@ -77,11 +77,17 @@ export function signedHeadToCbor(s: SignedHead): CborValue {
   return [s.headBytes, s.signature];
 }
 
-export function signedHeadFromCbor(v: CborValue, what = 'signedHead'): SignedHead {
+/** The wire form of everything signed here: [bstr body, bstr(64) signature]. */
+function signedPairFromCbor(v: CborValue, what: string, body: string): { bytes: Uint8Array; signature: Uint8Array } {
   const arr = expectArray(v, what, 2);
-  const [headBytes, signature] = arr;
-  if (arr.length !== 2 || !(headBytes instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64)
-    throw new ProtocolError('MALFORMED', `${what}: expected [bstr head, bstr(64) signature]`);
+  const [bytes, signature] = arr;
+  if (arr.length !== 2 || !(bytes instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64)
+    throw new ProtocolError('MALFORMED', `${what}: expected [bstr ${body}, bstr(64) signature]`);
+  return { bytes, signature };
+}
+
+export function signedHeadFromCbor(v: CborValue, what = 'signedHead'): SignedHead {
+  const { bytes: headBytes, signature } = signedPairFromCbor(v, what, 'head');
   const head = headFromCbor(decodeNested(headBytes, `${what}.head`), `${what}.head`);
   return { head, headBytes, signature };
 }
@@ -129,10 +135,7 @@ export function keyCertToCbor(c: SignedKeyCert): CborValue {
 }
 
 export function keyCertFromCbor(v: CborValue, what = 'keyCert'): SignedKeyCert {
-  const arr = expectArray(v, what, 2);
-  const [certBytes, signature] = arr;
-  if (arr.length !== 2 || !(certBytes instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64)
-    throw new ProtocolError('MALFORMED', `${what}: expected [bstr cert, bstr(64) signature]`);
+  const { bytes: certBytes, signature } = signedPairFromCbor(v, what, 'cert');
   const r = MapReader.of(decodeNested(certBytes, what), what);
   const cert: KeyCert = {
     serial: r.uint(1, 'serial', 0xffff_ffff),
