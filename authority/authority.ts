@@ -1658,7 +1658,9 @@ export class Authority {
         if (base !== undefined) {
           const ops = diffTables(base, current.table);
           if (bytesEqual(tableDigest(applyOps(base, ops)), current.digest)) {
-            const delta = encodeMessage({ type: 'delta', update: makeDelta({ base: { version: from, digest: tableDigest(base) }, ops, head, certs }) });
+            // tableAt() already proved the rebuilt base against the digest stored for `from`.
+            const baseDigest = from === 0 ? tableDigest(base) : u8((this.versionRow(lockId, from) as VersionRow).digest);
+            const delta = encodeMessage({ type: 'delta', update: makeDelta({ base: { version: from, digest: baseDigest }, ops, head, certs }) });
             // The snapshot carries the whole table (entry encodings are cached): only build
             // it when the delta is not clearly smaller.
             if (delta.length < encodeTable(current.table).length) chosen = delta;
