@@ -5,7 +5,7 @@
 
 import { type LockConnection, type LockConnector, type DiscoveredLock, type DisconnectInfo, LockChannels, connectionOver } from '../mobile-agent/link';
 import { AgentError } from '../mobile-agent/errors';
-import { LockLinkServer } from './lock-server';
+import { LockLinkServer, type LockLinkEvents } from './lock-server';
 import type { LockSessionHost } from './session-host';
 
 const REMOTE_USER_TERMINATED = 0x13;
@@ -32,8 +32,8 @@ export class SimAir {
 
   constructor(readonly mtu = 185) {}
 
-  addLock(host: LockSessionHost, opts: { rssi?: number } = {}): LockLinkServer {
-    const server = new LockLinkServer(host);
+  addLock(host: LockSessionHost, opts: { rssi?: number; events?: LockLinkEvents } = {}): LockLinkServer {
+    const server = new LockLinkServer(host, opts.events);
     server.requestDisconnect = () => this.dropLink(host.lockId);
     this.locks.set(host.lockId, { server, inRange: true, rssi: opts.rssi ?? -60 });
     return server;

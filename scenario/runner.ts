@@ -503,14 +503,6 @@ class Run {
       lost(d);
       return d;
     });
-    // A power cut armed at a flash operation fires inside the lock: take it off the air
-    // at once, so the phone sees the link drop instead of waiting for a reply.
-    const watchPower = <T>(p: Promise<T>): Promise<T> => {
-      const timer = setInterval(() => {
-        if (run.world.isPoweredOff(door) && !run.door(door).poweredOff) void run.world.powerCut(door);
-      }, 2);
-      return p.finally(() => clearInterval(timer));
-    };
     return {
       lockId: conn.lockId,
       mtu: conn.mtu,
@@ -521,20 +513,20 @@ class Run {
       send(m: Message) {
         const d = describeMessage(m);
         run.rec.record({ t: run.now(), kind: 'message', from: p, to: l, label: d.label, detail: { bytes: encodeLength(m) } });
-        return watchPower(conn.send(m));
+        return conn.send(m);
       },
       sendRaw(bytes: Uint8Array) {
         const d = describeBytes(bytes);
         run.rec.record({ t: run.now(), kind: 'message', from: p, to: l, label: d.label, detail: { bytes: bytes.length } });
         run.carry(phone, door, bytes);
-        return watchPower(conn.sendRaw(bytes));
+        return conn.sendRaw(bytes);
       },
       drained() {
-        return watchPower(conn.drained());
+        return conn.drained();
       },
       async next(timeoutMs: number) {
         try {
-          const m = await watchPower(conn.next(timeoutMs));
+          const m = await conn.next(timeoutMs);
           const d = describeMessage(m);
           const ev: Parameters<TraceRecorder['record']>[0] = { t: run.now(), kind: 'message', from: l, to: p, label: d.label, detail: { bytes: encodeLength(m) } };
           if (d.ok !== undefined) ev.ok = d.ok;

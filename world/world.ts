@@ -24,6 +24,7 @@ import { unlock, type UnlockOptions, type UnlockResult } from '../mobile-agent/u
 import type { Radio } from '../radio/radio';
 import type { LinkPolicy } from '../radio/controller';
 import type { LockSessionHost } from '../ble/session-host';
+import type { LockLinkEvents } from '../ble/lock-server';
 
 export type WorldTransport = 'sim' | 'ble';
 
@@ -293,14 +294,22 @@ export class World {
   }
 
   private async serve(door: WorldDoor): Promise<void> {
+    // A power cut armed at a flash operation fires inside the lock while it handles a
+    // message: the transport drops the link, and the lock goes off the air until reboot().
+    const events: LockLinkEvents = {
+      onSessionFailure: () => {
+        if (!door.flash.isPowered) void this.markPoweredOff(door);
+      },
+    };
     if (this.simAir) {
-      this.simAir.addLock(door.host);
+      this.simAir.addLock(door.host, { events });
       return;
     }
     const { serveLockOverBle } = await import('../ble/peripheral');
     const radio = this.radio as Radio;
     const served = await serveLockOverBle(door.host, radio.controller(door.controller as string).transport, {
       advertisingIntervalMs: this.opts.radio?.advertisingIntervalMs ?? 20,
+      events,
     });
     door.stopServing = () => served.stop();
     door.refreshAdvert = () => served.refreshAdvert();
@@ -424,7 +433,6 @@ export class World {
     try {
       return await doorSync(opts);
     } finally {
-      await this.settlePower(door);
       await door.refreshAdvert?.().catch(() => undefined);
     }
   }
@@ -494,10 +502,6 @@ export class World {
     this.opts.onEvent?.({ kind: 'power', door: door.name, state: 'cut' });
   }
 
-  /** A scheduled cut fired during the last operation: take the lock off the air. */
-  private async settlePower(door: WorldDoor): Promise<void> {
-    if (!door.flash.isPowered) await this.markPoweredOff(door);
-  }
 
   /** Power back on: mount flash (rolling back a torn commit), clock lost unless kept. */
   async reboot(doorName: string, opts: { keepClock?: boolean } = {}): Promise<void> {
