@@ -511,7 +511,7 @@ describe('vectors', () => {
     expect([...seen].sort((a, b) => a - b)).toEqual([23, 185, 247, 517]);
   });
 
-  it('the 300-byte message at MTU 23 starts as documented in SPEC-framing.md', () => {
+  it('the 300-byte message at MTU 23 starts as documented in SPEC.md §13.2', () => {
     const msg = deterministicBytes(300);
     const f = segmentMessage(msg, 23, { messageId: 0x1234 });
     expect(f).toHaveLength(17);

@@ -1,4 +1,4 @@
-// GATT framing for locksync (see protocol/SPEC-framing.md for the normative text).
+// GATT framing for locksync (see protocol/SPEC.md §13.2 for the normative text).
 //
 // Pure: no I/O, no timers, no BLE imports. One FrameSender and one FrameReassembler per
 // direction per connection; the same code runs on the lock (sender = notifications,

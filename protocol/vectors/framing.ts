@@ -1,4 +1,4 @@
-// Framing test vectors (protocol/SPEC-framing.md). Deterministic: no randomness at
+// Framing test vectors (protocol/SPEC.md §13.2). Deterministic: no randomness at
 // generation time; the 300-byte message comes from xorshift32 with a fixed seed.
 
 import {
@@ -154,7 +154,7 @@ export function framingVectors(): VectorFile {
   return vectorFile(
     'locksync-gatt-framing',
     [
-      'GATT framing (protocol/SPEC-framing.md): frames of at most MTU-3 bytes.',
+      'GATT framing (protocol/SPEC.md §13.2): frames of at most MTU-3 bytes.',
       'Valid groups: the frames a sender emits on a fresh connection (first seq 0) for a fixed message.',
       'Invalid group: frames fed in order to a fresh reassembler; the first error must have code expectedError.',
     ],
