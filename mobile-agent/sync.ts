@@ -63,10 +63,8 @@ interface SyncContext {
   opts: SyncOptions;
   timeout: number;
   versionBefore: number | undefined;
-  target: number | undefined;
   /** An update whose transfer a dropped link cut: it stays queued in the lock's channel. */
   inFlight: { target: number } | undefined;
-  result: Partial<SyncResult>;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -74,7 +72,7 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
   const attempts = opts.attempts ?? 4;
   const sleep = opts.sleep ?? defaultSleep;
-  const ctx: SyncContext = { opts, timeout: opts.messageTimeoutMs ?? 20_000, versionBefore: undefined, target: undefined, inFlight: undefined, result: {} };
+  const ctx: SyncContext = { opts, timeout: opts.messageTimeoutMs ?? 20_000, versionBefore: undefined, inFlight: undefined };
   let lastError: AgentError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     opts.onEvent?.({ phase: 'connecting', attempt });
@@ -131,7 +129,7 @@ export async function syncOnConnection(
   const ctx: SyncContext =
     'opts' in ctxOrOpts
       ? ctxOrOpts
-      : { opts: ctxOrOpts, timeout: ctxOrOpts.messageTimeoutMs ?? 20_000, versionBefore: hello.version, target: undefined, inFlight: undefined, result: {} };
+      : { opts: ctxOrOpts, timeout: ctxOrOpts.messageTimeoutMs ?? 20_000, versionBefore: hello.version, inFlight: undefined };
   const { opts } = ctx;
   const lockId = opts.lockId;
   let receipt: Extract<Message, { type: 'receipt' }> | undefined;
@@ -176,7 +174,6 @@ export async function syncOnConnection(
     const newer = pending !== undefined && pending.to > hello.version ? pending.messages : [];
     // The courier hook sees the chain even when nothing is newer (a replaying courier).
     const messages = opts.courierFilter ? opts.courierFilter(newer) : newer;
-    if (pending && messages.length > 0) ctx.target = Math.max(pending.to, hello.version);
     for (const bytes of messages) {
       const target = targetOf(bytes) ?? pending?.to ?? hello.version;
       updateBytes += bytes.length;
