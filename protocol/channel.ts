@@ -96,11 +96,6 @@ export class MessageChannel {
     return this.up;
   }
 
-  /** Bytes of the outgoing message in flight the peer has acknowledged, and its size. */
-  get progress(): { acked: number; total: number } {
-    return { acked: this.sender.ackedBytes, total: this.current?.bytes.length ?? 0 };
-  }
-
   /** Bytes held of the incoming message in progress. */
   get receivedPartialBytes(): number {
     return this.reassembler.heldBytes;
