@@ -13,6 +13,28 @@ export const AdvType = {
   ADV_NONCONN_IND: 0x03,
 } as const;
 
+/** A device address as it appears on air: TxAdd/RxAdd (0 public, 1 random) and the 6 bytes (wire order). */
+export interface AirAddress {
+  type: number;
+  address: Buffer;
+}
+
+/**
+ * What a non-legacy extended advertising event carries (ADV_EXT_IND on the primary
+ * channels pointing at an AUX_ADV_IND on a secondary channel, Vol 6 Part B §2.3.4),
+ * condensed into one delivery: only extended scanners and initiators hear it.
+ */
+export interface ExtendedAdvertisingInfo {
+  connectable: boolean;
+  scannable: boolean;
+  directed: boolean;
+  sid: number;
+  secondaryPhy: 1 | 2;
+  /** Advertising Data Info's DID: changes whenever the set's data changes. */
+  dataId: number;
+  txPowerDbm: number;
+}
+
 export interface AdvertisingPdu {
   advertiser: AirParticipant;
   advType: number;
@@ -20,15 +42,29 @@ export interface AdvertisingPdu {
   address: Buffer;
   advData: Buffer;
   scanResponseData: Buffer;
-  /** For ADV_DIRECT_IND: the only initiator allowed to connect. */
+  /** For ADV_DIRECT_IND (and directed extended advertising): the only initiator allowed to connect. */
   directAddress: Buffer | null;
+  /** Present for non-legacy extended advertising PDUs; null for the legacy PDU types. */
+  extended?: ExtendedAdvertisingInfo | null;
+  /** The advertiser's advertising set (extended advertising commands), for its host's events. */
+  setHandle?: number;
+}
+
+/** Who connected to whom, as the CONNECT_IND (or AUX_CONNECT_REQ) carried it. */
+export interface ConnectionAddresses {
+  /** InitA: the initiator's own address. */
+  initiator: AirAddress;
+  /** The advertising PDU the initiator answered. */
+  pdu: AdvertisingPdu;
 }
 
 export interface AirParticipant extends LinkEndOwner {
   /** An advertising PDU was heard at rssiDbm; the scanner may answer with SCAN_REQ. */
   onAdvertisingPdu(pdu: AdvertisingPdu, rssiDbm: number, timeUs: number): void;
   /** Connection established as peripheral (advertiser side). */
-  acceptConnection(link: Link, initiator: AirParticipant): number;
+  acceptConnection(link: Link, initiator: AirParticipant, addresses?: ConnectionAddresses): number;
+  /** An active scanner's SCAN_REQ (or AUX_SCAN_REQ) reached this advertiser. */
+  onScanRequest?(pdu: AdvertisingPdu, scanner: AirAddress): void;
   readonly address: Buffer;
 }
 
@@ -72,6 +108,7 @@ export class Air {
     advertiser: AirParticipant,
     params: LinkParameters,
     timeUs: number,
+    addresses?: ConnectionAddresses,
   ): Link | null {
     if (!this.medium.transmit(initiator.name, advertiser.name, timeUs).received) return null;
     const link = new Link(
@@ -87,7 +124,7 @@ export class Air {
       (closed) => this.links.delete(closed),
     );
     // The peripheral's controller picks its own handle before anyone sees the link.
-    link.peripheral.handle = advertiser.acceptConnection(link, initiator);
+    link.peripheral.handle = advertiser.acceptConnection(link, initiator, addresses);
     this.links.add(link);
     this.onLinkCreated?.(link);
     return link;

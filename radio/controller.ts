@@ -2,7 +2,8 @@
 // ACL data, answers with Command Complete/Status, honours the host's event masks, keeps LE
 // buffer accounting with Number Of Completed Packets, and drives advertising, scanning,
 // initiating and connections on the shared Air.
-import { AdvType, type AdvertisingPdu, type Air, type AirParticipant } from './air';
+import { AdvType, type AdvertisingPdu, type Air, type AirAddress, type AirParticipant, type ConnectionAddresses } from './air';
+import { claimedFeatures, featureMask, isVendorCommand, supportedCommands, supportedCommandsBitmap, type LeFeatureBit } from './capabilities';
 import type { Phy } from './airtime';
 import {
   EventCode,
@@ -76,19 +77,19 @@ const DEFAULT_LE_EVENT_MASK = 0x1fn;
 const LE_MAX_DATA_LENGTH = 251;
 const LE_MIN_DATA_LENGTH = 27;
 
-// LE features (Vol 6 Part B §4.6): Data Packet Length Extension (5), LE 2M PHY (8),
-// LE Extended Advertising (12). Encryption (0) is deliberately absent: no SMP/LTK support.
-const FEATURE_DATA_LENGTH_EXTENSION = 1n << 5n;
-const FEATURE_2M_PHY = 1n << 8n;
-const FEATURE_EXTENDED_ADVERTISING = 1n << 12n;
+// The LE features and commands this controller claims come from radio/capabilities.ts
+// (Data Packet Length Extension, LE 2M PHY, and LE Extended Advertising unless --legacy).
+// Encryption is deliberately absent: no SMP/LTK support.
 
-/** Supported Commands bitmap positions (Vol 4 Part E §6.27) of the commands implemented. */
-const SUPPORTED_COMMAND_BITS: Array<[octet: number, bit: number]> = [
-  [0, 5], [2, 7], [5, 6], [5, 7], [10, 2], [14, 3], [14, 5], [14, 7], [15, 1], [15, 5], [22, 2],
-  [24, 5], [24, 6], [25, 0], [25, 1], [25, 2], [25, 4], [25, 5], [25, 6], [25, 7], [26, 0], [26, 1],
-  [26, 2], [26, 3], [26, 4], [26, 5], [26, 6], [26, 7], [27, 2], [27, 5], [27, 7], [28, 2], [28, 3],
-  [33, 6], [33, 7], [34, 0], [35, 3], [35, 4], [35, 5], [35, 6], [37, 5], [37, 6], [37, 7],
-];
+/** Advertising sets (extended advertising commands) and their data capacity. */
+const MAX_ADVERTISING_SETS = 4;
+const MAX_EXTENDED_ADV_DATA = 1650;
+/** Largest data one HCI fragment (or one AUX PDU's payload to an HCI report) carries. */
+const MAX_ADV_DATA_FRAGMENT = 251;
+/** Extended Advertising Report data per report: 255 − subevent, count and 24 fixed octets. */
+const MAX_EXT_REPORT_DATA = 229;
+/** A connectable AUX_ADV_IND carries AdvA and ADI in its extended header: 255 − 10 octets of data. */
+const MAX_CONNECTABLE_EXT_ADV_DATA = 245;
 
 type CommandResult =
   | { kind: 'complete'; params: Buffer }
@@ -96,15 +97,23 @@ type CommandResult =
 
 interface ScanState {
   active: boolean;
+  ownAddressType: number;
+  /** Ext scan: Duration (µs, 0 = until disabled) and Period (µs, 0 = no periodic restart). */
+  durationUs: number;
+  periodUs: number;
+  durationTimer: { cancel(): void } | null;
   intervalUs: number;
   windowUs: number;
   enabled: boolean;
+  /** Between a Duration's end and the next Period (ext scan): enabled but not listening. */
+  paused: boolean;
   filterDuplicates: boolean;
   extended: boolean;
   reported: Set<string>;
 }
 
 interface InitiatorState {
+  ownAddressType: number;
   peerAddressType: number;
   peerAddress: Buffer;
   params: LinkParameters;
@@ -112,6 +121,7 @@ interface InitiatorState {
 }
 
 interface AdvertisingState {
+  ownAddressType: number;
   intervalUs: number;
   advType: number;
   directAddress: Buffer;
@@ -131,9 +141,59 @@ export interface ControllerStats {
   creditOverruns: number;
 }
 
+/** One advertising set of the extended advertising commands (Vol 4 Part E §7.8.53–7.8.61). */
+interface AdvertisingSet {
+  handle: number;
+  /** Advertising_Event_Properties: 0 connectable, 1 scannable, 2 directed, 3 high duty, 4 legacy. */
+  properties: number;
+  intervalUs: number;
+  ownAddressType: number;
+  peerAddress: Buffer;
+  secondaryPhy: 1 | 2;
+  sid: number;
+  txPowerDbm: number;
+  scanRequestNotification: boolean;
+  randomAddress: Buffer | null;
+  advData: Buffer;
+  scanResponseData: Buffer;
+  /** Fragments of data being assembled by operations first/intermediate/last. */
+  advFragments: Buffer[] | null;
+  scanFragments: Buffer[] | null;
+  dataId: number;
+  enabled: boolean;
+  /** Max_Extended_Advertising_Events (0 = no limit) and how many were sent since enable. */
+  maxEvents: number;
+  eventsSent: number;
+  nextEventTimer: { cancel(): void } | null;
+  durationTimer: { cancel(): void } | null;
+}
+
+const PROP_CONNECTABLE = 0x01;
+const PROP_SCANNABLE = 0x02;
+const PROP_DIRECTED = 0x04;
+const PROP_HIGH_DUTY = 0x08;
+const PROP_LEGACY = 0x10;
+const PROP_ANONYMOUS = 0x20;
+
+/** Legacy PDU types a set with the legacy property may use (Vol 4 Part E §7.8.53, table). */
+const LEGACY_PROPERTIES: Record<number, number> = {
+  0x13: AdvType.ADV_IND,
+  0x15: AdvType.ADV_DIRECT_IND,
+  0x1d: AdvType.ADV_DIRECT_IND,
+  0x12: AdvType.ADV_SCAN_IND,
+  0x10: AdvType.ADV_NONCONN_IND,
+};
+
 export class VirtualController implements AirParticipant {
   readonly name: string;
   address: Buffer;
+  /** LE Set Random Address: the controller's random device address (null until the host sets one). */
+  private randomAddress: Buffer | null = null;
+  readonly features: ReadonlySet<LeFeatureBit>;
+  private readonly implementedCommands: ReadonlySet<number>;
+  private readonly advertisingSets = new Map<number, AdvertisingSet>();
+  /** The peer's address as the connection's CONNECT_IND named it, per connection end. */
+  private readonly peerAddresses = new WeakMap<LinkEnd, AirAddress>();
   private port: HostPort | null = null;
   readonly taps: PacketTap[] = [];
   private readonly framer = new H4Framer();
@@ -170,6 +230,8 @@ export class VirtualController implements AirParticipant {
   ) {
     this.name = options.name;
     this.address = Buffer.from(options.address.split(':').reverse().map((b) => parseInt(b, 16)));
+    this.features = claimedFeatures({ extendedAdvertising: options.extendedAdvertisingFeature });
+    this.implementedCommands = new Set(supportedCommands(this.features).map((c) => c.op));
     this.random = random;
     air.join(this);
   }
@@ -231,6 +293,9 @@ export class VirtualController implements AirParticipant {
       injected.remaining--;
       if (injected.remaining === 0) this.failingCommands.delete(op);
       result = isStatusCommand(op) ? { kind: 'status', status: injected.status } : { kind: 'complete', params: failureReturn(op, injected.status, params) };
+    } else if (!this.implementedCommands.has(op) && op !== Op.READ_LOCAL_COMMANDS && !isVendorCommand(op)) {
+      // Not in Supported Commands (or of a feature this controller does not claim).
+      result = { kind: 'complete', params: Buffer.from([Status.UNKNOWN_COMMAND]) };
     } else {
       try {
         result = this.executeCommand(op, params);
@@ -284,11 +349,8 @@ export class VirtualController implements AirParticipant {
         v.writeUInt16LE(0x0000, 6);
         return ok(v);
       }
-      case Op.READ_LOCAL_COMMANDS: {
-        const bitmap = Buffer.alloc(64);
-        for (const [octet, bit] of SUPPORTED_COMMAND_BITS) bitmap[octet] = bitmap[octet]! | (1 << bit);
-        return ok(bitmap);
-      }
+      case Op.READ_LOCAL_COMMANDS:
+        return ok(supportedCommandsBitmap(this.features));
       case Op.READ_LOCAL_FEATURES: {
         // LMP features: only "LE Supported (Controller)" (octet 4 bit 6) and "BR/EDR Not Supported" (octet 4 bit 5).
         const features = Buffer.alloc(8);
@@ -348,10 +410,8 @@ export class VirtualController implements AirParticipant {
         return ok(b);
       }
       case Op.LE_READ_LOCAL_FEATURES: {
-        let features = FEATURE_DATA_LENGTH_EXTENSION | FEATURE_2M_PHY;
-        if (this.options.extendedAdvertisingFeature) features |= FEATURE_EXTENDED_ADVERTISING;
         const b = Buffer.alloc(8);
-        b.writeBigUInt64LE(features, 0);
+        b.writeBigUInt64LE(featureMask(this.features), 0);
         return ok(b);
       }
       case Op.LE_READ_SUPPORTED_STATES: {
@@ -361,7 +421,9 @@ export class VirtualController implements AirParticipant {
       }
       case Op.LE_SET_RANDOM_ADDRESS:
         if (!expectLength(6)) return fail(Status.INVALID_PARAMETERS);
-        if (this.advertising.enabled || this.scan.enabled) return fail(Status.COMMAND_DISALLOWED);
+        // Vol 4 Part E §7.8.4: disallowed while legacy advertising, scanning or initiating uses it.
+        if (this.advertising.enabled || this.scan.enabled || this.initiator) return fail(Status.COMMAND_DISALLOWED);
+        this.randomAddress = Buffer.from(p);
         return ok();
       case Op.LE_READ_ADV_TX_POWER:
         return ok(Buffer.from([this.air.medium.model.txPowerDbm & 0xff]));
@@ -408,9 +470,7 @@ export class VirtualController implements AirParticipant {
           const e = Buffer.alloc(11);
           e[0] = Status.SUCCESS;
           e.writeUInt16LE(handle, 1);
-          let features = FEATURE_DATA_LENGTH_EXTENSION | FEATURE_2M_PHY;
-          if ((end.peer.owner as VirtualController).options?.extendedAdvertisingFeature) features |= FEATURE_EXTENDED_ADVERTISING;
-          e.writeBigUInt64LE(features, 3);
+          e.writeBigUInt64LE(featureMask((end.peer.owner as VirtualController).features), 3);
           this.sendLeEvent(LeSubevent.READ_REMOTE_FEATURES_COMPLETE, e);
         });
       case Op.LE_RAND: {
@@ -418,12 +478,6 @@ export class VirtualController implements AirParticipant {
         b.writeUInt32LE(this.random.nextUint32(), 0);
         b.writeUInt32LE(this.random.nextUint32(), 4);
         return ok(b);
-      }
-      case Op.LE_LTK_REPLY:
-      case Op.LE_LTK_NEGATIVE_REPLY: {
-        // No LE encryption: the controller never raised an LTK request to answer.
-        const handle = p.length >= 2 ? p.readUInt16LE(0) : 0;
-        return fail(this.connections.has(handle) ? Status.COMMAND_DISALLOWED : Status.UNKNOWN_CONNECTION_ID);
       }
       case Op.LE_SET_DATA_LENGTH:
         return this.setDataLength(p);
@@ -472,10 +526,40 @@ export class VirtualController implements AirParticipant {
       }
       case Op.LE_SET_PHY:
         return this.setPhy(p);
-      case Op.LE_START_ENCRYPTION:
-        // LE Encryption is not in the supported features (no SMP/LTK model): like a
-        // controller without it, the command is unknown.
-        return { kind: 'status', status: Status.UNKNOWN_COMMAND };
+      case Op.LE_SET_ADV_SET_RANDOM_ADDRESS:
+        return this.setAdvertisingSetRandomAddress(p);
+      case Op.LE_SET_EXT_ADV_PARAMS:
+        return this.setExtendedAdvertisingParameters(p);
+      case Op.LE_SET_EXT_ADV_DATA:
+        return this.setExtendedAdvertisingData(p, 'adv');
+      case Op.LE_SET_EXT_SCAN_RSP_DATA:
+        return this.setExtendedAdvertisingData(p, 'scan');
+      case Op.LE_SET_EXT_ADV_ENABLE:
+        return this.setExtendedAdvertisingEnable(p);
+      case Op.LE_READ_MAX_ADV_DATA_LENGTH: {
+        if (!this.claimStyle('extended')) return fail(Status.COMMAND_DISALLOWED);
+        const b = Buffer.alloc(2);
+        b.writeUInt16LE(MAX_EXTENDED_ADV_DATA, 0);
+        return ok(b);
+      }
+      case Op.LE_READ_NUM_ADV_SETS:
+        if (!this.claimStyle('extended')) return fail(Status.COMMAND_DISALLOWED);
+        return ok(Buffer.from([MAX_ADVERTISING_SETS]));
+      case Op.LE_REMOVE_ADV_SET: {
+        if (!this.claimStyle('extended')) return fail(Status.COMMAND_DISALLOWED);
+        if (!expectLength(1)) return fail(Status.INVALID_PARAMETERS);
+        const set = this.advertisingSets.get(p[0]!);
+        if (!set) return fail(Status.UNKNOWN_ADVERTISING_ID);
+        if (set.enabled) return fail(Status.COMMAND_DISALLOWED);
+        this.advertisingSets.delete(set.handle);
+        return ok();
+      }
+      case Op.LE_CLEAR_ADV_SETS:
+        if (!this.claimStyle('extended')) return fail(Status.COMMAND_DISALLOWED);
+        if (!expectLength(0)) return fail(Status.INVALID_PARAMETERS);
+        if ([...this.advertisingSets.values()].some((set) => set.enabled)) return fail(Status.COMMAND_DISALLOWED);
+        this.advertisingSets.clear();
+        return ok();
       case Op.VENDOR_WRITE_BD_ADDR:
         if (!expectLength(6)) return fail(Status.INVALID_PARAMETERS);
         if (this.advertising.enabled || this.scan.enabled || this.initiator || this.connections.size > 0) return fail(Status.COMMAND_DISALLOWED);
@@ -496,8 +580,12 @@ export class VirtualController implements AirParticipant {
     // HCI_Reset: the host forgets everything; our links vanish from the air, so their peers
     // lose them by supervision timeout (0x08) exactly as when a real dongle resets.
     this.stopAdvertising();
+    this.stopScanTimers();
     this.scan = this.defaultScanState();
     this.initiator = null;
+    for (const set of this.advertisingSets.values()) this.stopAdvertisingSet(set);
+    this.advertisingSets.clear();
+    this.randomAddress = null;
     // Forget the handles first so the host hears nothing about them.
     const ends = [...this.connections.values()];
     this.connections.clear();
@@ -558,6 +646,8 @@ export class VirtualController implements AirParticipant {
       if (intervalMin < 0x20 || intervalMax > 0x4000 || intervalMin > intervalMax) return fail(Status.INVALID_PARAMETERS);
     }
     if ((channelMap & 0x07) === 0) return fail(Status.INVALID_PARAMETERS);
+    if (p[5]! > 3) return fail(Status.INVALID_PARAMETERS);
+    this.advertising.ownAddressType = p[5]!;
     this.advertising.intervalUs = intervalMin * 625;
     this.advertising.advType = advType === 0x04 ? AdvType.ADV_DIRECT_IND : advType;
     this.advertising.directAddress = Buffer.from(p.subarray(7, 13));
@@ -569,6 +659,8 @@ export class VirtualController implements AirParticipant {
     if (!this.claimStyle('legacy')) return fail(Status.COMMAND_DISALLOWED);
     if (p.length !== 1 || p[0]! > 1) return fail(Status.INVALID_PARAMETERS);
     if (p[0] === 1 && !this.advertising.enabled) {
+      // Own_Address_Type random with no random address set (Vol 4 Part E §7.8.9).
+      if (!this.ownAddress(this.advertising.ownAddressType, this.randomAddress)) return fail(Status.INVALID_PARAMETERS);
       this.advertising.enabled = true;
       this.scheduleAdvertisingEvent(this.air.clock.nowUs() + this.random.uniform(0, 10_000));
     } else if (p[0] === 0) {
@@ -583,13 +675,14 @@ export class VirtualController implements AirParticipant {
       this.advertising.nextEventTimer = null;
       if (!this.advertising.enabled) return;
       const now = Math.max(atUs, 0);
-      if (this.isOnAir()) {
+      const own = this.ownAddress(this.advertising.ownAddressType, this.randomAddress);
+      if (this.isOnAir() && own) {
         this.air.broadcast(
           {
             advertiser: this,
             advType: this.advertising.advType,
-            addressType: 0,
-            address: this.address,
+            addressType: own.type,
+            address: own.address,
             advData: this.advertising.advData,
             scanResponseData: this.advertising.scanResponseData,
             directAddress: this.advertising.advType === AdvType.ADV_DIRECT_IND ? this.advertising.directAddress : null,
@@ -608,6 +701,261 @@ export class VirtualController implements AirParticipant {
     this.advertising.nextEventTimer = null;
   }
 
+  // ─────────────── extended advertising: advertising sets (Vol 4 Part E §7.8.53–7.8.61) ───────────────
+
+  private setAdvertisingSetRandomAddress(p: Buffer): CommandResult {
+    const fail = (status: number): CommandResult => ({ kind: 'complete', params: Buffer.from([status]) });
+    if (!this.claimStyle('extended')) return fail(Status.COMMAND_DISALLOWED);
+    if (p.length !== 7) return fail(Status.INVALID_PARAMETERS);
+    const set = this.advertisingSets.get(p[0]!);
+    if (!set) return fail(Status.UNKNOWN_ADVERTISING_ID);
+    // A connectable set's address may not change under it while it advertises.
+    if (set.enabled && set.properties & PROP_CONNECTABLE) return fail(Status.COMMAND_DISALLOWED);
+    set.randomAddress = Buffer.from(p.subarray(1, 7));
+    return { kind: 'complete', params: Buffer.from([Status.SUCCESS]) };
+  }
+
+  private setExtendedAdvertisingParameters(p: Buffer): CommandResult {
+    const fail = (status: number): CommandResult => ({ kind: 'complete', params: Buffer.from([status, 0]) });
+    if (!this.claimStyle('extended')) return fail(Status.COMMAND_DISALLOWED);
+    if (p.length !== 25) return fail(Status.INVALID_PARAMETERS);
+    const handle = p[0]!;
+    const properties = p.readUInt16LE(1);
+    const intervalMin = p.readUIntLE(3, 3);
+    const intervalMax = p.readUIntLE(6, 3);
+    const channelMap = p[9]!;
+    const ownAddressType = p[10]!;
+    const peerAddressType = p[11]!;
+    const peerAddress = Buffer.from(p.subarray(12, 18));
+    const filterPolicy = p[18]!;
+    const requestedTxPower = p.readInt8(19);
+    const primaryPhy = p[20]!;
+    const secondaryPhy = p[22]!;
+    const sid = p[23]!;
+    const scanRequestNotification = p[24]!;
+    if (handle > 0xef) return fail(Status.INVALID_PARAMETERS);
+    const existing = this.advertisingSets.get(handle);
+    if (existing?.enabled) return fail(Status.COMMAND_DISALLOWED);
+    if (!existing && this.advertisingSets.size >= MAX_ADVERTISING_SETS) return fail(Status.MEMORY_CAPACITY_EXCEEDED);
+    const legacy = (properties & PROP_LEGACY) !== 0;
+    if (properties & ~0x7f) return fail(Status.INVALID_PARAMETERS);
+    if (legacy && LEGACY_PROPERTIES[properties] === undefined) return fail(Status.INVALID_PARAMETERS);
+    if (!legacy) {
+      if (properties & PROP_CONNECTABLE && properties & PROP_SCANNABLE) return fail(Status.INVALID_PARAMETERS);
+      if (properties & PROP_HIGH_DUTY) return fail(Status.INVALID_PARAMETERS);
+      // Anonymous advertising omits AdvA: not modelled, so not offered.
+      if (properties & PROP_ANONYMOUS) return fail(Status.UNSUPPORTED_FEATURE);
+    }
+    const highDuty = (properties & PROP_HIGH_DUTY) !== 0;
+    if (!highDuty && (intervalMin < 0x20 || intervalMin > intervalMax)) return fail(Status.INVALID_PARAMETERS);
+    if ((channelMap & 0x07) === 0 || channelMap > 0x07) return fail(Status.INVALID_PARAMETERS);
+    if (ownAddressType > 3 || peerAddressType > 1 || filterPolicy > 3 || sid > 0x0f || scanRequestNotification > 1) return fail(Status.INVALID_PARAMETERS);
+    // LE Coded PHY is not a claimed feature; the secondary PHY may be 1M or 2M.
+    if (primaryPhy === 0x03 || secondaryPhy === 0x03) return fail(Status.UNSUPPORTED_FEATURE);
+    if (primaryPhy !== 0x01 || (secondaryPhy !== 0x01 && secondaryPhy !== 0x02)) return fail(Status.INVALID_PARAMETERS);
+    const txPowerDbm = requestedTxPower === 0x7f ? this.air.medium.model.txPowerDbm : Math.min(requestedTxPower, this.air.medium.model.txPowerDbm);
+    const set: AdvertisingSet = existing ?? {
+      handle,
+      properties,
+      intervalUs: 0,
+      ownAddressType,
+      peerAddress,
+      secondaryPhy: 1,
+      sid,
+      txPowerDbm,
+      scanRequestNotification: false,
+      randomAddress: null,
+      advData: Buffer.alloc(0),
+      scanResponseData: Buffer.alloc(0),
+      advFragments: null,
+      scanFragments: null,
+      dataId: 0,
+      enabled: false,
+      maxEvents: 0,
+      eventsSent: 0,
+      nextEventTimer: null,
+      durationTimer: null,
+    };
+    set.properties = properties;
+    set.intervalUs = (highDuty ? 0x06 : intervalMin) * 625;
+    set.ownAddressType = ownAddressType;
+    set.peerAddress = peerAddress;
+    set.secondaryPhy = secondaryPhy === 0x02 ? 2 : 1;
+    set.sid = sid;
+    set.txPowerDbm = txPowerDbm;
+    set.scanRequestNotification = scanRequestNotification === 1;
+    this.advertisingSets.set(handle, set);
+    return { kind: 'complete', params: Buffer.from([Status.SUCCESS, txPowerDbm & 0xff]) };
+  }
+
+  /** LE Set Extended Advertising Data / Scan Response Data: whole or in fragments. */
+  private setExtendedAdvertisingData(p: Buffer, which: 'adv' | 'scan'): CommandResult {
+    const fail = (status: number): CommandResult => ({ kind: 'complete', params: Buffer.from([status]) });
+    if (!this.claimStyle('extended')) return fail(Status.COMMAND_DISALLOWED);
+    if (p.length < 4 || p.length !== 4 + p[3]!) return fail(Status.INVALID_PARAMETERS);
+    const set = this.advertisingSets.get(p[0]!);
+    if (!set) return fail(Status.UNKNOWN_ADVERTISING_ID);
+    const operation = p[1]!;
+    const data = Buffer.from(p.subarray(4));
+    const legacy = (set.properties & PROP_LEGACY) !== 0;
+    if (operation > 4 || p[2]! > 1) return fail(Status.INVALID_PARAMETERS);
+    if (legacy) {
+      // A legacy set takes its data whole and at most 31 octets, as the legacy commands do.
+      if (operation !== 3 || data.length > 31) return fail(Status.INVALID_PARAMETERS);
+    } else if (which === 'adv' && set.properties & PROP_SCANNABLE) {
+      // A scannable extended set carries its data in the scan response only.
+      if (data.length > 0 || operation === 4) return fail(Status.INVALID_PARAMETERS);
+    } else if (which === 'scan' && !(set.properties & PROP_SCANNABLE)) {
+      if (data.length > 0 || operation === 4) return fail(Status.INVALID_PARAMETERS);
+    }
+    // While enabled only whole data (or "unchanged data", which just moves the DID) is allowed.
+    if (set.enabled && operation !== 3 && operation !== 4) return fail(Status.COMMAND_DISALLOWED);
+    if (operation === 4) {
+      if (!set.enabled || data.length > 0 || which === 'scan') return fail(Status.INVALID_PARAMETERS);
+      set.dataId = (set.dataId + 1) & 0x0fff;
+      return { kind: 'complete', params: Buffer.from([Status.SUCCESS]) };
+    }
+    const fragmentsKey = which === 'adv' ? 'advFragments' : 'scanFragments';
+    let fragments = set[fragmentsKey];
+    if (operation === 1 || operation === 3) fragments = [];
+    else if (fragments === null) return fail(Status.INVALID_PARAMETERS); // intermediate/last without first
+    fragments.push(data);
+    const total = fragments.reduce((n, f) => n + f.length, 0);
+    const capacity = !legacy && which === 'adv' && set.properties & PROP_CONNECTABLE ? MAX_CONNECTABLE_EXT_ADV_DATA : MAX_EXTENDED_ADV_DATA;
+    if (total > capacity) {
+      set[fragmentsKey] = null;
+      return fail(capacity === MAX_CONNECTABLE_EXT_ADV_DATA ? Status.PACKET_TOO_LONG : Status.MEMORY_CAPACITY_EXCEEDED);
+    }
+    if (operation === 2 || operation === 3) {
+      const whole = Buffer.concat(fragments);
+      if (which === 'adv') set.advData = whole;
+      else set.scanResponseData = whole;
+      set[fragmentsKey] = null;
+      set.dataId = (set.dataId + 1) & 0x0fff;
+    } else {
+      set[fragmentsKey] = fragments;
+    }
+    return { kind: 'complete', params: Buffer.from([Status.SUCCESS]) };
+  }
+
+  private setExtendedAdvertisingEnable(p: Buffer): CommandResult {
+    const fail = (status: number): CommandResult => ({ kind: 'complete', params: Buffer.from([status]) });
+    if (!this.claimStyle('extended')) return fail(Status.COMMAND_DISALLOWED);
+    if (p.length < 2 || p[0]! > 1) return fail(Status.INVALID_PARAMETERS);
+    const enable = p[0] === 1;
+    const count = p[1]!;
+    if (p.length !== 2 + 4 * count || count > MAX_ADVERTISING_SETS) return fail(Status.INVALID_PARAMETERS);
+    if (count === 0) {
+      if (enable) return fail(Status.INVALID_PARAMETERS);
+      for (const set of this.advertisingSets.values()) this.stopAdvertisingSet(set);
+      return { kind: 'complete', params: Buffer.from([Status.SUCCESS]) };
+    }
+    const entries: Array<{ set: AdvertisingSet; durationUs: number; maxEvents: number }> = [];
+    for (let i = 0; i < count; i++) {
+      const handle = p[2 + 4 * i]!;
+      const set = this.advertisingSets.get(handle);
+      if (!set) return fail(Status.UNKNOWN_ADVERTISING_ID);
+      if (entries.some((e) => e.set === set)) return fail(Status.INVALID_PARAMETERS);
+      entries.push({ set, durationUs: p.readUInt16LE(3 + 4 * i) * 10_000, maxEvents: p[5 + 4 * i]! });
+    }
+    if (enable) {
+      // Check every set before enabling any, so a refusal changes nothing.
+      for (const { set } of entries) {
+        if (!this.ownAddress(set.ownAddressType, set.randomAddress)) return fail(Status.INVALID_PARAMETERS);
+        const legacy = (set.properties & PROP_LEGACY) !== 0;
+        if (!legacy && set.properties & PROP_SCANNABLE && set.scanResponseData.length === 0) return fail(Status.INVALID_PARAMETERS);
+        if (set.advFragments || set.scanFragments) return fail(Status.COMMAND_DISALLOWED); // data still incomplete
+      }
+      for (const { set, durationUs, maxEvents } of entries) {
+        set.maxEvents = maxEvents;
+        set.eventsSent = 0;
+        set.durationTimer?.cancel();
+        set.durationTimer = null;
+        if (durationUs > 0) {
+          set.durationTimer = this.air.clock.at(this.air.clock.nowUs() + durationUs, () => {
+            set.durationTimer = null;
+            if (!set.enabled) return;
+            const events = set.eventsSent;
+            this.stopAdvertisingSet(set);
+            this.sendAdvertisingSetTerminated(set, Status.ADVERTISING_TIMEOUT, 0, events);
+          });
+        }
+        if (!set.enabled) {
+          set.enabled = true;
+          this.scheduleSetEvent(set, this.air.clock.nowUs() + this.random.uniform(0, 10_000));
+        }
+      }
+    } else {
+      for (const { set } of entries) this.stopAdvertisingSet(set);
+    }
+    return { kind: 'complete', params: Buffer.from([Status.SUCCESS]) };
+  }
+
+  private scheduleSetEvent(set: AdvertisingSet, atUs: number): void {
+    set.nextEventTimer?.cancel();
+    set.nextEventTimer = this.air.clock.at(atUs, () => {
+      set.nextEventTimer = null;
+      if (!set.enabled) return;
+      const own = this.ownAddress(set.ownAddressType, set.randomAddress);
+      const legacyType = set.properties & PROP_LEGACY ? LEGACY_PROPERTIES[set.properties] : undefined;
+      const directed = (set.properties & PROP_DIRECTED) !== 0;
+      if (this.isOnAir() && own) {
+        this.air.broadcast(
+          {
+            advertiser: this,
+            advType: legacyType ?? 0x07, // ADV_EXT_IND
+            addressType: own.type,
+            address: own.address,
+            advData: set.advData,
+            scanResponseData: set.scanResponseData,
+            directAddress: directed ? set.peerAddress : null,
+            extended:
+              legacyType === undefined
+                ? {
+                    connectable: (set.properties & PROP_CONNECTABLE) !== 0,
+                    scannable: (set.properties & PROP_SCANNABLE) !== 0,
+                    directed,
+                    sid: set.sid,
+                    secondaryPhy: set.secondaryPhy,
+                    dataId: set.dataId,
+                    txPowerDbm: set.txPowerDbm,
+                  }
+                : null,
+            setHandle: set.handle,
+          },
+          atUs,
+        );
+      }
+      set.eventsSent++;
+      if (!set.enabled) return; // the event made a connection
+      if (set.maxEvents > 0 && set.eventsSent >= set.maxEvents) {
+        const events = set.eventsSent;
+        this.stopAdvertisingSet(set);
+        this.sendAdvertisingSetTerminated(set, Status.LIMIT_REACHED, 0, events);
+        return;
+      }
+      // advInterval + advDelay (0–10 ms pseudo-random), Vol 6 Part B §4.4.2.2.
+      this.scheduleSetEvent(set, atUs + set.intervalUs + this.random.uniform(0, 10_000));
+    });
+  }
+
+  private stopAdvertisingSet(set: AdvertisingSet): void {
+    set.enabled = false;
+    set.nextEventTimer?.cancel();
+    set.nextEventTimer = null;
+    set.durationTimer?.cancel();
+    set.durationTimer = null;
+  }
+
+  private sendAdvertisingSetTerminated(set: AdvertisingSet, status: number, connectionHandle: number, events: number): void {
+    const e = Buffer.alloc(5);
+    e[0] = status;
+    e[1] = set.handle;
+    e.writeUInt16LE(connectionHandle, 2);
+    e[4] = Math.min(255, events);
+    this.sendLeEvent(LeSubevent.ADVERTISING_SET_TERMINATED, e);
+  }
+
   private setScanParameters(p: Buffer, extended: boolean): CommandResult {
     const fail = (status: number): CommandResult => ({ kind: 'complete', params: Buffer.from([status]) });
     if (!this.claimStyle(extended ? 'extended' : 'legacy')) return fail(Status.COMMAND_DISALLOWED);
@@ -615,8 +963,10 @@ export class VirtualController implements AirParticipant {
     let scanType: number;
     let interval: number;
     let window: number;
+    let ownAddressType: number;
     if (extended) {
       if (p.length < 3) return fail(Status.INVALID_PARAMETERS);
+      ownAddressType = p[0]!;
       const phys = p[2]!;
       if ((phys & ~0x05) !== 0) return fail(Status.UNSUPPORTED_FEATURE);
       if ((phys & 0x01) === 0) return fail(Status.INVALID_PARAMETERS);
@@ -627,13 +977,15 @@ export class VirtualController implements AirParticipant {
       window = p.readUInt16LE(6);
     } else {
       if (p.length !== 7) return fail(Status.INVALID_PARAMETERS);
+      ownAddressType = p[5]!;
       scanType = p[0]!;
       interval = p.readUInt16LE(1);
       window = p.readUInt16LE(3);
     }
-    if (scanType > 1 || interval < 4 || window < 4 || window > interval || (!extended && interval > 0x4000)) {
+    if (scanType > 1 || interval < 4 || window < 4 || window > interval || (!extended && interval > 0x4000) || ownAddressType > 3) {
       return fail(Status.INVALID_PARAMETERS);
     }
+    this.scan.ownAddressType = ownAddressType;
     this.scan.active = scanType === 1;
     this.scan.intervalUs = interval * 625;
     this.scan.windowUs = window * 625;
@@ -645,20 +997,73 @@ export class VirtualController implements AirParticipant {
     if (!this.claimStyle(extended ? 'extended' : 'legacy')) return fail(Status.COMMAND_DISALLOWED);
     if (p.length !== (extended ? 6 : 2) || p[0]! > 1 || p[1]! > (extended ? 2 : 1)) return fail(Status.INVALID_PARAMETERS);
     const enable = p[0] === 1;
+    // Ext scan: Duration in 10 ms units, Period in 1.28 s units (Vol 4 Part E §7.8.65).
+    const durationUs = extended ? p.readUInt16LE(2) * 10_000 : 0;
+    const periodUs = extended ? p.readUInt16LE(4) * 1_280_000 : 0;
     if (enable) {
+      if (periodUs > 0 && (durationUs === 0 || durationUs >= periodUs)) return fail(Status.INVALID_PARAMETERS);
+      // Active scanning sends SCAN_REQs from the own address: a random one must exist.
+      if (this.scan.active && !this.ownAddress(this.scan.ownAddressType, this.randomAddress)) return fail(Status.INVALID_PARAMETERS);
       // Each enable starts a fresh duplicate filter (Vol 4 Part E §7.8.11).
       this.scan.reported = new Set();
       this.scan.filterDuplicates = p[1]! > 0;
     }
+    this.stopScanTimers();
     this.scan.enabled = enable;
     this.scan.extended = extended;
+    this.scan.durationUs = enable ? durationUs : 0;
+    this.scan.periodUs = enable ? periodUs : 0;
+    if (enable && durationUs > 0) this.scheduleScanDuration(this.air.clock.nowUs());
     return { kind: 'complete', params: Buffer.from([Status.SUCCESS]) };
+  }
+
+  /**
+   * Ends a scan Duration. Without a Period the scan stops and the host hears LE Scan
+   * Timeout; with one, scanning pauses and resumes at the next period (with a fresh
+   * duplicate filter, as each period is a new scan).
+   */
+  private scheduleScanDuration(startUs: number): void {
+    this.scan.durationTimer = this.air.clock.at(startUs + this.scan.durationUs, () => {
+      this.scan.durationTimer = null;
+      if (!this.scan.enabled) return;
+      if (this.scan.periodUs === 0) {
+        this.scan.enabled = false;
+        this.sendLeEvent(LeSubevent.SCAN_TIMEOUT, Buffer.alloc(0));
+        return;
+      }
+      this.scan.paused = true;
+      this.scan.durationTimer = this.air.clock.at(startUs + this.scan.periodUs, () => {
+        this.scan.durationTimer = null;
+        if (!this.scan.enabled) return;
+        this.scan.paused = false;
+        this.scan.reported = new Set();
+        this.scheduleScanDuration(startUs + this.scan.periodUs);
+      });
+    });
+  }
+
+  private stopScanTimers(): void {
+    this.scan.durationTimer?.cancel();
+    this.scan.durationTimer = null;
+    this.scan.paused = false;
+  }
+
+  /**
+   * The address a PDU or CONNECT_IND carries for an Own_Address_Type (Vol 4 Part E
+   * §7.8.5): 0 public, 1 random; 2 and 3 ask for a resolvable private address from the
+   * resolving list, which this controller does not keep, so they fall back to public and
+   * random as the spec says. Null when a random address is asked for and none is set.
+   */
+  private ownAddress(ownAddressType: number, random: Buffer | null): AirAddress | null {
+    if (ownAddressType === 0 || ownAddressType === 2) return { type: 0, address: this.address };
+    return random ? { type: 1, address: random } : null;
   }
 
   private createConnection(p: Buffer, extended: boolean): CommandResult {
     const status = (s: number): CommandResult => ({ kind: 'status', status: s });
     if (!this.claimStyle(extended ? 'extended' : 'legacy')) return status(Status.COMMAND_DISALLOWED);
     if (this.initiator) return status(Status.COMMAND_DISALLOWED);
+    let ownAddressType: number;
     let peerAddressType: number;
     let peerAddress: Buffer;
     let intervalMin: number;
@@ -667,6 +1072,7 @@ export class VirtualController implements AirParticipant {
     let timeout: number;
     if (extended) {
       if (p.length < 10) return status(Status.INVALID_PARAMETERS);
+      ownAddressType = p[1]!;
       peerAddressType = p[2]!;
       peerAddress = Buffer.from(p.subarray(3, 9));
       const phys = p[9]!;
@@ -686,17 +1092,20 @@ export class VirtualController implements AirParticipant {
       if (scanInterval < 4 || scanWindow < 4 || scanWindow > scanInterval) return status(Status.INVALID_PARAMETERS);
       peerAddressType = p[5]!;
       peerAddress = Buffer.from(p.subarray(6, 12));
+      ownAddressType = p[12]!;
       intervalMin = p.readUInt16LE(13);
       intervalMax = p.readUInt16LE(15);
       latency = p.readUInt16LE(17);
       timeout = p.readUInt16LE(19);
     }
-    if (!validConnectionParameters(intervalMin, intervalMax, latency, timeout) || peerAddressType > 3) {
+    if (!validConnectionParameters(intervalMin, intervalMax, latency, timeout) || peerAddressType > 3 || ownAddressType > 3) {
       return status(Status.INVALID_PARAMETERS);
     }
+    if (!this.ownAddress(ownAddressType, this.randomAddress)) return status(Status.INVALID_PARAMETERS);
     const policy = this.options.linkPolicy;
     const intervalUs = policy.intervalMs !== undefined ? Math.round(policy.intervalMs / 1.25) * 1250 : intervalMin * 1250;
     this.initiator = {
+      ownAddressType,
       peerAddressType,
       peerAddress,
       extended,
@@ -950,47 +1359,92 @@ export class VirtualController implements AirParticipant {
   // ───────────────────────────── advertising channel ─────────────────────────────
 
   onAdvertisingPdu(pdu: AdvertisingPdu, rssiDbm: number, timeUs: number): void {
-    const connectable = pdu.advType === AdvType.ADV_IND || pdu.advType === AdvType.ADV_DIRECT_IND;
+    const ext = pdu.extended ?? null;
+    const connectable = ext ? ext.connectable : pdu.advType === AdvType.ADV_IND || pdu.advType === AdvType.ADV_DIRECT_IND;
     const initiator = this.initiator;
+    // A legacy initiator (LE Create Connection) only answers legacy PDUs; AUX_CONNECT_REQ
+    // needs LE Extended Create Connection.
+    const initiatorHears = initiator !== null && (ext === null || initiator.extended);
+    const own = initiator ? this.ownAddress(initiator.ownAddressType, this.randomAddress) : null;
     if (
       initiator &&
+      own &&
+      initiatorHears &&
       connectable &&
-      initiator.peerAddressType === pdu.addressType &&
+      (initiator.peerAddressType & 1) === pdu.addressType &&
       initiator.peerAddress.equals(pdu.address) &&
-      (pdu.directAddress === null || pdu.directAddress.equals(this.address))
+      (pdu.directAddress === null || pdu.directAddress.equals(own.address))
     ) {
-      // CONNECT_IND right after the advert (T_IFS later).
+      // CONNECT_IND right after the advert (T_IFS later); AUX_CONNECT_REQ/RSP for extended.
       const handle = this.allocateHandle();
       const params = initiator.params;
-      const link = this.air.connect(this, handle, pdu.advertiser, params, timeUs + 150 + 376);
+      const link = this.air.connect(this, handle, pdu.advertiser, params, timeUs + 150 + 376, { initiator: own, pdu });
       if (link) {
         this.initiator = null;
         this.connections.set(handle, link.central);
+        this.peerAddresses.set(link.central, { type: pdu.addressType, address: Buffer.from(pdu.address) });
         link.central.lastRssiDbm = rssiDbm;
         this.sendConnectionComplete(Status.SUCCESS, link.central);
         this.applyPolicyAfterConnect(link.central);
       }
       return;
     }
-    if (!this.scan.enabled) return;
+    if (!this.scan.enabled || this.scan.paused) return;
+    // A legacy scanner does not follow ADV_EXT_IND's AuxPtr: it never hears extended advertising.
+    if (ext && !this.scan.extended) return;
     // The scanner only hears what falls inside its scan window.
     if (this.scan.windowUs < this.scan.intervalUs && !this.random.chance(this.scan.windowUs / this.scan.intervalUs)) return;
     this.reportAdvertisement(pdu, rssiDbm, false);
-    const scannable = pdu.advType === AdvType.ADV_IND || pdu.advType === AdvType.ADV_SCAN_IND;
-    if (this.scan.active && scannable && this.air.exchange(this, pdu.advertiser, timeUs + 150)) {
+    const scannable = ext ? ext.scannable : pdu.advType === AdvType.ADV_IND || pdu.advType === AdvType.ADV_SCAN_IND;
+    const scanner = this.ownAddress(this.scan.ownAddressType, this.randomAddress);
+    if (this.scan.active && scannable && scanner && this.air.exchange(this, pdu.advertiser, timeUs + 150)) {
+      pdu.advertiser.onScanRequest?.(pdu, scanner);
       // Always a SCAN_RSP, even an empty one: noble reports a connectable device only then.
       this.reportAdvertisement(pdu, rssiDbm, true);
     }
   }
 
   private reportAdvertisement(pdu: AdvertisingPdu, rssiDbm: number, scanResponse: boolean): void {
-    const key = `${pdu.address.toString('hex')}/${pdu.addressType}/${scanResponse ? 'rsp' : pdu.advType}`;
+    const ext = pdu.extended ?? null;
+    const key = `${pdu.address.toString('hex')}/${pdu.addressType}/${scanResponse ? 'rsp' : pdu.advType}/${ext ? `${ext.sid}:${ext.dataId}` : 'legacy'}`;
     if (this.scan.filterDuplicates) {
       if (this.scan.reported.has(key)) return;
       this.scan.reported.add(key);
     }
     const data = scanResponse ? pdu.scanResponseData : pdu.advData;
     const rssi = Math.max(-127, Math.min(20, Math.round(rssiDbm)));
+    if (ext) {
+      // Non-legacy PDU (Vol 4 Part E §7.7.65.13): event type bits 0 connectable, 1 scannable,
+      // 2 directed, 3 scan response; bits 5–6 data status (0 complete, 1 more to come).
+      // Data longer than one report goes in consecutive reports, all but the last "incomplete".
+      let eventType = (ext.connectable ? 0x01 : 0) | (ext.scannable ? 0x02 : 0) | (ext.directed ? 0x04 : 0) | (scanResponse ? 0x08 : 0);
+      if (scanResponse) eventType &= ~0x04;
+      let offset = 0;
+      do {
+        const chunk = data.subarray(offset, offset + MAX_EXT_REPORT_DATA);
+        offset += chunk.length;
+        const more = offset < data.length;
+        const r = Buffer.alloc(25 + chunk.length);
+        r[0] = 1;
+        r.writeUInt16LE(eventType | (more ? 0x20 : 0x00), 1);
+        r[3] = pdu.addressType;
+        pdu.address.copy(r, 4);
+        r[10] = 0x01; // primary PHY LE 1M
+        r[11] = ext.secondaryPhy;
+        r[12] = ext.sid;
+        r.writeInt8(Math.max(-127, Math.min(20, ext.txPowerDbm)), 13);
+        r.writeInt8(rssi, 14);
+        r.writeUInt16LE(0, 15); // no periodic advertising
+        if (ext.directed && pdu.directAddress && !scanResponse) {
+          r[17] = this.scan.ownAddressType & 1;
+          pdu.directAddress.copy(r, 18);
+        }
+        r[24] = chunk.length;
+        chunk.copy(r, 25);
+        this.sendLeEvent(LeSubevent.EXTENDED_ADVERTISING_REPORT, r);
+      } while (offset < data.length);
+      return;
+    }
     if (this.scan.extended) {
       // Extended report for a legacy PDU: bit 4 "legacy" set, plus connectable/scannable/
       // directed/scan-response bits (Vol 4 Part E §7.7.65.13).
@@ -1025,13 +1479,35 @@ export class VirtualController implements AirParticipant {
     }
   }
 
-  acceptConnection(link: Link, _initiator: AirParticipant): number {
+  onScanRequest(pdu: AdvertisingPdu, scanner: AirAddress): void {
+    if (pdu.setHandle === undefined) return;
+    const set = this.advertisingSets.get(pdu.setHandle);
+    if (!set?.enabled || !set.scanRequestNotification) return;
+    const e = Buffer.alloc(8);
+    e[0] = set.handle;
+    e[1] = scanner.type;
+    scanner.address.copy(e, 2);
+    this.sendLeEvent(LeSubevent.SCAN_REQUEST_RECEIVED, e);
+  }
+
+  acceptConnection(link: Link, initiator: AirParticipant, addresses?: ConnectionAddresses): number {
     const handle = this.allocateHandle();
-    // Connectable legacy advertising ends when a connection is made.
-    this.stopAdvertising();
     link.peripheral.handle = handle;
     this.connections.set(handle, link.peripheral);
-    this.sendConnectionComplete(Status.SUCCESS, link.peripheral);
+    this.peerAddresses.set(link.peripheral, addresses?.initiator ?? { type: 0, address: Buffer.from(initiator.address) });
+    const set = addresses?.pdu.setHandle !== undefined ? this.advertisingSets.get(addresses.pdu.setHandle) : undefined;
+    if (set) {
+      // The set that made the connection stops; its host hears Connection Complete, then
+      // Advertising Set Terminated naming the connection (Vol 4 Part E §7.7.65.18).
+      const events = set.eventsSent;
+      this.stopAdvertisingSet(set);
+      this.sendConnectionComplete(Status.SUCCESS, link.peripheral);
+      this.sendAdvertisingSetTerminated(set, Status.SUCCESS, handle, events);
+    } else {
+      // Connectable legacy advertising ends when a connection is made.
+      this.stopAdvertising();
+      this.sendConnectionComplete(Status.SUCCESS, link.peripheral);
+    }
     return handle;
   }
 
@@ -1063,8 +1539,10 @@ export class VirtualController implements AirParticipant {
     if (end && peer && params) {
       core.writeUInt16LE(end.handle, 1);
       core[3] = end.role === 'central' ? 0x00 : 0x01;
-      core[4] = 0x00; // peer address type: public
-      peer.address.copy(core, 5);
+      const peerAddress = this.peerAddresses.get(end) ?? { type: 0, address: peer.address };
+      core[4] = peerAddress.type;
+      peerAddress.address.copy(core, 5);
+      // Enhanced: Local_ and Peer_Resolvable_Private_Address stay zero (no resolving list).
       const tail = enhanced ? 23 : 11;
       core.writeUInt16LE(Math.round(params.intervalUs / 1250), tail);
       core.writeUInt16LE(params.latency, tail + 2);
@@ -1146,11 +1624,16 @@ export class VirtualController implements AirParticipant {
   }
 
   private defaultScanState(): ScanState {
-    return { active: false, intervalUs: 10_000, windowUs: 10_000, enabled: false, filterDuplicates: false, extended: false, reported: new Set() };
+    return { active: false, ownAddressType: 0, durationUs: 0, periodUs: 0, durationTimer: null, intervalUs: 10_000, windowUs: 10_000, enabled: false, paused: false, filterDuplicates: false, extended: false, reported: new Set() };
   }
 
   private defaultAdvertisingState(): AdvertisingState {
-    return { intervalUs: 1_280_000, advType: AdvType.ADV_IND, directAddress: Buffer.alloc(6), advData: Buffer.alloc(0), scanResponseData: Buffer.alloc(0), enabled: false, nextEventTimer: null };
+    return { ownAddressType: 0, intervalUs: 1_280_000, advType: AdvType.ADV_IND, directAddress: Buffer.alloc(6), advData: Buffer.alloc(0), scanResponseData: Buffer.alloc(0), enabled: false, nextEventTimer: null };
+  }
+
+  /** Advertising sets of the extended advertising commands, for reporting and tests. */
+  describeAdvertisingSets(): Array<{ handle: number; properties: number; enabled: boolean; dataBytes: number; scanResponseBytes: number }> {
+    return [...this.advertisingSets.values()].map((set) => ({ handle: set.handle, properties: set.properties, enabled: set.enabled, dataBytes: set.advData.length, scanResponseBytes: set.scanResponseData.length }));
   }
 
   /** Live connections for reporting: handle, role, peer, parameters. */

@@ -67,8 +67,12 @@ describe('controller command handling', () => {
     expect(host.command(Op.LE_SET_ADV_PARAMS, adv).status).toBe(Status.COMMAND_DISALLOWED);
     // Cancelling a connection attempt that does not exist.
     expect(host.command(Op.LE_CREATE_CONNECTION_CANCEL).status).toBe(Status.COMMAND_DISALLOWED);
-    // Legacy and extended scanning commands may not be mixed.
-    expect(host.command(Op.LE_SET_EXT_SCAN_ENABLE, Buffer.from([0, 0, 0, 0, 0, 0])).status).toBe(Status.COMMAND_DISALLOWED);
+    // This controller claims no extended advertising: its commands are unknown to it.
+    expect(host.command(Op.LE_SET_EXT_SCAN_ENABLE, Buffer.from([0, 0, 0, 0, 0, 0])).status).toBe(Status.UNKNOWN_COMMAND);
+    // With the feature, legacy and extended scanning commands may still not be mixed.
+    const extended = createMiniWorld({ extendedAdvertising: true }).hosts[0]!;
+    expect(extended.command(Op.LE_SET_SCAN_ENABLE, Buffer.from([0, 0])).status).toBe(Status.SUCCESS);
+    expect(extended.command(Op.LE_SET_EXT_SCAN_ENABLE, Buffer.from([0, 0, 0, 0, 0, 0])).status).toBe(Status.COMMAND_DISALLOWED);
     // Unknown connection handles.
     const rssi = host.command(Op.READ_RSSI, Buffer.from([0x42, 0x00]));
     expect(rssi.status).toBe(Status.UNKNOWN_CONNECTION_ID);

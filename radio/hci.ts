@@ -35,6 +35,8 @@ export const Status = {
   MIC_FAILURE: 0x3d,
   CONNECTION_FAILED_TO_ESTABLISH: 0x3e,
   UNKNOWN_ADVERTISING_ID: 0x42,
+  LIMIT_REACHED: 0x43,
+  PACKET_TOO_LONG: 0x45,
 } as const;
 
 export const EventCode = {
@@ -58,6 +60,9 @@ export const LeSubevent = {
   ENHANCED_CONNECTION_COMPLETE: 0x0a,
   PHY_UPDATE_COMPLETE: 0x0c,
   EXTENDED_ADVERTISING_REPORT: 0x0d,
+  SCAN_TIMEOUT: 0x11,
+  ADVERTISING_SET_TERMINATED: 0x12,
+  SCAN_REQUEST_RECEIVED: 0x13,
   CHANNEL_SELECTION_ALGORITHM: 0x14,
 } as const;
 
@@ -111,6 +116,15 @@ export const Op = {
   LE_READ_PHY: 0x2030,
   LE_SET_DEFAULT_PHY: 0x2031,
   LE_SET_PHY: 0x2032,
+  LE_SET_ADV_SET_RANDOM_ADDRESS: 0x2035,
+  LE_SET_EXT_ADV_PARAMS: 0x2036,
+  LE_SET_EXT_ADV_DATA: 0x2037,
+  LE_SET_EXT_SCAN_RSP_DATA: 0x2038,
+  LE_SET_EXT_ADV_ENABLE: 0x2039,
+  LE_READ_MAX_ADV_DATA_LENGTH: 0x203a,
+  LE_READ_NUM_ADV_SETS: 0x203b,
+  LE_REMOVE_ADV_SET: 0x203c,
+  LE_CLEAR_ADV_SETS: 0x203d,
   LE_SET_EXT_SCAN_PARAMS: 0x2041,
   LE_SET_EXT_SCAN_ENABLE: 0x2042,
   LE_EXT_CREATE_CONNECTION: 0x2043,
@@ -162,6 +176,15 @@ const OPCODE_NAMES: Record<number, string> = {
   0x2030: 'LE Read PHY',
   0x2031: 'LE Set Default PHY',
   0x2032: 'LE Set PHY',
+  0x2035: 'LE Set Advertising Set Random Address',
+  0x2036: 'LE Set Extended Advertising Parameters',
+  0x2037: 'LE Set Extended Advertising Data',
+  0x2038: 'LE Set Extended Scan Response Data',
+  0x2039: 'LE Set Extended Advertising Enable',
+  0x203a: 'LE Read Maximum Advertising Data Length',
+  0x203b: 'LE Read Number of Supported Advertising Sets',
+  0x203c: 'LE Remove Advertising Set',
+  0x203d: 'LE Clear Advertising Sets',
   0x2041: 'LE Set Extended Scan Parameters',
   0x2042: 'LE Set Extended Scan Enable',
   0x2043: 'LE Extended Create Connection',
@@ -193,6 +216,9 @@ const LE_SUBEVENT_NAMES: Record<number, string> = {
   0x0a: 'LE Enhanced Connection Complete',
   0x0c: 'LE PHY Update Complete',
   0x0d: 'LE Extended Advertising Report',
+  0x11: 'LE Scan Timeout',
+  0x12: 'LE Advertising Set Terminated',
+  0x13: 'LE Scan Request Received',
   0x14: 'LE Channel Selection Algorithm',
 };
 

@@ -79,6 +79,16 @@ export class MiniHost {
   }
 }
 
+export interface MiniWorldOptions {
+  seed?: number;
+  count?: number;
+  policies?: LinkPolicy[];
+  propagation?: Partial<PropagationModel>;
+  aclBufferCount?: number;
+  /** Claim LE Extended Advertising (feature bit 12) and its commands; default false. */
+  extendedAdvertising?: boolean;
+}
+
 export interface MiniWorld<C extends RadioClock = ManualClock> {
   clock: C;
   air: Air;
@@ -87,12 +97,12 @@ export interface MiniWorld<C extends RadioClock = ManualClock> {
 }
 
 /** Controllers on one medium driven by MiniHosts, on a ManualClock. */
-export function createMiniWorld(options: { seed?: number; count?: number; policies?: LinkPolicy[]; propagation?: Partial<PropagationModel>; aclBufferCount?: number } = {}): MiniWorld {
+export function createMiniWorld(options: MiniWorldOptions = {}): MiniWorld {
   return createMiniWorldOn(new ManualClock(), options);
 }
 
 /** The same on any clock (a RealtimeClock for load measurements). */
-export function createMiniWorldOn<C extends RadioClock>(clock: C, options: { seed?: number; count?: number; policies?: LinkPolicy[]; propagation?: Partial<PropagationModel>; aclBufferCount?: number } = {}): MiniWorld<C> {
+export function createMiniWorldOn<C extends RadioClock>(clock: C, options: MiniWorldOptions = {}): MiniWorld<C> {
   const random = new SeededRandom(options.seed ?? 1);
   const medium = new Medium({ ...DEFAULT_PROPAGATION, ...options.propagation }, random.fork('medium'));
   const air = new Air(clock, medium, random.fork('air'));
@@ -102,7 +112,7 @@ export function createMiniWorldOn<C extends RadioClock>(clock: C, options: { see
       {
         name: `c${i + 1}`,
         address: `c0:1d:00:00:00:${(i + 1).toString(16).padStart(2, '0')}`,
-        extendedAdvertisingFeature: false,
+        extendedAdvertisingFeature: options.extendedAdvertising ?? false,
         aclBufferSize: 251,
         aclBufferCount: options.aclBufferCount ?? 12,
         linkPolicy: options.policies?.[i] ?? {},

@@ -1,0 +1,441 @@
+// Controller conformance, driven as a host would drive it: what the controller claims
+// (LE features, Supported Commands) agrees with what it answers, every claimed feature
+// brings the commands the Core spec makes mandatory with it, every command answers with
+// the event kind the spec gives it, procedures end in their completion events, and the
+// extended advertising command set and random addresses behave as Vol 4 Part E and Vol 6
+// Part B describe — in the default (extended) and the --legacy configuration, so the next
+// host stack someone brings (BlueZ, Zephyr, Bumble) works the first time.
+import { describe, expect, it } from 'vitest';
+import { COMMANDS, LeFeature, MANDATORY_WITH_FEATURE, type LeFeatureBit } from './capabilities';
+import { EventCode, LeSubevent, Op, Status, addressToWire } from './hci';
+import { connectPair, createMiniWorld, type MiniHost, type MiniWorld } from './mini-host';
+
+const ALL_LE_EVENTS = Buffer.from('ffffffff00000000', 'hex');
+/** Every LE event except LE Enhanced Connection Complete (bit 9), so LE Connection Complete is used. */
+const LE_EVENTS_PLAIN_COMPLETE = Buffer.from('fffdffff00000000', 'hex');
+
+function bitmapOf(host: MiniHost): Buffer {
+  const r = host.command(Op.READ_LOCAL_COMMANDS);
+  expect(r.status).toBe(Status.SUCCESS);
+  return r.returnParams.subarray(1, 65);
+}
+
+function featuresOf(host: MiniHost): bigint {
+  return host.command(Op.LE_READ_LOCAL_FEATURES).returnParams.readBigUInt64LE(1);
+}
+
+function listed(bitmap: Buffer, octet: number, bit: number): boolean {
+  return ((bitmap[octet] ?? 0) & (1 << bit)) !== 0;
+}
+
+function world(extendedAdvertising: boolean, options: { count?: number; enhancedConnectionComplete?: boolean } = {}): MiniWorld {
+  const w = createMiniWorld({ extendedAdvertising, count: options.count ?? 2 });
+  for (const host of w.hosts) host.command(Op.LE_SET_EVENT_MASK, options.enhancedConnectionComplete ? ALL_LE_EVENTS : LE_EVENTS_PLAIN_COMPLETE);
+  return w;
+}
+
+function run(w: MiniWorld, ms: number): void {
+  for (let t = 0; t < ms; t += 5) w.clock.advanceBy(5000);
+}
+
+describe.each([
+  { config: 'default', extendedAdvertising: true },
+  { config: '--legacy', extendedAdvertising: false },
+])('controller capabilities agree ($config)', ({ extendedAdvertising }) => {
+  it('lists exactly the commands it answers, and answers none it does not list', () => {
+    const host = world(extendedAdvertising).hosts[0]!;
+    const bitmap = bitmapOf(host);
+    // Every set bit belongs to a command the capability table names…
+    const known = new Set(COMMANDS.map((c) => `${c.octet}.${c.bit}`));
+    for (let octet = 0; octet < 64; octet++) {
+      for (let bit = 0; bit < 8; bit++) if (listed(bitmap, octet, bit)) expect(known.has(`${octet}.${bit}`), `bit ${octet}.${bit}`).toBe(true);
+    }
+    // …each listed command is implemented, each unlisted one is unknown.
+    for (const c of COMMANDS) {
+      const fresh = world(extendedAdvertising).hosts[0]!; // a command may change state (Reset, masks)
+      const answer = fresh.command(c.op, Buffer.alloc(0));
+      if (listed(bitmap, c.octet, c.bit)) expect(answer.status, `${c.name} is listed but unknown`).not.toBe(Status.UNKNOWN_COMMAND);
+      else expect(answer.status, `${c.name} is not listed but answered`).toBe(Status.UNKNOWN_COMMAND);
+    }
+    // No LE command outside the table answers (OCF 0x001–0x07F).
+    const tableOps = new Set(COMMANDS.map((c) => c.op));
+    for (let op = 0x2001; op <= 0x207f; op++) {
+      if (tableOps.has(op)) continue;
+      expect(host.command(op, Buffer.alloc(0)).status, `0x${op.toString(16)}`).toBe(Status.UNKNOWN_COMMAND);
+    }
+  });
+
+  it('every claimed LE feature brings the commands the Core spec makes mandatory with it', () => {
+    const host = world(extendedAdvertising).hosts[0]!;
+    const bitmap = bitmapOf(host);
+    const features = featuresOf(host);
+    expect((features >> BigInt(LeFeature.EXTENDED_ADVERTISING)) & 1n).toBe(extendedAdvertising ? 1n : 0n);
+    for (const [bitText, ops] of Object.entries(MANDATORY_WITH_FEATURE)) {
+      const bit = Number(bitText) as LeFeatureBit;
+      const claimed = ((features >> BigInt(bit)) & 1n) === 1n;
+      for (const op of ops) {
+        const c = COMMANDS.find((x) => x.op === op)!;
+        // Claimed feature ⇒ command listed; feature absent ⇒ its commands absent too.
+        expect(listed(bitmap, c.octet, c.bit), `${c.name} with feature ${bit} ${claimed ? 'claimed' : 'absent'}`).toBe(claimed);
+      }
+    }
+    // LE Encryption (bit 0) is not claimed, so no encryption command may be listed or answered.
+    expect(features & 1n).toBe(0n);
+    for (const op of [Op.LE_START_ENCRYPTION, Op.LE_LTK_REPLY, Op.LE_LTK_NEGATIVE_REPLY]) {
+      expect(host.command(op, Buffer.alloc(2)).status).toBe(Status.UNKNOWN_COMMAND);
+    }
+  });
+
+  it('answers each command with the event kind the spec gives it (Command Complete or Command Status)', () => {
+    const bitmap = bitmapOf(world(extendedAdvertising).hosts[0]!);
+    for (const c of COMMANDS) {
+      if (!listed(bitmap, c.octet, c.bit)) continue;
+      const host = world(extendedAdvertising).hosts[0]!;
+      expect(host.command(c.op, Buffer.alloc(0)).kind, c.name).toBe(c.status ? 'status' : 'complete');
+    }
+  });
+
+  it('ends every link-layer procedure in its completion event', () => {
+    const w = world(extendedAdvertising);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    const { centralHandle } = connectPair(w, central, peripheral);
+    const handle = Buffer.alloc(2);
+    handle.writeUInt16LE(centralHandle, 0);
+    expect(central.command(Op.READ_REMOTE_VERSION, handle).status).toBe(Status.SUCCESS);
+    expect(central.command(Op.LE_READ_REMOTE_FEATURES, handle).status).toBe(Status.SUCCESS);
+    const update = Buffer.alloc(14);
+    update.writeUInt16LE(centralHandle, 0);
+    update.writeUInt16LE(24, 2);
+    update.writeUInt16LE(24, 4);
+    update.writeUInt16LE(0, 6);
+    update.writeUInt16LE(100, 8);
+    expect(central.command(Op.LE_CONNECTION_UPDATE, update).status).toBe(Status.SUCCESS);
+    const phy = Buffer.from([0, 0, 0, 2, 2, 0, 0]);
+    phy.writeUInt16LE(centralHandle, 0);
+    expect(central.command(Op.LE_SET_PHY, phy).status).toBe(Status.SUCCESS);
+    const dl = Buffer.from([0, 0, 251, 0, 0x48, 0x08]);
+    dl.writeUInt16LE(centralHandle, 0);
+    expect(central.command(Op.LE_SET_DATA_LENGTH, dl).status).toBe(Status.SUCCESS);
+    run(w, 1000);
+    expect(central.eventsWithCode(EventCode.READ_REMOTE_VERSION_COMPLETE)).toHaveLength(1);
+    expect(central.leEvents(LeSubevent.READ_REMOTE_FEATURES_COMPLETE)).toHaveLength(1);
+    const remoteFeatures = central.leEvents(LeSubevent.READ_REMOTE_FEATURES_COMPLETE)[0]!.params.readBigUInt64LE(4);
+    expect(remoteFeatures).toBe(featuresOf(peripheral));
+    for (const host of [central, peripheral]) {
+      expect(host.leEvents(LeSubevent.CONNECTION_UPDATE_COMPLETE).length).toBeGreaterThanOrEqual(1);
+      expect(host.leEvents(LeSubevent.PHY_UPDATE_COMPLETE).length).toBeGreaterThanOrEqual(1);
+    }
+    expect(central.leEvents(LeSubevent.DATA_LENGTH_CHANGE).length).toBeGreaterThanOrEqual(1);
+    expect(central.command(Op.DISCONNECT, Buffer.from([...handle, 0x13])).status).toBe(Status.SUCCESS);
+    run(w, 1000);
+    expect(central.eventsWithCode(EventCode.DISCONNECTION_COMPLETE)).toHaveLength(1);
+    expect(peripheral.eventsWithCode(EventCode.DISCONNECTION_COMPLETE)).toHaveLength(1);
+  });
+});
+
+// ─────────────────────────── extended advertising ───────────────────────────
+
+/** LE Set Extended Advertising Parameters (v1), 25 octets. */
+function extAdvParams(o: { handle?: number; properties: number; intervalMs?: number; ownAddressType?: number; sid?: number; scanRequestNotification?: boolean; secondaryPhy?: number; peer?: Buffer }): Buffer {
+  const p = Buffer.alloc(25);
+  p[0] = o.handle ?? 0;
+  p.writeUInt16LE(o.properties, 1);
+  const interval = Math.round((o.intervalMs ?? 20) / 0.625);
+  p.writeUIntLE(interval, 3, 3);
+  p.writeUIntLE(interval, 6, 3);
+  p[9] = 0x07;
+  p[10] = o.ownAddressType ?? 0;
+  p[11] = 0;
+  (o.peer ?? Buffer.alloc(6)).copy(p, 12);
+  p[18] = 0;
+  p[19] = 0x7f;
+  p[20] = 0x01;
+  p[21] = 0;
+  p[22] = o.secondaryPhy ?? 0x01;
+  p[23] = o.sid ?? 0;
+  p[24] = o.scanRequestNotification ? 1 : 0;
+  return p;
+}
+
+function extData(handle: number, operation: number, data: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([handle, operation, 0, data.length]), data]);
+}
+
+function extEnable(enable: boolean, sets: Array<{ handle: number; durationMs?: number; maxEvents?: number }>): Buffer {
+  const p = Buffer.alloc(2 + 4 * sets.length);
+  p[0] = enable ? 1 : 0;
+  p[1] = sets.length;
+  sets.forEach((s, i) => {
+    p[2 + 4 * i] = s.handle;
+    p.writeUInt16LE(Math.round((s.durationMs ?? 0) / 10), 3 + 4 * i);
+    p[5 + 4 * i] = s.maxEvents ?? 0;
+  });
+  return p;
+}
+
+function extScan(host: MiniHost, o: { active?: boolean; durationMs?: number; ownAddressType?: number } = {}): void {
+  const params = Buffer.from([o.ownAddressType ?? 0, 0, 0x01, o.active ? 1 : 0, 0x60, 0, 0x60, 0]);
+  expect(host.command(Op.LE_SET_EXT_SCAN_PARAMS, params).status).toBe(Status.SUCCESS);
+  const enable = Buffer.alloc(6);
+  enable[0] = 1;
+  enable.writeUInt16LE(Math.round((o.durationMs ?? 0) / 10), 2);
+  expect(host.command(Op.LE_SET_EXT_SCAN_ENABLE, enable).status).toBe(Status.SUCCESS);
+}
+
+function legacyScan(host: MiniHost): void {
+  expect(host.command(Op.LE_SET_SCAN_PARAMS, Buffer.from([0, 0x60, 0, 0x60, 0, 0, 0])).status).toBe(Status.SUCCESS);
+  expect(host.command(Op.LE_SET_SCAN_ENABLE, Buffer.from([1, 0])).status).toBe(Status.SUCCESS);
+}
+
+interface ExtReport {
+  eventType: number;
+  addressType: number;
+  address: Buffer;
+  secondaryPhy: number;
+  sid: number;
+  data: Buffer;
+}
+
+function extReports(host: MiniHost): ExtReport[] {
+  return host.leEvents(LeSubevent.EXTENDED_ADVERTISING_REPORT).map((e) => {
+    const r = e.params.subarray(2);
+    return { eventType: r.readUInt16LE(0), addressType: r[2]!, address: Buffer.from(r.subarray(3, 9)), secondaryPhy: r[10]!, sid: r[11]!, data: Buffer.from(r.subarray(24, 24 + r[23]!)) };
+  });
+}
+
+describe('extended advertising command set', () => {
+  it('a non-legacy set is heard by extended scanners only, its long data reassembled across reports', () => {
+    const w = world(true, { count: 3 });
+    const [advertiser, extScanner, legacyScanner] = [w.hosts[0]!, w.hosts[1]!, w.hosts[2]!];
+    expect(advertiser.command(Op.LE_READ_NUM_ADV_SETS).returnParams[1]).toBeGreaterThanOrEqual(1);
+    expect(advertiser.command(Op.LE_READ_MAX_ADV_DATA_LENGTH).returnParams.readUInt16LE(1)).toBe(1650);
+    // Non-connectable, non-scannable extended advertising, 2M secondary PHY, SID 5.
+    const params = advertiser.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ properties: 0x00, sid: 5, secondaryPhy: 0x02 }));
+    expect(params.status).toBe(Status.SUCCESS);
+    const payload = Buffer.from(Array.from({ length: 400 }, (_, i) => i & 0xff));
+    // In two fragments: first, then last.
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_DATA, extData(0, 1, payload.subarray(0, 200))).status).toBe(Status.SUCCESS);
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_DATA, extData(0, 2, payload.subarray(200))).status).toBe(Status.SUCCESS);
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 0 }])).status).toBe(Status.SUCCESS);
+    extScan(extScanner);
+    // The legacy scanner is another controller: it uses the legacy commands.
+    legacyScan(legacyScanner);
+    run(w, 200);
+    const reports = extReports(extScanner).filter((r) => r.address.equals(advertiser.controller.address));
+    expect(reports.length).toBeGreaterThanOrEqual(2);
+    // One advertising event = reports with data status "incomplete, more" then "complete".
+    const first = reports[0]!;
+    expect(first.eventType & 0x10).toBe(0); // not legacy
+    expect(first.eventType & 0x60).toBe(0x20); // more to come
+    expect(first.sid).toBe(5);
+    expect(first.secondaryPhy).toBe(2);
+    expect(Buffer.concat([first.data, reports[1]!.data])).toEqual(payload);
+    expect(reports[1]!.eventType & 0x60).toBe(0x00);
+    expect(legacyScanner.leEvents(LeSubevent.ADVERTISING_REPORT)).toHaveLength(0);
+  });
+
+  it('a legacy-property set is a legacy advertiser: legacy scanners hear it, with at most 31 bytes of data', () => {
+    const w = world(true);
+    const [advertiser, scanner] = [w.hosts[0]!, w.hosts[1]!];
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ properties: 0x13 })).status).toBe(Status.SUCCESS);
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_DATA, extData(0, 3, Buffer.alloc(32))).status).toBe(Status.INVALID_PARAMETERS);
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_DATA, extData(0, 1, Buffer.alloc(10))).status).toBe(Status.INVALID_PARAMETERS);
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_DATA, extData(0, 3, Buffer.from('0201060303aabb', 'hex'))).status).toBe(Status.SUCCESS);
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 0 }])).status).toBe(Status.SUCCESS);
+    legacyScan(scanner);
+    run(w, 100);
+    const reports = scanner.leEvents(LeSubevent.ADVERTISING_REPORT);
+    expect(reports.length).toBeGreaterThan(0);
+    expect(reports[0]!.params[2]).toBe(0x00); // ADV_IND
+  });
+
+  it('Extended Create Connection to a connectable set: both sides connect, the set ends with Advertising Set Terminated', () => {
+    const w = world(true, { enhancedConnectionComplete: true });
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    expect(peripheral.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ handle: 2, properties: 0x01 })).status).toBe(Status.SUCCESS);
+    expect(peripheral.command(Op.LE_SET_EXT_ADV_DATA, extData(2, 3, Buffer.from('020106', 'hex'))).status).toBe(Status.SUCCESS);
+    expect(peripheral.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 2 }])).status).toBe(Status.SUCCESS);
+    const create = Buffer.alloc(26);
+    create[0] = 0; // filter policy
+    create[1] = 0; // own address public
+    create[2] = 0; // peer public
+    peripheral.controller.address.copy(create, 3);
+    create[9] = 0x01; // 1M
+    create.writeUInt16LE(0x60, 10);
+    create.writeUInt16LE(0x60, 12);
+    create.writeUInt16LE(24, 14);
+    create.writeUInt16LE(24, 16);
+    create.writeUInt16LE(0, 18);
+    create.writeUInt16LE(100, 20);
+    expect(central.command(Op.LE_EXT_CREATE_CONNECTION, create).status).toBe(Status.SUCCESS);
+    run(w, 500);
+    const centralComplete = central.leEvents(LeSubevent.ENHANCED_CONNECTION_COMPLETE);
+    const peripheralComplete = peripheral.leEvents(LeSubevent.ENHANCED_CONNECTION_COMPLETE);
+    expect(centralComplete).toHaveLength(1);
+    expect(peripheralComplete).toHaveLength(1);
+    const terminated = peripheral.leEvents(LeSubevent.ADVERTISING_SET_TERMINATED);
+    expect(terminated).toHaveLength(1);
+    const t = terminated[0]!.params;
+    expect(t[1]).toBe(Status.SUCCESS);
+    expect(t[2]).toBe(2); // the set
+    expect(t.readUInt16LE(3)).toBe(peripheralComplete[0]!.params.readUInt16LE(2)); // the connection
+    // Connection Complete comes before Advertising Set Terminated.
+    expect(peripheral.events.indexOf(peripheralComplete[0]!)).toBeLessThan(peripheral.events.indexOf(terminated[0]!));
+  });
+
+  it('a legacy initiator never connects to non-legacy extended advertising', () => {
+    const w = world(true);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    expect(peripheral.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ properties: 0x01 })).status).toBe(Status.SUCCESS);
+    expect(peripheral.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 0 }])).status).toBe(Status.SUCCESS);
+    const create = Buffer.alloc(25);
+    create.writeUInt16LE(0x60, 0);
+    create.writeUInt16LE(0x60, 2);
+    peripheral.controller.address.copy(create, 6);
+    create.writeUInt16LE(24, 13);
+    create.writeUInt16LE(24, 15);
+    create.writeUInt16LE(100, 19);
+    expect(central.command(Op.LE_CREATE_CONNECTION, create).status).toBe(Status.SUCCESS);
+    run(w, 300);
+    expect(central.leEvents(LeSubevent.CONNECTION_COMPLETE)).toHaveLength(0);
+    expect(central.leEvents(LeSubevent.ENHANCED_CONNECTION_COMPLETE)).toHaveLength(0);
+  });
+
+  it('a set ends by Duration (0x3C) or Max_Extended_Advertising_Events (0x43), reported to the host', () => {
+    const w = world(true);
+    const host = w.hosts[0]!;
+    for (const handle of [0, 1]) expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ handle, properties: 0x00, intervalMs: 20 })).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 0, durationMs: 100 }, { handle: 1, maxEvents: 3 }])).status).toBe(Status.SUCCESS);
+    run(w, 500);
+    const terminated = host.leEvents(LeSubevent.ADVERTISING_SET_TERMINATED).map((e) => ({ status: e.params[1], handle: e.params[2], events: e.params[5] }));
+    expect(terminated).toContainEqual(expect.objectContaining({ status: Status.ADVERTISING_TIMEOUT, handle: 0 }));
+    expect(terminated).toContainEqual({ status: Status.LIMIT_REACHED, handle: 1, events: 3 });
+  });
+
+  it('refuses what Vol 4 Part E refuses, and a refused enable enables nothing', () => {
+    const w = world(true);
+    const host = w.hosts[0]!;
+    expect(host.command(Op.LE_SET_EXT_ADV_DATA, extData(7, 3, Buffer.alloc(3))).status).toBe(Status.UNKNOWN_ADVERTISING_ID);
+    expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ properties: 0x03 })).status).toBe(Status.INVALID_PARAMETERS); // connectable and scannable non-legacy
+    expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ properties: 0x17 })).status).toBe(Status.INVALID_PARAMETERS); // not a legacy combination
+    // Scannable extended set: data goes in the scan response only, and enabling needs it.
+    expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ handle: 0, properties: 0x02 })).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_EXT_ADV_DATA, extData(0, 3, Buffer.alloc(3))).status).toBe(Status.INVALID_PARAMETERS);
+    expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ handle: 1, properties: 0x00 })).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 1 }, { handle: 0 }])).status).toBe(Status.INVALID_PARAMETERS);
+    run(w, 100);
+    expect(host.controller.describeAdvertisingSets().filter((s) => s.enabled)).toEqual([]);
+    // Connectable extended data must fit one AUX_ADV_IND.
+    expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ handle: 2, properties: 0x01 })).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_EXT_ADV_DATA, extData(2, 1, Buffer.alloc(200))).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_EXT_ADV_DATA, extData(2, 2, Buffer.alloc(100))).status).toBe(Status.PACKET_TOO_LONG);
+    // Set capacity, and no removing an enabled set.
+    expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ handle: 3, properties: 0x00 })).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ handle: 4, properties: 0x00 })).status).toBe(Status.MEMORY_CAPACITY_EXCEEDED);
+    expect(host.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 3 }])).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_REMOVE_ADV_SET, Buffer.from([3])).status).toBe(Status.COMMAND_DISALLOWED);
+    expect(host.command(Op.LE_CLEAR_ADV_SETS).status).toBe(Status.COMMAND_DISALLOWED);
+    expect(host.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(false, [])).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_CLEAR_ADV_SETS).status).toBe(Status.SUCCESS);
+    // Once extended commands were used, legacy advertising commands are disallowed until reset.
+    expect(host.command(Op.LE_SET_ADV_ENABLE, Buffer.from([0])).status).toBe(Status.COMMAND_DISALLOWED);
+  });
+
+  it('an extended scan with a Duration ends in LE Scan Timeout; Scan Request Received reaches an advertiser that asked', () => {
+    const w = world(true);
+    const [advertiser, scanner] = [w.hosts[0]!, w.hosts[1]!];
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ properties: 0x02, scanRequestNotification: true })).status).toBe(Status.SUCCESS);
+    expect(advertiser.command(Op.LE_SET_EXT_SCAN_RSP_DATA, extData(0, 3, Buffer.from('0509414243', 'hex'))).status).toBe(Status.SUCCESS);
+    expect(advertiser.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 0 }])).status).toBe(Status.SUCCESS);
+    extScan(scanner, { active: true, durationMs: 200 });
+    run(w, 400);
+    expect(scanner.leEvents(LeSubevent.SCAN_TIMEOUT)).toHaveLength(1);
+    const responses = extReports(scanner).filter((r) => r.eventType & 0x08);
+    expect(responses.length).toBeGreaterThan(0);
+    expect(responses[0]!.data.toString('hex')).toBe('0509414243');
+    const requests = advertiser.leEvents(LeSubevent.SCAN_REQUEST_RECEIVED);
+    expect(requests.length).toBeGreaterThan(0);
+    expect(requests[0]!.params.subarray(3, 9)).toEqual(scanner.controller.address);
+    // After the timeout nothing more is reported.
+    const count = scanner.leEvents(LeSubevent.EXTENDED_ADVERTISING_REPORT).length;
+    run(w, 200);
+    expect(scanner.leEvents(LeSubevent.EXTENDED_ADVERTISING_REPORT).length).toBe(count);
+  });
+});
+
+// ─────────────────────────── random addresses ───────────────────────────
+
+describe('random device addresses', () => {
+  const STATIC_RANDOM = Buffer.from('c3b2a1a2b3c4', 'hex').reverse(); // c4:b3:a2:a1:b2:c3, top bits 11
+  const RESOLVABLE = Buffer.from('4a1b2c3d4e5f', 'hex').reverse(); // top bits 01
+
+  it('advertising, scanning and connecting with random addresses: the air, reports and Connection Complete carry them', () => {
+    const w = world(false);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    expect(peripheral.command(Op.LE_SET_RANDOM_ADDRESS, STATIC_RANDOM).status).toBe(Status.SUCCESS);
+    expect(central.command(Op.LE_SET_RANDOM_ADDRESS, RESOLVABLE).status).toBe(Status.SUCCESS);
+    const adv = Buffer.alloc(15);
+    adv.writeUInt16LE(0x20, 0);
+    adv.writeUInt16LE(0x20, 2);
+    adv[5] = 0x01; // own address: random
+    adv[13] = 0x07;
+    expect(peripheral.command(Op.LE_SET_ADV_PARAMS, adv).status).toBe(Status.SUCCESS);
+    expect(peripheral.command(Op.LE_SET_ADV_ENABLE, Buffer.from([1])).status).toBe(Status.SUCCESS);
+    // Active scan from the central's random address.
+    expect(central.command(Op.LE_SET_SCAN_PARAMS, Buffer.from([1, 0x60, 0, 0x60, 0, 0x01, 0])).status).toBe(Status.SUCCESS);
+    expect(central.command(Op.LE_SET_SCAN_ENABLE, Buffer.from([1, 0])).status).toBe(Status.SUCCESS);
+    run(w, 100);
+    const report = central.leEvents(LeSubevent.ADVERTISING_REPORT)[0]!.params;
+    expect(report[3]).toBe(0x01); // address type random
+    expect(report.subarray(4, 10)).toEqual(STATIC_RANDOM);
+    expect(central.command(Op.LE_SET_SCAN_ENABLE, Buffer.from([0, 0])).status).toBe(Status.SUCCESS);
+    // The public address no longer appears on air: connecting to it finds nobody…
+    const create = Buffer.alloc(25);
+    create.writeUInt16LE(0x60, 0);
+    create.writeUInt16LE(0x60, 2);
+    create[5] = 0x00;
+    addressToWire(peripheral.controller.addressString).copy(create, 6);
+    create[12] = 0x01; // own address random
+    create.writeUInt16LE(24, 13);
+    create.writeUInt16LE(24, 15);
+    create.writeUInt16LE(100, 19);
+    expect(central.command(Op.LE_CREATE_CONNECTION, create).status).toBe(Status.SUCCESS);
+    run(w, 200);
+    expect(central.leEvents(LeSubevent.CONNECTION_COMPLETE)).toHaveLength(0);
+    expect(central.command(Op.LE_CREATE_CONNECTION_CANCEL).status).toBe(Status.SUCCESS);
+    run(w, 10);
+    // …connecting to the random address works, and each side sees the other's random address.
+    create[5] = 0x01;
+    STATIC_RANDOM.copy(create, 6);
+    expect(central.command(Op.LE_CREATE_CONNECTION, create).status).toBe(Status.SUCCESS);
+    run(w, 200);
+    const onCentral = central.leEvents(LeSubevent.CONNECTION_COMPLETE).find((e) => e.params[1] === Status.SUCCESS)!.params;
+    expect(onCentral[5]).toBe(0x01);
+    expect(onCentral.subarray(6, 12)).toEqual(STATIC_RANDOM);
+    const onPeripheral = peripheral.leEvents(LeSubevent.CONNECTION_COMPLETE)[0]!.params;
+    expect(onPeripheral[5]).toBe(0x01);
+    expect(onPeripheral.subarray(6, 12)).toEqual(RESOLVABLE);
+  });
+
+  it('refuses a random own address that was never set, and changing it while in use', () => {
+    const w = world(true);
+    const host = w.hosts[0]!;
+    const adv = Buffer.alloc(15);
+    adv.writeUInt16LE(0x20, 0);
+    adv.writeUInt16LE(0x20, 2);
+    adv[5] = 0x01;
+    adv[13] = 0x07;
+    const other = world(false).hosts[0]!;
+    expect(other.command(Op.LE_SET_ADV_PARAMS, adv).status).toBe(Status.SUCCESS);
+    expect(other.command(Op.LE_SET_ADV_ENABLE, Buffer.from([1])).status).toBe(Status.INVALID_PARAMETERS);
+    expect(other.command(Op.LE_SET_RANDOM_ADDRESS, STATIC_RANDOM).status).toBe(Status.SUCCESS);
+    expect(other.command(Op.LE_SET_ADV_ENABLE, Buffer.from([1])).status).toBe(Status.SUCCESS);
+    expect(other.command(Op.LE_SET_RANDOM_ADDRESS, RESOLVABLE).status).toBe(Status.COMMAND_DISALLOWED);
+    // Per-set random addresses (extended): a set with own address random needs its own.
+    expect(host.command(Op.LE_SET_EXT_ADV_PARAMS, extAdvParams({ properties: 0x00, ownAddressType: 1 })).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 0 }])).status).toBe(Status.INVALID_PARAMETERS);
+    expect(host.command(Op.LE_SET_ADV_SET_RANDOM_ADDRESS, Buffer.concat([Buffer.from([0]), STATIC_RANDOM])).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_EXT_ADV_ENABLE, extEnable(true, [{ handle: 0 }])).status).toBe(Status.SUCCESS);
+    expect(host.command(Op.LE_SET_ADV_SET_RANDOM_ADDRESS, Buffer.concat([Buffer.from([9]), STATIC_RANDOM])).status).toBe(Status.UNKNOWN_ADVERTISING_ID);
+  });
+});
