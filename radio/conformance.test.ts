@@ -439,3 +439,80 @@ describe('random device addresses', () => {
     expect(host.command(Op.LE_SET_ADV_SET_RANDOM_ADDRESS, Buffer.concat([Buffer.from([9]), STATIC_RANDOM])).status).toBe(Status.UNKNOWN_ADVERTISING_ID);
   });
 });
+
+// ─────────────────────────── LL procedures with responses and instants ───────────────────────────
+
+describe('link-layer procedures take their response and instant', () => {
+  function connected(): { w: MiniWorld; central: MiniHost; peripheral: MiniHost; handle: Buffer; link: import('./link').Link } {
+    const w = world(true);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    const { centralHandle } = connectPair(w, central, peripheral, { intervalMin: 24, intervalMax: 24, timeout: 200 });
+    const handle = Buffer.alloc(2);
+    handle.writeUInt16LE(centralHandle, 0);
+    const link = [...w.air.links][0]!;
+    return { w, central, peripheral, handle, link };
+  }
+
+  it('LE Set PHY: the new PHY applies at the instant, six or more events after LL_PHY_UPDATE_IND, at both ends', () => {
+    const { w, central, peripheral, handle, link } = connected();
+    const counterAtCommand = link.eventCounter;
+    expect(central.command(Op.LE_SET_PHY, Buffer.from([...handle, 0, 2, 2, 0, 0])).status).toBe(Status.SUCCESS);
+    // Until the instant both ends stay on 1M.
+    w.clock.advanceBy(3 * 30_000);
+    expect(link.params.phy).toBe('1M');
+    expect(link.pendingInstants.map((p) => p.kind)).toEqual(['phy']);
+    const instant = link.pendingInstants[0]!.instant;
+    expect((instant - counterAtCommand) & 0xffff).toBeGreaterThanOrEqual(6);
+    run(w, 500);
+    expect(link.params.phy).toBe('2M');
+    for (const host of [central, peripheral]) {
+      const e = host.leEvents(LeSubevent.PHY_UPDATE_COMPLETE);
+      expect(e).toHaveLength(1);
+      expect([e[0]!.params[4], e[0]!.params[5]]).toEqual([2, 2]);
+    }
+  });
+
+  it("a peer that prefers 1M keeps the link on 1M: only the asking host hears PHY Update Complete", () => {
+    const { w, central, peripheral, handle, link } = connected();
+    // Peripheral host: tx and rx preferences 1M only.
+    expect(peripheral.command(Op.LE_SET_DEFAULT_PHY, Buffer.from([0, 1, 1])).status).toBe(Status.SUCCESS);
+    expect(central.command(Op.LE_SET_PHY, Buffer.from([...handle, 0, 2, 2, 0, 0])).status).toBe(Status.SUCCESS);
+    run(w, 600);
+    expect(link.params.phy).toBe('1M');
+    const asked = central.leEvents(LeSubevent.PHY_UPDATE_COMPLETE);
+    expect(asked).toHaveLength(1);
+    expect(asked[0]!.params[4]).toBe(1);
+    expect(peripheral.leEvents(LeSubevent.PHY_UPDATE_COMPLETE)).toHaveLength(0);
+  });
+
+  it('LL_LENGTH_REQ is answered by LL_LENGTH_RSP before either host hears LE Data Length Change', () => {
+    const { w, central, peripheral, handle, link } = connected();
+    const deliveredBefore = link.stats.eventsRun;
+    expect(central.command(Op.LE_SET_DATA_LENGTH, Buffer.from([...handle, 251, 0, 0x48, 0x08])).status).toBe(Status.SUCCESS);
+    run(w, 300);
+    const c = central.leEvents(LeSubevent.DATA_LENGTH_CHANGE);
+    const p = peripheral.leEvents(LeSubevent.DATA_LENGTH_CHANGE);
+    expect(c).toHaveLength(1);
+    expect(p).toHaveLength(1);
+    expect(c[0]!.params.readUInt16LE(3)).toBe(251); // central's MaxTxOctets
+    // REQ and RSP need at least one connection event (one round), so the change is not instantaneous.
+    expect(link.stats.eventsRun).toBeGreaterThan(deliveredBefore);
+    expect(c[0]!.atUs).toBeGreaterThan(0);
+  });
+
+  it('a connection update whose instant passes unheard loses the link: 0x28 (instant passed) at the peripheral', () => {
+    const { w, central, peripheral, handle, link } = connected();
+    const update = Buffer.alloc(14);
+    update.writeUInt16LE(handle.readUInt16LE(0), 0);
+    update.writeUInt16LE(40, 2);
+    update.writeUInt16LE(40, 4);
+    update.writeUInt16LE(100, 8);
+    link.faults.silent = true; // nothing reaches the peripheral from now on
+    expect(central.command(Op.LE_CONNECTION_UPDATE, update).status).toBe(Status.SUCCESS);
+    run(w, 1000);
+    const reason = (host: MiniHost): number | undefined => host.eventsWithCode(EventCode.DISCONNECTION_COMPLETE)[0]?.params[3];
+    expect(reason(peripheral)).toBe(0x28);
+    expect(reason(central)).toBe(0x08);
+    expect(central.leEvents(LeSubevent.CONNECTION_UPDATE_COMPLETE)).toHaveLength(0);
+  });
+});

@@ -21,7 +21,7 @@ import {
   parseH4,
   wireToAddress,
 } from './hci';
-import { LLID_CONTROL, LLID_CONTINUATION, LLID_START, type Link, type LinkEnd, type LinkParameters } from './link';
+import { LLID_CONTROL, LLID_CONTINUATION, LLID_START, type Link, type LinkEnd, type LinkParameters, type PendingInstant } from './link';
 import type { SeededRandom } from './prng';
 
 /** Where the controller's H4 bytes go (a pty master, or an in-memory pipe in tests). */
@@ -204,6 +204,8 @@ export class VirtualController implements AirParticipant {
   private commandStyle: 'unknown' | 'legacy' | 'extended' = 'unknown';
   private suggestedTxOctets = LE_MIN_DATA_LENGTH;
   private defaultPhy: Phy = '1M';
+  /** PHYs besides 1M this controller accepts in a PHY update (LE Set Default PHY; all by default). */
+  private phyPreferences: Set<Phy> = new Set(['2M']);
   private outstandingCommands = 0;
   private buffersInUse = 0;
   private readonly completedPackets = new Map<number, number>();
@@ -522,6 +524,11 @@ export class VirtualController implements AirParticipant {
         if ((allPhys & 1) === 0 && tx === 0) return fail(Status.INVALID_PARAMETERS);
         if (tx & ~0x03 && (allPhys & 1) === 0) return fail(Status.UNSUPPORTED_FEATURE);
         this.defaultPhy = (allPhys & 1) === 0 && tx & 0x02 ? '2M' : '1M';
+        // With "no preference" (All_PHYs bit set) any PHY is accepted from the peer; otherwise
+        // only those listed for both directions.
+        const rx = p[2]!;
+        const accepts2M = ((allPhys & 1) !== 0 || (tx & 0x02) !== 0) && ((allPhys & 2) !== 0 || (rx & 0x02) !== 0);
+        this.phyPreferences = new Set(accepts2M ? ['2M'] : []);
         return ok();
       }
       case Op.LE_SET_PHY:
@@ -597,6 +604,7 @@ export class VirtualController implements AirParticipant {
     this.commandStyle = 'unknown';
     this.suggestedTxOctets = LE_MIN_DATA_LENGTH;
     this.defaultPhy = '1M';
+    this.phyPreferences = new Set(['2M']);
   }
 
   private disconnectCommand(p: Buffer): CommandResult {
@@ -1132,38 +1140,25 @@ export class VirtualController implements AirParticipant {
     const timeout = p.readUInt16LE(8);
     if (!validConnectionParameters(intervalMin, intervalMax, latency, timeout)) return status(Status.INVALID_PARAMETERS);
     if (end.role !== 'central') return status(Status.COMMAND_DISALLOWED); // no Connection Parameters Request procedure
-    if (end.link.pendingUpdate) return status(Status.COMMAND_DISALLOWED);
+    if (end.link.pendingInstants.some((p) => p.kind === 'connection')) return status(Status.COMMAND_DISALLOWED);
     const link = end.link;
     return {
       kind: 'status',
       status: Status.SUCCESS,
       after: () => {
-        const params: LinkParameters = {
-          ...link.params,
-          intervalUs: intervalMin * 1250,
-          latency,
-          supervisionTimeoutUs: timeout * 10_000,
-        };
-        // LL_CONNECTION_UPDATE_IND with an instant six events ahead.
-        end.enqueue(
-          {
-            llid: LLID_CONTROL,
-            payload: Buffer.alloc(12, 0),
-            queuedAtUs: this.air.clock.nowUs(),
-            onDelivered: () => {
-              link.pendingUpdate = {
-                instant: (link.eventCounter + 6) & 0xffff,
-                params,
-                onApplied: () => {
-                  for (const e of [link.central, link.peripheral]) {
-                    (e.owner as VirtualController).reportConnectionUpdate(e);
-                  }
-                },
-              };
-            },
+        // LL_CONNECTION_UPDATE_IND naming an instant at least six events ahead; the new
+        // parameters apply from that event on, at both ends, and both hosts hear of it.
+        const pending: PendingInstant = {
+          kind: 'connection',
+          instant: link.nextInstant(),
+          apply: (current) => ({ ...current, intervalUs: intervalMin * 1250, latency, supervisionTimeoutUs: timeout * 10_000 }),
+          onApplied: () => {
+            for (const e of [link.central, link.peripheral]) (e.owner as VirtualController).reportConnectionUpdate(e);
           },
-          true,
-        );
+          delivered: false,
+        };
+        link.pendingInstants.push(pending);
+        end.enqueue({ llid: LLID_CONTROL, payload: connectionUpdateInd(pending.instant, intervalMin, latency, timeout), queuedAtUs: this.air.clock.nowUs(), onDelivered: () => (pending.delivered = true) }, true);
       },
     };
   }
@@ -1200,24 +1195,51 @@ export class VirtualController implements AirParticipant {
     return { kind: 'complete', params: r };
   }
 
-  /** LL_LENGTH_REQ/RSP: each side's max TX becomes min(own wish, peer's max RX, policies). */
+  /**
+   * LL_LENGTH_REQ, answered by LL_LENGTH_RSP (Vol 6 Part B §5.1.9): each side's max TX
+   * becomes min(own wish, peer's max RX, policies). The responder's new lengths apply when
+   * it sends its RSP, the initiator's when it receives it; each host whose effective
+   * lengths changed hears LE Data Length Change then.
+   */
   private startDataLengthProcedure(end: LinkEnd, requestedTxOctets: number): void {
     const peerController = end.peer.owner as VirtualController;
     const cap = Math.min(this.maxDataLength(), peerController.maxDataLength());
+    const lengthPdu = (opcode: number, octets: number): Buffer => {
+      const b = Buffer.alloc(9);
+      b[0] = opcode;
+      b.writeUInt16LE(cap, 1); // MaxRxOctets
+      b.writeUInt16LE(txTimeUs(cap), 3);
+      b.writeUInt16LE(octets, 5); // MaxTxOctets
+      b.writeUInt16LE(txTimeUs(octets), 7);
+      return b;
+    };
+    const localTx = Math.min(requestedTxOctets, cap);
     end.enqueue(
       {
         llid: LLID_CONTROL,
-        payload: Buffer.alloc(9, 0),
+        payload: lengthPdu(0x14, localTx),
         queuedAtUs: this.air.clock.nowUs(),
         onDelivered: () => {
-          const oldLocal = end.txOctets;
-          const oldPeer = end.peer.txOctets;
-          end.txOctets = Math.min(requestedTxOctets, cap);
-          end.peer.txOctets = Math.min(Math.max(peerController.options.autonomousMaxTxOctets, peerController.suggestedTxOctets), cap);
-          if (end.txOctets !== oldLocal || end.peer.txOctets !== oldPeer) {
-            this.reportDataLength(end);
-            peerController.reportDataLength(end.peer);
-          }
+          // The responder answers with its own wish; from now it may send that much.
+          const peerTx = Math.min(Math.max(peerController.options.autonomousMaxTxOctets, peerController.suggestedTxOctets), cap);
+          const peerChanged = end.peer.txOctets !== peerTx || end.txOctets !== localTx;
+          end.peer.txOctets = peerTx;
+          end.peer.enqueue(
+            {
+              llid: LLID_CONTROL,
+              payload: lengthPdu(0x15, peerTx),
+              queuedAtUs: this.air.clock.nowUs(),
+              onDelivered: () => {
+                const changed = end.txOctets !== localTx || peerChanged;
+                end.txOctets = localTx;
+                if (changed) {
+                  this.reportDataLength(end);
+                  peerController.reportDataLength(end.peer);
+                }
+              },
+            },
+            true,
+          );
         },
       },
       true,
@@ -1250,23 +1272,63 @@ export class VirtualController implements AirParticipant {
     const rx = p[4]!;
     if (((allPhys & 1) === 0 && tx === 0) || ((allPhys & 2) === 0 && rx === 0)) return status(Status.INVALID_PARAMETERS);
     const wants2M = (allPhys & 1) === 0 && (tx & 0x02) !== 0;
-    return { kind: 'status', status: Status.SUCCESS, after: () => this.startPhyUpdate(end, wants2M ? '2M' : '1M') };
+    return { kind: 'status', status: Status.SUCCESS, after: () => this.startPhyUpdate(end, wants2M ? '2M' : '1M', true) };
   }
 
-  /** LL_PHY_REQ/RSP/UPDATE_IND condensed into one control exchange. */
-  private startPhyUpdate(end: LinkEnd, phy: Phy): void {
+  /**
+   * The PHY update procedure (Vol 6 Part B §5.1.10): LL_PHY_REQ from either side; a
+   * peripheral answers a central's with LL_PHY_RSP; the central then sends
+   * LL_PHY_UPDATE_IND naming the PHY both accept and an instant, from which both ends use
+   * it. The initiating host always hears LE PHY Update Complete when it asked (LE Set
+   * PHY); a host hears it otherwise only if the PHY changed.
+   */
+  private startPhyUpdate(end: LinkEnd, wanted: Phy, hostInitiated: boolean): void {
+    const link = end.link;
+    const central = link.central;
+    const mask = (phy: Phy): number => (phy === '2M' ? 0x02 : 0x01);
+    const sendUpdateInd = (): void => {
+      const responder = (end.peer.owner as VirtualController).acceptsPhy(wanted) && this.acceptsPhy(wanted);
+      const phy: Phy = responder ? wanted : link.params.phy;
+      const changed = phy !== link.params.phy;
+      const reportAll = (): void => {
+        for (const e of [link.central, link.peripheral]) {
+          const initiatedHere = e === end && hostInitiated;
+          if (changed || initiatedHere) (e.owner as VirtualController).reportPhyUpdate(e);
+        }
+      };
+      if (!changed) {
+        // PHY_UPDATE_IND with no change and no instant: the procedure ends on delivery.
+        central.enqueue({ llid: LLID_CONTROL, payload: Buffer.from([0x18, 0, 0, 0, 0]), queuedAtUs: this.air.clock.nowUs(), onDelivered: reportAll }, true);
+        return;
+      }
+      const pending: PendingInstant = { kind: 'phy', instant: link.nextInstant(), apply: (current) => ({ ...current, phy }), onApplied: reportAll, delivered: false };
+      link.pendingInstants.push(pending);
+      const ind = Buffer.from([0x18, mask(phy), mask(phy), 0, 0]);
+      ind.writeUInt16LE(pending.instant, 3);
+      central.enqueue({ llid: LLID_CONTROL, payload: ind, queuedAtUs: this.air.clock.nowUs(), onDelivered: () => (pending.delivered = true) }, true);
+    };
+    const request = Buffer.from([0x16, mask(wanted), mask(wanted)]);
     end.enqueue(
       {
         llid: LLID_CONTROL,
-        payload: Buffer.from([0x16, phy === '2M' ? 2 : 1, phy === '2M' ? 2 : 1]),
+        payload: request,
         queuedAtUs: this.air.clock.nowUs(),
         onDelivered: () => {
-          end.link.params = { ...end.link.params, phy };
-          for (const e of [end, end.peer]) (e.owner as VirtualController).reportPhyUpdate(e);
+          if (end.role === 'peripheral') {
+            sendUpdateInd();
+            return;
+          }
+          // The peripheral's LL_PHY_RSP carries its own preferences; then the central decides.
+          end.peer.enqueue({ llid: LLID_CONTROL, payload: Buffer.from([0x17, 0x03, 0x03]), queuedAtUs: this.air.clock.nowUs(), onDelivered: sendUpdateInd }, true);
         },
       },
       true,
     );
+  }
+
+  /** Whether this controller's PHY preferences (LE Set Default PHY) allow `phy`. */
+  acceptsPhy(phy: Phy): boolean {
+    return phy === '1M' || this.phyPreferences.has(phy);
   }
 
   reportPhyUpdate(end: LinkEnd): void {
@@ -1514,7 +1576,7 @@ export class VirtualController implements AirParticipant {
   private applyPolicyAfterConnect(end: LinkEnd): void {
     const policy = this.options.linkPolicy;
     const phy = policy.phy ?? this.defaultPhy;
-    if (phy === '2M') this.startPhyUpdate(end, '2M');
+    if (phy === '2M') this.startPhyUpdate(end, '2M', false);
   }
 
   /**
@@ -1691,4 +1753,17 @@ function validConnectionParameters(intervalMin: number, intervalMax: number, lat
 /** Max TX time for a data length (µs), as reported in Data Length Change. */
 function txTimeUs(octets: number, phy: Phy = '1M'): number {
   return (octets + 14) * (phy === '2M' ? 4 : 8);
+}
+
+/** LL_CONNECTION_UPDATE_IND's CtrData (Vol 6 Part B §2.4.2.1): WinSize, WinOffset, Interval, Latency, Timeout, Instant. */
+function connectionUpdateInd(instant: number, interval: number, latency: number, timeout: number): Buffer {
+  const b = Buffer.alloc(12);
+  b[0] = 0x00; // opcode LL_CONNECTION_UPDATE_IND
+  b[1] = 1; // WinSize 1.25 ms
+  b.writeUInt16LE(0, 2);
+  b.writeUInt16LE(interval, 4);
+  b.writeUInt16LE(latency, 6);
+  b.writeUInt16LE(timeout, 8);
+  b.writeUInt16LE(instant, 10);
+  return b;
 }

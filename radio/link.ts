@@ -85,6 +85,17 @@ export interface LinkParameters {
   packetsPerEvent: number;
 }
 
+export interface PendingInstant {
+  kind: 'connection' | 'phy';
+  instant: number;
+  apply: (current: LinkParameters) => LinkParameters;
+  onApplied: () => void;
+  delivered: boolean;
+}
+
+/** Events between issuing an instant-based procedure and its instant (controllers use 6 or more). */
+export const INSTANT_OFFSET_EVENTS = 6;
+
 export interface LinkFaults {
   /** The radio path is gone: nothing is received in either direction. */
   silent: boolean;
@@ -106,8 +117,13 @@ export class Link {
   readonly firstAnchorUs: number;
   closed = false;
   readonly faults: LinkFaults = { silent: false, silentAfterPackets: null };
-  /** Connection parameters taking effect at an instant (LL_CONNECTION_UPDATE_IND). */
-  pendingUpdate: { instant: number; params: LinkParameters; onApplied: () => void } | null = null;
+  /**
+   * Changes taking effect at an instant (LL_CONNECTION_UPDATE_IND, LL_PHY_UPDATE_IND), in
+   * the order they were issued. `delivered` says whether the peripheral has the PDU that
+   * named the instant: one that has not got it by then is left on the old parameters, and
+   * the link is lost (Vol 6 Part B §5.5.1, "instant passed").
+   */
+  pendingInstants: PendingInstant[] = [];
   /** Data PDUs delivered in each direction, and connection events run. */
   stats = { eventsRun: 0, dataPdusDelivered: 0, retransmissions: 0, emptyRounds: 0 };
   /** Hook for taps (capture, tests): every delivered data PDU with its model time. */
@@ -138,6 +154,14 @@ export class Link {
     this.schedule(this.nextAnchorUs);
   }
 
+  /** The instant for a procedure issued now: six events ahead, after any already pending. */
+  nextInstant(): number {
+    const last = this.pendingInstants.at(-1);
+    const soonest = this.eventCounter + INSTANT_OFFSET_EVENTS;
+    const instant = last && instantDistance(this.eventCounter, last.instant) >= INSTANT_OFFSET_EVENTS ? last.instant + 1 : soonest;
+    return instant & 0xffff;
+  }
+
   endFor(owner: LinkEndOwner): LinkEnd | null {
     if (this.central.owner === owner) return this.central;
     if (this.peripheral.owner === owner) return this.peripheral;
@@ -161,7 +185,7 @@ export class Link {
   }
 
   private hasPendingTraffic(): boolean {
-    return this.central.txQueue.length > 0 || this.peripheral.txQueue.length > 0 || this.pendingUpdate !== null;
+    return this.central.txQueue.length > 0 || this.peripheral.txQueue.length > 0 || this.pendingInstants.length > 0;
   }
 
   private runDueEvents(): void {
@@ -181,11 +205,15 @@ export class Link {
   /** One connection event at anchor point anchorUs. */
   private runEvent(anchorUs: number): void {
     this.stats.eventsRun++;
-    if (this.pendingUpdate && this.eventCounter === this.pendingUpdate.instant) {
-      const update = this.pendingUpdate;
-      this.pendingUpdate = null;
-      this.params = update.params;
-      update.onApplied();
+    while (this.pendingInstants[0]?.instant === this.eventCounter) {
+      const due = this.pendingInstants.shift()!;
+      if (!due.delivered) {
+        // The peripheral never heard the instant: the two ends now disagree and lose each other.
+        this.closeBoth(0x08, 0x28);
+        return;
+      }
+      this.params = due.apply(this.params);
+      due.onApplied();
     }
     const { intervalUs, packetsPerEvent, phy } = this.params;
     let offsetUs = 0;
@@ -306,4 +334,9 @@ export class Link {
     this.timer = null;
     this.onClosed(this);
   }
+}
+
+/** Events from `counter` forward to `instant`, modulo the 16-bit event counter. */
+export function instantDistance(counter: number, instant: number): number {
+  return (instant - counter) & 0xffff;
 }
