@@ -516,3 +516,45 @@ describe('link-layer procedures take their response and instant', () => {
     expect(central.leEvents(LeSubevent.CONNECTION_UPDATE_COMPLETE)).toHaveLength(0);
   });
 });
+
+// ─────────────────────────── the HCI UART ───────────────────────────
+
+describe('HCI UART baud rate', () => {
+  /** Model time for `count` notifications of 244 bytes to reach the central's host at a baud rate. */
+  function streamTimeUs(uartBaud: number | undefined, count: number): number {
+    const w = createMiniWorld({ count: 2, policies: [{ intervalMs: 7.5, phy: '2M' }, {}], ...(uartBaud !== undefined ? { uartBaud } : {}) });
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    connectPair(w, central, peripheral, { intervalMin: 6, intervalMax: 6, timeout: 200 });
+    const peripheralHandle = peripheral.controller.connections.keys().next().value!;
+    // Both directions at 251-octet PDUs.
+    for (const [host, handle] of [[central, central.controller.connections.keys().next().value!], [peripheral, peripheralHandle]] as const) {
+      const dl = Buffer.from([0, 0, 251, 0, 0x48, 0x08]);
+      dl.writeUInt16LE(handle, 0);
+      host.command(Op.LE_SET_DATA_LENGTH, dl);
+    }
+    run(w, 300);
+    const start = w.clock.nowUs();
+    const before = central.acl.length;
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < count && peripheral.inFlight < 8) {
+        peripheral.sendAcl(peripheralHandle, 0b00, Buffer.alloc(244, sent & 0xff));
+        sent++;
+      }
+    };
+    peripheral.onCompleted = pump;
+    pump();
+    for (let i = 0; i < 20_000 && central.acl.length - before < count; i++) w.clock.advanceBy(250);
+    expect(central.acl.length - before).toBe(count);
+    return central.acl[central.acl.length - 1]!.atUs - start;
+  }
+
+  it('a 1,000,000-baud UART caps a 2M PHY link near 100 kB/s; unlimited it runs at the link rate', () => {
+    const count = 100; // 24.4 kB of payload
+    const unlimited = streamTimeUs(undefined, count);
+    const uart = streamTimeUs(1_000_000, count);
+    // Each 244-byte notification crosses both UARTs as ~250 H4 bytes = 2.5 ms at 1 Mbaud.
+    expect(uart).toBeGreaterThan(unlimited);
+    expect(uart).toBeGreaterThanOrEqual(count * 250 * 10 - 5_000);
+  });
+});

@@ -68,6 +68,12 @@ export interface ControllerOptions {
    * procedure ran on a link (modern controllers go to the maximum on their own).
    */
   autonomousMaxTxOctets: number;
+  /**
+   * HCI UART speed in bit/s (8N1: 10 bits a byte), or undefined for an unlimited link. A
+   * dongle at 1,000,000 baud moves about 100 kB/s each way, which can bottleneck a 2M PHY
+   * link: every H4 packet then takes its bytes' time on the wire in each direction.
+   */
+  uartBaud?: number;
 }
 
 /** Depth of the controller's command queue (Num_HCI_Command_Packets when idle). */
@@ -221,6 +227,8 @@ export class VirtualController implements AirParticipant {
   private corruption: { probability: number; remaining: number } | null = null;
   jitterUs = 0;
   private lastDeliveryUs = 0;
+  /** Model time until which the host→controller UART is still carrying earlier bytes. */
+  private hostRxBusyUntilUs = 0;
   private deliveryQueueLength = 0;
   /** Controller taken off the air by HCI_Reset until the host configures it again. */
   private closed = false;
@@ -263,6 +271,21 @@ export class VirtualController implements AirParticipant {
   /** Bytes from the host's UART. */
   receiveFromHost(chunk: Buffer): void {
     if (this.hung || this.closed) return; // a hung controller reads nothing
+    const byteUs = this.uartByteUs();
+    if (byteUs > 0) {
+      // The bytes finish arriving after their time on the wire, behind what is still arriving.
+      const now = this.air.clock.nowUs();
+      const at = Math.max(now, this.hostRxBusyUntilUs) + chunk.length * byteUs;
+      this.hostRxBusyUntilUs = at;
+      const bytes = Buffer.from(chunk);
+      this.air.clock.at(at, () => this.readFromHost(bytes));
+      return;
+    }
+    this.readFromHost(chunk);
+  }
+
+  private readFromHost(chunk: Buffer): void {
+    if (this.hung || this.closed) return;
     const before = this.framer.discardedBytes;
     for (const raw of this.framer.push(chunk)) this.handlePacket(raw);
     this.stats.discardedBytes += this.framer.discardedBytes - before;
@@ -1663,10 +1686,13 @@ export class VirtualController implements AirParticipant {
       outgoing[index] = outgoing[index]! ^ (1 << Math.floor(this.random.next() * 8));
       if (--this.corruption.remaining <= 0) this.corruption = null;
     }
-    if (this.jitterUs > 0 || this.deliveryQueueLength > 0) {
-      // UART latency jitter, order preserved.
+    const byteUs = this.uartByteUs();
+    if (this.jitterUs > 0 || this.deliveryQueueLength > 0 || byteUs > 0) {
+      // UART latency jitter and the bytes' time on the wire, order preserved. (The jitter draw
+      // happens exactly when it did before the UART model, so seeded runs stay reproducible.)
       const now = this.air.clock.nowUs();
-      const at = Math.max(this.lastDeliveryUs, now + this.random.uniform(0, this.jitterUs));
+      const jitter = this.jitterUs > 0 || this.deliveryQueueLength > 0 ? this.random.uniform(0, this.jitterUs) : 0;
+      const at = Math.max(this.lastDeliveryUs, now + jitter) + outgoing.length * byteUs;
       this.lastDeliveryUs = at;
       this.deliveryQueueLength++;
       this.air.clock.at(at, () => {
@@ -1676,6 +1702,12 @@ export class VirtualController implements AirParticipant {
       return;
     }
     this.writeToPort(outgoing);
+  }
+
+  /** Microseconds one byte takes on the HCI UART (0 = unlimited). */
+  private uartByteUs(): number {
+    const baud = this.options.uartBaud;
+    return baud !== undefined && baud > 0 ? 10_000_000 / baud : 0;
   }
 
   private writeToPort(packet: Buffer): void {

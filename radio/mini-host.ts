@@ -47,15 +47,20 @@ export class MiniHost {
   command(op: number, params: Buffer = Buffer.alloc(0)): { status: number; returnParams: Buffer; kind: 'complete' | 'status' } {
     const before = this.events.length;
     this.port.send(commandPacket(op, params));
-    for (const event of this.events.slice(before)) {
-      if (event.code === EventCode.COMMAND_COMPLETE && event.params.readUInt16LE(1) === op) {
-        return { kind: 'complete', status: event.params[3]!, returnParams: event.params.subarray(3) };
+    // With a modelled UART the answer takes the bytes' time on the wire: let a manual clock run.
+    const manual = this.clock instanceof ManualClock ? this.clock : null;
+    for (let waitedUs = 0; ; waitedUs += 100) {
+      for (const event of this.events.slice(before)) {
+        if (event.code === EventCode.COMMAND_COMPLETE && event.params.readUInt16LE(1) === op) {
+          return { kind: 'complete', status: event.params[3]!, returnParams: event.params.subarray(3) };
+        }
+        if (event.code === EventCode.COMMAND_STATUS && event.params.readUInt16LE(2) === op) {
+          return { kind: 'status', status: event.params[0]!, returnParams: event.params.subarray(0, 1) };
+        }
       }
-      if (event.code === EventCode.COMMAND_STATUS && event.params.readUInt16LE(2) === op) {
-        return { kind: 'status', status: event.params[0]!, returnParams: event.params.subarray(0, 1) };
-      }
+      if (!manual || waitedUs >= 100_000) throw new Error(`no Command Complete/Status for 0x${op.toString(16)}`);
+      manual.advanceBy(100);
     }
-    throw new Error(`no Command Complete/Status for 0x${op.toString(16)}`);
   }
 
   /** Reset and unmask what noble does (LE Meta; LE connection, reports, DL and PHY changes). */
@@ -87,6 +92,8 @@ export interface MiniWorldOptions {
   aclBufferCount?: number;
   /** Claim LE Extended Advertising (feature bit 12) and its commands; default false. */
   extendedAdvertising?: boolean;
+  /** HCI UART speed of every controller (bit/s); default unlimited. */
+  uartBaud?: number;
 }
 
 export interface MiniWorld<C extends RadioClock = ManualClock> {
@@ -117,6 +124,7 @@ export function createMiniWorldOn<C extends RadioClock>(clock: C, options: MiniW
         aclBufferCount: options.aclBufferCount ?? 12,
         linkPolicy: options.policies?.[i] ?? {},
         autonomousMaxTxOctets: 251,
+        ...(options.uartBaud !== undefined ? { uartBaud: options.uartBaud } : {}),
       },
       random.fork(`controller:c${i + 1}`),
     );

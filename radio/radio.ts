@@ -34,6 +34,8 @@ export interface RadioOptions {
   linkPolicy?: LinkPolicy;
   perController?: Record<string, { linkPolicy?: LinkPolicy; extendedAdvertising?: boolean; position?: Position }>;
   aclBufferCount?: number;
+  /** HCI UART speed of every controller in bit/s (default: unlimited). */
+  uartBaud?: number;
   /** Open DIR/control.sock (default true with pty transport). */
   controlSocket?: boolean;
   /** Fault schedule applied at start (model-time offsets). */
@@ -458,6 +460,7 @@ export async function startRadio(options: RadioOptions): Promise<Radio> {
           aclBufferCount: options.aclBufferCount ?? 12,
           linkPolicy: { ...options.linkPolicy, ...overrides.linkPolicy },
           autonomousMaxTxOctets: 251,
+          ...(options.uartBaud !== undefined ? { uartBaud: options.uartBaud } : {}),
         },
         radio.random.fork(`controller:${name}`),
       );
