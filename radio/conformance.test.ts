@@ -558,3 +558,19 @@ describe('HCI UART baud rate', () => {
     expect(uart).toBeGreaterThanOrEqual(count * 250 * 10 - 5_000);
   });
 });
+
+describe('connection events deliver at air time', () => {
+  it('packets later in a connection event reach the host when their last bit was on the air, not at the anchor', () => {
+    const w = createMiniWorld({ count: 2, policies: [{ intervalMs: 50 }, {}] });
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    const { centralHandle } = connectPair(w, central, peripheral, { intervalMin: 40, intervalMax: 40, timeout: 200 });
+    run(w, 200);
+    const before = peripheral.acl.length;
+    for (let i = 0; i < 4; i++) central.sendAcl(centralHandle, 0b00, Buffer.alloc(27, i));
+    run(w, 200);
+    const times = peripheral.acl.slice(before).map((p) => p.atUs);
+    expect(times).toHaveLength(4);
+    // 1M PHY: a 27-byte PDU takes (27 + 10) × 8 = 296 µs, an empty reply 80 µs, T_IFS 150 µs twice.
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(296 + 80 + 2 * 150);
+  });
+});

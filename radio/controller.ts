@@ -227,6 +227,9 @@ export class VirtualController implements AirParticipant {
   private corruption: { probability: number; remaining: number } | null = null;
   jitterUs = 0;
   private lastDeliveryUs = 0;
+  /** Controller → host packets waiting for their time, in order (air time, jitter, UART). */
+  private readonly hostQueue: Array<{ atUs: number; packet: Buffer }> = [];
+  private readonly fromHostQueue: Array<{ atUs: number; packet: Buffer }> = [];
   /** Model time until which the host→controller UART is still carrying earlier bytes. */
   private hostRxBusyUntilUs = 0;
   private deliveryQueueLength = 0;
@@ -277,11 +280,22 @@ export class VirtualController implements AirParticipant {
       const now = this.air.clock.nowUs();
       const at = Math.max(now, this.hostRxBusyUntilUs) + chunk.length * byteUs;
       this.hostRxBusyUntilUs = at;
-      const bytes = Buffer.from(chunk);
-      this.air.clock.at(at, () => this.readFromHost(bytes));
+      this.fromHostQueue.push({ atUs: at, packet: Buffer.from(chunk) });
+      if (this.fromHostQueue.length === 1) this.scheduleFromHostQueue();
       return;
     }
     this.readFromHost(chunk);
+  }
+
+  /** As scheduleHostQueue, for bytes still crossing the UART from the host. */
+  private scheduleFromHostQueue(): void {
+    const head = this.fromHostQueue[0];
+    if (!head) return;
+    this.air.clock.at(head.atUs, () => {
+      const now = this.air.clock.nowUs();
+      while (this.fromHostQueue.length > 0 && this.fromHostQueue[0]!.atUs <= now) this.readFromHost(this.fromHostQueue.shift()!.packet);
+      this.scheduleFromHostQueue();
+    });
   }
 
   private readFromHost(chunk: Buffer): void {
@@ -1418,17 +1432,17 @@ export class VirtualController implements AirParticipant {
     this.completedPackets.set(end.handle, (this.completedPackets.get(end.handle) ?? 0) + 1);
   }
 
-  onConnectionEventDone(end: LinkEnd): void {
+  onConnectionEventDone(end: LinkEnd, atUs: number): void {
     const count = this.completedPackets.get(end.handle);
     if (!count || this.connections.get(end.handle) !== end) return;
     this.completedPackets.delete(end.handle);
-    this.sendEvent(numberOfCompletedPackets([[end.handle, count]]));
+    this.sendEvent(numberOfCompletedPackets([[end.handle, count]]), atUs);
   }
 
-  onLinkData(end: LinkEnd, llid: number, payload: Buffer): void {
+  onLinkData(end: LinkEnd, llid: number, payload: Buffer, atUs: number): void {
     if (this.connections.get(end.handle) !== end) return;
     this.stats.aclToHost++;
-    this.sendToHost(aclPacket(end.handle, llid === LLID_START ? 0b10 : 0b01, payload));
+    this.sendToHost(aclPacket(end.handle, llid === LLID_START ? 0b10 : 0b01, payload), atUs);
   }
 
   onLinkClosed(end: LinkEnd, reason: number): void {
@@ -1657,9 +1671,9 @@ export class VirtualController implements AirParticipant {
     this.sendEvent(leMetaEvent(subevent, params));
   }
 
-  private sendEvent(packet: Buffer): void {
+  private sendEvent(packet: Buffer, atUs?: number): void {
     this.stats.events++;
-    this.sendToHost(packet);
+    this.sendToHost(packet, atUs);
   }
 
   /** Fault: a Hardware Error event (the host is expected to reset the controller). */
@@ -1677,7 +1691,12 @@ export class VirtualController implements AirParticipant {
     this.corruption = probability > 0 && count > 0 ? { probability, remaining: count } : null;
   }
 
-  private sendToHost(packet: Buffer): void {
+  /**
+   * Controller → host, in order. `atUs` (default now) is the model time the packet exists:
+   * a packet received late in a connection event that was evaluated at its anchor waits
+   * until its last bit was on the air, and everything after it waits behind it.
+   */
+  private sendToHost(packet: Buffer, atUs?: number): void {
     if (this.hung || this.closed) return;
     let outgoing = packet;
     if (this.corruption && this.random.chance(this.corruption.probability)) {
@@ -1687,21 +1706,37 @@ export class VirtualController implements AirParticipant {
       if (--this.corruption.remaining <= 0) this.corruption = null;
     }
     const byteUs = this.uartByteUs();
-    if (this.jitterUs > 0 || this.deliveryQueueLength > 0 || byteUs > 0) {
-      // UART latency jitter and the bytes' time on the wire, order preserved. (The jitter draw
-      // happens exactly when it did before the UART model, so seeded runs stay reproducible.)
-      const now = this.air.clock.nowUs();
-      const jitter = this.jitterUs > 0 || this.deliveryQueueLength > 0 ? this.random.uniform(0, this.jitterUs) : 0;
-      const at = Math.max(this.lastDeliveryUs, now + jitter) + outgoing.length * byteUs;
+    const now = this.air.clock.nowUs();
+    const notBefore = atUs !== undefined && atUs > now ? atUs : now;
+    if (this.jitterUs > 0 || this.deliveryQueueLength > 0 || byteUs > 0 || notBefore > now) {
+      // Air time, UART latency jitter and the bytes' time on the wire, order preserved.
+      const jitter = this.jitterUs > 0 ? this.random.uniform(0, this.jitterUs) : 0;
+      const at = Math.max(this.lastDeliveryUs, notBefore + jitter) + outgoing.length * byteUs;
       this.lastDeliveryUs = at;
       this.deliveryQueueLength++;
-      this.air.clock.at(at, () => {
-        this.deliveryQueueLength--;
-        this.writeToPort(outgoing);
-      });
+      this.hostQueue.push({ atUs: at, packet: outgoing });
+      if (this.hostQueue.length === 1) this.scheduleHostQueue();
       return;
     }
     this.writeToPort(outgoing);
+  }
+
+  /**
+   * One timer for the head of the queue, never one per packet: wall-clock timers with
+   * nearly equal deadlines can fire out of order, and the host must see packets in order.
+   */
+  private scheduleHostQueue(): void {
+    const head = this.hostQueue[0];
+    if (!head) return;
+    this.air.clock.at(head.atUs, () => {
+      const now = this.air.clock.nowUs();
+      while (this.hostQueue.length > 0 && this.hostQueue[0]!.atUs <= now) {
+        const { packet } = this.hostQueue.shift()!;
+        this.deliveryQueueLength--;
+        this.writeToPort(packet);
+      }
+      this.scheduleHostQueue();
+    });
   }
 
   /** Microseconds one byte takes on the HCI UART (0 = unlimited). */

@@ -28,12 +28,16 @@ export interface LlPdu {
 /** What a link end needs from the controller that owns it. */
 export interface LinkEndOwner {
   readonly name: string;
-  /** Data PDU received from the peer (LLID start/continuation). */
-  onLinkData(end: LinkEnd, llid: number, payload: Buffer): void;
+  /**
+   * Data PDU received from the peer (LLID start/continuation). `atUs` is when its last bit
+   * arrived: a connection event is evaluated at its anchor, but a packet later in the event
+   * must not reach the host before it was on the air.
+   */
+  onLinkData(end: LinkEnd, llid: number, payload: Buffer, atUs: number): void;
   /** This end's view of the link is gone (its host must see Disconnection Complete). */
   onLinkClosed(end: LinkEnd, reason: number): void;
-  /** A connection event finished: a chance to report Number Of Completed Packets. */
-  onConnectionEventDone(end: LinkEnd): void;
+  /** A connection event finished at `atUs`: a chance to report Number Of Completed Packets. */
+  onConnectionEventDone(end: LinkEnd, atUs: number): void;
   /** Whether this controller currently takes part in the air (false when hung/reset). */
   isOnAir(): boolean;
 }
@@ -259,8 +263,9 @@ export class Link {
       }
       offsetUs += round;
     }
-    this.central.owner.onConnectionEventDone(this.central);
-    this.peripheral.owner.onConnectionEventDone(this.peripheral);
+    const eventEndUs = anchorUs + offsetUs;
+    this.central.owner.onConnectionEventDone(this.central, eventEndUs);
+    this.peripheral.owner.onConnectionEventDone(this.peripheral, eventEndUs);
     this.checkSupervision(anchorUs + offsetUs);
   }
 
@@ -285,7 +290,7 @@ export class Link {
     to.bytesReceived += pdu.payload.length;
     if (pdu.llid !== LLID_CONTROL) {
       this.stats.dataPdusDelivered++;
-      to.owner.onLinkData(to, pdu.llid, pdu.payload);
+      to.owner.onLinkData(to, pdu.llid, pdu.payload, atUs);
       this.onPduDelivered?.(from, pdu, atUs);
       if (this.faults.silentAfterPackets !== null && --this.faults.silentAfterPackets <= 0) {
         this.faults.silentAfterPackets = null;
