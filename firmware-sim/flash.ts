@@ -12,6 +12,10 @@
 //   torn: a seeded prefix of its program units (or of the erased block) lands.
 // The subset and the tear are chosen from the seeded RNG, so a (seed, cut point) pair
 // replays exactly.
+//
+// Storage is sparse: a block that reads all 0xFF holds no memory, so a lock's 2 MiB
+// device costs only what it wrote (tens of KiB for a typical lock), and fleets of tens of
+// thousands of locks fit one process.
 
 import { openSync, readSync, writeSync, closeSync, fstatSync, existsSync } from 'node:fs';
 import { SeededRandom } from '../protocol';
@@ -52,8 +56,8 @@ export class PowerCut extends Error {
 
 /** Where the bytes live between runs: memory only, or a file (CLI). */
 export interface FlashBacking {
-  /** Called after the in-memory image changed in [offset, offset+len). */
-  write(image: Uint8Array, offset: number, length: number): void;
+  /** Called after the device's bytes at `offset` changed to `bytes`. */
+  write(bytes: Uint8Array, offset: number): void;
   close(): void;
 }
 
@@ -77,7 +81,8 @@ export class NorFlash {
   readonly geometry: FlashGeometry;
   readonly size: number;
   mode: PowerLossMode;
-  private bytes: Uint8Array;
+  /** One array per block; null for a block that is entirely erased (reads 0xFF). */
+  private readonly blocks: Array<Uint8Array | null>;
   /** Erase count per block. */
   readonly wear: Uint32Array;
   /** Program + erase operations since creation (or resetCounters()). */
@@ -98,11 +103,14 @@ export class NorFlash {
     this.size = geometry.blockSize * geometry.blockCount;
     this.mode = opts.mode ?? 'atomic';
     this.rng = new SeededRandom(opts.seed ?? 'flash');
+    this.blocks = new Array<Uint8Array | null>(geometry.blockCount).fill(null);
     if (opts.image !== undefined) {
       if (opts.image.length !== this.size) throw new FlashError('BAD_IMAGE', `image is ${opts.image.length} bytes, geometry needs ${this.size}`);
-      this.bytes = opts.image.slice();
-    } else {
-      this.bytes = new Uint8Array(this.size).fill(ERASED);
+      for (let b = 0; b < geometry.blockCount; b++) {
+        const start = b * geometry.blockSize;
+        const block = opts.image.subarray(start, start + geometry.blockSize);
+        if (!allErased(block)) this.blocks[b] = block.slice();
+      }
     }
     this.wear = opts.wear !== undefined ? opts.wear.slice() : new Uint32Array(geometry.blockCount);
     this.backing = opts.backing;
@@ -127,7 +135,7 @@ export class NorFlash {
       readSync(fd, image, 0, size, 0);
     }
     const backing: FlashBacking = {
-      write: (img, offset, length) => void writeSync(fd, img, offset, length, offset),
+      write: (bytes, offset) => void writeSync(fd, bytes, 0, bytes.length, offset),
       close: () => closeSync(fd),
     };
     return new NorFlash(geometry, { image, backing });
@@ -143,18 +151,74 @@ export class NorFlash {
   read(addr: number, length: number): Uint8Array {
     this.checkPowered();
     this.checkRange(addr, length);
-    return this.bytes.slice(addr, addr + length);
+    return this.copyOut(addr, length);
   }
 
   /** A copy of the whole image (tests compare images byte for byte). */
   image(): Uint8Array {
-    return this.bytes.slice();
+    return this.copyOut(0, this.size);
   }
 
   isErased(addr: number, length: number): boolean {
     this.checkRange(addr, length);
-    for (let i = addr; i < addr + length; i++) if (this.bytes[i] !== ERASED) return false;
+    const { blockSize } = this.geometry;
+    for (let at = addr; at < addr + length; ) {
+      const b = Math.floor(at / blockSize);
+      const end = Math.min(addr + length, (b + 1) * blockSize);
+      const block = this.blocks[b];
+      if (block && !allErased(block.subarray(at - b * blockSize, end - b * blockSize))) return false;
+      at = end;
+    }
     return true;
+  }
+
+  /** Bytes of memory the device holds (blocks ever programmed and not erased since). */
+  get residentBytes(): number {
+    return this.blocks.reduce((n, b) => n + (b ? b.length : 0), 0);
+  }
+
+  private copyOut(addr: number, length: number): Uint8Array {
+    const out = new Uint8Array(length).fill(ERASED);
+    const { blockSize } = this.geometry;
+    for (let at = addr; at < addr + length; ) {
+      const b = Math.floor(at / blockSize);
+      const end = Math.min(addr + length, (b + 1) * blockSize);
+      const block = this.blocks[b];
+      if (block) out.set(block.subarray(at - b * blockSize, end - b * blockSize), at - addr);
+      at = end;
+    }
+    return out;
+  }
+
+  /** The block's bytes, allocated (erased) on first write. */
+  private writable(block: number): Uint8Array {
+    let bytes = this.blocks[block];
+    if (!bytes) {
+      bytes = new Uint8Array(this.geometry.blockSize).fill(ERASED);
+      this.blocks[block] = bytes;
+    }
+    return bytes;
+  }
+
+  /** Sets bytes at a device address inside one block. */
+  private setBytes(addr: number, data: Uint8Array): void {
+    const b = Math.floor(addr / this.geometry.blockSize);
+    this.writable(b).set(data, addr - b * this.geometry.blockSize);
+  }
+
+  private byteAt(addr: number): number {
+    const b = Math.floor(addr / this.geometry.blockSize);
+    const block = this.blocks[b];
+    return block ? (block[addr - b * this.geometry.blockSize] as number) : ERASED;
+  }
+
+  /** Erases [start, end) inside one block; frees the block when all of it reads erased. */
+  private eraseRange(start: number, end: number): void {
+    const b = Math.floor(start / this.geometry.blockSize);
+    const block = this.blocks[b];
+    if (!block) return;
+    block.fill(ERASED, start - b * this.geometry.blockSize, end - b * this.geometry.blockSize);
+    if (allErased(block)) this.blocks[b] = null;
   }
 
   // -------------------------------------------------------------------------
@@ -168,14 +232,15 @@ export class NorFlash {
     this.checkRange(addr, data.length);
     if (Math.floor(addr / this.geometry.blockSize) !== Math.floor((addr + data.length - 1) / this.geometry.blockSize))
       throw new FlashError('OUT_OF_RANGE', `program at ${addr} of ${data.length} bytes crosses a block boundary`);
-    for (let i = 0; i < data.length; i++)
-      if (this.bytes[addr + i] !== ERASED) throw new FlashError('NOT_ERASED', `program over non-erased byte at ${addr + i}`);
+    if (!this.isErased(addr, data.length)) {
+      for (let i = 0; i < data.length; i++) if (this.byteAt(addr + i) !== ERASED) throw new FlashError('NOT_ERASED', `program over non-erased byte at ${addr + i}`);
+    }
     this.tick(() => this.tearProgram(addr, data));
-    this.bytes.set(data, addr);
+    this.setBytes(addr, data);
     this.programs++;
     this.bytesProgrammed += data.length;
     if (this.mode === 'outOfOrder') this.pending.push({ addr, data: data.slice() });
-    this.backing?.write(this.bytes, addr, data.length);
+    this.backing?.write(data, addr);
   }
 
   erase(block: number): void {
@@ -188,10 +253,10 @@ export class NorFlash {
     if (this.mode === 'outOfOrder') {
       this.pending = this.pending.filter((p) => Math.floor(p.addr / this.geometry.blockSize) !== block);
     }
-    this.bytes.fill(ERASED, start, start + this.geometry.blockSize);
+    this.blocks[block] = null;
     this.wear[block] = (this.wear[block] as number) + 1;
     this.erases++;
-    this.backing?.write(this.bytes, start, this.geometry.blockSize);
+    this.backing?.write(new Uint8Array(this.geometry.blockSize).fill(ERASED), start);
   }
 
   /** Write barrier: everything issued before it is durable before anything after it. */
@@ -240,7 +305,7 @@ export class NorFlash {
       }
       this.powered = false;
       this.cutAt = null;
-      this.backing?.write(this.bytes, 0, this.size);
+      if (this.backing) for (let b = 0; b < this.geometry.blockCount; b++) this.backing.write(this.copyOut(b * this.geometry.blockSize, this.geometry.blockSize), b * this.geometry.blockSize);
       throw new PowerCut(at);
     }
     this.operations++;
@@ -249,24 +314,29 @@ export class NorFlash {
   /** Out-of-order loss: each program since the last barrier survives or not. */
   private dropUnsynced(): void {
     const lost = this.pending.filter(() => this.rng.next() < 0.5);
-    for (const p of lost) this.bytes.fill(ERASED, p.addr, p.addr + p.data.length);
+    for (const p of lost) this.eraseRange(p.addr, p.addr + p.data.length);
     this.pending = [];
   }
 
   private tearProgram(addr: number, data: Uint8Array): void {
     const units = data.length / this.geometry.progSize;
     const landed = this.rng.int(0, units - 1); // the interrupted program never completes
-    this.bytes.set(data.subarray(0, landed * this.geometry.progSize), addr);
+    if (landed > 0) this.setBytes(addr, data.subarray(0, landed * this.geometry.progSize));
     // The unit being written when power fell holds some of its cleared bits.
     const off = landed * this.geometry.progSize;
+    const unit = new Uint8Array(this.geometry.progSize);
+    let touched = false;
     for (let i = 0; i < this.geometry.progSize; i++) {
-      if (this.rng.next() < 0.5) this.bytes[addr + off + i] = (this.bytes[addr + off + i] as number) & (data[off + i] as number);
+      const current = this.byteAt(addr + off + i);
+      unit[i] = this.rng.next() < 0.5 ? current & (data[off + i] as number) : current;
+      if (unit[i] !== current) touched = true;
     }
+    if (touched) this.setBytes(addr + off, unit);
   }
 
   private tearErase(start: number): void {
     const n = this.rng.int(0, this.geometry.blockSize - 1);
-    this.bytes.fill(ERASED, start, start + n);
+    this.eraseRange(start, start + n);
   }
 
   private checkPowered(): void {
@@ -283,4 +353,9 @@ export function validateGeometry(g: FlashGeometry): void {
   const pow2 = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
   if (!pow2(g.blockSize) || !pow2(g.progSize) || g.progSize > g.blockSize || !Number.isInteger(g.blockCount) || g.blockCount < 1)
     throw new FlashError('BAD_GEOMETRY', `blockSize ${g.blockSize}, progSize ${g.progSize} must be powers of two, progSize <= blockSize`);
+}
+
+function allErased(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== ERASED) return false;
+  return true;
 }
