@@ -99,3 +99,32 @@ export function sampleCapture(): Buffer {
   const base = 1_790_000_000_000_000n; // 2026-09-21T14:13:20Z, µs
   return Buffer.concat([btsnoopHeader(), ...records.map(([p, d], i) => btsnoopRecord(p, d, base + BigInt(i) * 1250n))]);
 }
+
+/**
+ * A phone's delta (SPEC §6.3 example, 151 B) cut by a link drop after 100 bytes and
+ * resumed on the next connection — same connection handle, new discovery — from byte 100,
+ * as the lock's HELLO asks.
+ */
+export function resumeCapture(): Buffer {
+  const records: [Buffer, CaptureDirection][] = [];
+  const acl = (dir: CaptureDirection, l2: Buffer): void => void records.push([aclPacket(CONN, dir === OUT ? 0b00 : 0b10, l2), dir]);
+  const delta = Buffer.from(
+    'a2000301a401010248f91a5086e16e092603818203070482583ba501676c6b2d303030310202035820e35f39404ac8d4fbb8f93b1521bc26ea130b89cbeff7db1b2243867c0db519d8041a6774a1a0054496fde2ca58409971280ade524a8c630683b2aad394ef0f01e44688818e978dd2e2adcdbbd4e53fc249f279a27542d17b277d8585d443cfc06c555ceddf45fe7f45f82cbbcb04',
+    'hex',
+  );
+  const connect = (): void => {
+    const params = Buffer.concat([Buffer.of(0x00), u16(CONN), Buffer.of(0x01, 0x00), addressToWire('c0:1d:3a:f4:00:03'), u16(24, 0, 72), Buffer.of(0)]);
+    records.push([leMetaEvent(0x01, params), IN]);
+    acl(IN, att(0x08, u16(0x000a, 0x0011, 0x2803)));
+    acl(OUT, att(0x09, 21, u16(0x000b), 0x0c, u16(0x000c), uuid128(GATT.rx), u16(0x000d), 0x10, u16(0x000e), uuid128(GATT.tx)));
+  };
+  connect();
+  acl(IN, att(0x52, u16(0x000c), Buffer.concat([Buffer.of(0x80, 0x00), u16(0x5151), Buffer.of(0x97, 0x01, 0x00), delta.subarray(0, 60)])));
+  acl(IN, att(0x52, u16(0x000c), Buffer.concat([Buffer.of(0x01), delta.subarray(60, 100)])));
+  records.push([disconnectionComplete(CONN, 0x08), IN]);
+  connect();
+  acl(OUT, att(0x1b, u16(0x000e), Buffer.from(encodeHello({ version: 1, window: 32, maxMessageBytes: 1 << 20, partial: { messageId: 0x5151, total: 151, offset: 100 } }))));
+  acl(IN, att(0x52, u16(0x000c), Buffer.concat([Buffer.of(0x80, 0x00), u16(0x5151), Buffer.of(0x97, 0x01, 100), delta.subarray(100)])));
+  const base = 1_790_000_000_000_000n;
+  return Buffer.concat([btsnoopHeader(), ...records.map(([p, d], i) => btsnoopRecord(p, d, base + BigInt(i) * 1250n))]);
+}

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { GATT } from '../protocol/gatt';
 import { btsnoopHeader, btsnoopRecord, readBtsnoop, BtsnoopFormatError } from './btsnoop';
 import type { CaptureDirection } from './controller';
-import { sampleCapture } from './trace-fixture';
+import { resumeCapture, sampleCapture } from './trace-fixture';
 import { decodeCapture, summarizeBtsnoop, type PacketRecord } from './trace-show';
 
 const DEMO_CAPTURE = path.resolve(import.meta.dirname, '..', 'fixtures', 'captures', 'demo-lock-unit-4b.btsnoop');
@@ -147,6 +147,18 @@ describe('trace show decoding', () => {
       expect(messages.some((m) => m.type === type), type).toBe(true);
     }
     expect(messages.find((m) => m.type === 'delta')?.fields).toMatchObject({ ops: ['removePartner 1'] });
+  });
+
+  it('reassembles a message resumed on the next connection from the byte the lock’s HELLO names', () => {
+    const { records } = decodeCapture(resumeCapture());
+    const lines = records.flatMap((r) => r.lines).join('\n');
+    expect(lines).toContain('locksync HELLO v1 window 32 maxMsg 1048576, holds 100/151 of id 0x5151');
+    expect(lines).toContain('locksync START seq 0 id 0x5151 total 151 offset 100 (resume), 51 payload bytes');
+    const messages = records.flatMap((r) => (r.locksync?.message ? [r.locksync] : []));
+    expect(messages).toHaveLength(1);
+    expect(messages[0]?.note).toBe('resumes message 0x5151 at byte 100');
+    expect(messages[0]?.message).toMatchObject({ type: 'delta', bytes: 151, frames: 3, direction: 'phone-to-lock', fields: { baseVersion: 1, version: 2, ops: ['removePartner 7'] } });
+    expect(records.some((r) => r.malformed)).toBe(false);
   });
 
   it('refuses a truncated or malformed file as a whole, naming where', () => {

@@ -723,43 +723,56 @@ export interface MessageDecoded {
   malformed?: string;
 }
 
-/** Reassembles each direction's messages from frames, across connections (resumption). */
+/**
+ * Reassembles messages from frames: one message in flight per connection and direction;
+ * a resuming START (offset > 0) continues the matching partial message of any earlier
+ * connection in the same direction (the link dropped, the phone came back).
+ */
 class LocksyncReassembly {
-  /** Messages in progress by direction: id, total, bytes so far. */
-  private readonly partial = new Map<string, { messageId: number; total: number; chunks: Buffer[]; held: number; frames: number }>();
+  /** Messages in progress by `${connection}/${direction}`. */
+  private readonly partial = new Map<string, { direction: MessageDecoded['direction']; messageId: number; total: number; chunks: Buffer[]; held: number; frames: number }>();
 
-  push(direction: MessageDecoded['direction'], frame: DecodedFrame): { message?: MessageDecoded; note?: string } {
+  push(connection: string, direction: MessageDecoded['direction'], frame: DecodedFrame): { message?: MessageDecoded; note?: string } {
+    const key = `${connection}/${direction}`;
     if (frame.type === 'start') {
-      const prior = this.partial.get(direction);
-      let state: { messageId: number; total: number; chunks: Buffer[]; held: number; frames: number };
+      let state: { direction: MessageDecoded['direction']; messageId: number; total: number; chunks: Buffer[]; held: number; frames: number } | undefined;
+      let note: string | undefined;
+      const abandoned = this.partial.get(key);
+      if (abandoned && frame.offset === 0) note = `message ${hex(abandoned.messageId)} was left at ${abandoned.held}/${abandoned.total} bytes`;
       if (frame.offset === 0) {
-        state = { messageId: frame.messageId, total: frame.total, chunks: [], held: 0, frames: 0 };
-      } else if (prior && prior.messageId === frame.messageId && prior.total === frame.total && frame.offset <= prior.held) {
+        state = { direction, messageId: frame.messageId, total: frame.total, chunks: [], held: 0, frames: 0 };
+      } else {
         // Resumption: the receiver said it holds `offset` bytes; bytes after it are resent.
-        state = prior;
+        const match = [...this.partial].find(([, p]) => p.direction === direction && p.messageId === frame.messageId && p.total === frame.total && frame.offset <= p.held);
+        if (!match) {
+          this.partial.delete(key);
+          return { note: `resumes message ${hex(frame.messageId)} at byte ${frame.offset}: its first bytes are not in this capture` };
+        }
+        this.partial.delete(match[0]);
+        state = match[1];
         state.chunks = [Buffer.concat(state.chunks).subarray(0, frame.offset)];
         state.held = frame.offset;
-      } else {
-        this.partial.delete(direction);
-        return { note: `resumes message ${hex(frame.messageId)} at byte ${frame.offset}: its first bytes are not in this capture` };
+        note = `resumes message ${hex(frame.messageId)} at byte ${frame.offset}`;
       }
-      this.partial.set(direction, state);
-      return this.append(direction, state, Buffer.from(frame.payload));
+      this.partial.set(key, state);
+      const r = this.append(key, state, Buffer.from(frame.payload));
+      return note ? { ...r, note } : r;
     }
     if (frame.type === 'data') {
-      const state = this.partial.get(direction);
+      const state = this.partial.get(key);
       if (!state) return { note: 'continuation of a message whose START is not in this capture' };
-      return this.append(direction, state, Buffer.from(frame.payload));
+      return this.append(key, state, Buffer.from(frame.payload));
     }
     return {};
   }
 
-  private append(direction: MessageDecoded['direction'], state: { messageId: number; total: number; chunks: Buffer[]; held: number; frames: number }, payload: Buffer): { message?: MessageDecoded; note?: string } {
+  private append(key: string, state: { direction: MessageDecoded['direction']; messageId: number; total: number; chunks: Buffer[]; held: number; frames: number }, payload: Buffer): { message?: MessageDecoded; note?: string } {
     state.chunks.push(payload);
     state.held += payload.length;
     state.frames++;
     if (state.held < state.total) return {};
-    this.partial.delete(direction);
+    this.partial.delete(key);
+    const direction = state.direction;
     const bytes = Buffer.concat(state.chunks);
     const base = { direction, messageId: state.messageId, bytes: bytes.length, frames: state.frames };
     if (state.held > state.total) return { message: { ...base, type: 'overrun', fields: {}, text: `message ${hex(state.messageId)}: ${state.held} bytes arrived for a declared ${state.total}`, malformed: 'LENGTH_OVERRUN' } };
@@ -803,13 +816,13 @@ export interface PacketRecord {
 }
 
 interface Connection {
+  /** Unique per connection (handles are reused after a disconnection). */
+  id: string;
   gatt: GattMap;
   /** Last request per requesting direction. */
   pending: Map<CaptureDirection, PendingRequest>;
   /** L2CAP PDUs being reassembled from ACL fragments, per direction. */
   fragments: Map<CaptureDirection, { need: number; parts: Buffer[]; have: number }>;
-  /** Which side runs the GATT server (learned from who answers discovery). */
-  serverSends?: CaptureDirection;
 }
 
 const other = (d: CaptureDirection): CaptureDirection => (d === 'host-to-controller' ? 'controller-to-host' : 'host-to-controller');
@@ -835,10 +848,11 @@ export function decodeCapture(buf: Buffer): { records: PacketRecord[]; summary: 
   const capture = readBtsnoop(buf);
   const connections = new Map<string, Connection>();
   const reassembly = new LocksyncReassembly();
+  let opened = 0;
   const connection = (key: string): Connection => {
     let c = connections.get(key);
     if (!c) {
-      c = { gatt: new GattMap(), pending: new Map(), fragments: new Map() };
+      c = { id: `${key}#${++opened}`, gatt: new GattMap(), pending: new Map(), fragments: new Map() };
       connections.set(key, c);
     }
     return c;
@@ -913,6 +927,7 @@ function decodePacket(p: BtsnoopPacket, ctx: DecodeContext): PacketRecord {
       line = `ACL handle=${hex(parsed.handle)} pb=${parsed.pb.toString(2).padStart(2, '0')} len=${parsed.data.length}`;
       const conn = ctx.connection(`${adapterKey}:${parsed.handle}`);
       const l2cap = reassembleL2cap(conn, p.direction, parsed.pb, parsed.data);
+      if (l2cap.dropped) malformed(l2cap.dropped);
       if (l2cap.error) {
         malformed(l2cap.error);
         line += ` [${l2cap.error}]`;
@@ -989,26 +1004,27 @@ function describeEvent(code: number, p: Buffer): { fields: Record<string, unknow
 }
 
 /** ACL fragments → whole L2CAP PDUs (Vol 3 Part A §3; pb 00/10 start, 01 continue). */
-function reassembleL2cap(conn: Connection, direction: CaptureDirection, pb: number, data: Buffer): { pdu?: Buffer; cid: number; fragments: number; have: number; need: number; error?: string } {
+function reassembleL2cap(conn: Connection, direction: CaptureDirection, pb: number, data: Buffer): { pdu?: Buffer; cid: number; fragments: number; have: number; need: number; error?: string; dropped?: string } {
   const frag = conn.fragments.get(direction);
+  let dropped: string | undefined;
   if (pb === 0b01) {
     if (!frag) return { cid: 0, fragments: 0, have: 0, need: 0, error: 'continuation fragment without a start' };
     frag.parts.push(data);
     frag.have += data.length;
   } else {
-    if (frag) {
-      conn.fragments.delete(direction);
-      // The previous PDU never completed; this start begins a new one.
-    }
+    const abandoned = frag ? `an L2CAP PDU was left at ${frag.have}/${frag.need} bytes when this one started` : undefined;
+    conn.fragments.delete(direction);
     if (data.length < 4) return { cid: 0, fragments: 1, have: data.length, need: 4, error: `L2CAP start fragment of ${data.length} bytes (header is 4)` };
     conn.fragments.set(direction, { need: data.readUInt16LE(0) + 4, parts: [data], have: data.length });
+    if (abandoned) dropped = abandoned;
   }
   const cur = conn.fragments.get(direction)!;
-  if (cur.have < cur.need) return { cid: 0, fragments: cur.parts.length, have: cur.have, need: cur.need };
+  const note = dropped ? { dropped } : {};
+  if (cur.have < cur.need) return { cid: 0, fragments: cur.parts.length, have: cur.have, need: cur.need, ...note };
   conn.fragments.delete(direction);
   const whole = Buffer.concat(cur.parts);
-  if (cur.have > cur.need) return { cid: whole.readUInt16LE(2), fragments: cur.parts.length, have: cur.have, need: cur.need, error: `L2CAP length ${cur.need - 4}, ${cur.have - 4} bytes arrived` };
-  return { pdu: whole.subarray(4), cid: whole.readUInt16LE(2), fragments: cur.parts.length, have: cur.have, need: cur.need };
+  if (cur.have > cur.need) return { cid: whole.readUInt16LE(2), fragments: cur.parts.length, have: cur.have, need: cur.need, error: `L2CAP length ${cur.need - 4}, ${cur.have - 4} bytes arrived`, ...note };
+  return { pdu: whole.subarray(4), cid: whole.readUInt16LE(2), fragments: cur.parts.length, have: cur.have, need: cur.need, ...note };
 }
 
 /** Decodes one whole L2CAP PDU; returns its text (first line) and indented lines under it. */
@@ -1031,7 +1047,6 @@ function decodeL2cap(cid: number, pdu: Buffer, direction: CaptureDirection, conn
         if (att.handle !== undefined) req.handle = att.handle;
         if (op === 0x08 || op === 0x10) req.type = att.fields['type'] as string;
         conn.pending.set(direction, req);
-        conn.serverSends = other(direction);
       } else if ([0x01, 0x03, 0x05, 0x07, 0x09, 0x0b, 0x0d, 0x0f, 0x11, 0x13, 0x17, 0x19, 0x21].includes(op)) {
         conn.pending.delete(other(direction));
       }
@@ -1039,7 +1054,7 @@ function decodeL2cap(cid: number, pdu: Buffer, direction: CaptureDirection, conn
       const handle = att.handle;
       const role = handle !== undefined ? conn.gatt.role(handle) : undefined;
       if (role && att.value && (op === 0x52 || op === 0x12 || op === 0x1b || op === 0x1d || op === 0x0b)) {
-        lines.push(...decodeLocksync(role, att.value, reassembly, record, indent));
+        lines.push(...decodeLocksync(role, att.value, reassembly, record, indent, conn.id));
       }
       return lines;
     }
@@ -1065,7 +1080,7 @@ function decodeL2cap(cid: number, pdu: Buffer, direction: CaptureDirection, conn
   }
 }
 
-function decodeLocksync(role: LocksyncRole, value: Buffer, reassembly: LocksyncReassembly, record: PacketRecord, indent: string): string[] {
+function decodeLocksync(role: LocksyncRole, value: Buffer, reassembly: LocksyncReassembly, record: PacketRecord, indent: string, connection: string): string[] {
   const characteristic = role === 'rx' ? 'locksync RX' : role === 'tx' ? 'locksync TX' : 'locksync INFO';
   if (role === 'info') {
     try {
@@ -1091,7 +1106,7 @@ function decodeLocksync(role: LocksyncRole, value: Buffer, reassembly: LocksyncR
   const lines = [`${indent}└ locksync ${described.text}`];
   // Data frames travel in the sender's direction: RX carries phone → lock, TX lock → phone.
   const direction = role === 'rx' ? 'phone-to-lock' : 'lock-to-phone';
-  const r = reassembly.push(direction, frame);
+  const r = reassembly.push(connection, direction, frame);
   if (r.note) {
     record.locksync.note = r.note;
     lines.push(`${indent}  (${r.note})`);
@@ -1164,7 +1179,7 @@ export function traceShow(file: string, opts: TraceShowOptions = {}, io: TraceIo
   if (opts.json) {
     for (const r of records) {
       const { lines, ...rest } = r;
-      io.stdout(JSON.stringify({ kind: 'packet', ...rest, summary: lines.map((l) => l.trim()).join(' | ') }));
+      io.stdout(JSON.stringify({ kind: 'packet', ...rest, text: lines.map((l) => l.trim()).join(' | ') }));
     }
     io.stdout(JSON.stringify({ kind: 'summary', file, ...summary }));
   } else {

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeCapture } from '../../radio/trace-show';
-import { sampleCapture } from '../../radio/trace-fixture';
+import { resumeCapture, sampleCapture } from '../../radio/trace-fixture';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const SCRIPT = path.join(ROOT, 'tools', 'wireshark', 'locksync.lua');
@@ -71,5 +71,12 @@ describe.skipIf(!tshark)('Wireshark Lua dissector (tshark -X lua_script:tools/wi
     expect(info).toEqual([['19', 'lockId = "lk-0001",protocolVersion = 1,capabilities = 0x006f (delta, snapshot, unlock, auditExport, keypad, keycard),version = 2']]);
     expect(fields(file, 'locksync.message.type_name == "decision"', ['locksync.field'])).toEqual([['granted = true,reason = GRANTED (0),auditSeq = 45']]);
     expect(fields(file, 'locksync.malformed', ['frame.number', '_ws.expert.message'])).toEqual([['51', 'UNKNOWN_FRAME_TYPE: 0x90']]);
+  }, 180_000);
+
+  it('reassembles a message resumed after a link drop, as trace show does', () => {
+    const file = path.join(tmp, 'resume.btsnoop');
+    fs.writeFileSync(file, resumeCapture());
+    expect(agreesWithTraceShow(file)).toEqual({ frames: 4, messages: 1 });
+    expect(fields(file, 'locksync.hello.partial.held', ['locksync.hello.partial.message_id', 'locksync.hello.partial.total', 'locksync.hello.partial.held'])).toEqual([['0x5151', '151', '100']]);
   }, 180_000);
 });
