@@ -288,7 +288,7 @@ try {
   const tr = trace.trace();
   const hash = traceHash(tr);
   writeFileSync(join(outDir, 'trace.json'), `${JSON.stringify(tr, null, 2)}\n`);
-  writeFileSync(join(outDir, 'timeline.html'), renderTimeline(tr, { hash, replayCommand: `npm start -- --seed ${seed}` }));
+  writeFileSync(join(outDir, 'timeline.html'), renderTimeline(tr, { hash, replayCommand: `npm start -- --seed ${seed}${transport === 'sim' ? ' --transport sim' : ''}` }));
   await world?.close();
   process.stdout.write(`\n${bold(failures === 0 ? green('Every step behaved as told.') : red(`${failures} step(s) did not behave as told.`))}\n`);
   if (transport === 'ble') process.stdout.write(`   captures  ${captureDir}/*.btsnoop  (Wireshark; or: locksync trace show FILE)\n`);
