@@ -800,7 +800,8 @@ export interface PacketRecord {
   n: number;
   /** Seconds since the first record. */
   t: number;
-  time: string;
+  /** Record timestamp (ISO), null when out of range. */
+  time: string | null;
   direction: CaptureDirection;
   adapter?: number;
   hci: Record<string, unknown>;
@@ -887,7 +888,10 @@ interface DecodeContext {
 function decodePacket(p: BtsnoopPacket, ctx: DecodeContext): PacketRecord {
   const arrow = p.direction === 'host-to-controller' ? '>' : '<';
   const stamp = `${(p.offsetUs / 1e6).toFixed(6).padStart(12)} ${arrow}`;
-  const record: PacketRecord = { n: p.n, t: p.offsetUs / 1e6, time: new Date(Number(p.unixUs / 1000n)).toISOString(), direction: p.direction, hci: {}, lines: [] };
+  const ms = Number(p.unixUs / 1000n);
+  // A record's timestamp is whatever the writer put there: out of Date's range it is shown as null.
+  const time = Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : null;
+  const record: PacketRecord = { n: p.n, t: p.offsetUs / 1e6, time, direction: p.direction, hci: {}, lines: [] };
   if (p.adapter !== undefined) record.adapter = p.adapter;
   const adapterKey = p.adapter ?? 0;
   if (p.monitor) {
