@@ -10,9 +10,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { World, type WorldEvent } from '../world/index';
+import { World, type WorldEvent, type WorldSessionMessage } from '../world/index';
 import { TraceRecorder, renderTimeline, traceHash } from '../scenario/index';
-import { decodeMessage } from '../protocol/index';
+import { decodeMessage, hash, toHex, type Message } from '../protocol/index';
 
 const { values: args } = parseArgs({
   options: {
@@ -73,13 +73,66 @@ function check(what: string, ok: boolean, actual: string): void {
   trace.record({ t: t(), kind: 'expectation', label: what, ok, detail: { actual } });
 }
 
-/** The BLE parts run in real time while the world clock stands still: move it on by as much. */
-async function timed<T>(fn: () => Promise<T>): Promise<T> {
+/**
+ * World time a phone action is given, whatever the stacks took. The radio and the host
+ * stacks run in real time, the world clock stands still while they work; moving it on by
+ * the measured wall time would put the machine's load into the locks' clocks (hello,
+ * receipts, audit times) and into the trace. A fixed step keeps both what the seed says.
+ */
+const ACTION_MS = { sync: 2_000, unlock: 1_000 } as const;
+/** Measured on this run, printed, never traced: real time the phone actions took. */
+const wall = { actions: 0, ms: 0, retries: 0 };
+/** The phone whose action is under way: session messages are between it and the lock. */
+let actingPhone: string | undefined;
+
+async function act<T>(phone: string, kind: keyof typeof ACTION_MS, fn: () => Promise<T>): Promise<T> {
   const start = Date.now();
+  actingPhone = phone;
   try {
     return await fn();
   } finally {
-    world?.clock.advance(Date.now() - start);
+    actingPhone = undefined;
+    wall.actions++;
+    wall.ms += Date.now() - start;
+    world?.clock.advance(ACTION_MS[kind]);
+  }
+}
+
+/** Every session message the locks handle goes into the trace: type, fields that say what it does, size, digest. */
+function onSessionMessage(m: WorldSessionMessage): void {
+  const phone = `phone:${actingPhone ?? 'unknown'}`;
+  const lock = `lock:${m.lockId}`;
+  const [from, to] = m.direction === 'to-lock' ? [phone, lock] : [lock, phone];
+  let label: string;
+  let ok: boolean | undefined;
+  try {
+    const msg = decodeMessage(m.bytes, { maxBytes: 4 * 1024 * 1024 });
+    label = messageLabel(msg);
+    if (msg.type === 'error') ok = false;
+  } catch (e) {
+    label = `undecodable (${(e as Error).message})`;
+    ok = false;
+  }
+  trace.message(t(), from, to, label, { bytes: m.bytes.length, sha256: toHex(hash(m.bytes)) }, ok);
+}
+
+function messageLabel(m: Message): string {
+  switch (m.type) {
+    case 'hello':
+      return `hello v${m.version}`;
+    case 'delta':
+    case 'snapshot':
+      return m.update.type === 'delta' ? `delta v${m.update.baseVersion}→v${m.update.head.head.version}` : `snapshot v${m.update.head.head.version}`;
+    case 'receipt':
+      return `receipt v${m.body.version}`;
+    case 'decision':
+      return `decision ${m.reason}`;
+    case 'error':
+      return `error ${m.reason}`;
+    case 'unlockRequest':
+      return `unlockRequest cred ${m.credId}`;
+    default:
+      return m.type;
   }
 }
 
@@ -91,12 +144,12 @@ function onWorldEvent(e: WorldEvent): void {
     const lock = `lock:${world.door(e.door).lockId}`;
     if (ev.phase === 'connected') trace.record({ t: t(), kind: 'connection', from: phone, to: lock, label: `connected (lock at v${ev.lockVersion})` });
     if (ev.phase === 'fetched') trace.message(t(), 'authority', phone, `updates v${ev.from}→v${ev.to}`, { bytes: ev.bytes });
+    // The receipt and refusal messages themselves are traced from the lock's session.
     if (ev.phase === 'receipt') {
-      trace.message(t(), lock, phone, `receipt v${ev.version}`);
       trace.record({ t: t(), kind: 'version', from: lock, label: `v${ev.version}`, detail: { version: ev.version } });
     }
-    if (ev.phase === 'refused') trace.message(t(), lock, phone, `refused ${ev.code}`, {}, false);
     if (ev.phase === 'relayed' && ev.to === 'authority') trace.message(t(), phone, 'authority', 'receipt + audit log');
+    if (ev.phase === 'retry') wall.retries++;
     if (ev.phase === 'retry') trace.record({ t: t(), kind: 'fault', from: phone, label: ev.reason });
   } else if (e.kind === 'uplink') {
     const lock = `lock:${world.door(e.door).lockId}`;
@@ -115,7 +168,7 @@ function w(): World {
 async function unlockAs(phone: string, door: string): Promise<{ granted: boolean; reason: string }> {
   const world = w();
   world.moveTo(phone, door);
-  const r = await timed(() => world.unlock(phone, door, { passiveSync: false }));
+  const r = await act(phone, 'unlock', () => world.unlock(phone, door, { passiveSync: false }));
   world.moveTo(phone, null);
   trace.record({
     t: t(),
@@ -142,6 +195,7 @@ async function main(): Promise<void> {
     phones: ['alice', 'fastparcel'],
     radio: { captureDir, linkPolicy: { intervalMs: 30, packetsPerEvent: 4 } },
     onEvent: (e) => onWorldEvent(e),
+    onSessionMessage: (m) => onSessionMessage(m),
   });
   setWorld(world);
   const a = world.authority;
@@ -166,7 +220,7 @@ async function main(): Promise<void> {
   step('The locks receive their tables: the Lobby over its uplink, Unit 4B by Alice’s Door Sync');
   await world.pollUplink('Lobby');
   world.moveTo('alice', 'Unit 4B');
-  const install = await timed(() => world.sync('alice', 'Unit 4B'));
+  const install = await act('alice', 'sync', () => world.sync('alice', 'Unit 4B'));
   world.moveTo('alice', null);
   check(`Lobby is at v${a.currentVersion(lobby.lockId)}`, lobby.lock.version === a.currentVersion(lobby.lockId), `it is at v${lobby.lock.version}`);
   check(`Unit 4B is at v${install.versionAfter} and its receipt reached the authority`, install.receiptDelivered && unit.lock.version === a.currentVersion(unit.lockId), `v${unit.lock.version}`);
@@ -200,7 +254,7 @@ async function main(): Promise<void> {
 
   step('Alice taps Sync at Unit 4B');
   world.moveTo('alice', 'Unit 4B');
-  const sync = await timed(() =>
+  const sync = await act('alice', 'sync', () =>
     world.sync('alice', 'Unit 4B', {
       onEvent: (e) => {
         if (e.phase === 'fetched') say(`carrying v${e.from}→v${e.to} (${e.bytes} bytes, signed by the authority)`);
@@ -234,12 +288,21 @@ try {
   const tr = trace.trace();
   const hash = traceHash(tr);
   writeFileSync(join(outDir, 'trace.json'), `${JSON.stringify(tr, null, 2)}\n`);
-  writeFileSync(join(outDir, 'timeline.html'), renderTimeline(tr, { hash, replayCommand: `npm start -- --seed ${seed}` }));
+  writeFileSync(join(outDir, 'timeline.html'), renderTimeline(tr, { hash, replayCommand: `npm start -- --seed ${seed}${transport === 'sim' ? ' --transport sim' : ''}` }));
   await world?.close();
   process.stdout.write(`\n${bold(failures === 0 ? green('Every step behaved as told.') : red(`${failures} step(s) did not behave as told.`))}\n`);
   if (transport === 'ble') process.stdout.write(`   captures  ${captureDir}/*.btsnoop  (Wireshark; or: locksync trace show FILE)\n`);
   process.stdout.write(`   trace     ${join(outDir, 'trace.json')}  (hash ${hash.slice(0, 16)}…)\n`);
   process.stdout.write(`   timeline  ${join(outDir, 'timeline.html')}\n`);
-  process.stdout.write(`   replay    npm start -- --seed ${seed}\n`);
+  const replay = `npm start -- --seed ${seed}${transport === 'sim' ? ' --transport sim' : ''}`;
+  process.stdout.write(`   replay    ${replay}  reproduces this trace hash: decisions, versions, every session message's bytes and their order\n`);
+  process.stdout.write(
+    dim(
+      `             not reproduced: wall-clock time (${wall.actions} phone actions took ${wall.ms} ms here; each is given a fixed ${ACTION_MS.unlock / 1000}–${ACTION_MS.sync / 1000} s of world time)` +
+        (transport === 'ble' ? ', radio and HCI timing, so the captures differ run to run' : '') +
+        '\n',
+    ),
+  );
+  if (wall.retries > 0) process.stdout.write(`   ${red('note')}      this run needed ${wall.retries} link retr${wall.retries === 1 ? 'y' : 'ies'} (timing on the real stacks); a run without has another hash\n`);
 }
 process.exit(exitCode);

@@ -3,7 +3,7 @@
 //   agent      the phone (scan, sync, fetch, deliver, unlock)
 //   authority  the cloud (init, serve, manager operations)
 //   radio      the virtual BLE radio (up, ctl)
-//   trace      btsnoop capture summaries (show)
+//   trace      btsnoop captures decoded down to locksync messages (show)
 //   scenario   QA scenarios (run)
 //   demo       the end-to-end story (same as `npm start`)
 
@@ -12,7 +12,8 @@ import { registerAgentCommands } from '../mobile-agent/cli';
 import { registerAuthorityCommands } from '../authority/cli';
 import { registerLockCommands } from '../firmware-sim/cli';
 import { registerScenarioCommands } from '../scenario/cli';
-import { radioMain, traceMain } from '../radio/index';
+import { radioMain } from '../radio/index';
+import { registerTraceCommands } from '../radio/trace-show';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 
 export function buildProgram(): Command {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerAgentCommands(program);
   registerAuthorityCommands(program);
   registerScenarioCommands(program);
+  registerTraceCommands(program);
 
   // These tools parse their own arguments (radio/cli.ts, cli/demo.ts).
   const passThrough = (name: string, description: string, run: (args: string[]) => Promise<number>): void => {
@@ -39,7 +41,6 @@ export function buildProgram(): Command {
       });
   };
   passThrough('radio', 'virtual BLE radio: `radio up --dir DIR --controllers N`, `radio ctl --dir DIR <op> …` (see radio/README.md)', radioMain);
-  passThrough('trace', '`trace show FILE.btsnoop`: readable summary of HCI and ATT traffic in a capture', traceMain);
   passThrough('demo', 'the end-to-end story through the real stacks (same as `npm start`; `demo --help` for options)', async (args) => {
     const { spawnSync } = await import('node:child_process');
     const script = new URL('./demo.ts', import.meta.url).pathname;

@@ -1,9 +1,10 @@
-// btsnoop capture (datalink 1002 = HCI UART/H4), the format Wireshark and btmon read, and a
-// plain-text summariser for `locksync trace show FILE`.
+// btsnoop captures: the writer the radio uses (datalink 1002 = HCI UART/H4, the layout of
+// Android's btsnoop_hci.log, read by Wireshark and btmon), and a strict reader for the H1,
+// H4 and btmon datalinks. Decoding what is inside is radio/trace-show.ts.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CaptureDirection, PacketTap } from './controller';
-import { EventCode, H4_ACL, H4_COMMAND, H4_EVENT, eventName, opcodeName, parseH4, statusName } from './hci';
+import { H4_ACL, H4_COMMAND, H4_EVENT } from './hci';
 
 export const BTSNOOP_DATALINK_H4 = 1002;
 /** Microseconds between 0000-01-01 (btsnoop epoch) and 1970-01-01. */
@@ -56,150 +57,127 @@ export class BtsnoopWriter implements PacketTap {
   }
 }
 
+/** Datalinks `trace show` reads: the radio's own captures and Android's snoop logs are H4. */
+export const BTSNOOP_DATALINKS = {
+  1001: 'HCI un-encapsulated (H1)',
+  1002: 'HCI UART (H4)',
+  2001: 'Linux Bluetooth monitor (btmon)',
+} as const;
+
+/** A capture that cannot be read as a whole: where and why. */
+export class BtsnoopFormatError extends Error {
+  override readonly name = 'BtsnoopFormatError';
+  constructor(
+    readonly kind: 'not-btsnoop' | 'unsupported' | 'truncated' | 'malformed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface BtsnoopPacket {
+  /** 1-based record number, as Wireshark numbers frames. */
+  n: number;
+  /** The HCI packet with its H4 type byte (H1 and monitor records get one added). */
   packet: Buffer;
   direction: CaptureDirection;
   /** Microseconds since the first record. */
   offsetUs: number;
+  /** Record timestamp, unix microseconds. */
+  unixUs: bigint;
+  /** Bytes the record's packet had on the wire; more than captured = cut by the snapshot length. */
+  originalLength: number;
+  /** btmon: controller index, and what a non-packet record says (new index, note, log). */
+  adapter?: number;
+  monitor?: { opcode: number; name: string; text?: string };
 }
 
-export function parseBtsnoop(buf: Buffer): BtsnoopPacket[] {
-  if (buf.length < 16 || buf.toString('latin1', 0, 8) !== 'btsnoop\0') throw new Error('not a btsnoop file');
+export interface BtsnoopCapture {
+  datalink: number;
+  datalinkName: string;
+  packets: BtsnoopPacket[];
+}
+
+const MONITOR_OPCODES: Record<number, { name: string; h4?: number; direction?: CaptureDirection }> = {
+  0: { name: 'New Index' },
+  1: { name: 'Delete Index' },
+  2: { name: 'Command', h4: H4_COMMAND, direction: 'host-to-controller' },
+  3: { name: 'Event', h4: H4_EVENT, direction: 'controller-to-host' },
+  4: { name: 'ACL TX', h4: H4_ACL, direction: 'host-to-controller' },
+  5: { name: 'ACL RX', h4: H4_ACL, direction: 'controller-to-host' },
+  6: { name: 'SCO TX', h4: 0x03, direction: 'host-to-controller' },
+  7: { name: 'SCO RX', h4: 0x03, direction: 'controller-to-host' },
+  8: { name: 'Open Index' },
+  9: { name: 'Close Index' },
+  10: { name: 'Index Info' },
+  11: { name: 'Vendor Diagnostic' },
+  12: { name: 'System Note' },
+  13: { name: 'User Logging' },
+  14: { name: 'Control Open' },
+  15: { name: 'Control Close' },
+  16: { name: 'Control Command' },
+  17: { name: 'Control Event' },
+  18: { name: 'ISO TX', h4: 0x05, direction: 'host-to-controller' },
+  19: { name: 'ISO RX', h4: 0x05, direction: 'controller-to-host' },
+};
+
+/**
+ * Reads a whole btsnoop file. Anything that makes the file unreadable as a whole — not a
+ * btsnoop file, an unsupported datalink, a record cut short or running past the end —
+ * throws BtsnoopFormatError naming the record and byte offset: a capture is never read
+ * partially and silently.
+ */
+export function readBtsnoop(buf: Buffer): BtsnoopCapture {
+  const magic = Buffer.from('btsnoop\0', 'latin1');
+  if (buf.length < 16) {
+    const isPrefix = buf.length > 0 && buf.equals(magic.subarray(0, Math.min(buf.length, 8))) || (buf.length > 8 && buf.subarray(0, 8).equals(magic));
+    throw new BtsnoopFormatError(isPrefix ? 'truncated' : 'not-btsnoop', isPrefix ? `${buf.length} bytes, shorter than the 16-byte btsnoop file header` : `not a btsnoop file (${buf.length} bytes, no "btsnoop" header)`);
+  }
+  if (!buf.subarray(0, 8).equals(magic)) throw new BtsnoopFormatError('not-btsnoop', 'not a btsnoop file (it does not start with "btsnoop\\0")');
+  const version = buf.readUInt32BE(8);
+  if (version !== 1) throw new BtsnoopFormatError('unsupported', `btsnoop version ${version} (only version 1 exists)`);
   const datalink = buf.readUInt32BE(12);
-  if (datalink !== BTSNOOP_DATALINK_H4) throw new Error(`unsupported btsnoop datalink ${datalink} (expected 1002, H4)`);
+  const datalinkName = (BTSNOOP_DATALINKS as Record<number, string>)[datalink];
+  if (datalinkName === undefined) throw new BtsnoopFormatError('unsupported', `btsnoop datalink ${datalink} is not one trace show reads (1001 H1, 1002 H4, 2001 btmon)`);
   const packets: BtsnoopPacket[] = [];
   let first: bigint | null = null;
-  for (let offset = 16; offset + 24 <= buf.length; ) {
+  for (let offset = 16, n = 1; offset < buf.length; n++) {
+    if (buf.length - offset < 24) throw new BtsnoopFormatError('truncated', `record ${n} at byte ${offset} has ${buf.length - offset} of its 24 header bytes`);
+    const originalLength = buf.readUInt32BE(offset);
     const included = buf.readUInt32BE(offset + 4);
     const flags = buf.readUInt32BE(offset + 8);
     const timestamp = buf.readBigInt64BE(offset + 16);
-    if (offset + 24 + included > buf.length) break; // truncated tail (capture still being written)
+    if (included > originalLength) throw new BtsnoopFormatError('malformed', `record ${n} at byte ${offset} includes ${included} bytes of a ${originalLength}-byte packet`);
+    if (offset + 24 + included > buf.length) throw new BtsnoopFormatError('truncated', `record ${n} at byte ${offset} declares ${included} packet bytes, ${buf.length - offset - 24} remain`);
+    const data = buf.subarray(offset + 24, offset + 24 + included);
     first ??= timestamp;
-    packets.push({
-      packet: buf.subarray(offset + 24, offset + 24 + included),
-      direction: flags & 1 ? 'controller-to-host' : 'host-to-controller',
-      offsetUs: Number(timestamp - first),
-    });
+    const base = { n, offsetUs: Number(timestamp - first), unixUs: timestamp - BTSNOOP_EPOCH_OFFSET_US, originalLength };
+    if (datalink === 1002) {
+      packets.push({ ...base, packet: data, direction: flags & 1 ? 'controller-to-host' : 'host-to-controller' });
+    } else if (datalink === 1001) {
+      // H1 has no type byte: the flags say command/event (bit 1) and direction (bit 0).
+      const received = (flags & 1) === 1;
+      const type = flags & 2 ? (received ? H4_EVENT : H4_COMMAND) : H4_ACL;
+      packets.push({ ...base, originalLength: originalLength + 1, packet: Buffer.concat([Buffer.of(type), data]), direction: received ? 'controller-to-host' : 'host-to-controller' });
+    } else {
+      const opcode = flags & 0xffff;
+      const adapter = flags >>> 16;
+      const known = MONITOR_OPCODES[opcode] ?? { name: `monitor opcode ${opcode}` };
+      if (known.h4 !== undefined && known.direction !== undefined) {
+        packets.push({ ...base, originalLength: originalLength + 1, adapter, packet: Buffer.concat([Buffer.of(known.h4), data]), direction: known.direction });
+      } else {
+        const monitor: NonNullable<BtsnoopPacket['monitor']> = { opcode, name: known.name };
+        if (opcode === 12) monitor.text = data.toString('utf8').replace(/\0+$/, '');
+        if (opcode === 13 && data.length >= 2) {
+          // User logging: priority, ident length, ident (NUL-terminated), message.
+          const identLength = data[1]!;
+          const ident = data.toString('utf8', 2, 2 + identLength).replace(/\0+$/, '');
+          monitor.text = `${ident}: ${data.toString('utf8', 2 + identLength).replace(/\0+$/, '')}`;
+        }
+        packets.push({ ...base, adapter, packet: data, direction: 'controller-to-host', monitor });
+      }
+    }
     offset += 24 + included;
   }
-  return packets;
-}
-
-const ATT_OPCODES: Record<number, string> = {
-  0x01: 'Error Response',
-  0x02: 'Exchange MTU Request',
-  0x03: 'Exchange MTU Response',
-  0x04: 'Find Information Request',
-  0x05: 'Find Information Response',
-  0x06: 'Find By Type Value Request',
-  0x07: 'Find By Type Value Response',
-  0x08: 'Read By Type Request',
-  0x09: 'Read By Type Response',
-  0x0a: 'Read Request',
-  0x0b: 'Read Response',
-  0x0c: 'Read Blob Request',
-  0x0d: 'Read Blob Response',
-  0x0e: 'Read Multiple Request',
-  0x0f: 'Read Multiple Response',
-  0x10: 'Read By Group Type Request',
-  0x11: 'Read By Group Type Response',
-  0x12: 'Write Request',
-  0x13: 'Write Response',
-  0x16: 'Prepare Write Request',
-  0x17: 'Prepare Write Response',
-  0x18: 'Execute Write Request',
-  0x19: 'Execute Write Response',
-  0x1b: 'Handle Value Notification',
-  0x1d: 'Handle Value Indication',
-  0x1e: 'Handle Value Confirmation',
-  0x52: 'Write Command',
-  0xd2: 'Signed Write Command',
-};
-
-export function attOpcodeName(op: number): string {
-  return ATT_OPCODES[op] ?? `ATT opcode 0x${op.toString(16).padStart(2, '0')}`;
-}
-
-const hex = (n: number, width: number): string => `0x${n.toString(16).padStart(width, '0')}`;
-
-/** One line per HCI packet: commands, events (with status/reason), ACL with decoded ATT. */
-export function describeHciPacket(packet: Buffer): string {
-  const parsed = parseH4(packet);
-  switch (parsed.type) {
-    case 'command':
-      return `CMD ${opcodeName(parsed.opcode)} (${hex(parsed.opcode, 4)}) plen=${parsed.params.length}`;
-    case 'event': {
-      const p = parsed.params;
-      if (parsed.code === EventCode.COMMAND_COMPLETE && p.length >= 3) {
-        const op = p.readUInt16LE(1);
-        const status = p.length >= 4 ? ` status=${statusName(p[3]!)}` : '';
-        return `EVT Command Complete: ${opcodeName(op)} (${hex(op, 4)})${status}`;
-      }
-      if (parsed.code === EventCode.COMMAND_STATUS && p.length >= 4) {
-        const op = p.readUInt16LE(2);
-        return `EVT Command Status: ${opcodeName(op)} (${hex(op, 4)}) status=${statusName(p[0]!)}`;
-      }
-      if (parsed.code === EventCode.DISCONNECTION_COMPLETE && p.length >= 4) {
-        return `EVT Disconnection Complete handle=${hex(p.readUInt16LE(1), 4)} reason=${hex(p[3]!, 2)} (${statusName(p[3]!)})`;
-      }
-      if (parsed.code === EventCode.NUMBER_OF_COMPLETED_PACKETS && p.length >= 5) {
-        const entries: string[] = [];
-        for (let i = 0; i < p[0]!; i++) entries.push(`${hex(p.readUInt16LE(1 + i * 4), 4)}:${p.readUInt16LE(3 + i * 4)}`);
-        return `EVT Number Of Completed Packets ${entries.join(' ')}`;
-      }
-      if (parsed.code === EventCode.LE_META && p.length >= 1) {
-        const sub = p[0]!;
-        let detail = '';
-        if ((sub === 0x01 || sub === 0x0a) && p.length >= 4) detail = ` status=${statusName(p[1]!)} handle=${hex(p.readUInt16LE(2), 4)} role=${p[4] === 0 ? 'central' : 'peripheral'}`;
-        if (sub === 0x07 && p.length >= 9) detail = ` handle=${hex(p.readUInt16LE(1), 4)} tx=${p.readUInt16LE(3)} rx=${p.readUInt16LE(7)}`;
-        return `EVT ${eventName(parsed.code, sub)}${detail}`;
-      }
-      return `EVT ${eventName(parsed.code)}`;
-    }
-    case 'acl': {
-      const head = `ACL handle=${hex(parsed.handle, 4)} pb=${parsed.pb.toString(2).padStart(2, '0')} len=${parsed.data.length}`;
-      if (parsed.pb !== 0b01 && parsed.data.length >= 5) {
-        const cid = parsed.data.readUInt16LE(2);
-        const l2capLength = parsed.data.readUInt16LE(0);
-        if (cid === 0x0004) {
-          const op = parsed.data[4]!;
-          const attHandle = parsed.data.length >= 7 && op !== 0x02 && op !== 0x03 ? ` attr=${hex(parsed.data.readUInt16LE(5), 4)}` : '';
-          return `${head} ATT ${attOpcodeName(op)}${attHandle} (${l2capLength - 1} value octets)`;
-        }
-        if (cid === 0x0005) return `${head} L2CAP signaling code=${hex(parsed.data[4]!, 2)}`;
-        if (cid === 0x0006) return `${head} SMP code=${hex(parsed.data[4]!, 2)}`;
-        return `${head} L2CAP cid=${hex(cid, 4)}`;
-      }
-      return `${head} (continuation)`;
-    }
-    default:
-      return `H4 type ${hex(packet[0] ?? 0, 2)} len=${packet.length}`;
-  }
-}
-
-/** Human-readable summary of a btsnoop capture: one line per packet, then totals. */
-export function summarizeBtsnoop(buf: Buffer): string[] {
-  const packets = parseBtsnoop(buf);
-  const lines: string[] = [];
-  const counts = { commands: 0, events: 0, aclOut: 0, aclIn: 0, attByOpcode: new Map<string, number>() };
-  for (const { packet, direction, offsetUs } of packets) {
-    const arrow = direction === 'host-to-controller' ? '>' : '<';
-    const line = describeHciPacket(packet);
-    lines.push(`${(offsetUs / 1e6).toFixed(6).padStart(12)} ${arrow} ${line}`);
-    if (packet[0] === H4_COMMAND) counts.commands++;
-    else if (packet[0] === H4_EVENT) counts.events++;
-    else if (packet[0] === H4_ACL) {
-      if (direction === 'host-to-controller') counts.aclOut++;
-      else counts.aclIn++;
-      const att = /ATT (.+?)(?: attr=| \()/.exec(line)?.[1];
-      if (att) counts.attByOpcode.set(att, (counts.attByOpcode.get(att) ?? 0) + 1);
-    }
-  }
-  const durationS = packets.length > 0 ? packets[packets.length - 1]!.offsetUs / 1e6 : 0;
-  lines.push(
-    `-- ${packets.length} packets over ${durationS.toFixed(3)} s: ${counts.commands} commands, ${counts.events} events, ` +
-      `${counts.aclOut} ACL host→controller, ${counts.aclIn} ACL controller→host`,
-  );
-  for (const [name, count] of [...counts.attByOpcode].sort((a, b) => b[1] - a[1])) lines.push(`-- ATT ${name}: ${count}`);
-  return lines;
+  return { datalink, datalinkName, packets };
 }

@@ -2,11 +2,9 @@
 //   locksync radio up --dir DIR --controllers N|name,name [--seed S] [--capture DIR]
 //                     [--time-scale X] [--legacy] [--schedule FILE.json]
 //   locksync radio ctl --dir DIR '{"op":"links"}'
-//   locksync trace show FILE
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { summarizeBtsnoop } from './btsnoop';
 import { startRadio, type ControlRequest, type FaultScheduleEntry } from './radio';
 
 export interface CliIo {
@@ -152,21 +150,4 @@ export function sendControlRequest(socketPath: string, request: ControlRequest, 
       reject(error);
     });
   });
-}
-
-/** `locksync trace show FILE`: prints a summary of a btsnoop capture. */
-export async function traceMain(argv: string[], options: { io?: CliIo } = {}): Promise<number> {
-  const io = options.io ?? defaultIo;
-  const [command, file] = argv;
-  if (command !== 'show' || !file) {
-    io.stderr('usage: locksync trace show FILE.btsnoop');
-    return 2;
-  }
-  try {
-    for (const line of summarizeBtsnoop(fs.readFileSync(file))) io.stdout(line);
-    return 0;
-  } catch (error) {
-    io.stderr(`trace: ${(error as Error).message}`);
-    return 1;
-  }
 }

@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { radioMain, sendControlRequest, traceMain } from './cli';
+import { radioMain, sendControlRequest } from './cli';
+import { traceShow } from './trace-show';
 import { BlePackageMissingError, TransportParseError, TransportUnsupportedError, hciBindingOptions, isHostPackageInstalled, loadNoble, parseTransport } from './hosts';
 import { startRadio } from './radio';
 
@@ -52,7 +53,7 @@ describe('control endpoint', () => {
     abort.abort();
     expect(await running).toBe(0);
     const lines: string[] = [];
-    expect(await traceMain(['show', path.join(dir, 'cap', 'ctrl-1.btsnoop')], { io: { stdout: (l) => lines.push(l), stderr: (l) => lines.push(l) } })).toBe(0);
+    expect(traceShow(path.join(dir, 'cap', 'ctrl-1.btsnoop'), {}, { stdout: (l) => lines.push(l) })).toBe(0);
     // Hardware Error (bit 15) is enabled in the default event mask, so it reached the capture.
     expect(lines.some((l) => l.includes('EVT Hardware Error'))).toBe(true);
     expect(await radioMain(['up', '--dir', dir], { io: { stdout: () => {}, stderr: (l) => err.push(l) } })).toBe(2);

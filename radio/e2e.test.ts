@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { summarizeBtsnoop } from './btsnoop';
+import { summarizeBtsnoop } from './trace-show';
 import { discoverPeripheral, startBlenoOn, startNobleOn, stopHost } from './harness';
 import { EventCode, parseH4 } from './hci';
 import type { BlenoLike, NobleLike } from './hosts';

@@ -1,6 +1,7 @@
 // HCI parsing, command handling and error codes of one controller, driven byte-exactly.
 import { describe, expect, it } from 'vitest';
-import { btsnoopHeader, btsnoopRecord, parseBtsnoop, summarizeBtsnoop } from './btsnoop';
+import { btsnoopHeader, btsnoopRecord, readBtsnoop } from './btsnoop';
+import { summarizeBtsnoop } from './trace-show';
 import { EventCode, H4Framer, LeSubevent, Op, Status, aclPacket, commandPacket, parseH4 } from './hci';
 import { connectPair, createMiniWorld } from './mini-host';
 
@@ -154,7 +155,7 @@ describe('controller command handling', () => {
 
 describe('btsnoop', () => {
   it('writes H4 records that parse back and summarise with ATT decoded', () => {
-    const att = Buffer.from([0x0b, 0x00, 0x04, 0x00, 0x52, 0x0b, 0x00, 1, 2, 3, 4, 5, 6, 7]);
+    const att = Buffer.from([0x0a, 0x00, 0x04, 0x00, 0x52, 0x0b, 0x00, 1, 2, 3, 4, 5, 6, 7]);
     const file = Buffer.concat([
       btsnoopHeader(),
       btsnoopRecord(commandPacket(Op.RESET), 'host-to-controller', 1_000_000n),
@@ -163,13 +164,13 @@ describe('btsnoop', () => {
       btsnoopRecord(Buffer.from('04050400010008', 'hex'), 'controller-to-host', 1_500_000n),
     ]);
     expect(file.readUInt32BE(12)).toBe(1002);
-    const records = parseBtsnoop(file);
+    const records = readBtsnoop(file).packets;
     expect(records.map((r) => r.direction)).toEqual(['host-to-controller', 'controller-to-host', 'host-to-controller', 'controller-to-host']);
     expect(records[3]!.offsetUs).toBe(500_000);
     const lines = summarizeBtsnoop(file);
     expect(lines[0]).toContain('> CMD Reset (0x0c03)');
     expect(lines[1]).toContain('< EVT Command Complete: Reset (0x0c03) status=success');
-    expect(lines[2]).toContain('ATT Write Command attr=0x000b');
+    expect(lines[2]).toContain('ATT Write Command, Handle: 0x000b, Value: 01020304050607 (7 bytes)');
     expect(lines[3]).toContain('Disconnection Complete handle=0x0001 reason=0x08 (connection timeout)');
     expect(lines.at(-1)).toContain('ATT Write Command: 1');
   });

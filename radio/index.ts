@@ -11,8 +11,9 @@ export { DEFAULT_PROPAGATION } from './medium';
 export type { PropagationModel, Position } from './medium';
 export { ManualClock, RealtimeClock } from './clock';
 export type { RadioClock } from './clock';
-export { summarizeBtsnoop, parseBtsnoop, BtsnoopWriter, describeHciPacket } from './btsnoop';
-export { radioMain, traceMain, sendControlRequest, CliUsageError } from './cli';
+export { readBtsnoop, BtsnoopWriter, BtsnoopFormatError } from './btsnoop';
+export { summarizeBtsnoop, decodeCapture, traceShow } from './trace-show';
+export { radioMain, sendControlRequest, CliUsageError } from './cli';
 export type { CliIo } from './cli';
 export { SeededRandom } from './prng';
 export {

@@ -23,7 +23,7 @@ import { doorSync, type SyncOptions, type SyncResult } from '../mobile-agent/syn
 import { unlock, type UnlockOptions, type UnlockResult } from '../mobile-agent/unlock';
 import type { Radio } from '../radio/radio';
 import type { LinkPolicy } from '../radio/controller';
-import type { LockSessionHost } from '../ble/session-host';
+import type { HostedSession, LockSessionHost } from '../ble/session-host';
 import type { LockLinkEvents } from '../ble/lock-server';
 
 export type WorldTransport = 'sim' | 'ble';
@@ -62,12 +62,25 @@ export interface WorldOptions {
   /** Called for every notable thing that happens (narration, traces). */
   onEvent?: (e: WorldEvent) => void;
   /**
+   * Every whole session message a lock sends or receives, in the order the lock handles
+   * them, whatever the transport (`sim` or the real stacks): the reassembled CBOR, not the
+   * frames that carried it. What a seed reproduces is pinned by these bytes.
+   */
+  onSessionMessage?: (m: WorldSessionMessage) => void;
+  /**
    * Build the property model in the same authority transaction that provisions the locks,
    * so every lock's version 1 is its full compiled table rather than an empty one (the QA
    * scenarios' version convention). Called with the doors by name; device enrolments it
    * returns are attached to the named phones once they exist.
    */
   setup?: (ctx: { authority: Authority; doors: ReadonlyMap<string, DoorInfo & { lockId: string }> }) => WorldEnrolment[] | void;
+}
+
+export interface WorldSessionMessage {
+  door: string;
+  lockId: string;
+  direction: 'to-lock' | 'from-lock';
+  bytes: Uint8Array;
 }
 
 /** A device the setup enrolled for a phone (see `WorldOptions.setup`). */
@@ -267,13 +280,35 @@ export class World {
       lockId: bundle.lockId,
       advert: () => door.lock.advert(),
       info: () => door.lock.info(),
-      openSession: () => door.lock.openSession(),
+      openSession: () => this.tappedSession(door),
     };
     this.doors.set(spec.name, door);
     // A freshly installed lock has its clock set by the installer's app (trusted).
     this.bootLock(door, { continueAtMs: this.clock.nowMs(), trusted: true });
     if (this.transport === 'ble') door.controller = controllerName('lock', spec.name);
     await this.serve(door);
+  }
+
+  /** The booted lock's session, with every message it handles reported to onSessionMessage. */
+  private tappedSession(door: WorldDoor): HostedSession {
+    const session = door.lock.openSession();
+    const tap = this.opts.onSessionMessage;
+    if (!tap) return session;
+    const report = (direction: WorldSessionMessage['direction'], bytes: Uint8Array): void => tap({ door: door.name, lockId: door.lockId, direction, bytes });
+    return {
+      hello: () => {
+        const hello = session.hello();
+        report('from-lock', hello);
+        return hello;
+      },
+      handle: (message) => {
+        report('to-lock', message);
+        const answers = session.handle(message);
+        for (const a of answers) report('from-lock', a);
+        return answers;
+      },
+      close: () => session.close(),
+    };
   }
 
   private bootLock(door: WorldDoor, rtc: { continueAtMs?: number; trusted?: boolean } = {}): void {
