@@ -46,6 +46,36 @@ export class FlashError extends Error {
   }
 }
 
+/**
+ * The device itself failed an operation the firmware asked for correctly — what an aging
+ * NOR part does: a program or erase that does not complete (its status register reports
+ * the failure), or a block past its erase endurance. Unlike FlashError this is not a bug:
+ * firmware must survive it.
+ */
+export class FlashFault extends Error {
+  override readonly name = 'FlashFault';
+  constructor(
+    readonly code: 'PROGRAM_FAILED' | 'ERASE_FAILED' | 'WORN_OUT',
+    readonly block: number,
+    detail: string,
+  ) {
+    super(`${code}: ${detail}`);
+  }
+}
+
+/**
+ * How the device ages. All draws come from the device's seeded generator, so a (seed,
+ * workload) pair replays exactly.
+ */
+export interface FlashAging {
+  /** Erase endurance per block (nRF52840 internal flash: 10,000; SPI NOR: 100,000). 0 = unlimited. */
+  enduranceCycles?: number;
+  /** Probability that one program does not complete (some of its bits stay erased). */
+  programFailureRate?: number;
+  /** Probability that one erase does not complete (some bytes keep their old value). */
+  eraseFailureRate?: number;
+}
+
 /** Thrown out of the operation during which the power was cut. */
 export class PowerCut extends Error {
   override readonly name = 'PowerCut';
@@ -70,6 +100,8 @@ export interface NorFlashOptions {
   backing?: FlashBacking;
   /** Start from these wear counters (copied). */
   wear?: Uint32Array;
+  /** Aging: endurance and failure rates (default: a perfect device). */
+  aging?: FlashAging;
 }
 
 interface PendingProgram {
@@ -96,6 +128,12 @@ export class NorFlash {
   /** Out-of-order mode: image as of the last barrier, plus programs issued since. */
   private pending: PendingProgram[] = [];
   private readonly backing: FlashBacking | undefined;
+  /** Aging model; change it at any time (tests age a device mid-run). */
+  aging: FlashAging;
+  /** Blocks past their endurance: erases fail and programs do not stick. */
+  readonly wornOut = new Set<number>();
+  /** Faults the device produced, for reports: failed programs/erases, bits rotted. */
+  readonly faults = { programFailures: 0, eraseFailures: 0, wornOutBlocks: 0, bitsRotted: 0 };
 
   constructor(geometry: FlashGeometry = DEFAULT_GEOMETRY, opts: NorFlashOptions = {}) {
     validateGeometry(geometry);
@@ -114,6 +152,7 @@ export class NorFlash {
     }
     this.wear = opts.wear !== undefined ? opts.wear.slice() : new Uint32Array(geometry.blockCount);
     this.backing = opts.backing;
+    this.aging = { ...opts.aging };
   }
 
   /** Open (or create, fully erased) a file-backed flash. */
@@ -236,6 +275,16 @@ export class NorFlash {
       for (let i = 0; i < data.length; i++) if (this.byteAt(addr + i) !== ERASED) throw new FlashError('NOT_ERASED', `program over non-erased byte at ${addr + i}`);
     }
     this.tick(() => this.tearProgram(addr, data));
+    const block = Math.floor(addr / this.geometry.blockSize);
+    const failed = this.wornOut.has(block) || this.draw(this.aging.programFailureRate);
+    if (failed) {
+      // The program stops part-way, like a torn one, and the device reports it.
+      this.tearProgram(addr, data);
+      this.programs++;
+      this.faults.programFailures++;
+      this.backing?.write(this.copyOut(addr, data.length), addr);
+      throw new FlashFault(this.wornOut.has(block) ? 'WORN_OUT' : 'PROGRAM_FAILED', block, `program of ${data.length} bytes at ${addr} did not complete`);
+    }
     this.setBytes(addr, data);
     this.programs++;
     this.bytesProgrammed += data.length;
@@ -253,10 +302,58 @@ export class NorFlash {
     if (this.mode === 'outOfOrder') {
       this.pending = this.pending.filter((p) => Math.floor(p.addr / this.geometry.blockSize) !== block);
     }
-    this.blocks[block] = null;
     this.wear[block] = (this.wear[block] as number) + 1;
     this.erases++;
+    const endurance = this.aging.enduranceCycles ?? 0;
+    if (endurance > 0 && (this.wear[block] as number) > endurance && !this.wornOut.has(block)) {
+      this.wornOut.add(block);
+      this.faults.wornOutBlocks++;
+    }
+    if (this.wornOut.has(block) || this.draw(this.aging.eraseFailureRate)) {
+      // A failed erase clears only part of the block.
+      this.tearErase(start);
+      this.faults.eraseFailures++;
+      this.backing?.write(this.copyOut(start, this.geometry.blockSize), start);
+      throw new FlashFault(this.wornOut.has(block) ? 'WORN_OUT' : 'ERASE_FAILED', block, `erase of block ${block} did not complete (${this.wear[block]} cycles)`);
+    }
+    this.blocks[block] = null;
     this.backing?.write(new Uint8Array(this.geometry.blockSize).fill(ERASED), start);
+  }
+
+  /**
+   * Retention loss: `bits` programmed (0) bits somewhere in the written blocks drift back to
+   * 1, as charge leaks from aged cells. Returns where they were, for tests and reports.
+   * Firmware finds them only through its checksums.
+   */
+  rot(bits: number): Array<{ addr: number; bit: number }> {
+    const rotted: Array<{ addr: number; bit: number }> = [];
+    const written = this.blocks.map((b, i) => (b ? i : -1)).filter((i) => i >= 0);
+    for (let n = 0; n < bits && written.length > 0; n++) {
+      const b = written[this.rng.int(0, written.length - 1)] as number;
+      const block = this.blocks[b] as Uint8Array;
+      // Pick a programmed byte: try a few positions, then scan.
+      let offset = -1;
+      for (let tries = 0; tries < 16 && offset < 0; tries++) {
+        const o = this.rng.int(0, block.length - 1);
+        if (block[o] !== ERASED) offset = o;
+      }
+      if (offset < 0) offset = block.findIndex((v) => v !== ERASED);
+      if (offset < 0) continue;
+      const value = block[offset] as number;
+      const zeros = [0, 1, 2, 3, 4, 5, 6, 7].filter((bit) => (value & (1 << bit)) === 0);
+      const bit = zeros[this.rng.int(0, zeros.length - 1)] as number;
+      block[offset] = value | (1 << bit);
+      const addr = b * this.geometry.blockSize + offset;
+      rotted.push({ addr, bit });
+      this.faults.bitsRotted++;
+      this.backing?.write(block.subarray(offset, offset + 1), addr);
+    }
+    return rotted;
+  }
+
+  /** A seeded Bernoulli draw; no draw at all when the rate is 0 (keeps old runs' sequences). */
+  private draw(rate: number | undefined): boolean {
+    return rate !== undefined && rate > 0 && this.rng.next() < rate;
   }
 
   /** Write barrier: everything issued before it is durable before anything after it. */

@@ -1,6 +1,6 @@
 // Public surface of firmware-sim/: the lock firmware simulator.
-export { NorFlash, FlashError, PowerCut, DEFAULT_GEOMETRY, ERASED, validateGeometry } from './flash';
-export type { FlashGeometry, PowerLossMode, FlashBacking, NorFlashOptions, FlashErrorCode } from './flash';
+export { NorFlash, FlashError, FlashFault, PowerCut, DEFAULT_GEOMETRY, ERASED, validateGeometry } from './flash';
+export type { FlashGeometry, PowerLossMode, FlashBacking, NorFlashOptions, FlashErrorCode, FlashAging } from './flash';
 export { LockStorage, StorageError, computeLayout, defaultLayoutParams, PAGE_BYTES, SINGLE_USE_LEDGER_MAX } from './storage';
 export type { DurableState, LockSecrets, Layout, LayoutParams, AuditHead, SingleUseRecord, KeypadPersist, MountReport } from './storage';
 export { crc32 } from './crc32';
