@@ -153,4 +153,23 @@ describe('time anchors on flash', () => {
     expect(rig.lock.rtc.nowS()).toBe(onFlash);
     expect(rig.lock.tableState.newestIssuedAt).toBe(onFlash);
   });
+
+  it('an orderly exit commits the anchors still held in RAM, once', () => {
+    const rig = createTestRig({ seed: 'clock-exit' });
+    const a = rig.auth;
+    let s = rig.lock.openSession();
+    expect(one(s, a.signedTime(s.nonce))).toMatchObject({ type: 'timeAck' });
+    s.close();
+    rig.clock.advance(60_000);
+    a.now += 60;
+    s = rig.lock.openSession();
+    expect(one(s, a.signedTime(s.nonce))).toMatchObject({ type: 'timeAck' });
+    s.close();
+    expect(rig.lock.durable.tableState.newestIssuedAt).toBe(a.now - 60);
+    const seq = rig.lock.storage.commitSeq;
+    rig.lock.persistTimeAnchors();
+    rig.lock.persistTimeAnchors();
+    expect(rig.lock.storage.commitSeq).toBe(seq + 1);
+    expect(rig.lock.durable.tableState).toMatchObject({ newestIssuedAt: a.now, leaseAnchor: a.now });
+  });
 });

@@ -472,9 +472,16 @@ export class Lock {
     this.timerHandles.delete(timer);
   }
 
-  /** Stop timers (the process is leaving; not a power loss). */
+  /** Stop timers (the process is leaving, or power is cut: nothing is written). */
   shutdown(): void {
     for (const t of [...this.timerHandles.keys()]) this.cancel(t);
     for (const s of [...this.sessions]) s.close();
+  }
+
+  /** Orderly exit only (the power is there): commit time anchors still held in RAM. */
+  persistTimeAnchors(): void {
+    const c = this.durable.tableState;
+    if (this.timeRam.newestIssuedAt > c.newestIssuedAt || this.timeRam.leaseAnchor > c.leaseAnchor)
+      this.storage.commit({ ...this.durable, tableState: this.tableState }, { time: this.rtc.nowS(), event: 'timeSet', value: this.timeRam.newestIssuedAt });
   }
 }
