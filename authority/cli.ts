@@ -370,6 +370,20 @@ export function registerAuthorityCommands(program: Command): void {
 
   common(auth.command('rotate-key').description('the offline root certifies a new online signing key')).action(withAuthority((a) => a.rotateSigningKey()));
 
+  common(auth.command('reset-floor').description("root-signed reset of a lock's clock and version floors, for one session (recovery from a far-future time or version)"))
+    .requiredOption('--lock <id>')
+    .requiredOption('--nonce <hex>', "the lock's hello nonce for the session that will carry the reset")
+    .requiredOption('--version-floor <n>', 'new version floor: at or above the newest version legitimately issued, below the snapshot that follows')
+    .option('--time <unix-seconds>', 'new clock floor and clock (default: now)')
+    .action(
+      withAuthority((a, o: Common & { lock: string; nonce: string; versionFloor: string; time?: string }) => {
+        const input: { versionFloor: number; time?: number } = { versionFloor: int(o.versionFloor, 'version floor') };
+        const t = optNum(o.time, 'time');
+        if (t !== undefined) input.time = t;
+        return a.floorReset(o.lock, o.nonce, input);
+      }),
+    );
+
   common(auth.command('provision-lock').description('create the lock for a door; prints (or writes) its provisioning bundle'))
     .requiredOption('--door <id>')
     .option('--out <file>', 'write the bundle (it holds the lock secret) to this file, mode 0600')

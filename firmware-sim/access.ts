@@ -31,6 +31,9 @@ import type { SingleUseRecord } from './storage';
 import { SINGLE_USE_LEDGER_MAX } from './storage';
 
 export const CHALLENGE_TTL_MS = 10_000;
+/** With an untrusted clock, daily codes of this many dates after the clock's are named
+ *  CLOCK_UNTRUSTED (in the audit) rather than WRONG_CODE; either way they are refused. */
+export const UNTRUSTED_DAILY_LOOKAHEAD_DAYS = 7;
 
 export interface AccessContext {
   lockId: string;
@@ -39,6 +42,8 @@ export interface AccessContext {
   timeZone: string;
   /** Lock RTC, unix ms. */
   nowMs: number;
+  /** Monotonic timer (never set by anyone), ms: measures challenge lifetimes. */
+  monotonicMs: number;
   /** False after power loss until authority-signed time arrives. */
   clockTrusted: boolean;
   /** Newest authority-signed time the lock has accepted (head issuedAt or signed time), unix s. */
@@ -75,6 +80,9 @@ interface Verdict {
 export function evaluateEntry(e: Entry, ctx: AccessContext, local: LocalTime): Verdict {
   const nowS = Math.floor(ctx.nowMs / 1000);
   const v = (reason: DecisionReason, stage: number): Verdict => ({ reason, stage, credId: e.credId });
+  // An untrusted clock (after power loss) is a lower bound of true time: it can still say
+  // "validFrom has passed", but neither "validUntil has not" nor "validFrom has not".
+  if (!ctx.clockTrusted && !windowDecidable(e, nowS)) return v('CLOCK_UNTRUSTED', 1);
   if (e.validFrom !== undefined && nowS < e.validFrom) return v('NOT_YET_VALID', 1);
   if (e.validUntil !== undefined && nowS >= e.validUntil) return v('EXPIRED', 1);
   // Guests chain to the resident who shared: walk the chain (the table forbids dangling
@@ -83,6 +91,7 @@ export function evaluateEntry(e: Entry, ctx: AccessContext, local: LocalTime): V
   for (let depth = 0; p !== undefined && depth < 16; depth++) {
     const parent = ctx.table.entries.get(p);
     if (parent === undefined) return v('PARENT_MISSING', 2);
+    if (!ctx.clockTrusted && !windowDecidable(parent, nowS)) return v('CLOCK_UNTRUSTED', 2);
     if ((parent.validFrom !== undefined && nowS < parent.validFrom) || (parent.validUntil !== undefined && nowS >= parent.validUntil)) return v('PARENT_MISSING', 2);
     p = parent.parent;
   }
@@ -96,6 +105,11 @@ export function evaluateEntry(e: Entry, ctx: AccessContext, local: LocalTime): V
   if (e.schedule !== undefined && !inSchedule(e.schedule, local)) return v('OUT_OF_SCHEDULE', 5);
   if (keyPolicy?.schedule !== undefined && !inSchedule(keyPolicy.schedule, local)) return v('OUT_OF_SCHEDULE', 5);
   return v('GRANTED', 6);
+}
+
+/** On a clock that may be behind: only a window with no end whose start has passed. */
+function windowDecidable(e: Entry, nowS: number): boolean {
+  return e.validUntil === undefined && (e.validFrom === undefined || nowS >= e.validFrom);
 }
 
 /** Granted if any entry grants; otherwise the most specific refusal. */
@@ -151,6 +165,16 @@ export function decideCode(ctx: AccessContext, code: string): Decision {
     return { ...d, method: 'doorcode' } as Decision;
   }
   const slots = ctx.table.policy.dailyCodeSlots;
+  if (slots > 0 && !ctx.clockTrusted) {
+    // Daily codes are valid on one local date, and a clock known to be behind does not know
+    // today's. A code of any date from the clock's through UNTRUSTED_DAILY_LOOKAHEAD_DAYS
+    // later is refused by name; anything else is a wrong code.
+    for (let d = 0; d <= UNTRUSTED_DAILY_LOOKAHEAD_DAYS; d++) {
+      const date = localTime(ctx.timeZone, ctx.nowMs + d * 86_400_000).date;
+      if (dailyCodesFor(ctx.lockSecret, date, slots).has(code)) return { reason: 'CLOCK_UNTRUSTED', method: 'dailyCode' };
+    }
+    return { reason: 'WRONG_CODE', method: 'doorcode' };
+  }
   if (slots > 0) {
     const local = localTime(ctx.timeZone, ctx.nowMs);
     const daily = dailyCodesFor(ctx.lockSecret, local.date, slots);
@@ -212,11 +236,14 @@ export interface IssuedChallenge {
   bytes: Uint8Array;
   body: ChallengeBody;
   used: boolean;
+  /** Expiry on the monotonic timer: the body's expiresAtMs (lock clock) is informative for
+   *  the phone, but the settable clock must not decide (SPEC §9.2). */
+  expiresAtMonotonicMs: number;
 }
 
-export function makeChallenge(lockId: string, sessionId: Uint8Array, nonce: Uint8Array, credId: number, nowMs: number): IssuedChallenge {
+export function makeChallenge(lockId: string, sessionId: Uint8Array, nonce: Uint8Array, credId: number, nowMs: number, monotonicMs: number): IssuedChallenge {
   const body: ChallengeBody = { lockId, sessionId, nonce, credId, expiresAtMs: nowMs + CHALLENGE_TTL_MS };
-  return { bytes: encodeChallengeBody(body), body, used: false };
+  return { bytes: encodeChallengeBody(body), body, used: false, expiresAtMonotonicMs: monotonicMs + CHALLENGE_TTL_MS };
 }
 
 /**
@@ -250,7 +277,7 @@ export function decidePhone(
   const c = issued[idx] as IssuedChallenge;
   const credId = c.body.credId;
   if (c.used) return { reason: 'REPLAYED', method: 'phone', credId };
-  if (ctx.nowMs > c.body.expiresAtMs) return { reason: 'CHALLENGE_EXPIRED', method: 'phone', credId, consumed: idx };
+  if (ctx.monotonicMs > c.expiresAtMonotonicMs) return { reason: 'CHALLENGE_EXPIRED', method: 'phone', credId, consumed: idx };
   const entry = ctx.table.entries.get(credId);
   if (entry === undefined || entry.kind !== 'phone') return { reason: 'UNKNOWN_CREDENTIAL', method: 'phone', credId, consumed: idx };
   if (!verify('unlock', challengeBytes, signature, entry.secret)) return { reason: 'BAD_RESPONSE', method: 'phone', credId, consumed: idx };

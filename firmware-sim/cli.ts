@@ -198,6 +198,7 @@ export async function runLock(lock: Lock, transport: LockTransport, opts: { upli
   opts.uplink?.stop();
   await transport.stop();
   lock.shutdown();
+  lock.persistTimeAnchors();
 }
 
 // ---------------------------------------------------------------------------

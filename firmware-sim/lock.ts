@@ -7,18 +7,20 @@ import {
   type LockPolicy,
   type Message,
   type RandomSource,
+  type SessionNonce,
+  type TableState,
   type Update,
   DECISION_REASONS,
   PROTOCOL_VERSION,
   ProtocolError,
   applyUpdate,
-  bytesEqual,
+  checkFloorReset,
+  checkSignedTime,
   currentDigest,
   currentVersion,
   keyPairFromSeed,
   makeReceipt,
-  signingKeyFor,
-  verify,
+  leaseAnchorAfterUpdate,
   LOCK_ID_PATTERN,
   validateLockPolicy,
 } from '../protocol';
@@ -68,6 +70,22 @@ export interface AccessResult {
   auditSeq: number;
 }
 
+/**
+ * The time anchors (newest signed time, lease anchor) are persisted only when one has moved
+ * at least this far past its persisted value (SPEC §8.4, FLASH.md §6): a stream of fresh
+ * signed times costs at most one commit per this many seconds of authority time. A power
+ * cut falls back to the older persisted anchors, which is safe: both are then behind, the
+ * clock boots untrusted, and an older lease anchor only makes leases run out sooner.
+ */
+export const TIME_PERSIST_STEP_S = 3600;
+
+/** A signed time's claim about which table is current, kept by its session (RAM only). */
+export interface TimeClaim {
+  time: number;
+  version: number;
+  digest: Uint8Array;
+}
+
 export class LockError extends Error {
   override readonly name = 'LockError';
   constructor(
@@ -96,6 +114,8 @@ export class Lock {
   readonly volatileLog: { atMs: number; event: string; reason: string; detail: string }[] = [];
   private lastAccessSeq = 0;
   private lastDecision: AccessResult | undefined;
+  /** Time anchors accepted since the last commit that persisted them (≥ the persisted ones). */
+  private timeRam: { newestIssuedAt: number; leaseAnchor: number };
 
   // -------------------------------------------------------------------------
 
@@ -141,6 +161,7 @@ export class Lock {
     const kp = keyPairFromSeed(this.durable.secrets.deviceSeed);
     this.deviceSecret = kp.secretKey;
     this.devicePublicKey = kp.publicKey;
+    this.timeRam = { newestIssuedAt: this.durable.tableState.newestIssuedAt, leaseAnchor: this.durable.tableState.leaseAnchor };
     const lost = opts.rtc?.continueAtMs === undefined;
     const floorMs = Math.max(BUILD_TIME_S, this.durable.tableState.newestIssuedAt) * 1000;
     this.rtc = new Rtc(this.clock, lost ? floorMs : Math.max(floorMs, opts.rtc?.continueAtMs as number), {
@@ -164,6 +185,11 @@ export class Lock {
   get durable(): DurableState {
     return this.storage.state;
   }
+  /** The table state in force: the committed one with the time anchors held in RAM. */
+  get tableState(): TableState {
+    const ts = this.durable.tableState;
+    return { ...ts, newestIssuedAt: Math.max(ts.newestIssuedAt, this.timeRam.newestIssuedAt), leaseAnchor: Math.max(ts.leaseAnchor, this.timeRam.leaseAnchor) };
+  }
   get lockId(): string {
     return this.durable.secrets.lockId;
   }
@@ -180,7 +206,7 @@ export class Lock {
   /** Advert fields for a BLE transport (shape of protocol LockAdvert). */
   advert(): { lockId: string; version: number; flags: number } {
     const lease = this.policy.leaseSeconds;
-    const stale = !this.rtc.trusted || (lease > 0 && this.rtc.nowS() - this.durable.tableState.newestIssuedAt > lease);
+    const stale = !this.rtc.trusted || (lease > 0 && this.rtc.nowS() - this.tableState.leaseAnchor > lease);
     const flags = (stale ? 1 : 0) | (this.machine.battery < 10 ? 2 : 0) | (this.machine.mode.kind === 'keypadLockout' ? 4 : 0);
     return { lockId: this.lockId, version: this.version, flags };
   }
@@ -203,7 +229,12 @@ export class Lock {
 
   /** Called by LockSession.close(). */
   sessionEnded(s: LockSession): void {
-    if (this.sessions.delete(s) && this.sessions.size === 0) this.dispatch({ type: 'sessionClosed' });
+    if (this.sessions.delete(s) && this.sessions.size === 0) {
+      // A fast clock corrected in the session steps down to the corrected line only now
+      // (never below true time, SPEC §8.2): inside a session the clock only moves forward.
+      this.rtc.settle();
+      this.dispatch({ type: 'sessionClosed' });
+    }
   }
 
   /** One keypad key. Returns the decision when this digit completed a code. */
@@ -234,7 +265,7 @@ export class Lock {
   // Session services
 
   issueChallenge(sessionId: Uint8Array, credId: number): IssuedChallenge {
-    return makeChallenge(this.lockId, sessionId, this.random.bytes(16), credId, this.rtc.nowMs());
+    return makeChallenge(this.lockId, sessionId, this.random.bytes(16), credId, this.rtc.nowMs(), this.clock.nowMs());
   }
 
   decideUnlockResponse(sessionId: Uint8Array, issued: IssuedChallenge[], challengeBytes: Uint8Array, signature: Uint8Array): AccessResult {
@@ -246,16 +277,20 @@ export class Lock {
   }
 
   /** Verify, apply, commit, sign: a receipt, or an error leaving the flash untouched. */
-  acceptUpdate(update: Update, sessionNonce: Uint8Array): Message {
-    const r = applyUpdate(this.durable.tableState, update);
+  acceptUpdate(update: Update, sessionNonce: Uint8Array, claim?: TimeClaim): Message {
+    const r = applyUpdate(this.tableState, update);
     if (!r.ok) return this.refuse('updateRefused', r.error);
-    const next: DurableState = { ...this.durable, tableState: r.state, signedHead: update.head };
+    // A signed time earlier in this session that named exactly the table this update brings
+    // is lease evidence for it (SPEC §8.1).
+    const tableState: TableState = { ...r.state, leaseAnchor: leaseAnchorAfterUpdate(r.state, claim) };
+    const next: DurableState = { ...this.durable, tableState, signedHead: update.head };
     try {
       this.storage.commit(next, { time: this.rtc.nowS(), event: 'updateApplied', value: r.state.head?.version ?? 0 }, update.type === 'delta' ? update.ops : undefined);
     } catch (e) {
       if (e instanceof StorageError && e.code === 'TOO_LARGE') return this.refuse('updateRefused', new ProtocolError('OVER_LIMIT', e.message));
       throw e;
     }
+    this.timeRam = { newestIssuedAt: tableState.newestIssuedAt, leaseAnchor: tableState.leaseAnchor };
     this.raiseClockFloor();
     this.log('updateApplied', { version: this.version, type: update.type, entries: r.state.table.entries.size });
     return this.receipt(sessionNonce);
@@ -271,34 +306,59 @@ export class Lock {
   }
 
   /**
-   * Authority-signed time. Bound to this session's nonce: sets the clock. Without a nonce
-   * (possibly stale, relayed by anyone): only raises the floor. Never moves below the
-   * newest signed time seen.
+   * Authority-signed time (SPEC §8). The checks and the anchors are protocol/time.ts; here
+   * the clock moves. Bound to this session's nonce, received `elapsedMs` (monotonic timer)
+   * after the session opened, it proves true time lies in [time, time + elapsedMs]: a clock
+   * behind that jumps forward to `time`; one ahead of the upper bound slews (runs at half
+   * rate) and steps down to the corrected line only once no session is open; either way it
+   * is then trusted. Without a nonce (possibly stale, relayed by anyone) it only raises
+   * the clock. The clock never moves back inside a session, nor ever below true time.
    */
-  acceptSignedTime(m: Extract<Message, { type: 'signedTime' }>, sessionNonce: Uint8Array, nonceUnused: boolean): Message {
-    const ts = this.durable.tableState;
-    let key: Uint8Array;
+  acceptSignedTime(m: Extract<Message, { type: 'signedTime' }>, session: SessionNonce & { elapsedMs: number }): { reply: Message; claim?: TimeClaim } {
+    let o: ReturnType<typeof checkSignedTime>;
     try {
-      key = signingKeyFor(ts.trust, m.body.keyId);
+      o = checkSignedTime(this.tableState, m, session);
     } catch (e) {
-      if (e instanceof ProtocolError) return this.refuse('timeRefused', e);
+      if (e instanceof ProtocolError) return { reply: this.refuse('timeRefused', e) };
       throw e;
     }
-    if (!verify('time', m.bodyBytes, m.signature, key)) return this.refuse('timeRefused', new ProtocolError('BAD_SIGNATURE', 'signed time does not verify'));
-    if (m.body.lockId !== ts.lockId) return this.refuse('timeRefused', new ProtocolError('WRONG_LOCK', `time for ${m.body.lockId}`));
-    if (m.body.time < ts.newestIssuedAt) return this.refuse('timeRefused', new ProtocolError('TIME_ROLLBACK', `time ${m.body.time} < newest signed ${ts.newestIssuedAt}`));
-    if (m.body.nonce !== undefined) {
-      if (!bytesEqual(m.body.nonce, sessionNonce) || !nonceUnused) return this.refuse('timeRefused', new ProtocolError('BAD_NONCE', 'signed time not bound to this session'));
-      this.rtc.set(m.body.time * 1000, true);
-    } else if (this.rtc.nowS() < m.body.time) {
-      this.rtc.set(m.body.time * 1000, false);
+    const timeMs = o.time * 1000;
+    this.rtc.advanceTo(timeMs, o.bound);
+    if (o.bound) this.rtc.slewTo(timeMs + 999 + Math.max(0, session.elapsedMs));
+    this.timeRam = { newestIssuedAt: o.newestIssuedAt, leaseAnchor: o.leaseAnchor };
+    this.persistTimeIfDue();
+    this.log('timeSet', { time: o.time, bound: o.bound, leaseRefreshed: o.leaseRefreshed });
+    return { reply: { type: 'timeAck', lockTime: this.rtc.nowS() }, claim: { time: o.time, version: m.body.version, digest: m.body.digest } };
+  }
+
+  /**
+   * Root-signed floor reset (SPEC §8.3): recovery from a far-future signed time or version.
+   * Sets the clock floor, the clock (the one step back a lock ever takes within a boot) and
+   * the version floor to the named values, lowers the lease anchor to at most the time,
+   * and commits at once.
+   */
+  acceptFloorReset(m: Extract<Message, { type: 'floorReset' }>, session: SessionNonce): Message {
+    let o: ReturnType<typeof checkFloorReset>;
+    try {
+      o = checkFloorReset(this.tableState, m, session);
+    } catch (e) {
+      if (e instanceof ProtocolError) return this.refuse('floorResetRefused', e);
+      throw e;
     }
-    if (m.body.time > ts.newestIssuedAt) {
-      const next: DurableState = { ...this.durable, tableState: { ...ts, newestIssuedAt: m.body.time } };
-      this.storage.commit(next, { time: this.rtc.nowS(), event: 'timeSet', value: m.body.time });
-    }
-    this.log('timeSet', { time: m.body.time, bound: m.body.nonce !== undefined });
+    const tableState: TableState = { ...this.durable.tableState, versionFloor: o.versionFloor, newestIssuedAt: o.newestIssuedAt, leaseAnchor: o.leaseAnchor };
+    this.storage.commit({ ...this.durable, tableState }, { time: o.time, event: 'floorReset', value: o.versionFloor });
+    this.timeRam = { newestIssuedAt: o.newestIssuedAt, leaseAnchor: o.leaseAnchor };
+    this.rtc.reset(o.time * 1000, true);
+    this.log('floorReset', { time: o.time, versionFloor: o.versionFloor });
     return { type: 'timeAck', lockTime: this.rtc.nowS() };
+  }
+
+  /** Persist the RAM time anchors once either has moved TIME_PERSIST_STEP_S past flash. */
+  private persistTimeIfDue(): void {
+    const c = this.durable.tableState;
+    const { newestIssuedAt, leaseAnchor } = this.timeRam;
+    if (newestIssuedAt - c.newestIssuedAt < TIME_PERSIST_STEP_S && leaseAnchor - c.leaseAnchor < TIME_PERSIST_STEP_S) return;
+    this.storage.commit({ ...this.durable, tableState: { ...c, newestIssuedAt, leaseAnchor } }, { time: this.rtc.nowS(), event: 'timeSet', value: newestIssuedAt });
   }
 
   note(event: string, fields: Record<string, unknown>): void {
@@ -316,8 +376,7 @@ export class Lock {
   }
 
   private raiseClockFloor(): void {
-    const floor = this.durable.tableState.newestIssuedAt;
-    if (this.rtc.nowS() < floor) this.rtc.set(floor * 1000, false);
+    this.rtc.advanceTo(this.tableState.newestIssuedAt * 1000, false);
   }
 
   accessContext(): AccessContext {
@@ -328,8 +387,9 @@ export class Lock {
       lockSecret: d.secrets.lockSecret,
       timeZone: d.secrets.timeZone,
       nowMs: this.rtc.nowMs(),
+      monotonicMs: this.clock.nowMs(),
       clockTrusted: this.rtc.trusted,
-      leaseAnchorS: d.tableState.newestIssuedAt,
+      leaseAnchorS: this.tableState.leaseAnchor,
       singleUse: d.singleUse,
     };
   }
@@ -412,9 +472,16 @@ export class Lock {
     this.timerHandles.delete(timer);
   }
 
-  /** Stop timers (the process is leaving; not a power loss). */
+  /** Stop timers (the process is leaving, or power is cut: nothing is written). */
   shutdown(): void {
     for (const t of [...this.timerHandles.keys()]) this.cancel(t);
     for (const s of [...this.sessions]) s.close();
+  }
+
+  /** Orderly exit only (the power is there): commit time anchors still held in RAM. */
+  persistTimeAnchors(): void {
+    const c = this.durable.tableState;
+    if (this.timeRam.newestIssuedAt > c.newestIssuedAt || this.timeRam.leaseAnchor > c.leaseAnchor)
+      this.storage.commit({ ...this.durable, tableState: this.tableState }, { time: this.rtc.nowS(), event: 'timeSet', value: this.timeRam.newestIssuedAt });
   }
 }

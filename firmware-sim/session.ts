@@ -16,7 +16,7 @@ import {
   encodeMessage,
 } from '../protocol';
 import type { IssuedChallenge } from './access';
-import type { Lock } from './lock';
+import type { Lock, TimeClaim } from './lock';
 
 export const LOCK_CAPABILITIES =
   CAPABILITIES.delta | CAPABILITIES.snapshot | CAPABILITIES.unlock | CAPABILITIES.auditExport | CAPABILITIES.keypad | CAPABILITIES.keycard;
@@ -33,6 +33,10 @@ export class LockSession {
   private readonly openedAtMs: number;
   private challenges: IssuedChallenge[] = [];
   private timeNonceUsed = false;
+  private resetNonceUsed = false;
+  /** What the last accepted signed time said is current: lease evidence for an update
+   *  that brings the lock to exactly that table later in this session. */
+  private timeClaim: TimeClaim | undefined;
   private closed = false;
 
   constructor(private readonly lock: Lock) {
@@ -88,13 +92,21 @@ export class LockSession {
     switch (m.type) {
       case 'delta':
       case 'snapshot':
-        return [this.lock.acceptUpdate(m.update, this.nonce)];
+        return [this.lock.acceptUpdate(m.update, this.nonce, this.timeClaim)];
       case 'receiptRequest':
         return [this.lock.receipt(this.nonce)];
       case 'signedTime': {
-        const nonceOk = m.body.nonce === undefined || !this.timeNonceUsed;
-        const r = this.lock.acceptSignedTime(m, this.nonce, nonceOk);
-        if (r.type === 'timeAck' && m.body.nonce !== undefined) this.timeNonceUsed = true;
+        const elapsedMs = this.lock.clock.nowMs() - this.openedAtMs;
+        const r = this.lock.acceptSignedTime(m, { nonce: this.nonce, used: this.timeNonceUsed, elapsedMs });
+        if (r.claim !== undefined) {
+          this.timeClaim = r.claim;
+          if (m.body.nonce !== undefined) this.timeNonceUsed = true;
+        }
+        return [r.reply];
+      }
+      case 'floorReset': {
+        const r = this.lock.acceptFloorReset(m, { nonce: this.nonce, used: this.resetNonceUsed });
+        if (r.type === 'timeAck') this.resetNonceUsed = true;
         return [r];
       }
       case 'unlockRequest': {

@@ -263,7 +263,7 @@ export class LockStorage {
     const table = opts.policy !== undefined ? emptyTable(opts.policy) : emptyTable();
     const state: DurableState = {
       secrets,
-      tableState: { lockId: secrets.lockId, table, head: null, versionFloor: 0, trust: { roots, certs: [], certFloor: 0 }, newestIssuedAt: 0 },
+      tableState: { lockId: secrets.lockId, table, head: null, versionFloor: 0, trust: { roots, certs: [], certFloor: 0 }, newestIssuedAt: 0, leaseAnchor: 0 },
       signedHead: null,
       keypad: { wrongCount: 0, lockoutActive: false },
       singleUse: [],
@@ -828,6 +828,7 @@ function encodeMetaPayload(s: DurableState, ref: TableRef, journal: { seq: numbe
       [12, [s.keypad.wrongCount, s.keypad.lockoutActive]],
       [13, s.singleUse.length > 0 ? s.singleUse.map((u) => [u.date, u.slot, u.firstUseS]) : undefined],
       [14, journal === undefined ? undefined : [journal.seq, journal.bytes]],
+      [15, ts.leaseAnchor],
     ]),
   );
 }
@@ -892,6 +893,8 @@ function decodeMetaPayload(bytes: Uint8Array): {
     versionFloor: uint(8),
     trust: { roots, certs, certFloor: uint(11) },
     newestIssuedAt: uint(9),
+    // Absent in images written before the lease anchor existed: 0 fails closed (leases stale).
+    leaseAnchor: get(15) === undefined ? 0 : uint(15),
   };
   return {
     state: { secrets, tableState, signedHead, keypad: { wrongCount, lockoutActive }, singleUse },

@@ -20,6 +20,7 @@ import {
   keyPairFromSeed,
   makeDelta,
   makeSignedTime,
+  type SignedTimeBody,
   signHead,
   tableDigest,
   doorcodeVerifier,
@@ -73,8 +74,11 @@ export class TestAuthority {
     return { type: 'snapshot', table: this.table, head, certs: this.cert !== undefined ? [this.cert] : [] };
   }
 
-  signedTime(nonce?: Uint8Array, time = this.now): Uint8Array {
-    const body = nonce === undefined ? { lockId: this.lockId, time, keyId: this.signer.keyId } : { lockId: this.lockId, time, keyId: this.signer.keyId, nonce };
+  /** Signed time naming this authority's current table (override with `names`, e.g. a
+   *  stale table, to test lease evidence). */
+  signedTime(nonce?: Uint8Array, time = this.now, names: { version: number; digest: Uint8Array } = { version: this.version, digest: tableDigest(this.table) }): Uint8Array {
+    const body: SignedTimeBody = { lockId: this.lockId, time, keyId: this.signer.keyId, version: names.version, digest: names.digest };
+    if (nonce !== undefined) body.nonce = nonce;
     return encodeMessage(makeSignedTime(body, this.signer.secretKey));
   }
 

@@ -81,10 +81,25 @@ export interface RtcOptions {
   driftPpm?: number;
 }
 
-/** The lock's RTC: drifts against true time; set() by authority-signed time. */
+/** While a fast clock is brought back, its reading advances at this fraction of true time. */
+export const RTC_SLEW_RATE = 0.5;
+
+/**
+ * The lock's RTC: drifts against true time; moved only by authority-signed time.
+ *
+ * Monotonic within a session (SPEC §8.2): advanceTo() only moves the reading forward; a
+ * clock found to run ahead of a proven upper bound of true time is brought back by
+ * slewTo() — its reading then advances at RTC_SLEW_RATE until the corrected time line
+ * overtakes it — and settle(), called when no session is open, ends any slew by stepping
+ * down to that line, which is never below true time. reset() steps anywhere and is used
+ * only for a root-signed floor reset. Power loss is the other discontinuity: a new Rtc
+ * starts at the persisted floor, untrusted.
+ */
 export class Rtc {
   private baseRtcMs: number;
   private baseTrueMs: number;
+  /** Reading held above the time line while a slew is in progress. */
+  private slew: { fromRtcMs: number; fromTrueMs: number } | undefined;
   driftPpm: number;
   /** False after power loss until authority-signed time arrives in a session. */
   trusted: boolean;
@@ -100,26 +115,70 @@ export class Rtc {
     this.trusted = opts.trusted ?? false;
   }
 
-  nowMs(): number {
+  /** The corrected time line (what the clock reads once any slew has finished). */
+  private lineMs(): number {
     const elapsed = this.clock.nowMs() - this.baseTrueMs;
     return Math.floor(this.baseRtcMs + elapsed * (1 + this.driftPpm / 1e6));
+  }
+
+  nowMs(): number {
+    const line = this.lineMs();
+    if (this.slew === undefined) return line;
+    const held = Math.floor(this.slew.fromRtcMs + (this.clock.nowMs() - this.slew.fromTrueMs) * RTC_SLEW_RATE);
+    if (line >= held) {
+      this.slew = undefined;
+      return line;
+    }
+    return held;
   }
 
   nowS(): number {
     return Math.floor(this.nowMs() / 1000);
   }
 
+  /** True while the reading runs slow to let true time catch up. */
+  get slewing(): boolean {
+    return this.nowMs() !== this.lineMs();
+  }
+
   /** Change the oscillator error from now on (temperature, ageing); time so far is kept. */
   setDrift(ppm: number): void {
-    this.baseRtcMs = this.nowMs();
+    this.baseRtcMs = this.lineMs();
     this.baseTrueMs = this.clock.nowMs();
     this.driftPpm = ppm;
   }
 
-  set(ms: number, trusted: boolean): void {
+  /** Move forward to `ms` if behind it (never back). `trusted` marks the clock trusted. */
+  advanceTo(ms: number, trusted: boolean): void {
+    if (this.nowMs() < ms) {
+      this.baseRtcMs = ms;
+      this.baseTrueMs = this.clock.nowMs();
+      this.slew = undefined;
+    }
+    if (trusted) this.trusted = true;
+  }
+
+  /** The clock runs ahead of `ms` (an upper bound of true time): correct the time line to
+   *  `ms` and let the reading slew down to it without ever stepping back. */
+  slewTo(ms: number): void {
+    const reading = this.nowMs();
+    if (reading <= ms) return;
     this.baseRtcMs = ms;
     this.baseTrueMs = this.clock.nowMs();
-    if (trusted) this.trusted = true;
+    this.slew = { fromRtcMs: reading, fromTrueMs: this.clock.nowMs() };
+  }
+
+  /** Outside sessions: finish a slew at once by stepping down to the corrected line. */
+  settle(): void {
+    this.slew = undefined;
+  }
+
+  /** Step to `ms`, backwards if need be. Only a root-signed floor reset may do this. */
+  reset(ms: number, trusted: boolean): void {
+    this.baseRtcMs = ms;
+    this.baseTrueMs = this.clock.nowMs();
+    this.slew = undefined;
+    this.trusted = trusted;
   }
 }
 

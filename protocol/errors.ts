@@ -67,6 +67,7 @@ export const DECISION_REASONS = {
   WRONG_LOCK: 14, // challenge bound to another lock or session
   CODE_USED_UP: 15, // single-use daily code past its 15-minute window
   KEYPAD_TIMEOUT: 16, // inter-digit timeout expired, entry discarded
+  CLOCK_UNTRUSTED: 17, // validity window or daily code while the clock is known to be behind (after power loss)
 } as const;
 
 export type DecisionReason = keyof typeof DECISION_REASONS;

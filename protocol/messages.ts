@@ -29,6 +29,7 @@ export const MESSAGE_TYPES = {
   error: 13,
   timeAck: 14,
   receiptRequest: 15,
+  floorReset: 16,
 } as const;
 export type MessageTypeName = keyof typeof MESSAGE_TYPES;
 
@@ -66,6 +67,24 @@ export interface SignedTimeBody {
   /** Present when relayed online within a session: the lock's hello nonce. Without it the
    *  time can only raise the lock's clock floor (it may be stale). */
   nonce?: Uint8Array;
+  /** The table version and digest the authority holds as current for this lock at `time`.
+   *  Only a signed time naming the lock's own version and digest refreshes its lease: it is
+   *  evidence that no revocation was pending for that lock at `time` (SPEC §8). */
+  version: number;
+  digest: Uint8Array;
+}
+
+/** Root-signed recovery from a bad far-future time or version (SPEC §8.3). */
+export interface FloorResetBody {
+  lockId: string;
+  /** New clock floor and clock, unix s (the lock's newest signed time becomes this). */
+  time: number;
+  /** New version floor: the lock accepts a head with a higher version next. */
+  versionFloor: number;
+  /** keyId of the root key that signed (online keys cannot sign a reset). */
+  keyId: Uint8Array;
+  /** The lock's hello nonce: a reset is good for one session only. */
+  nonce: Uint8Array;
 }
 
 export interface ChallengeBody {
@@ -100,6 +119,7 @@ export const AUDIT_EVENTS = {
   lowBattery: 8,
   relocked: 9,
   provisioned: 10,
+  floorReset: 11,
 } as const;
 export type AuditEvent = keyof typeof AUDIT_EVENTS;
 const AUDIT_EVENT_BY_CODE = new Map<number, AuditEvent>(
@@ -128,6 +148,7 @@ export type Message =
   | { type: 'delta' | 'snapshot'; update: Update }
   | { type: 'receipt'; bodyBytes: Uint8Array; body: ReceiptBody; signature: Uint8Array }
   | { type: 'signedTime'; bodyBytes: Uint8Array; body: SignedTimeBody; signature: Uint8Array }
+  | { type: 'floorReset'; bodyBytes: Uint8Array; body: FloorResetBody; signature: Uint8Array }
   | { type: 'unlockRequest'; credId: number }
   | { type: 'challenge'; bodyBytes: Uint8Array; body: ChallengeBody }
   | { type: 'unlockResponse'; challengeBytes: Uint8Array; signature: Uint8Array }
@@ -166,6 +187,7 @@ export function encodeMessage(m: Message): Uint8Array {
       return encode(cmap([[0, t], [1, updateToCbor(m.update)]]));
     case 'receipt':
     case 'signedTime':
+    case 'floorReset':
       return encode(cmap([[0, t], [1, m.bodyBytes], [2, m.signature]]));
     case 'unlockRequest':
       return encode(cmap([[0, t], [1, m.credId]]));
@@ -255,6 +277,11 @@ function readMessage(type: number, r: MapReader): Message {
       const signature = r.bytes(2, 'signature', { exact: 64 });
       return { type: 'signedTime', bodyBytes, body: signedTimeBodyFromBytes(bodyBytes), signature };
     }
+    case MESSAGE_TYPES.floorReset: {
+      const bodyBytes = r.bytes(1, 'body', { max: 128 });
+      const signature = r.bytes(2, 'signature', { exact: 64 });
+      return { type: 'floorReset', bodyBytes, body: floorResetBodyFromBytes(bodyBytes), signature };
+    }
     case MESSAGE_TYPES.unlockRequest:
       return { type: 'unlockRequest', credId: r.uint(1, 'credId', 0xffff_ffff) };
     case MESSAGE_TYPES.challenge: {
@@ -343,7 +370,7 @@ export function verifyReceipt(m: Extract<Message, { type: 'receipt' }>, devicePu
 // Signed time
 
 export function encodeSignedTimeBody(b: SignedTimeBody): Uint8Array {
-  return encode(cmap([[1, b.lockId], [2, b.time], [3, b.keyId], [4, b.nonce]]));
+  return encode(cmap([[1, b.lockId], [2, b.time], [3, b.keyId], [4, b.nonce], [5, b.version], [6, b.digest]]));
 }
 
 export function signedTimeBodyFromBytes(bytes: Uint8Array): SignedTimeBody {
@@ -352,9 +379,13 @@ export function signedTimeBodyFromBytes(bytes: Uint8Array): SignedTimeBody {
     lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
     time: r.uint(2, 'time'),
     keyId: r.bytes(3, 'keyId', { exact: KEY_ID_BYTES }),
+    version: 0,
+    digest: new Uint8Array(0),
   };
   const nonce = r.optBytes(4, 'nonce', { exact: NONCE_BYTES });
   if (nonce !== undefined) b.nonce = nonce;
+  b.version = r.uint(5, 'version');
+  b.digest = r.bytes(6, 'digest', { exact: DIGEST_BYTES });
   r.done();
   return b;
 }
@@ -362,6 +393,31 @@ export function signedTimeBodyFromBytes(bytes: Uint8Array): SignedTimeBody {
 export function makeSignedTime(body: SignedTimeBody, signingSecret: Uint8Array): Extract<Message, { type: 'signedTime' }> {
   const bodyBytes = encodeSignedTimeBody(body);
   return { type: 'signedTime', bodyBytes, body, signature: sign('time', bodyBytes, signingSecret) };
+}
+
+// ---------------------------------------------------------------------------
+// Floor reset (root-signed)
+
+export function encodeFloorResetBody(b: FloorResetBody): Uint8Array {
+  return encode(cmap([[1, b.lockId], [2, b.time], [3, b.versionFloor], [4, b.keyId], [5, b.nonce]]));
+}
+
+export function floorResetBodyFromBytes(bytes: Uint8Array): FloorResetBody {
+  const r = MapReader.of(decodeNested(bytes, 'floorReset.body'), 'floorReset.body');
+  const b: FloorResetBody = {
+    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+    time: r.uint(2, 'time'),
+    versionFloor: r.uint(3, 'versionFloor'),
+    keyId: r.bytes(4, 'keyId', { exact: KEY_ID_BYTES }),
+    nonce: r.bytes(5, 'nonce', { exact: NONCE_BYTES }),
+  };
+  r.done();
+  return b;
+}
+
+export function makeFloorReset(body: FloorResetBody, rootSecret: Uint8Array): Extract<Message, { type: 'floorReset' }> {
+  const bodyBytes = encodeFloorResetBody(body);
+  return { type: 'floorReset', bodyBytes, body, signature: sign('floorReset', bodyBytes, rootSecret) };
 }
 
 // ---------------------------------------------------------------------------

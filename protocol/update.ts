@@ -261,10 +261,14 @@ export interface TableState {
   trust: TrustState;
   /** Newest issuedAt of any accepted head or signed time: the clock never goes below it. */
   newestIssuedAt: number;
+  /** Lease anchor (SPEC §8.1): the newest authority time at which this lock's table was
+   *  attested current — the issuedAt of its head, or a signed time naming its version and
+   *  digest. Never above newestIssuedAt. */
+  leaseAnchor: number;
 }
 
 export function initialTableState(lockId: string, roots: Uint8Array[]): TableState {
-  return { lockId, table: emptyTable(), head: null, versionFloor: 0, trust: { roots, certs: [], certFloor: 0 }, newestIssuedAt: 0 };
+  return { lockId, table: emptyTable(), head: null, versionFloor: 0, trust: { roots, certs: [], certFloor: 0 }, newestIssuedAt: 0, leaseAnchor: 0 };
 }
 
 export function currentDigest(s: TableState): Uint8Array {
@@ -315,6 +319,8 @@ export function applyUpdate(state: TableState, update: Update): ApplyResult {
         versionFloor: head.head.version,
         trust,
         newestIssuedAt: Math.max(state.newestIssuedAt, head.head.issuedAt),
+        // The head attests its own table as current at issuedAt.
+        leaseAnchor: Math.max(state.leaseAnchor, head.head.issuedAt),
       },
     };
   } catch (e) {

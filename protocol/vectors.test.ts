@@ -15,6 +15,7 @@ import { decodeMessage, encodeMessage } from './messages';
 import { decodeTableBytes, encodeTable, tableDigest } from './table';
 import { type TableState, applyUpdate, headFromCbor, keyCertFromCbor } from './update';
 import { FrameReassembler, FramingError } from './framing';
+import { checkFloorReset, checkSignedTime } from './time';
 import { allVectorFiles } from './vectors/all';
 
 const DIR = fileURLToPath(new URL('../fixtures/vectors', import.meta.url));
@@ -107,6 +108,7 @@ describe('independent consumers', () => {
           versionFloor: v.versionFloor as number,
           trust: { roots: (v.rootPublicKeys as string[]).map(fromHex), certs: (v.certs as string[]).map((c) => keyCertFromCbor(decode(fromHex(c)))), certFloor: v.certFloor as number },
           newestIssuedAt: v.newestIssuedAt as number,
+          leaseAnchor: v.leaseAnchor as number,
         };
         expect(toHex(encodeTable(state.table))).toBe(v.table);
         let outcome: { ok: true; state: TableState } | { ok: false; reason: ErrorName };
@@ -131,6 +133,41 @@ describe('independent consumers', () => {
           expect(outcome.ok ? 'accepted' : outcome.reason, t.comment).toBe(t.expectedError);
           expect(ERROR_CODES[t.expectedError as ErrorName]).toBe(t.expectedErrorCode);
           expect(toHex(encodeTable(state.table))).toBe(v.table);
+        }
+      }
+    }
+  });
+
+  it('time.json: signed time and floor resets give exactly the stated anchors or refusal', () => {
+    const f = load('time.json');
+    expect(f.numberOfTests).toBeGreaterThanOrEqual(10);
+    for (const g of f.testGroups) {
+      for (const t of g.tests) {
+        const v = t.state as Record<string, unknown>;
+        const state: TableState = {
+          lockId: s(v.lockId),
+          table: decodeTableBytes(fromHex(s(v.table))),
+          head: v.head === null ? null : headFromCbor(decode(fromHex(s(v.head)))),
+          versionFloor: v.versionFloor as number,
+          trust: { roots: (v.rootPublicKeys as string[]).map(fromHex), certs: (v.certs as string[]).map((c) => keyCertFromCbor(decode(fromHex(c)))), certFloor: v.certFloor as number },
+          newestIssuedAt: v.newestIssuedAt as number,
+          leaseAnchor: v.leaseAnchor as number,
+        };
+        const session = { nonce: fromHex(s(t.sessionNonce)), used: t.nonceUsed as boolean };
+        let outcome: Record<string, unknown>;
+        try {
+          const m = decodeMessage(fromHex(s(t.msg)));
+          if (m.type === 'signedTime') outcome = { ...checkSignedTime(state, m, session) };
+          else if (m.type === 'floorReset') outcome = { ...checkFloorReset(state, m, session) };
+          else throw new Error(`${t.comment}: not a time message`);
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e;
+          outcome = { error: e.reason };
+        }
+        if (t.result === 'valid') expect(outcome, t.comment).toEqual(t.expected);
+        else {
+          expect(outcome, t.comment).toEqual({ error: t.expectedError });
+          expect(ERROR_CODES[t.expectedError as ErrorName]).toBe(t.expectedErrorCode);
         }
       }
     }

@@ -580,7 +580,7 @@ class Run {
         const real = await inner.updates(lockId, from);
         for (const m of real.messages) run.archive(door, m);
         run.rec.message(run.now(), AUTHORITY, p, real.to > from ? `updates v${from}→v${real.to}` : `up to date (v${real.to})`, { bytes: real.messages.reduce((n, m) => n + m.length, 0) });
-        if (mode === 'withhold') {
+        if (mode === 'withhold' || mode === 'withholdUpdates') {
           if (real.messages.length > 0) run.rec.record({ t: run.now(), kind: 'fault', from: p, label: `courier withholds ${real.messages.length} update(s)` });
           return { lockId, from, to: from, messages: [] };
         }

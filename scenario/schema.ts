@@ -208,7 +208,7 @@ export type KeypadInput =
 
 export type CardInput = { by: 'uid'; uid: string } | { by: 'cardOf'; user: string };
 
-export type CourierMode = 'honest' | 'withhold' | 'duplicate' | 'reorder' | 'replay';
+export type CourierMode = 'honest' | 'withhold' | 'withholdUpdates' | 'duplicate' | 'reorder' | 'replay';
 
 export type Action =
   | ManagerAction

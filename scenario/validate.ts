@@ -631,7 +631,7 @@ const DECISION_NAMES = Object.keys(DECISION_REASONS) as DecisionReason[];
 const ERROR_NAMES = Object.keys(ERROR_CODES) as ErrorName[];
 const DECISION_STEPS = new Set(['unlock', 'keypad', 'card']);
 const SYNC_STEPS = new Set(['sync', 'unlock']);
-const COURIER_MODES: readonly CourierMode[] = ['honest', 'withhold', 'duplicate', 'reorder', 'replay'];
+const COURIER_MODES: readonly CourierMode[] = ['honest', 'withhold', 'withholdUpdates', 'duplicate', 'reorder', 'replay'];
 const DAILY_KINDS: readonly DailyCodeKind[] = ['daily', 'dailySingleUse'];
 
 function readSteps(r: Reader, v: unknown, prop: PropertySpec): Step[] {

@@ -17,6 +17,7 @@ import { REFUSAL_CASES, RFC8949_APPENDIX_A } from './cbor-cases';
 import { SAMPLE_AUDIT_RECORDS, messageSamples } from './message-samples';
 import { hex, vectorFile, type VectorFile, type VectorGroup, type VectorTest } from './shape';
 import { receiveUpdate, updateCases } from './update-cases';
+import { timeCases } from './time-cases';
 import { EPOCH, KEYS, LOCK_ID, LOCK_SECRET, WORLD_SEED, baseTable, guestPhone, partnerCredential, residentPhone, staffDoorcode } from './world';
 
 const t = (comment: string, flags: string[], result: 'valid' | 'invalid', fields: Record<string, unknown>): VectorTest => ({
@@ -136,6 +137,7 @@ export function stateToVector(s: TableState): Record<string, unknown> {
     head: s.head === null ? null : hex(encodeTableHead(s.head)),
     versionFloor: s.versionFloor,
     newestIssuedAt: s.newestIssuedAt,
+    leaseAnchor: s.leaseAnchor,
   };
 }
 
@@ -332,6 +334,44 @@ function codeVectors(): VectorFile {
 
 // ---------------------------------------------------------------------------------------
 
+function timeVectors(): VectorFile {
+  const valid: VectorTest[] = [];
+  const invalid: VectorTest[] = [];
+  for (const c of timeCases()) {
+    const base = { state: stateToVector(c.state), sessionNonce: hex(c.sessionNonce), nonceUsed: c.nonceUsed, msg: hex(c.message) };
+    if ('error' in c.expected) invalid.push(t(c.comment, c.flags, 'invalid', { ...base, expectedError: c.expected.error, expectedErrorCode: ERROR_CODES[c.expected.error] }));
+    else valid.push(t(c.comment, c.flags, 'valid', { ...base, expected: c.expected }));
+  }
+  return vectorFile(
+    'locksync-signed-time',
+    [
+      'Signed time and root-signed floor resets (SPEC.md §8) checked against a lock state at v1.',
+      'state: as in updates.json, plus leaseAnchor. sessionNonce: the hello nonce; nonceUsed: a message of the same kind was already accepted in this session.',
+      'valid signedTime: expected gives time, bound, leaseRefreshed, and the new newestIssuedAt and leaseAnchor.',
+      'valid floorReset: expected gives time, versionFloor, and the new newestIssuedAt and leaseAnchor.',
+      'invalid: the lock refuses with expectedError (ERROR_CODES number expectedErrorCode); clock, anchors and flash stay as they were.',
+      WORLD_NOTE,
+    ],
+    {
+      LeaseRefresh: 'names the lock\'s current version and digest: the lease anchor moves',
+      StaleTable: 'names another table: the clock moves, the lease anchor does not',
+      Unbound: 'no nonce: raises the clock floor only',
+      Edge: 'boundary value',
+      Rollback: 'older than the newest signed time the lock has seen',
+      Nonce: 'not bound to this session, or its nonce already used',
+      Binding: 'bound to another lock',
+      Trust: 'signer the lock does not accept for this message',
+      Reset: 'root-signed floor reset (SPEC.md §8.3)',
+    },
+    [
+      { type: 'TimeAccepted', tests: valid },
+      { type: 'TimeRefused', tests: invalid },
+    ],
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+
 /** File name → exact file contents. */
 export function allVectorFiles(): Map<string, string> {
   const files: [string, VectorFile][] = [
@@ -342,6 +382,7 @@ export function allVectorFiles(): Map<string, string> {
     ['signatures.json', signatureVectors()],
     ['codes.json', codeVectors()],
     ['framing.json', framingVectors()],
+    ['time.json', timeVectors()],
   ];
   return new Map(files.map(([name, f]) => [name, `${JSON.stringify(f, null, 2)}\n`]));
 }

@@ -1,6 +1,6 @@
 // One fixed example of every session message (SPEC.md §6), built from the vector world.
 
-import { type AuditRecord, type Message, AUDIT_GENESIS, CAPABILITIES, PROTOCOL_VERSION, answerChallenge, chainAudit, encodeAuditRecord, encodeChallengeBody, makeReceipt, makeSignedTime } from '../messages';
+import { type AuditRecord, type Message, AUDIT_GENESIS, CAPABILITIES, PROTOCOL_VERSION, answerChallenge, chainAudit, encodeAuditRecord, encodeChallengeBody, makeFloorReset, makeReceipt, makeSignedTime } from '../messages';
 import { deriveSeed32 } from '../random';
 import { applyUpdate, initialTableState } from '../update';
 import { tableDigest } from '../table';
@@ -42,12 +42,16 @@ export function messageSamples(): { comment: string; message: Message }[] {
       message: makeReceipt({ lockId: LOCK_ID, version: 2, digest: delta.head.head.digest, nonce: helloNonce, lockTime: EPOCH + 7301, auditSeq: 44, auditHead }, KEYS.device.secretKey),
     },
     {
-      comment: 'signed time bound to the hello nonce, signed by online key 1',
-      message: makeSignedTime({ lockId: LOCK_ID, time: EPOCH + 7290, keyId: KEYS.online1.keyId, nonce: helloNonce }, KEYS.online1.secretKey),
+      comment: 'signed time bound to the hello nonce, naming v1 as current, signed by online key 1',
+      message: makeSignedTime({ lockId: LOCK_ID, time: EPOCH + 7290, keyId: KEYS.online1.keyId, nonce: helloNonce, version: 1, digest }, KEYS.online1.secretKey),
     },
     {
-      comment: 'signed time without a nonce (may only raise the clock floor)',
-      message: makeSignedTime({ lockId: LOCK_ID, time: EPOCH + 7290, keyId: KEYS.online1.keyId }, KEYS.online1.secretKey),
+      comment: 'signed time without a nonce, naming v1 (may only raise the clock floor; refreshes the lease of a lock at v1)',
+      message: makeSignedTime({ lockId: LOCK_ID, time: EPOCH + 7290, keyId: KEYS.online1.keyId, version: 1, digest }, KEYS.online1.secretKey),
+    },
+    {
+      comment: 'floor reset to time EPOCH+7290 and version floor 1, bound to the hello nonce, signed by the root',
+      message: makeFloorReset({ lockId: LOCK_ID, time: EPOCH + 7290, versionFloor: 1, keyId: KEYS.root.keyId, nonce: helloNonce }, KEYS.root.secretKey),
     },
     { comment: 'unlock request for credential 1', message: { type: 'unlockRequest', credId: 1 } },
     { comment: 'challenge for credential 1, 5 s validity', message: { type: 'challenge', bodyBytes: challengeBytes, body: { lockId: LOCK_ID, sessionId: nonce('session', 8), nonce: nonce('challenge'), credId: 1, expiresAtMs: (EPOCH + 7200) * 1000 + 5000 } } },

@@ -151,6 +151,7 @@ export function encodeState(s: TableState): Uint8Array {
       [6, s.trust.certs.map(keyCertToCbor)],
       [7, s.trust.certFloor],
       [8, s.newestIssuedAt],
+      [9, s.leaseAnchor],
     ]),
   );
 }
