@@ -14,3 +14,4 @@ export * from './framing';
 export * from './channel';
 export * from './gatt';
 export * from './localtime';
+export * from './ed25519-strict';
