@@ -84,12 +84,14 @@ describe('state machine: every state and transition', () => {
     expect(end.state.mode.kind).toBe('locked');
     expect(end.state.wrongCount).toBe(0);
     expect(end.effects).toEqual([{ type: 'persist', wrongCount: 0, lockoutActive: false, lockoutLevel: 1 }]);
-    // the next lockout doubles; a right code resets the escalation
+    // the next lockout doubles; a right code clears the count and steps the escalation down by one
     const again = transition({ ...end.state, mode: { kind: 'keypadEntry', digits: '0000000' }, wrongCount: 3 }, { type: 'accessDecided', method: 'doorcode', reason: 'WRONG_CODE' }, policy);
     expect(again.effects).toContainEqual({ type: 'startTimer', timer: 'lockout', ms: 60_000 });
     expect(again.state.lockoutLevel).toBe(2);
     const right = transition({ ...end.state, mode: { kind: 'keypadEntry', digits: '5550001' }, wrongCount: 1 }, { type: 'accessDecided', method: 'doorcode', reason: 'GRANTED', credId: 1 }, policy);
     expect(right.effects).toContainEqual({ type: 'persist', wrongCount: 0, lockoutActive: false, lockoutLevel: 0 });
+    const stepDown = transition({ ...end.state, lockoutLevel: 4, mode: { kind: 'keypadEntry', digits: '5550001' }, wrongCount: 1 }, { type: 'accessDecided', method: 'doorcode', reason: 'GRANTED', credId: 1 }, policy);
+    expect(stepDown.state).toMatchObject({ wrongCount: 0, lockoutLevel: 3 });
   });
   it('escalation: lockoutSeconds × 2^(level−1), capped at MAX_LOCKOUT_SECONDS', () => {
     expect([1, 2, 3, 4, 11].map((l) => lockoutMs({ lockoutSeconds: 60 }, l))).toEqual([60_000, 120_000, 240_000, 480_000, 61_440_000]);

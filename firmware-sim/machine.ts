@@ -17,7 +17,7 @@ export const BATTERY_RECOVERED_PERCENT = 15;
 export const MAX_LOCKOUT_SECONDS = 86_400;
 
 /**
- * Duration of the level-th lockout since the last right code (level ≥ 1):
+ * Duration of a lockout entered at escalation level `level` (≥ 1, after the increment):
  * lockoutSeconds × 2^(level−1), at most MAX_LOCKOUT_SECONDS. Timers run on the monotonic
  * scheduler, never on the RTC, so setting or losing the clock neither shortens nor ends one;
  * a reboot serves the current level's full period again.
@@ -45,7 +45,7 @@ export interface MachineState {
   bolt: 'thrown' | 'retracted';
   /** Keypad attempts not yet proven right (raised before evaluation, see keypadDigit). */
   wrongCount: number;
-  /** Lockouts since the last right code (escalation level). */
+  /** Escalation level: +1 per lockout, −1 per right keypad code. */
   lockoutLevel: number;
   battery: number;
   sessionOpen: boolean;
@@ -177,9 +177,11 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
         let wrongCount = s.wrongCount;
         let lockoutLevel = s.lockoutLevel;
         if (keypad && (wrongCount !== 0 || lockoutLevel !== 0)) {
-          // Matter: a valid code resets the wrong-code counter (and here the escalation too).
+          // Matter: a valid code resets the wrong-code counter. The escalation only steps
+          // down by one: were it to reset, a resident's daily code would hand a guesser a
+          // fresh ramp of short lockouts every day.
           wrongCount = 0;
-          lockoutLevel = 0;
+          lockoutLevel = Math.max(0, lockoutLevel - 1);
           fx.push({ type: 'persist', wrongCount, lockoutActive: false, lockoutLevel });
         }
         if (m.kind === 'unlocked') fx.push({ type: 'cancelTimer', timer: 'relock' });

@@ -159,7 +159,7 @@ export interface KeypadPersist {
   /** Keypad attempts not yet proven right: raised before a code is evaluated, cleared by a right one. */
   wrongCount: number;
   lockoutActive: boolean;
-  /** Lockouts since the last right code: the next lasts lockoutSeconds × 2^(level−1) (machine.ts). */
+  /** Escalation: +1 per lockout, −1 per right code; the next lockout lasts lockoutSeconds × 2^level, ≤ 24 h (machine.ts). */
   lockoutLevel: number;
 }
 
