@@ -9,6 +9,11 @@ import * as ed from '@noble/ed25519';
 import {
   type Entry,
   type Table,
+  type Update,
+  encodeTableHead,
+  issueKeyCert,
+  keyIdOf,
+  signatureInput,
   emptyTable,
   isStrictEd25519PublicKey,
   keyPairFromSeed,
@@ -92,6 +97,21 @@ describe('the constant signature opens nothing', () => {
     expect(unlockWith(w, s, 1, { signature: constantSignature() })).toMatchObject({ type: 'decision', granted: false, reason: 'BAD_RESPONSE' });
     expect(unlockWith(w, s, 1, w.phones.resident.secretKey)).toMatchObject({ type: 'decision', granted: true });
     s.close();
+  });
+});
+
+describe('a small-order online key, even if the root certified one by mistake', () => {
+  it('a head "signed" with the constant signature under a root-certified identity key → BAD_SIGNATURE', () => {
+    const w = buildWorld('weak-online');
+    const identity = canonical[2] as Uint8Array;
+    const a = forkAuthority(w.auth);
+    const cert = issueKeyCert(50, identity, a.root.secretKey, a.root.publicKey);
+    const honest = a.delta([{ op: 'remove', credId: 2 }]) as Extract<Update, { type: 'delta' }>;
+    const head = { ...honest.head.head, keyId: keyIdOf(identity) };
+    const headBytes = encodeTableHead(head);
+    expect(ed.verify(constantSignature(), signatureInput('head', headBytes), identity)).toBe(true); // lenient verifiers accept
+    const forged = { ...honest, certs: [cert], head: { head, headBytes, signature: constantSignature() } };
+    attack(w, 'head under a small-order online key', () => deliver(w, updateMessage(forged)), 'BAD_SIGNATURE');
   });
 });
 
