@@ -31,7 +31,7 @@ export async function benchLock(): Promise<Record<string, unknown>> {
   for (let i = 1; i <= N; i++) {
     const r = i % 3;
     if (i <= phones.length) entries.push(auth.phoneEntry(i, (phones[i - 1] as { publicKey: Uint8Array }).publicKey, { keyId: i % 50 }));
-    else if (r === 0) entries.push(auth.phoneEntry(i, rng.bytes(32), { keyId: i % 50, schedule: [{ days: 0x1f, start: 420, end: 1320 }] }));
+    else if (r === 0) entries.push(auth.phoneEntry(i, keyPairFromSeed(rng.bytes(32)).publicKey, { keyId: i % 50, schedule: [{ days: 0x1f, start: 420, end: 1320 }] }));
     else if (r === 1) entries.push(auth.doorcodeEntry(i, String(1_000_000 + i), { keyId: i % 50 }));
     else entries.push(auth.keycardEntry(i, new Uint8Array([4, i & 0xff, (i >> 8) & 0xff, 9]), { keyId: i % 50 }));
   }

@@ -284,7 +284,7 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
           `flash: ${r.geometry.blockCount} × ${r.geometry.blockSize} B blocks, prog ${r.geometry.progSize} B — ${r.ok ? 'OK' : 'PROBLEMS'}`,
           f ? `lock ${f.lockId} (${f.timeZone}) version ${f.version} floor ${f.versionFloor} entries ${f.entries} keyPolicies ${f.keyPolicies} table ${f.tableBytes} B in region ${f.tableRegion} + journal ${f.journalRecords} record(s), ${f.journalBytes} B` : 'no committed state',
           f ? `head ${f.headDigest ?? '-'} signature ${f.headSignatureValid === null ? '-' : f.headSignatureValid ? 'valid' : 'INVALID'}; newest signed time ${f.newestIssuedAt}; commit seq ${f.seq}` : '',
-          f ? `keypad wrongCount ${f.keypad.wrongCount} lockout ${f.keypad.lockoutActive}; device key ${f.devicePublicKey}` : '',
+          f ? `keypad wrongCount ${f.keypad.wrongCount} lockout ${f.keypad.lockoutActive} level ${f.keypad.lockoutLevel}; device key ${f.devicePublicKey}` : '',
           `audit: ${r.audit.records} records (seq ${r.audit.firstSeq}..${r.audit.lastSeq}) in ${r.audit.blocks} blocks, chain ${r.audit.chainValid ? 'valid' : 'BROKEN'}, dead slots ${r.audit.deadSlots}`,
           ...r.audit.recent.map((a) => `  #${a.seq} t=${a.time} ${a.event}${a.credId !== undefined ? ` cred ${a.credId}` : ''}${a.reason !== undefined ? ` reason ${a.reason}` : ''}${a.value !== undefined ? ` value ${a.value}` : ''}`),
           ...(o.entries === true && f ? f.entryList.map((e) => `  cred ${e.credId} ${e.kind} ${e.holder}${e.partnerId !== undefined ? ` partner ${e.partnerId}` : ''}${e.keyId !== undefined ? ` key ${e.keyId}` : ''}${e.parent !== undefined ? ` parent ${e.parent}` : ''}`) : []),

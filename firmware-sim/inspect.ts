@@ -64,7 +64,7 @@ export interface FlashReport {
     certSerials: number[];
     certFloor: number;
     devicePublicKey: string;
-    keypad: { wrongCount: number; lockoutActive: boolean };
+    keypad: { wrongCount: number; lockoutActive: boolean; lockoutLevel: number };
     singleUseLedger: number;
     entryList: { credId: number; kind: string; holder: string; partnerId?: number; keyId?: number; parent?: number; flags: number }[];
   };
@@ -173,7 +173,8 @@ export function inspectFlash(image: Uint8Array, opts: { recentAudit?: number } =
         if (!sigValid) problems.push(`commit ${c.seq}: head signature does not verify against provisioned keys`);
       }
       const pol = table.policy;
-      const [wrongCount, lockoutActive] = m.get(12) as [number, boolean];
+      const [wrongCount, lockoutActive, level] = m.get(12) as [number, boolean, number?];
+      const lockoutLevel = level ?? (lockoutActive ? 1 : 0);
       const j = m.get(14) as [number, Uint8Array] | undefined;
       journalSeq = j?.[0];
       report.inForce = {
@@ -196,7 +197,7 @@ export function inspectFlash(image: Uint8Array, opts: { recentAudit?: number } =
         certSerials: certs.map((c2) => c2.get(1) as number),
         certFloor: m.get(11) as number,
         devicePublicKey: toHex(keyPairFromSeed(m.get(3) as Uint8Array).publicKey),
-        keypad: { wrongCount, lockoutActive },
+        keypad: { wrongCount, lockoutActive, lockoutLevel },
         singleUseLedger: ((m.get(13) as unknown[]) ?? []).length,
         entryList: [...table.entries.values()].map((e: Entry) => ({
           credId: e.credId,

@@ -174,6 +174,7 @@ export class Lock {
       type: 'mounted',
       wrongCount: this.durable.keypad.wrongCount,
       lockoutActive: this.durable.keypad.lockoutActive,
+      lockoutLevel: this.durable.keypad.lockoutLevel,
       battery: opts.battery ?? 100,
       recoveredFromPowerLoss: lost,
     });
@@ -417,8 +418,8 @@ export class Lock {
     switch (fx.type) {
       case 'persist': {
         const k = this.durable.keypad;
-        if (k.wrongCount !== fx.wrongCount || k.lockoutActive !== fx.lockoutActive)
-          this.storage.commit({ ...this.durable, keypad: { wrongCount: fx.wrongCount, lockoutActive: fx.lockoutActive } });
+        if (k.wrongCount !== fx.wrongCount || k.lockoutActive !== fx.lockoutActive || k.lockoutLevel !== fx.lockoutLevel)
+          this.storage.commit({ ...this.durable, keypad: { wrongCount: fx.wrongCount, lockoutActive: fx.lockoutActive, lockoutLevel: fx.lockoutLevel } });
         return;
       }
       case 'startTimer': {

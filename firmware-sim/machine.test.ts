@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type MachineState, type Mode, type Effect, initialMachineState, transition, accessGate, INTER_DIGIT_TIMEOUT_MS } from './machine';
+import { type MachineState, type Mode, type Effect, initialMachineState, transition, accessGate, lockoutMs, INTER_DIGIT_TIMEOUT_MS, MAX_LOCKOUT_SECONDS } from './machine';
 
 const policy = { wrongCodeLimit: 3, lockoutSeconds: 30, relockSeconds: 5 };
 const at = (mode: Mode, extra: Partial<MachineState> = {}): MachineState => ({ ...initialMachineState(), mode, ...extra });
@@ -7,17 +7,17 @@ const kinds = (fx: Effect[]) => fx.map((f) => (f.type === 'audit' ? `audit:${f.e
 
 describe('state machine: every state and transition', () => {
   it('booting → locked (fail secure: bolt thrown, boot audited)', () => {
-    const t = transition(initialMachineState(), { type: 'mounted', wrongCount: 0, lockoutActive: false, battery: 80, recoveredFromPowerLoss: true }, policy);
+    const t = transition(initialMachineState(), { type: 'mounted', wrongCount: 0, lockoutActive: false, lockoutLevel: 0, battery: 80, recoveredFromPowerLoss: true }, policy);
     expect(t.state.mode.kind).toBe('locked');
     expect(kinds(t.effects)).toEqual(['motor:throw', 'audit:boot', 'audit:powerLossRecovered']);
   });
   it('booting → keypadLockout when a lockout was persisted (full period again)', () => {
-    const t = transition(initialMachineState(), { type: 'mounted', wrongCount: 3, lockoutActive: true, battery: 80, recoveredFromPowerLoss: false }, policy);
+    const t = transition(initialMachineState(), { type: 'mounted', wrongCount: 3, lockoutActive: true, lockoutLevel: 1, battery: 80, recoveredFromPowerLoss: false }, policy);
     expect(t.state.mode.kind).toBe('keypadLockout');
     expect(t.effects).toContainEqual({ type: 'startTimer', timer: 'lockout', ms: 30_000 });
   });
   it('booting → lowBattery', () => {
-    const t = transition(initialMachineState(), { type: 'mounted', wrongCount: 0, lockoutActive: false, battery: 5, recoveredFromPowerLoss: false }, policy);
+    const t = transition(initialMachineState(), { type: 'mounted', wrongCount: 0, lockoutActive: false, lockoutLevel: 0, battery: 5, recoveredFromPowerLoss: false }, policy);
     expect(t.state.mode.kind).toBe('lowBattery');
     expect(kinds(t.effects)).toContain('audit:lowBattery');
   });
@@ -35,7 +35,13 @@ describe('state machine: every state and transition', () => {
       expect(kinds(t.effects)).toEqual(['cancelTimer:keypad', 'indicate', 'startTimer:keypad']);
     }
     t = transition(t.state, { type: 'keypadDigit', digit: '7' }, policy);
-    expect(t.effects).toEqual([{ type: 'cancelTimer', timer: 'keypad' }, { type: 'evaluateCode', code: '1234567' }]);
+    // the attempt is counted (and persisted) before the code is evaluated
+    expect(t.effects).toEqual([
+      { type: 'cancelTimer', timer: 'keypad' },
+      { type: 'persist', wrongCount: 1, lockoutActive: false, lockoutLevel: 0 },
+      { type: 'evaluateCode', code: '1234567' },
+    ]);
+    expect(t.state.wrongCount).toBe(1);
     expect(transition(t.state, { type: 'keypadDigit', digit: '8' }, policy).state).toEqual(t.state);
     expect(transition(at({ kind: 'locked' }), { type: 'keypadDigit', digit: 'x' }, policy).effects).toEqual([]);
   });
@@ -53,14 +59,18 @@ describe('state machine: every state and transition', () => {
     expect(kinds(t.effects)).toEqual(['audit:access', 'persist', 'motor:retract', 'startTimer:relock', 'indicate']);
   });
   it('wrong codes count, and the limit-th starts keypadLockout; lockout timer ends it', () => {
-    let s = at({ kind: 'keypadEntry', digits: '0000000' });
+    // wrongCount already includes the attempt being decided (raised at its 7th digit)
+    let s = at({ kind: 'keypadEntry', digits: '0000000' }, { wrongCount: 1 });
     let t = transition(s, { type: 'accessDecided', method: 'doorcode', reason: 'WRONG_CODE' }, policy);
     expect(t.state.mode.kind).toBe('locked');
-    expect(t.effects).toContainEqual({ type: 'persist', wrongCount: 1, lockoutActive: false });
-    s = { ...t.state, mode: { kind: 'keypadEntry', digits: '0000000' }, wrongCount: 2 };
+    expect(t.state.wrongCount).toBe(1);
+    expect(kinds(t.effects)).toEqual(['audit:access', 'indicate']); // nothing left to persist
+    s = { ...t.state, mode: { kind: 'keypadEntry', digits: '0000000' }, wrongCount: 3 };
     t = transition(s, { type: 'accessDecided', method: 'doorcode', reason: 'WRONG_CODE' }, policy);
     expect(t.state.mode.kind).toBe('keypadLockout');
     expect(kinds(t.effects)).toEqual(['audit:access', 'indicate', 'persist', 'audit:lockoutStarted', 'startTimer:lockout']);
+    expect(t.effects).toContainEqual({ type: 'persist', wrongCount: 3, lockoutActive: true, lockoutLevel: 1 });
+    expect(t.effects).toContainEqual({ type: 'startTimer', timer: 'lockout', ms: 30_000 });
     expect(accessGate(t.state, 'doorcode')).toBe('LOCKED_OUT');
     expect(accessGate(t.state, 'keycard')).toBeNull();
     expect(transition(t.state, { type: 'keypadDigit', digit: '1' }, policy).effects).toEqual([{ type: 'indicate', signal: 'lockedOut' }]);
@@ -73,7 +83,26 @@ describe('state machine: every state and transition', () => {
     const end = transition(t.state, { type: 'lockoutTimer' }, policy);
     expect(end.state.mode.kind).toBe('locked');
     expect(end.state.wrongCount).toBe(0);
-    expect(end.effects).toEqual([{ type: 'persist', wrongCount: 0, lockoutActive: false }]);
+    expect(end.effects).toEqual([{ type: 'persist', wrongCount: 0, lockoutActive: false, lockoutLevel: 1 }]);
+    // the next lockout doubles; a right code clears the count and steps the escalation down by one
+    const again = transition({ ...end.state, mode: { kind: 'keypadEntry', digits: '0000000' }, wrongCount: 3 }, { type: 'accessDecided', method: 'doorcode', reason: 'WRONG_CODE' }, policy);
+    expect(again.effects).toContainEqual({ type: 'startTimer', timer: 'lockout', ms: 60_000 });
+    expect(again.state.lockoutLevel).toBe(2);
+    const right = transition({ ...end.state, mode: { kind: 'keypadEntry', digits: '5550001' }, wrongCount: 1 }, { type: 'accessDecided', method: 'doorcode', reason: 'GRANTED', credId: 1 }, policy);
+    expect(right.effects).toContainEqual({ type: 'persist', wrongCount: 0, lockoutActive: false, lockoutLevel: 0 });
+    const stepDown = transition({ ...end.state, lockoutLevel: 4, mode: { kind: 'keypadEntry', digits: '5550001' }, wrongCount: 1 }, { type: 'accessDecided', method: 'doorcode', reason: 'GRANTED', credId: 1 }, policy);
+    expect(stepDown.state).toMatchObject({ wrongCount: 0, lockoutLevel: 3 });
+  });
+  it('escalation: lockoutSeconds × 2^(level−1), capped at MAX_LOCKOUT_SECONDS', () => {
+    expect([1, 2, 3, 4, 11].map((l) => lockoutMs({ lockoutSeconds: 60 }, l))).toEqual([60_000, 120_000, 240_000, 480_000, 61_440_000]);
+    expect(lockoutMs({ lockoutSeconds: 60 }, 12)).toBe(MAX_LOCKOUT_SECONDS * 1000);
+    expect(lockoutMs({ lockoutSeconds: 60 }, 10_000)).toBe(MAX_LOCKOUT_SECONDS * 1000);
+  });
+  it('booting with the limit reached but no lockout recorded (power cut before the verdict): lockout now', () => {
+    const t = transition(initialMachineState(), { type: 'mounted', wrongCount: 3, lockoutActive: false, lockoutLevel: 2, battery: 80, recoveredFromPowerLoss: true }, policy);
+    expect(t.state.mode.kind).toBe('keypadLockout');
+    expect(t.effects).toContainEqual({ type: 'persist', wrongCount: 3, lockoutActive: true, lockoutLevel: 3 });
+    expect(t.effects).toContainEqual({ type: 'startTimer', timer: 'lockout', ms: 120_000 });
   });
   it('keypadLockout: a phone still opens, lockout stays', () => {
     const t = transition(at({ kind: 'keypadLockout', digits: '' }, { wrongCount: 3 }), { type: 'accessDecided', method: 'phone', reason: 'GRANTED', credId: 1 }, policy);
@@ -132,6 +161,6 @@ describe('state machine: every state and transition', () => {
     expect(kinds(k.effects)).toContain('cancelTimer:keypad');
   });
   it('mounted is ignored once booted (no double boot)', () => {
-    expect(transition(at({ kind: 'locked' }), { type: 'mounted', wrongCount: 0, lockoutActive: false, battery: 100, recoveredFromPowerLoss: false }, policy).effects).toEqual([]);
+    expect(transition(at({ kind: 'locked' }), { type: 'mounted', wrongCount: 0, lockoutActive: false, lockoutLevel: 0, battery: 100, recoveredFromPowerLoss: false }, policy).effects).toEqual([]);
   });
 });

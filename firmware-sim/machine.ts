@@ -13,6 +13,19 @@ export const INTER_DIGIT_TIMEOUT_MS = 5_000;
 export const LOW_BATTERY_PERCENT = 10;
 /** Hysteresis: leave lowBattery only at this level or above. */
 export const BATTERY_RECOVERED_PERCENT = 15;
+/** Longest keypad lockout: escalation doubles up to this (SPEC.md §9.3). */
+export const MAX_LOCKOUT_SECONDS = 86_400;
+
+/**
+ * Duration of a lockout entered at escalation level `level` (≥ 1, after the increment):
+ * lockoutSeconds × 2^(level−1), at most MAX_LOCKOUT_SECONDS. Timers run on the monotonic
+ * scheduler, never on the RTC, so setting or losing the clock neither shortens nor ends one;
+ * a reboot serves the current level's full period again.
+ */
+export function lockoutMs(policy: Pick<LockPolicyView, 'lockoutSeconds'>, level: number): number {
+  const doublings = Math.min(Math.max(level, 1) - 1, 32);
+  return Math.min(policy.lockoutSeconds * 2 ** doublings, MAX_LOCKOUT_SECONDS) * 1000;
+}
 
 export type AccessMethod = 'phone' | 'doorcode' | 'keycard' | 'dailyCode';
 export const ACCESS_METHOD_CODES: Record<AccessMethod, number> = { phone: 0, doorcode: 1, keycard: 2, dailyCode: 3 };
@@ -30,7 +43,10 @@ export interface MachineState {
   mode: Mode;
   /** Bolt position as last commanded. */
   bolt: 'thrown' | 'retracted';
+  /** Keypad attempts not yet proven right (raised before evaluation, see keypadDigit). */
   wrongCount: number;
+  /** Escalation level: +1 per lockout, −1 per right keypad code. */
+  lockoutLevel: number;
   battery: number;
   sessionOpen: boolean;
 }
@@ -42,7 +58,7 @@ export interface LockPolicyView {
 }
 
 export type MachineEvent =
-  | { type: 'mounted'; wrongCount: number; lockoutActive: boolean; battery: number; recoveredFromPowerLoss: boolean }
+  | { type: 'mounted'; wrongCount: number; lockoutActive: boolean; lockoutLevel: number; battery: number; recoveredFromPowerLoss: boolean }
   | { type: 'keypadDigit'; digit: string }
   | { type: 'keypadTimeout' }
   | { type: 'accessDecided'; method: AccessMethod; reason: DecisionReason; credId?: number }
@@ -55,7 +71,7 @@ export type MachineEvent =
 export type TimerName = 'relock' | 'keypad' | 'lockout';
 
 export type Effect =
-  | { type: 'persist'; wrongCount: number; lockoutActive: boolean }
+  | { type: 'persist'; wrongCount: number; lockoutActive: boolean; lockoutLevel: number }
   | { type: 'startTimer'; timer: TimerName; ms: number }
   | { type: 'cancelTimer'; timer: TimerName }
   | { type: 'motor'; action: 'retract' | 'throw' }
@@ -69,7 +85,7 @@ export interface Transition {
 }
 
 export function initialMachineState(): MachineState {
-  return { mode: { kind: 'booting' }, bolt: 'thrown', wrongCount: 0, battery: 100, sessionOpen: false };
+  return { mode: { kind: 'booting' }, bolt: 'thrown', wrongCount: 0, lockoutLevel: 0, battery: 100, sessionOpen: false };
 }
 
 /** Where the lock rests when nothing is in progress. */
@@ -97,14 +113,18 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
   switch (e.type) {
     case 'mounted': {
       if (m.kind !== 'booting') return ignore(s);
-      const base: MachineState = { ...s, wrongCount: e.wrongCount, battery: e.battery, bolt: 'thrown' };
+      const base: MachineState = { ...s, wrongCount: e.wrongCount, lockoutLevel: e.lockoutLevel, battery: e.battery, bolt: 'thrown' };
       // Fail secure: whatever the bolt did before the reset, throw it now.
       fx.push({ type: 'motor', action: 'throw' }, { type: 'audit', event: 'boot' });
       if (e.recoveredFromPowerLoss) fx.push({ type: 'audit', event: 'powerLossRecovered' });
       if (e.lockoutActive) {
         // The remaining lockout time is unknowable across a reset: serve the full period.
-        fx.push({ type: 'startTimer', timer: 'lockout', ms: policy.lockoutSeconds * 1000 });
+        fx.push({ type: 'startTimer', timer: 'lockout', ms: lockoutMs(policy, e.lockoutLevel) });
         return { state: { ...base, mode: { kind: 'keypadLockout', digits: '' } }, effects: fx };
+      }
+      if (e.wrongCount >= policy.wrongCodeLimit) {
+        // The limit-th attempt was counted but power failed before its verdict: it stays wrong.
+        return enterLockout(base, fx, policy);
       }
       const mode = restMode(base);
       if (mode.kind === 'lowBattery') fx.push({ type: 'audit', event: 'lowBattery' });
@@ -125,7 +145,16 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
       const digits = (m.kind === 'keypadEntry' ? m.digits : '') + e.digit;
       if (digits.length > KEYPAD_DIGITS) return ignore(s); // evaluation pending
       if (digits.length === KEYPAD_DIGITS) {
-        fx.push({ type: 'cancelTimer', timer: 'keypad' }, { type: 'evaluateCode', code: digits });
+        // The attempt counts as wrong until proven right: the raised count is durable before
+        // the code is even looked at, so cutting power after the refusal signal (or at any
+        // point of the evaluation) cannot take the attempt back. A right code clears it.
+        const wrongCount = s.wrongCount + 1;
+        fx.push(
+          { type: 'cancelTimer', timer: 'keypad' },
+          { type: 'persist', wrongCount, lockoutActive: false, lockoutLevel: s.lockoutLevel },
+          { type: 'evaluateCode', code: digits },
+        );
+        return { state: { ...s, wrongCount, mode: { kind: 'keypadEntry', digits } }, effects: fx };
       } else {
         if (m.kind === 'keypadEntry') fx.push({ type: 'cancelTimer', timer: 'keypad' });
         fx.push({ type: 'indicate', signal: 'digit' }, { type: 'startTimer', timer: 'keypad', ms: INTER_DIGIT_TIMEOUT_MS });
@@ -146,31 +175,28 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
         if (m.kind === 'booting' || m.kind === 'lowBattery' || (keypad && m.kind === 'keypadLockout'))
           throw new Error(`machine: grant in ${m.kind} (runtime must consult accessGate)`);
         let wrongCount = s.wrongCount;
-        if (keypad && wrongCount !== 0) {
-          wrongCount = 0; // Matter: a valid code resets the wrong-code counter
-          fx.push({ type: 'persist', wrongCount, lockoutActive: false });
+        let lockoutLevel = s.lockoutLevel;
+        if (keypad && (wrongCount !== 0 || lockoutLevel !== 0)) {
+          // Matter: a valid code resets the wrong-code counter. The escalation only steps
+          // down by one: were it to reset, a resident's daily code would hand a guesser a
+          // fresh ramp of short lockouts every day.
+          wrongCount = 0;
+          lockoutLevel = Math.max(0, lockoutLevel - 1);
+          fx.push({ type: 'persist', wrongCount, lockoutActive: false, lockoutLevel });
         }
         if (m.kind === 'unlocked') fx.push({ type: 'cancelTimer', timer: 'relock' });
         else fx.push({ type: 'motor', action: 'retract' });
         fx.push({ type: 'startTimer', timer: 'relock', ms: policy.relockSeconds * 1000 }, { type: 'indicate', signal: 'granted' });
         // A phone or card may be used while the keypad is locked out; the lockout stays.
-        if (m.kind === 'keypadLockout') return { state: { ...s, bolt: 'retracted', wrongCount }, effects: fx };
-        return { state: { ...s, mode: { kind: 'unlocked' }, bolt: 'retracted', wrongCount }, effects: fx };
+        if (m.kind === 'keypadLockout') return { state: { ...s, bolt: 'retracted', wrongCount, lockoutLevel }, effects: fx };
+        return { state: { ...s, mode: { kind: 'unlocked' }, bolt: 'retracted', wrongCount, lockoutLevel }, effects: fx };
       }
       fx.push({ type: 'indicate', signal: 'refused' });
-      if (e.reason === 'WRONG_CODE' || (keypad && e.reason !== 'LOCKED_OUT' && e.reason !== 'LOW_BATTERY' && e.reason !== 'KEYPAD_TIMEOUT')) {
-        // Any refused keypad code counts toward the limit (a guessing attacker sees no difference).
-        const wrongCount = s.wrongCount + 1;
-        if (wrongCount >= policy.wrongCodeLimit) {
-          fx.push(
-            { type: 'persist', wrongCount, lockoutActive: true },
-            { type: 'audit', event: 'lockoutStarted' },
-            { type: 'startTimer', timer: 'lockout', ms: policy.lockoutSeconds * 1000 },
-          );
-          return { state: { ...s, wrongCount, mode: { kind: 'keypadLockout', digits: '' } }, effects: fx };
-        }
-        fx.push({ type: 'persist', wrongCount, lockoutActive: false });
-        return { state: { ...s, wrongCount, mode: m.kind === 'keypadEntry' ? restMode(s) : m }, effects: fx };
+      if (keypad && m.kind === 'keypadEntry') {
+        // Any refused keypad code counts toward the limit (a guessing attacker sees no
+        // difference). It was already counted, and persisted, when its last digit arrived.
+        if (s.wrongCount >= policy.wrongCodeLimit) return enterLockout(s, fx, policy);
+        return { state: { ...s, mode: restMode(s) }, effects: fx };
       }
       const mode: Mode = m.kind === 'keypadEntry' ? restMode(s) : m.kind === 'keypadLockout' ? { kind: 'keypadLockout', digits: '' } : m;
       return { state: { ...s, mode }, effects: fx };
@@ -185,8 +211,9 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
 
     case 'lockoutTimer': {
       if (m.kind !== 'keypadLockout') return ignore(s);
+      // The count starts again; the level stays, so the next lockout is twice as long.
       const next: MachineState = { ...s, wrongCount: 0 };
-      fx.push({ type: 'persist', wrongCount: 0, lockoutActive: false });
+      fx.push({ type: 'persist', wrongCount: 0, lockoutActive: false, lockoutLevel: s.lockoutLevel });
       return { state: { ...next, mode: restMode(next) }, effects: fx };
     }
 
@@ -217,6 +244,17 @@ export function transition(s: MachineState, e: MachineEvent, policy: LockPolicyV
       return { state: next, effects: fx };
     }
   }
+}
+
+/** The next, longer lockout: persisted before its timer starts. */
+function enterLockout(s: MachineState, fx: Effect[], policy: LockPolicyView): Transition {
+  const lockoutLevel = s.lockoutLevel + 1;
+  fx.push(
+    { type: 'persist', wrongCount: s.wrongCount, lockoutActive: true, lockoutLevel },
+    { type: 'audit', event: 'lockoutStarted' },
+    { type: 'startTimer', timer: 'lockout', ms: lockoutMs(policy, lockoutLevel) },
+  );
+  return { state: { ...s, lockoutLevel, mode: { kind: 'keypadLockout', digits: '' } }, effects: fx };
 }
 
 function ignore(s: MachineState): Transition {

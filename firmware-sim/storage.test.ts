@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { applyUpdate, deriveSeed32, tableDigest, toHex, verifyAuditChain, AUDIT_GENESIS, encodeTable } from '../protocol';
+import { applyUpdate, deriveSeed32, keyPairFromSeed, tableDigest, toHex, verifyAuditChain, AUDIT_GENESIS, encodeTable } from '../protocol';
 import { NorFlash, FlashError, PowerCut, type PowerLossMode } from './flash';
 import { LockStorage, type DurableState } from './storage';
 import { TestAuthority } from './test-authority';
@@ -20,7 +20,7 @@ function provision(seed: string): { flash: NorFlash; auth: TestAuthority } {
 function phoneOps(auth: TestAuthority, from: number, n: number) {
   return Array.from({ length: n }, (_, i) => ({
     op: 'put' as const,
-    entry: auth.phoneEntry(from + i, deriveSeed32('phone', String(from + i))), // 32 opaque bytes stand in for a key
+    entry: auth.phoneEntry(from + i, keyPairFromSeed(deriveSeed32('phone', String(from + i))).publicKey), // the lock admits only real curve points
   }));
 }
 

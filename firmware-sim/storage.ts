@@ -156,8 +156,11 @@ export interface SingleUseRecord {
 }
 
 export interface KeypadPersist {
+  /** Keypad attempts not yet proven right: raised before a code is evaluated, cleared by a right one. */
   wrongCount: number;
   lockoutActive: boolean;
+  /** Escalation: +1 per lockout, −1 per right code; the next lockout lasts lockoutSeconds × 2^level, ≤ 24 h (machine.ts). */
+  lockoutLevel: number;
 }
 
 export interface DurableState {
@@ -265,7 +268,7 @@ export class LockStorage {
       secrets,
       tableState: { lockId: secrets.lockId, table, head: null, versionFloor: 0, trust: { roots, certs: [], certFloor: 0 }, newestIssuedAt: 0, leaseAnchor: 0 },
       signedHead: null,
-      keypad: { wrongCount: 0, lockoutActive: false },
+      keypad: { wrongCount: 0, lockoutActive: false, lockoutLevel: 0 },
       singleUse: [],
     };
     // Seed the "previous" table ref so the first table lands in region 0.
@@ -825,7 +828,7 @@ function encodeMetaPayload(s: DurableState, ref: TableRef, journal: { seq: numbe
       [9, ts.newestIssuedAt],
       [10, ts.trust.certs.length > 0 ? ts.trust.certs.map(keyCertToCbor) : undefined],
       [11, ts.trust.certFloor],
-      [12, [s.keypad.wrongCount, s.keypad.lockoutActive]],
+      [12, [s.keypad.wrongCount, s.keypad.lockoutActive, s.keypad.lockoutLevel]],
       [13, s.singleUse.length > 0 ? s.singleUse.map((u) => [u.date, u.slot, u.firstUseS]) : undefined],
       [14, journal === undefined ? undefined : [journal.seq, journal.bytes]],
       [15, ts.leaseAnchor],
@@ -872,8 +875,10 @@ function decodeMetaPayload(bytes: Uint8Array): {
   const headRaw = get(7);
   const signedHead = headRaw === undefined ? null : signedHeadFromCbor(headRaw, 'meta.head');
   const certs: SignedKeyCert[] = arr(10).map((c, i) => keyCertFromCbor(c, `meta.certs[${i}]`));
-  const [wrongCount, lockoutActive] = arr(12);
-  if (typeof wrongCount !== 'number' || typeof lockoutActive !== 'boolean') throw new StorageError('CORRUPT', 'keypad');
+  const [wrongCount, lockoutActive, level] = arr(12);
+  if (typeof wrongCount !== 'number' || typeof lockoutActive !== 'boolean' || (level !== undefined && typeof level !== 'number')) throw new StorageError('CORRUPT', 'keypad');
+  // Images written before escalation carry two elements: a held lockout counts as the first.
+  const lockoutLevel = level ?? (lockoutActive ? 1 : 0);
   const singleUse = arr(13).map((u) => {
     if (!Array.isArray(u) || typeof u[0] !== 'string' || typeof u[1] !== 'number' || typeof u[2] !== 'number') throw new StorageError('CORRUPT', 'single-use ledger');
     return { date: u[0], slot: u[1], firstUseS: u[2] };
@@ -897,7 +902,7 @@ function decodeMetaPayload(bytes: Uint8Array): {
     leaseAnchor: get(15) === undefined ? 0 : uint(15),
   };
   return {
-    state: { secrets, tableState, signedHead, keypad: { wrongCount, lockoutActive }, singleUse },
+    state: { secrets, tableState, signedHead, keypad: { wrongCount, lockoutActive, lockoutLevel }, singleUse },
     ref: { region, length, sha256: sha, journalBytes, journalCount },
     journal,
   };

@@ -9,6 +9,7 @@ import * as ed from '@noble/ed25519';
 import { sha256 } from '@noble/hashes/sha256';
 import { sha512 } from '@noble/hashes/sha512';
 import { hmac } from '@noble/hashes/hmac';
+import { verifyEd25519Strict } from './ed25519-strict';
 
 ed.etc.sha512Sync = (...m: Uint8Array[]) => sha512(ed.etc.concatBytes(...m));
 
@@ -46,14 +47,14 @@ export function sign(context: SigningContext, message: Uint8Array, secretKey: Ui
   return ed.sign(signatureInput(context, message), secretKey);
 }
 
-/** Never throws: malformed keys or signatures simply do not verify. */
+/**
+ * Strict verification (SPEC.md §3.3, protocol/ed25519-strict.ts): canonical S and point
+ * encodings, no small-order A or R, cofactorless equation — never noble's ZIP-215 default,
+ * under which a small-order key verifies one constant signature for every message.
+ * Never throws: malformed keys or signatures simply do not verify.
+ */
 export function verify(context: SigningContext, message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
-  if (signature.length !== 64 || publicKey.length !== 32) return false;
-  try {
-    return ed.verify(signature, signatureInput(context, message), publicKey);
-  } catch {
-    return false;
-  }
+  return verifyEd25519Strict(signature, signatureInput(context, message), publicKey);
 }
 
 export function publicKeyOf(secretKey: Uint8Array): Uint8Array {

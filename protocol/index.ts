@@ -15,3 +15,4 @@ export * from './channel';
 export * from './gatt';
 export * from './localtime';
 export * from './time';
+export * from './ed25519-strict';

@@ -9,11 +9,12 @@
 // version chain.
 
 import { type CborValue, decode, encode, bytesEqual } from './cbor';
-import { KEY_ID_BYTES, keyIdOf, sign, verify } from './crypto';
+import { KEY_ID_BYTES, keyIdOf, sign, toHex, verify } from './crypto';
+import { weakEd25519PublicKeyReason } from './ed25519-strict';
 import { ProtocolError } from './errors';
 import { MapReader, cmap, expectArray } from './schema';
 import { type Op, applyOps, opFromCbor, opToCbor } from './ops';
-import { type Table, LIMITS, decodeTable, emptyTable, tableDigest, tableToCbor } from './table';
+import { type Entry, type Table, LIMITS, decodeTable, emptyTable, tableDigest, tableToCbor } from './table';
 
 export const LOCK_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,31}$/;
 export const DIGEST_BYTES = 32;
@@ -304,8 +305,10 @@ export function applyUpdate(state: TableState, update: Update): ApplyResult {
       if (!bytesEqual(update.baseDigestPrefix, digest.subarray(0, BASE_DIGEST_PREFIX_BYTES)))
         throw new ProtocolError('BROKEN_CHAIN', `delta base digest does not match v${version}`);
       table = applyOps(state.table, update.ops);
+      admitPhoneKeys(state.table, update.ops.flatMap((o) => (o.op === 'put' ? [o.entry] : [])));
     } else {
       table = update.table;
+      admitPhoneKeys(state.table, table.entries.values());
     }
     const digest = tableDigest(table);
     if (!bytesEqual(digest, head.head.digest)) throw new ProtocolError('DIGEST_MISMATCH', `table after apply does not match signed head v${head.head.version}`);
@@ -326,6 +329,25 @@ export function applyUpdate(state: TableState, update: Update): ApplyResult {
   } catch (e) {
     if (e instanceof ProtocolError) return { ok: false, error: e };
     throw e;
+  }
+}
+
+/**
+ * A phone entry's secret is its Ed25519 public key. Refuse (INVALID_OP) a table that would
+ * admit a key that is not a canonical point or has small order: with such a key one
+ * constant signature would answer every challenge under a lenient verifier, and it is
+ * never what an honest phone enrols. Keys already held are not re-checked, so a snapshot
+ * costs only its new keys (≈ 0.15 ms each). The authority refuses such keys at enrolment
+ * with the stricter isStrictEd25519PublicKey (prime order as well).
+ */
+function admitPhoneKeys(held: Table, entries: Iterable<Entry>): void {
+  let heldKeys: Set<string> | undefined;
+  for (const e of entries) {
+    if (e.kind !== 'phone') continue;
+    heldKeys ??= new Set([...held.entries.values()].filter((h) => h.kind === 'phone').map((h) => toHex(h.secret)));
+    if (heldKeys.has(toHex(e.secret))) continue;
+    const weak = weakEd25519PublicKeyReason(e.secret, { primeOrder: false });
+    if (weak !== null) throw new ProtocolError('INVALID_OP', `credential ${e.credId}: phone public key refused (${weak})`);
   }
 }
 

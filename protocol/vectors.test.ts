@@ -16,6 +16,7 @@ import { decodeTableBytes, encodeTable, tableDigest } from './table';
 import { type TableState, applyUpdate, headFromCbor, keyCertFromCbor } from './update';
 import { FrameReassembler, FramingError } from './framing';
 import { checkFloorReset, checkSignedTime } from './time';
+import { isStrictEd25519PublicKey, verifyEd25519Strict, weakEd25519PublicKeyReason } from './ed25519-strict';
 import { allVectorFiles } from './vectors/all';
 
 const DIR = fileURLToPath(new URL('../fixtures/vectors', import.meta.url));
@@ -207,6 +208,35 @@ describe('independent consumers', () => {
         expect(ed.verify(fromHex(s(t.sig)), new Uint8Array(input), pk), t.comment).toBe(t.result === 'valid');
       }
     }
+  });
+
+  it('ed25519-strict.json: the strict verifier and key check agree with every vector; ZIP-215 leniency is what it says', () => {
+    const f = load('ed25519-strict.json');
+    let lenientAccepts = 0;
+    for (const g of f.testGroups) {
+      for (const t of g.tests) {
+        const pk = fromHex(s(t.publicKey));
+        if (g.type === 'StrictVerify') {
+          const sig = fromHex(s(t.sig));
+          const msg = fromHex(s(g.msg));
+          expect(verifyEd25519Strict(sig, msg, pk), t.comment).toBe(t.result === 'valid');
+          let lenient: boolean;
+          try {
+            lenient = ed.verify(sig, msg, pk); // noble v2 default: zip215 = true
+          } catch {
+            lenient = false;
+          }
+          expect(lenient, t.comment).toBe(t.zip215Accepts);
+          if (t.result === 'invalid' && lenient) lenientAccepts++;
+        } else {
+          expect(isStrictEd25519PublicKey(pk), t.comment).toBe(t.result === 'valid');
+          expect(weakEd25519PublicKeyReason(pk), t.comment).toBe(t.result === 'valid' ? null : t.expectedReason);
+          if (t.result === 'invalid') expect(weakEd25519PublicKeyReason(pk, { primeOrder: false }) !== null, t.comment).toBe(t.lockRefuses);
+        }
+      }
+    }
+    // The leniency the strict rules close: ZIP-215 accepts most of the refused signatures.
+    expect(lenientAccepts).toBeGreaterThanOrEqual(20);
   });
 
   it('codes.json: HMAC-SHA-256 derivations (node:crypto)', () => {

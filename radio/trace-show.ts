@@ -683,7 +683,17 @@ export function describeMessage(m: Message): { fields: Record<string, unknown>; 
     }
     case 'signedTime': {
       const b = m.body;
-      return { fields: { lockId: b.lockId, time: b.time, keyId: toHex(b.keyId), ...(b.nonce ? { nonce: toHex(b.nonce) } : {}), signature: toHex(m.signature) }, text: `signedTime lockId=${b.lockId} time=${unixIso(b.time)}${b.nonce ? ' (session-bound)' : ''}` };
+      return {
+        fields: { lockId: b.lockId, time: b.time, keyId: toHex(b.keyId), ...(b.nonce ? { nonce: toHex(b.nonce) } : {}), version: b.version, digest: toHex(b.digest), signature: toHex(m.signature) },
+        text: `signedTime lockId=${b.lockId} time=${unixIso(b.time)} names v${b.version}${b.nonce ? ' (session-bound)' : ''}`,
+      };
+    }
+    case 'floorReset': {
+      const b = m.body;
+      return {
+        fields: { lockId: b.lockId, time: b.time, versionFloor: b.versionFloor, keyId: toHex(b.keyId), nonce: toHex(b.nonce), signature: toHex(m.signature) },
+        text: `floorReset lockId=${b.lockId} time=${unixIso(b.time)} versionFloor=${b.versionFloor} (root-signed, session-bound)`,
+      };
     }
     case 'unlockRequest':
       return { fields: { credId: m.credId }, text: `unlockRequest credId=${m.credId}` };

@@ -13,6 +13,7 @@ import { encodeLockInfo, scanResponseEir, advertisingEir } from '../gatt';
 import { type Entry, type Table, DEFAULT_LOCK_POLICY, emptyTable, encodeEntry, encodeTable, tableDigest, decodeTableBytes, entryToCbor } from '../table';
 import { type TableState, encodeTableHead, keyCertToCbor } from '../update';
 import { framingVectors } from './framing';
+import { ed25519StrictVectors } from './ed25519-strict';
 import { REFUSAL_CASES, RFC8949_APPENDIX_A } from './cbor-cases';
 import { SAMPLE_AUDIT_RECORDS, messageSamples } from './message-samples';
 import { hex, vectorFile, type VectorFile, type VectorGroup, type VectorTest } from './shape';
@@ -175,7 +176,7 @@ function updateVectors(): VectorFile {
       Cascade: 'removal cascading to guests', Rotation: 'online key rotation via a carried cert', BadSignature: 'signature does not verify',
       UntrustedKey: 'signer not trusted', WrongLock: 'bound to another lock', Rollback: 'version not above the floor', Replay: 'an accepted update again',
       BrokenChain: 'base version/digest mismatch', DigestMismatch: 'result differs from the signed head', OverLimit: 'beyond a limit',
-      Malformed: 'not a valid message', Truncated: 'bytes missing', Float: 'CBOR float', InvalidOp: 'op cannot apply',
+      Malformed: 'not a valid message', Truncated: 'bytes missing', Float: 'CBOR float', InvalidOp: 'op cannot apply', WeakKey: 'phone public key of small order or not canonical (SPEC.md §3.3)',
     },
     [
       { type: 'UpdateAccepted', tests: valid },
@@ -383,6 +384,7 @@ export function allVectorFiles(): Map<string, string> {
     ['codes.json', codeVectors()],
     ['framing.json', framingVectors()],
     ['time.json', timeVectors()],
+    ['ed25519-strict.json', ed25519StrictVectors()],
   ];
   return new Map(files.map(([name, f]) => [name, `${JSON.stringify(f, null, 2)}\n`]));
 }

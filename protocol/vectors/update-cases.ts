@@ -5,7 +5,7 @@
 import { encode } from '../cbor';
 import { type ErrorName, ProtocolError } from '../errors';
 import { MESSAGE_TYPES, encodeMessage, decodeMessage } from '../messages';
-import type { Op } from '../ops';
+import { type Op, applyOps } from '../ops';
 import { cmap } from '../schema';
 import { type Entry, LIMITS } from '../table';
 import {
@@ -18,7 +18,7 @@ import {
   signHead,
   updateToCbor,
 } from '../update';
-import { CERT1, CERT2, KEYS, LOCK_ID, OTHER_LOCK_ID, PARTNER_ID, STRANGER_CERT, baseTable, deltaFrom, partnerCredential, snapshotOf } from './world';
+import { CERT1, CERT2, KEYS, LOCK_ID, OTHER_LOCK_ID, PARTNER_ID, STRANGER_CERT, baseTable, deltaFrom, partnerCredential, residentPhone, snapshotOf } from './world';
 
 export interface UpdateCase {
   comment: string;
@@ -135,6 +135,19 @@ export function updateCases(): UpdateCase[] {
   {
     const orphan: Entry = { credId: 3000, kind: 'phone', holder: 'guest', secret: KEYS.phoneGuest.publicKey, parent: 999, flags: 0 };
     bad('put of a guest whose parent credential does not exist', ['InvalidOp'], s1, { ...delta2, ops: [{ op: 'put', entry: orphan }] }, 'INVALID_OP');
+  }
+  {
+    // Signed by the authority's own key, digest honest: only the lock's key check refuses.
+    const identity = new Uint8Array(32);
+    identity[0] = 1;
+    const weak: Entry = { ...residentPhone(3001), secret: identity };
+    bad('put of a phone credential whose public key is the identity point (small order)', ['InvalidOp', 'WeakKey'], s1,
+      deltaFrom(s1, [{ op: 'put', entry: weak }], { version: 2 }), 'INVALID_OP');
+    const nonCanonical = new Uint8Array(32).fill(0xff);
+    nonCanonical[0] = 0xee;
+    nonCanonical[31] = 0x7f; // y = p + 1: a second encoding of the identity
+    bad('snapshot holding a phone credential with a non-canonical public key (y >= p)', ['InvalidOp', 'WeakKey', 'Snapshot'], s0,
+      snapshotOf(applyOps(baseTable(3), [{ op: 'put', entry: { ...residentPhone(3001), secret: nonCanonical } }]), { version: 1 }), 'INVALID_OP');
   }
   return cases;
 }

@@ -40,7 +40,7 @@ local FRAMING_ERRORS = {
 local MESSAGE_TYPES = {
   [1] = "hello", [3] = "delta", [4] = "snapshot", [5] = "receipt", [6] = "signedTime", [7] = "unlockRequest",
   [8] = "challenge", [9] = "unlockResponse", [10] = "decision", [11] = "auditRequest", [12] = "auditExport",
-  [13] = "error", [14] = "timeAck", [15] = "receiptRequest",
+  [13] = "error", [14] = "timeAck", [15] = "receiptRequest", [16] = "floorReset",
 }
 
 -- §12.1 Error codes, §12.2 decision reasons, §12.3 audit events, §12.4 capabilities, §12.6 ops.
@@ -54,11 +54,12 @@ local DECISION_REASONS = {
   [0] = "GRANTED", [1] = "UNKNOWN_CREDENTIAL", [2] = "OUT_OF_SCHEDULE", [3] = "NOT_YET_VALID", [4] = "EXPIRED",
   [5] = "LOCKED_OUT", [6] = "LEASE_STALE", [7] = "BAD_RESPONSE", [8] = "CHALLENGE_EXPIRED", [9] = "REPLAYED",
   [10] = "DOORCODES_DISABLED", [11] = "PARENT_MISSING", [12] = "WRONG_CODE", [13] = "LOW_BATTERY",
-  [14] = "WRONG_LOCK", [15] = "CODE_USED_UP", [16] = "KEYPAD_TIMEOUT",
+  [14] = "WRONG_LOCK", [15] = "CODE_USED_UP", [16] = "KEYPAD_TIMEOUT", [17] = "CLOCK_UNTRUSTED",
 }
 local AUDIT_EVENTS = {
   [1] = "access", [2] = "updateApplied", [3] = "updateRefused", [4] = "timeSet", [5] = "boot",
   [6] = "powerLossRecovered", [7] = "lockoutStarted", [8] = "lowBattery", [9] = "relocked", [10] = "provisioned",
+  [11] = "floorReset",
 }
 local CAPABILITIES = { "delta", "snapshot", "unlock", "auditExport", "resume", "keypad", "keycard" }
 local OPS = { [1] = "put", [2] = "remove", [3] = "removePartner", [4] = "removeKey", [5] = "setKeyPolicy", [6] = "setLockPolicy" }
@@ -84,7 +85,8 @@ S.keyCert = {}
 S.delta = { [1] = { "baseVersion" }, [2] = { "baseDigestPrefix" }, [3] = { "ops", each = "op" }, [4] = { "head", of = "signedHead" }, [5] = { "certs" } }
 S.snapshot = { [1] = { "table", of = "table" }, [4] = { "head", of = "signedHead" }, [5] = { "certs" } }
 S.receiptBody = { [1] = { "lockId" }, [2] = { "version" }, [3] = { "digest" }, [4] = { "nonce" }, [5] = { "lockTime", time = true }, [6] = { "auditSeq" }, [7] = { "auditHead" } }
-S.signedTimeBody = { [1] = { "lockId" }, [2] = { "time", time = true }, [3] = { "keyId" }, [4] = { "nonce" } }
+S.signedTimeBody = { [1] = { "lockId" }, [2] = { "time", time = true }, [3] = { "keyId" }, [4] = { "nonce" }, [5] = { "version" }, [6] = { "digest" } }
+S.floorResetBody = { [1] = { "lockId" }, [2] = { "time", time = true }, [3] = { "versionFloor" }, [4] = { "keyId" }, [5] = { "nonce" } }
 S.challengeBody = { [1] = { "lockId" }, [2] = { "sessionId" }, [3] = { "nonce" }, [4] = { "credId" }, [5] = { "expiresAtMs", timems = true } }
 S.auditRecord = { [1] = { "seq" }, [2] = { "time", time = true }, [3] = { "event", names = AUDIT_EVENTS }, [4] = { "credId" }, [5] = { "reason" }, [6] = { "value" } }
 S.lockInfo = { [1] = { "lockId" }, [2] = { "protocolVersion" }, [3] = { "capabilities", bits = true }, [4] = { "version" } }
@@ -106,6 +108,7 @@ S.message = {
   [13] = { [1] = { "code", names = ERROR_CODES }, [2] = { "detail" } },
   [14] = { [1] = { "lockTime", time = true } },
   [15] = {},
+  [16] = { [1] = { "body", cbor = "floorResetBody" }, [2] = { "signature" } },
 }
 
 local f = {

@@ -1,0 +1,196 @@
+// Strict Ed25519 verification (SPEC.md §3.3) and public-key admission checks.
+//
+// @noble/ed25519 v2 verifies with `zip215: true` by default: it accepts point encodings
+// with y ≥ p and "negative zero" (x = 0 with the sign bit set), small-order public keys and
+// R values, and it uses the cofactored equation. Under those rules a public key of small
+// order A (the identity, say) with R = identity and S = 0 verifies for every message, so a
+// credential enrolled with such a key opens its doors for anyone. ZIP-215 suits consensus
+// (every verifier must agree on edge cases); a lock needs the opposite: refuse every edge.
+//
+// The rules here are those of libsodium's crypto_sign_verify_detached, plus an exact
+// encoding check on R:
+//   1. signature 64 bytes, public key 32 bytes;
+//   2. S (little-endian, bytes 32..63) < L;
+//   3. A and R canonical: y < p, not x = 0 with the sign bit set (the bytes are exactly the
+//      point's canonical encoding), on the curve;
+//   4. A and R not of small order ([8]P ≠ identity);
+//   5. the cofactorless equation, checked on encodings: encode([S]B − [k]A) = R bytes,
+//      with k = SHA-512(R || A || M) mod L.
+// Keys admitted into a credential table must in addition lie in the prime-order subgroup
+// ([L]A = identity): an honestly generated key always does, so refusing the rest costs
+// nobody anything and leaves no torsion component for malleability.
+
+import * as ed from '@noble/ed25519';
+import { sha512 } from '@noble/hashes/sha512';
+
+/** Field prime p = 2^255 − 19. */
+export const ED25519_P = ed.CURVE.p;
+/** Prime group order L = 2^252 + 27742317777372353535851937790883648493. */
+export const ED25519_L = ed.CURVE.n;
+
+type Point = InstanceType<typeof ed.Point>;
+
+/** Why a public key is refused (null: it is a strict key). */
+export type WeakKeyReason = 'BAD_LENGTH' | 'NON_CANONICAL' | 'NOT_ON_CURVE' | 'SMALL_ORDER' | 'MIXED_ORDER';
+
+function leToBigInt(b: Uint8Array): bigint {
+  let n = 0n;
+  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i] as number);
+  return n;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= (a[i] as number) ^ (b[i] as number);
+  return d === 0;
+}
+
+/** Decode a 32-byte point encoding, or say why it is not a canonical curve point. */
+function decodeCanonical(enc: Uint8Array): Point | 'NON_CANONICAL' | 'NOT_ON_CURVE' {
+  const y = leToBigInt(enc) & ((1n << 255n) - 1n);
+  if (y >= ED25519_P) return 'NON_CANONICAL';
+  let p: Point;
+  try {
+    p = ed.Point.fromBytes(enc, false);
+  } catch {
+    // y < p here, so noble refused either a y with no x (off the curve) or x = 0 with the
+    // sign bit set (a second encoding of a point whose canonical one has the bit clear).
+    return (enc[31] as number) & 0x80 && isXZero(enc) ? 'NON_CANONICAL' : 'NOT_ON_CURVE';
+  }
+  // Belt and braces: the bytes must be exactly the point's own encoding.
+  if (!bytesEqual(encodePoint(p), enc)) return 'NON_CANONICAL';
+  return p;
+}
+
+/** RFC 8032 §5.1.2 encoding; unlike noble's toBytes it also encodes the identity. */
+function encodePoint(p: Point): Uint8Array {
+  const { x, y } = p.toAffine();
+  const out = bigIntToLe(y);
+  if ((x & 1n) === 1n) out[31] = (out[31] as number) | 0x80;
+  return out;
+}
+
+function isXZero(enc: Uint8Array): boolean {
+  const clear = enc.slice();
+  clear[31] = (clear[31] as number) & 0x7f;
+  try {
+    return ed.Point.fromBytes(clear, false).toAffine().x === 0n;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why `pk` may not be a credential or signing key, or null when it may: 32 bytes, a
+ * canonical encoding of a curve point, not of small order, and (with `primeOrder`, the
+ * default) in the prime-order subgroup. `primeOrder: false` is the cheaper check
+ * (≈ 0.15 ms instead of ≈ 1 ms) the lock runs on every phone key of a snapshot.
+ */
+export function weakEd25519PublicKeyReason(pk: Uint8Array, opts: { primeOrder?: boolean } = {}): WeakKeyReason | null {
+  if (pk.length !== 32) return 'BAD_LENGTH';
+  const p = decodeCanonical(pk);
+  if (typeof p === 'string') return p;
+  if (p.isSmallOrder()) return 'SMALL_ORDER';
+  if (opts.primeOrder !== false && !p.isTorsionFree()) return 'MIXED_ORDER';
+  return null;
+}
+
+/** True when `pk` is a strict Ed25519 public key (see weakEd25519PublicKeyReason). */
+export function isStrictEd25519PublicKey(pk: Uint8Array): boolean {
+  return weakEd25519PublicKeyReason(pk) === null;
+}
+
+/** Strict RFC 8032 verification (rules 1–5 above). Never throws. */
+export function verifyEd25519Strict(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
+  if (signature.length !== 64 || publicKey.length !== 32) return false;
+  try {
+    const rBytes = signature.subarray(0, 32);
+    const s = leToBigInt(signature.subarray(32, 64));
+    if (s >= ED25519_L) return false;
+    const A = decodeCanonical(publicKey);
+    if (typeof A === 'string' || A.isSmallOrder()) return false;
+    const R = decodeCanonical(rBytes);
+    if (typeof R === 'string' || R.isSmallOrder()) return false;
+    const k = leToBigInt(sha512(concat(rBytes, publicKey, message))) % ED25519_L;
+    const sB = ed.Point.BASE.multiply(s, false);
+    const kA = A.multiply(k, false);
+    return bytesEqual(encodePoint(sB.add(kA.negate())), rBytes);
+  } catch {
+    return false;
+  }
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) (out.set(p, o), (o += p.length));
+  return out;
+}
+
+/**
+ * The eight points of small order, canonically encoded (identity, the point of order 2,
+ * two of order 4, four of order 8), and the non-canonical encodings of small-order points
+ * a lenient decoder also accepts (y + p where y + p < 2^255, and x = 0 with the sign bit).
+ * Vectors and tests use them; a verifier must refuse every one as A or R.
+ */
+export function smallOrderEncodings(): { canonical: Uint8Array[]; nonCanonical: Uint8Array[] } {
+  // Torsion points are the multiples of a generator T8 of the 8-torsion subgroup. Find one
+  // as [L]P for a point P (a curve point times L leaves its torsion component).
+  let t8: Point | undefined;
+  for (let i = 2; t8 === undefined; i++) {
+    const enc = new Uint8Array(32);
+    enc[0] = i;
+    let p: Point;
+    try {
+      p = ed.Point.fromBytes(enc, false);
+    } catch {
+      continue;
+    }
+    const t = p.multiply(ED25519_L - 1n, false).add(p);
+    // t has order dividing 8; it generates the whole torsion subgroup when [4]t ≠ identity.
+    if (!t.double().double().is0()) t8 = t;
+  }
+  const canonical: Uint8Array[] = [];
+  let q: Point = ed.Point.ZERO;
+  for (let i = 0; i < 8; i++) {
+    canonical.push(encodePoint(q));
+    q = q.add(t8);
+  }
+  canonical.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  const nonCanonical: Uint8Array[] = [];
+  for (const c of canonical) {
+    const y = leToBigInt(c) & ((1n << 255n) - 1n);
+    const sign = (c[31] as number) & 0x80;
+    const xZero = decodeX(c) === 0n;
+    if (y + ED25519_P < 1n << 255n) {
+      const e = bigIntToLe(y + ED25519_P);
+      e[31] = (e[31] as number) | sign;
+      nonCanonical.push(e);
+      if (xZero) nonCanonical.push(withSignBit(e));
+    }
+    if (xZero) nonCanonical.push(withSignBit(c));
+  }
+  return { canonical, nonCanonical };
+}
+
+function withSignBit(enc: Uint8Array): Uint8Array {
+  const e = enc.slice();
+  e[31] = (e[31] as number) | 0x80;
+  return e;
+}
+
+function decodeX(enc: Uint8Array): bigint {
+  return ed.Point.fromBytes(enc, false).toAffine().x;
+}
+
+function bigIntToLe(n: bigint): Uint8Array {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) {
+    out[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return out;
+}
