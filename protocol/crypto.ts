@@ -19,6 +19,7 @@ export const SIGNING_CONTEXTS = {
   time: 'locksync/v1/signed-time',
   unlock: 'locksync/v1/unlock-response',
   audit: 'locksync/v1/audit-export',
+  auditAnchor: 'locksync/v1/audit-anchor',
 } as const;
 export type SigningContext = keyof typeof SIGNING_CONTEXTS;
 
