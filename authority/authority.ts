@@ -474,7 +474,8 @@ export class Authority {
    * May this principal carry this lock's data (its updates, signed time, receipts, audit)?
    * The manager; the lock itself; a device whose user holds a Key (or a guest key, or a
    * doorcode) at the lock's door, or whose partner is assigned to that door (directly or
-   * through a partner key). Anyone else — another door's resident, a terminated partner —
+   * through a partner key), or whose own credential's revocation is still pending at that
+   * lock (it may carry its own removal, no more). Anyone else — another door's resident, a terminated partner —
    * is refused (FORBIDDEN), whatever its token.
    */
   entitledTo(p: Principal, lockId: string): boolean {
@@ -484,7 +485,17 @@ export class Authority {
     const l = this.db.prepare('SELECT door_id FROM locks WHERE lock_id = ?').get(lockId) as { door_id: number } | undefined;
     if (l === undefined) return false;
     const doors = p.userId !== null ? this.doorsOfUser(p.userId) : p.partnerId !== null ? this.doorsOfPartner(p.partnerId) : [];
-    return doors.includes(l.door_id);
+    if (doors.includes(l.door_id)) return true;
+    // Its own revocation still pending there: the lock still admits it, and it may carry
+    // the update that removes it (the partner SDK's passive sync) until that is in force.
+    return (
+      this.db
+        .prepare(
+          `SELECT 1 FROM revocations r JOIN locks l ON l.lock_id = r.lock_id LEFT JOIN cred_ids c ON c.lock_id = r.lock_id AND c.cred_id = r.cred_id
+           WHERE r.lock_id = ? AND r.version > l.in_force_version AND (c.device_id = ? OR (? IS NOT NULL AND r.partner_id = ?)) LIMIT 1`,
+        )
+        .get(lockId, p.deviceId, p.partnerId, p.partnerId) !== undefined
+    );
   }
 
   // -------------------------------------------------------------------------
