@@ -66,6 +66,8 @@ export interface FlashReport {
     devicePublicKey: string;
     keypad: { wrongCount: number; lockoutActive: boolean };
     singleUseLedger: number;
+    /** Audit records through this seq are anchored at the authority (commit key 15). */
+    auditAnchoredSeq: number;
     entryList: { credId: number; kind: string; holder: string; partnerId?: number; keyId?: number; parent?: number; flags: number }[];
   };
   audit: { blocks: number; records: number; deadSlots: number; firstSeq: number; lastSeq: number; chainValid: boolean; head: string; recent: AuditRecord[] };
@@ -198,6 +200,7 @@ export function inspectFlash(image: Uint8Array, opts: { recentAudit?: number } =
         devicePublicKey: toHex(keyPairFromSeed(m.get(3) as Uint8Array).publicKey),
         keypad: { wrongCount, lockoutActive },
         singleUseLedger: ((m.get(13) as unknown[]) ?? []).length,
+        auditAnchoredSeq: (m.get(15) as number | undefined) ?? 0,
         entryList: [...table.entries.values()].map((e: Entry) => ({
           credId: e.credId,
           kind: e.kind,
