@@ -330,3 +330,27 @@ describe('tokens (issue 11 items 1 and 7)', () => {
     expect((await call('GET', `/v1/locks/${doorB.bundle.lockId}/updates?from=0`, dev.token)).status).toBe(403);
   });
 });
+
+describe('the Door Sync carries the anchor back (agent relay)', () => {
+  it('after a phone sync the lock holds the authority anchor through its newest exported record', async () => {
+    const { World } = await import('../../world/index');
+    const world = await World.create({ seed: 'adv-anchor', doors: [{ name: 'cellar' }], phones: ['staff'] });
+    try {
+      const w = world.authority;
+      const door = world.door('cellar');
+      const key = w.createKey({ name: 'Cellar', doors: [{ doorId: door.doorId }] });
+      const staff = w.addUser({ name: 'Sam', role: 'staff' });
+      w.assignKey(staff.id, key.id);
+      world.enrolPhone('staff', { userId: staff.id });
+      world.moveTo('staff', 'cellar');
+      expect(door.lock.storage.auditAnchoredSeq).toBe(0);
+      const r = await world.sync('staff', 'cellar');
+      expect(r.auditRecords).toBeGreaterThan(0);
+      const held = w.auditLog(door.lockId);
+      expect(held.length).toBeGreaterThan(0);
+      expect(door.lock.storage.auditAnchoredSeq).toBe(held.at(-1)!.seq);
+    } finally {
+      await world.close();
+    }
+  });
+});
