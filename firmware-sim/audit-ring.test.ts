@@ -103,6 +103,22 @@ describe('audit ring', () => {
     expect(recs.at(-1)).toMatchObject({ seq: next, event: 'access', reason: 0 });
   });
 
+  it('once an anchor frees room, the count of refusals not logged is written before the next refusal', () => {
+    const flash = new NorFlash(TEST_GEOMETRY);
+    LockStorage.format(flash, { lockId: 'lk-0001', lockSecret: new Uint8Array(32), deviceSeed: new Uint8Array(32), timeZone: 'UTC' }, [new Uint8Array(32)], {
+      layout: { metaSlotBlocks: 1, tableRegionBlocks: 2, auditBlocks: 3 },
+    });
+    const st = LockStorage.mount(flash);
+    for (let i = 0; i < 400; i++) st.appendAudit({ time: 1000 + i, event: 'access', credId: 5000 + i, reason: 1, value: 0 }, { refusal: true });
+    const logged = st.auditHead().seq;
+    expect(logged).toBeLessThan(400);
+    st.commit({ ...st.state, auditAnchoredSeq: logged });
+    st.appendAudit({ time: 2000, event: 'access', credId: 1, reason: 1, value: 0 }, { refusal: true });
+    const tail = st.auditRecords().slice(-2);
+    expect(tail[0]).toMatchObject({ seq: logged + 1, event: 'refusalsNotLogged', value: 400 - logged });
+    expect(tail[1]).toMatchObject({ seq: logged + 2, event: 'access', credId: 1 });
+  });
+
   it('without an anchor a full ring announces what it recycles; with one it recycles silently', () => {
     const geometry = TEST_GEOMETRY;
     const secrets = { lockId: 'lk-0001', lockSecret: new Uint8Array(32), deviceSeed: new Uint8Array(32), timeZone: 'UTC' };

@@ -533,6 +533,12 @@ export class LockStorage {
         this.countDropped(1, rec.time);
         return this.auditHead();
       }
+      // Room again (an anchor arrived): the count of what was not logged goes first.
+      const dropped = this.refusalsDropped;
+      if (dropped !== null) {
+        this.refusalsDropped = null;
+        this.appendRecord({ time: dropped.time, event: 'refusalsNotLogged', value: dropped.count });
+      }
       this.appendRecord(rec);
       return this.auditHead();
     }
