@@ -74,7 +74,14 @@ describe('authority HTTP API', () => {
     await call('DELETE', `/v1/manager/users/${user.id}/keys/${key.json.id}`, M);
     const pending = (await call('GET', '/v1/manager/revocations/pending', M)).json.pending;
     expect(pending.map((x: { holder: string }) => x.holder)).toContain('resident');
-    // without a Key at that door the phone may no longer carry the lock's data
+    // without a Key at that door the phone may still carry its own removal, then no more
+    const own = await call('GET', `/v1/locks/${bundle.lockId}/updates?from=${lock.version}`, dev.token);
+    expect(own.status).toBe(200);
+    for (const m of own.json.messages) {
+      const r = applyUpdate(lock.state, decodeUpdate(m));
+      if (r.ok) lock.state = r.state;
+    }
+    expect((await call('POST', `/v1/locks/${bundle.lockId}/receipts`, reg.token, { receipt: lock.receipt() })).status).toBe(200);
     const gone = await call('GET', `/v1/locks/${bundle.lockId}/updates?from=0`, dev.token);
     expect(gone.status).toBe(403);
     expect(gone.json.error.code).toBe('FORBIDDEN');
