@@ -57,7 +57,11 @@ import {
   deriveSeed32,
   LOCK_ID_PATTERN,
   NONCE_BYTES,
+  AUDIT_GENESIS,
+  makeAuditAnchor,
+  verifyAuditExport,
 } from '../protocol';
+import { isStrictEd25519PublicKey } from '../protocol/ed25519-strict';
 import { AuthorityError } from './errors';
 import { type KeyPaths, Sealer, keyPathsFor, readSecretFile, readSeedFile, writeSecretFile } from './keystore';
 import { migrate } from './schema';
@@ -446,7 +450,13 @@ export class Authority {
     if (token === undefined || !token.startsWith(TOKEN_PREFIX)) throw new AuthorityError('UNAUTHORIZED', 'missing or malformed bearer token');
     const h = sha256(token);
     if (bytesEqual(h, Buffer.from(this.meta('managerTokenHash'), 'hex'))) return { kind: 'manager' };
-    const dev = this.db.prepare('SELECT id, user_id, partner_id FROM devices WHERE token_hash = ?').get(h) as
+    // A device token dies with its device's revocation or its partner's termination.
+    const dev = this.db
+      .prepare(
+        `SELECT d.id, d.user_id, d.partner_id FROM devices d LEFT JOIN partners p ON p.id = d.partner_id
+         WHERE d.token_hash = ? AND d.revoked_at IS NULL AND (d.partner_id IS NULL OR p.status = 'authorized')`,
+      )
+      .get(h) as
       | { id: number; user_id: number | null; partner_id: number | null }
       | undefined;
     if (dev) return { kind: 'device', deviceId: dev.id, userId: dev.user_id, partnerId: dev.partner_id };
@@ -455,6 +465,39 @@ export class Authority {
     const l = this.db.prepare('SELECT lock_id FROM locks WHERE token_hash = ?').get(h) as { lock_id: string } | undefined;
     if (l) return { kind: 'lock', lockId: l.lock_id };
     throw new AuthorityError('UNAUTHORIZED', 'unknown bearer token');
+  }
+
+  /** The authority's clock, unix seconds (rate limits in the HTTP layer use it). */
+  nowSeconds(): number {
+    return this.now();
+  }
+
+  /**
+   * May this principal carry this lock's data (its updates, signed time, receipts, audit)?
+   * The manager; the lock itself; a device whose user holds a Key (or a guest key, or a
+   * doorcode) at the lock's door, or whose partner is assigned to that door (directly or
+   * through a partner key), or whose own credential's revocation is still pending at that
+   * lock (it may carry its own removal, no more). Anyone else — another door's resident, a terminated partner —
+   * is refused (FORBIDDEN), whatever its token.
+   */
+  entitledTo(p: Principal, lockId: string): boolean {
+    if (p.kind === 'manager') return true;
+    if (p.kind === 'lock') return p.lockId === lockId;
+    if (p.kind !== 'device') return false;
+    const l = this.db.prepare('SELECT door_id FROM locks WHERE lock_id = ?').get(lockId) as { door_id: number } | undefined;
+    if (l === undefined) return false;
+    const doors = p.userId !== null ? this.doorsOfUser(p.userId) : p.partnerId !== null ? this.doorsOfPartner(p.partnerId) : [];
+    if (doors.includes(l.door_id)) return true;
+    // Its own revocation still pending there: the lock still admits it, and it may carry
+    // the update that removes it (the partner SDK's passive sync) until that is in force.
+    return (
+      this.db
+        .prepare(
+          `SELECT 1 FROM revocations r JOIN locks l ON l.lock_id = r.lock_id LEFT JOIN cred_ids c ON c.lock_id = r.lock_id AND c.cred_id = r.cred_id
+           WHERE r.lock_id = ? AND r.version > l.in_force_version AND (c.device_id = ? OR (? IS NOT NULL AND r.partner_id = ?)) LIMIT 1`,
+        )
+        .get(lockId, p.deviceId, p.partnerId, p.partnerId) !== undefined
+    );
   }
 
   // -------------------------------------------------------------------------
@@ -972,6 +1015,8 @@ export class Authority {
 
   private insertDevice(owner: { userId: number } | { partnerId: number }, publicKeyHex: string): { deviceId: number; token: string } {
     const pk = requireHex(publicKeyHex, 'publicKey', { exact: 32 });
+    if (!isStrictEd25519PublicKey(pk))
+      throw new AuthorityError('WEAK_PUBLIC_KEY', 'publicKey is not a canonical Ed25519 point of large order (small-order and non-canonical keys let anyone sign)');
     if (this.db.prepare('SELECT 1 FROM devices WHERE public_key = ?').get(blob(pk))) throw new AuthorityError('CONFLICT', 'this public key is already enrolled');
     const token = this.newToken('device');
     const r = this.db
@@ -1272,7 +1317,10 @@ export class Authority {
           keys,
         });
       }
-      this.db.prepare("UPDATE partners SET status = 'terminated', token_hash = NULL, terminated_at = ? WHERE id = ?").run(this.now(), p.id);
+      const now = this.now();
+      this.db.prepare("UPDATE partners SET status = 'terminated', token_hash = NULL, terminated_at = ? WHERE id = ?").run(now, p.id);
+      // Its devices' tokens die with the integration (they could otherwise still carry data).
+      this.db.prepare('UPDATE devices SET revoked_at = ? WHERE partner_id = ? AND revoked_at IS NULL').run(now, p.id);
       return this.partner(p.id);
     });
   }
@@ -1774,48 +1822,90 @@ export class Authority {
   }
 
   /**
-   * Accept an audit export: the records must form a hash chain from prevHash, continue what
-   * is stored (overlaps must match), and agree with every chain head the lock signed in a
-   * receipt. Records up to a signed head are marked anchored.
+   * Accept an audit export (SPEC §10.1). It must be signed by the lock's device key for this
+   * lock id, and its records must chain to the signed head (BAD_AUDIT otherwise). It must
+   * start where the authority can place it: at genesis, after a stored record or a
+   * receipt-signed head with the same chain hash, or at the oldest record the lock still
+   * holds (AUDIT_CHAIN_GAP otherwise). Stored records it contradicts are dropped when they
+   * were never authenticated (unanchored) and refused when they were (AUDIT_CHAIN_MISMATCH),
+   * as is a contradiction with a receipt-signed head. Accepted records are anchored.
+   * Returns the authority-signed auditAnchor for the lock (through the last seq up to which
+   * it holds every record the lock still holds), for the courier to carry back (§10.2).
    */
-  acceptAudit(lockId: string, exportHex: string): { accepted: number; anchoredThrough: number | null } {
+  acceptAudit(lockId: string, exportHex: string): { accepted: number; anchoredThrough: number | null; anchor?: string } {
     const m = this.decodeAs(exportHex, 'auditExport', 'export');
     return this.batch(() => {
       const l = this.lockRow(lockId);
-      if (m.records.length === 0) return { accepted: 0, anchoredThrough: null };
-      let h = m.prevHash;
-      const chain: { seq: number; bytes: Uint8Array; hash: Uint8Array }[] = [];
-      let expect: number | undefined;
-      for (const rb of m.records) {
-        const rec = auditRecordFromBytes(rb);
-        if (expect !== undefined && rec.seq !== expect) throw new AuthorityError('BAD_MESSAGE', `audit export: seq ${rec.seq}, expected ${expect}`);
-        expect = rec.seq + 1;
-        h = chainAudit(h, rb);
-        chain.push({ seq: rec.seq, bytes: rb, hash: h });
+      if (l.device_public_key === null) throw new AuthorityError('LOCK_DEVICE_UNKNOWN', `lock ${l.lock_id} has no registered device key`);
+      let v: ReturnType<typeof verifyAuditExport>;
+      try {
+        v = verifyAuditExport(m, l.lock_id, u8(l.device_public_key));
+      } catch (e) {
+        if (e instanceof ProtocolError) throw new AuthorityError('BAD_AUDIT', `audit export: ${e.detail}`, { reason: e.reason });
+        throw e;
       }
-      const first = chain[0] as { seq: number };
-      const before = this.db.prepare('SELECT chain_hash FROM audit_records WHERE lock_id = ? AND seq = ?').get(l.lock_id, first.seq - 1) as { chain_hash: Buffer } | undefined;
-      if (before !== undefined && !bytesEqual(before.chain_hash, m.prevHash))
-        throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `export does not continue the stored chain at seq ${first.seq - 1}`);
-      // Nothing stored before it: the export's own start is accepted (lock logs wrap), but
-      // only a receipt-signed head below makes its records anchored.
-      const getStored = this.db.prepare('SELECT chain_hash FROM audit_records WHERE lock_id = ? AND seq = ?');
+      const getStored = this.db.prepare('SELECT chain_hash, anchored FROM audit_records WHERE lock_id = ? AND seq = ?');
       const heads = this.db.prepare('SELECT audit_head FROM receipts WHERE lock_id = ? AND audit_seq = ?');
-      let anchored: number | null = null;
-      for (const c of chain) {
-        const s = getStored.get(l.lock_id, c.seq) as { chain_hash: Buffer } | undefined;
-        if (s !== undefined && !bytesEqual(s.chain_hash, c.hash)) throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `record ${c.seq} differs from the stored chain`);
-        for (const r of heads.all(l.lock_id, c.seq) as { audit_head: Buffer }[]) {
-          if (!bytesEqual(r.audit_head, c.hash)) throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `record ${c.seq} does not match the chain head the lock signed in a receipt`);
-          anchored = c.seq;
+      const chain: { seq: number; bytes: Uint8Array; hash: Uint8Array }[] = [];
+      let h = m.prevHash;
+      for (const rb of m.records) {
+        h = chainAudit(h, rb);
+        chain.push({ seq: auditRecordFromBytes(rb).seq, bytes: rb, hash: h });
+      }
+      let dropFrom: number | null = null;
+      if (v.firstSeq !== undefined) {
+        const first = v.firstSeq;
+        const before = getStored.get(l.lock_id, first - 1) as { chain_hash: Buffer; anchored: number } | undefined;
+        const beforeMatches = before !== undefined && bytesEqual(before.chain_hash, m.prevHash);
+        if (before !== undefined && !beforeMatches) {
+          if (before.anchored === 1) throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `export does not continue the anchored chain at seq ${first - 1}`, { seq: first - 1 });
+          dropFrom = first - 1;
+        }
+        const fromGenesis = first === 1 && bytesEqual(m.prevHash, AUDIT_GENESIS);
+        const fromHead = (heads.all(l.lock_id, first - 1) as { audit_head: Buffer }[]).some((r) => bytesEqual(r.audit_head, m.prevHash));
+        const fromOldest = first === v.oldestSeq;
+        if (!(fromGenesis || (beforeMatches && before?.anchored === 1) || fromHead || fromOldest))
+          throw new AuthorityError('AUDIT_CHAIN_GAP', `export starts at seq ${first}, after records this authority does not hold (the lock holds from seq ${v.oldestSeq}); export from there`, {
+            firstSeq: first,
+            oldestSeq: v.oldestSeq,
+          });
+        for (const c of chain) {
+          const st = getStored.get(l.lock_id, c.seq) as { chain_hash: Buffer; anchored: number } | undefined;
+          if (st !== undefined && !bytesEqual(st.chain_hash, c.hash)) {
+            if (st.anchored === 1) throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `record ${c.seq} differs from the anchored chain`, { seq: c.seq });
+            dropFrom ??= c.seq;
+          }
+          for (const r of heads.all(l.lock_id, c.seq) as { audit_head: Buffer }[])
+            if (!bytesEqual(r.audit_head, c.hash)) throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `record ${c.seq} does not match the chain head the lock signed in a receipt`, { seq: c.seq });
         }
       }
-      const insert = this.db.prepare('INSERT OR IGNORE INTO audit_records (lock_id, seq, record, chain_hash, anchored, received_at) VALUES (?, ?, ?, ?, 0, ?)');
+      // Unauthenticated records this signed chain contradicts (and everything stored after
+      // them, which chained from them) were fabricated or belong to nobody: replace them.
+      if (dropFrom !== null) this.db.prepare('DELETE FROM audit_records WHERE lock_id = ? AND anchored = 0 AND seq >= ?').run(l.lock_id, dropFrom);
+      const insert = this.db.prepare('INSERT OR IGNORE INTO audit_records (lock_id, seq, record, chain_hash, anchored, received_at) VALUES (?, ?, ?, ?, 1, ?)');
+      const markAnchored = this.db.prepare('UPDATE audit_records SET anchored = 1 WHERE lock_id = ? AND seq = ? AND anchored = 0');
       let accepted = 0;
       const now = this.now();
-      for (const c of chain) accepted += insert.run(l.lock_id, c.seq, blob(c.bytes), blob(c.hash), now).changes;
-      if (anchored !== null) this.db.prepare('UPDATE audit_records SET anchored = 1 WHERE lock_id = ? AND seq <= ?').run(l.lock_id, anchored);
-      return { accepted, anchoredThrough: anchored };
+      for (const c of chain) {
+        const n = insert.run(l.lock_id, c.seq, blob(c.bytes), blob(c.hash), now).changes;
+        accepted += n;
+        if (n === 0) markAnchored.run(l.lock_id, c.seq);
+      }
+      // Anchor: every record from the lock's oldest through S is held here.
+      let through = 0;
+      const start = Math.max(1, v.oldestSeq);
+      if (v.oldestSeq > 0) {
+        const held = this.db.prepare('SELECT seq FROM audit_records WHERE lock_id = ? AND seq BETWEEN ? AND ? ORDER BY seq').all(l.lock_id, start, v.lastSeq) as { seq: number }[];
+        for (const r of held) {
+          if (r.seq !== (through === 0 ? start : through + 1)) break;
+          through = r.seq;
+        }
+      }
+      if (through === 0) return { accepted, anchoredThrough: null };
+      const at = getStored.get(l.lock_id, through) as { chain_hash: Buffer };
+      const key = this.signingKey();
+      const anchor = makeAuditAnchor({ lockId: l.lock_id, seq: through, hash: u8(at.chain_hash), keyId: keyIdOf(key.publicKey) }, key.secretKey);
+      return { accepted, anchoredThrough: through, anchor: toHex(encodeMessage(anchor)) };
     });
   }
 

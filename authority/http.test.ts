@@ -1,7 +1,7 @@
 // The HTTP API end to end on an ephemeral 127.0.0.1 port: manager setup, a phone carrying
 // an update and a receipt, the long-poll uplink, partner routes, and auth failures.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { deriveSeed32, keyPairFromSeed, toHex } from '../protocol';
+import { AUDIT_GENESIS, deriveSeed32, keyPairFromSeed, toHex } from '../protocol';
 import { type AuthorityServer, startAuthorityServer } from './server';
 import { SimLock, decodeUpdate, tempProperty, type TempProperty } from './test-support';
 import { applyUpdate } from '../protocol';
@@ -59,9 +59,13 @@ describe('authority HTTP API', () => {
     expect(me.credentials).toEqual([{ lockId: bundle.lockId, credId: [...lock.state.table.entries.values()].find((e) => e.kind === 'phone')!.credId, deviceId: dev.deviceId }]);
     const rc = await call('POST', `/v1/locks/${bundle.lockId}/receipts`, dev.token, { receipt: lock.receipt() });
     expect(rc).toEqual({ status: 200, json: { lockId: bundle.lockId, version: lock.version, inForce: true } });
-    const t = await call('GET', `/v1/locks/${bundle.lockId}/time?nonce=${'ab'.repeat(16)}`);
+    const t = await call('GET', `/v1/locks/${bundle.lockId}/time?nonce=${'ab'.repeat(16)}`, dev.token);
     expect(t.json.signedTime).toMatch(/^[0-9a-f]+$/);
-    const audit = await call('POST', `/v1/locks/${bundle.lockId}/audit`, reg.token, { export: toHex(new Uint8Array([0xa3, 0x00, 0x0c, 0x01, 0x58, 0x20, ...new Uint8Array(32), 0x02, 0x80])) });
+    expect((await call('GET', `/v1/locks/${bundle.lockId}/time?nonce=${'ab'.repeat(16)}`)).status).toBe(401);
+    const unsigned = await call('POST', `/v1/locks/${bundle.lockId}/audit`, reg.token, { export: toHex(new Uint8Array([0xa3, 0x00, 0x0c, 0x01, 0x58, 0x20, ...new Uint8Array(32), 0x02, 0x80])) });
+    expect(unsigned.status).toBe(422);
+    expect(unsigned.json.error).toMatchObject({ code: 'BAD_AUDIT', details: { reason: 'MALFORMED' } });
+    const audit = await call('POST', `/v1/locks/${bundle.lockId}/audit`, reg.token, { export: lock.auditExport(AUDIT_GENESIS, [], { oldestSeq: 0 }) });
     expect(audit).toEqual({ status: 200, json: { accepted: 0, anchoredThrough: null } });
 
     // the resident invites a guest from the phone; the manager revokes the Key
@@ -70,7 +74,18 @@ describe('authority HTTP API', () => {
     await call('DELETE', `/v1/manager/users/${user.id}/keys/${key.json.id}`, M);
     const pending = (await call('GET', '/v1/manager/revocations/pending', M)).json.pending;
     expect(pending.map((x: { holder: string }) => x.holder)).toContain('resident');
-    const bad = await call('POST', `/v1/locks/${bundle.lockId}/receipts`, dev.token, { receipt: lock.receipt({ signer: phone.secretKey }) });
+    // without a Key at that door the phone may still carry its own removal, then no more
+    const own = await call('GET', `/v1/locks/${bundle.lockId}/updates?from=${lock.version}`, dev.token);
+    expect(own.status).toBe(200);
+    for (const m of own.json.messages) {
+      const r = applyUpdate(lock.state, decodeUpdate(m));
+      if (r.ok) lock.state = r.state;
+    }
+    expect((await call('POST', `/v1/locks/${bundle.lockId}/receipts`, reg.token, { receipt: lock.receipt() })).status).toBe(200);
+    const gone = await call('GET', `/v1/locks/${bundle.lockId}/updates?from=0`, dev.token);
+    expect(gone.status).toBe(403);
+    expect(gone.json.error.code).toBe('FORBIDDEN');
+    const bad = await call('POST', `/v1/locks/${bundle.lockId}/receipts`, reg.token, { receipt: lock.receipt({ signer: phone.secretKey }) });
     expect(bad.status).toBe(422);
     expect(bad.json.error).toMatchObject({ code: 'BAD_RECEIPT', details: { reason: 'BAD_SIGNATURE' } });
   });

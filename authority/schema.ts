@@ -215,6 +215,12 @@ CREATE TABLE audit_records (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'revocable device tokens',
+    // A terminated partner's devices keep their rows (history) but their tokens stop working.
+    sql: `ALTER TABLE devices ADD COLUMN revoked_at INTEGER;`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -25,6 +25,9 @@ export interface AuthorityServerOptions extends AuthorityOptions {
   pollIntervalMs?: number;
   /** Request body limit, bytes (default 4 MiB). */
   maxBodyBytes?: number;
+  /** Signed-time requests allowed per token and lock per window (default 30 per 60 s of the
+   *  authority's clock); beyond it 429 RATE_LIMITED with Retry-After. */
+  timeRateLimit?: { requests: number; windowSeconds: number };
 }
 
 export interface AuthorityServer {
@@ -72,7 +75,8 @@ function principalCan(p: Principal | null, auth: Auth, lockId: string | undefine
       return p.kind === 'device';
     case 'partner':
       return p.kind === 'partner';
-    case 'courier': // phones, partner devices and the lock itself may carry updates/receipts/audit
+    case 'courier': // phones, partner devices and the lock itself may carry updates/time/receipts/audit
+      // (whether this device is entitled to this lock is checked against the model in handle())
       return p.kind === 'manager' || p.kind === 'device' || (p.kind === 'lock' && p.lockId === lockId);
     case 'lockOrManager':
       return p.kind === 'manager' || (p.kind === 'lock' && p.lockId === lockId);
@@ -86,6 +90,28 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   const pollMs = opts.pollIntervalMs ?? 500;
   const maxBody = opts.maxBodyBytes ?? 4 * 1024 * 1024;
   const waiting = new Set<() => void>();
+  const timeLimit = opts.timeRateLimit ?? { requests: 30, windowSeconds: 60 };
+  const timeWindows = new Map<string, { start: number; count: number }>();
+
+  /** Fixed-window limit per (token, lock) on the authority's clock: signing is not free, and
+   *  a stream of fresh signed times is what a freeze attack or a flash-wear attack relays. */
+  function limitTime(token: string, lockId: string): void {
+    const now = a.nowSeconds();
+    if (timeWindows.size > 10_000) for (const [k, w] of timeWindows) if (now - w.start >= timeLimit.windowSeconds) timeWindows.delete(k);
+    const key = `${lockId} ${token}`;
+    let w = timeWindows.get(key);
+    if (w === undefined || now - w.start >= timeLimit.windowSeconds || now < w.start) {
+      w = { start: now, count: 0 };
+      timeWindows.set(key, w);
+    }
+    if (w.count >= timeLimit.requests) {
+      const retryAfterSeconds = Math.max(1, w.start + timeLimit.windowSeconds - now);
+      throw new AuthorityError('RATE_LIMITED', `more than ${timeLimit.requests} signed-time requests for ${lockId} in ${timeLimit.windowSeconds} s with this token; retry after ${retryAfterSeconds} s`, {
+        retryAfterSeconds,
+      });
+    }
+    w.count++;
+  }
 
   const routes: Route[] = [];
   const r = (method: string, path: string, auth: Auth, handler: (c: Ctx) => unknown): void => {
@@ -96,7 +122,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
 
   // --- phones and locks (the contract in common.md)
   r('GET', `/v1/locks/${LOCK}/updates`, 'courier', (c) => a.updatesFor(p0(c), optInt(c.query, 'from') ?? 0, optInt(c.query, 'certSerial')));
-  r('GET', `/v1/locks/${LOCK}/time`, 'none', (c) => ({ signedTime: a.signedTime(p0(c), c.query.get('nonce') ?? undefined) }));
+  r('GET', `/v1/locks/${LOCK}/time`, 'courier', (c) => ({ signedTime: a.signedTime(p0(c), c.query.get('nonce') ?? undefined) }));
   r('POST', `/v1/locks/${LOCK}/receipts`, 'courier', (c) => a.acceptReceipt(p0(c), c.body.receipt as string));
   r('POST', `/v1/locks/${LOCK}/audit`, 'courier', (c) => a.acceptAudit(p0(c), c.body.export as string));
 
@@ -266,11 +292,17 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
       const lockParam = url.pathname.startsWith('/v1/locks/') || url.pathname.startsWith('/v1/uplink/') ? match.params[0] : undefined;
       if (!principalCan(principal, match.route.auth, lockParam))
         throw new AuthorityError('FORBIDDEN', `this token may not call ${method} ${url.pathname}`);
+      if (match.route.auth === 'courier' && lockParam !== undefined && principal !== null) {
+        if (!a.entitledTo(principal, lockParam))
+          throw new AuthorityError('FORBIDDEN', `this token is not entitled to carry data of lock ${lockParam} (no grant at its door)`, { lockId: lockParam });
+        if (url.pathname.endsWith('/time') && principal.kind === 'device') limitTime(token as string, lockParam);
+      }
       const body = method === 'GET' || method === 'DELETE' ? {} : await readBody(req);
       const ctx: Ctx = { params: match.params, query: url.searchParams, body, principal };
       const result = url.pathname.startsWith('/v1/uplink/') ? await uplink(match.params[0] as string, url.searchParams, res) : match.route.handler(ctx);
       send(res, method === 'POST' && !url.pathname.startsWith('/v1/locks/') ? 201 : 200, result ?? {});
     } catch (e) {
+      if (e instanceof AuthorityError && e.code === 'RATE_LIMITED' && !res.headersSent) res.setHeader('retry-after', String(e.details?.retryAfterSeconds ?? 1));
       if (e instanceof AuthorityError) send(res, e.status, { error: e.toJSON() });
       else send(res, 500, { error: { code: 'INTERNAL', message: 'internal error' } });
       if (!(e instanceof AuthorityError)) process.stderr.write(`authority: internal error: ${(e as Error).stack ?? String(e)}\n`);

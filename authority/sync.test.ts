@@ -36,6 +36,16 @@ function code(fn: () => unknown): string {
   return 'NO_ERROR';
 }
 
+function err(fn: () => unknown): AuthorityError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof AuthorityError) return e;
+    throw e;
+  }
+  throw new Error('expected an AuthorityError');
+}
+
 describe('served updates, applied by the lock', () => {
   beforeEach(() => {
     p = tempProperty({ historyVersions: 8 });
@@ -279,37 +289,60 @@ describe('receipts and the manager view', () => {
     expect(a.listLocks()[0]!.versionInForce).toBe(l.version);
   });
 
-  it('audit exports must chain, continue what is stored, and match heads the lock signed', () => {
+  it('audit exports must be signed by their lock, chain from what is held, and bring back a signed anchor', () => {
     const { a, locks } = partnerProperty();
     const l = locks[0]!;
+    const l2 = locks[1]!;
     l.sync(a);
-    const recs = [0, 1, 2, 3].map((i) => encodeAuditRecord({ seq: i + 1, time: 1_760_000_000 + i, event: 'access', credId: 5, reason: 0, value: 0 }));
+    l2.sync(a);
+    const rec = (seq: number, credId = 5) => encodeAuditRecord({ seq, time: 1_760_000_000 + seq, event: 'access', credId, reason: 0, value: 0 });
+    const recs = [1, 2, 3, 4, 5].map((s) => rec(s));
     const heads: Uint8Array[] = [];
     let h = AUDIT_GENESIS;
     for (const r of recs) heads.push((h = chainAudit(h, r)));
-    const exp = (prev: Uint8Array, rs: Uint8Array[]) => toHex(encodeMessage({ type: 'auditExport', prevHash: prev, records: rs }));
-    // the receipt signs the head after record 2
-    a.acceptReceipt(l.bundle.lockId, l.receipt({ auditSeq: 2, auditHead: heads[1]! }));
-    expect(a.acceptAudit(l.bundle.lockId, exp(AUDIT_GENESIS, recs.slice(0, 3)))).toEqual({ accepted: 3, anchoredThrough: 2 });
-    // overlap is fine, a contradicting continuation is not
-    expect(a.acceptAudit(l.bundle.lockId, exp(heads[1]!, recs.slice(2)))).toEqual({ accepted: 1, anchoredThrough: null });
-    expect(code(() => a.acceptAudit(l.bundle.lockId, exp(heads[0]!, [recs[3]!])))).toBe('AUDIT_CHAIN_MISMATCH');
-    const log = a.auditLog(l.bundle.lockId);
-    expect(log.map((r) => [r.seq, r.anchored])).toEqual([
+    const id = l.bundle.lockId;
+    a.acceptReceipt(id, l.receipt({ auditSeq: 2, auditHead: heads[1]! }));
+    const first = a.acceptAudit(id, l.auditExport(AUDIT_GENESIS, recs.slice(0, 3)));
+    expect(first).toMatchObject({ accepted: 3, anchoredThrough: 3 });
+    const anchor = decodeMessage(fromHex(first.anchor!));
+    if (anchor.type !== 'auditAnchor') throw new Error('not an anchor');
+    expect(anchor.body).toMatchObject({ lockId: id, seq: 3, hash: heads[2] });
+    expect(toHex(anchor.body.keyId)).toBe(a.property().signingKey.keyId); // the online key (the lock verifies it: firmware-sim tests)
+    // an overlapping continuation is fine
+    expect(a.acceptAudit(id, l.auditExport(heads[1]!, recs.slice(2, 4)))).toMatchObject({ accepted: 1, anchoredThrough: 4 });
+    const before = a.auditLog(id);
+    // unsigned, signed by another lock, naming another lock, broken chain: BAD_AUDIT, nothing stored
+    const unsigned = toHex(encodeMessage({ type: 'auditExport', prevHash: heads[3]!, records: [recs[4]!] }));
+    expect(err(() => a.acceptAudit(id, unsigned))).toMatchObject({ code: 'BAD_AUDIT', details: { reason: 'MALFORMED' } });
+    expect(err(() => a.acceptAudit(id, l2.auditExport(heads[3]!, [recs[4]!], { lockId: id })))).toMatchObject({ code: 'BAD_AUDIT', details: { reason: 'BAD_SIGNATURE' } });
+    expect(err(() => a.acceptAudit(l2.bundle.lockId, l.auditExport(AUDIT_GENESIS, recs.slice(0, 1))))).toMatchObject({ code: 'BAD_AUDIT', details: { reason: 'BAD_SIGNATURE' } });
+    expect(err(() => a.acceptAudit(id, l.auditExport(heads[3]!, [recs[4]!], { lockId: l2.bundle.lockId })))).toMatchObject({ code: 'BAD_AUDIT', details: { reason: 'WRONG_LOCK' } });
+    // a signed export that starts after a gap the lock did not declare (it still holds from 1)
+    expect(err(() => a.acceptAudit(id, l.auditExport(chainAudit(heads[4]!, rec(6)), [rec(7)])))).toMatchObject({ code: 'AUDIT_CHAIN_GAP' });
+    // contradicting an anchored record or a receipt-signed head: refused whole
+    expect(err(() => a.acceptAudit(id, l.auditExport(heads[0]!, [rec(2, 9)]))).code).toBe('AUDIT_CHAIN_MISMATCH');
+    expect(a.auditLog(id)).toEqual(before);
+    // the lock declares it holds nothing older (its ring recycled): a gap it signed is accepted
+    expect(a.acceptAudit(id, l.auditExport(chainAudit(heads[4]!, rec(6)), [rec(7)], { oldestSeq: 7 }))).toMatchObject({ accepted: 1, anchoredThrough: 7 });
+    expect(a.auditLog(id).map((r) => [r.seq, r.anchored])).toEqual([
       [1, true],
       [2, true],
-      [3, false],
-      [4, false],
+      [3, true],
+      [4, true],
+      [7, true],
     ]);
-    // a forged export on another lock that contradicts its signed head is refused whole
-    const l2 = locks[1]!;
-    l2.sync(a);
-    a.acceptReceipt(l2.bundle.lockId, l2.receipt({ auditSeq: 1, auditHead: heads[0]! }));
-    const tampered = encodeAuditRecord({ seq: 1, time: 1, event: 'access', credId: 9, reason: 0, value: 0 });
-    expect(code(() => a.acceptAudit(l2.bundle.lockId, exp(AUDIT_GENESIS, [tampered])))).toBe('AUDIT_CHAIN_MISMATCH');
-    expect(a.auditLog(l2.bundle.lockId)).toEqual([]);
-    // records out of sequence are malformed
-    expect(code(() => a.acceptAudit(l2.bundle.lockId, exp(AUDIT_GENESIS, [recs[0]!, recs[2]!])))).toBe('BAD_MESSAGE');
+  });
+
+  it('a genuine signed export replaces unauthenticated records stored before signing existed', () => {
+    const { a, locks } = partnerProperty();
+    const l = locks[0]!;
+    l.sync(a);
+    const id = l.bundle.lockId;
+    const fake = encodeAuditRecord({ seq: 1, time: 1, event: 'access', credId: 9, reason: 0, value: 0 });
+    a.db.prepare('INSERT INTO audit_records (lock_id, seq, record, chain_hash, anchored, received_at) VALUES (?, 1, ?, ?, 0, 0)').run(id, Buffer.from(fake), Buffer.from(chainAudit(AUDIT_GENESIS, fake)));
+    const real = encodeAuditRecord({ seq: 1, time: 1_760_000_001, event: 'boot' });
+    expect(a.acceptAudit(id, l.auditExport(AUDIT_GENESIS, [real]))).toMatchObject({ accepted: 1, anchoredThrough: 1 });
+    expect(a.auditLog(id)).toEqual([{ seq: 1, time: 1_760_000_001, event: 'boot', anchored: true }]);
   });
 });
 

@@ -15,6 +15,7 @@ import {
   initialTableState,
   keyPairFromSeed,
   makeReceipt,
+  makeSignedAuditExport,
   AUDIT_GENESIS,
   currentVersion,
   currentDigest,
@@ -102,6 +103,11 @@ export class SimLock {
       },
       opts.signer ?? this.device.secretKey,
     );
+    return toHex(encodeMessage(m));
+  }
+  /** An audit export of `records` chained from `prevHash`, signed by this lock's device key. */
+  auditExport(prevHash: Uint8Array, records: Uint8Array[], opts: { oldestSeq?: number; lockId?: string; signer?: Uint8Array } = {}): string {
+    const m = makeSignedAuditExport(opts.lockId ?? this.bundle.lockId, prevHash, records, opts.oldestSeq ?? 1, 0, opts.signer ?? this.device.secretKey);
     return toHex(encodeMessage(m));
   }
 }

@@ -66,6 +66,8 @@ export interface FlashReport {
     devicePublicKey: string;
     keypad: { wrongCount: number; lockoutActive: boolean; lockoutLevel: number };
     singleUseLedger: number;
+    /** Audit records through this seq are anchored at the authority (commit key 16). */
+    auditAnchoredSeq: number;
     entryList: { credId: number; kind: string; holder: string; partnerId?: number; keyId?: number; parent?: number; flags: number }[];
   };
   audit: { blocks: number; records: number; deadSlots: number; firstSeq: number; lastSeq: number; chainValid: boolean; head: string; recent: AuditRecord[] };
@@ -199,6 +201,7 @@ export function inspectFlash(image: Uint8Array, opts: { recentAudit?: number } =
         devicePublicKey: toHex(keyPairFromSeed(m.get(3) as Uint8Array).publicKey),
         keypad: { wrongCount, lockoutActive, lockoutLevel },
         singleUseLedger: ((m.get(13) as unknown[]) ?? []).length,
+        auditAnchoredSeq: (m.get(16) as number | undefined) ?? 0,
         entryList: [...table.entries.values()].map((e: Entry) => ({
           credId: e.credId,
           kind: e.kind,

@@ -16,11 +16,15 @@ import {
   applyUpdate,
   checkFloorReset,
   checkSignedTime,
+  bytesEqual,
   currentDigest,
   currentVersion,
   keyPairFromSeed,
   makeReceipt,
   leaseAnchorAfterUpdate,
+  makeSignedAuditExport,
+  signingKeyFor,
+  verify,
   LOCK_ID_PATTERN,
   validateLockPolicy,
 } from '../protocol';
@@ -299,7 +303,7 @@ export class Lock {
 
   receipt(sessionNonce: Uint8Array): Message {
     const ts = this.durable.tableState;
-    const a = this.storage.auditHead();
+    const a = this.storage.flushAudit(this.rtc.nowS());
     return makeReceipt(
       { lockId: ts.lockId, version: currentVersion(ts), digest: currentDigest(ts), nonce: sessionNonce, lockTime: this.rtc.nowS(), auditSeq: a.seq, auditHead: a.hash },
       this.deviceSecret,
@@ -360,6 +364,38 @@ export class Lock {
     const { newestIssuedAt, leaseAnchor } = this.timeRam;
     if (newestIssuedAt - c.newestIssuedAt < TIME_PERSIST_STEP_S && leaseAnchor - c.leaseAnchor < TIME_PERSIST_STEP_S) return;
     this.storage.commit({ ...this.durable, tableState: { ...c, newestIssuedAt, leaseAnchor } }, { time: this.rtc.nowS(), event: 'timeSet', value: newestIssuedAt });
+  }
+
+  /** Audit records from `fromSeq`, signed with the device key (SPEC §10.1). */
+  auditExport(fromSeq: number, max: number): Message {
+    const head = this.storage.flushAudit(this.rtc.nowS());
+    const ex = this.storage.exportAudit(fromSeq, max);
+    return makeSignedAuditExport(this.lockId, ex.prevHash, ex.records, this.storage.auditOldestSeq(), head.seq, this.deviceSecret);
+  }
+
+  /**
+   * The authority's "audit anchored through seq N" (SPEC §10.2): the ring may then recycle
+   * records up to N. Refused, changing nothing: UNTRUSTED_KEY, BAD_SIGNATURE, WRONG_LOCK,
+   * BROKEN_CHAIN (N beyond the newest record, or another chain hash at N than the lock's).
+   */
+  acceptAuditAnchor(m: Extract<Message, { type: 'auditAnchor' }>): Message {
+    const ts = this.durable.tableState;
+    let key: Uint8Array;
+    try {
+      key = signingKeyFor(ts.trust, m.body.keyId);
+    } catch (e) {
+      if (e instanceof ProtocolError) return this.refuse('anchorRefused', e);
+      throw e;
+    }
+    if (!verify('auditAnchor', m.bodyBytes, m.signature, key)) return this.refuse('anchorRefused', new ProtocolError('BAD_SIGNATURE', 'audit anchor does not verify'));
+    if (m.body.lockId !== ts.lockId) return this.refuse('anchorRefused', new ProtocolError('WRONG_LOCK', `anchor for ${m.body.lockId}`));
+    const head = this.storage.flushAudit(this.rtc.nowS());
+    if (m.body.seq > head.seq) return this.refuse('anchorRefused', new ProtocolError('BROKEN_CHAIN', `anchor at seq ${m.body.seq} > newest record ${head.seq}`));
+    const h = this.storage.auditChainHashAt(m.body.seq);
+    if (h !== undefined && !bytesEqual(h, m.body.hash)) return this.refuse('anchorRefused', new ProtocolError('BROKEN_CHAIN', `anchor hash at seq ${m.body.seq} is not this lock's`));
+    if (m.body.seq > this.storage.auditAnchoredSeq) this.storage.commit({ ...this.durable, auditAnchoredSeq: m.body.seq });
+    this.log('auditAnchored', { seq: this.storage.auditAnchoredSeq });
+    return { type: 'auditAnchored', anchoredSeq: this.storage.auditAnchoredSeq };
   }
 
   note(event: string, fields: Record<string, unknown>): void {
@@ -442,13 +478,18 @@ export class Lock {
         this.log('motor', { action: fx.action });
         return;
       case 'audit': {
-        const head = this.storage.appendAudit({
-          time: this.rtc.nowS(),
-          event: fx.event,
-          ...(fx.credId !== undefined ? { credId: fx.credId } : {}),
-          ...(fx.reason !== undefined ? { reason: DECISION_REASONS[fx.reason] } : {}),
-          ...(fx.method !== undefined ? { value: ACCESS_METHOD_CODES[fx.method] } : {}),
-        });
+        // Refusals are coalesced and may not use the ring's last block (storage.ts).
+        const refusal = fx.event === 'access' && fx.reason !== undefined && fx.reason !== 'GRANTED';
+        const head = this.storage.appendAudit(
+          {
+            time: this.rtc.nowS(),
+            event: fx.event,
+            ...(fx.credId !== undefined ? { credId: fx.credId } : {}),
+            ...(fx.reason !== undefined ? { reason: DECISION_REASONS[fx.reason] } : {}),
+            ...(fx.method !== undefined ? { value: ACCESS_METHOD_CODES[fx.method] } : {}),
+          },
+          { refusal },
+        );
         if (fx.event === 'access') this.lastAccessSeq = head.seq;
         if (fx.event === 'access' && fx.reason === 'KEYPAD_TIMEOUT') {
           this.lastDecision = { reason: 'KEYPAD_TIMEOUT', granted: false, method: 'doorcode', auditSeq: head.seq };

@@ -61,7 +61,7 @@ export class LockSession {
       nonce: this.nonce,
       lockTime: this.lock.rtc.nowS(),
       capabilities: LOCK_CAPABILITIES,
-      auditSeq: this.lock.storage.auditHead().seq,
+      auditSeq: this.lock.storage.flushAudit(this.lock.rtc.nowS()).seq,
       battery: this.lock.machine.battery,
       ...(ts.trust.certFloor > 0 ? { certSerial: ts.trust.certFloor } : {}),
     });
@@ -119,10 +119,10 @@ export class LockSession {
         const d = this.lock.decideUnlockResponse(this.sessionId, this.challenges, m.challengeBytes, m.signature);
         return [{ type: 'decision', granted: d.reason === 'GRANTED', reason: d.reason, auditSeq: d.auditSeq }];
       }
-      case 'auditRequest': {
-        const ex = this.lock.storage.exportAudit(m.fromSeq, MAX_AUDIT_RECORDS_PER_EXPORT);
-        return [{ type: 'auditExport', prevHash: ex.prevHash, records: ex.records }];
-      }
+      case 'auditRequest':
+        return [this.lock.auditExport(m.fromSeq, MAX_AUDIT_RECORDS_PER_EXPORT)];
+      case 'auditAnchor':
+        return [this.lock.acceptAuditAnchor(m)];
       default:
         return [{ type: 'error', reason: 'UNEXPECTED_MESSAGE', detail: `a lock does not accept ${m.type}` }];
     }

@@ -103,7 +103,10 @@ describe('LockStorage', () => {
     const s = LockStorage.mount(flash);
     for (let i = 0; i < 3000; i++) s.appendAudit({ time: 1000 + i, event: 'access', credId: i, reason: 12, value: 1 });
     const m = LockStorage.mount(flash);
-    expect(m.auditHead().seq).toBe(3000);
+    // Nothing was anchored: each recycled block is announced by a recordsLost record.
+    const notices = m.auditRecords().filter((r) => r.event === 'recordsLost');
+    expect(notices.length).toBeGreaterThan(0);
+    expect(m.auditHead().seq).toBeGreaterThan(3000);
     const kept = m.auditHead().seq - m.auditOldestSeq() + 1;
     expect(kept).toBeGreaterThanOrEqual(1000);
     const ex = m.exportAudit(0, 4096);

@@ -14,6 +14,11 @@
 //   its first record, so the chain verifies even after the oldest block is recycled.
 //   Records are fixed-size slots: body, sync, trailer (CRC-32) — a slot torn by a power cut
 //   is dead and skipped, never reused.
+// Ring policy (FLASH.md §5): a block holding records the authority has not anchored
+// (auditAnchoredSeq) is recycled only when nothing else is left, and then a recordsLost
+// record says how many went; refusals may not use the last block of room (they are counted
+// in one refusalsNotLogged record instead), and consecutive identical refusals become one
+// record with a count — so a flood of refusals can never push out a grant.
 // An update's audit record is pre-assigned its sequence number and carried in the commit
 // record (journal); mount rolls it forward if the cut fell between commit and append, so
 // the audit log and the table never disagree.
@@ -169,6 +174,9 @@ export interface DurableState {
   signedHead: SignedHead | null;
   keypad: KeypadPersist;
   singleUse: SingleUseRecord[];
+  /** Audit records through this seq are held by the authority (its signed auditAnchor):
+   *  the ring may recycle them. Absent = 0 (nothing anchored). */
+  auditAnchoredSeq?: number;
 }
 
 interface TableRef {
@@ -204,6 +212,9 @@ export class StorageError extends Error {
     super(`${code}: ${detail}`);
   }
 }
+
+/** Audit record fields a caller appends (seq is assigned by the ring). */
+export type AuditAppend = Omit<AuditRecord, 'seq'>;
 
 export interface AuditHead {
   /** Sequence number of the newest record; 0 when the log is empty. */
@@ -244,6 +255,12 @@ export class LockStorage {
   private auditBlocks: AuditBlockInfo[] = [];
   private auditHeadState: AuditHead = { seq: 0, hash: AUDIT_GENESIS };
   private auditActive: { index: number; epoch: number; nextSlot: number } | null = null;
+  /** Consecutive refusals identical to the newest record, not yet written (RAM only). */
+  private auditRun: { base: AuditAppend; baseSeq: number; count: number; time: number } | null = null;
+  /** Refusals not written for lack of room (RAM only until written as refusalsNotLogged). */
+  private refusalsDropped: { count: number; time: number } | null = null;
+  /** Fields of the newest record on flash (for coalescing). */
+  private lastAudit: AuditRecord | null = null;
   report: MountReport = { metaRecordsSeen: 0, metaSeq: 0, recordsRejected: 0, auditRolledForward: false, auditDeadSlots: 0, journalReplayed: 0 };
   /** Table writes since mount: full bases (snapshots, compactions) and journal appends. */
   tableWrites = { bases: 0, journalRecords: 0 };
@@ -322,6 +339,7 @@ export class LockStorage {
     const tableChanged = next.tableState.table !== this.committed.tableState.table;
     let journal: { seq: number; bytes: Uint8Array } | undefined;
     if (auditAfter !== undefined) {
+      this.prepareAuditAppend(auditAfter.time);
       const seq = this.auditHeadState.seq + 1;
       journal = { seq, bytes: encodeAuditRecord({ ...auditAfter, seq }) };
       if (journal.bytes.length > AUDIT_RECORD_MAX) throw new StorageError('TOO_LARGE', `audit record of ${journal.bytes.length} bytes`);
@@ -488,13 +506,145 @@ export class LockStorage {
     return { seq: this.auditHeadState.seq, hash: this.auditHeadState.hash.slice() };
   }
 
-  /** Append one record durably; returns the new head. */
-  appendAudit(rec: Omit<AuditRecord, 'seq'>): AuditHead {
+  /** Seq through which the authority has anchored this lock's records (0: none). */
+  get auditAnchoredSeq(): number {
+    return this.committed.auditAnchoredSeq ?? 0;
+  }
+
+  /**
+   * Append one record durably; returns the head, whose seq is the record that holds this
+   * event. A refusal (`refusal: true`) identical to the newest record is only counted (the
+   * count is written as one record by flushAudit or the next different record) and names
+   * that record's seq; a refusal with no room left outside the reserve is only counted in
+   * the next refusalsNotLogged record and names the current head.
+   */
+  appendAudit(rec: AuditAppend, opts: { refusal?: boolean } = {}): AuditHead {
+    if (opts.refusal === true) {
+      const run = this.auditRun;
+      if (run !== null && sameAuditEvent(run.base, rec)) {
+        run.count++;
+        run.time = rec.time;
+        return { seq: run.baseSeq, hash: this.auditHeadState.hash.slice() };
+      }
+      const last = this.lastAudit;
+      if (run === null && last !== null && last.seq === this.auditHeadState.seq && sameAuditEvent(last, rec)) {
+        this.auditRun = { base: rec, baseSeq: last.seq, count: 1, time: rec.time };
+        return { seq: last.seq, hash: this.auditHeadState.hash.slice() };
+      }
+      this.flushRun();
+      if (this.slotsBeforeLoss() <= this.slotsPerAuditBlock()) {
+        this.countDropped(1, rec.time);
+        return this.auditHead();
+      }
+      // Room again (an anchor arrived): the count of what was not logged goes first.
+      const dropped = this.refusalsDropped;
+      if (dropped !== null) {
+        this.refusalsDropped = null;
+        this.appendRecord({ time: dropped.time, event: 'refusalsNotLogged', value: dropped.count });
+      }
+      this.appendRecord(rec);
+      return this.auditHead();
+    }
+    this.prepareAuditAppend(rec.time);
+    this.appendRecord(rec);
+    return this.auditHead();
+  }
+
+  /** Write what coalescing holds in RAM (a pending run, refusals not logged). */
+  flushAudit(time: number): AuditHead {
+    this.flushRun();
+    if (this.refusalsDropped !== null) this.prepareAuditAppend(time);
+    return this.auditHead();
+  }
+
+  /**
+   * Chain hash after record `seq`, if the ring can still tell (it holds that record, or it
+   * is the record just before the oldest retained block); undefined otherwise.
+   */
+  auditChainHashAt(seq: number): Uint8Array | undefined {
+    if (seq === this.auditHeadState.seq) return this.auditHeadState.hash.slice();
+    for (const b of this.sortedAuditBlocks()) {
+      let h = b.prevHash;
+      if (seq === b.firstSeq - 1) return h.slice();
+      for (const r of b.records) {
+        h = chainAudit(h, r.bytes);
+        if (r.seq === seq) return h.slice();
+      }
+    }
+    return undefined;
+  }
+
+  /** Before a non-refusal record: write the pending run and dropped-refusal count, and a
+   *  recordsLost record if the next append must recycle a block holding unanchored records. */
+  private prepareAuditAppend(time: number): void {
+    this.flushRun();
+    const dropped = this.refusalsDropped;
+    if (dropped !== null) {
+      this.refusalsDropped = null;
+      this.noteLossIfRecycling(time);
+      this.appendRecord({ time: dropped.time, event: 'refusalsNotLogged', value: dropped.count });
+    }
+    this.noteLossIfRecycling(time);
+  }
+
+  private flushRun(): void {
+    const run = this.auditRun;
+    if (run === null) return;
+    this.auditRun = null;
+    if (this.slotsBeforeLoss() <= this.slotsPerAuditBlock()) {
+      this.countDropped(run.count, run.time);
+      return;
+    }
+    if (run.count === 1) this.appendRecord({ ...run.base, time: run.time });
+    else this.appendRecord({ ...run.base, time: run.time, count: run.count });
+  }
+
+  private countDropped(n: number, time: number): void {
+    this.refusalsDropped = { count: (this.refusalsDropped?.count ?? 0) + n, time };
+  }
+
+  /** If the next slot is in a block still holding unanchored records, record their loss first. */
+  private noteLossIfRecycling(time: number): void {
+    const lost = this.unanchoredInNextBlock();
+    if (lost > 0) this.appendRecord({ time, event: 'recordsLost', value: lost });
+  }
+
+  private appendRecord(rec: AuditAppend): void {
     const seq = this.auditHeadState.seq + 1;
     const bytes = encodeAuditRecord({ ...rec, seq });
     if (bytes.length > AUDIT_RECORD_MAX) throw new StorageError('TOO_LARGE', `audit record of ${bytes.length} bytes`);
     this.appendAuditBytes(seq, bytes);
-    return this.auditHead();
+  }
+
+  /** The block the next append recycles (null: the active block has room, or the next is unused). */
+  private nextRecycledBlock(): AuditBlockInfo | undefined {
+    const act = this.auditActive;
+    if (act !== null && act.nextSlot < this.slotsPerAuditBlock()) return undefined;
+    const index = act === null ? 0 : (act.index + 1) % this.layout.auditBlocks;
+    return this.auditBlocks.find((b) => b.index === index);
+  }
+
+  private unanchoredInNextBlock(): number {
+    const b = this.nextRecycledBlock();
+    const anchored = this.auditAnchoredSeq;
+    return b === undefined ? 0 : b.records.filter((r) => r.seq > anchored).length;
+  }
+
+  /** Slots that can be written before a block holding unanchored records must be recycled. */
+  private slotsBeforeLoss(): number {
+    const L = this.layout;
+    const perBlock = this.slotsPerAuditBlock();
+    const anchored = this.auditAnchoredSeq;
+    const act = this.auditActive;
+    let n = act === null ? 0 : perBlock - Math.min(perBlock, act.nextSlot);
+    const start = act === null ? -1 : act.index;
+    for (let k = 1; k <= (act === null ? L.auditBlocks : L.auditBlocks - 1); k++) {
+      const index = (start + k) % L.auditBlocks;
+      const b = this.auditBlocks.find((x) => x.index === index);
+      if (b !== undefined && b.records.some((r) => r.seq > anchored)) break;
+      n += perBlock;
+    }
+    return n;
   }
 
   private slotsPerAuditBlock(): number {
@@ -529,6 +679,7 @@ export class LockStorage {
       const blockInfo = this.auditBlocks.find((b) => b.index === act.index);
       blockInfo?.records.push({ slot: act.nextSlot - 1, bytes, seq });
       this.auditHeadState = { seq, hash: chainAudit(this.auditHeadState.hash, bytes) };
+      this.lastAudit = auditRecordFromBytes(bytes);
       return;
     }
   }
@@ -761,6 +912,8 @@ export class LockStorage {
     if (kept.length === 0) head = { seq: 0, hash: AUDIT_GENESIS };
     this.auditBlocks = kept;
     this.auditHeadState = head;
+    const newest = kept[kept.length - 1]?.records.at(-1);
+    this.lastAudit = newest === undefined ? null : auditRecordFromBytes(newest.bytes);
     const last = kept[kept.length - 1];
     this.auditActive = last === undefined ? null : { index: last.index, epoch: last.epoch, nextSlot: last.freeSlot };
     if (last === undefined && blocks.length > 0) {
@@ -832,6 +985,7 @@ function encodeMetaPayload(s: DurableState, ref: TableRef, journal: { seq: numbe
       [13, s.singleUse.length > 0 ? s.singleUse.map((u) => [u.date, u.slot, u.firstUseS]) : undefined],
       [14, journal === undefined ? undefined : [journal.seq, journal.bytes]],
       [15, ts.leaseAnchor],
+      [16, s.auditAnchoredSeq !== undefined && s.auditAnchoredSeq > 0 ? s.auditAnchoredSeq : undefined],
     ]),
   );
 }
@@ -901,8 +1055,12 @@ function decodeMetaPayload(bytes: Uint8Array): {
     // Absent in images written before the lease anchor existed: 0 fails closed (leases stale).
     leaseAnchor: get(15) === undefined ? 0 : uint(15),
   };
+  const anchoredRaw = get(16);
+  if (anchoredRaw !== undefined && typeof anchoredRaw !== 'number') throw new StorageError('CORRUPT', 'meta key 16');
+  const state: DurableState = { secrets, tableState, signedHead, keypad: { wrongCount, lockoutActive, lockoutLevel }, singleUse };
+  if (anchoredRaw !== undefined) state.auditAnchoredSeq = anchoredRaw;
   return {
-    state: { secrets, tableState, signedHead, keypad: { wrongCount, lockoutActive, lockoutLevel }, singleUse },
+    state,
     ref: { region, length, sha256: sha, journalBytes, journalCount },
     journal,
   };
@@ -933,4 +1091,9 @@ function writeU64(dv: DataView, off: number, n: number): void {
 
 function readU64(dv: DataView, off: number): number {
   return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 0x1_0000_0000;
+}
+
+/** Coalescing: the same event about the same credential for the same reason and method. */
+function sameAuditEvent(a: AuditAppend | AuditRecord, b: AuditAppend): boolean {
+  return a.event === b.event && a.credId === b.credId && a.reason === b.reason && a.value === b.value;
 }

@@ -112,6 +112,8 @@ export class Uplink {
             const r = await this.call('POST', `/v1/locks/${encodeURIComponent(lockId)}/audit`, { export: toHex(out) });
             result.auditPosted = typeof r.accepted === 'number' ? r.accepted : m.records.length;
             this.auditPostedThrough = head;
+            // The authority's "anchored through N": the ring may now recycle those records.
+            if (typeof r.anchor === 'string') session.handle(fromHex(r.anchor));
           }
         }
       }

@@ -18,7 +18,8 @@ export interface AuthorityApi {
   updates(lockId: string, fromVersion: number, certSerial?: number): Promise<PendingUpdates>;
   signedTime(lockId: string, nonce: Uint8Array): Promise<Uint8Array>;
   postReceipt(lockId: string, receipt: Uint8Array): Promise<{ version: number }>;
-  postAudit(lockId: string, exportMessage: Uint8Array): Promise<{ accepted: number }>;
+  /** `anchor`: the authority's signed auditAnchor message for the lock (SPEC §10.2), to carry back. */
+  postAudit(lockId: string, exportMessage: Uint8Array): Promise<{ accepted: number; anchor?: Uint8Array }>;
 }
 
 export class HttpAuthorityClient implements AuthorityApi {
@@ -48,8 +49,9 @@ export class HttpAuthorityClient implements AuthorityApi {
     return (await this.request('POST', `/v1/locks/${encodeURIComponent(lockId)}/receipts`, { receipt: toHex(receipt) })) as { version: number };
   }
 
-  async postAudit(lockId: string, exportMessage: Uint8Array): Promise<{ accepted: number }> {
-    return (await this.request('POST', `/v1/locks/${encodeURIComponent(lockId)}/audit`, { export: toHex(exportMessage) })) as { accepted: number };
+  async postAudit(lockId: string, exportMessage: Uint8Array): Promise<{ accepted: number; anchor?: Uint8Array }> {
+    const r = (await this.request('POST', `/v1/locks/${encodeURIComponent(lockId)}/audit`, { export: toHex(exportMessage) })) as { accepted: number; anchor?: string };
+    return typeof r.anchor === 'string' ? { accepted: r.accepted, anchor: fromHex(r.anchor) } : { accepted: r.accepted };
   }
 
   private async request(method: string, path: string, json?: unknown): Promise<unknown> {

@@ -218,7 +218,20 @@ export async function syncOnConnection(
   // 5. Relay receipt and audit.
   let receiptDelivered = false;
   const receiptBytes = receipt ? encodeMessage(receipt) : undefined;
-  if (receiptBytes || auditExport) receiptDelivered = await relay(lockId, receiptBytes, auditExport, opts);
+  const relayed = receiptBytes || auditExport ? await relay(lockId, receiptBytes, auditExport, opts) : { receiptDelivered: false };
+  receiptDelivered = relayed.receiptDelivered;
+  // 6. The authority's "audit anchored through N" back to the lock while the link is up, so
+  //    its ring may recycle what the authority holds. Lost with the link: the next sync's
+  //    export brings a new one. A refusal changes nothing at the lock and does not fail the sync.
+  if (relayed.anchor && conn.isOpen) {
+    try {
+      await conn.sendRaw(relayed.anchor);
+      const ack = await conn.next(ctx.timeout);
+      if (ack.type !== 'auditAnchored' && ack.type !== 'error') throw new AgentError('PROTOCOL_VIOLATION', `expected auditAnchored, got ${ack.type}`);
+    } catch (e) {
+      if (!(e instanceof AgentError && (e.reason === 'LINK_LOST' || e.reason === 'TIMEOUT'))) throw e;
+    }
+  }
   if (refusal) throw refusal;
   const versionAfter = receipt?.body.version ?? hello.version;
   opts.onEvent?.({ phase: 'done', version: versionAfter });
@@ -278,7 +291,12 @@ async function requestReceipt(conn: LockConnection, ctx: SyncContext): Promise<E
   return expectReceipt(conn, ctx);
 }
 
-async function relay(lockId: string, receipt: Uint8Array | undefined, audit: Uint8Array | undefined, opts: SyncOptions): Promise<boolean> {
+async function relay(
+  lockId: string,
+  receipt: Uint8Array | undefined,
+  audit: Uint8Array | undefined,
+  opts: SyncOptions,
+): Promise<{ receiptDelivered: boolean; anchor?: Uint8Array }> {
   if (opts.authority) {
     try {
       // Deliver anything queued earlier first, in order.
@@ -293,9 +311,9 @@ async function relay(lockId: string, receipt: Uint8Array | undefined, audit: Uin
         if (n > 0) opts.cache.delivered(lockId, n);
       }
       if (receipt) await opts.authority.postReceipt(lockId, receipt);
-      if (audit) await opts.authority.postAudit(lockId, audit);
+      const anchor = audit ? (await opts.authority.postAudit(lockId, audit)).anchor : undefined;
       opts.onEvent?.({ phase: 'relayed', to: 'authority' });
-      return receipt !== undefined;
+      return anchor ? { receiptDelivered: receipt !== undefined, anchor } : { receiptDelivered: receipt !== undefined };
     } catch (e) {
       if (!(e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE') || !opts.cache) throw e;
     }
@@ -305,7 +323,7 @@ async function relay(lockId: string, receipt: Uint8Array | undefined, audit: Uin
     if (audit) opts.cache.queue(lockId, 'audit', audit);
     opts.onEvent?.({ phase: 'relayed', to: 'outbox' });
   }
-  return false;
+  return { receiptDelivered: false };
 }
 
 /** Deliver receipts and audit exports collected offline. Returns how many were delivered. */

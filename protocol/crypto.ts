@@ -21,6 +21,7 @@ export const SIGNING_CONTEXTS = {
   unlock: 'locksync/v1/unlock-response',
   audit: 'locksync/v1/audit-export',
   floorReset: 'locksync/v1/floor-reset',
+  auditAnchor: 'locksync/v1/audit-anchor',
 } as const;
 export type SigningContext = keyof typeof SIGNING_CONTEXTS;
 

@@ -3,7 +3,7 @@
 // so the receiver verifies exactly the bytes it received.
 
 import { type CborValue, decode, encode, type CborLimits } from './cbor';
-import { CborError } from './cbor';
+import { CborError, bytesEqual } from './cbor';
 import { sign, verify, hash, concatBytes } from './crypto';
 import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
 import { MapReader, cmap } from './schema';
@@ -30,6 +30,8 @@ export const MESSAGE_TYPES = {
   timeAck: 14,
   receiptRequest: 15,
   floorReset: 16,
+  auditAnchor: 17,
+  auditAnchored: 18,
 } as const;
 export type MessageTypeName = keyof typeof MESSAGE_TYPES;
 
@@ -96,6 +98,34 @@ export interface ChallengeBody {
   expiresAtMs: number;
 }
 
+/**
+ * What the lock signs (device key, context `locksync/v1/audit-export`) about an audit
+ * export: the chain hash after its last record, for this lock. With it an export cannot be
+ * fabricated or replayed under another lock's id, whoever carries it (SPEC §10).
+ */
+export interface AuditHeadBody {
+  lockId: string;
+  /** Seq of the export's last record (the lock's newest record when the export is empty). */
+  seq: number;
+  /** Chain hash after that record. */
+  hash: Uint8Array;
+  /** Oldest record the lock still holds (0 when it holds none): an export that starts
+   *  there starts where the lock's own log starts. */
+  oldestSeq: number;
+}
+
+/**
+ * The authority's acknowledgement (online key or root, context `locksync/v1/audit-anchor`):
+ * it holds this lock's audit records through `seq`, whose chain hash is `hash`. The lock
+ * may then recycle ring blocks holding only records up to `seq` (SPEC §10.2).
+ */
+export interface AuditAnchorBody {
+  lockId: string;
+  seq: number;
+  hash: Uint8Array;
+  keyId: Uint8Array;
+}
+
 export interface AuditRecord {
   seq: number;
   /** Lock clock, unix seconds. */
@@ -104,8 +134,12 @@ export interface AuditRecord {
   credId?: number;
   /** Decision reason (access events) or error code (refused updates). */
   reason?: number;
-  /** Table version (updates), or method (access: 0 phone, 1 doorcode, 2 keycard, 3 daily code). */
+  /** Table version (updates), or method (access: 0 phone, 1 doorcode, 2 keycard, 3 daily code),
+   *  or how many records were lost (recordsLost, refusalsNotLogged). */
   value?: number;
+  /** This record stands for `count` (≥ 2) further refusals identical to the record before it
+   *  (same event, credId, reason, method), coalesced so a flood cannot fill the ring. */
+  count?: number;
 }
 
 export const AUDIT_EVENTS = {
@@ -120,6 +154,8 @@ export const AUDIT_EVENTS = {
   relocked: 9,
   provisioned: 10,
   floorReset: 11,
+  recordsLost: 12,
+  refusalsNotLogged: 13,
 } as const;
 export type AuditEvent = keyof typeof AUDIT_EVENTS;
 const AUDIT_EVENT_BY_CODE = new Map<number, AuditEvent>(
@@ -154,7 +190,17 @@ export type Message =
   | { type: 'unlockResponse'; challengeBytes: Uint8Array; signature: Uint8Array }
   | { type: 'decision'; granted: boolean; reason: DecisionReason; auditSeq: number }
   | { type: 'auditRequest'; fromSeq: number }
-  | { type: 'auditExport'; prevHash: Uint8Array; records: Uint8Array[] }
+  | {
+      type: 'auditExport';
+      prevHash: Uint8Array;
+      records: Uint8Array[];
+      /** The lock's signature over the export's chain head (absent only in pre-signing exports,
+       *  which an authority refuses). */
+      head?: { bodyBytes: Uint8Array; body: AuditHeadBody; signature: Uint8Array };
+    }
+  | { type: 'auditAnchor'; bodyBytes: Uint8Array; body: AuditAnchorBody; signature: Uint8Array }
+  /** The lock's answer to auditAnchor: the seq through which its ring now counts as anchored. */
+  | { type: 'auditAnchored'; anchoredSeq: number }
   | { type: 'error'; reason: ErrorName; detail: string }
   | { type: 'timeAck'; lockTime: number }
   /** Ask for a receipt of the table in force, bound to this session's nonce: a courier whose
@@ -200,7 +246,11 @@ export function encodeMessage(m: Message): Uint8Array {
     case 'auditRequest':
       return encode(cmap([[0, t], [1, m.fromSeq]]));
     case 'auditExport':
-      return encode(cmap([[0, t], [1, m.prevHash], [2, m.records]]));
+      return encode(cmap([[0, t], [1, m.prevHash], [2, m.records], [3, m.head?.bodyBytes], [4, m.head?.signature]]));
+    case 'auditAnchor':
+      return encode(cmap([[0, t], [1, m.bodyBytes], [2, m.signature]]));
+    case 'auditAnchored':
+      return encode(cmap([[0, t], [1, m.anchoredSeq]]));
     case 'error':
       return encode(cmap([[0, t], [1, ERROR_CODES[m.reason]], [2, m.detail.length > 0 ? truncateDetail(m.detail) : undefined]]));
     case 'timeAck':
@@ -308,8 +358,20 @@ function readMessage(type: number, r: MapReader): Message {
         auditRecordFromBytes(x); // validate now; callers decode again when they need fields
         return x;
       });
-      return { type: 'auditExport', prevHash, records };
+      const headBytes = r.optBytes(3, 'head', { max: 128 });
+      const headSig = r.optBytes(4, 'signature', { exact: 64 });
+      if ((headBytes === undefined) !== (headSig === undefined)) throw new ProtocolError('MALFORMED', 'auditExport: head and signature go together');
+      const m: Extract<Message, { type: 'auditExport' }> = { type: 'auditExport', prevHash, records };
+      if (headBytes !== undefined && headSig !== undefined) m.head = { bodyBytes: headBytes, body: auditHeadBodyFromBytes(headBytes), signature: headSig };
+      return m;
     }
+    case MESSAGE_TYPES.auditAnchor: {
+      const bodyBytes = r.bytes(1, 'body', { max: 128 });
+      const signature = r.bytes(2, 'signature', { exact: 64 });
+      return { type: 'auditAnchor', bodyBytes, body: auditAnchorBodyFromBytes(bodyBytes), signature };
+    }
+    case MESSAGE_TYPES.auditAnchored:
+      return { type: 'auditAnchored', anchoredSeq: r.uint(1, 'anchoredSeq') };
     case MESSAGE_TYPES.error: {
       const code = r.uint(1, 'code', 0xff);
       const reason = errorName(code);
@@ -457,6 +519,7 @@ export function encodeAuditRecord(a: AuditRecord): Uint8Array {
       [4, a.credId],
       [5, a.reason],
       [6, a.value],
+      [7, a.count],
     ]),
   );
 }
@@ -472,9 +535,12 @@ export function auditRecordFromBytes(bytes: Uint8Array): AuditRecord {
   const credId = r.optUint(4, 'credId', 0xffff_ffff);
   const reason = r.optUint(5, 'reason', 0xff);
   const value = r.optUint(6, 'value');
+  const count = r.optUint(7, 'count', 0xffff_ffff);
+  if (count !== undefined && count < 2) throw new ProtocolError('MALFORMED', `auditRecord: count ${count} < 2`);
   if (credId !== undefined) a.credId = credId;
   if (reason !== undefined) a.reason = reason;
   if (value !== undefined) a.value = value;
+  if (count !== undefined) a.count = count;
   r.done();
   return a;
 }
@@ -500,4 +566,81 @@ export function verifyAuditChain(prevHash: Uint8Array, records: readonly Uint8Ar
     h = chainAudit(h, rb);
   }
   return { head: h, lastSeq };
+}
+
+// ---------------------------------------------------------------------------
+// Signed audit exports and the authority's anchor (SPEC §10.1, §10.2)
+
+export function encodeAuditHeadBody(b: AuditHeadBody): Uint8Array {
+  return encode(cmap([[1, b.lockId], [2, b.seq], [3, b.hash], [4, b.oldestSeq]]));
+}
+
+export function auditHeadBodyFromBytes(bytes: Uint8Array): AuditHeadBody {
+  const r = MapReader.of(decodeNested(bytes, 'auditExport.head'), 'auditExport.head');
+  const b: AuditHeadBody = {
+    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+    seq: r.uint(2, 'seq'),
+    hash: r.bytes(3, 'hash', { exact: DIGEST_BYTES }),
+    oldestSeq: r.uint(4, 'oldestSeq'),
+  };
+  r.done();
+  return b;
+}
+
+/** Lock side: an export of `records` (consecutive, chained from prevHash), signed with the device key. */
+export function makeSignedAuditExport(
+  lockId: string,
+  prevHash: Uint8Array,
+  records: Uint8Array[],
+  oldestSeq: number,
+  headSeq: number,
+  deviceSecret: Uint8Array,
+): Extract<Message, { type: 'auditExport' }> {
+  const { head, lastSeq } = verifyAuditChain(prevHash, records);
+  const body: AuditHeadBody = { lockId, seq: lastSeq ?? headSeq, hash: head, oldestSeq };
+  const bodyBytes = encodeAuditHeadBody(body);
+  return { type: 'auditExport', prevHash, records, head: { bodyBytes, body, signature: sign('audit', bodyBytes, deviceSecret) } };
+}
+
+/**
+ * Verifier side (the authority): the export is signed by `devicePublic`, names `lockId`, and
+ * its records chain from prevHash to the signed hash, ending at the signed seq. Throws
+ * ProtocolError: MALFORMED (unsigned, seq gap), BAD_SIGNATURE, WRONG_LOCK, BROKEN_CHAIN.
+ */
+export function verifyAuditExport(
+  m: Extract<Message, { type: 'auditExport' }>,
+  lockId: string,
+  devicePublic: Uint8Array,
+): { firstSeq: number | undefined; lastSeq: number; head: Uint8Array; oldestSeq: number } {
+  if (m.head === undefined) throw new ProtocolError('MALFORMED', 'audit export is not signed by the lock');
+  if (!verify('audit', m.head.bodyBytes, m.head.signature, devicePublic)) throw new ProtocolError('BAD_SIGNATURE', 'audit export head does not verify with the lock device key');
+  const b = m.head.body;
+  if (b.lockId !== lockId) throw new ProtocolError('WRONG_LOCK', `audit export is from ${b.lockId}, not ${lockId}`);
+  const { head, lastSeq } = verifyAuditChain(m.prevHash, m.records);
+  if (!bytesEqual(head, b.hash) || (lastSeq !== undefined && lastSeq !== b.seq))
+    throw new ProtocolError('BROKEN_CHAIN', 'audit records do not chain to the head the lock signed');
+  const first = m.records[0];
+  return { firstSeq: first === undefined ? undefined : auditRecordFromBytes(first).seq, lastSeq: b.seq, head, oldestSeq: b.oldestSeq };
+}
+
+export function encodeAuditAnchorBody(b: AuditAnchorBody): Uint8Array {
+  return encode(cmap([[1, b.lockId], [2, b.seq], [3, b.hash], [4, b.keyId]]));
+}
+
+export function auditAnchorBodyFromBytes(bytes: Uint8Array): AuditAnchorBody {
+  const r = MapReader.of(decodeNested(bytes, 'auditAnchor.body'), 'auditAnchor.body');
+  const b: AuditAnchorBody = {
+    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+    seq: r.uint(2, 'seq'),
+    hash: r.bytes(3, 'hash', { exact: DIGEST_BYTES }),
+    keyId: r.bytes(4, 'keyId', { exact: KEY_ID_BYTES }),
+  };
+  r.done();
+  return b;
+}
+
+/** Authority side: "I hold this lock's audit records through seq", signed with the online key. */
+export function makeAuditAnchor(body: AuditAnchorBody, signingSecret: Uint8Array): Extract<Message, { type: 'auditAnchor' }> {
+  const bodyBytes = encodeAuditAnchorBody(body);
+  return { type: 'auditAnchor', bodyBytes, body, signature: sign('auditAnchor', bodyBytes, signingSecret) };
 }

@@ -709,9 +709,19 @@ export function describeMessage(m: Message): { fields: Record<string, unknown>; 
       return { fields: { fromSeq: m.fromSeq }, text: `auditRequest fromSeq=${m.fromSeq}` };
     case 'auditExport': {
       const records = m.records.map((r) => auditRecordFromBytes(r));
-      const events = records.map((r) => `${r.seq}:${r.event}`);
-      return { fields: { prevHash: toHex(m.prevHash), records: records.map((r) => ({ ...r })) }, text: `auditExport ${records.length} record(s)${events.length ? `: ${events.join(' ')}` : ''}` };
+      const events = records.map((r) => `${r.seq}:${r.event}${r.count !== undefined ? `×${r.count + 1}` : ''}`);
+      const head = m.head ? { head: { lockId: m.head.body.lockId, seq: m.head.body.seq, hash: toHex(m.head.body.hash), oldestSeq: m.head.body.oldestSeq, signature: toHex(m.head.signature) } } : {};
+      return {
+        fields: { prevHash: toHex(m.prevHash), records: records.map((r) => ({ ...r })), ...head },
+        text: `auditExport ${records.length} record(s)${events.length ? `: ${events.join(' ')}` : ''}${m.head ? ` (lock-signed through seq ${m.head.body.seq})` : ' (unsigned)'}`,
+      };
     }
+    case 'auditAnchor': {
+      const b = m.body;
+      return { fields: { lockId: b.lockId, seq: b.seq, hash: toHex(b.hash), keyId: toHex(b.keyId), signature: toHex(m.signature) }, text: `auditAnchor lockId=${b.lockId} anchored through seq ${b.seq} (authority-signed)` };
+    }
+    case 'auditAnchored':
+      return { fields: { anchoredSeq: m.anchoredSeq }, text: `auditAnchored through seq ${m.anchoredSeq}` };
     case 'error':
       return { fields: { code: m.reason, detail: m.detail }, text: `error ${m.reason}${m.detail ? ` "${m.detail}"` : ''}` };
     case 'timeAck':

@@ -1,6 +1,6 @@
 // One fixed example of every session message (SPEC.md §6), built from the vector world.
 
-import { type AuditRecord, type Message, AUDIT_GENESIS, CAPABILITIES, PROTOCOL_VERSION, answerChallenge, chainAudit, encodeAuditRecord, encodeChallengeBody, makeFloorReset, makeReceipt, makeSignedTime } from '../messages';
+import { type AuditRecord, type Message, AUDIT_GENESIS, CAPABILITIES, PROTOCOL_VERSION, answerChallenge, chainAudit, encodeAuditRecord, encodeChallengeBody, makeAuditAnchor, makeFloorReset, makeReceipt, makeSignedAuditExport, makeSignedTime } from '../messages';
 import { deriveSeed32 } from '../random';
 import { applyUpdate, initialTableState } from '../update';
 import { tableDigest } from '../table';
@@ -60,6 +60,15 @@ export function messageSamples(): { comment: string; message: Message }[] {
     { comment: 'decision: refused, out of schedule', message: { type: 'decision', granted: false, reason: 'OUT_OF_SCHEDULE', auditSeq: 46 } },
     { comment: 'audit request from seq 41', message: { type: 'auditRequest', fromSeq: 41 } },
     { comment: 'audit export of records 41-44 chained from the genesis hash', message: { type: 'auditExport', prevHash: AUDIT_GENESIS, records } },
+    {
+      comment: 'signed audit export of records 41-44: the device key signs {lockId, seq 44, chain hash after 44, oldest held 41}',
+      message: makeSignedAuditExport(LOCK_ID, AUDIT_GENESIS, records, 41, 44, KEYS.device.secretKey),
+    },
+    {
+      comment: 'audit anchor: the authority holds lk-0001 records through 44 (online key 1)',
+      message: makeAuditAnchor({ lockId: LOCK_ID, seq: 44, hash: auditHead, keyId: KEYS.online1.keyId }, KEYS.online1.secretKey),
+    },
+    { comment: "the lock's answer to an anchor: anchored through 44", message: { type: 'auditAnchored', anchoredSeq: 44 } },
     { comment: 'error: rollback', message: { type: 'error', reason: 'ROLLBACK', detail: 'version 1 <= floor 2' } },
     { comment: 'error without detail', message: { type: 'error', reason: 'BUSY', detail: '' } },
     { comment: 'time acknowledgement', message: { type: 'timeAck', lockTime: EPOCH + 7290 } },

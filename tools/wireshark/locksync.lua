@@ -41,6 +41,7 @@ local MESSAGE_TYPES = {
   [1] = "hello", [3] = "delta", [4] = "snapshot", [5] = "receipt", [6] = "signedTime", [7] = "unlockRequest",
   [8] = "challenge", [9] = "unlockResponse", [10] = "decision", [11] = "auditRequest", [12] = "auditExport",
   [13] = "error", [14] = "timeAck", [15] = "receiptRequest", [16] = "floorReset",
+  [17] = "auditAnchor", [18] = "auditAnchored",
 }
 
 -- §12.1 Error codes, §12.2 decision reasons, §12.3 audit events, §12.4 capabilities, §12.6 ops.
@@ -59,7 +60,7 @@ local DECISION_REASONS = {
 local AUDIT_EVENTS = {
   [1] = "access", [2] = "updateApplied", [3] = "updateRefused", [4] = "timeSet", [5] = "boot",
   [6] = "powerLossRecovered", [7] = "lockoutStarted", [8] = "lowBattery", [9] = "relocked", [10] = "provisioned",
-  [11] = "floorReset",
+  [11] = "floorReset", [12] = "recordsLost", [13] = "refusalsNotLogged",
 }
 local CAPABILITIES = { "delta", "snapshot", "unlock", "auditExport", "resume", "keypad", "keycard" }
 local OPS = { [1] = "put", [2] = "remove", [3] = "removePartner", [4] = "removeKey", [5] = "setKeyPolicy", [6] = "setLockPolicy" }
@@ -88,7 +89,9 @@ S.receiptBody = { [1] = { "lockId" }, [2] = { "version" }, [3] = { "digest" }, [
 S.signedTimeBody = { [1] = { "lockId" }, [2] = { "time", time = true }, [3] = { "keyId" }, [4] = { "nonce" }, [5] = { "version" }, [6] = { "digest" } }
 S.floorResetBody = { [1] = { "lockId" }, [2] = { "time", time = true }, [3] = { "versionFloor" }, [4] = { "keyId" }, [5] = { "nonce" } }
 S.challengeBody = { [1] = { "lockId" }, [2] = { "sessionId" }, [3] = { "nonce" }, [4] = { "credId" }, [5] = { "expiresAtMs", timems = true } }
-S.auditRecord = { [1] = { "seq" }, [2] = { "time", time = true }, [3] = { "event", names = AUDIT_EVENTS }, [4] = { "credId" }, [5] = { "reason" }, [6] = { "value" } }
+S.auditRecord = { [1] = { "seq" }, [2] = { "time", time = true }, [3] = { "event", names = AUDIT_EVENTS }, [4] = { "credId" }, [5] = { "reason" }, [6] = { "value" }, [7] = { "count" } }
+S.auditHeadBody = { [1] = { "lockId" }, [2] = { "seq" }, [3] = { "hash" }, [4] = { "oldestSeq" } }
+S.auditAnchorBody = { [1] = { "lockId" }, [2] = { "seq" }, [3] = { "hash" }, [4] = { "keyId" } }
 S.lockInfo = { [1] = { "lockId" }, [2] = { "protocolVersion" }, [3] = { "capabilities", bits = true }, [4] = { "version" } }
 S.message = {
   [1] = { -- hello
@@ -104,11 +107,13 @@ S.message = {
   [9] = { [1] = { "challenge", cbor = "challengeBody" }, [2] = { "signature" } },
   [10] = { [1] = { "granted" }, [2] = { "reason", names = DECISION_REASONS }, [3] = { "auditSeq" } },
   [11] = { [1] = { "fromSeq" } },
-  [12] = { [1] = { "prevHash" }, [2] = { "records", eachcbor = "auditRecord" } },
+  [12] = { [1] = { "prevHash" }, [2] = { "records", eachcbor = "auditRecord" }, [3] = { "head", cbor = "auditHeadBody" }, [4] = { "signature" } },
   [13] = { [1] = { "code", names = ERROR_CODES }, [2] = { "detail" } },
   [14] = { [1] = { "lockTime", time = true } },
   [15] = {},
   [16] = { [1] = { "body", cbor = "floorResetBody" }, [2] = { "signature" } },
+  [17] = { [1] = { "body", cbor = "auditAnchorBody" }, [2] = { "signature" } },
+  [18] = { [1] = { "anchoredSeq" } },
 }
 
 local f = {
