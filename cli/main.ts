@@ -4,29 +4,43 @@
 //   authority  the cloud (init, serve, manager operations)
 //   radio      the virtual BLE radio (up, ctl)
 //   trace      btsnoop capture summaries (show)
-//   scenario   QA scenarios (run)
+//   scenario   QA scenarios (run, list)
 //   demo       the end-to-end story (same as `npm start`)
+//
+// Every failure ends here: whatever an action throws goes through reportFailure (one line
+// `error CODE: what — what to do`, the code's exit status); usage mistakes are USAGE (2).
 
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerAgentCommands } from '../mobile-agent/cli';
 import { registerAuthorityCommands } from '../authority/cli';
 import { registerLockCommands } from '../firmware-sim/cli';
 import { registerScenarioCommands } from '../scenario/cli';
-import { radioMain, traceMain } from '../radio/index';
+import { registerRadioCommands } from '../radio/cli';
+import { traceMain } from '../radio/index';
 import { bleLockTransportFactory } from '../ble/lock-transport';
+import { registerDemoCommand } from './demo-command';
+import { reportFailure } from './errors';
+import { applyCliConventions, isAskedForOutput } from './program';
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 export function buildProgram(): Command {
   const program = new Command('locksync')
     .description('Smart-lock firmware simulator, signed offline Door Sync over BLE, courier agent, authority and a virtual BLE radio')
-    .showHelpAfterError();
+    .version(packageVersion(), '-V, --version', 'print the locksync version');
 
   // uart:/hci: locks serve the GATT service on bleno (loaded only when such a lock starts).
   registerLockCommands(program, { transportFactory: (spec) => bleLockTransportFactory(spec) });
   registerAgentCommands(program);
   registerAuthorityCommands(program);
+  registerRadioCommands(program);
   registerScenarioCommands(program);
 
-  // These tools parse their own arguments (radio/cli.ts, cli/demo.ts).
+  // This tool parses its own arguments (radio/cli.ts).
   const passThrough = (name: string, description: string, run: (args: string[]) => Promise<number>): void => {
     program
       .command(name)
@@ -38,14 +52,9 @@ export function buildProgram(): Command {
         process.exitCode = await run(args);
       });
   };
-  passThrough('radio', 'virtual BLE radio: `radio up --dir DIR --controllers N`, `radio ctl --dir DIR <op> …` (see radio/README.md)', radioMain);
   passThrough('trace', '`trace show FILE.btsnoop`: readable summary of HCI and ATT traffic in a capture', traceMain);
-  passThrough('demo', 'the end-to-end story through the real stacks (same as `npm start`; `demo --help` for options)', async (args) => {
-    const { spawnSync } = await import('node:child_process');
-    const script = new URL('./demo.ts', import.meta.url).pathname;
-    return spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' }).status ?? 1;
-  });
-  return program;
+  registerDemoCommand(program);
+  return applyCliConventions(program);
 }
 
 // `locksync trace show FILE | head`: a closed pipe ends the output, like any Unix tool.
@@ -56,4 +65,10 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-await buildProgram().parseAsync(process.argv);
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (e) {
+  if (isAskedForOutput(e)) process.exitCode = 0;
+  // A failed command may leave handles open (a server, a BLE stack): end the process now.
+  else process.exit(reportFailure(e));
+}
