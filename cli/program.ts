@@ -36,6 +36,10 @@ export function applyCliConventions(root: Command): Command {
     // The error line is printed once, by the top-level handler (reportFailure).
     cmd.configureOutput({ outputError: () => undefined });
     cmd.showHelpAfterError(false);
+    // Help marks required options, so no command has to say it in each description.
+    for (const option of cmd.options) {
+      if (option.mandatory && option.description !== '' && !option.description.includes('(required)')) option.description += ' (required)';
+    }
     for (const sub of cmd.commands) visit(sub);
   };
   visit(root);
