@@ -65,6 +65,10 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+// `npm run locksync -- …` runs in the package root; the paths on its command line are
+// relative to where the user typed it, as with an installed `locksync`.
+if (process.env.npm_lifecycle_event === 'locksync' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (e) {
