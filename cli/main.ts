@@ -10,7 +10,8 @@
 // Every failure ends here: whatever an action throws goes through reportFailure (one line
 // `error CODE: what — what to do`, the code's exit status); usage mistakes are USAGE (2).
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { registerAgentCommands } from '../mobile-agent/cli';
 import { registerAuthorityCommands } from '../authority/cli';
@@ -47,7 +48,7 @@ export function buildProgram(): Command {
       .description(description)
       .helpOption(false)
       .allowUnknownOption()
-      .argument('[args...]')
+      .argument('[args...]', `the ${name} subcommand and its arguments`)
       .action(async (args: string[]) => {
         process.exitCode = await run(args);
       });
@@ -57,22 +58,29 @@ export function buildProgram(): Command {
   return applyCliConventions(program);
 }
 
-// `locksync trace show FILE | head`: a closed pipe ends the output, like any Unix tool.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw e;
-  });
+/** Runs `locksync` with `argv` (node, script, args…) and sets the process's exit status. */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  // `locksync trace show FILE | head`: a closed pipe ends the output, like any Unix tool.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
+  // `npm run locksync -- …` runs in the package root; the paths on its command line are
+  // relative to where the user typed it, as with an installed `locksync`.
+  if (process.env.npm_lifecycle_event === 'locksync' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    if (isAskedForOutput(e)) process.exitCode = 0;
+    // A failed command may leave handles open (a server, a BLE stack): end the process now.
+    else process.exit(reportFailure(e));
+  }
 }
 
-// `npm run locksync -- …` runs in the package root; the paths on its command line are
-// relative to where the user typed it, as with an installed `locksync`.
-if (process.env.npm_lifecycle_event === 'locksync' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
-
-try {
-  await buildProgram().parseAsync(process.argv);
-} catch (e) {
-  if (isAskedForOutput(e)) process.exitCode = 0;
-  // A failed command may leave handles open (a server, a BLE stack): end the process now.
-  else process.exit(reportFailure(e));
-}
+// `tsx cli/main.ts …` (npm run locksync) runs it; bin/locksync.js calls main() itself, and
+// tests import buildProgram without running anything.
+const entry = process.argv[1];
+if (entry !== undefined && existsSync(entry) && import.meta.url === pathToFileURL(realpathSync(entry)).href) await main();
