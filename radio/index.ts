@@ -12,7 +12,7 @@ export type { PropagationModel, Position } from './medium';
 export { ManualClock, RealtimeClock } from './clock';
 export type { RadioClock } from './clock';
 export { summarizeBtsnoop, parseBtsnoop, BtsnoopWriter, describeHciPacket } from './btsnoop';
-export { radioMain, traceMain, sendControlRequest, CliUsageError } from './cli';
+export { radioMain, traceMain, sendControlRequest, registerRadioCommands, CliUsageError } from './cli';
 export type { CliIo } from './cli';
 export { SeededRandom } from './prng';
 export {
