@@ -16,7 +16,9 @@ import { commandPath } from '../../cli/program';
 import { type Finished, ROOT, childEnv, digestTree, expectFailure, locksync, tempDir, timings } from './harness';
 import { findAll, parseXml } from './xml';
 
-const DEADLINE_MS = 60_000; // catches hangs on a loaded 2-core machine; not a timing goal
+const DEADLINE_MS = 120_000; // catches hangs on a loaded 2-core machine (load average 25+ seen); not a timing goal
+// Several processes per test under that load: room for the deadlines above.
+vi.setConfig({ testTimeout: 4 * DEADLINE_MS, hookTimeout: 4 * DEADLINE_MS });
 const run = (args: string[], cwd?: string) => locksync(args, { deadlineMs: DEADLINE_MS, ...(cwd !== undefined ? { cwd } : {}) });
 
 let dir: string;
