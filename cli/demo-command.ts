@@ -13,14 +13,14 @@ export interface DemoArgs {
   transport: 'ble' | 'sim';
 }
 
-const DESCRIPTION = `the end-to-end story through the real stacks (same as \`npm start\`): virtual radio,
-authority (SQLite + HTTP), an offline and an internet-connected lock on bleno, a resident's
-and a partner's phone on noble. Writes DIR/capture/*.btsnoop, DIR/trace.json and
-DIR/timeline.html. Exit 0 only if every step behaved as told.`;
+const DESCRIPTION =
+  "the end-to-end story through the real stacks (same as `npm start`): virtual radio, authority (SQLite + HTTP), an offline and an internet-connected lock on bleno, a resident's and a partner's phone on noble. " +
+  'Writes DIR/capture/*.btsnoop, DIR/trace.json and DIR/timeline.html. Exit 0 only if every step behaved as told.';
 
 function demoOptions(cmd: Command): Command {
   return cmd
     .description(DESCRIPTION)
+    .summary('the end-to-end story through the real stacks (same as `npm start`)')
     .option('--seed <seed>', 'seed for keys, clocks and radio faults (the replay value)', '2026')
     .option('--out <dir>', 'output directory for captures, trace.json and timeline.html', 'out/demo')
     .option('--transport <kind>', 'ble (bleno ↔ noble over the virtual radio) or sim (in-process link)', oneOf('--transport', ['ble', 'sim'] as const), 'ble');
