@@ -290,7 +290,11 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
           throw new CliError('BAD_STATE', `cannot provision from ${o.bundle}: ${e.message}`, `${BUNDLE_TODO} (and a --blocks large enough for it)`);
         throw e;
       }
-      mkdirSync(o.state, { recursive: true });
+      try {
+        mkdirSync(o.state, { recursive: true });
+      } catch (e) {
+        throw new CliError('USAGE', `cannot create the state directory ${o.state}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'pass --state a directory path you can write');
+      }
       writeFileSync(p.flash, flash.image());
       const device: DeviceFile = { lockId: bundle.lockId, devicePublicKey: toHex(devicePublicKey), geometry };
       writeFileSync(p.device, `${JSON.stringify(device, null, 2)}\n`);

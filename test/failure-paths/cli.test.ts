@@ -97,6 +97,13 @@ describe.concurrent('lock: provisioning and one-shot mistakes', () => {
     expect(digestTree(lockState)).toBe(before);
   });
 
+  it('lock provision --state naming a file → USAGE; the file is unchanged', async () => {
+    const file = path.join(dir, 'a-file');
+    fs.writeFileSync(file, 'not a directory');
+    expectFailure(await run(['lock', 'provision', '--state', file, '--bundle', bundle]), 'USAGE', /cannot create the state directory/);
+    expect(fs.readFileSync(file, 'utf8')).toBe('not a directory');
+  });
+
   it('lock provision --blocks abc → USAGE naming the option', async () => {
     const state = path.join(dir, 'never-5');
     expectFailure(await run(['lock', 'provision', '--state', state, '--bundle', bundle, '--blocks', 'abc']), 'USAGE', /--blocks must be an integer/);
