@@ -1,9 +1,14 @@
 // `locksync authority …`: every manager operation against a property database, plus
 // init and serve. Each command opens the database, runs one transaction and prints the
-// result (human text, or JSON with --json). Refusals print their code and exit 2.
+// result (human text, or JSON with --json). A refusal changes nothing and ends as one line
+// `error CODE: AUTHORITY_CODE: what — what to do` (USAGE 2 for a bad value, AUTHORITY_REFUSED
+// 13 for an unknown id or a rule, BAD_STATE 16 for a missing or foreign database).
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { CliError, type ExitCodeName, parseIntegerOption } from '../cli/errors';
+import { boolean, integer, oneOf } from '../cli/program';
 import { Authority, type KeyDoorInput } from './authority';
 import { AuthorityError } from './errors';
 import { startAuthorityServer } from './server';
@@ -41,12 +46,39 @@ function print(o: { json?: boolean }, result: unknown): void {
   process.stdout.write((o.json ? JSON.stringify(result ?? { ok: true }) : human(result ?? 'ok')) + '\n');
 }
 
-function fail(o: { json?: boolean }, e: unknown): void {
+/** What to do about each kind of refusal, for the one-line error. */
+function todoFor(e: AuthorityError): string {
+  if (e.code === 'VALIDATION') return 'fix the value named above (see --help)';
+  if (e.status === 404) return 'check the id: the matching `list` command shows what exists';
+  if (e.code === 'NOT_INITIALIZED') return 'run `locksync authority init --db FILE` first, or pass the right --db';
+  if (e.code === 'ALREADY_INITIALIZED') return 'pass another --db (and --key-dir), or use the existing property';
+  if (e.code === 'KEY_FILE') return 'pass the --key-dir/--root-key that `authority init` created for this --db (files must be mode 0600)';
+  return 'the state is unchanged; resolve what is named above and retry';
+}
+
+/** The exit-code class of an authority refusal (see the README's exit-code table). */
+function exitCodeFor(e: AuthorityError): ExitCodeName {
+  if (e.code === 'VALIDATION' || e.code === 'ALREADY_INITIALIZED') return 'USAGE';
+  if (e.code === 'NOT_INITIALIZED' || e.code === 'KEY_FILE') return 'BAD_STATE';
+  if (e.status === 500) return 'INTERNAL';
+  return 'AUTHORITY_REFUSED';
+}
+
+/**
+ * Ends a command on a failure: an AuthorityError (a refusal: nothing was written) or a
+ * database that is not a property becomes a CliError for the top-level handler; with
+ * --json the refusal is also printed on stdout as `{"error": …}`.
+ */
+function fail(o: { json?: boolean; db?: string }, e: unknown): never {
   if (e instanceof AuthorityError) {
     if (o.json) process.stdout.write(JSON.stringify({ error: e.toJSON() }) + '\n');
-    else process.stderr.write(`error ${e.code}: ${e.toJSON().message}${e.details ? `\n${human(e.details, '  ')}` : ''}\n`);
-    process.exitCode = 2;
-    return;
+    const details = e.details !== undefined ? ` (${JSON.stringify(e.details)})` : '';
+    throw new CliError(exitCodeFor(e), `${e.code}: ${e.toJSON().message}${details}`, todoFor(e));
+  }
+  const sqlite = (e as { code?: unknown }).code;
+  if (typeof sqlite === 'string' && sqlite.startsWith('SQLITE_')) {
+    if (sqlite === 'SQLITE_BUSY' || sqlite === 'SQLITE_LOCKED') throw new CliError('IN_USE', `${o.db ?? 'the database'} is locked by another process (${sqlite})`, 'retry when the other writer has finished');
+    throw new CliError('BAD_STATE', `${o.db ?? 'the database'} is not a locksync property database: ${(e as Error).message} (${sqlite})`, 'pass the file `authority init` created, or run `authority init --db FILE`');
   }
   throw e;
 }
@@ -65,13 +97,43 @@ function withAuthority<O extends Common>(fn: (a: Authority, o: O) => unknown): (
   };
 }
 
-function int(v: string | undefined, what: string): number {
-  if (v === undefined || !/^[0-9]+$/.test(v)) throw invalid(`${what} must be a number`);
-  return Number(v);
+/** Parses an id list option (`--doors 1,2,3`). */
+function idList(flag: string): (raw: string) => number[] {
+  return (raw) => raw.split(',').map((d) => parseIntegerOption(flag, d.trim(), { min: 1 }));
 }
 
-function optNum(v: string | undefined, what: string): number | undefined {
-  return v === undefined ? undefined : int(v, what);
+/** Parses a JSON option (`--policy '{"leaseSeconds":86400}'`). */
+function jsonOption(flag: string): (raw: string) => unknown {
+  return (raw) => {
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch (e) {
+      throw new CliError('USAGE', `${flag} must be JSON: ${(e as Error).message}`, `pass e.g. ${flag} '{"leaseSeconds":86400}'`);
+    }
+  };
+}
+
+/** A positive integer id option (`--door 3`). */
+const id = (flag: string): ((raw: string) => number) => integer(flag, { min: 1 });
+/** Unix seconds (`--from 1767225600`). */
+const unix = (flag: string): ((raw: string) => number) => integer(flag, { min: 1, max: 0xffff_ffff });
+
+/** Refuses an --out path that cannot be written before anything is changed. */
+function requireWritable(file: string): void {
+  const dir = dirname(resolve(file));
+  try {
+    accessSync(dir, fsConstants.W_OK);
+  } catch {
+    throw new CliError('USAGE', `cannot write ${file}: ${dir} does not exist or is not writable`, 'pass --out a path in an existing, writable directory');
+  }
+}
+
+function readSecretKeyFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    throw new CliError('BAD_STATE', `cannot read the device secret key ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'pass --secret-key-file the file holding the device secret key (hex)');
+  }
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -86,7 +148,8 @@ function collect(v: string, prev: string[] = []): string[] {
 export function parseDoorSpec(spec: string): KeyDoorInput {
   const [idPart, ...rest] = spec.split(':sched=')[0]!.split(':');
   const sched = spec.includes(':sched=') ? spec.slice(spec.indexOf(':sched=') + 7) : undefined;
-  const out: KeyDoorInput = { doorId: int(idPart, 'door id'), doorcodesEnabled: !rest.includes('nocodes') };
+  if (idPart === undefined || !/^[0-9]+$/.test(idPart)) throw invalid(`door spec ${JSON.stringify(spec)} must start with a door id`);
+  const out: KeyDoorInput = { doorId: Number(idPart), doorcodesEnabled: !rest.includes('nocodes') };
   for (const r of rest) if (r !== 'nocodes' && r !== 'codes') throw invalid(`unknown door option ${r}`);
   if (sched !== undefined) {
     out.schedule = sched.split('+').map((w) => {
@@ -100,10 +163,10 @@ export function parseDoorSpec(spec: string): KeyDoorInput {
 
 function common(c: Command): Command {
   return c
-    .requiredOption('--db <file>', 'property database (SQLite)')
+    .requiredOption('--db <file>', 'property database (the SQLite file `authority init` created)')
     .option('--key-dir <dir>', 'key directory (default <db>.keys)')
     .option('--root-key <file>', 'offline root key file (default <key-dir>/root.key)')
-    .option('--json', 'machine-readable output');
+    .option('--json', 'machine-readable output (a refusal prints {"error": …} on stdout too)');
 }
 
 export function registerAuthorityCommands(program: Command): void {
@@ -113,12 +176,12 @@ export function registerAuthorityCommands(program: Command): void {
     .option('--seed <seed>', 'derive every key and token from this seed (demos and tests only)')
     .option('--tz <zone>', 'IANA time zone of the property', 'UTC')
     .option('--name <name>', 'property name', 'Property')
-    .option('--lease <seconds>', 'freshness lease for partner/guest credentials (0 = off)')
-    .action((o: Common & { seed?: string; tz: string; name: string; lease?: string }) => {
+    .option('--lease <seconds>', 'freshness lease for partner/guest credentials in seconds (0 = off)', integer('--lease', { min: 0, max: 0xffff_ffff }))
+    .action((o: Common & { seed?: string; tz: string; name: string; lease?: number }) => {
       try {
         const init: Parameters<typeof Authority.init>[0] = { ...openOpts(o), timeZone: o.tz, propertyName: o.name };
         if (o.seed !== undefined) init.seed = o.seed;
-        if (o.lease !== undefined) init.policy = { leaseSeconds: int(o.lease, 'lease') };
+        if (o.lease !== undefined) init.policy = { leaseSeconds: o.lease };
         const { authority, managerToken, rootPublicKey } = Authority.init(init);
         const keyDir = authority.paths.keyDir;
         authority.close();
@@ -128,298 +191,310 @@ export function registerAuthorityCommands(program: Command): void {
       }
     });
 
-  common(auth.command('serve').description('serve the JSON HTTP API'))
-    .requiredOption('--port <n>', 'TCP port (0 = any free port)')
+  common(auth.command('serve').description('serve the JSON HTTP API (prints its URL; runs until SIGINT/SIGTERM)'))
+    .requiredOption('--port <n>', 'TCP port (0 = any free port)', integer('--port', { min: 0, max: 65535 }))
     .option('--host <host>', 'listen address', '127.0.0.1')
-    .option('--max-wait <seconds>', 'longest uplink long-poll', '60')
-    .option('--poll-ms <ms>', 'uplink re-check interval for changes made by other processes', '500')
-    .action(async (o: Common & { port: string; host: string; maxWait: string; pollMs: string }) => {
+    .option('--max-wait <seconds>', 'longest uplink long-poll in seconds', integer('--max-wait', { min: 0, max: 3600 }), 60)
+    .option('--poll-ms <ms>', 'uplink re-check interval in ms for changes made by other processes', integer('--poll-ms', { min: 1 }), 500)
+    .action(async (o: Common & { port: number; host: string; maxWait: number; pollMs: number }) => {
       try {
-        const s = await startAuthorityServer({ ...openOpts(o), port: int(o.port, 'port'), host: o.host, maxWaitSeconds: int(o.maxWait, 'max-wait'), pollIntervalMs: int(o.pollMs, 'poll-ms') });
+        const s = await startAuthorityServer({ ...openOpts(o), port: o.port, host: o.host, maxWaitSeconds: o.maxWait, pollIntervalMs: o.pollMs });
         process.stdout.write(o.json ? JSON.stringify({ url: s.url }) + '\n' : `authority listening on ${s.url}\n`);
         const stop = (): void => void s.close().then(() => process.exit(0));
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EADDRINUSE') throw new CliError('IN_USE', `${o.host}:${o.port} is already in use by another process`, 'pass another --port, or --port 0 for any free port');
+        if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EACCES')
+          throw new CliError('USAGE', `cannot listen on ${o.host}:${o.port} (${code})`, 'pass a local --host address and a --port you may bind (≥ 1024 unless root)');
         fail(o, e);
       }
     });
 
   const property = auth.command('property').description('property name, time zone, lock policy');
-  common(property.command('show')).action(withAuthority((a) => a.property()));
-  common(property.command('set'))
-    .option('--name <name>')
-    .option('--tz <zone>')
-    .option('--policy <json>', 'lock policy fields, e.g. {"leaseSeconds":86400,"wrongCodeLimit":5}')
+  common(property.command('show').description('print the property name, time zone and lock policy')).action(withAuthority((a) => a.property()));
+  common(property.command('set').description('change the property name, time zone or lock policy'))
+    .option('--name <name>', 'new property name')
+    .option('--tz <zone>', 'new IANA time zone')
+    .option('--policy <json>', 'lock policy fields, e.g. {"leaseSeconds":86400,"wrongCodeLimit":5}', jsonOption('--policy'))
     .action(
-      withAuthority((a, o: Common & { name?: string; tz?: string; policy?: string }) => {
+      withAuthority((a, o: Common & { name?: string; tz?: string; policy?: unknown }) => {
         const input: Parameters<Authority['setProperty']>[0] = {};
         if (o.name !== undefined) input.name = o.name;
         if (o.tz !== undefined) input.timeZone = o.tz;
-        if (o.policy !== undefined) input.policy = JSON.parse(o.policy) as never;
+        if (o.policy !== undefined) input.policy = o.policy as never;
         return a.setProperty(input);
       }),
     );
 
   const door = auth.command('door').description('doors (communal/private, internet-connected or not)');
-  common(door.command('list')).action(withAuthority((a) => a.listDoors()));
-  common(door.command('add'))
-    .requiredOption('--name <name>')
+  common(door.command('list').description('list the doors')).action(withAuthority((a) => a.listDoors()));
+  common(door.command('add').description('add a door'))
+    .requiredOption('--name <name>', 'door name, e.g. Lobby')
     .option('--communal', 'a communal door (default private)')
     .option('--connected', 'internet-connected lock (receives changes via the uplink)')
     .action(withAuthority((a, o: Common & { name: string; communal?: boolean; connected?: boolean }) => a.addDoor({ name: o.name, kind: o.communal ? 'communal' : 'private', connected: o.connected === true })));
-  common(door.command('update'))
-    .requiredOption('--door <id>')
-    .option('--name <name>')
-    .option('--kind <kind>', 'communal | private')
-    .option('--connected <bool>', 'true | false')
-    .option('--policy <json>', 'door-level lock policy overrides, or null')
+  common(door.command('update').description("change a door's name, kind, connectivity or policy"))
+    .requiredOption('--door <id>', 'door id', id('--door'))
+    .option('--name <name>', 'new door name')
+    .option('--kind <kind>', 'communal | private', oneOf('--kind', ['communal', 'private'] as const))
+    .option('--connected <bool>', 'true | false', boolean('--connected'))
+    .option('--policy <json>', 'door-level lock policy overrides, or null', jsonOption('--policy'))
     .action(
-      withAuthority((a, o: Common & { door: string; name?: string; kind?: string; connected?: string; policy?: string }) => {
+      withAuthority((a, o: Common & { door: number; name?: string; kind?: 'communal' | 'private'; connected?: boolean; policy?: unknown }) => {
         const input: Parameters<Authority['updateDoor']>[1] = {};
         if (o.name !== undefined) input.name = o.name;
-        if (o.kind !== undefined) input.kind = o.kind as 'communal';
-        if (o.connected !== undefined) input.connected = o.connected === 'true';
-        if (o.policy !== undefined) input.policy = JSON.parse(o.policy) as never;
-        return a.updateDoor(int(o.door, 'door'), input);
+        if (o.kind !== undefined) input.kind = o.kind;
+        if (o.connected !== undefined) input.connected = o.connected;
+        if (o.policy !== undefined) input.policy = o.policy as never;
+        return a.updateDoor(o.door, input);
       }),
     );
-  common(door.command('remove')).requiredOption('--door <id>').action(withAuthority((a, o: Common & { door: string }) => a.removeDoor(int(o.door, 'door'))));
+  common(door.command('remove').description('remove a door (and its lock)'))
+    .requiredOption('--door <id>', 'door id', id('--door'))
+    .action(withAuthority((a, o: Common & { door: number }) => a.removeDoor(o.door)));
 
   const key = auth.command('key').description('Keys: sets of doors with per-door doorcode and schedule settings');
   const doorHelp = 'ID[:nocodes][:sched=DAYS@HH:MM-HH:MM+…] (repeatable)';
-  common(key.command('list')).action(withAuthority((a) => a.listKeys()));
-  common(key.command('create'))
-    .requiredOption('--name <name>')
+  common(key.command('list').description('list the Keys')).action(withAuthority((a) => a.listKeys()));
+  common(key.command('create').description('create a Key'))
+    .requiredOption('--name <name>', 'Key name')
     .option('--door <spec>', doorHelp, collect)
-    .option('--partner <id>', 'attach a partner: makes a partner key (permanent)')
-    .action(
-      withAuthority((a, o: Common & { name: string; door?: string[]; partner?: string }) =>
-        a.createKey({ name: o.name, doors: (o.door ?? []).map(parseDoorSpec), partnerId: optNum(o.partner, 'partner') ?? null }),
-      ),
-    );
-  common(key.command('update'))
-    .requiredOption('--key <id>')
-    .option('--name <name>')
+    .option('--partner <id>', 'attach a partner: makes a partner key (permanent)', id('--partner'))
+    .action(withAuthority((a, o: Common & { name: string; door?: string[]; partner?: number }) => a.createKey({ name: o.name, doors: (o.door ?? []).map(parseDoorSpec), partnerId: o.partner ?? null })));
+  common(key.command('update').description("change a Key's name, door set or partner"))
+    .requiredOption('--key <id>', 'Key id', id('--key'))
+    .option('--name <name>', 'new Key name')
     .option('--door <spec>', `replace the door set: ${doorHelp}`, collect)
-    .option('--partner <id>', 'attach a partner (cannot be changed or removed later)')
+    .option('--partner <id>', 'attach a partner (cannot be changed or removed later)', id('--partner'))
     .action(
-      withAuthority((a, o: Common & { key: string; name?: string; door?: string[]; partner?: string }) => {
+      withAuthority((a, o: Common & { key: number; name?: string; door?: string[]; partner?: number }) => {
         const input: Parameters<Authority['updateKey']>[1] = {};
         if (o.name !== undefined) input.name = o.name;
         if (o.door !== undefined) input.doors = o.door.map(parseDoorSpec);
-        if (o.partner !== undefined) input.partnerId = o.partner === 'none' ? null : int(o.partner, 'partner');
-        return a.updateKey(int(o.key, 'key'), input);
+        if (o.partner !== undefined) input.partnerId = o.partner;
+        return a.updateKey(o.key, input);
       }),
     );
   common(key.command('set-door').description('add a door to a Key or change its settings'))
-    .requiredOption('--key <id>')
+    .requiredOption('--key <id>', 'Key id', id('--key'))
     .requiredOption('--door <spec>', 'ID[:nocodes][:sched=…]')
-    .action(withAuthority((a, o: Common & { key: string; door: string }) => a.setKeyDoor(int(o.key, 'key'), parseDoorSpec(o.door))));
-  common(key.command('remove-door'))
-    .requiredOption('--key <id>')
-    .requiredOption('--door <id>')
-    .action(withAuthority((a, o: Common & { key: string; door: string }) => a.removeKeyDoor(int(o.key, 'key'), int(o.door, 'door'))));
+    .action(withAuthority((a, o: Common & { key: number; door: string }) => a.setKeyDoor(o.key, parseDoorSpec(o.door))));
+  common(key.command('remove-door').description('remove a door from a Key'))
+    .requiredOption('--key <id>', 'Key id', id('--key'))
+    .requiredOption('--door <id>', 'door id', id('--door'))
+    .action(withAuthority((a, o: Common & { key: number; door: number }) => a.removeKeyDoor(o.key, o.door)));
   common(key.command('delete').description('delete a Key (and its doorcodes, assignments and guest keys)'))
-    .requiredOption('--key <id>')
-    .action(withAuthority((a, o: Common & { key: string }) => a.deleteKey(int(o.key, 'key'))));
+    .requiredOption('--key <id>', 'Key id', id('--key'))
+    .action(withAuthority((a, o: Common & { key: number }) => a.deleteKey(o.key)));
 
   const user = auth.command('user').description('residents and staff');
-  common(user.command('list')).action(withAuthority((a) => a.listUsers()));
-  common(user.command('show')).requiredOption('--user <id>').action(withAuthority((a, o: Common & { user: string }) => a.user(int(o.user, 'user'))));
-  common(user.command('add'))
-    .requiredOption('--name <name>')
+  common(user.command('list').description('list the users')).action(withAuthority((a) => a.listUsers()));
+  common(user.command('show').description('a user with their Keys, devices, doorcodes and keycards'))
+    .requiredOption('--user <id>', 'user id', id('--user'))
+    .action(withAuthority((a, o: Common & { user: number }) => a.user(o.user)));
+  common(user.command('add').description('add a resident (or staff member)'))
+    .requiredOption('--name <name>', "the user's name")
     .option('--staff', 'staff member (default resident)')
     .action(withAuthority((a, o: Common & { name: string; staff?: boolean }) => a.addUser({ name: o.name, role: o.staff ? 'staff' : 'resident' })));
-  common(user.command('remove')).requiredOption('--user <id>').action(withAuthority((a, o: Common & { user: string }) => a.removeUser(int(o.user, 'user'))));
+  common(user.command('remove').description('remove a user (their credentials leave every table)'))
+    .requiredOption('--user <id>', 'user id', id('--user'))
+    .action(withAuthority((a, o: Common & { user: number }) => a.removeUser(o.user)));
 
   common(auth.command('assign').description('assign a Key to a user (managers assign Keys, never doors)'))
-    .requiredOption('--user <id>')
-    .requiredOption('--key <id>')
+    .requiredOption('--user <id>', 'user id', id('--user'))
+    .requiredOption('--key <id>', 'Key id', id('--key'))
     .option('--no-share', 'turn "May Share Key" off')
-    .option('--from <unix>', 'valid from')
-    .option('--until <unix>', 'valid until')
+    .option('--from <unix>', 'valid from (unix seconds)', unix('--from'))
+    .option('--until <unix>', 'valid until (unix seconds)', unix('--until'))
     .action(
-      withAuthority((a, o: Common & { user: string; key: string; share: boolean; from?: string; until?: string }) => {
+      withAuthority((a, o: Common & { user: number; key: number; share: boolean; from?: number; until?: number }) => {
         const opts: { mayShare: boolean; validFrom?: number; validUntil?: number } = { mayShare: o.share };
-        const f = optNum(o.from, 'from');
-        const u = optNum(o.until, 'until');
-        if (f !== undefined) opts.validFrom = f;
-        if (u !== undefined) opts.validUntil = u;
-        return a.assignKey(int(o.user, 'user'), int(o.key, 'key'), opts);
+        if (o.from !== undefined) opts.validFrom = o.from;
+        if (o.until !== undefined) opts.validUntil = o.until;
+        return a.assignKey(o.user, o.key, opts);
       }),
     );
   common(auth.command('unassign').description('take a Key away (its doorcodes and guests go too)'))
-    .requiredOption('--user <id>')
-    .requiredOption('--key <id>')
-    .action(withAuthority((a, o: Common & { user: string; key: string }) => a.unassignKey(int(o.user, 'user'), int(o.key, 'key'))));
+    .requiredOption('--user <id>', 'user id', id('--user'))
+    .requiredOption('--key <id>', 'Key id', id('--key'))
+    .action(withAuthority((a, o: Common & { user: number; key: number }) => a.unassignKey(o.user, o.key)));
   common(auth.command('may-share').description('set "May Share Key" on an assignment'))
-    .requiredOption('--user <id>')
-    .requiredOption('--key <id>')
-    .requiredOption('--value <bool>', 'true | false')
-    .action(withAuthority((a, o: Common & { user: string; key: string; value: string }) => a.setMayShare(int(o.user, 'user'), int(o.key, 'key'), o.value === 'true')));
+    .requiredOption('--user <id>', 'user id', id('--user'))
+    .requiredOption('--key <id>', 'Key id', id('--key'))
+    .requiredOption('--value <bool>', 'true | false', boolean('--value'))
+    .action(withAuthority((a, o: Common & { user: number; key: number; value: boolean }) => a.setMayShare(o.user, o.key, o.value)));
 
   const guest = auth.command('guest').description('guests invited by residents');
-  common(guest.command('invite'))
-    .requiredOption('--resident <id>')
-    .requiredOption('--name <name>')
-    .requiredOption('--doors <ids>', 'comma-separated door ids')
-    .option('--from <unix>')
-    .option('--until <unix>')
+  common(guest.command('invite').description("invite a guest to some of a resident's doors"))
+    .requiredOption('--resident <id>', 'id of the inviting resident', id('--resident'))
+    .requiredOption('--name <name>', "the guest's name")
+    .requiredOption('--doors <ids>', 'comma-separated door ids', idList('--doors'))
+    .option('--from <unix>', 'valid from (unix seconds)', unix('--from'))
+    .option('--until <unix>', 'valid until (unix seconds)', unix('--until'))
     .action(
-      withAuthority((a, o: Common & { resident: string; name: string; doors: string; from?: string; until?: string }) => {
-        const input: Parameters<Authority['inviteGuest']>[1] = { name: o.name, doorIds: o.doors.split(',').map((d) => int(d.trim(), 'door')) };
-        const f = optNum(o.from, 'from');
-        const u = optNum(o.until, 'until');
-        if (f !== undefined) input.validFrom = f;
-        if (u !== undefined) input.validUntil = u;
-        return a.inviteGuest(int(o.resident, 'resident'), input);
+      withAuthority((a, o: Common & { resident: number; name: string; doors: number[]; from?: number; until?: number }) => {
+        const input: Parameters<Authority['inviteGuest']>[1] = { name: o.name, doorIds: o.doors };
+        if (o.from !== undefined) input.validFrom = o.from;
+        if (o.until !== undefined) input.validUntil = o.until;
+        return a.inviteGuest(o.resident, input);
       }),
     );
-  common(guest.command('revoke')).requiredOption('--guest <id>').action(withAuthority((a, o: Common & { guest: string }) => a.revokeGuest(int(o.guest, 'guest'))));
+  common(guest.command('revoke').description("revoke a guest's access"))
+    .requiredOption('--guest <id>', 'guest id', id('--guest'))
+    .action(withAuthority((a, o: Common & { guest: number }) => a.revokeGuest(o.guest)));
 
   const partner = auth.command('partner').description('partners: authorize, assign per door, terminate');
-  common(partner.command('list')).action(withAuthority((a) => a.listPartners()));
-  common(partner.command('authorize')).requiredOption('--name <name>').action(withAuthority((a, o: Common & { name: string }) => a.authorizePartner(o.name)));
-  common(partner.command('assign-door'))
-    .requiredOption('--partner <id>')
-    .requiredOption('--door <id>')
-    .action(withAuthority((a, o: Common & { partner: string; door: string }) => a.assignPartnerToDoor(int(o.partner, 'partner'), int(o.door, 'door'))));
-  common(partner.command('unassign-door'))
-    .requiredOption('--partner <id>')
-    .requiredOption('--door <id>')
-    .action(withAuthority((a, o: Common & { partner: string; door: string }) => a.unassignPartnerFromDoor(int(o.partner, 'partner'), int(o.door, 'door'))));
+  common(partner.command('list').description('list the partners and their doors')).action(withAuthority((a) => a.listPartners()));
+  common(partner.command('authorize').description('authorize a partner integration (prints its partner token)'))
+    .requiredOption('--name <name>', 'partner name, e.g. "Parcel Co"')
+    .action(withAuthority((a, o: Common & { name: string }) => a.authorizePartner(o.name)));
+  common(partner.command('assign-door').description('let a partner open a door'))
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .requiredOption('--door <id>', 'door id', id('--door'))
+    .action(withAuthority((a, o: Common & { partner: number; door: number }) => a.assignPartnerToDoor(o.partner, o.door)));
+  common(partner.command('unassign-door').description('remove a partner from a door (pending at offline locks until a sync)'))
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .requiredOption('--door <id>', 'door id', id('--door'))
+    .action(withAuthority((a, o: Common & { partner: number; door: number }) => a.unassignPartnerFromDoor(o.partner, o.door)));
   common(partner.command('terminate').description('terminate the integration (refused while assigned to any door)'))
-    .requiredOption('--partner <id>')
-    .action(withAuthority((a, o: Common & { partner: string }) => a.terminatePartner(int(o.partner, 'partner'))));
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .action(withAuthority((a, o: Common & { partner: number }) => a.terminatePartner(o.partner)));
   common(partner.command('key').description('create a partner key (a Key with the partner attached)'))
-    .requiredOption('--partner <id>')
-    .requiredOption('--name <name>')
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .requiredOption('--name <name>', 'Key name')
     .option('--door <spec>', doorHelp, collect)
-    .action(withAuthority((a, o: Common & { partner: string; name: string; door?: string[] }) => a.createKey({ name: o.name, doors: (o.door ?? []).map(parseDoorSpec), partnerId: int(o.partner, 'partner') })));
+    .action(withAuthority((a, o: Common & { partner: number; name: string; door?: string[] }) => a.createKey({ name: o.name, doors: (o.door ?? []).map(parseDoorSpec), partnerId: o.partner })));
 
   const device = auth.command('device').description('phone and partner device public keys');
-  common(device.command('enrol'))
-    .option('--user <id>')
-    .option('--partner <id>')
+  common(device.command('enrol').description("enrol a device's public key for a user or a partner (prints its device token)"))
+    .option('--user <id>', 'the device belongs to this user (give --user or --partner)', id('--user'))
+    .option('--partner <id>', 'the device belongs to this partner (give --user or --partner)', id('--partner'))
     .requiredOption('--public-key <hex>', 'Ed25519 public key generated on the device')
     .action(
-      withAuthority((a, o: Common & { user?: string; partner?: string; publicKey: string }) => {
+      withAuthority((a, o: Common & { user?: number; partner?: number; publicKey: string }) => {
         if ((o.user === undefined) === (o.partner === undefined)) throw invalid('give exactly one of --user or --partner');
-        return o.user !== undefined ? a.enrolUserDevice(int(o.user, 'user'), o.publicKey) : a.enrolPartnerDevice(int(o.partner, 'partner'), o.publicKey);
+        return o.user !== undefined ? a.enrolUserDevice(o.user, o.publicKey) : a.enrolPartnerDevice(o.partner as number, o.publicKey);
       }),
     );
-  common(device.command('revoke')).requiredOption('--device <id>').action(withAuthority((a, o: Common & { device: string }) => a.revokeDevice(int(o.device, 'device'))));
-  common(device.command('credentials')).requiredOption('--device <id>').action(withAuthority((a, o: Common & { device: string }) => a.credentialsForDevice(int(o.device, 'device'))));
+  common(device.command('revoke').description('revoke a device (its credentials leave every table)'))
+    .requiredOption('--device <id>', 'device id', id('--device'))
+    .action(withAuthority((a, o: Common & { device: number }) => a.revokeDevice(o.device)));
+  common(device.command('credentials').description('the credentials a device holds, per lock'))
+    .requiredOption('--device <id>', 'device id', id('--device'))
+    .action(withAuthority((a, o: Common & { device: number }) => a.credentialsForDevice(o.device)));
   common(device.command('credential-file').description('write the phone credential file the mobile agent reads'))
-    .requiredOption('--device <id>')
+    .requiredOption('--device <id>', 'device id', id('--device'))
     .requiredOption('--secret-key-file <file>', 'file holding the device secret key (hex)')
     .requiredOption('--out <file>', 'where to write the credential file (mode 0600)')
     .action(
-      withAuthority((a, o: Common & { device: string; secretKeyFile: string; out: string }) => {
-        const f = a.credentialFile(int(o.device, 'device'), readFileSync(o.secretKeyFile, 'utf8').trim());
+      withAuthority((a, o: Common & { device: number; secretKeyFile: string; out: string }) => {
+        requireWritable(o.out);
+        const f = a.credentialFile(o.device, readSecretKeyFile(o.secretKeyFile));
         writeFileSync(o.out, JSON.stringify(f, null, 2) + '\n', { mode: 0o600 });
         return { written: o.out, holder: f.holder, publicKey: f.publicKey, credentials: f.credentials };
       }),
     );
   common(device.command('enrol-demo').description('demo/test: derive a device key from a seed, enrol it, write its credential file'))
-    .option('--user <id>')
-    .option('--partner <id>')
-    .requiredOption('--seed <seed>')
-    .requiredOption('--out <file>')
+    .option('--user <id>', 'the device belongs to this user (give --user or --partner)', id('--user'))
+    .option('--partner <id>', 'the device belongs to this partner (give --user or --partner)', id('--partner'))
+    .requiredOption('--seed <seed>', 'seed the device key is derived from')
+    .requiredOption('--out <file>', 'where to write the credential file (mode 0600)')
     .action(
-      withAuthority((a, o: Common & { user?: string; partner?: string; seed: string; out: string }) => {
+      withAuthority((a, o: Common & { user?: number; partner?: number; seed: string; out: string }) => {
         if ((o.user === undefined) === (o.partner === undefined)) throw invalid('give exactly one of --user or --partner');
-        const r = a.enrolDeviceWithNewKey(o.user !== undefined ? { userId: int(o.user, 'user') } : { partnerId: int(o.partner, 'partner') }, o.seed);
+        requireWritable(o.out);
+        const r = a.enrolDeviceWithNewKey(o.user !== undefined ? { userId: o.user } : { partnerId: o.partner as number }, o.seed);
         writeFileSync(o.out, JSON.stringify(r.credentialFile, null, 2) + '\n', { mode: 0o600 });
         return { deviceId: r.deviceId, token: r.token, written: o.out, credentials: r.credentialFile.credentials };
       }),
     );
 
   const doorcode = auth.command('doorcode').description('7-digit permanent doorcodes');
-  common(doorcode.command('issue'))
-    .requiredOption('--user <id>')
-    .requiredOption('--door <id>')
+  common(doorcode.command('issue').description('issue a doorcode to a user for a door'))
+    .requiredOption('--user <id>', 'user id', id('--user'))
+    .requiredOption('--door <id>', 'door id', id('--door'))
     .option('--code <digits>', 'choose the code (default: random)')
-    .action(withAuthority((a, o: Common & { user: string; door: string; code?: string }) => a.issueDoorcode(int(o.user, 'user'), int(o.door, 'door'), o.code)));
-  common(doorcode.command('revoke'))
-    .requiredOption('--user <id>')
-    .requiredOption('--door <id>')
-    .action(withAuthority((a, o: Common & { user: string; door: string }) => a.revokeDoorcode(int(o.user, 'user'), int(o.door, 'door'))));
+    .action(withAuthority((a, o: Common & { user: number; door: number; code?: string }) => a.issueDoorcode(o.user, o.door, o.code)));
+  common(doorcode.command('revoke').description("revoke a user's doorcode for a door"))
+    .requiredOption('--user <id>', 'user id', id('--user'))
+    .requiredOption('--door <id>', 'door id', id('--door'))
+    .action(withAuthority((a, o: Common & { user: number; door: number }) => a.revokeDoorcode(o.user, o.door)));
 
   common(auth.command('daily-code').description('issue a daily or single-use daily code (works without a sync)'))
-    .requiredOption('--door <id>')
+    .requiredOption('--door <id>', 'door id', id('--door'))
     .option('--single-use', 'a DAILY_SINGLE_USE code (15 minutes after first use)')
     .option('--date <YYYY-MM-DD>', 'local date (default today in the property time zone)')
-    .option('--label <text>')
+    .option('--label <text>', 'who or what the code is for')
     .action(
-      withAuthority((a, o: Common & { door: string; singleUse?: boolean; date?: string; label?: string }) => {
+      withAuthority((a, o: Common & { door: number; singleUse?: boolean; date?: string; label?: string }) => {
         const input: Parameters<Authority['issueDailyCode']>[1] = { kind: o.singleUse ? 'dailySingleUse' : 'daily' };
         if (o.date !== undefined) input.date = o.date;
         if (o.label !== undefined) input.label = o.label;
-        return a.issueDailyCode(int(o.door, 'door'), input);
+        return a.issueDailyCode(o.door, input);
       }),
     );
 
   const keycard = auth.command('keycard').description('keycards (UID) per user');
-  common(keycard.command('add'))
-    .requiredOption('--user <id>')
-    .requiredOption('--uid <hex>')
-    .action(withAuthority((a, o: Common & { user: string; uid: string }) => a.addKeycard(int(o.user, 'user'), o.uid)));
-  common(keycard.command('remove')).requiredOption('--keycard <id>').action(withAuthority((a, o: Common & { keycard: string }) => a.removeKeycard(int(o.keycard, 'keycard'))));
+  common(keycard.command('add').description('register a keycard UID for a user'))
+    .requiredOption('--user <id>', 'user id', id('--user'))
+    .requiredOption('--uid <hex>', 'card UID, 4/7/10 bytes hex')
+    .action(withAuthority((a, o: Common & { user: number; uid: string }) => a.addKeycard(o.user, o.uid)));
+  common(keycard.command('remove').description('remove a keycard'))
+    .requiredOption('--keycard <id>', 'keycard id', id('--keycard'))
+    .action(withAuthority((a, o: Common & { keycard: number }) => a.removeKeycard(o.keycard)));
 
   common(auth.command('rotate-key').description('the offline root certifies a new online signing key')).action(withAuthority((a) => a.rotateSigningKey()));
 
   common(auth.command('reset-floor').description("root-signed reset of a lock's clock and version floors, for one session (recovery from a far-future time or version)"))
-    .requiredOption('--lock <id>')
+    .requiredOption('--lock <id>', 'lock id')
     .requiredOption('--nonce <hex>', "the lock's hello nonce for the session that will carry the reset")
-    .requiredOption('--version-floor <n>', 'new version floor: at or above the newest version legitimately issued, below the snapshot that follows')
-    .option('--time <unix-seconds>', 'new clock floor and clock (default: now)')
+    .requiredOption('--version-floor <n>', 'new version floor: at or above the newest version legitimately issued, below the snapshot that follows', integer('--version-floor', { min: 0 }))
+    .option('--time <unix-seconds>', 'new clock floor and clock (default: now)', unix('--time'))
     .action(
-      withAuthority((a, o: Common & { lock: string; nonce: string; versionFloor: string; time?: string }) => {
-        const input: { versionFloor: number; time?: number } = { versionFloor: int(o.versionFloor, 'version floor') };
-        const t = optNum(o.time, 'time');
-        if (t !== undefined) input.time = t;
+      withAuthority((a, o: Common & { lock: string; nonce: string; versionFloor: number; time?: number }) => {
+        const input: { versionFloor: number; time?: number } = { versionFloor: o.versionFloor };
+        if (o.time !== undefined) input.time = o.time;
         return a.floorReset(o.lock, o.nonce, input);
       }),
     );
 
   common(auth.command('provision-lock').description('create the lock for a door; prints (or writes) its provisioning bundle'))
-    .requiredOption('--door <id>')
+    .requiredOption('--door <id>', 'door id', id('--door'))
     .option('--out <file>', 'write the bundle (it holds the lock secret) to this file, mode 0600')
     .action(
-      withAuthority((a, o: Common & { door: string; out?: string }) => {
-        const bundle = a.provisionLock(int(o.door, 'door'));
+      withAuthority((a, o: Common & { door: number; out?: string }) => {
+        if (o.out !== undefined) requireWritable(o.out);
+        const bundle = a.provisionLock(o.door);
         if (o.out === undefined) return bundle;
         writeFileSync(o.out, JSON.stringify(bundle, null, 2) + '\n', { mode: 0o600 });
         return { lockId: bundle.lockId, doorId: bundle.doorId, written: o.out };
       }),
     );
   common(auth.command('register-lock').description("record a lock's device public key; prints its lock token"))
-    .requiredOption('--lock <id>')
-    .requiredOption('--public-key <hex>')
+    .requiredOption('--lock <id>', 'lock id, e.g. lk-0001')
+    .requiredOption('--public-key <hex>', 'the device public key `lock provision` printed')
     .option('--replace', 'replace an existing device key')
     .action(withAuthority((a, o: Common & { lock: string; publicKey: string; replace?: boolean }) => a.registerLockDevice(o.lock, o.publicKey, { replace: o.replace === true })));
   common(auth.command('locks').description('locks, newest version and version in force')).action(withAuthority((a) => a.listLocks()));
   common(auth.command('updates').description('the update message(s) taking a lock from a version to the newest'))
-    .requiredOption('--lock <id>')
-    .option('--from <version>', 'version the lock holds', '0')
-    .action(withAuthority((a, o: Common & { lock: string; from: string }) => a.updatesFor(o.lock, int(o.from, 'from'))));
+    .requiredOption('--lock <id>', 'lock id, e.g. lk-0001')
+    .option('--from <version>', 'version the lock holds', integer('--from', { min: 0 }), 0)
+    .action(withAuthority((a, o: Common & { lock: string; from: number }) => a.updatesFor(o.lock, o.from)));
 
   common(auth.command('pending').description('revocations not yet in force: at which doors, since when'))
-    .option('--partner <id>')
-    .option('--door <id>')
+    .option('--partner <id>', "only this partner's revocations", id('--partner'))
+    .option('--door <id>', 'only at this door', id('--door'))
     .action(
-      withAuthority((a, o: Common & { partner?: string; door?: string }) => {
+      withAuthority((a, o: Common & { partner?: number; door?: number }) => {
         const f: { partnerId?: number; doorId?: number } = {};
-        const p = optNum(o.partner, 'partner');
-        const d = optNum(o.door, 'door');
-        if (p !== undefined) f.partnerId = p;
-        if (d !== undefined) f.doorId = d;
+        if (o.partner !== undefined) f.partnerId = o.partner;
+        if (o.door !== undefined) f.doorId = o.door;
         return a.pendingRevocations(f);
       }),
     );
   common(auth.command('honouring').description('doors whose lock still honours a partner (per receipts)'))
-    .requiredOption('--partner <id>')
-    .action(withAuthority((a, o: Common & { partner: string }) => a.doorsHonouringPartner(int(o.partner, 'partner'))));
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .action(withAuthority((a, o: Common & { partner: number }) => a.doorsHonouringPartner(o.partner)));
 }

@@ -2,4 +2,5 @@
 // Thin launcher: registers tsx so the TypeScript CLI runs without a build step.
 import { register } from 'tsx/esm/api';
 register();
-await import('../cli/main.ts');
+const { main } = await import('../cli/main.ts');
+await main(process.argv);

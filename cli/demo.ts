@@ -9,29 +9,12 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { World, type WorldEvent, type WorldSessionMessage } from '../world/index';
 import { TraceRecorder, renderTimeline, traceHash } from '../scenario/index';
 import { decodeMessage, hash, toHex, type Message } from '../protocol/index';
+import { parseDemoArgs } from './demo-command';
 
-const { values: args } = parseArgs({
-  options: {
-    seed: { type: 'string', default: '2026' },
-    out: { type: 'string', default: 'out/demo' },
-    transport: { type: 'string', default: 'ble' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
-if (args.help) {
-  process.stdout.write(`usage: npm start [-- --seed N --out DIR --transport ble|sim]
-
-Runs the locksync story end to end: virtual radio, authority (SQLite + HTTP), an offline
-and an internet-connected lock on bleno, a resident's and a partner's phone on noble.
-Writes DIR/capture/*.btsnoop, DIR/trace.json and DIR/timeline.html. Exit 0 only if every
-step behaved as told.
-`);
-  process.exit(0);
-}
+const args = parseDemoArgs(process.argv.slice(2));
 
 const tty = process.stdout.isTTY;
 const green = (s: string) => (tty ? `\x1b[32m${s}\x1b[0m` : s);
@@ -42,7 +25,7 @@ const bold = (s: string) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
 const outDir = resolve(args.out);
 const captureDir = join(outDir, 'capture');
 mkdirSync(captureDir, { recursive: true });
-const transport = args.transport === 'sim' ? 'sim' : 'ble';
+const transport = args.transport;
 const seed = args.seed;
 
 let failures = 0;

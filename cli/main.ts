@@ -4,57 +4,70 @@
 //   authority  the cloud (init, serve, manager operations)
 //   radio      the virtual BLE radio (up, ctl)
 //   trace      btsnoop captures decoded down to locksync messages (show)
-//   scenario   QA scenarios (run)
+//   scenario   QA scenarios (run, list)
 //   demo       the end-to-end story (same as `npm start`)
+//
+// Every failure ends here: whatever an action throws goes through reportFailure (one line
+// `error CODE: what — what to do`, the code's exit status); usage mistakes are USAGE (2).
 
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { registerAgentCommands } from '../mobile-agent/cli';
 import { registerAuthorityCommands } from '../authority/cli';
 import { registerLockCommands } from '../firmware-sim/cli';
 import { registerScenarioCommands } from '../scenario/cli';
-import { radioMain } from '../radio/index';
+import { registerRadioCommands } from '../radio/cli';
 import { registerTraceCommands } from '../radio/trace-show';
 import { bleLockTransportFactory } from '../ble/lock-transport';
+import { registerDemoCommand } from './demo-command';
+import { reportFailure } from './errors';
+import { applyCliConventions, isAskedForOutput } from './program';
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 export function buildProgram(): Command {
   const program = new Command('locksync')
     .description('Smart-lock firmware simulator, signed offline Door Sync over BLE, courier agent, authority and a virtual BLE radio')
-    .showHelpAfterError();
+    .version(packageVersion(), '-V, --version', 'print the locksync version');
 
   // uart:/hci: locks serve the GATT service on bleno (loaded only when such a lock starts).
   registerLockCommands(program, { transportFactory: (spec) => bleLockTransportFactory(spec) });
   registerAgentCommands(program);
   registerAuthorityCommands(program);
+  registerRadioCommands(program);
   registerScenarioCommands(program);
   registerTraceCommands(program);
-
-  // These tools parse their own arguments (radio/cli.ts, cli/demo.ts).
-  const passThrough = (name: string, description: string, run: (args: string[]) => Promise<number>): void => {
-    program
-      .command(name)
-      .description(description)
-      .helpOption(false)
-      .allowUnknownOption()
-      .argument('[args...]')
-      .action(async (args: string[]) => {
-        process.exitCode = await run(args);
-      });
-  };
-  passThrough('radio', 'virtual BLE radio: `radio up --dir DIR --controllers N`, `radio ctl --dir DIR <op> …` (see radio/README.md)', radioMain);
-  passThrough('demo', 'the end-to-end story through the real stacks (same as `npm start`; `demo --help` for options)', async (args) => {
-    const { spawnSync } = await import('node:child_process');
-    const script = new URL('./demo.ts', import.meta.url).pathname;
-    return spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' }).status ?? 1;
-  });
-  return program;
+  registerDemoCommand(program);
+  return applyCliConventions(program);
 }
 
-// `locksync trace show FILE | head`: a closed pipe ends the output, like any Unix tool.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw e;
-  });
+/** Runs `locksync` with `argv` (node, script, args…) and sets the process's exit status. */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  // `locksync trace show FILE | head`: a closed pipe ends the output, like any Unix tool.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
+  // `npm run locksync -- …` runs in the package root; the paths on its command line are
+  // relative to where the user typed it, as with an installed `locksync`.
+  if (process.env.npm_lifecycle_event === 'locksync' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    if (isAskedForOutput(e)) process.exitCode = 0;
+    // A failed command may leave handles open (a server, a BLE stack): end the process now.
+    else process.exit(reportFailure(e));
+  }
 }
 
-await buildProgram().parseAsync(process.argv);
+// `tsx cli/main.ts …` (npm run locksync) runs it; bin/locksync.js calls main() itself, and
+// tests import buildProgram without running anything.
+const entry = process.argv[1];
+if (entry !== undefined && existsSync(entry) && import.meta.url === pathToFileURL(realpathSync(entry)).href) await main();

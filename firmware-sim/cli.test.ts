@@ -46,7 +46,7 @@ describe('lock CLI', () => {
     expect(prov).toMatchObject({ lockId: 'lk-0042', flashBytes: 64 * 4096 });
     const device = JSON.parse(readFileSync(join(dir, 'device.json'), 'utf8'));
     expect(device.devicePublicKey).toBe(prov.devicePublicKey);
-    await expect(cli.run(['lock', 'provision', '--state', dir, '--bundle', join(dir, 'bundle.json')])).rejects.toThrow(/EXISTS/);
+    await expect(cli.run(['lock', 'provision', '--state', dir, '--bundle', join(dir, 'bundle.json')])).rejects.toThrow(/already holds a provisioned lock/);
 
     // sim transport: hex lines in/out
     const st = openLockState(dir);
@@ -81,7 +81,7 @@ describe('lock CLI', () => {
   it('refuses a bad bundle with a typed error', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'locksync-lock-'));
     writeFileSync(join(dir, 'b.json'), JSON.stringify({ lockId: 'lk-1', rootPublicKeys: ['00'], lockSecret: 'zz', timeZone: 'UTC' }));
-    await expect(program().run(['lock', 'provision', '--state', dir, '--bundle', join(dir, 'b.json')])).rejects.toThrow(/BAD_BUNDLE/);
+    await expect(program().run(['lock', 'provision', '--state', dir, '--bundle', join(dir, 'b.json')])).rejects.toThrow(/BAD_STATE: .* is not a provisioning bundle/);
     writeFileSync(join(dir, 'b.json'), JSON.stringify({ lockId: 'lk-1', rootPublicKeys: ['00'.repeat(32)], lockSecret: '11'.repeat(32), timeZone: 'Mars/Olympus' }));
     await expect(program().run(['lock', 'provision', '--state', dir, '--bundle', join(dir, 'b.json')])).rejects.toThrow(/time zone/);
   });

@@ -9,10 +9,13 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
+import { CliError } from '../cli/errors';
+import { integer } from '../cli/program';
 import { type LockPolicy, type RandomSource, deriveSeed32, fromHex, parseTransport, toHex } from '../protocol';
-import { DEFAULT_GEOMETRY, type FlashGeometry, NorFlash } from './flash';
+import { DEFAULT_GEOMETRY, FlashError, type FlashGeometry, NorFlash } from './flash';
 import { inspectFlash } from './inspect';
-import { Lock, type LockLog, type ProvisionBundle } from './lock';
+import { Lock, LockError, type LockLog, type ProvisionBundle } from './lock';
+import { StorageError } from './storage';
 import { SystemClock } from './time';
 import { Uplink } from './uplink';
 
@@ -119,37 +122,68 @@ interface RtcFile {
   driftPpm: number;
 }
 
-export class CliError extends Error {
-  override readonly name = 'CliError';
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(`${code}: ${message}`);
-  }
-}
+export { CliError };
 
 const paths = (dir: string) => ({ flash: join(dir, 'flash.img'), device: join(dir, 'device.json'), rtc: join(dir, 'rtc.json') });
 
-export function parseBundle(text: string): ProvisionBundle {
-  let j: Record<string, unknown>;
+const BUNDLE_TODO = 'pass the file `locksync authority provision-lock --door ID --out FILE` wrote';
+
+/** A provisioning bundle from its JSON text; a malformed one is BAD_STATE naming the field. */
+export function parseBundle(text: string, source = 'bundle'): ProvisionBundle {
+  const bad = (what: string): CliError => new CliError('BAD_STATE', `${source} is not a provisioning bundle: ${what}`, BUNDLE_TODO);
+  let j: unknown;
   try {
-    j = JSON.parse(text) as Record<string, unknown>;
+    j = JSON.parse(text);
   } catch (e) {
-    throw new CliError('BAD_BUNDLE', `bundle is not JSON: ${(e as Error).message}`);
+    throw bad(`not JSON (${(e as Error).message})`);
   }
-  const { lockId, rootPublicKeys, lockSecret, timeZone, policy } = j;
-  if (typeof lockId !== 'string') throw new CliError('BAD_BUNDLE', 'lockId must be a string');
-  if (!Array.isArray(rootPublicKeys) || rootPublicKeys.some((k) => typeof k !== 'string')) throw new CliError('BAD_BUNDLE', 'rootPublicKeys must be hex strings');
-  if (typeof lockSecret !== 'string') throw new CliError('BAD_BUNDLE', 'lockSecret must be hex');
-  if (typeof timeZone !== 'string') throw new CliError('BAD_BUNDLE', 'timeZone must be an IANA zone name');
+  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw bad('not a JSON object');
+  const { lockId, rootPublicKeys, lockSecret, timeZone, policy } = j as Record<string, unknown>;
+  if (typeof lockId !== 'string') throw bad('lockId must be a string');
+  if (!Array.isArray(rootPublicKeys) || rootPublicKeys.some((k) => typeof k !== 'string')) throw bad('rootPublicKeys must be hex strings');
+  if (typeof lockSecret !== 'string') throw bad('lockSecret must be hex');
+  if (typeof timeZone !== 'string') throw bad('timeZone must be an IANA zone name');
   try {
     const b: ProvisionBundle = { lockId, rootPublicKeys: (rootPublicKeys as string[]).map(fromHex), lockSecret: fromHex(lockSecret), timeZone };
     if (policy !== undefined) b.policy = policy as LockPolicy;
     return b;
   } catch (e) {
-    throw new CliError('BAD_BUNDLE', (e as Error).message);
+    throw bad((e as Error).message);
   }
+}
+
+function readBundleFile(file: string): ProvisionBundle {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError('BAD_STATE', `cannot read the bundle ${file}${code === 'ENOENT' ? ': no such file' : `: ${(e as Error).message}`}`, BUNDLE_TODO);
+  }
+  return parseBundle(text, file);
+}
+
+/** device.json of a provisioned state dir; missing or malformed is BAD_STATE. */
+function readDeviceFile(dir: string): DeviceFile {
+  const p = paths(dir);
+  const corrupt = (what: string): CliError =>
+    new CliError('BAD_STATE', `${p.device} is not a lock device file: ${what}`, `restore the state directory from a backup, or re-provision it with \`locksync lock provision --state ${dir} --force\``);
+  let j: unknown;
+  try {
+    j = JSON.parse(readFileSync(p.device, 'utf8'));
+  } catch (e) {
+    throw corrupt((e as Error).message);
+  }
+  const d = j as Partial<DeviceFile> | null;
+  const g = d?.geometry;
+  if (typeof d?.lockId !== 'string' || typeof d.devicePublicKey !== 'string' || typeof g !== 'object' || g === null || ![g.blockSize, g.blockCount, g.progSize].every((n) => Number.isSafeInteger(n) && (n as number) > 0))
+    throw corrupt('lockId, devicePublicKey and geometry {blockSize, blockCount, progSize} are required');
+  return d as DeviceFile;
+}
+
+/** Errors of the flash layers that mean "this image is not a good lock state". */
+function isCorruptState(e: unknown): e is Error {
+  return e instanceof FlashError || e instanceof StorageError || (e instanceof LockError && e.code === 'NOT_PROVISIONED');
 }
 
 const cryptoRandom: RandomSource = { bytes: (n) => new Uint8Array(randomBytes(n)) };
@@ -161,14 +195,39 @@ function jsonLog(): LockLog {
 /** Boot the lock in a state dir (warm: the RTC kept running while the process was away). */
 export function openLockState(dir: string, opts: { log?: LockLog; driftPpm?: number } = {}): { lock: Lock; flash: NorFlash; save(): void } {
   const p = paths(dir);
-  if (!existsSync(p.flash) || !existsSync(p.device)) throw new CliError('NOT_PROVISIONED', `${dir} has no flash.img/device.json (run lock provision)`);
-  const device = JSON.parse(readFileSync(p.device, 'utf8')) as DeviceFile;
-  const flash = NorFlash.openFile(p.flash, device.geometry);
+  if (!existsSync(p.flash) || !existsSync(p.device))
+    throw new CliError('BAD_STATE', `${dir} is not a provisioned lock state (no flash.img/device.json)`, `provision it with \`locksync lock provision --state ${dir} --bundle FILE\`, or pass the right --state`);
+  const device = readDeviceFile(dir);
+  const corrupt = (e: Error): CliError =>
+    new CliError('BAD_STATE', `the flash image ${p.flash} is corrupt: ${e.message.replace(/^[A-Z_]+: /, '')}`, `inspect it with \`locksync lock inspect --state ${dir}\`; restore it from a backup or re-provision with --force`);
+  let flash: NorFlash;
+  try {
+    flash = NorFlash.openFile(p.flash, device.geometry);
+  } catch (e) {
+    if (isCorruptState(e)) throw corrupt(e);
+    throw e;
+  }
   const clock = new SystemClock();
   let rtc: RtcFile | undefined;
-  if (existsSync(p.rtc)) rtc = JSON.parse(readFileSync(p.rtc, 'utf8')) as RtcFile;
+  if (existsSync(p.rtc)) {
+    try {
+      rtc = JSON.parse(readFileSync(p.rtc, 'utf8')) as RtcFile;
+    } catch (e) {
+      flash.close();
+      throw new CliError('BAD_STATE', `${p.rtc} is not JSON: ${(e as Error).message}`, 'delete rtc.json (the lock then boots with its clock untrusted until a signed time arrives)');
+    }
+  }
   const driftPpm = opts.driftPpm ?? rtc?.driftPpm ?? 0;
-  const lock = Lock.boot({
+  const boot = (bootOpts: Parameters<typeof Lock.boot>[0]): Lock => {
+    try {
+      return Lock.boot(bootOpts);
+    } catch (e) {
+      flash.close();
+      if (isCorruptState(e)) throw corrupt(e);
+      throw e;
+    }
+  };
+  const lock = boot({
     flash,
     clock,
     timers: clock,
@@ -204,26 +263,39 @@ export async function runLock(lock: Lock, transport: LockTransport, opts: { upli
 // ---------------------------------------------------------------------------
 
 export function registerLockCommands(program: Command, opts: { transportFactory?: (spec: string) => LockTransport | undefined } = {}): Command {
-  const lock = program.command('lock').description('lock firmware simulator: provision, run, inspect, keypad, keycard');
+  const lock = program.command('lock').description('lock firmware simulator: provision, run, inspect, keypad, present (keycard)');
 
   lock
     .command('provision')
     .description('format a flash image from an authority bundle and create the device key')
-    .requiredOption('--state <dir>', 'state directory')
-    .requiredOption('--bundle <file>', 'bundle JSON { lockId, rootPublicKeys: [hex], lockSecret: hex, timeZone, policy? }')
+    .requiredOption('--state <dir>', 'state directory to create (flash.img, device.json, rtc.json)')
+    .requiredOption('--bundle <file>', 'bundle JSON { lockId, rootPublicKeys: [hex], lockSecret: hex, timeZone, policy? } from `authority provision-lock`')
     .option('--seed <seed>', 'derive the device key from this seed (reproducible); default: crypto random')
-    .option('--blocks <n>', 'flash size in 4 KiB erase blocks', String(DEFAULT_GEOMETRY.blockCount))
+    .option('--blocks <n>', 'flash size in 4 KiB erase blocks (16–65536)', integer('--blocks', { min: 16, max: 65536 }), DEFAULT_GEOMETRY.blockCount)
     .option('--force', 'overwrite an existing state directory')
     .option('--json', 'machine-readable output')
-    .action((o: { state: string; bundle: string; seed?: string; blocks: string; force?: boolean; json?: boolean }) => {
+    .action((o: { state: string; bundle: string; seed?: string; blocks: number; force?: boolean; json?: boolean }) => {
       const p = paths(o.state);
-      if (existsSync(p.flash) && o.force !== true) throw new CliError('EXISTS', `${p.flash} exists (use --force to re-provision)`);
-      const bundle = parseBundle(readFileSync(o.bundle, 'utf8'));
-      mkdirSync(o.state, { recursive: true });
-      const geometry: FlashGeometry = { ...DEFAULT_GEOMETRY, blockCount: Number(o.blocks) };
+      if (existsSync(p.flash) && o.force !== true)
+        throw new CliError('USAGE', `${o.state} already holds a provisioned lock (${p.flash})`, 'pass --force to re-provision it (its table, audit log and device key are lost), or choose another --state');
+      const bundle = readBundleFile(o.bundle);
+      const geometry: FlashGeometry = { ...DEFAULT_GEOMETRY, blockCount: o.blocks };
       const seed = o.seed !== undefined ? deriveSeed32(o.seed, `device:${bundle.lockId}`) : new Uint8Array(randomBytes(32));
       const flash = new NorFlash(geometry);
-      const { devicePublicKey } = Lock.provision(flash, bundle, seed);
+      let devicePublicKey: Uint8Array;
+      try {
+        ({ devicePublicKey } = Lock.provision(flash, bundle, seed));
+      } catch (e) {
+        // Nothing is written until the image is complete: a refused bundle leaves no state dir.
+        if (e instanceof FlashError || e instanceof StorageError || e instanceof LockError)
+          throw new CliError('BAD_STATE', `cannot provision from ${o.bundle}: ${e.message}`, `${BUNDLE_TODO} (and a --blocks large enough for it)`);
+        throw e;
+      }
+      try {
+        mkdirSync(o.state, { recursive: true });
+      } catch (e) {
+        throw new CliError('USAGE', `cannot create the state directory ${o.state}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'pass --state a directory path you can write');
+      }
       writeFileSync(p.flash, flash.image());
       const device: DeviceFile = { lockId: bundle.lockId, devicePublicKey: toHex(devicePublicKey), geometry };
       writeFileSync(p.device, `${JSON.stringify(device, null, 2)}\n`);
@@ -238,24 +310,24 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .command('run')
     .description('run the lock headless until the transport closes (sim: hex messages on stdin/stdout)')
     .requiredOption('--state <dir>', 'state directory')
-    .option('--transport <spec>', 'sim | uart:PATH | hci:N', 'sim')
+    .option('--transport <spec>', 'sim (hex messages on stdin/stdout) | uart:PATH[@BAUD] | hci:N', 'sim')
     .option('--uplink <url>', 'authority base URL (internet-connected lock)')
-    .option('--token <token>', 'lock token for the uplink')
-    .option('--interval <ms>', 'uplink poll interval', '5000')
-    .option('--wait <s>', 'uplink long-poll wait', '25')
-    .option('--drift <ppm>', 'RTC drift in ppm')
-    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: string; wait: string; drift?: string }) => {
+    .option('--token <token>', 'lock token for the uplink (from `authority register-lock`)')
+    .option('--interval <ms>', 'uplink poll interval in ms', integer('--interval', { min: 1 }), 5000)
+    .option('--wait <s>', 'uplink long-poll wait in seconds', integer('--wait', { min: 0, max: 3600 }), 25)
+    .option('--drift <ppm>', 'RTC drift in ppm', integer('--drift', { min: -100_000, max: 100_000 }))
+    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: number; wait: number; drift?: number }) => {
       const log = jsonLog();
       const spec = parseTransport(o.transport);
       let transport = opts.transportFactory?.(o.transport);
       if (transport === undefined) {
-        if (spec.kind !== 'sim') throw new CliError('TRANSPORT_UNAVAILABLE', `transport ${o.transport} is provided by the BLE layer; pass a transportFactory`);
+        if (spec.kind !== 'sim') throw new CliError('TRANSPORT_UNAVAILABLE', `transport ${o.transport} is provided by the BLE layer, which this program did not load`, 'run it through `locksync lock run`');
         transport = new StdioHexTransport();
       }
       const st = openLockState(o.state, { log, ...(o.drift !== undefined ? { driftPpm: Number(o.drift) } : {}) });
       let uplink: Uplink | undefined;
       if (o.uplink !== undefined) {
-        if (o.token === undefined) throw new CliError('BAD_ARGS', '--uplink needs --token');
+        if (o.token === undefined) throw new CliError('USAGE', '--uplink needs --token', 'pass the lock token `authority register-lock` printed');
         uplink = new Uplink(st.lock, { baseUrl: o.uplink, token: o.token, intervalMs: Number(o.interval), waitSeconds: Number(o.wait), log });
       }
       try {
@@ -271,11 +343,16 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .description('decode the flash image with the independent reader: version, entries, audit log')
     .requiredOption('--state <dir>', 'state directory')
     .option('--json', 'machine-readable output')
-    .option('--entries', 'list entries')
+    .option('--entries', 'list the credential entries')
     .action((o: { state: string; json?: boolean; entries?: boolean }) => {
       const p = paths(o.state);
-      if (!existsSync(p.flash)) throw new CliError('NOT_PROVISIONED', `${p.flash} not found`);
-      const r = inspectFlash(new Uint8Array(readFileSync(p.flash)));
+      if (!existsSync(p.flash)) throw new CliError('BAD_STATE', `${o.state} is not a provisioned lock state (no flash.img)`, 'pass the --state directory given to `locksync lock provision`');
+      let r: ReturnType<typeof inspectFlash>;
+      try {
+        r = inspectFlash(new Uint8Array(readFileSync(p.flash)));
+      } catch (e) {
+        throw new CliError('BAD_STATE', `the flash image ${p.flash} cannot be decoded: ${(e as Error).message}`, 'restore it from a backup, or re-provision with `locksync lock provision --force`');
+      }
       if (o.json === true) {
         process.stdout.write(`${JSON.stringify(r, (_k, v) => (v instanceof Uint8Array ? toHex(v) : v))}\n`);
       } else {
@@ -292,7 +369,9 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
         ].filter((l) => l.length > 0);
         process.stdout.write(`${lines.join('\n')}\n`);
       }
-      if (!r.ok) process.exitCode = 2;
+      // The report is printed either way; a damaged image then ends the command as BAD_STATE.
+      if (!r.ok)
+        throw new CliError('BAD_STATE', `the flash image ${p.flash} has ${r.problems.length} problem(s): ${r.problems[0] ?? 'see the report'}`, 'restore it from a backup, or re-provision with `locksync lock provision --force`');
     });
 
   lock
@@ -302,7 +381,7 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .argument('<digits>', 'digits to press')
     .option('--json', 'machine-readable output')
     .action((digits: string, o: { state: string; json?: boolean }) => {
-      if (!/^[0-9]+$/.test(digits)) throw new CliError('BAD_ARGS', 'keypad takes digits 0-9 only');
+      if (!/^[0-9]+$/.test(digits)) throw new CliError('USAGE', `the keypad has keys 0-9 only, got "${digits}"`, 'pass digits only, e.g. `locksync lock keypad --state DIR 1234567`');
       const st = openLockState(o.state, { log: jsonLog() });
       try {
         const r = st.lock.enterCode(digits);
@@ -327,7 +406,7 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
       try {
         uid = fromHex(o.card);
       } catch {
-        throw new CliError('BAD_ARGS', '--card must be hex');
+        throw new CliError('USAGE', `--card must be a hex UID, got "${o.card}"`, 'pass 4, 7 or 10 bytes as hex, e.g. --card 04a1b2c3');
       }
       const st = openLockState(o.state, { log: jsonLog() });
       try {

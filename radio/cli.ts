@@ -1,10 +1,13 @@
-// Command-line entry points the project CLI delegates to:
+// Command-line entry points of the radio, as commander subcommands of `locksync`:
 //   locksync radio up --dir DIR --controllers N|name,name [--seed S] [--capture DIR]
 //                     [--time-scale X] [--legacy] [--schedule FILE.json]
 //   locksync radio ctl --dir DIR '{"op":"links"}'
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { Command } from 'commander';
+import { CliError, formatErrorLine, parseIntegerOption } from '../cli/errors';
+import { applyCliConventions, isAskedForOutput } from '../cli/program';
 import { startRadio, type ControlRequest, type FaultScheduleEntry } from './radio';
 
 export interface CliIo {
@@ -17,81 +20,128 @@ const defaultIo: CliIo = {
   stderr: (line) => process.stderr.write(`${line}\n`),
 };
 
-export class CliUsageError extends Error {
+/** Kept for callers of radioMain: a usage mistake in the radio's own arguments. */
+export class CliUsageError extends CliError {
   constructor(message: string) {
-    super(message);
-    this.name = 'CliUsageError';
+    super('USAGE', message, 'see `locksync radio --help`');
   }
 }
 
-const RADIO_USAGE = [
-  'usage: locksync radio up --dir DIR --controllers N|name,name,... [--seed S] [--capture DIR] [--time-scale X] [--legacy] [--schedule FILE.json]',
-  '       locksync radio ctl --dir DIR \'{"op":"list"}\'',
-];
+export interface RadioCommandOptions {
+  io?: CliIo;
+  /** Aborting it stops a running `radio up`, as SIGINT/SIGTERM do. */
+  signal?: AbortSignal;
+  /** Receives each action's exit status (default: process.exitCode). */
+  exit?: (code: number) => void;
+}
 
-function parseFlags(args: string[], booleans: string[]): { flags: Map<string, string>; positional: string[] } {
-  const flags = new Map<string, string>();
-  const positional: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (!arg.startsWith('--')) {
-      positional.push(arg);
-      continue;
-    }
-    const [name, inline] = arg.slice(2).split('=', 2) as [string, string | undefined];
-    if (booleans.includes(name)) {
-      flags.set(name, 'true');
-    } else if (inline !== undefined) {
-      flags.set(name, inline);
-    } else {
-      const value = args[++i];
-      if (value === undefined) throw new CliUsageError(`--${name} needs a value`);
-      flags.set(name, value);
-    }
-  }
-  return { flags, positional };
+/** `locksync radio up|ctl` as commander subcommands of `program`. */
+export function registerRadioCommands(program: Command, options: RadioCommandOptions = {}): Command {
+  const io = options.io ?? defaultIo;
+  const exit = options.exit ?? ((code: number) => void (process.exitCode = code));
+  const radio = program.command('radio').description('virtual BLE radio: HCI controllers on pseudo-terminals for the real noble/bleno stacks (see radio/README.md)');
+
+  radio
+    .command('up')
+    .description('start the radio: one HCI controller per name on a pty in DIR, a control socket, optional btsnoop captures; runs until SIGINT/SIGTERM')
+    .requiredOption('--dir <dir>', 'directory for the controllers\' pty links and control.sock (required)')
+    .requiredOption('--controllers <n|names>', 'a count N (named ctrl-1 … ctrl-N) or comma-separated names, e.g. lock-1,phone-1 (required)', parseControllers)
+    .option('--seed <seed>', 'seed for addresses, RSSI noise and faults (an integer or any text)', parseSeed)
+    .option('--capture <dir>', 'write one btsnoop capture per controller into this directory')
+    .option('--time-scale <x>', 'radio time per real time (1 = real time)', parseTimeScale, 1)
+    .option('--legacy', 'clear the LE Extended Advertising feature bit so hosts use legacy advertising')
+    .option('--schedule <file>', 'JSON fault schedule to apply (see radio/README.md)')
+    .action(async (o: RadioUpOptions) => exit(await radioUp(o, io, options.signal)));
+
+  radio
+    .command('ctl')
+    .description('send JSON requests to a running radio\'s control socket and print each response')
+    .requiredOption('--dir <dir>', 'the running radio\'s directory (required)')
+    .argument('<request...>', 'one or more JSON requests, e.g. \'{"op":"links"}\'')
+    .action(async (requests: string[], o: { dir: string }) => exit(await radioCtl(o.dir, requests, io)));
+  return radio;
 }
 
 /**
- * `locksync radio …`. `up` runs until SIGINT/SIGTERM (or `options.signal` aborts) and
- * resolves with the exit code.
+ * `locksync radio …` as a library call. `up` runs until SIGINT/SIGTERM (or
+ * `options.signal` aborts) and resolves with the exit code; a failure is printed as one
+ * line on `io.stderr`.
  */
 export async function radioMain(argv: string[], options: { io?: CliIo; signal?: AbortSignal } = {}): Promise<number> {
   const io = options.io ?? defaultIo;
-  const [command, ...rest] = argv;
+  let code = 0;
+  const program = new Command('locksync');
+  registerRadioCommands(program, { ...options, io, exit: (c) => void (code = c) });
+  applyCliConventions(program);
+  program.configureOutput({ writeOut: (s) => io.stdout(s.replace(/\n$/, '')), writeErr: (s) => io.stderr(s.replace(/\n$/, '')) });
   try {
-    if (command === 'up') return await radioUp(rest, io, options.signal);
-    if (command === 'ctl') return await radioCtl(rest, io);
-    throw new CliUsageError(command ? `unknown radio command "${command}"` : 'missing radio command');
+    await program.parseAsync(['radio', ...argv], { from: 'user' });
+    return code;
   } catch (error) {
-    if (error instanceof CliUsageError) {
-      io.stderr(error.message);
-      for (const line of RADIO_USAGE) io.stderr(line);
-      return 2;
+    if (isAskedForOutput(error)) return 0;
+    if (error instanceof CliError) {
+      io.stderr(error.line);
+      return error.exitCode;
     }
-    io.stderr(`radio: ${(error as Error).message}`);
+    io.stderr(formatErrorLine('INTERNAL', (error as Error).message, 'this is a bug in locksync: report it'));
     return 1;
   }
 }
 
-async function radioUp(args: string[], io: CliIo, signal?: AbortSignal): Promise<number> {
-  const { flags } = parseFlags(args, ['legacy']);
-  const dir = flags.get('dir');
-  const controllersFlag = flags.get('controllers');
-  if (!dir || !controllersFlag) throw new CliUsageError('--dir and --controllers are required');
-  const controllers = /^\d+$/.test(controllersFlag) ? Number(controllersFlag) : controllersFlag.split(',').map((s) => s.trim()).filter(Boolean);
-  const timeScale = flags.has('time-scale') ? Number(flags.get('time-scale')) : 1;
-  if (!(timeScale > 0)) throw new CliUsageError('--time-scale must be a positive number');
-  const seedFlag = flags.get('seed');
-  const schedulePath = flags.get('schedule');
-  const faultSchedule = schedulePath ? (JSON.parse(fs.readFileSync(schedulePath, 'utf8')) as FaultScheduleEntry[]) : undefined;
-  const captureDir = flags.get('capture');
+function parseControllers(raw: string): number | string[] {
+  if (/^\d+$/.test(raw)) return parseIntegerOption('--controllers', raw, { min: 1, max: 64 });
+  const names = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) throw new CliUsageError(`--controllers needs a count or names, got "${raw}"`);
+  return names;
+}
+
+function parseSeed(raw: string): number | string {
+  return /^\d+$/.test(raw) ? Number(raw) : raw;
+}
+
+function parseTimeScale(raw: string): number {
+  const x = Number(raw);
+  if (raw.trim() === '' || !(x > 0) || !Number.isFinite(x)) throw new CliUsageError(`--time-scale must be a positive number, got "${raw}"`);
+  return x;
+}
+
+interface RadioUpOptions {
+  dir: string;
+  controllers: number | string[];
+  seed?: number | string;
+  capture?: string;
+  timeScale: number;
+  legacy?: boolean;
+  schedule?: string;
+}
+
+function readFaultSchedule(file: string): FaultScheduleEntry[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CliError('BAD_STATE', `cannot read the fault schedule ${file}: ${(e as Error).message}`, 'pass an existing JSON file to --schedule');
+  }
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (!Array.isArray(parsed)) throw new Error('it is not a JSON array');
+    return parsed as FaultScheduleEntry[];
+  } catch (e) {
+    throw new CliError('BAD_STATE', `the fault schedule ${file} is not a JSON array of faults: ${(e as Error).message}`, 'fix the file (see radio/README.md for the format)');
+  }
+}
+
+async function radioUp(o: RadioUpOptions, io: CliIo, signal?: AbortSignal): Promise<number> {
+  const { dir, controllers, timeScale } = o;
+  const seedFlag = o.seed;
+  const faultSchedule = o.schedule !== undefined ? readFaultSchedule(o.schedule) : undefined;
+  const captureDir = o.capture;
   const radio = await startRadio({
     dir,
     controllers,
     timeScale,
-    extendedAdvertising: !flags.has('legacy'),
-    ...(seedFlag !== undefined ? { seed: /^\d+$/.test(seedFlag) ? Number(seedFlag) : seedFlag } : {}),
+    extendedAdvertising: o.legacy !== true,
+    ...(seedFlag !== undefined ? { seed: seedFlag } : {}),
     ...(captureDir !== undefined ? { captureDir } : {}),
     ...(faultSchedule !== undefined ? { faultSchedule } : {}),
   });
@@ -114,14 +164,26 @@ async function radioUp(args: string[], io: CliIo, signal?: AbortSignal): Promise
   return 0;
 }
 
-async function radioCtl(args: string[], io: CliIo): Promise<number> {
-  const { flags, positional } = parseFlags(args, []);
-  const dir = flags.get('dir');
-  if (!dir || positional.length === 0) throw new CliUsageError('ctl needs --dir and a JSON request');
-  for (const text of positional) {
-    const response = await sendControlRequest(path.join(dir, 'control.sock'), JSON.parse(text) as ControlRequest);
+async function radioCtl(dir: string, requests: string[], io: CliIo): Promise<number> {
+  const socketPath = path.join(dir, 'control.sock');
+  for (const text of requests) {
+    let request: ControlRequest;
+    try {
+      request = JSON.parse(text) as ControlRequest;
+    } catch (e) {
+      throw new CliUsageError(`request ${JSON.stringify(text)} is not JSON: ${(e as Error).message}`);
+    }
+    let response: Awaited<ReturnType<typeof sendControlRequest>>;
+    try {
+      response = await sendControlRequest(socketPath, request);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ECONNREFUSED') throw new CliError('TRANSPORT_UNAVAILABLE', `no radio is running in ${dir} (${socketPath}: ${code})`, 'start one with `locksync radio up --dir DIR --controllers …`, or pass its --dir');
+      if (/no answer/.test((e as Error).message)) throw new CliError('TIMEOUT', (e as Error).message, 'check that the radio in that directory is alive');
+      throw e;
+    }
     io.stdout(JSON.stringify(response));
-    if (!response.ok) return 1;
+    if (!response.ok) throw new CliError('USAGE', `the radio refused ${JSON.stringify(text)}: ${response.error ?? 'no reason given'}`, 'see radio/README.md for the control operations');
   }
   return 0;
 }

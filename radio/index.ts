@@ -13,7 +13,7 @@ export { ManualClock, RealtimeClock } from './clock';
 export type { RadioClock } from './clock';
 export { readBtsnoop, BtsnoopWriter, BtsnoopFormatError } from './btsnoop';
 export { summarizeBtsnoop, decodeCapture, traceShow } from './trace-show';
-export { radioMain, sendControlRequest, CliUsageError } from './cli';
+export { radioMain, sendControlRequest, registerRadioCommands, CliUsageError } from './cli';
 export type { CliIo } from './cli';
 export { SeededRandom } from './prng';
 export {

@@ -1,10 +1,14 @@
-// The commands the README names, run exactly as a user runs them: every step is a
-// `node bin/locksync.js …` child process — the virtual radio, the authority's HTTP server,
-// the lock serving GATT on bleno over uart:, and one short-lived agent process (noble)
-// per phone action. Everything lives in a temp dir and on 127.0.0.1; afterAll ends every
-// child it started.
+// The README's CLI sequence, run exactly as written there: this test reads the ```sh block
+// under "## The CLI" in README.md and runs each line, in order, as its own
+// `node bin/locksync.js …` process — the `&` lines as daemons (the virtual radio, the
+// authority's HTTP server, the lock serving GATT on bleno over uart:), every other line to
+// completion. Only what the README leaves to the reader is filled in: `$T` (a temp dir),
+// `<hex>` and `<t>` (from the output of the lines before), and a free port for 8080. It
+// then goes on in the same world: unassign the partner, the revocation is pending, a sync
+// puts it in force, the partner is refused. afterAll ends every child it started.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +33,7 @@ function childEnv(): NodeJS.ProcessEnv {
 
 /** Runs one `locksync …` command to completion. */
 function locksync(args: string[]): Promise<Finished> {
+  ran.push(args);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -67,6 +72,7 @@ interface Daemon {
 
 /** Starts a long-running command and waits until `ready` matches its output. */
 function startDaemon(name: string, args: string[], ready: (out: { stdout: string; stderr: string }) => boolean): Promise<Daemon> {
+  ran.push(args);
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -108,142 +114,154 @@ function jsonLines(text: string): Array<Record<string, unknown>> {
 }
 
 const daemons: Daemon[] = [];
+/** Every command line run, to compare with the README. */
+const ran: string[][] = [];
 
-describe('CLI end to end, one process per command: radio up → authority → lock run on bleno → agent scan/sync/unlock on noble', () => {
-  let dir: string;
-  let db: string;
-  let radioDir: string;
-  let lockState: string;
-  let phone: string; // the agent's transport
-  let url: string;
-  let residentToken: string;
-  let partnerCredential: string;
-  let lockId: string;
-  let lock: Daemon;
-  let doorId: number;
-  let partnerId: number;
-  let syncedVersion = 0;
+/** Splits one shell line into words: double quotes group, an unquoted `#` starts a comment. */
+function shellWords(line: string): string[] {
+  const words: string[] = [];
+  let word: string | undefined;
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i] as string;
+    if (quoted) {
+      if (ch === '"') quoted = false;
+      else word += ch;
+    } else if (ch === '"') {
+      quoted = true;
+      word ??= '';
+    } else if (ch === '#' && word === undefined) {
+      break;
+    } else if (/\s/.test(ch)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else word = (word ?? '') + ch;
+  }
+  if (quoted) throw new Error(`unterminated quote in README line: ${line}`);
+  if (word !== undefined) words.push(word);
+  return words;
+}
 
-  const auth = (args: string[]): Promise<any> => locksyncJson(['authority', ...args, '--db', db, '--json']);
-  const unlockAsPartner = (expectedExit: number): Promise<any> =>
-    locksyncJson(['agent', 'unlock', '--credential', partnerCredential, '--lock', lockId, '--transport', phone, '--cache', path.join(dir, 'partner-cache'), '--json'], expectedExit);
-  const syncAsResident = (): Promise<any> =>
-    locksyncJson(['agent', 'sync', '--lock', lockId, '--authority', url, '--token', residentToken, '--transport', phone, '--cache', path.join(dir, 'resident-cache'), '--json']);
+/** The README's CLI sequence: the ```sh block under "## The CLI". */
+function readmeSequence(): string[] {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## The CLI'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+  if (block === undefined) throw new Error('README.md has no ```sh block under "## The CLI"');
+  return block.split('\n').filter((l) => l.trim() !== '');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** When a daemon the README starts is ready to be used by the next line. */
+function readiness(words: string[]): (o: { stdout: string; stderr: string }) => boolean {
+  const what = words.slice(1, 3).join(' ');
+  if (what === 'radio up') return (o) => /^control\t/m.test(o.stdout);
+  if (what === 'authority serve') return (o) => o.stdout.includes('listening on');
+  if (what === 'lock run') return (o) => o.stderr.includes('"bleListening"');
+  throw new Error(`the README starts a daemon this test does not know how to wait for: ${words.join(' ')}`);
+}
+
+describe('CLI end to end: the README sequence, one process per line, then a revocation through the CLI', () => {
+  const lines = readmeSequence();
+  let T: string;
+  let port: number;
+  const filled: Record<string, string> = {};
+  const outputs: Array<{ words: string[]; out: Finished }> = [];
+  let lock: Daemon | undefined;
+
+  /** The README line's words with $T, the port and the <placeholders> filled in. */
+  function fill(words: string[]): string[] {
+    return words.map((w) => {
+      let v = w.replaceAll('$T', T).replaceAll('8080', String(port));
+      for (const [k, x] of Object.entries(filled)) v = v.replaceAll(k, x);
+      if (/<[a-z]+>/.test(v)) throw new Error(`README placeholder ${v} has no value yet`);
+      return v;
+    });
+  }
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'locksync-cli-e2e-'));
-    db = path.join(dir, 'property.db');
-    radioDir = path.join(dir, 'radio');
-    lockState = path.join(dir, 'lock-state');
-
-    // 1. The radio first (a host that opens its pty before it exists never powers on).
-    await startDaemon('radio', ['radio', 'up', '--dir', radioDir, '--controllers', 'lock-1,phone-1', '--seed', '7'], (o) => o.stdout.includes('control\t'));
-    phone = `uart:${path.join(radioDir, 'phone-1')}`;
-
-    // 2. The authority: database, keys, manager token; HTTP on a free port of 127.0.0.1.
-    const init = await auth(['init', '--seed', 'cli-e2e', '--tz', 'Europe/Berlin']);
-    expect(init.managerToken).toMatch(/^lst_/);
-    const serve = await startDaemon('authority', ['authority', 'serve', '--db', db, '--port', '0', '--host', '127.0.0.1', '--json'], (o) => o.stdout.includes('"url"'));
-    url = (JSON.parse(serve.stdout().trim().split('\n')[0]!) as { url: string }).url;
-    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-
-    // 3. Manager operations: a door, a resident with a Key to it, a partner assigned to it.
-    const door = await auth(['door', 'add', '--name', 'Lobby', '--communal']);
-    const key = await auth(['key', 'create', '--name', 'Residents', '--door', String(door.id)]);
-    const ann = await auth(['user', 'add', '--name', 'Ann']);
-    await auth(['assign', '--user', String(ann.id), '--key', String(key.id)]);
-    const partner = await auth(['partner', 'authorize', '--name', 'Parcel Co']);
-    doorId = door.id;
-    partnerId = partner.partner.id;
-    await auth(['partner', 'assign-door', '--partner', String(partnerId), '--door', String(doorId)]);
-
-    // 4. The lock: bundle from the authority, flash + device key, device key registered.
-    const bundlePath = path.join(dir, 'bundle.json');
-    const provisioned = await auth(['provision-lock', '--door', String(door.id), '--out', bundlePath]);
-    lockId = provisioned.lockId;
-    expect(lockId).toMatch(/^lk-\d{4}$/);
-    const flashed = await locksyncJson(['lock', 'provision', '--state', lockState, '--bundle', bundlePath, '--seed', 'cli-e2e', '--json']);
-    expect(flashed.lockId).toBe(lockId);
-    const registered = await auth(['register-lock', '--lock', lockId, '--public-key', flashed.devicePublicKey]);
-    expect(registered.token).toMatch(/^lst_/);
-
-    // 5. Phones: enrolled after the lock exists, so their credential files name it.
-    const annPhone = await auth(['device', 'enrol-demo', '--user', String(ann.id), '--seed', 'ann-phone', '--out', path.join(dir, 'ann.json')]);
-    residentToken = annPhone.token;
-    partnerCredential = path.join(dir, 'partner.json');
-    const partnerPhone = await auth(['device', 'enrol-demo', '--partner', String(partnerId), '--seed', 'parcel-phone', '--out', partnerCredential]);
-    expect(partnerPhone.credentials).toEqual([{ lockId, credId: expect.any(Number) }]);
-
-    // 6. The lock serves BLE on the radio's lock-1 controller.
-    lock = await startDaemon('lock', ['lock', 'run', '--state', lockState, '--transport', `uart:${path.join(radioDir, 'lock-1')}`], (o) => o.stderr.includes('"bleListening"'));
-  }, 120_000);
+    T = fs.mkdtempSync(path.join(os.tmpdir(), 'locksync-cli-e2e-'));
+    port = await freePort();
+  });
 
   afterAll(async () => {
     // Hosts before the radio.
     for (const d of [...daemons].reverse()) await stopDaemon(d).catch(() => undefined);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (T) fs.rmSync(T, { recursive: true, force: true });
   }, 60_000);
 
-  it('agent scan lists the lock with its advertised version', async () => {
-    const r = await locksyncJson(['agent', 'scan', '--transport', phone, '--timeout', '1500', '--json']);
-    const seen = (r.locks as Array<{ lockId: string; version?: number; rssi: number }>).find((l) => l.lockId === lockId);
-    expect(seen).toBeDefined();
-    expect(seen!.version).toBe(0); // provisioned, never synced
-    expect(seen!.rssi).toBeLessThan(0);
+  it('the README block is the sequence this test runs: a temp dir, then locksync lines only', () => {
+    expect(lines[0]).toMatch(/^T=\$\(mktemp -d\)\s/);
+    for (const line of lines.slice(1)) expect(shellWords(line)[0], line).toBe('locksync');
+    expect(lines.length).toBeGreaterThan(15);
   });
 
-  it('agent sync carries the table, relays the receipt, and the authority reports it in force', async () => {
-    const r = await syncAsResident();
-    expect(r).toMatchObject({ ok: true, lockId, versionBefore: 0, receiptDelivered: true });
-    expect(r.versionAfter).toBeGreaterThan(0);
-    syncedVersion = r.versionAfter;
-    const locks = (await auth(['locks'])) as Array<{ lockId: string; version: number; versionInForce: number }>;
-    expect(locks.find((l) => l.lockId === lockId)).toMatchObject({ version: syncedVersion, versionInForce: syncedVersion });
-    // The advert follows the lock once the phone has gone.
-    const scan = await locksyncJson(['agent', 'scan', '--transport', phone, '--timeout', '1500', '--json']);
-    expect(scan.locks.find((l: { lockId: string }) => l.lockId === lockId)?.version).toBe(syncedVersion);
+  it('runs every line of the README sequence, each exiting 0 (daemons: ready and still running)', async () => {
+    for (const line of lines.slice(1)) {
+      const raw = shellWords(line);
+      const background = raw.at(-1) === '&';
+      const words = fill(background ? raw.slice(0, -1) : raw);
+      const args = words.slice(1);
+      if (background) {
+        const d = await startDaemon(words.slice(1, 3).join(' '), args, readiness(raw));
+        if (words[1] === 'lock') lock = d;
+        continue;
+      }
+      const out = await locksync(args);
+      if (out.code !== 0) throw new Error(`README line exited ${out.code}: ${line}\nstdout: ${out.stdout}\nstderr: ${out.stderr}`);
+      outputs.push({ words, out });
+      // What the README's later lines leave to the reader.
+      if (words[1] === 'lock' && words[2] === 'provision') filled['<hex>'] = /device public key ([0-9a-f]{64})/.exec(out.stdout)?.[1] ?? '';
+      if (words[2] === 'device' && words[3] === 'enrol-demo') filled['<t>'] = /^token: (\S+)$/m.exec(out.stdout)?.[1] ?? '';
+    }
+    expect(filled['<hex>']).toMatch(/^[0-9a-f]{64}$/);
+    expect(filled['<t>']).toMatch(/^lst_/);
+    expect(lock).toBeDefined();
+    // Every line ran, and nothing else: the daemons plus the commands, in the README's order.
+    expect(ran.map((a) => a.join(' '))).toEqual(lines.slice(1).map((l) => fill(shellWords(l).filter((w) => w !== '&')).slice(1).join(' ')));
+  }, 600_000);
+
+  it('what the README lines printed: the scan saw the lock, the partner unlocked, the flash holds the synced version, the capture decodes', () => {
+    const of = (...w: string[]): string => outputs.find((o) => w.every((x, i) => o.words[i + 1] === x))?.out.stdout ?? '';
+    expect(of('agent', 'scan')).toContain('lk-0001');
+    expect(of('agent', 'unlock')).toMatch(/GRANTED/);
+    const inspect = JSON.parse(of('lock', 'inspect').trim().split('\n').at(-1) as string) as { ok: boolean; inForce: { lockId: string; version: number } };
+    expect(inspect.ok).toBe(true);
+    expect(inspect.inForce.lockId).toBe('lk-0001');
+    expect(inspect.inForce.version).toBeGreaterThan(0);
+    expect(of('scenario', 'run')).toMatch(/^PASS /m);
+    expect(of('trace', 'show').split('\n').length).toBeGreaterThan(10);
   });
 
-  it('the assigned partner unlocks', async () => {
-    const r = await unlockAsPartner(0);
-    expect(r).toMatchObject({ ok: true, lockId, granted: true, reason: 'GRANTED' });
-  });
+  it('then: the manager unassigns the partner; the offline lock still grants while the revocation is pending; a sync puts it in force and the partner is refused (exit 11)', async () => {
+    const db = path.join(T, 'p.db');
+    const phone = `uart:${path.join(T, 'radio', 'phone-1')}`;
+    const agent = ['--lock', 'lk-0001', '--cache', path.join(T, 'courier'), '--transport', phone, '--json'];
+    const unlock = (expected: number): Promise<any> => locksyncJson(['agent', 'unlock', '--credential', path.join(T, 'parcel.json'), ...agent], expected);
+    await locksyncJson(['authority', 'partner', 'unassign-door', '--db', db, '--partner', '1', '--door', '1', '--json']);
+    const pending = (await locksyncJson(['authority', 'pending', '--db', db, '--json'])) as Array<{ lockId: string; holder: string }>;
+    expect(pending).toEqual([expect.objectContaining({ lockId: 'lk-0001', holder: 'partner' })]);
+    expect(await unlock(0)).toMatchObject({ granted: true, reason: 'GRANTED' });
 
-  it('after the manager unassigns the partner, the offline lock still grants until a phone syncs; the revocation is pending', async () => {
-    await auth(['partner', 'unassign-door', '--partner', String(partnerId), '--door', String(doorId)]);
-    const pending = (await auth(['pending'])) as Array<{ lockId: string; holder: string; versionInForce: number }>;
-    expect(pending).toEqual([expect.objectContaining({ lockId, holder: 'partner', versionInForce: syncedVersion })]);
-    const r = await unlockAsPartner(0);
-    expect(r).toMatchObject({ granted: true, reason: 'GRANTED', lockVersion: syncedVersion });
-  });
-
-  it("a resident's sync puts the revocation in force and the partner is refused with UNKNOWN_CREDENTIAL (exit 11)", async () => {
-    const s = await syncAsResident();
-    expect(s).toMatchObject({ ok: true, versionBefore: syncedVersion, receiptDelivered: true });
-    expect(s.versionAfter).toBeGreaterThan(syncedVersion);
-    syncedVersion = s.versionAfter;
-    expect(await auth(['pending'])).toEqual([]);
-
-    const r = await unlockAsPartner(11);
-    expect(r).toMatchObject({ ok: true, granted: false, reason: 'UNKNOWN_CREDENTIAL', lockVersion: syncedVersion });
-  });
-
-  it('lock inspect reads the new version from the flash; the lock logged its BLE links as JSON', async () => {
-    const r = await locksyncJson(['lock', 'inspect', '--state', lockState, '--json']);
-    expect(r.ok).toBe(true);
-    expect(r.inForce).toMatchObject({ lockId, version: syncedVersion });
-    expect(r.audit.chainValid).toBe(true);
-
-    const events = jsonLines(lock.stderr()).map((e) => e.event);
-    // scan ×2 (no connection), sync, unlock, unlock, sync, unlock: five links.
-    expect(events.filter((e) => e === 'bleConnect')).toHaveLength(5);
-    expect(events.filter((e) => e === 'bleDisconnect')).toHaveLength(5);
-    expect(events).toContain('bleSessionOpened');
-    expect(events).toContain('updateApplied');
-  });
+    const sync = await locksyncJson(['agent', 'sync', '--authority', `http://127.0.0.1:${port}`, '--token', filled['<t>'] as string, ...agent]);
+    expect(sync).toMatchObject({ ok: true, lockId: 'lk-0001', receiptDelivered: true });
+    expect(await locksyncJson(['authority', 'pending', '--db', db, '--json'])).toEqual([]);
+    expect(await unlock(11)).toMatchObject({ granted: false, reason: 'UNKNOWN_CREDENTIAL' });
+  }, 300_000);
 
   it('lock run stops cleanly on SIGTERM', async () => {
+    if (lock === undefined) throw new Error('the README sequence started no lock');
     expect(await stopDaemon(lock)).toBe(0);
     expect(jsonLines(lock.stderr()).at(-1)?.event).toBe('bleStopped');
-  });
+  }, 60_000);
 });
