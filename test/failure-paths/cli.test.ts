@@ -296,6 +296,8 @@ function requiredArgs(leaf: Leaf, dbPath: string, id: string): string[] {
       '--seed': 's',
       '--lock': id === '1' ? 'lk-0001' : 'lk-0999',
       '--uid': '04aabbcc',
+      '--nonce': '00'.repeat(16),
+      '--version-floor': '1',
     };
     args.push(o.long, ID_FLAGS.includes(o.long) ? id : (value[o.long] ?? 'x'));
   }
