@@ -8,6 +8,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { summarizeBtsnoop } from './btsnoop';
 import { startRadio, type ControlRequest, type FaultScheduleEntry } from './radio';
+import { CliError, reportFailure } from '../cli/errors';
+import { radioFailure, radioReadyLine } from './lifecycle';
 
 export interface CliIo {
   stdout: (line: string) => void;
@@ -71,6 +73,8 @@ export async function radioMain(argv: string[], options: { io?: CliIo; signal?: 
       for (const line of RADIO_USAGE) io.stderr(line);
       return 2;
     }
+    const failure = radioFailure(error);
+    if (failure instanceof CliError) return reportFailure(failure);
     io.stderr(`radio: ${(error as Error).message}`);
     return 1;
   }
@@ -99,6 +103,7 @@ async function radioUp(args: string[], io: CliIo, signal?: AbortSignal): Promise
   });
   for (const c of radio.controllers) io.stdout(`${c.name}\t${c.address}\t${c.transport}${captureDir ? `\t${path.join(path.resolve(captureDir), `${c.name}.btsnoop`)}` : ''}`);
   io.stdout(`control\t${radio.controlSocketPath}`);
+  io.stdout(radioReadyLine(radio, captureDir));
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.removeListener('SIGINT', stop);
