@@ -14,6 +14,10 @@ import { registerLockCommands } from '../firmware-sim/cli';
 import { registerScenarioCommands } from '../scenario/cli';
 import { radioMain, traceMain } from '../radio/index';
 import { bleLockTransportFactory } from '../ble/lock-transport';
+import { reportFailure } from './errors';
+
+/** How long a finished command may take to wind down before the process exits anyway. */
+const FINISHED_GRACE_MS = 2000;
 
 export function buildProgram(): Command {
   const program = new Command('locksync')
@@ -56,4 +60,12 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-await buildProgram().parseAsync(process.argv);
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (e) {
+  process.exitCode = reportFailure(e);
+}
+// The command has finished and written its answer. Anything still holding the event loop
+// now (a native BLE binding, a serial port that never opened) must not turn a finished
+// command into a hang: leave after a short grace period for pending writes.
+setTimeout(() => process.exit(), FINISHED_GRACE_MS).unref();

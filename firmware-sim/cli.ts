@@ -4,7 +4,7 @@
 // key for registration, geometry), rtc.json (the battery-backed RTC between runs: a process
 // exit is not a power loss). JSON logs go to stderr; --json output to stdout.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -15,6 +15,8 @@ import { inspectFlash } from './inspect';
 import { Lock, type LockLog, type ProvisionBundle } from './lock';
 import { SystemClock } from './time';
 import { Uplink } from './uplink';
+import { oneShot, runLockProcess, type RunnableTransport } from './lifecycle';
+import { CliError as CommandError, parseIntegerOption } from '../cli/errors';
 
 // ---------------------------------------------------------------------------
 // Transports: whole messages to and from a session
@@ -183,6 +185,20 @@ export function openLockState(dir: string, opts: { log?: LockLog; driftPpm?: num
   return { lock, flash, save };
 }
 
+/** An access decision as one-shot commands print it (JSON of AccessResult). */
+interface AccessReport {
+  granted: boolean;
+  reason: string;
+  auditSeq: number;
+}
+
+/** Shut down a lock booted by openLockState: timers, RTC saved, flash closed. */
+function closeLockState(st: { lock: Lock; save(): void; flash: NorFlash }): void {
+  st.lock.shutdown();
+  st.save();
+  st.flash.close();
+}
+
 /** Run a lock until the transport is done (or SIGINT), with an optional uplink. */
 export async function runLock(lock: Lock, transport: LockTransport, opts: { uplink?: Uplink } = {}): Promise<void> {
   await transport.start(lock);
@@ -223,7 +239,8 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
       const seed = o.seed !== undefined ? deriveSeed32(o.seed, `device:${bundle.lockId}`) : new Uint8Array(randomBytes(32));
       const flash = new NorFlash(geometry);
       const { devicePublicKey } = Lock.provision(flash, bundle, seed);
-      writeFileSync(p.flash, flash.image());
+      writeFileSync(p.flash, flash.image(), { mode: 0o600 });
+      chmodSync(p.flash, 0o600); // the lock secret and device key: also when --force rewrote an older file
       const device: DeviceFile = { lockId: bundle.lockId, devicePublicKey: toHex(devicePublicKey), geometry };
       writeFileSync(p.device, `${JSON.stringify(device, null, 2)}\n`);
       // The factory sets the RTC from its own clock: a start, not authority-signed time.
@@ -235,34 +252,41 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
 
   lock
     .command('run')
-    .description('run the lock headless until the transport closes (sim: hex messages on stdin/stdout)')
+    .description('run the lock headless until the transport closes (sim: hex messages on stdin/stdout); owns --state while it runs')
     .requiredOption('--state <dir>', 'state directory')
-    .option('--transport <spec>', 'sim | uart:PATH | hci:N', 'sim')
+    .option('--transport <spec>', 'sim | uart:PATH[@BAUD] | serial:PATH[,BAUD] | hci:N | hci-socket:N', 'sim')
     .option('--uplink <url>', 'authority base URL (internet-connected lock)')
     .option('--token <token>', 'lock token for the uplink')
     .option('--interval <ms>', 'uplink poll interval', '5000')
     .option('--wait <s>', 'uplink long-poll wait', '25')
     .option('--drift <ppm>', 'RTC drift in ppm')
-    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: string; wait: string; drift?: string }) => {
+    .option('--ready-fd <n>', 'also write the JSON ready line to this open file descriptor (with sim, stdout carries the protocol)')
+    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: string; wait: string; drift?: string; readyFd?: string }) => {
       const log = jsonLog();
-      const spec = parseTransport(o.transport);
+      let spec;
+      try {
+        spec = parseTransport(o.transport);
+      } catch (e) {
+        throw new CommandError('USAGE', (e as Error).message, 'e.g. --transport uart:/tmp/radio/lock-1, serial:/dev/ttyACM0,1000000 or hci:0');
+      }
+      const readyFd = o.readyFd !== undefined ? parseIntegerOption('--ready-fd', o.readyFd, { min: 0 }) : undefined;
+      if (o.uplink !== undefined && o.token === undefined) throw new CliError('BAD_ARGS', '--uplink needs --token');
       let transport = opts.transportFactory?.(o.transport);
       if (transport === undefined) {
         if (spec.kind !== 'sim') throw new CliError('TRANSPORT_UNAVAILABLE', `transport ${o.transport} is provided by the BLE layer; pass a transportFactory`);
         transport = new StdioHexTransport();
       }
-      const st = openLockState(o.state, { log, ...(o.drift !== undefined ? { driftPpm: Number(o.drift) } : {}) });
-      let uplink: Uplink | undefined;
-      if (o.uplink !== undefined) {
-        if (o.token === undefined) throw new CliError('BAD_ARGS', '--uplink needs --token');
-        uplink = new Uplink(st.lock, { baseUrl: o.uplink, token: o.token, intervalMs: Number(o.interval), waitSeconds: Number(o.wait), log });
-      }
-      try {
-        await runLock(st.lock, transport, uplink !== undefined ? { uplink } : {});
-      } finally {
-        st.save();
-        st.flash.close();
-      }
+      await runLockProcess({
+        dir: o.state,
+        transportName: o.transport,
+        transport: transport as RunnableTransport,
+        boot: () => openLockState(o.state, { log, ...(o.drift !== undefined ? { driftPpm: Number(o.drift) } : {}) }),
+        ...(o.uplink !== undefined
+          ? { uplink: (l: Lock) => new Uplink(l, { baseUrl: o.uplink as string, token: o.token as string, intervalMs: Number(o.interval), waitSeconds: Number(o.wait), log }) }
+          : {}),
+        ...(readyFd !== undefined ? { readyFd } : {}),
+        readyOnStdout: spec.kind !== 'sim',
+      });
     });
 
   lock
@@ -300,19 +324,14 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .requiredOption('--state <dir>', 'state directory')
     .argument('<digits>', 'digits to press')
     .option('--json', 'machine-readable output')
-    .action((digits: string, o: { state: string; json?: boolean }) => {
+    .action(async (digits: string, o: { state: string; json?: boolean }) => {
       if (!/^[0-9]+$/.test(digits)) throw new CliError('BAD_ARGS', 'keypad takes digits 0-9 only');
-      const st = openLockState(o.state, { log: jsonLog() });
-      try {
-        const r = st.lock.enterCode(digits);
-        const out = r ?? { pending: st.lock.machine.mode.kind === 'keypadEntry', mode: st.lock.machine.mode.kind };
-        process.stdout.write(o.json === true ? `${JSON.stringify(out)}\n` : r ? `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n` : `no decision (${st.lock.machine.mode.kind})\n`);
-        if (r !== undefined && !r.granted) process.exitCode = 1;
-      } finally {
-        st.lock.shutdown();
-        st.save();
-        st.flash.close();
-      }
+      // The running lock takes the digits if there is one; otherwise this boots the lock.
+      const { result } = await oneShot(o.state, { op: 'keypad', digits }, () => openLockState(o.state, { log: jsonLog() }), closeLockState);
+      const { result: r, mode } = result as { result: AccessReport | null; mode: string };
+      const out = r ?? { pending: mode === 'keypadEntry', mode };
+      process.stdout.write(o.json === true ? `${JSON.stringify(out)}\n` : r ? `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n` : `no decision (${mode})\n`);
+      if (r && !r.granted) process.exitCode = 1;
     });
 
   lock
@@ -321,23 +340,17 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .requiredOption('--state <dir>', 'state directory')
     .requiredOption('--card <uidhex>', 'card UID, 4/7/10 bytes hex')
     .option('--json', 'machine-readable output')
-    .action((o: { state: string; card: string; json?: boolean }) => {
+    .action(async (o: { state: string; card: string; json?: boolean }) => {
       let uid: Uint8Array;
       try {
         uid = fromHex(o.card);
       } catch {
         throw new CliError('BAD_ARGS', '--card must be hex');
       }
-      const st = openLockState(o.state, { log: jsonLog() });
-      try {
-        const r = st.lock.presentCard(uid);
-        process.stdout.write(o.json === true ? `${JSON.stringify(r)}\n` : `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n`);
-        if (!r.granted) process.exitCode = 1;
-      } finally {
-        st.lock.shutdown();
-        st.save();
-        st.flash.close();
-      }
+      const { result } = await oneShot(o.state, { op: 'present', card: toHex(uid) }, () => openLockState(o.state, { log: jsonLog() }), closeLockState);
+      const r = (result as { result: AccessReport }).result;
+      process.stdout.write(o.json === true ? `${JSON.stringify(r)}\n` : `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n`);
+      if (!r.granted) process.exitCode = 1;
     });
 
   return lock;
