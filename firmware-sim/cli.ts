@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import { type LockPolicy, type RandomSource, deriveSeed32, fromHex, parseTransport, toHex } from '../protocol';
+import { type LockPolicy, type RandomSource, deriveSeed32, fromHex, parseTransport, toHex, TransportSpecError } from '../protocol';
 import { DEFAULT_GEOMETRY, type FlashGeometry, NorFlash } from './flash';
 import { inspectFlash } from './inspect';
 import { Lock, type LockLog, type ProvisionBundle } from './lock';
@@ -267,7 +267,8 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
       try {
         spec = parseTransport(o.transport);
       } catch (e) {
-        throw new CommandError('USAGE', (e as Error).message, 'e.g. --transport uart:/tmp/radio/lock-1, serial:/dev/ttyACM0,1000000 or hci:0');
+        const unsupported = e instanceof TransportSpecError && e.unsupported;
+        throw new CommandError(unsupported ? 'TRANSPORT_UNAVAILABLE' : 'USAGE', (e as Error).message, 'e.g. --transport uart:/tmp/radio/lock-1, serial:/dev/ttyACM0,1000000 or hci:0');
       }
       const readyFd = o.readyFd !== undefined ? parseIntegerOption('--ready-fd', o.readyFd, { min: 0 }) : undefined;
       if (o.uplink !== undefined && o.token === undefined) throw new CliError('BAD_ARGS', '--uplink needs --token');

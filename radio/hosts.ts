@@ -16,8 +16,12 @@ export type HostTransport =
   | { kind: 'hci'; deviceId: number };
 
 export class TransportParseError extends Error {
-  constructor(readonly transport: string) {
-    super(`invalid BLE transport "${transport}": expected uart:PATH[@BAUD] or hci:N`);
+  constructor(
+    readonly transport: string,
+    /** Why, when the parser said more than "not a host-stack transport". */
+    detail?: string,
+  ) {
+    super(detail ?? `invalid BLE transport "${transport}": expected uart:PATH[@BAUD], serial:PATH[,BAUD], hci:N or hci-socket:N`);
     this.name = 'TransportParseError';
   }
 }
@@ -51,7 +55,7 @@ export function parseTransport(transport: string): HostTransport {
   try {
     spec = parseTransportSpec(transport);
   } catch (error) {
-    if (error instanceof TransportSpecError) throw new TransportParseError(transport);
+    if (error instanceof TransportSpecError) throw new TransportParseError(transport, error.message);
     throw error;
   }
   if (spec.kind === 'uart') return { kind: 'uart', port: spec.path, baudRate: spec.baudRate };
