@@ -258,6 +258,9 @@ function hostSocket(host: object): HostSocketLike | undefined {
 
 function classifySocketError(transport: string, e: NodeJS.ErrnoException): HostStartError {
   const text = e.message ?? String(e);
+  if ((e as { syscall?: string }).syscall === 'socket creation failed' || /address family not supported/i.test(text)) {
+    return new HostStartError(transport, 'unsupported', `this system has no Bluetooth HCI sockets (${text})`, 'use a machine whose kernel has Bluetooth support for hci:N, or a uart: controller (docs/hardware.md)');
+  }
   if (/lock|temporarily unavailable|EAGAIN|EBUSY/i.test(text) || e.code === 'EBUSY') {
     return new HostStartError(transport, 'in-use', `${transport} is in use by another process (${text})`, 'one host per controller: stop the other lock or agent on it, or use another controller');
   }
@@ -294,16 +297,21 @@ export async function startHostStack<T extends NobleLike | BlenoLike>(host: T, t
         () => finish(new HostStartError(transport, 'timeout', `BLE host not poweredOn after ${timeoutMs} ms on ${transport} (state ${host.state})`, kind.kind === 'hci' ? `bring the adapter up (sudo hciconfig hci${kind.deviceId} up) and check nothing else holds it` : 'check that the radio or dongle is running and answering HCI')),
         timeoutMs,
       );
-      // Reading noble's state initialises its bindings synchronously (a stateChange listener
-      // would defer that to the next tick); bleno's initialise on the listener. Either way
-      // the socket exists below, before the serial port's asynchronous open can fail.
-      void host.state;
-      host.on('stateChange', onState);
-      socket = hostSocket(host);
+      // Both stacks report their first errors and states synchronously inside their
+      // initialisation, so listen before it: bleno initialises when the stateChange
+      // listener is added (its socket exists already), noble on the next tick (its socket
+      // is created then; the serial port's open fails later still, asynchronously).
       onSocketError = (e) => finish(classifySocketError(transport, e));
+      socket = hostSocket(host);
       socket?.on('error', onSocketError);
-      if (host.state === 'poweredOn') finish();
-      else onState(host.state);
+      host.on('stateChange', onState);
+      process.nextTick(() => {
+        if (socket === undefined) {
+          socket = hostSocket(host);
+          socket?.on('error', onSocketError as (e: NodeJS.ErrnoException) => void);
+        }
+        if (host.state === 'poweredOn') finish();
+      });
     });
   } catch (error) {
     shutdownHostStack(host);
@@ -337,11 +345,35 @@ export function shutdownHostStack(host: NobleLike | BlenoLike): void {
  * pending tick run once more and then end the chain.
  */
 export function endDevUpPolling(host: object): void {
-  const hci = (host as { _bindings?: { _hci?: { pollIsDevUp?: unknown } } })._bindings?._hci;
+  const hci = (host as { _bindings?: { _hci?: { pollIsDevUp?: unknown; _socket?: { isDevUp?: unknown } } } })._bindings?._hci;
   if (hci && typeof hci.pollIsDevUp === 'function' && !Object.prototype.hasOwnProperty.call(hci, 'pollIsDevUp')) {
     // noble's own stop() clears its timer; shadowing is harmless there too.
     (hci as { pollIsDevUp: () => void }).pollIsDevUp = () => undefined;
   }
+  // That last pending tick asks the stopped socket isDevUp(), which throws from a timer
+  // (an uncaught exception) when the kernel has no Bluetooth: a stopped socket is down.
+  // The native socket's methods are read-only: stand a stopped socket in for it.
+  if (hci && hci._socket && !STOPPED_SOCKETS.has(hci._socket)) hci._socket = stoppedSocket();
+}
+
+const STOPPED_SOCKETS = new WeakSet<object>();
+
+/** What a host stack's Hci finds in place of its socket once shut down: down, inert. */
+function stoppedSocket(): { isDevUp(): boolean } {
+  const socket = {
+    isDevUp: () => false,
+    write: () => undefined,
+    start: () => undefined,
+    stop: () => undefined,
+    reset: () => undefined,
+    setFilter: () => undefined,
+    on: () => socket,
+    once: () => socket,
+    removeListener: () => socket,
+    removeAllListeners: () => socket,
+  };
+  STOPPED_SOCKETS.add(socket);
+  return socket;
 }
 
 /**
