@@ -261,7 +261,8 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .option('--wait <s>', 'uplink long-poll wait', '25')
     .option('--drift <ppm>', 'RTC drift in ppm')
     .option('--ready-fd <n>', 'also write the JSON ready line to this open file descriptor (with sim, stdout carries the protocol)')
-    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: string; wait: string; drift?: string; readyFd?: string }) => {
+    .option('--reattach', 'if the BLE transport dies (radio restarted, dongle replugged), wait for it to come back and serve again instead of exiting TRANSPORT_LOST')
+    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: string; wait: string; drift?: string; readyFd?: string; reattach?: boolean }) => {
       const log = jsonLog();
       let spec;
       try {
@@ -277,7 +278,11 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
         if (spec.kind !== 'sim') throw new CliError('TRANSPORT_UNAVAILABLE', `transport ${o.transport} is provided by the BLE layer; pass a transportFactory`);
         transport = new StdioHexTransport();
       }
+      const factory = opts.transportFactory;
+      if (o.reattach === true && (spec.kind === 'sim' || factory === undefined)) throw new CommandError('USAGE', '--reattach needs a BLE transport (uart:, serial:, hci:)', 'drop --reattach, or run the lock on a radio or adapter');
       await runLockProcess({
+        log,
+        ...(o.reattach === true && factory !== undefined ? { reattach: { make: () => factory(o.transport) as RunnableTransport } } : {}),
         dir: o.state,
         transportName: o.transport,
         transport: transport as RunnableTransport,

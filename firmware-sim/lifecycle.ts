@@ -226,27 +226,47 @@ export interface RunLockOptions {
   /** Where the ready line goes: a file descriptor, and/or stdout (BLE transports). */
   readyFd?: number;
   readyOnStdout: boolean;
+  /** Wait for a transport that died to come back (`lock run --reattach`): how to make a fresh one. */
+  reattach?: { make: () => RunnableTransport; retryMs?: number };
+  log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
 /**
  * The ready line, one JSON object on one line, written once the lock advertises (BLE) or
  * has written its hello (sim):
  *   {"event":"ready","pid":…,"lockId":…,"version":…,"transport":…,"state":…,"control":…}
+ * and again, with "reattached":N, each time `--reattach` serves on a transport that came back.
  */
-export function readyLine(lock: Lock, o: { transportName: string; dir: string; control: string }): string {
-  return JSON.stringify({ event: 'ready', pid: process.pid, lockId: lock.lockId, version: lock.version, transport: o.transportName, state: path.resolve(o.dir), control: o.control });
+export function readyLine(lock: Lock, o: { transportName: string; dir: string; control: string; reattached?: number }): string {
+  return JSON.stringify({
+    event: 'ready',
+    pid: process.pid,
+    lockId: lock.lockId,
+    version: lock.version,
+    transport: o.transportName,
+    state: path.resolve(o.dir),
+    control: o.control,
+    ...(o.reattached !== undefined ? { reattached: o.reattached } : {}),
+  });
 }
 
 /**
  * Owns the state dir, opens the transport, boots the lock, serves until SIGINT/SIGTERM or
- * the transport ends; a transport that dies under the lock ends it with its CliError
- * (TRANSPORT_LOST). The state dir is released and the RTC saved on every way out.
+ * the transport ends. A transport that dies under the lock ends it with its CliError
+ * (TRANSPORT_LOST) — or, with `reattach`, the lock (still booted: no reboot, no boot
+ * record) waits for the transport to come back, serves on it again and prints a new ready
+ * line. The state dir is released and the RTC saved on every way out.
  */
 export async function runLockProcess(o: RunLockOptions): Promise<void> {
   const ownership = await claimStateDir(o.dir, { serving: true });
-  let onSignal: (() => void) | undefined;
+  let stopRequested!: () => void;
+  const stopped = new Promise<'stop'>((resolve) => (stopRequested = () => resolve('stop')));
+  const onSignal = (): void => stopRequested();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let transport = o.transport;
   try {
-    await o.transport.prepare?.();
+    await transport.prepare?.();
     const st = o.boot();
     tightenSecretFiles(o.dir);
     let control: LockControlServer | undefined;
@@ -254,49 +274,96 @@ export async function runLockProcess(o: RunLockOptions): Promise<void> {
     let failure: unknown;
     try {
       control = await LockControlServer.listen(o.dir, st.lock);
-      await o.transport.start(st.lock);
-      uplink = o.uplink?.(st.lock);
-      uplink?.start();
-      const line = `${readyLine(st.lock, { transportName: o.transportName, dir: o.dir, control: control.socketPath })}\n`;
-      if (o.readyOnStdout) process.stdout.write(line);
-      if (o.readyFd !== undefined) {
-        try {
-          fs.writeSync(o.readyFd, line);
-        } catch (e) {
-          throw new CliError('USAGE', `cannot write the ready line to --ready-fd ${o.readyFd}: ${(e as Error).message}`, 'pass a file descriptor the lock inherits open for writing, e.g. --ready-fd 3 with 3>ready.json');
+      let attachments = 0;
+      for (;;) {
+        await transport.start(st.lock);
+        if (attachments === 0) {
+          uplink = o.uplink?.(st.lock);
+          uplink?.start();
         }
-      }
-      await new Promise<void>((resolve, reject) => {
-        onSignal = () => resolve();
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-        o.transport.done().then(
-          () => {
+        writeReady(o, readyLine(st.lock, { transportName: o.transportName, dir: o.dir, control: control.socketPath, ...(attachments > 0 ? { reattached: attachments } : {}) }));
+        const outcome = await Promise.race([
+          stopped,
+          transport.done().then(
             // A sim lock ends with its stdin; an internet-connected one keeps its uplink.
-            if (uplink === undefined) resolve();
-          },
-          reject,
-        );
-      });
+            () => (uplink === undefined ? ('done' as const) : stopped),
+            (e: unknown) => ({ error: e }),
+          ),
+        ]);
+        if (typeof outcome === 'string') break;
+        const lost = outcome.error instanceof CliError && outcome.error.code === 'TRANSPORT_LOST';
+        if (!lost || o.reattach === undefined) throw outcome.error;
+        o.log?.('transportLost', { transport: o.transportName, reattach: true, message: (outcome.error as CliError).what });
+        await transport.stop().catch(() => undefined);
+        const next = await waitForTransport(o.reattach, stopped, o.log, o.transportName);
+        if (next === undefined) break;
+        transport = next;
+        attachments++;
+      }
     } catch (e) {
       failure = e;
     } finally {
-      if (onSignal) {
-        process.removeListener('SIGINT', onSignal);
-        process.removeListener('SIGTERM', onSignal);
-      }
       uplink?.stop();
       await control?.close();
-      await o.transport.stop().catch(() => undefined);
+      await transport.stop().catch(() => undefined);
       st.lock.shutdown();
       st.save();
       st.flash.close();
     }
     if (failure !== undefined) throw failure;
   } catch (e) {
-    await o.transport.stop().catch(() => undefined);
+    await transport.stop().catch(() => undefined);
     throw e;
   } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     ownership.release();
+  }
+}
+
+function writeReady(o: RunLockOptions, text: string): void {
+  const line = `${text}\n`;
+  if (o.readyOnStdout) process.stdout.write(line);
+  if (o.readyFd !== undefined) {
+    try {
+      fs.writeSync(o.readyFd, line);
+    } catch (e) {
+      throw new CliError('USAGE', `cannot write the ready line to --ready-fd ${o.readyFd}: ${(e as Error).message}`, 'pass a file descriptor the lock inherits open for writing, e.g. --ready-fd 3 with 3>ready.json');
+    }
+  }
+}
+
+/**
+ * Until `stopped`: a fresh transport every `retryMs` until one opens (the radio is back).
+ * Only TRANSPORT_UNAVAILABLE is waited out; any other failure ends the lock.
+ */
+async function waitForTransport(
+  reattach: NonNullable<RunLockOptions['reattach']>,
+  stopped: Promise<'stop'>,
+  log: RunLockOptions['log'],
+  transportName: string,
+): Promise<RunnableTransport | undefined> {
+  let lastReason = '';
+  for (;;) {
+    const candidate = reattach.make();
+    const opened = await Promise.race([
+      (async () => {
+        await candidate.prepare?.();
+        return 'open' as const;
+      })().catch((e: unknown) => ({ error: e })),
+      stopped,
+    ]);
+    if (opened === 'open') {
+      log?.('transportReattached', { transport: transportName });
+      return candidate;
+    }
+    await candidate.stop().catch(() => undefined);
+    if (opened === 'stop') return undefined;
+    const e = opened.error;
+    if (!(e instanceof CliError && e.code === 'TRANSPORT_UNAVAILABLE')) throw e;
+    if (e.what !== lastReason) log?.('waitingForTransport', { transport: transportName, reason: e.what });
+    lastReason = e.what;
+    const again = await Promise.race([new Promise<'retry'>((r) => setTimeout(() => r('retry'), reattach.retryMs ?? 1000)), stopped]);
+    if (again === 'stop') return undefined;
   }
 }
