@@ -28,12 +28,20 @@ const BUNDLE = {
 const daemons: ChildProcess[] = [];
 const work = tempDir('locksync-lifecycle-');
 
+let template: Promise<string> | undefined;
+
+/** A freshly provisioned state dir: `lock provision` once, copied for each test (mode kept). */
 async function provision(name: string): Promise<string> {
-  const bundle = path.join(work, `${name}-bundle.json`);
-  fs.writeFileSync(bundle, JSON.stringify(BUNDLE));
+  template ??= (async () => {
+    const bundle = path.join(work, 'bundle.json');
+    fs.writeFileSync(bundle, JSON.stringify(BUNDLE));
+    const state = path.join(work, 'template-state');
+    const r = await locksync(['lock', 'provision', '--state', state, '--bundle', bundle, '--seed', 'lifecycle', '--blocks', '64'], { deadlineMs: DEADLINE });
+    expect(r.code, r.stderr).toBe(0);
+    return state;
+  })();
   const state = path.join(work, name);
-  const r = await locksync(['lock', 'provision', '--state', state, '--bundle', bundle, '--seed', name, '--blocks', '64'], { deadlineMs: DEADLINE });
-  expect(r.code, r.stderr).toBe(0);
+  fs.cpSync(await template, state, { recursive: true });
   return state;
 }
 
@@ -53,6 +61,16 @@ function readyEvent(out: string): Record<string, unknown> {
 
 const radioUp = (dir: string, controllers = 'lock-1,phone-1'): Promise<Daemon> => daemon(['radio', 'up', '--dir', dir, '--controllers', controllers], /"event":"ready"/);
 const lockRun = (state: string, transport: string): Promise<Daemon> => daemon(['lock', 'run', '--state', state, '--transport', transport], /"event":"ready"/);
+
+/** Waits until a daemon's output matches; fails past the deadline. */
+async function waitFor(d: Daemon, pattern: RegExp, ms = DEADLINE): Promise<void> {
+  const until = Date.now() + ms;
+  while (!pattern.test(d.out())) {
+    if (Date.now() > until) throw new Error(`no ${pattern} within ${ms} ms\n${d.out()}`);
+    if (d.child.exitCode !== null) throw new Error(`exited ${d.child.exitCode} before ${pattern}\n${d.out()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
 
 /** Waits for a daemon to exit; fails past the deadline. */
 function exitOf(d: Daemon, ms = DEADLINE): Promise<number | null> {
@@ -270,6 +288,26 @@ describe('a lock owns its state dir', () => {
     expect(errors[0]).toMatch(/^error TRANSPORT_LOST: .+ — .+$/);
     expect(out).not.toMatch(STACK_FRAME);
     expect(fs.readdirSync(state).sort()).toEqual(['device.json', 'flash.img', 'rtc.json']);
+  }, TEST_TIMEOUT);
+
+  it('lock run --reattach survives its radio dying: it waits, serves on the restarted radio and says so', async () => {
+    const dir = path.join(work, 'restarted-radio');
+    const radio = await radioUp(dir, 'lock-1,phone-1');
+    const state = await provision('reattach');
+    const lock = await daemon(['lock', 'run', '--state', state, '--transport', `uart:${dir}/lock-1`, '--reattach'], /"event":"ready"/);
+    radio.child.kill('SIGKILL');
+    await radio.exited;
+    await waitFor(lock, /"event":"waitingForTransport"/);
+    expect(lock.child.exitCode, 'still running, waiting for its radio').toBeNull();
+    await radioUp(dir, 'lock-1,phone-1');
+    await waitFor(lock, /"event":"ready"[^\n]*"reattached":1/);
+    const scan = await locksync(['agent', 'scan', '--transport', `uart:${dir}/phone-1`, '--timeout', '4000', '--json'], { deadlineMs: DEADLINE });
+    expect(scan.code, scan.stdout + scan.stderr).toBe(0);
+    expect(JSON.parse(scan.stdout).locks.map((l: { lockId: string }) => l.lockId)).toEqual(['lk-0001']);
+    lock.child.kill('SIGTERM');
+    expect(await exitOf(lock)).toBe(0);
+    const sim = await locksync(['lock', 'run', '--state', state, '--reattach'], { deadlineMs: DEADLINE });
+    expectFailure(sim, 'USAGE', /--reattach needs a BLE transport/);
   }, TEST_TIMEOUT);
 
   it('lock run --ready-fd writes the ready line to that descriptor (sim: stdout carries the protocol)', async () => {
