@@ -277,6 +277,7 @@ function classifySocketError(transport: string, e: NodeJS.ErrnoException): HostS
  */
 export async function startHostStack<T extends NobleLike | BlenoLike>(host: T, transport: string, timeoutMs: number): Promise<T> {
   const kind = parseTransport(transport);
+  muteHostStackBanners();
   let socket: HostSocketLike | undefined;
   let onSocketError: ((e: NodeJS.ErrnoException) => void) | undefined;
   try {
@@ -390,4 +391,24 @@ export async function openHostStack<T extends NobleLike | BlenoLike>(
   const { poweredOnTimeoutMs, ...load } = options;
   const host = await loadHost<T>(role, transport, load);
   return startHostStack(host, transport, poweredOnTimeoutMs ?? 10_000);
+}
+
+/**
+ * noble's and bleno's hci-socket bindings print multi-line banners with console.log (on
+ * stdout) when the adapter is `unsupported` or `unauthorized` — into `--json` output and
+ * the ready lines, and with advice ("NOBLE_HCI_DEVICE_ID=x", "run with sudo") that is not
+ * ours. The same facts reach the user as our one error line (HostStartError), so those
+ * console.log calls, and only those, are dropped.
+ */
+let bannersMuted = false;
+const STACK_BANNER = /^(?:noble warning:|Bleno warning:|\s{8,}(?:Try to run with environment variable:|\[sudo\] (?:NOBLE|BLENO)_HCI_DEVICE_ID=|or see README for information on running without root|https:\/\/github\.com\/\S+#running-on-linux))/;
+
+function muteHostStackBanners(): void {
+  if (bannersMuted) return;
+  bannersMuted = true;
+  const log = console.log.bind(console);
+  console.log = (...args: unknown[]): void => {
+    if (typeof args[0] === 'string' && STACK_BANNER.test(args[0])) return;
+    log(...args);
+  };
 }

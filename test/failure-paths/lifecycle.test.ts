@@ -117,8 +117,10 @@ describe('transport failures end the command with TRANSPORT_UNAVAILABLE, never a
     expectAgentTransportUnavailable(await locksync(['agent', 'scan', '--transport', 'uart:/no/such/pty'], { deadlineMs: DEADLINE }), /\/no\/such\/pty does not exist/);
   }, TEST_TIMEOUT);
 
-  it('agent scan on an HCI adapter that does not exist', async () => {
-    expectAgentTransportUnavailable(await locksync(['agent', 'scan', '--transport', 'hci:97'], { deadlineMs: DEADLINE }), /hci97|hci:97/);
+  it('agent scan on an HCI adapter that does not exist; --json output stays JSON (no host-stack banners)', async () => {
+    const r = await locksync(['agent', 'scan', '--transport', 'hci:97', '--json'], { deadlineMs: DEADLINE });
+    expectAgentTransportUnavailable(r, /hci97|hci:97/);
+    for (const line of r.stdout.split('\n').filter((l) => l.trim() !== '')) expect(() => JSON.parse(line), line).not.toThrow();
   }, TEST_TIMEOUT);
 
   it("agent scan on Bumble's hci-socket spelling of a missing adapter", async () => {
