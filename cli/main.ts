@@ -16,8 +16,8 @@ import { radioMain, traceMain } from '../radio/index';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 import { reportFailure } from './errors';
 
-/** How long a finished command may take to wind down before the process exits anyway. */
-const FINISHED_GRACE_MS = 2000;
+/** How long a failed command may take to wind down before the process exits anyway. */
+const FAILED_GRACE_MS = 2000;
 
 export function buildProgram(): Command {
   const program = new Command('locksync')
@@ -65,7 +65,8 @@ try {
 } catch (e) {
   process.exitCode = reportFailure(e);
 }
-// The command has finished and written its answer. Anything still holding the event loop
-// now (a native BLE binding, a serial port that never opened) must not turn a finished
-// command into a hang: leave after a short grace period for pending writes.
-setTimeout(() => process.exit(), FINISHED_GRACE_MS).unref();
+// A command that failed has written its error line; anything still holding the event loop
+// now (a native BLE binding, a serial port that never opened) must not turn that failure
+// into a hang: leave after a short grace period for pending writes. Only on failure — a
+// successful action may return with a server still serving (authority serve).
+if (process.exitCode !== undefined && process.exitCode !== 0) setTimeout(() => process.exit(), FAILED_GRACE_MS).unref();
