@@ -262,8 +262,15 @@ export async function runLockProcess(o: RunLockOptions): Promise<void> {
   let stopRequested!: () => void;
   const stopped = new Promise<'stop'>((resolve) => (stopRequested = () => resolve('stop')));
   const onSignal = (): void => stopRequested();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // bleno's bindings exit(1) on SIGINT when theirs is the last listener (skipping our
+  // shutdown and the release of the state dir): keep ours last, also after each start.
+  const listenLast = (): void => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.removeListener(signal, onSignal);
+      process.on(signal, onSignal);
+    }
+  };
+  listenLast();
   let transport = o.transport;
   try {
     await transport.prepare?.();
@@ -277,6 +284,7 @@ export async function runLockProcess(o: RunLockOptions): Promise<void> {
       let attachments = 0;
       for (;;) {
         await transport.start(st.lock);
+        listenLast();
         if (attachments === 0) {
           uplink = o.uplink?.(st.lock);
           uplink?.start();

@@ -222,7 +222,7 @@ describe('a lock owns its state dir', () => {
     failureTimes.push({ what: 'lock run on an owned state dir', ms: second.ms });
     expectFailure(second, 'IN_USE', new RegExp(`pid ${first.child.pid}`));
     expect(digestTree(state)).toBe(before);
-    first.child.kill('SIGTERM');
+    first.child.kill('SIGINT'); // Ctrl-C: bleno's own SIGINT handler must not cut the shutdown short
     expect(await exitOf(first)).toBe(0);
     expect(fs.existsSync(path.join(state, '.owner'))).toBe(false);
     expect(fs.existsSync(path.join(state, 'control.sock'))).toBe(false);
