@@ -3,7 +3,7 @@
 // noble is loaded lazily by radio/hosts.ts; any transport it drives works (`uart:`, `hci:`).
 
 import { GATT_SHORT, decodeAdvertData } from '../protocol/index';
-import { loadNoble, waitForPoweredOn, type BleFamily, type NobleLike } from '../radio/hosts';
+import { HostStartError, openHostStack, shutdownHostStack, type BleFamily, type NobleLike } from '../radio/hosts';
 import { AgentError } from '../mobile-agent/errors';
 import { type ConnectOptions, type DiscoveredLock, type DisconnectInfo, type LockConnection, type LockConnector, LockChannels, connectionOver } from '../mobile-agent/link';
 
@@ -42,10 +42,11 @@ export class NobleConnector implements LockConnector {
       const o: { family?: BleFamily; extended?: boolean } = {};
       if (opts.family !== undefined) o.family = opts.family;
       if (opts.extended !== undefined) o.extended = opts.extended;
-      noble = await loadNoble(transport, o);
-      await waitForPoweredOn(noble, opts.poweredOnTimeoutMs ?? 10_000);
+      noble = await openHostStack<NobleLike>('noble', transport, { ...o, poweredOnTimeoutMs: opts.poweredOnTimeoutMs ?? 10_000 });
     } catch (e) {
-      throw new AgentError('TRANSPORT_UNAVAILABLE', `${transport}: ${(e as Error).message}`);
+      // The reason and what to do, in one line (HostStartError carries both).
+      const detail = e instanceof HostStartError ? `${e.message} — ${e.advice}` : (e as Error).message;
+      throw new AgentError('TRANSPORT_UNAVAILABLE', `${transport}: ${detail}`);
     }
     return new NobleConnector(transport, noble, opts);
   }
@@ -159,12 +160,7 @@ export class NobleConnector implements LockConnector {
 
   async close(): Promise<void> {
     this.channels.forgetAll();
-    try {
-      this.noble.removeAllListeners('discover');
-      this.noble.stop?.();
-    } catch {
-      // already stopped
-    }
+    shutdownHostStack(this.noble);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -59,7 +59,7 @@ describe('BleLockTransport: advert refresh through bleno on the virtual radio', 
     expect(bleLockTransportFactory('sim')).toBeUndefined();
     expect(bleLockTransportFactory('uart:/dev/ttyACM0')).toBeInstanceOf(BleLockTransport);
     expect(bleLockTransportFactory('hci:0')).toBeInstanceOf(BleLockTransport);
-    expect(() => bleLockTransportFactory('usb:1')).toThrow(/unknown transport/);
+    expect(() => bleLockTransportFactory('bluetooth:1')).toThrow(/unknown transport/);
   });
 
   it('a version that changed during a connection is on the air as soon as the phone is gone', async () => {

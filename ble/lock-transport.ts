@@ -14,7 +14,8 @@
 import { decodeMessage, parseTransport, TransportSpecError, type FramingError, type LockAdvert } from '../protocol/index';
 import type { AdvertCause, BleLockServer } from './peripheral';
 import type { LockSessionHost } from './session-host';
-import type { BleFamily } from '../radio/hosts';
+import { BlePackageMissingError, HostStartError, TransportUnsupportedError, type BleFamily, type BlenoLike } from '../radio/hosts';
+import { CliError } from '../cli/errors';
 
 export type BleTransportLog = (event: string, fields: Record<string, unknown>) => void;
 
@@ -46,7 +47,15 @@ export class BleLockTransport {
   private served: BleLockServer | undefined;
   private poll: ReturnType<typeof setInterval> | undefined;
   private resolveDone!: () => void;
-  private readonly finished = new Promise<void>((r) => (this.resolveDone = r));
+  private rejectDone!: (e: CliError) => void;
+  private readonly finished = new Promise<void>((resolve, reject) => {
+    this.resolveDone = resolve;
+    this.rejectDone = reject;
+  });
+
+  private prepared: BlenoLike | undefined;
+  private stopping = false;
+  private onHostState: ((state: string) => void) | undefined;
   private readonly log: BleTransportLog;
   private link: { address: string; handle: number; in: number; out: number } | undefined;
 
@@ -57,14 +66,64 @@ export class BleLockTransport {
     const spec = parseTransport(transport);
     if (spec.kind === 'sim') throw new TransportSpecError('BleLockTransport needs uart:PATH or hci:N, not sim');
     this.log = opts.log ?? stderrJsonLog;
+    // Whoever awaits done() sees a loss; nobody awaiting it is not an unhandled rejection.
+    this.finished.catch(() => undefined);
+  }
+
+  /**
+   * Opens the BLE host stack and waits until the controller is powered on, without serving:
+   * a lock calls this before it boots, so an unusable transport leaves its state untouched.
+   * Failures are CliError TRANSPORT_UNAVAILABLE, with nothing left running.
+   */
+  async prepare(): Promise<void> {
+    if (this.prepared || this.served) return;
+    const { openBlenoFor } = await import('./peripheral');
+    try {
+      this.prepared = await openBlenoFor(this.transport, {
+        ...(this.opts.advertisingIntervalMs !== undefined ? { advertisingIntervalMs: this.opts.advertisingIntervalMs } : {}),
+        ...(this.opts.family !== undefined ? { family: this.opts.family } : {}),
+      });
+    } catch (e) {
+      throw transportUnavailable(this.transport, e);
+    }
   }
 
   async start(host: LockSessionHost): Promise<void> {
     if (this.served) throw new Error('BLE transport already started');
+    await this.prepare();
+    const bleno = this.prepared;
     const { serveLockOverBle } = await import('./peripheral');
     const log = this.log;
     const advertFields = (a: LockAdvert) => ({ lockId: a.lockId, version: a.version, flags: a.flags });
-    this.served = await serveLockOverBle(host, this.transport, {
+    try {
+      this.served = await this.serve(serveLockOverBle, host, bleno, log, advertFields);
+    } catch (e) {
+      this.prepared = undefined;
+      throw transportUnavailable(this.transport, e);
+    }
+    // The controller going away (radio killed, dongle unplugged, adapter down) ends the
+    // lock's service: done() rejects with TRANSPORT_LOST instead of serving nobody forever.
+    const served = this.served;
+    this.onHostState = (state: string) => {
+      if (state === 'poweredOn' || this.stopping) return;
+      log('bleTransportLost', { transport: this.transport, state });
+      this.rejectDone(new CliError('TRANSPORT_LOST', `the BLE transport ${this.transport} went away while the lock was serving (host state ${state})`, 'restart the radio or reconnect the controller, then start the lock again'));
+    };
+    served.bleno.on('stateChange', this.onHostState);
+    this.poll = setInterval(() => this.served?.syncAdvert('poll'), this.opts.advertPollMs ?? DEFAULT_ADVERT_POLL_MS);
+    this.poll.unref();
+    log('bleListening', { transport: this.transport, lockId: host.lockId });
+  }
+
+  private serve(
+    serveLockOverBle: typeof import('./peripheral').serveLockOverBle,
+    host: LockSessionHost,
+    bleno: BlenoLike | undefined,
+    log: BleTransportLog,
+    advertFields: (a: LockAdvert) => Record<string, unknown>,
+  ): Promise<BleLockServer> {
+    return serveLockOverBle(host, this.transport, {
+      ...(bleno !== undefined ? { bleno } : {}),
       ...(this.opts.advertisingIntervalMs !== undefined ? { advertisingIntervalMs: this.opts.advertisingIntervalMs } : {}),
       ...(this.opts.family !== undefined ? { family: this.opts.family } : {}),
       events: {
@@ -91,9 +150,6 @@ export class BleLockTransport {
         onAdvert: (advert, cause: AdvertCause) => log('bleAdvert', { ...advertFields(advert), cause }),
       },
     });
-    this.poll = setInterval(() => this.served?.syncAdvert('poll'), this.opts.advertPollMs ?? DEFAULT_ADVERT_POLL_MS);
-    this.poll.unref();
-    log('bleListening', { transport: this.transport, lockId: host.lockId });
   }
 
   /** The GATT server (for scripts that want refreshAdvert or link stats). */
@@ -101,22 +157,37 @@ export class BleLockTransport {
     return this.served;
   }
 
-  /** A BLE lock serves until stopped. */
+  /** A BLE lock serves until stopped; rejects with CliError TRANSPORT_LOST if the controller goes away. */
   done(): Promise<void> {
     return this.finished;
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.poll) clearInterval(this.poll);
     this.poll = undefined;
     const served = this.served;
     this.served = undefined;
     if (served) {
+      if (this.onHostState) served.bleno.removeListener('stateChange', this.onHostState);
       await served.stop();
       this.log('bleStopped', { transport: this.transport });
+    } else if (this.prepared) {
+      const { shutdownHostStack } = await import('../radio/hosts');
+      shutdownHostStack(this.prepared);
     }
+    this.prepared = undefined;
     this.resolveDone();
   }
+}
+
+/** A host-stack start failure as the CLI's TRANSPORT_UNAVAILABLE, with what to do. */
+export function transportUnavailable(transport: string, e: unknown): CliError {
+  if (e instanceof CliError) return e;
+  if (e instanceof HostStartError) return new CliError('TRANSPORT_UNAVAILABLE', `${transport}: ${e.message}`, e.advice);
+  if (e instanceof BlePackageMissingError) return new CliError('TRANSPORT_UNAVAILABLE', e.message, `npm install ${e.packageName}`);
+  if (e instanceof TransportUnsupportedError) return new CliError('TRANSPORT_UNAVAILABLE', e.message, 'use a transport the chosen BLE stack supports (docs/hardware.md)');
+  return new CliError('TRANSPORT_UNAVAILABLE', `${transport}: ${(e as Error)?.message ?? String(e)}`, 'check the transport string and that the radio or adapter is up');
 }
 
 /**

@@ -3,7 +3,7 @@
 // or `hci:N` (Linux HCI socket). bleno is loaded lazily by radio/hosts.ts.
 
 import { GATT_SHORT, advertisingEir, scanResponseEir, encodeLockInfo, type FramingError, type LockAdvert } from '../protocol/index';
-import { loadBleno, waitForPoweredOn, type BleFamily, type BlenoLike } from '../radio/hosts';
+import { HostStartError, endDevUpPolling, openHostStack, shutdownHostStack, type BleFamily, type BlenoLike } from '../radio/hosts';
 import { LockLinkServer, type LockLinkEvents } from './lock-server';
 import type { HostedSession, LockSessionHost } from './session-host';
 
@@ -12,6 +12,29 @@ export interface BlePeripheralOptions {
   family?: BleFamily;
   poweredOnTimeoutMs?: number;
   events?: LockLinkEvents & BleLinkEvents;
+  /** A bleno already powered on for `transport` (openBlenoFor): serve on it. */
+  bleno?: BlenoLike;
+}
+
+/**
+ * Opens and powers on bleno for `transport` without serving anything yet — so a lock can
+ * find out that its transport is unusable before it boots (and writes its audit log).
+ * BLENO_ADVERTISING_INTERVAL is read here, at initialisation.
+ */
+export async function openBlenoFor(transport: string, opts: Pick<BlePeripheralOptions, 'advertisingIntervalMs' | 'family' | 'poweredOnTimeoutMs'> = {}): Promise<BlenoLike> {
+  const previous = process.env.BLENO_ADVERTISING_INTERVAL;
+  if (opts.advertisingIntervalMs !== undefined) process.env.BLENO_ADVERTISING_INTERVAL = String(opts.advertisingIntervalMs);
+  try {
+    return await openHostStack<BlenoLike>('bleno', transport, {
+      ...(opts.family !== undefined ? { family: opts.family } : {}),
+      poweredOnTimeoutMs: opts.poweredOnTimeoutMs ?? 10_000,
+    });
+  } finally {
+    if (opts.advertisingIntervalMs !== undefined) {
+      if (previous === undefined) delete process.env.BLENO_ADVERTISING_INTERVAL;
+      else process.env.BLENO_ADVERTISING_INTERVAL = previous;
+    }
+  }
 }
 
 /** Link-level events (the protocol-level ones are in LockLinkEvents). */
@@ -45,6 +68,18 @@ export interface BleLockServer {
 const RESULT_SUCCESS = 0x00;
 /** Longest wait for the controller to acknowledge re-advertising (refreshAdvert). */
 const ADVERT_ACK_TIMEOUT_MS = 2000;
+/** Longest wait for the controller to take the GATT service and the first advert. */
+const START_TIMEOUT_MS = 10_000;
+
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new HostStartError('', 'timeout', `${what} got no answer from the controller within ${ms} ms`, 'check that the radio or dongle is running and answering HCI')), ms);
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
+  });
+}
 
 // Why the advert is refreshed the way it is (checked against @stoprocent/bleno 0.12,
 // lib/hci-socket/{bindings,gap}.js; @abandonware/bleno has the same shape):
@@ -67,8 +102,12 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
   if (opts.advertisingIntervalMs !== undefined) process.env.BLENO_ADVERTISING_INTERVAL = String(opts.advertisingIntervalMs);
   let bleno: BlenoLike;
   try {
-    bleno = await loadBleno(transport, opts.family === undefined ? {} : { family: opts.family });
-    await waitForPoweredOn(bleno, opts.poweredOnTimeoutMs ?? 10_000);
+    bleno =
+      opts.bleno ??
+      (await openHostStack<BlenoLike>('bleno', transport, {
+        ...(opts.family !== undefined ? { family: opts.family } : {}),
+        poweredOnTimeoutMs: opts.poweredOnTimeoutMs ?? 10_000,
+      }));
   } finally {
     if (opts.advertisingIntervalMs !== undefined) {
       if (previous === undefined) delete process.env.BLENO_ADVERTISING_INTERVAL;
@@ -158,11 +197,20 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
   bleno.on('disconnect', onDisconnect);
   bleno.on('mtuChange', onMtu);
 
-  await new Promise<void>((resolve, reject) => bleno.setServices([service], (e?: Error | null) => (e ? reject(e) : resolve())));
   // The first start has nothing to race with (no phone can connect before advertising).
   const firstAdvert = host.advert();
-  onAir = Buffer.from(scanResponseEir(firstAdvert));
-  await new Promise<void>((resolve, reject) => bleno.startAdvertisingWithEIRData(advData, onAir, (e?: Error | null) => (e ? reject(e) : resolve())));
+  try {
+    await bounded(new Promise<void>((resolve, reject) => bleno.setServices([service], (e?: Error | null) => (e ? reject(e) : resolve()))), START_TIMEOUT_MS, 'GATT service registration');
+    onAir = Buffer.from(scanResponseEir(firstAdvert));
+    await bounded(new Promise<void>((resolve, reject) => bleno.startAdvertisingWithEIRData(advData, onAir, (e?: Error | null) => (e ? reject(e) : resolve()))), START_TIMEOUT_MS, 'starting to advertise');
+  } catch (e) {
+    // A controller that powered on and then stopped answering: release it so the process can exit.
+    bleno.removeListener('accept', onAccept);
+    bleno.removeListener('disconnect', onDisconnect);
+    bleno.removeListener('mtuChange', onMtu);
+    shutdownHostStack(bleno);
+    throw e;
+  }
   linkEvents.onAdvert?.(firstAdvert, 'start');
 
   return {
@@ -229,15 +277,3 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
 }
 
 export type { FramingError };
-
-/**
- * bleno's Hci re-arms `setTimeout(this.pollIsDevUp.bind(this), 1000)` forever and its
- * stop() never clears it (@stoprocent/bleno 0.12 lib/hci-socket/hci.js; noble's clears its
- * own), so a process that stopped bleno never exits. The timer handle is not kept, but the
- * method is looked up again each time it re-arms: shadowing it on the instance lets the
- * pending tick run once more and then end the chain.
- */
-function endDevUpPolling(bleno: BlenoLike): void {
-  const hci = (bleno as { _bindings?: { _hci?: { pollIsDevUp?: unknown } } })._bindings?._hci;
-  if (hci && typeof hci.pollIsDevUp === 'function') hci.pollIsDevUp = () => undefined;
-}

@@ -29,6 +29,9 @@ function packageVersion(): string {
   return pkg.version;
 }
 
+/** How long a failed command may take to wind down before the process exits anyway. */
+const FAILED_GRACE_MS = 2000;
+
 export function buildProgram(): Command {
   const program = new Command('locksync')
     .description('Smart-lock firmware simulator, signed offline Door Sync over BLE, courier agent, authority and a virtual BLE radio')
@@ -65,6 +68,12 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     // A failed command may leave handles open (a server, a BLE stack): end the process now.
     else process.exit(reportFailure(e));
   }
+  // A command that failed without throwing (it set its exit code and returned) has written
+  // its error line; anything still holding the event loop now (a native BLE binding, a
+  // serial port that never opened) must not turn that failure into a hang: leave after a
+  // short grace period for pending writes. Only on failure — a successful action may return
+  // with a server still serving (authority serve).
+  if (process.exitCode !== undefined && process.exitCode !== 0) setTimeout(() => process.exit(), FAILED_GRACE_MS).unref();
 }
 
 // `tsx cli/main.ts …` (npm run locksync) runs it; bin/locksync.js calls main() itself, and

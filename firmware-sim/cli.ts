@@ -4,20 +4,21 @@
 // key for registration, geometry), rtc.json (the battery-backed RTC between runs: a process
 // exit is not a power loss). JSON logs go to stderr; --json output to stdout.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { CliError } from '../cli/errors';
 import { integer } from '../cli/program';
-import { type LockPolicy, type RandomSource, deriveSeed32, fromHex, parseTransport, toHex } from '../protocol';
+import { type LockPolicy, type RandomSource, deriveSeed32, fromHex, parseTransport, toHex, TransportSpecError } from '../protocol';
 import { DEFAULT_GEOMETRY, FlashError, type FlashGeometry, NorFlash } from './flash';
 import { inspectFlash } from './inspect';
 import { Lock, LockError, type LockLog, type ProvisionBundle } from './lock';
 import { StorageError } from './storage';
 import { SystemClock } from './time';
 import { Uplink } from './uplink';
+import { oneShot, runLockProcess, type RunnableTransport } from './lifecycle';
 
 // ---------------------------------------------------------------------------
 // Transports: whole messages to and from a session
@@ -242,6 +243,20 @@ export function openLockState(dir: string, opts: { log?: LockLog; driftPpm?: num
   return { lock, flash, save };
 }
 
+/** An access decision as one-shot commands print it (JSON of AccessResult). */
+interface AccessReport {
+  granted: boolean;
+  reason: string;
+  auditSeq: number;
+}
+
+/** Shut down a lock booted by openLockState: timers, RTC saved, flash closed. */
+function closeLockState(st: { lock: Lock; save(): void; flash: NorFlash }): void {
+  st.lock.shutdown();
+  st.save();
+  st.flash.close();
+}
+
 /** Run a lock until the transport is done (or SIGINT), with an optional uplink. */
 export async function runLock(lock: Lock, transport: LockTransport, opts: { uplink?: Uplink } = {}): Promise<void> {
   await transport.start(lock);
@@ -296,7 +311,8 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
       } catch (e) {
         throw new CliError('USAGE', `cannot create the state directory ${o.state}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'pass --state a directory path you can write');
       }
-      writeFileSync(p.flash, flash.image());
+      writeFileSync(p.flash, flash.image(), { mode: 0o600 });
+      chmodSync(p.flash, 0o600); // the lock secret and device key: also when --force rewrote an older file
       const device: DeviceFile = { lockId: bundle.lockId, devicePublicKey: toHex(devicePublicKey), geometry };
       writeFileSync(p.device, `${JSON.stringify(device, null, 2)}\n`);
       // The factory sets the RTC from its own clock: a start, not authority-signed time.
@@ -308,34 +324,46 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
 
   lock
     .command('run')
-    .description('run the lock headless until the transport closes (sim: hex messages on stdin/stdout)')
+    .description('run the lock headless until the transport closes (sim: hex messages on stdin/stdout); owns --state while it runs')
     .requiredOption('--state <dir>', 'state directory')
-    .option('--transport <spec>', 'sim (hex messages on stdin/stdout) | uart:PATH[@BAUD] | hci:N', 'sim')
+    .option('--transport <spec>', 'sim (hex messages on stdin/stdout) | uart:PATH[@BAUD] | serial:PATH[,BAUD] | hci:N | hci-socket:N', 'sim')
     .option('--uplink <url>', 'authority base URL (internet-connected lock)')
     .option('--token <token>', 'lock token for the uplink (from `authority register-lock`)')
     .option('--interval <ms>', 'uplink poll interval in ms', integer('--interval', { min: 1 }), 5000)
     .option('--wait <s>', 'uplink long-poll wait in seconds', integer('--wait', { min: 0, max: 3600 }), 25)
     .option('--drift <ppm>', 'RTC drift in ppm', integer('--drift', { min: -100_000, max: 100_000 }))
-    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: number; wait: number; drift?: number }) => {
+    .option('--ready-fd <n>', 'also write the JSON ready line to this open file descriptor (with sim, stdout carries the protocol)', integer('--ready-fd', { min: 0 }))
+    .option('--reattach', 'if the BLE transport dies (radio restarted, dongle replugged), wait for it to come back and serve again instead of exiting TRANSPORT_LOST')
+    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: number; wait: number; drift?: number; readyFd?: number; reattach?: boolean }) => {
       const log = jsonLog();
-      const spec = parseTransport(o.transport);
+      let spec;
+      try {
+        spec = parseTransport(o.transport);
+      } catch (e) {
+        const unsupported = e instanceof TransportSpecError && e.unsupported;
+        throw new CliError(unsupported ? 'TRANSPORT_UNAVAILABLE' : 'USAGE', (e as Error).message, 'e.g. --transport uart:/tmp/radio/lock-1, serial:/dev/ttyACM0,1000000 or hci:0');
+      }
       let transport = opts.transportFactory?.(o.transport);
       if (transport === undefined) {
         if (spec.kind !== 'sim') throw new CliError('TRANSPORT_UNAVAILABLE', `transport ${o.transport} is provided by the BLE layer, which this program did not load`, 'run it through `locksync lock run`');
         transport = new StdioHexTransport();
       }
-      const st = openLockState(o.state, { log, ...(o.drift !== undefined ? { driftPpm: Number(o.drift) } : {}) });
-      let uplink: Uplink | undefined;
-      if (o.uplink !== undefined) {
-        if (o.token === undefined) throw new CliError('USAGE', '--uplink needs --token', 'pass the lock token `authority register-lock` printed');
-        uplink = new Uplink(st.lock, { baseUrl: o.uplink, token: o.token, intervalMs: Number(o.interval), waitSeconds: Number(o.wait), log });
-      }
-      try {
-        await runLock(st.lock, transport, uplink !== undefined ? { uplink } : {});
-      } finally {
-        st.save();
-        st.flash.close();
-      }
+      const factory = opts.transportFactory;
+      if (o.reattach === true && (spec.kind === 'sim' || factory === undefined)) throw new CliError('USAGE', '--reattach needs a BLE transport (uart:, serial:, hci:)', 'drop --reattach, or run the lock on a radio or adapter');
+      if (o.uplink !== undefined && o.token === undefined) throw new CliError('USAGE', '--uplink needs --token', 'pass the lock token `authority register-lock` printed');
+      await runLockProcess({
+        log,
+        ...(o.reattach === true && factory !== undefined ? { reattach: { make: () => factory(o.transport) as RunnableTransport } } : {}),
+        dir: o.state,
+        transportName: o.transport,
+        transport: transport as RunnableTransport,
+        boot: () => openLockState(o.state, { log, ...(o.drift !== undefined ? { driftPpm: o.drift } : {}) }),
+        ...(o.uplink !== undefined
+          ? { uplink: (l: Lock) => new Uplink(l, { baseUrl: o.uplink as string, token: o.token as string, intervalMs: o.interval, waitSeconds: o.wait, log }) }
+          : {}),
+        ...(o.readyFd !== undefined ? { readyFd: o.readyFd } : {}),
+        readyOnStdout: spec.kind !== 'sim',
+      });
     });
 
   lock
@@ -380,19 +408,14 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .requiredOption('--state <dir>', 'state directory')
     .argument('<digits>', 'digits to press')
     .option('--json', 'machine-readable output')
-    .action((digits: string, o: { state: string; json?: boolean }) => {
+    .action(async (digits: string, o: { state: string; json?: boolean }) => {
       if (!/^[0-9]+$/.test(digits)) throw new CliError('USAGE', `the keypad has keys 0-9 only, got "${digits}"`, 'pass digits only, e.g. `locksync lock keypad --state DIR 1234567`');
-      const st = openLockState(o.state, { log: jsonLog() });
-      try {
-        const r = st.lock.enterCode(digits);
-        const out = r ?? { pending: st.lock.machine.mode.kind === 'keypadEntry', mode: st.lock.machine.mode.kind };
-        process.stdout.write(o.json === true ? `${JSON.stringify(out)}\n` : r ? `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n` : `no decision (${st.lock.machine.mode.kind})\n`);
-        if (r !== undefined && !r.granted) process.exitCode = 1;
-      } finally {
-        st.lock.shutdown();
-        st.save();
-        st.flash.close();
-      }
+      // The running lock takes the digits if there is one; otherwise this boots the lock.
+      const { result } = await oneShot(o.state, { op: 'keypad', digits }, () => openLockState(o.state, { log: jsonLog() }), closeLockState);
+      const { result: r, mode } = result as { result: AccessReport | null; mode: string };
+      const out = r ?? { pending: mode === 'keypadEntry', mode };
+      process.stdout.write(o.json === true ? `${JSON.stringify(out)}\n` : r ? `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n` : `no decision (${mode})\n`);
+      if (r && !r.granted) process.exitCode = 1;
     });
 
   lock
@@ -401,23 +424,17 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .requiredOption('--state <dir>', 'state directory')
     .requiredOption('--card <uidhex>', 'card UID, 4/7/10 bytes hex')
     .option('--json', 'machine-readable output')
-    .action((o: { state: string; card: string; json?: boolean }) => {
+    .action(async (o: { state: string; card: string; json?: boolean }) => {
       let uid: Uint8Array;
       try {
         uid = fromHex(o.card);
       } catch {
         throw new CliError('USAGE', `--card must be a hex UID, got "${o.card}"`, 'pass 4, 7 or 10 bytes as hex, e.g. --card 04a1b2c3');
       }
-      const st = openLockState(o.state, { log: jsonLog() });
-      try {
-        const r = st.lock.presentCard(uid);
-        process.stdout.write(o.json === true ? `${JSON.stringify(r)}\n` : `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n`);
-        if (!r.granted) process.exitCode = 1;
-      } finally {
-        st.lock.shutdown();
-        st.save();
-        st.flash.close();
-      }
+      const { result } = await oneShot(o.state, { op: 'present', card: toHex(uid) }, () => openLockState(o.state, { log: jsonLog() }), closeLockState);
+      const r = (result as { result: AccessReport }).result;
+      process.stdout.write(o.json === true ? `${JSON.stringify(r)}\n` : `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n`);
+      if (!r.granted) process.exitCode = 1;
     });
 
   return lock;

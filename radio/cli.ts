@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { CliError, formatErrorLine, parseIntegerOption } from '../cli/errors';
 import { applyCliConventions, isAskedForOutput } from '../cli/program';
+import { radioFailure, radioReadyLine } from './lifecycle';
 import { startRadio, type ControlRequest, type FaultScheduleEntry } from './radio';
 
 export interface CliIo {
@@ -51,7 +52,14 @@ export function registerRadioCommands(program: Command, options: RadioCommandOpt
     .option('--time-scale <x>', 'radio time per real time (1 = real time)', parseTimeScale, 1)
     .option('--legacy', 'clear the LE Extended Advertising feature bit so hosts use legacy advertising')
     .option('--schedule <file>', 'JSON fault schedule to apply (see radio/README.md)')
-    .action(async (o: RadioUpOptions) => exit(await radioUp(o, io, options.signal)));
+    .action(async (o: RadioUpOptions) => {
+      try {
+        exit(await radioUp(o, io, options.signal));
+      } catch (error) {
+        // A directory owned by a live radio, no pty support: named failures, not bugs.
+        throw radioFailure(error);
+      }
+    });
 
   radio
     .command('ctl')
@@ -82,6 +90,11 @@ export async function radioMain(argv: string[], options: { io?: CliIo; signal?: 
     if (error instanceof CliError) {
       io.stderr(error.line);
       return error.exitCode;
+    }
+    const failure = radioFailure(error);
+    if (failure instanceof CliError) {
+      io.stderr(failure.line);
+      return failure.exitCode;
     }
     io.stderr(formatErrorLine('INTERNAL', (error as Error).message, 'this is a bug in locksync: report it'));
     return 1;
@@ -147,6 +160,7 @@ async function radioUp(o: RadioUpOptions, io: CliIo, signal?: AbortSignal): Prom
   });
   for (const c of radio.controllers) io.stdout(`${c.name}\t${c.address}\t${c.transport}${captureDir ? `\t${path.join(path.resolve(captureDir), `${c.name}.btsnoop`)}` : ''}`);
   io.stdout(`control\t${radio.controlSocketPath}`);
+  io.stdout(radioReadyLine(radio, captureDir));
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.removeListener('SIGINT', stop);

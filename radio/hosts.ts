@@ -3,7 +3,10 @@
 //   hci:N      Linux HCI socket (hciN)
 // The packages are optional dependencies, imported lazily so nothing else in the project
 // needs them to load.
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
+import { ownerAlive, readOwner } from './owner-file';
 import { parseTransport as parseTransportSpec, TransportSpecError, type TransportSpec } from '../protocol/transport';
 
 export type BleFamily = 'stoprocent' | 'abandonware';
@@ -13,8 +16,12 @@ export type HostTransport =
   | { kind: 'hci'; deviceId: number };
 
 export class TransportParseError extends Error {
-  constructor(readonly transport: string) {
-    super(`invalid BLE transport "${transport}": expected uart:PATH[@BAUD] or hci:N`);
+  constructor(
+    readonly transport: string,
+    /** Why, when the parser said more than "not a host-stack transport". */
+    detail?: string,
+  ) {
+    super(detail ?? `invalid BLE transport "${transport}": expected uart:PATH[@BAUD], serial:PATH[,BAUD], hci:N or hci-socket:N`);
     this.name = 'TransportParseError';
   }
 }
@@ -48,7 +55,7 @@ export function parseTransport(transport: string): HostTransport {
   try {
     spec = parseTransportSpec(transport);
   } catch (error) {
-    if (error instanceof TransportSpecError) throw new TransportParseError(transport);
+    if (error instanceof TransportSpecError) throw new TransportParseError(transport, error.message);
     throw error;
   }
   if (spec.kind === 'uart') return { kind: 'uart', port: spec.path, baudRate: spec.baudRate };
@@ -186,4 +193,222 @@ export function waitForPoweredOn(host: { state: string; on(e: string, l: (s: str
     };
     host.on('stateChange', onState);
   });
+}
+
+/**
+ * The host stack could not start on a transport, for a reason a user can act on. `reason`:
+ *   missing      the uart path does not exist
+ *   stale        the path is a link left by a radio that is no longer running
+ *   not-a-device the path is not a character device
+ *   in-use       another process holds the serial port (a second host on one controller)
+ *   io           opening the port failed otherwise
+ *   unsupported  no such HCI adapter, or it has no LE
+ *   unauthorized no permission for the HCI socket
+ *   timeout      the controller never answered the host's reset
+ */
+export class HostStartError extends Error {
+  override readonly name = 'HostStartError';
+  constructor(
+    readonly transport: string,
+    readonly reason: 'missing' | 'stale' | 'not-a-device' | 'in-use' | 'io' | 'unsupported' | 'unauthorized' | 'timeout',
+    message: string,
+    readonly advice: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Before a host stack opens `uart:PATH`: the path must lead to a live character device. A
+ * link into a radio directory whose owner is gone points at a /dev/pts number the system
+ * may already have given to someone's terminal — never open that.
+ */
+export async function preflightUart(transport: string, port: string): Promise<void> {
+  let link: string | undefined;
+  try {
+    if (fs.lstatSync(port).isSymbolicLink()) link = fs.readlinkSync(port);
+  } catch {
+    throw new HostStartError(transport, 'missing', `${port} does not exist`, 'start the radio (locksync radio up) or plug in the dongle, and check the path');
+  }
+  if (link !== undefined) {
+    const owner = readOwner(path.join(path.dirname(port), '.owner'));
+    if (owner !== undefined && owner.kind === 'radio' && !(await ownerAlive(owner))) {
+      throw new HostStartError(transport, 'stale', `${port} is a link to ${link} left by a radio (pid ${owner.pid}) that is no longer running`, 'start the radio again (it removes its dead links) and retry');
+    }
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(port);
+  } catch {
+    throw new HostStartError(transport, 'stale', `${port} is a dangling link to ${link ?? '?'} (its radio or device is gone)`, 'start the radio again (it removes its dead links) or reconnect the dongle, and retry');
+  }
+  if (!st.isCharacterDevice()) throw new HostStartError(transport, 'not-a-device', `${port} is not a serial device`, 'pass the radio\'s pty link or the dongle\'s tty, e.g. uart:/dev/ttyACM0');
+}
+
+interface HostSocketLike {
+  on(event: 'error', listener: (e: NodeJS.ErrnoException) => void): unknown;
+  removeListener(event: 'error', listener: (e: NodeJS.ErrnoException) => void): unknown;
+}
+
+/** The bindings' HCI socket (UART or kernel), once the stack has initialised (private API). */
+function hostSocket(host: object): HostSocketLike | undefined {
+  const socket = (host as { _bindings?: { _hci?: { _socket?: unknown } } })._bindings?._hci?._socket;
+  return socket && typeof (socket as HostSocketLike).on === 'function' ? (socket as HostSocketLike) : undefined;
+}
+
+function classifySocketError(transport: string, e: NodeJS.ErrnoException): HostStartError {
+  const text = e.message ?? String(e);
+  if ((e as { syscall?: string }).syscall === 'socket creation failed' || /address family not supported/i.test(text)) {
+    return new HostStartError(transport, 'unsupported', `this system has no Bluetooth HCI sockets (${text})`, 'use a machine whose kernel has Bluetooth support for hci:N, or a uart: controller (docs/hardware.md)');
+  }
+  if (/lock|temporarily unavailable|EAGAIN|EBUSY/i.test(text) || e.code === 'EBUSY') {
+    return new HostStartError(transport, 'in-use', `${transport} is in use by another process (${text})`, 'one host per controller: stop the other lock or agent on it, or use another controller');
+  }
+  if (e.code === 'EPERM' || e.code === 'EACCES' || /permission/i.test(text)) {
+    return new HostStartError(transport, 'unauthorized', `no permission to open ${transport} (${text})`, 'see docs/hardware.md: dialout group for serial ports, capabilities or root for hci:N');
+  }
+  return new HostStartError(transport, 'io', `opening ${transport} failed: ${text}`, 'check the transport string and that the radio or adapter is up');
+}
+
+/**
+ * Starts a loaded host stack and waits for `poweredOn`, failing fast on a definite answer
+ * (port open error, no adapter, no permission) and after `timeoutMs` otherwise. On failure
+ * the stack is shut down (serial port, poll timers), so the process can exit.
+ */
+export async function startHostStack<T extends NobleLike | BlenoLike>(host: T, transport: string, timeoutMs: number): Promise<T> {
+  const kind = parseTransport(transport);
+  muteHostStackBanners();
+  let socket: HostSocketLike | undefined;
+  let onSocketError: ((e: NodeJS.ErrnoException) => void) | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const finish = (error?: Error): void => {
+        clearTimeout(timer);
+        host.removeListener('stateChange', onState);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onState = (state: string): void => {
+        if (state === 'poweredOn') finish();
+        else if (state === 'unsupported')
+          finish(new HostStartError(transport, 'unsupported', kind.kind === 'hci' ? `no Bluetooth LE adapter hci${kind.deviceId}` : `the controller on ${transport} does not support Bluetooth LE`, kind.kind === 'hci' ? 'list adapters with `hciconfig` or `btmgmt info` and pass hci:N of one that exists' : 'check that the device runs an HCI firmware (Zephyr hci_uart)'));
+        else if (state === 'unauthorized') finish(new HostStartError(transport, 'unauthorized', `no permission for ${transport}`, 'give node cap_net_raw,cap_net_admin or run as root (docs/hardware.md)'));
+      };
+      const timer = setTimeout(
+        () => finish(new HostStartError(transport, 'timeout', `BLE host not poweredOn after ${timeoutMs} ms on ${transport} (state ${host.state})`, kind.kind === 'hci' ? `bring the adapter up (sudo hciconfig hci${kind.deviceId} up) and check nothing else holds it` : 'check that the radio or dongle is running and answering HCI')),
+        timeoutMs,
+      );
+      // Both stacks report their first errors and states synchronously inside their
+      // initialisation, so listen before it: bleno initialises when the stateChange
+      // listener is added (its socket exists already), noble on the next tick (its socket
+      // is created then; the serial port's open fails later still, asynchronously).
+      onSocketError = (e) => finish(classifySocketError(transport, e));
+      socket = hostSocket(host);
+      socket?.on('error', onSocketError);
+      host.on('stateChange', onState);
+      process.nextTick(() => {
+        if (socket === undefined) {
+          socket = hostSocket(host);
+          socket?.on('error', onSocketError as (e: NodeJS.ErrnoException) => void);
+        }
+        if (host.state === 'poweredOn') finish();
+      });
+    });
+  } catch (error) {
+    shutdownHostStack(host);
+    throw error;
+  } finally {
+    if (socket && onSocketError) socket.removeListener('error', onSocketError);
+  }
+  return host;
+}
+
+/**
+ * Releases everything a host stack holds so the process can exit: stop() closes the serial
+ * port or HCI socket and noble's poll timer; bleno's poll timer needs endDevUpPolling.
+ * Never throws.
+ */
+export function shutdownHostStack(host: NobleLike | BlenoLike): void {
+  try {
+    host.removeAllListeners('discover');
+    host.stop?.();
+  } catch {
+    // the controller may already be gone
+  }
+  endDevUpPolling(host);
+}
+
+/**
+ * bleno's Hci re-arms `setTimeout(this.pollIsDevUp.bind(this), 1000)` forever and its
+ * stop() never clears it (@stoprocent/bleno 0.12 lib/hci-socket/hci.js; noble's clears its
+ * own), so a process that stopped bleno never exits. The timer handle is not kept, but the
+ * method is looked up again each time it re-arms: shadowing it on the instance lets the
+ * pending tick run once more and then end the chain.
+ */
+export function endDevUpPolling(host: object): void {
+  const hci = (host as { _bindings?: { _hci?: { pollIsDevUp?: unknown; _socket?: { isDevUp?: unknown } } } })._bindings?._hci;
+  if (hci && typeof hci.pollIsDevUp === 'function' && !Object.prototype.hasOwnProperty.call(hci, 'pollIsDevUp')) {
+    // noble's own stop() clears its timer; shadowing is harmless there too.
+    (hci as { pollIsDevUp: () => void }).pollIsDevUp = () => undefined;
+  }
+  // That last pending tick asks the stopped socket isDevUp(), which throws from a timer
+  // (an uncaught exception) when the kernel has no Bluetooth: a stopped socket is down.
+  // The native socket's methods are read-only: stand a stopped socket in for it.
+  if (hci && hci._socket && !STOPPED_SOCKETS.has(hci._socket)) hci._socket = stoppedSocket();
+}
+
+const STOPPED_SOCKETS = new WeakSet<object>();
+
+/** What a host stack's Hci finds in place of its socket once shut down: down, inert. */
+function stoppedSocket(): { isDevUp(): boolean } {
+  const socket = {
+    isDevUp: () => false,
+    write: () => undefined,
+    start: () => undefined,
+    stop: () => undefined,
+    reset: () => undefined,
+    setFilter: () => undefined,
+    on: () => socket,
+    once: () => socket,
+    removeListener: () => socket,
+    removeAllListeners: () => socket,
+  };
+  STOPPED_SOCKETS.add(socket);
+  return socket;
+}
+
+/**
+ * A noble or bleno instance on `transport`, powered on — or a HostStartError (or the load
+ * errors above) with nothing left running. `uart:` paths are checked before the port opens.
+ */
+export async function openHostStack<T extends NobleLike | BlenoLike>(
+  role: 'noble' | 'bleno',
+  transport: string,
+  options: { family?: BleFamily; extended?: boolean; poweredOnTimeoutMs?: number } = {},
+): Promise<T> {
+  const parsed = parseTransport(transport);
+  if (parsed.kind === 'uart') await preflightUart(transport, parsed.port);
+  const { poweredOnTimeoutMs, ...load } = options;
+  const host = await loadHost<T>(role, transport, load);
+  return startHostStack(host, transport, poweredOnTimeoutMs ?? 10_000);
+}
+
+/**
+ * noble's and bleno's hci-socket bindings print multi-line banners with console.log (on
+ * stdout) when the adapter is `unsupported` or `unauthorized` — into `--json` output and
+ * the ready lines, and with advice ("NOBLE_HCI_DEVICE_ID=x", "run with sudo") that is not
+ * ours. The same facts reach the user as our one error line (HostStartError), so those
+ * console.log calls, and only those, are dropped.
+ */
+let bannersMuted = false;
+const STACK_BANNER = /^(?:noble warning:|Bleno warning:|\s{8,}(?:Try to run with environment variable:|\[sudo\] (?:NOBLE|BLENO)_HCI_DEVICE_ID=|or see README for information on running without root|https:\/\/github\.com\/\S+#running-on-linux))/;
+
+function muteHostStackBanners(): void {
+  if (bannersMuted) return;
+  bannersMuted = true;
+  const log = console.log.bind(console);
+  console.log = (...args: unknown[]): void => {
+    if (typeof args[0] === 'string' && STACK_BANNER.test(args[0])) return;
+    log(...args);
+  };
 }

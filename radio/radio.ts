@@ -12,6 +12,7 @@ import type { Link } from './link';
 import { PtyPort } from './pty';
 import { DEFAULT_PROPAGATION, Medium, type Position, type PropagationModel } from './medium';
 import { SeededRandom } from './prng';
+import { acquireOwnership, type OwnerRecord, type Ownership } from './owner-file';
 
 export interface RadioOptions {
   /** Directory for the pty symlinks (DIR/<name>) and control.sock. */
@@ -229,6 +230,8 @@ export class Radio {
   private server: net.Server | null = null;
   private readonly captures: BtsnoopWriter[] = [];
   private readonly ports: HostPort[] = [];
+  /** This process's claim on `dir` (pty transport): released on close. */
+  ownership: Ownership | null = null;
   /** Log lines (scheduled fault failures, control errors). */
   readonly messages: string[] = [];
   closed = false;
@@ -421,6 +424,8 @@ export class Radio {
         // already gone
       }
     }
+    this.ownership?.release();
+    this.ownership = null;
   }
 }
 
@@ -440,6 +445,7 @@ export async function startRadio(options: RadioOptions): Promise<Radio> {
   if (new Set(names).size !== names.length) throw new RadioError('controller names must be unique');
   for (const name of names) {
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RadioError(`controller name "${name}" must be [A-Za-z0-9._-]+`);
+    if (RESERVED_NAMES.has(name)) throw new RadioError(`controller name "${name}" is reserved for the radio's own files`);
   }
   const seed = options.seed ?? 1;
   const transport = options.transport ?? 'pty';
@@ -447,6 +453,9 @@ export async function startRadio(options: RadioOptions): Promise<Radio> {
   const dir = path.resolve(options.dir);
   fs.mkdirSync(dir, { recursive: true });
   const radio = new Radio(dir, clock, seed, { ...DEFAULT_PROPAGATION, ...options.propagation });
+  // A pty radio owns its directory: a live owner refuses us (DirInUseError) before we touch
+  // its links or socket; a dead one's leftovers are removed first.
+  if (transport === 'pty') radio.ownership = await claimRadioDir(dir);
   try {
     names.forEach((name, i) => {
       const overrides = options.perController?.[name] ?? {};
@@ -485,4 +494,72 @@ export async function startRadio(options: RadioOptions): Promise<Radio> {
     throw error;
   }
   return radio;
+}
+
+/** Files of the radio's own in its --dir, never controller names. */
+const RADIO_OWNER_FILE = '.owner';
+const RESERVED_NAMES = new Set(['control.sock', RADIO_OWNER_FILE]);
+
+/** The owner file in a radio directory (JSON OwnerRecord, kind "radio"). */
+export function radioOwnerFile(dir: string): string {
+  return path.join(dir, RADIO_OWNER_FILE);
+}
+
+/** Does a radio's control socket answer? (Liveness where /proc cannot tell.) */
+export function controlSocketAnswers(socketPath: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection(socketPath);
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write('{"id":0,"op":"now"}\n'));
+    socket.on('data', (d: string) => {
+      if (d.includes('\n')) done(true);
+    });
+    socket.on('error', () => done(false));
+  });
+}
+
+/**
+ * Removes what a radio that is no longer running left in its directory: the links to pty
+ * slaves (whose /dev/pts numbers the system reuses for other terminals) and its socket.
+ */
+export function removeRadioLeftovers(dir: string): string[] {
+  const removed: string[] = [];
+  for (const name of fs.readdirSync(dir)) {
+    const p = path.join(dir, name);
+    let remove = false;
+    try {
+      const st = fs.lstatSync(p);
+      if (st.isSymbolicLink()) remove = fs.readlinkSync(p).startsWith('/dev/');
+      else if (st.isSocket()) remove = name === 'control.sock';
+    } catch {
+      continue;
+    }
+    if (!remove) continue;
+    try {
+      fs.unlinkSync(p);
+      removed.push(name);
+    } catch {
+      // raced with someone else's cleanup
+    }
+  }
+  return removed;
+}
+
+async function claimRadioDir(dir: string): Promise<Ownership> {
+  const control = path.join(dir, 'control.sock');
+  const ownership = await acquireOwnership(dir, {
+    name: RADIO_OWNER_FILE,
+    kind: 'radio',
+    control,
+    probe: (owner: OwnerRecord) => controlSocketAnswers(owner.control ?? control),
+  });
+  // Ours now: any pty link or socket here is a dead radio's (also one from before owner files).
+  removeRadioLeftovers(dir);
+  return ownership;
 }

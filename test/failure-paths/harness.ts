@@ -128,7 +128,8 @@ export function digestTree(dir: string): string {
       const p = path.join(d, name);
       const st = fs.statSync(p);
       if (st.isDirectory()) walk(p);
-      else h.update(`${path.relative(dir, p)}\0`).update(fs.readFileSync(p));
+      // Sockets and other non-files (a running lock's control.sock) have no content to read.
+      else if (st.isFile()) h.update(`${path.relative(dir, p)}\0`).update(fs.readFileSync(p));
     }
   };
   if (fs.existsSync(dir)) walk(dir);
