@@ -194,10 +194,16 @@ function jsonLog(): LockLog {
 }
 
 /** Boot the lock in a state dir (warm: the RTC kept running while the process was away). */
-export function openLockState(dir: string, opts: { log?: LockLog; driftPpm?: number } = {}): { lock: Lock; flash: NorFlash; save(): void } {
+/** Refuses a --state that was never provisioned, before anything claims or writes in it. */
+function requireProvisioned(dir: string): void {
   const p = paths(dir);
   if (!existsSync(p.flash) || !existsSync(p.device))
     throw new CliError('BAD_STATE', `${dir} is not a provisioned lock state (no flash.img/device.json)`, `provision it with \`locksync lock provision --state ${dir} --bundle FILE\`, or pass the right --state`);
+}
+
+export function openLockState(dir: string, opts: { log?: LockLog; driftPpm?: number } = {}): { lock: Lock; flash: NorFlash; save(): void } {
+  const p = paths(dir);
+  requireProvisioned(dir);
   const device = readDeviceFile(dir);
   const corrupt = (e: Error): CliError =>
     new CliError('BAD_STATE', `the flash image ${p.flash} is corrupt: ${e.message.replace(/^[A-Z_]+: /, '')}`, `inspect it with \`locksync lock inspect --state ${dir}\`; restore it from a backup or re-provision with --force`);
@@ -348,6 +354,7 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
         if (spec.kind !== 'sim') throw new CliError('TRANSPORT_UNAVAILABLE', `transport ${o.transport} is provided by the BLE layer, which this program did not load`, 'run it through `locksync lock run`');
         transport = new StdioHexTransport();
       }
+      requireProvisioned(o.state);
       const factory = opts.transportFactory;
       if (o.reattach === true && (spec.kind === 'sim' || factory === undefined)) throw new CliError('USAGE', '--reattach needs a BLE transport (uart:, serial:, hci:)', 'drop --reattach, or run the lock on a radio or adapter');
       if (o.uplink !== undefined && o.token === undefined) throw new CliError('USAGE', '--uplink needs --token', 'pass the lock token `authority register-lock` printed');
@@ -411,6 +418,7 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .action(async (digits: string, o: { state: string; json?: boolean }) => {
       if (!/^[0-9]+$/.test(digits)) throw new CliError('USAGE', `the keypad has keys 0-9 only, got "${digits}"`, 'pass digits only, e.g. `locksync lock keypad --state DIR 1234567`');
       // The running lock takes the digits if there is one; otherwise this boots the lock.
+      requireProvisioned(o.state);
       const { result } = await oneShot(o.state, { op: 'keypad', digits }, () => openLockState(o.state, { log: jsonLog() }), closeLockState);
       const { result: r, mode } = result as { result: AccessReport | null; mode: string };
       const out = r ?? { pending: mode === 'keypadEntry', mode };
@@ -431,6 +439,7 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
       } catch {
         throw new CliError('USAGE', `--card must be a hex UID, got "${o.card}"`, 'pass 4, 7 or 10 bytes as hex, e.g. --card 04a1b2c3');
       }
+      requireProvisioned(o.state);
       const { result } = await oneShot(o.state, { op: 'present', card: toHex(uid) }, () => openLockState(o.state, { log: jsonLog() }), closeLockState);
       const r = (result as { result: AccessReport }).result;
       process.stdout.write(o.json === true ? `${JSON.stringify(r)}\n` : `${r.granted ? 'GRANTED' : `REFUSED ${r.reason}`} (audit #${r.auditSeq})\n`);
