@@ -1,0 +1,79 @@
+// Delivering the outbox: each receipt and audit export goes to the authority on its own, so
+// one refusal never holds back another. What a failed delivery means decides what happens
+// to the item:
+//
+//   transient  no answer, 429 or 5xx        → stays queued, retried later; stop for now (the
+//                                             authority is down, the rest would fail too)
+//   caller     401/403, no such route,       → stays queued; stop: the token or the URL is
+//              not an authority                wrong, not the item, and fixing them delivers it
+//   item       any other 4xx (409 AUDIT_     → dead letter, with the refusal: it will never be
+//              CHAIN_MISMATCH, 422, 404 lock)  accepted as it is, and must not block the rest
+
+import type { AuthorityApi } from './authority-client';
+import type { CourierCache, DeadLetter, OutboxItem, Refusal } from './courier';
+import { AgentError } from './errors';
+
+export type DeliveryFailureClass = 'transient' | 'caller' | 'item';
+
+export function classifyDeliveryFailure(e: unknown): DeliveryFailureClass {
+  if (!(e instanceof AgentError)) throw e;
+  if (e.reason === 'AUTHORITY_UNREACHABLE') return 'transient';
+  if (e.reason === 'AUTHORITY_AUTH_REFUSED') return 'caller';
+  if (e.reason === 'AUTHORITY_REFUSED') {
+    const a = e.authority;
+    if (a === undefined || a.status < 400 || a.status === 405) return 'caller';
+    if (a.status === 404 && (a.code === undefined || a.code === 'NOT_FOUND')) return 'caller';
+    return 'item';
+  }
+  // Not an authority answer (a bug in a caller-supplied client): do not lose the item.
+  return 'transient';
+}
+
+export function refusalFromError(e: AgentError): Refusal {
+  const r: Refusal = { status: e.authority?.status ?? 0, reason: e.authority?.message ?? e.detail };
+  if (e.authority?.code !== undefined) r.code = e.authority.code;
+  return r;
+}
+
+export interface DeliveryReport {
+  delivered: OutboxItem[];
+  /** Still queued: failed transiently, or not tried after the delivery stopped. */
+  kept: OutboxItem[];
+  deadLettered: DeadLetter[];
+  /** Why the delivery stopped early (transient or caller failure), if it did. */
+  stoppedBy?: { class: 'transient' | 'caller'; error: AgentError };
+}
+
+async function post(authority: AuthorityApi, item: OutboxItem): Promise<void> {
+  if (item.kind === 'receipt') await authority.postReceipt(item.lockId, item.message);
+  else await authority.postAudit(item.lockId, item.message);
+}
+
+/** Deliver the queued items of one lock (or of every lock), oldest first, each on its own. */
+export async function deliverQueued(cache: CourierCache, authority: AuthorityApi, lockId?: string): Promise<DeliveryReport> {
+  const report: DeliveryReport = { delivered: [], kept: [], deadLettered: [] };
+  const items = cache.queued(lockId);
+  for (const item of items) {
+    if (report.stoppedBy) {
+      report.kept.push(item);
+      continue;
+    }
+    try {
+      await post(authority, item);
+      cache.remove(item.lockId, item.id);
+      report.delivered.push(item);
+    } catch (e) {
+      const cls = classifyDeliveryFailure(e);
+      const err = e as AgentError;
+      if (cls === 'item') {
+        const dead = cache.deadLetter(item.lockId, item.id, refusalFromError(err));
+        if (dead) report.deadLettered.push(dead);
+      } else {
+        cache.noteAttempt(item.lockId, item.id, err.message);
+        report.kept.push({ ...item, attempts: item.attempts + 1, lastError: err.message });
+        report.stoppedBy = { class: cls, error: err };
+      }
+    }
+  }
+  return report;
+}
