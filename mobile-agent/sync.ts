@@ -312,7 +312,7 @@ async function fetchUpdates(lockId: string, version: number, certSerial: number 
       // caller asked for it: a refusal (401/403/404/4xx) is an answer, and it stands.
       const unreachable = e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE';
       if (!unreachable || !opts.cacheFallback || !opts.cache) throw e;
-      authorityError = e.message;
+      authorityError = e.detail;
     }
   }
   const cached = opts.cache?.updatesFor(lockId, version);

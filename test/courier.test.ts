@@ -50,7 +50,7 @@ describe('offline courier', () => {
     expect(door.lock.version).toBe(target);
     expect(r.receiptDelivered).toBe(false);
     expect(r).toMatchObject({ outcome: 'from-cache', source: 'cache', receiptFate: 'queued', auditFate: 'queued' });
-    expect(r.authorityError).toMatch(/AUTHORITY_UNREACHABLE/);
+    expect(r.authorityError).toMatch(/^GET \/v1\/locks\/.*\/updates at http:\/\/127.0.0.1:9/);
     expect(Date.parse(r.cacheFetchedAt ?? '')).toBeGreaterThan(0);
     expect(phone.cache.outbox(door.lockId).map((o) => o.kind)).toEqual(['receipt', 'audit']);
     // The authority has not heard yet: the revocation still shows as pending.
