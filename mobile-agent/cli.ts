@@ -370,7 +370,17 @@ export function registerAgentCommands(program: Command): void {
           const syncOpts: Parameters<typeof doorSync>[0] = { lockId: o.lock, connector, cache, attempts, onEvent: progressReporter(o.json) };
           if (authority) syncOpts.authority = authority;
           if (o.cacheFallback) syncOpts.cacheFallback = true;
-          const r = await doorSync(syncOpts);
+          let r: SyncResult;
+          try {
+            r = await doorSync(syncOpts);
+          } catch (e) {
+            if (e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE' && !o.cacheFallback)
+              throw new AgentError(e.reason, e.detail, undefined, {
+                advice: `${e.advice}; to carry updates fetched earlier instead, add --cache-fallback (or use --offline)`,
+                ...(e.authority ? { authority: e.authority } : {}),
+              });
+            throw e;
+          }
           return syncEnding(r, { offline: o.offline === true, ...(o.authority !== undefined ? { authority: o.authority } : {}) });
         } finally {
           await connector.close();

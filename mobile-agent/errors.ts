@@ -10,7 +10,7 @@ export const AGENT_FAILURES = {
   REFUSED_BY_LOCK: { exit: EXIT_CODES.REFUSED_BY_LOCK, advice: 'The lock refused the update; the code says why. Report it to the property manager if it repeats.' },
   AUTHORITY_UNREACHABLE: {
     exit: EXIT_CODES.AUTHORITY_UNREACHABLE,
-    advice: 'check the network and the --authority URL and repeat; to carry updates fetched earlier instead, pass --offline (or --cache-fallback)',
+    advice: 'check the network and the --authority URL and repeat',
   },
   AUTHORITY_AUTH_REFUSED: {
     exit: EXIT_CODES.AUTHORITY_AUTH_REFUSED,

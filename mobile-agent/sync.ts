@@ -245,10 +245,12 @@ export async function syncOnConnection(
     await readTimeAck(conn, ctx);
   }
 
-  // 4. Audit log export.
+  // 4. Audit log export. Not when the cache stood in for the authority and carried nothing:
+  //    that sync failed (nothing-cached), and a failed sync leaves the cache as it was.
   let auditRecords = 0;
   let auditExport: Uint8Array | undefined;
-  if (hello.capabilities & 8) {
+  const failedFromCache = ctx.fetched?.source === 'cache' && receipt === undefined;
+  if (hello.capabilities & 8 && !failedFromCache) {
     await conn.send({ type: 'auditRequest', fromSeq: 0 });
     const m = await conn.next(ctx.timeout);
     if (m.type === 'auditExport') {
