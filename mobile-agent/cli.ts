@@ -343,6 +343,7 @@ export function registerAgentCommands(program: Command): void {
 
   agent
     .command('sync')
+    .summary('Door Sync: carry pending updates to a lock, relay its signed receipt')
     .description(
       'Door Sync: carry pending updates to a lock and relay its signed receipt. Exit 0 only when the lock holds the authority\'s current version and the authority has the receipt; 14 receipt queued, 12 token refused, 13 authority refused, 6 unreachable, 7 nothing cached (--offline)',
     )
@@ -412,6 +413,7 @@ export function registerAgentCommands(program: Command): void {
 
   agent
     .command('deliver')
+    .summary('deliver queued receipts and audit logs; permanent refusals become dead letters')
     .description(
       'deliver queued receipts and audit logs, each on its own; a permanent refusal moves the item to the dead letters (exit 13), a transient failure keeps it queued (exit 6)',
     )
@@ -542,6 +544,7 @@ export function registerAgentCommands(program: Command): void {
 
   agent
     .command('keygen')
+    .summary('make a phone key pair for `authority device enrol --public-key`')
     .description(
       'make a phone key pair: writes the secret key (hex, mode 0600) and prints the public key for `authority device enrol --public-key`; then `authority device credential-file --secret-key-file` writes the credential file `agent unlock` reads',
     )
@@ -577,7 +580,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--authority <url>', 'authority base URL, for the passive sync')
     .option('--token <token>', `bearer token for the passive sync: ${PHONE_ROUTE_TOKENS} (or LOCKSYNC_TOKEN)`)
     .option('--cache <dir>', CACHE_HELP, DEFAULT_CACHE)
-    .option('--no-passive-sync', 'skip the sync after the decision')
+    .option('--no-passive-sync', 'skip the sync after the decision (a failed passive sync is reported beside the decision, which stands)')
     .option('--json', 'machine-readable output')
     .action(async (o: CommonOpts & { credential: string; lock: string; authority?: string; token?: string; cache: string; passiveSync: boolean }) =>
       run(o.json, async () => {

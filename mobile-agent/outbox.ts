@@ -10,7 +10,8 @@
 //              CHAIN_MISMATCH, 422, 404 lock)  accepted as it is, and must not block the rest
 
 import type { AuthorityApi } from './authority-client';
-import type { CourierCache, DeadLetter, OutboxItem, Refusal } from './courier';
+import { toHex } from '../protocol/index';
+import { type CourierCache, type DeadLetter, type OutboxItem, type OutboxKind, type Refusal, outboxItemId } from './courier';
 import { AgentError } from './errors';
 
 export type DeliveryFailureClass = 'transient' | 'caller' | 'item';
@@ -76,4 +77,47 @@ export async function deliverQueued(cache: CourierCache, authority: AuthorityApi
     }
   }
   return report;
+}
+
+/**
+ * A sync's relay: the lock's queue first (oldest first), then the items this sync collected.
+ * A fresh item touches the cache only when it is not delivered (queued on a transient or
+ * token failure, dead-lettered on a permanent refusal), so a good sync writes nothing.
+ */
+export async function deliverWithFresh(
+  cache: CourierCache,
+  authority: AuthorityApi,
+  lockId: string,
+  fresh: { kind: OutboxKind; message: Uint8Array }[],
+): Promise<DeliveryReport & { freshIds: string[] }> {
+  const report = await deliverQueued(cache, authority, lockId);
+  const freshIds: string[] = [];
+  for (const f of fresh) {
+    const id = outboxItemId(f.kind, toHex(f.message));
+    freshIds.push(id);
+    const collectedAt = new Date();
+    const item: OutboxItem = { id, lockId, kind: f.kind, message: f.message, collectedAt: collectedAt.toISOString(), attempts: 0 };
+    if (report.stoppedBy) {
+      cache.queue(lockId, f.kind, f.message, collectedAt);
+      report.kept.push(item);
+      continue;
+    }
+    try {
+      await post(authority, item);
+      report.delivered.push(item);
+    } catch (e) {
+      const cls = classifyDeliveryFailure(e);
+      const err = e as AgentError;
+      cache.queue(lockId, f.kind, f.message, collectedAt);
+      if (cls === 'item') {
+        const dead = cache.deadLetter(lockId, id, refusalFromError(err));
+        if (dead) report.deadLettered.push(dead);
+      } else {
+        cache.noteAttempt(lockId, id, err.message);
+        report.kept.push({ ...item, attempts: 1, lastError: err.message });
+        report.stoppedBy = { class: cls, error: err };
+      }
+    }
+  }
+  return { ...report, freshIds };
 }

@@ -13,7 +13,7 @@ import { type Message, decodeMessage, encodeMessage, ProtocolError } from '../pr
 import type { AuthorityApi, PendingUpdates } from './authority-client';
 import type { CourierCache, DeadLetter, Refusal } from './courier';
 import { AgentError } from './errors';
-import { deliverQueued } from './outbox';
+import { deliverQueued, deliverWithFresh } from './outbox';
 import type { LockConnection, LockConnector } from './link';
 
 export type SyncEvent =
@@ -390,17 +390,22 @@ async function relay(lockId: string, receipt: Uint8Array | undefined, audit: Uin
     if (receipt || audit) opts.onEvent?.({ phase: 'relayed', to: 'authority' });
     return { receipt: receipt ? 'delivered' : 'none', audit: audit ? 'delivered' : 'none', deadLettered: [] };
   }
-  const receiptId = receipt ? cache.queue(lockId, 'receipt', receipt) : undefined;
-  const auditId = audit ? cache.queue(lockId, 'audit', audit) : undefined;
-  const out: Relayed = { receipt: receiptId ? 'queued' : 'none', audit: auditId ? 'queued' : 'none', deadLettered: [] };
+  const fresh: { kind: 'receipt' | 'audit'; message: Uint8Array }[] = [];
+  if (receipt) fresh.push({ kind: 'receipt', message: receipt });
+  if (audit) fresh.push({ kind: 'audit', message: audit });
+  const out: Relayed = { receipt: receipt ? 'queued' : 'none', audit: audit ? 'queued' : 'none', deadLettered: [] };
   if (!authority) {
-    if (receiptId || auditId) {
+    for (const f of fresh) cache.queue(lockId, f.kind, f.message);
+    if (fresh.length > 0) {
       out.queuedBecause = 'offline: no authority to deliver to';
       opts.onEvent?.({ phase: 'relayed', to: 'outbox' });
     }
     return out;
   }
-  const report = await deliverQueued(cache, authority, lockId);
+  const report = await deliverWithFresh(cache, authority, lockId, fresh);
+  let next = 0;
+  const receiptId = receipt ? report.freshIds[next++] : undefined;
+  const auditId = audit ? report.freshIds[next++] : undefined;
   const fate = (id: string | undefined): RelayFate => {
     if (id === undefined) return 'none';
     if (report.delivered.some((d) => d.id === id)) return 'delivered';
