@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CliError, EXIT_CODES, type ExitCodeName, formatErrorLine, parseIntegerOption, reportFailure } from '../cli/errors';
-import { auditRecordFromBytes, decodeMessage, keyPairFromSeed, toHex } from '../protocol/index';
+import { LOCK_ID_PATTERN, auditRecordFromBytes, decodeMessage, keyPairFromSeed, toHex } from '../protocol/index';
 import { AgentError } from './errors';
 import { HttpAuthorityClient, PHONE_ROUTE_TOKENS } from './authority-client';
 import { CourierCache, CourierCacheError, type DeadLetter, type OutboxItem } from './courier';
@@ -54,6 +54,12 @@ export function parseAuthorityUrl(raw: string): string {
   if (u === undefined || (u.protocol !== 'http:' && u.protocol !== 'https:'))
     throw new CliError('USAGE', `--authority must be an http(s) URL, got "${raw}"`, 'pass the base URL of `locksync authority serve`, e.g. --authority http://127.0.0.1:8080');
   return raw;
+}
+
+/** `--lock` must be a lock id (it also names the lock's courier cache file). */
+function checkLockId(id: string | undefined): void {
+  if (id !== undefined && !LOCK_ID_PATTERN.test(id))
+    throw new CliError('USAGE', `--lock must be a lock id like lk-0001, got "${id}"`, '`locksync agent scan` lists the locks in range; `authority locks` the registered ones');
 }
 
 function authorityClient(o: { authority: string; token?: string }, command: string): HttpAuthorityClient {
@@ -320,6 +326,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o: CommonOpts & { timeout: string; lock?: string; minRssi?: string }) =>
       run(o.json, async () => {
+        checkLockId(o.lock);
         const timeoutMs = parseIntegerOption('--timeout', o.timeout, { min: 100, max: 600_000 });
         const minRssi = o.minRssi === undefined ? undefined : parseIntegerOption('--min-rssi', o.minRssi, { min: -127, max: 20 });
         const c = await openConnector(o.transport);
@@ -358,6 +365,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'machine-readable output: one document with an "outcome" field')
     .action(async (o: CommonOpts & { lock: string; authority?: string; token?: string; cache: string; offline?: boolean; cacheFallback?: boolean; attempts: string }) =>
       run(o.json, async () => {
+        checkLockId(o.lock);
         const attempts = parseIntegerOption('--attempts', o.attempts, { min: 1, max: 20 });
         if (o.offline && o.authority !== undefined)
           throw new CliError('USAGE', '--offline and --authority together: --offline does not ask the authority', 'drop --authority to sync from the cache, or drop --offline (add --cache-fallback to use the cache only when the authority is unreachable)');
@@ -400,6 +408,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o: { lock: string; authority: string; token?: string; from: string; cache: string; json?: boolean }) =>
       run(o.json, async () => {
+        checkLockId(o.lock);
         const from = parseIntegerOption('--from', o.from, { min: 0 });
         const client = authorityClient(o, 'fetch');
         const u = await client.updates(o.lock, from);
@@ -466,7 +475,8 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o: { cache: string; lock?: string; json?: boolean }) =>
       run(o.json, async () => {
-        const cache = new CourierCache(o.cache);
+        checkLockId(o.lock);
+        const cache = new CourierCache(o.cache, { create: false });
         const queued = cache.queued(o.lock);
         const dead = cache.deadLetters(o.lock);
         const lines = [
@@ -494,7 +504,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (id: string, o: { cache: string; json?: boolean }) =>
       run(o.json, async () => {
-        const hit = findItem(new CourierCache(o.cache), id);
+        const hit = findItem(new CourierCache(o.cache, { create: false }), id);
         const item = hit.item;
         const content = describeMessage(item.kind, item.message);
         const base = hit.state === 'dead' ? deadLetterSummary(hit.item) : itemSummary(item);
@@ -584,6 +594,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o: CommonOpts & { credential: string; lock: string; authority?: string; token?: string; cache: string; passiveSync: boolean }) =>
       run(o.json, async () => {
+        checkLockId(o.lock);
         const authority = o.authority !== undefined && o.passiveSync ? authorityClient({ authority: o.authority, ...(o.token !== undefined ? { token: o.token } : {}) }, 'unlock') : undefined;
         const credential = readCredentialFile(o.credential);
         const connector = await openConnector(o.transport);

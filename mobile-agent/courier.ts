@@ -80,8 +80,12 @@ export function outboxItemId(kind: OutboxKind, messageHex: string): string {
 }
 
 export class CourierCache {
-  constructor(readonly dir: string) {
-    mkdirSync(dir, { recursive: true });
+  /** `create: false` for readers (`agent outbox list/show`): looking never makes a directory. */
+  constructor(
+    readonly dir: string,
+    opts: { create?: boolean } = {},
+  ) {
+    if (opts.create !== false) mkdirSync(dir, { recursive: true });
   }
 
   private path(lockId: string): string {
@@ -103,6 +107,7 @@ export class CourierCache {
   }
 
   private write(f: LockCacheFile): void {
+    mkdirSync(this.dir, { recursive: true });
     const p = this.path(f.lockId);
     writeFileSync(`${p}.tmp`, JSON.stringify(f, null, 2));
     renameSync(`${p}.tmp`, p);
@@ -240,6 +245,7 @@ export class CourierCache {
   }
 
   locks(): string[] {
+    if (!existsSync(this.dir)) return [];
     return readdirSync(this.dir)
       .filter((n) => n.endsWith('.json'))
       .map((n) => n.slice(0, -5))

@@ -202,6 +202,17 @@ describe('other agent commands', () => {
     expectFailure(await run(['agent', 'fetch', '--lock', lockId, '--authority', url, '--token', residentToken, '--from', 'abc']), 'USAGE', /--from must be an integer/);
   });
 
+  it('--lock that is not a lock id (it would name a file outside the cache): exit 2', async () => {
+    expectFailure(await run(['agent', 'fetch', '--lock', '../escape', '--authority', url, '--token', residentToken, '--cache', path.join(dir, 'cache-c')]), 'USAGE', /--lock must be a lock id/);
+    expect(fs.existsSync(path.join(dir, 'escape.json'))).toBe(false);
+  });
+
+  it('outbox list on a cache directory that does not exist: empty, exit 0, and nothing created', async () => {
+    const missing = path.join(dir, 'no-such-cache');
+    expect(await ok(['agent', 'outbox', 'list', '--cache', missing, '--json'])).toEqual({ ok: true, queued: [], deadLetters: [] });
+    expect(fs.existsSync(missing)).toBe(false);
+  });
+
   it('fetch with a bad URL: exit 2', async () => {
     expectFailure(await run(['agent', 'fetch', '--lock', lockId, '--authority', 'notaurl', '--token', residentToken]), 'USAGE', /--authority must be an http\(s\) URL/);
   });
