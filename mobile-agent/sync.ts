@@ -376,9 +376,10 @@ interface Relayed {
 
 /**
  * Relay the new receipt and audit export, and anything this lock's outbox held from before.
- * With a cache, each item is queued first and then delivered on its own (outbox.ts): a
- * transient failure keeps it queued, a permanent refusal dead-letters it. Without a cache
- * (library use) they are posted directly and a failure propagates.
+ * With a cache, the lock's queue goes first, then this sync's items, each on its own
+ * (outbox.ts deliverWithFresh): a transient or token failure queues it, a permanent refusal
+ * dead-letters it. Without a cache (library use) they are posted directly and a failure
+ * propagates.
  */
 async function relay(lockId: string, receipt: Uint8Array | undefined, audit: Uint8Array | undefined, opts: SyncOptions): Promise<Relayed> {
   const { cache, authority } = opts;
