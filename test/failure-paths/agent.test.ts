@@ -34,7 +34,13 @@ const ok = async (args: string[]): Promise<any> => {
   return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? 'null');
 };
 const auth = (args: string[]): Promise<any> => ok(['authority', ...args, '--db', db, '--json']);
-const run = (args: string[]): Promise<Finished> => locksync(args, { deadlineMs: DEADLINE_MS });
+/** Every agent run of this file with its exit code, to report the slowest failure. */
+const runs: { args: string; code: number | null; ms: number }[] = [];
+const run = async (args: string[]): Promise<Finished> => {
+  const r = await locksync(args, { deadlineMs: DEADLINE_MS });
+  runs.push({ args: args.join(' '), code: r.code, ms: r.ms });
+  return r;
+};
 const sync = (extra: string[], cache: string): Promise<Finished> => run(['agent', 'sync', '--lock', lockId, '--transport', phone, '--cache', cache, ...extra]);
 const lastJson = (r: Finished): any => JSON.parse(r.stdout.trim().split('\n').at(-1) ?? 'null');
 let managerToken: string;
@@ -115,7 +121,10 @@ afterAll(async () => {
     }
   }
   const slowest = [...timings].sort((a, b) => b.ms - a.ms)[0];
+  const failures = runs.filter((r) => r.code !== 0).sort((a, b) => b.ms - a.ms);
   if (slowest) process.stdout.write(`agent failure paths: ${timings.length} processes, slowest ${slowest.ms} ms: locksync ${slowest.args}\n`);
+  if (failures[0])
+    process.stdout.write(`agent failure paths: ${failures.length} failing runs, slowest to exit ${failures[0].ms} ms (exit ${failures[0].code}): locksync ${failures[0].args}\n`);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
