@@ -65,6 +65,16 @@ function optInt(q: URLSearchParams, name: string): number | undefined {
   return Number(v);
 }
 
+/** Which bearer tokens a route takes, in the words of its error bodies (401/403). */
+const TOKENS_TAKEN: Record<Auth, string> = {
+  manager: 'the manager token (from `authority init`)',
+  device: 'a device token (an enrolled phone\'s, from `authority device enrol`)',
+  partner: 'a partner token (from `authority partner authorize`)',
+  courier: 'a device token (an enrolled phone\'s, from `authority device enrol`), the manager token, or this lock\'s own token',
+  lockOrManager: 'this lock\'s own token (from `authority register-lock`) or the manager token',
+  none: 'no token',
+};
+
 function principalCan(p: Principal | null, auth: Auth, lockId: string | undefined): boolean {
   if (auth === 'none') return true;
   if (p === null) return false;
@@ -287,11 +297,19 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
       const header = req.headers.authorization;
       const token = header !== undefined && /^Bearer /i.test(header) ? header.slice(7).trim() : undefined;
       let principal: Principal | null = null;
-      if (match.route.auth !== 'none') principal = a.authenticate(token);
-      else if (token !== undefined) principal = a.authenticate(token);
+      const takes = TOKENS_TAKEN[match.route.auth];
+      try {
+        if (match.route.auth !== 'none') principal = a.authenticate(token);
+        else if (token !== undefined) principal = a.authenticate(token);
+      } catch (e) {
+        // Say which token the route takes: the caller may hold the right kind under another name.
+        if (e instanceof AuthorityError && e.code === 'UNAUTHORIZED')
+          throw new AuthorityError('UNAUTHORIZED', `${e.toJSON().message}; ${method} ${url.pathname} takes ${takes}`, { takes: match.route.auth });
+        throw e;
+      }
       const lockParam = url.pathname.startsWith('/v1/locks/') || url.pathname.startsWith('/v1/uplink/') ? match.params[0] : undefined;
       if (!principalCan(principal, match.route.auth, lockParam))
-        throw new AuthorityError('FORBIDDEN', `this token may not call ${method} ${url.pathname}`);
+        throw new AuthorityError('FORBIDDEN', `a ${principal?.kind ?? 'missing'} token may not call ${method} ${url.pathname}; it takes ${takes}`, { takes: match.route.auth });
       if (match.route.auth === 'courier' && lockParam !== undefined && principal !== null) {
         if (!a.entitledTo(principal, lockParam))
           throw new AuthorityError('FORBIDDEN', `this token is not entitled to carry data of lock ${lockParam} (no grant at its door)`, { lockId: lockParam });

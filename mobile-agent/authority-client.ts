@@ -3,7 +3,7 @@
 // so the signatures the lock checks are the authority's own.
 
 import { fromHex, toHex } from '../protocol/index';
-import { AgentError } from './errors';
+import { AgentError, type AuthorityAnswer } from './errors';
 
 export interface PendingUpdates {
   lockId: string;
@@ -56,28 +56,89 @@ export class HttpAuthorityClient implements AuthorityApi {
 
   private async request(method: string, path: string, json?: unknown): Promise<unknown> {
     let res: Response;
+    const what = `${method} ${path.split('?')[0]}`;
     try {
-      const init: RequestInit = {
-        method,
-        headers: { authorization: `Bearer ${this.token}`, ...(json !== undefined ? { 'content-type': 'application/json' } : {}) },
-        signal: AbortSignal.timeout(this.timeoutMs),
-      };
+      const headers: Record<string, string> = json !== undefined ? { 'content-type': 'application/json' } : {};
+      if (this.token !== '') headers.authorization = `Bearer ${this.token}`;
+      const init: RequestInit = { method, headers, signal: AbortSignal.timeout(this.timeoutMs) };
       if (json !== undefined) init.body = JSON.stringify(json);
       res = await fetch(new URL(path, this.baseUrl), init);
     } catch (e) {
-      throw new AgentError('AUTHORITY_UNREACHABLE', `${method} ${path}: ${(e as Error).message}`);
+      throw new AgentError('AUTHORITY_UNREACHABLE', `${what} at ${this.baseUrl}: ${networkCause(e, this.timeoutMs)}`);
     }
-    const text = await res.text();
+    const text = await res.text().catch(() => '');
     let body: unknown;
     try {
       body = text === '' ? {} : JSON.parse(text);
     } catch {
-      throw new AgentError('AUTHORITY_UNREACHABLE', `${method} ${path}: HTTP ${res.status}, body is not JSON`);
+      body = undefined;
     }
-    if (!res.ok) {
-      const err = (body as { error?: { code?: string; message?: string } }).error;
-      throw new AgentError('AUTHORITY_UNREACHABLE', `${method} ${path}: HTTP ${res.status} ${err?.code ?? ''} ${err?.message ?? ''}`.trim());
-    }
-    return body;
+    if (res.ok && body !== undefined) return body;
+    throw refusalOf(res.status, body, what, this.baseUrl);
   }
+}
+
+/** Which bearer tokens the phone routes take (authority/server.ts: the `courier` routes). */
+export const PHONE_ROUTE_TOKENS = 'a device token (an enrolled phone\'s, from `authority device enrol`) or the manager token';
+
+/** Why a request got no HTTP answer at all, in words. */
+function networkCause(e: unknown, timeoutMs: number): string {
+  const err = e as Error & { cause?: { code?: string; message?: string } };
+  if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return `no answer within ${timeoutMs} ms`;
+  const cause = err?.cause;
+  if (cause?.code === 'ECONNREFUSED') return 'connection refused (nothing listens on that port)';
+  if (cause?.code === 'ENOTFOUND' || cause?.code === 'EAI_AGAIN') return `host not found (${cause.code})`;
+  return cause?.code ?? cause?.message ?? err?.message ?? String(e);
+}
+
+/**
+ * An HTTP answer that is not a success, classified:
+ *   401/403  → AUTHORITY_AUTH_REFUSED (the token), naming which token the route takes;
+ *   429/5xx  → AUTHORITY_UNREACHABLE (transient: the authority is there but cannot serve now);
+ *   404      → AUTHORITY_REFUSED naming what was not found;
+ *   other    → AUTHORITY_REFUSED with the authority's code and reason (permanent).
+ * A success whose body is not JSON is not a locksync authority: AUTHORITY_REFUSED.
+ */
+export function refusalOf(status: number, body: unknown, what: string, baseUrl: string): AgentError {
+  const err = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  const answer: AuthorityAnswer = { status };
+  if (typeof err?.code === 'string') answer.code = err.code;
+  if (typeof err?.message === 'string') answer.message = err.message;
+  const said = [answer.code, answer.message].filter((x) => x !== undefined).join(': ');
+  const statusText = `HTTP ${status}${said === '' ? '' : ` ${said}`}`;
+  if (status >= 200 && status < 300)
+    return new AgentError('AUTHORITY_REFUSED', `${what} at ${baseUrl} answered HTTP ${status} with a body that is not JSON`, undefined, {
+      authority: answer,
+      advice: 'point --authority at the base URL of `locksync authority serve` (e.g. http://127.0.0.1:8080)',
+    });
+  if (status === 401 || status === 403)
+    return new AgentError(
+      'AUTHORITY_AUTH_REFUSED',
+      // The authority's own message names the tokens the route takes; an older one's may not.
+      `the authority refused the token with ${statusText}${answer.message?.includes(' takes ') ? '' : `; ${what} takes ${PHONE_ROUTE_TOKENS}`}`,
+      undefined,
+      {
+        authority: answer,
+      },
+    );
+  if (status === 429 || status >= 500)
+    return new AgentError('AUTHORITY_UNREACHABLE', `${what} at ${baseUrl}: the authority answered ${statusText} (temporary)`, undefined, {
+      authority: answer,
+      advice: 'the authority cannot serve right now: repeat later (receipts stay queued and are retried)',
+    });
+  if (status === 404) {
+    const noRoute = answer.code === undefined || answer.code === 'NOT_FOUND';
+    return new AgentError(
+      'AUTHORITY_REFUSED',
+      noRoute ? `${baseUrl} has no route ${what} (HTTP 404${said === '' ? '' : ` ${said}`})` : `not found at the authority: ${statusText} (${what})`,
+      undefined,
+      {
+        authority: answer,
+        advice: noRoute
+          ? 'point --authority at the base URL of `locksync authority serve` (e.g. http://127.0.0.1:8080)'
+          : 'check the id: the authority does not know it (`locksync authority locks` lists the registered locks)',
+      },
+    );
+  }
+  return new AgentError('AUTHORITY_REFUSED', `the authority refused ${what}: ${statusText}`, undefined, { authority: answer });
 }

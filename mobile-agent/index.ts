@@ -8,3 +8,4 @@ export * from './credential';
 export * from './sync';
 export * from './unlock';
 export * from './transports';
+export * from './outbox';

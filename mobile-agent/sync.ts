@@ -11,20 +11,22 @@
 
 import { type Message, decodeMessage, encodeMessage, ProtocolError } from '../protocol/index';
 import type { AuthorityApi, PendingUpdates } from './authority-client';
-import type { CourierCache } from './courier';
+import type { CourierCache, DeadLetter, Refusal } from './courier';
 import { AgentError } from './errors';
+import { deliverQueued, deliverWithFresh } from './outbox';
 import type { LockConnection, LockConnector } from './link';
 
 export type SyncEvent =
   | { phase: 'connecting'; attempt: number }
   | { phase: 'connected'; lockVersion: number; rssi?: number }
-  | { phase: 'fetched'; from: number; to: number; bytes: number; source: 'authority' | 'cache' }
+  | { phase: 'fetched'; from: number; to: number; bytes: number; source: 'authority' | 'cache'; fetchedAt?: string }
   | { phase: 'time'; lockTime: number }
   | { phase: 'transfer'; acked: number; total: number }
   | { phase: 'receipt'; version: number }
   | { phase: 'refused'; code: string; detail: string }
   | { phase: 'audit'; records: number }
   | { phase: 'relayed'; to: 'authority' | 'outbox' }
+  | { phase: 'deadLettered'; kind: 'receipt' | 'audit'; id: string; status: number; code?: string; reason: string }
   | { phase: 'retry'; attempt: number; delayMs: number; reason: string }
   | { phase: 'done'; version: number };
 
@@ -35,6 +37,12 @@ export interface SyncOptions {
   authority?: AuthorityApi;
   /** Courier cache: updates carried offline, receipts queued for later. */
   cache?: CourierCache;
+  /**
+   * With an authority: when it cannot be reached (no answer, 429, 5xx), carry what the cache
+   * holds instead of failing. Off by default: an unreachable authority is a failure unless
+   * the user asked for the cache. (Without an authority the cache is all there is.)
+   */
+  cacheFallback?: boolean;
   attempts?: number;
   backoffMs?: number;
   messageTimeoutMs?: number;
@@ -46,13 +54,46 @@ export interface SyncOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
+/**
+ * What a Door Sync achieved, in one word (the CLI's `outcome` and exit code follow it):
+ *   up-to-date       the authority was asked; the lock already holds its current version
+ *   updated          the lock committed the authority's current version; receipt delivered
+ *   receipt-queued   the lock committed it, but its receipt is only in the outbox
+ *   receipt-refused  the lock committed it, and the authority refused the receipt for good
+ *   from-cache       the authority was not asked (offline) or not reachable (cache fallback);
+ *                    the lock committed the newest update the cache held (fetched at …)
+ *   nothing-cached   the same, but the cache held nothing newer than the lock's version
+ *   behind           the authority was asked, yet the lock ends below its current version
+ */
+export type SyncOutcome = 'up-to-date' | 'updated' | 'receipt-queued' | 'receipt-refused' | 'from-cache' | 'nothing-cached' | 'behind';
+
+/** What became of an item to relay: the new receipt, or the new audit export. */
+export type RelayFate = 'delivered' | 'queued' | 'dead-lettered' | 'none';
+
 export interface SyncResult {
   lockId: string;
+  outcome: SyncOutcome;
   versionBefore: number;
   versionAfter: number;
+  /** Where the updates came from: the authority, or the courier cache. */
+  source: 'authority' | 'cache';
+  /** The authority's current version for the lock, when the authority was asked. */
+  authorityVersion?: number;
+  /** When the updates were carried from the cache: when the cache fetched them. */
+  cacheFetchedAt?: string;
+  /** Why the authority was not used, when the cache stood in for it (cache fallback). */
+  authorityError?: string;
   /** Encoded receipt message from the lock, if the lock committed something or was asked. */
   receipt?: Uint8Array;
   receiptDelivered: boolean;
+  receiptFate: RelayFate;
+  auditFate: RelayFate;
+  /** Why a receipt or audit export stayed queued (the delivery failure), if one did. */
+  queuedBecause?: string;
+  /** The authority's refusal of the receipt, when it was dead-lettered. */
+  receiptRefusal?: Refusal;
+  /** Items (this sync's or queued earlier) the authority refused for good during this sync. */
+  deadLettered: DeadLetter[];
   auditRecords: number;
   attempts: number;
   /** Bytes of update messages carried to the lock. */
@@ -65,6 +106,8 @@ interface SyncContext {
   versionBefore: number | undefined;
   /** An update whose transfer a dropped link cut: it stays queued in the lock's channel. */
   inFlight: { target: number } | undefined;
+  /** Where the updates of this sync came from (set by the fetch). */
+  fetched?: { source: 'authority' | 'cache'; to?: number; fetchedAt?: string; authorityError?: string };
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -165,7 +208,7 @@ export async function syncOnConnection(
   let timeAckDue = false;
   if (!resuming) {
     // 3. Updates from the lock's version.
-    const pending = await fetchUpdates(lockId, hello.version, hello.certSerial, opts);
+    const pending = await fetchUpdates(lockId, hello.version, hello.certSerial, ctx);
     const signedTime = await timeFetch;
     if (timeFirst && signedTime) {
       await conn.sendRaw(signedTime);
@@ -202,10 +245,12 @@ export async function syncOnConnection(
     await readTimeAck(conn, ctx);
   }
 
-  // 4. Audit log export.
+  // 4. Audit log export. Not when the cache stood in for the authority and carried nothing:
+  //    that sync failed (nothing-cached), and a failed sync leaves the cache as it was.
   let auditRecords = 0;
   let auditExport: Uint8Array | undefined;
-  if (hello.capabilities & 8) {
+  const failedFromCache = ctx.fetched?.source === 'cache' && receipt === undefined;
+  if (hello.capabilities & 8 && !failedFromCache) {
     await conn.send({ type: 'auditRequest', fromSeq: 0 });
     const m = await conn.next(ctx.timeout);
     if (m.type === 'auditExport') {
@@ -215,14 +260,12 @@ export async function syncOnConnection(
     }
   }
 
-  // 5. Relay receipt and audit.
-  let receiptDelivered = false;
+  // 5. Relay receipt and audit, each on its own.
   const receiptBytes = receipt ? encodeMessage(receipt) : undefined;
-  const relayed = receiptBytes || auditExport ? await relay(lockId, receiptBytes, auditExport, opts) : { receiptDelivered: false };
-  receiptDelivered = relayed.receiptDelivered;
-  // 6. The authority's "audit anchored through N" back to the lock while the link is up, so
-  //    its ring may recycle what the authority holds. Lost with the link: the next sync's
-  //    export brings a new one. A refusal changes nothing at the lock and does not fail the sync.
+  const relayed = await relay(lockId, receiptBytes, auditExport, opts);
+  // The authority's "audit anchored through N" back to the lock while the link is up, so its
+  // ring may recycle what the authority holds. Lost with the link: the next sync's export
+  // brings a new one. A refusal changes nothing at the lock and does not fail the sync.
   if (relayed.anchor && conn.isOpen) {
     try {
       await conn.sendRaw(relayed.anchor);
@@ -233,33 +276,77 @@ export async function syncOnConnection(
     }
   }
   if (refusal) throw refusal;
+  const versionBefore = ctx.versionBefore ?? hello.version;
   const versionAfter = receipt?.body.version ?? hello.version;
   opts.onEvent?.({ phase: 'done', version: versionAfter });
+  // A resumed sync may have learnt nothing from the authority in this connection (the
+  // update was fetched on an earlier one): the fetch of the first connection stands.
+  const fetched = ctx.fetched ?? { source: opts.authority ? ('authority' as const) : ('cache' as const) };
+  const committed = versionAfter > versionBefore;
+  let outcome: SyncOutcome;
+  if (fetched.source === 'cache') outcome = committed ? 'from-cache' : 'nothing-cached';
+  else if (committed && relayed.receipt === 'dead-lettered') outcome = 'receipt-refused';
+  else if (committed && relayed.receipt !== 'delivered') outcome = 'receipt-queued';
+  else if (fetched.to !== undefined && versionAfter < fetched.to) outcome = 'behind';
+  else outcome = committed ? 'updated' : 'up-to-date';
   const result: Omit<SyncResult, 'attempts'> = {
     lockId,
-    versionBefore: ctx.versionBefore ?? hello.version,
+    outcome,
+    versionBefore,
     versionAfter,
-    receiptDelivered,
+    source: fetched.source,
+    receiptDelivered: relayed.receipt === 'delivered',
+    receiptFate: relayed.receipt,
+    auditFate: relayed.audit,
+    deadLettered: relayed.deadLettered,
     auditRecords,
     updateBytes,
   };
+  if (fetched.source === 'authority' && fetched.to !== undefined) result.authorityVersion = fetched.to;
+  if (fetched.fetchedAt !== undefined) result.cacheFetchedAt = fetched.fetchedAt;
+  if (fetched.authorityError !== undefined) result.authorityError = fetched.authorityError;
+  if (relayed.queuedBecause !== undefined) result.queuedBecause = relayed.queuedBecause;
+  if (relayed.receiptRefusal !== undefined) result.receiptRefusal = relayed.receiptRefusal;
   if (receiptBytes) result.receipt = receiptBytes;
   return result;
 }
 
-async function fetchUpdates(lockId: string, version: number, certSerial: number | undefined, opts: SyncOptions): Promise<PendingUpdates | undefined> {
+async function fetchUpdates(lockId: string, version: number, certSerial: number | undefined, ctx: SyncContext): Promise<PendingUpdates | undefined> {
+  const { opts } = ctx;
+  let authorityError: string | undefined;
   if (opts.authority) {
     try {
       const u = await opts.authority.updates(lockId, version, certSerial);
       opts.cache?.storeUpdates(u);
+      ctx.fetched = { source: 'authority', to: u.to };
       opts.onEvent?.({ phase: 'fetched', from: u.from, to: u.to, bytes: u.messages.reduce((n, m) => n + m.length, 0), source: 'authority' });
       return u;
     } catch (e) {
-      if (!(e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE') || !opts.cache) throw e;
+      // Only an authority that could not be reached may be stood in for, and only when the
+      // caller asked for it: a refusal (401/403/404/4xx) is an answer, and it stands.
+      const unreachable = e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE';
+      if (!unreachable || !opts.cacheFallback || !opts.cache) throw e;
+      authorityError = e.detail;
     }
   }
   const cached = opts.cache?.updatesFor(lockId, version);
-  if (cached) opts.onEvent?.({ phase: 'fetched', from: cached.from, to: cached.to, bytes: cached.messages.reduce((n, m) => n + m.length, 0), source: 'cache' });
+  ctx.fetched = { source: 'cache' };
+  if (authorityError !== undefined) ctx.fetched.authorityError = authorityError;
+  if (cached) {
+    ctx.fetched.to = cached.to;
+    ctx.fetched.fetchedAt = cached.fetchedAt;
+    opts.onEvent?.({
+      phase: 'fetched',
+      from: cached.from,
+      to: cached.to,
+      bytes: cached.messages.reduce((n, m) => n + m.length, 0),
+      source: 'cache',
+      fetchedAt: cached.fetchedAt,
+    });
+  } else {
+    const newest = opts.cache?.newestChain(lockId);
+    if (newest) ctx.fetched.fetchedAt = newest.fetchedAt;
+  }
   return cached;
 }
 
@@ -291,56 +378,83 @@ async function requestReceipt(conn: LockConnection, ctx: SyncContext): Promise<E
   return expectReceipt(conn, ctx);
 }
 
-async function relay(
-  lockId: string,
-  receipt: Uint8Array | undefined,
-  audit: Uint8Array | undefined,
-  opts: SyncOptions,
-): Promise<{ receiptDelivered: boolean; anchor?: Uint8Array }> {
-  if (opts.authority) {
-    try {
-      // Deliver anything queued earlier first, in order.
-      if (opts.cache) {
-        const queued = opts.cache.outbox(lockId);
-        let n = 0;
-        for (const q of queued) {
-          if (q.kind === 'receipt') await opts.authority.postReceipt(lockId, q.message);
-          else await opts.authority.postAudit(lockId, q.message);
-          n++;
-        }
-        if (n > 0) opts.cache.delivered(lockId, n);
-      }
-      if (receipt) await opts.authority.postReceipt(lockId, receipt);
-      const anchor = audit ? (await opts.authority.postAudit(lockId, audit)).anchor : undefined;
-      opts.onEvent?.({ phase: 'relayed', to: 'authority' });
-      return anchor ? { receiptDelivered: receipt !== undefined, anchor } : { receiptDelivered: receipt !== undefined };
-    } catch (e) {
-      if (!(e instanceof AgentError && e.reason === 'AUTHORITY_UNREACHABLE') || !opts.cache) throw e;
-    }
-  }
-  if (opts.cache) {
-    if (receipt) opts.cache.queue(lockId, 'receipt', receipt);
-    if (audit) opts.cache.queue(lockId, 'audit', audit);
-    opts.onEvent?.({ phase: 'relayed', to: 'outbox' });
-  }
-  return { receiptDelivered: false };
+interface Relayed {
+  receipt: RelayFate;
+  audit: RelayFate;
+  deadLettered: DeadLetter[];
+  queuedBecause?: string;
+  receiptRefusal?: Refusal;
+  /** The authority's signed audit anchor for this lock, to carry back to it. */
+  anchor?: Uint8Array;
 }
 
-/** Deliver receipts and audit exports collected offline. Returns how many were delivered. */
-export async function deliverOutbox(cache: CourierCache, authority: AuthorityApi): Promise<number> {
-  let total = 0;
-  for (const lockId of cache.locks()) {
-    const queued = cache.outbox(lockId);
-    let n = 0;
-    for (const q of queued) {
-      if (q.kind === 'receipt') await authority.postReceipt(lockId, q.message);
-      else await authority.postAudit(lockId, q.message);
-      n++;
-    }
-    if (n > 0) cache.delivered(lockId, n);
-    total += n;
+/**
+ * Relay the new receipt and audit export, and anything this lock's outbox held from before.
+ * With a cache, the lock's queue goes first, then this sync's items, each on its own
+ * (outbox.ts deliverWithFresh): a transient or token failure queues it, a permanent refusal
+ * dead-letters it. Without a cache (library use) they are posted directly and a failure
+ * propagates.
+ */
+async function relay(lockId: string, receipt: Uint8Array | undefined, audit: Uint8Array | undefined, opts: SyncOptions): Promise<Relayed> {
+  const { cache, authority } = opts;
+  const none: Relayed = { receipt: 'none', audit: 'none', deadLettered: [] };
+  if (!cache) {
+    if (!authority) return none;
+    if (receipt) await authority.postReceipt(lockId, receipt);
+    const anchor = audit ? (await authority.postAudit(lockId, audit)).anchor : undefined;
+    if (receipt || audit) opts.onEvent?.({ phase: 'relayed', to: 'authority' });
+    const direct: Relayed = { receipt: receipt ? 'delivered' : 'none', audit: audit ? 'delivered' : 'none', deadLettered: [] };
+    if (anchor) direct.anchor = anchor;
+    return direct;
   }
-  return total;
+  const fresh: { kind: 'receipt' | 'audit'; message: Uint8Array }[] = [];
+  if (receipt) fresh.push({ kind: 'receipt', message: receipt });
+  if (audit) fresh.push({ kind: 'audit', message: audit });
+  const out: Relayed = { receipt: receipt ? 'queued' : 'none', audit: audit ? 'queued' : 'none', deadLettered: [] };
+  if (!authority) {
+    for (const f of fresh) cache.queue(lockId, f.kind, f.message);
+    if (fresh.length > 0) {
+      out.queuedBecause = 'offline: no authority to deliver to';
+      opts.onEvent?.({ phase: 'relayed', to: 'outbox' });
+    }
+    return out;
+  }
+  const report = await deliverWithFresh(cache, authority, lockId, fresh);
+  let next = 0;
+  const receiptId = receipt ? report.freshIds[next++] : undefined;
+  const auditId = audit ? report.freshIds[next++] : undefined;
+  const fate = (id: string | undefined): RelayFate => {
+    if (id === undefined) return 'none';
+    if (report.delivered.some((d) => d.id === id)) return 'delivered';
+    if (report.deadLettered.some((d) => d.id === id)) return 'dead-lettered';
+    return 'queued';
+  };
+  out.receipt = fate(receiptId);
+  out.audit = fate(auditId);
+  out.deadLettered = report.deadLettered;
+  const anchor = report.anchors.get(lockId);
+  if (anchor) out.anchor = anchor;
+  for (const d of report.deadLettered) {
+    const ev: SyncEvent = { phase: 'deadLettered', kind: d.kind, id: d.id, status: d.refusal.status, reason: d.refusal.reason };
+    if (d.refusal.code !== undefined) ev.code = d.refusal.code;
+    opts.onEvent?.(ev);
+    if (d.id === receiptId) out.receiptRefusal = d.refusal;
+  }
+  if (report.stoppedBy) out.queuedBecause = report.stoppedBy.error.message;
+  if (out.receipt === 'delivered' || out.audit === 'delivered') opts.onEvent?.({ phase: 'relayed', to: 'authority' });
+  if (out.receipt === 'queued' || out.audit === 'queued') opts.onEvent?.({ phase: 'relayed', to: 'outbox' });
+  return out;
+}
+
+/**
+ * Deliver receipts and audit exports collected offline. Returns how many were delivered;
+ * permanent refusals are dead-lettered, a transient or token failure is thrown (items kept).
+ * The CLI uses deliverQueued (outbox.ts) for the full report.
+ */
+export async function deliverOutbox(cache: CourierCache, authority: AuthorityApi): Promise<number> {
+  const report = await deliverQueued(cache, authority);
+  if (report.stoppedBy) throw report.stoppedBy.error;
+  return report.delivered.length;
 }
 
 /**

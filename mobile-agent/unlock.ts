@@ -34,6 +34,8 @@ export interface UnlockResult {
   lockVersion: number;
   /** Present when a passive sync ran after the decision. */
   sync?: Omit<SyncResult, 'attempts'>;
+  /** The passive sync failed (the decision stands): why. */
+  syncFailure?: AgentError;
 }
 
 export async function unlock(opts: UnlockOptions): Promise<UnlockResult> {
@@ -70,7 +72,14 @@ export async function unlock(opts: UnlockOptions): Promise<UnlockResult> {
       const syncOpts: SyncOptions = { lockId: opts.lockId, connector: opts.connector, messageTimeoutMs: timeout };
       if (opts.authority) syncOpts.authority = opts.authority;
       if (opts.cache) syncOpts.cache = opts.cache;
-      result.sync = await syncOnConnection(conn, hello, syncOpts);
+      // The decision is what the person asked for and it stands; a failed passive sync is
+      // reported beside it, not instead of it.
+      try {
+        result.sync = await syncOnConnection(conn, hello, syncOpts);
+      } catch (e) {
+        if (!(e instanceof AgentError)) throw e;
+        result.syncFailure = e;
+      }
     }
     return result;
   } finally {

@@ -43,11 +43,15 @@ describe('offline courier', () => {
     // In the cellar, no network: the authority is unreachable.
     const unreachable = new HttpAuthorityClient('http://127.0.0.1:9', 'x', 500);
     world.moveTo('staff', 'cellar');
-    const r = await world.sync('staff', 'cellar', { authority: unreachable });
+    // The cache stands in for the authority only because the caller asks for it.
+    const r = await world.sync('staff', 'cellar', { authority: unreachable, cacheFallback: true });
     world.moveTo('staff', null);
     expect(r.versionAfter).toBe(target);
     expect(door.lock.version).toBe(target);
     expect(r.receiptDelivered).toBe(false);
+    expect(r).toMatchObject({ outcome: 'from-cache', source: 'cache', receiptFate: 'queued', auditFate: 'queued' });
+    expect(r.authorityError).toMatch(/^GET \/v1\/locks\/.*\/updates at http:\/\/127.0.0.1:9/);
+    expect(Date.parse(r.cacheFetchedAt ?? '')).toBeGreaterThan(0);
     expect(phone.cache.outbox(door.lockId).map((o) => o.kind)).toEqual(['receipt', 'audit']);
     // The authority has not heard yet: the revocation still shows as pending.
     expect(a.pendingRevocations({ partnerId }).length).toBeGreaterThan(0);
@@ -58,6 +62,23 @@ describe('offline courier', () => {
     expect(phone.cache.outbox(door.lockId)).toEqual([]);
     expect(a.listLocks().find((l) => l.lockId === door.lockId)?.versionInForce).toBe(target);
     expect(a.pendingRevocations({ partnerId })).toEqual([]);
+  });
+
+  it('without cacheFallback an unreachable authority fails the sync, even with a usable cache, and the lock is unchanged', async () => {
+    const a = world.authority;
+    const door = world.door('cellar');
+    a.assignPartnerToDoor(partnerId, door.doorId);
+    const phone = world.phone('staff');
+    phone.cache.storeUpdates(await world.authorityClientFor('staff').updates(door.lockId, door.lock.version));
+    expect(phone.cache.newestVersion(door.lockId)).toBeGreaterThan(door.lock.version);
+    const before = door.lock.version;
+    const unreachable = new HttpAuthorityClient('http://127.0.0.1:9', 'x', 500);
+    world.moveTo('staff', 'cellar');
+    const err = await world.sync('staff', 'cellar', { authority: unreachable }).catch((e) => e);
+    world.moveTo('staff', null);
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).reason).toBe('AUTHORITY_UNREACHABLE');
+    expect(door.lock.version).toBe(before);
   });
 
   it('with nothing cached and no authority, the sync says what to do', async () => {
