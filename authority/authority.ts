@@ -485,7 +485,9 @@ export class Authority {
     if (p.kind === 'lock') return p.lockId === lockId;
     if (p.kind !== 'device') return false;
     const l = this.db.prepare('SELECT door_id FROM locks WHERE lock_id = ?').get(lockId) as { door_id: number } | undefined;
-    if (l === undefined) return false;
+    // Lock ids are no secret (every lock advertises its own): an unknown one is a 404 that
+    // names it, for any authenticated caller, rather than a 403 that hides a typo.
+    if (l === undefined) throw new AuthorityError('UNKNOWN_LOCK', `no lock ${lockId}`, { lockId });
     const doors = p.userId !== null ? this.doorsOfUser(p.userId) : p.partnerId !== null ? this.doorsOfPartner(p.partnerId) : [];
     if (doors.includes(l.door_id)) return true;
     // Its own revocation still pending there: the lock still admits it, and it may carry
