@@ -5,9 +5,11 @@ import { toHex } from './crypto';
 import { type Entry, type KeyPolicy, type Table, DEFAULT_LOCK_POLICY, LIMITS, emptyTable, encodeTable, tableDigest, decodeTableBytes } from './table';
 import { type Op, applyOps, diffTables, opFromCbor, opToCbor } from './ops';
 import { decode, encode } from './cbor';
+import { FC_RUNS, propertyTimeout } from './fuzz/properties';
 
-const RUNS = Number(process.env.FC_RUNS ?? 10_000);
-const MODEL_RUNS = Math.max(200, Math.floor(RUNS / 10));
+const MODEL_RUNS = Math.max(200, Math.floor(FC_RUNS / 10));
+/** Model runs build and apply whole tables: tens of ms each on a loaded 2-core machine. */
+const MODEL_TIMEOUT = propertyTimeout(MODEL_RUNS, 50);
 
 const ID_MAX = 12;
 const SECRET = new Uint8Array(32).fill(7);
@@ -116,7 +118,7 @@ describe('applyOps agrees with a naive model', () => {
       }),
       { numRuns: MODEL_RUNS },
     );
-  });
+  }, MODEL_TIMEOUT);
 
   it('remove cascades transitively to guests, removePartner removes all of a partner in one op', () => {
     const g = (credId: number, parent: number): Entry => ({ credId, kind: 'phone', holder: 'guest', secret: SECRET, parent, flags: 0 });
@@ -198,7 +200,7 @@ describe('diffTables', () => {
       }),
       { numRuns: MODEL_RUNS },
     );
-  });
+  }, MODEL_TIMEOUT);
 
   it('re-parented ancestor: spells out removals the end-of-delta cascade would miss', () => {
     const e = (credId: number, parent?: number): Entry =>
@@ -231,5 +233,5 @@ describe('table encoding', () => {
       }),
       { numRuns: MODEL_RUNS },
     );
-  });
+  }, MODEL_TIMEOUT);
 });
