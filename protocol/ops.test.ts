@@ -137,6 +137,33 @@ describe('applyOps agrees with a naive model', () => {
     expect(refusalOf(() => applyOps(t, [{ op: 'put', entry: { credId: 8, kind: 'phone', holder: 'partner', secret: SECRET, flags: 0 } }])).reason).toBe('MALFORMED');
   });
 
+  it('Key- and partner-wide removals follow credentials that earlier ops of the same delta moved, added or removed', () => {
+    const k = (credId: number, keyId: number): Entry => ({ credId, kind: 'phone', holder: 'resident', secret: SECRET, keyId, flags: 0 });
+    const p = (credId: number, partnerId: number, keyId?: number): Entry => ({
+      credId, kind: 'phone', holder: 'partner', secret: SECRET, partnerId, flags: 0, ...(keyId !== undefined ? { keyId } : {}),
+    });
+    const t = applyOps(emptyTable(), [{ op: 'put', entry: k(1, 10) }, { op: 'put', entry: k(2, 10) }, { op: 'put', entry: p(3, 7, 10) }, { op: 'put', entry: p(4, 7) }]);
+    const ids = (ops: Op[]): number[] => [...applyOps(t, ops).entries.keys()].sort((a, b) => a - b);
+    // The index is built by the first group removal; later puts and removes keep it in step.
+    expect(ids([{ op: 'removeKey', keyId: 99 }, { op: 'put', entry: k(1, 11) }, { op: 'removeKey', keyId: 10 }])).toEqual([1, 4]);
+    expect(ids([{ op: 'removeKey', keyId: 99 }, { op: 'put', entry: k(5, 10) }, { op: 'removeKey', keyId: 10 }])).toEqual([4]);
+    expect(ids([{ op: 'removePartner', partnerId: 7 }, { op: 'put', entry: p(4, 7) }])).toEqual([1, 2, 4]);
+    expect(ids([{ op: 'removePartner', partnerId: 7 }, { op: 'removeKey', keyId: 10 }])).toEqual([]);
+    expect(ids([{ op: 'removeKey', keyId: 10 }, { op: 'removePartner', partnerId: 7 }, { op: 'put', entry: k(3, 10) }, { op: 'removeKey', keyId: 10 }])).toEqual([]);
+    expect(refusalOf(() => applyOps(t, [{ op: 'removeKey', keyId: 10 }, { op: 'remove', credId: 1 }])).reason).toBe('INVALID_OP');
+  });
+
+  it('a delta of 20,000 Key-wide removals over a 4,000-entry table applies like the naive model (indexed, one pass)', () => {
+    let t = emptyTable();
+    const puts: Op[] = [];
+    for (let c = 1; c <= 4000; c++) puts.push({ op: 'put', entry: { credId: c, kind: 'phone', holder: 'resident', secret: SECRET, keyId: (c % 50) + 1, flags: 0 } });
+    t = applyOps(t, puts);
+    const ops: Op[] = Array.from({ length: 20_000 }, (_, i): Op => ({ op: 'removeKey', keyId: i % 2 === 0 ? 100_000 + i : (i % 25) + 1 }));
+    const got = applyOps(t, ops);
+    expect(toHex(encodeTable(got))).toBe(toHex(encodeTable(modelApply(t, ops) as Table)));
+    expect(got.entries.size).toBe(4000 - 25 * 80);
+  });
+
   it('over-limit results are refused with OVER_LIMIT', () => {
     const ops: Op[] = [];
     for (let k = 0; k <= LIMITS.maxKeyPolicies; k++) ops.push({ op: 'setKeyPolicy', policy: { keyId: k, doorcodesEnabled: false } });
