@@ -19,7 +19,7 @@ export const FC_RUNS = Number(process.env.FC_RUNS ?? 10_000);
 
 /**
  * A vitest timeout for a property test of `runs` runs: the runner's default 60 s, plus a
- * per-run budget. The budgets are ~10× the per-run cost measured by `npm run fuzz` on a
+ * per-run budget. The budgets are 4–10× the per-run cost measured by `npm run fuzz` on a
  * 2-core machine shared with other test runs (figures in README.md, Tests), so a million runs
  * never meet the timeout while a hang still does.
  */
@@ -32,7 +32,7 @@ export type FuzzGroup = 'cbor decoder' | 'messages' | 'framing';
 export interface FuzzProperty {
   readonly group: FuzzGroup;
   readonly name: string;
-  /** Upper bound of one run's cost for timeouts (ms), ≈10× what a loaded machine measured. */
+  /** Upper bound of one run's cost for timeouts (ms), 4–10× what a loaded machine measured. */
   readonly msPerRunBudget: number;
   readonly arbitrary: fc.Arbitrary<readonly unknown[]>;
   /** Throws when an input escapes the property. */
@@ -124,7 +124,7 @@ const cborProperties: FuzzProperty[] = [
   {
     group: 'cbor decoder',
     name: 'encode/decode round trip re-encodes to the same bytes',
-    msPerRunBudget: 0.5,
+    msPerRunBudget: 1,
     arbitrary: fc.tuple(cborValue),
     check: ([v]) => {
       const b = encode(v as CborValue);
@@ -135,14 +135,14 @@ const cborProperties: FuzzProperty[] = [
   {
     group: 'cbor decoder',
     name: 'random bytes: only CborError, accepted input re-encodes identically',
-    msPerRunBudget: 0.3,
+    msPerRunBudget: 1,
     arbitrary: fc.tuple(fc.uint8Array({ maxLength: 48 })),
     check: ([b]) => decodeOrCborError(b as Uint8Array),
   },
   {
     group: 'cbor decoder',
     name: 'mutated valid encodings: only CborError, accepted input re-encodes identically',
-    msPerRunBudget: 0.5,
+    msPerRunBudget: 1,
     arbitrary: fc.tuple(cborValue, fc.array(mutation, { minLength: 1, maxLength: 3 })),
     check: ([v, muts]) => decodeOrCborError(mutate(encode(v as CborValue), muts as Mutation[])),
   },
@@ -176,21 +176,21 @@ const messageProperties: FuzzProperty[] = [
   {
     group: 'messages',
     name: 'random bytes: only ProtocolError, accepted message re-encodes identically',
-    msPerRunBudget: 0.3,
+    msPerRunBudget: 1,
     arbitrary: fc.tuple(fc.uint8Array({ maxLength: 64 })),
     check: ([b]) => onlyProtocolError(b as Uint8Array),
   },
   {
     group: 'messages',
     name: 'random bytes behind a valid message-type header',
-    msPerRunBudget: 0.3,
+    msPerRunBudget: 1,
     arbitrary: fc.tuple(messageHead, fc.uint8Array({ maxLength: 48 })),
     check: ([h, tail]) => onlyProtocolError(Uint8Array.from([...(h as number[]), ...(tail as Uint8Array)])),
   },
   {
     group: 'messages',
     name: 'mutated valid messages (bit flips, truncations, insertions)',
-    msPerRunBudget: 1,
+    msPerRunBudget: 2,
     arbitrary: fc.tuple(fc.nat(), fc.array(messageMutation, { minLength: 1, maxLength: 4 })),
     check: ([i, muts]) => {
       const all = samples();
@@ -225,7 +225,7 @@ const framingProperties: FuzzProperty[] = [
   {
     group: 'framing',
     name: 'random frames into reassembler and sender: only FramingError',
-    msPerRunBudget: 1.5,
+    msPerRunBudget: 4,
     arbitrary: fc.tuple(fc.array(fc.uint8Array({ maxLength: 530 }), { maxLength: 8 }), fc.nat(VALID_FRAMES.length)),
     check: ([inputs, prefix]) => {
       const r = new FrameReassembler({ maxMessageBytes: 4096, window: 8 });
@@ -243,7 +243,7 @@ const framingProperties: FuzzProperty[] = [
   {
     group: 'framing',
     name: 'mutated valid frame streams: only FramingError',
-    msPerRunBudget: 1,
+    msPerRunBudget: 2,
     arbitrary: fc.tuple(
       fc.array(fc.tuple(fc.nat(), fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }),
       fc.array(fc.nat(), { maxLength: 3 }),
