@@ -14,7 +14,8 @@
 import { decodeMessage, parseTransport, TransportSpecError, type FramingError, type LockAdvert } from '../protocol/index';
 import type { AdvertCause, BleLockServer } from './peripheral';
 import type { LockSessionHost } from './session-host';
-import type { BleFamily } from '../radio/hosts';
+import { BlePackageMissingError, isHostLoadError, type BleFamily } from '../radio/hosts';
+import { CliError } from '../cli/errors';
 
 export type BleTransportLog = (event: string, fields: Record<string, unknown>) => void;
 
@@ -64,7 +65,7 @@ export class BleLockTransport {
     const { serveLockOverBle } = await import('./peripheral');
     const log = this.log;
     const advertFields = (a: LockAdvert) => ({ lockId: a.lockId, version: a.version, flags: a.flags });
-    this.served = await serveLockOverBle(host, this.transport, {
+    this.served = await this.serve(serveLockOverBle, host, {
       ...(this.opts.advertisingIntervalMs !== undefined ? { advertisingIntervalMs: this.opts.advertisingIntervalMs } : {}),
       ...(this.opts.family !== undefined ? { family: this.opts.family } : {}),
       events: {
@@ -94,6 +95,28 @@ export class BleLockTransport {
     this.poll = setInterval(() => this.served?.syncAdvert('poll'), this.opts.advertPollMs ?? DEFAULT_ADVERT_POLL_MS);
     this.poll.unref();
     log('bleListening', { transport: this.transport, lockId: host.lockId });
+  }
+
+  /**
+   * Serves through bleno; a host stack that cannot be loaded for this transport (package
+   * missing, `uart:` with the @abandonware family, no Bluetooth in the kernel) is the
+   * user's to fix: one TRANSPORT_UNAVAILABLE line, not a stack trace.
+   */
+  private async serve(
+    serveLockOverBle: typeof import('./peripheral').serveLockOverBle,
+    host: LockSessionHost,
+    opts: Parameters<typeof import('./peripheral').serveLockOverBle>[2],
+  ): Promise<BleLockServer> {
+    try {
+      return await serveLockOverBle(host, this.transport, opts);
+    } catch (e) {
+      if (!isHostLoadError(e)) throw e;
+      const todo =
+        e instanceof BlePackageMissingError
+          ? `install it (\`npm install --no-save ${e.packageName}\`), or unset LOCKSYNC_BLE_FAMILY to use the default @stoprocent stacks`
+          : 'use hci:N with LOCKSYNC_BLE_FAMILY=abandonware, or the default family (unset LOCKSYNC_BLE_FAMILY) for uart:PATH; see docs/hardware.md';
+      throw new CliError('TRANSPORT_UNAVAILABLE', `${this.transport}: ${e.message}`, todo);
+    }
   }
 
   /** The GATT server (for scripts that want refreshAdvert or link stats). */

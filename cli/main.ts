@@ -8,6 +8,7 @@
 //   demo       the end-to-end story (same as `npm start`)
 
 import { Command } from 'commander';
+import { reportFailure } from './errors';
 import { registerAgentCommands } from '../mobile-agent/cli';
 import { registerAuthorityCommands } from '../authority/cli';
 import { registerLockCommands } from '../firmware-sim/cli';
@@ -56,4 +57,9 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-await buildProgram().parseAsync(process.argv);
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (e) {
+  // Anything an action throws ends as one line and its exit code (cli/errors.ts).
+  process.exitCode = reportFailure(e);
+}

@@ -123,8 +123,19 @@ async function importPackage<T>(name: string): Promise<WithBindingsModule<T> & T
     return (loaded.default ?? loaded) as WithBindingsModule<T> & T;
   } catch (error) {
     if (isModuleNotFound(error, name)) throw new BlePackageMissingError(name, error);
-    throw error;
+    // The package is there but failed while loading: the @abandonware stacks open their
+    // HCI socket at import, which fails where the kernel has no Bluetooth (EAFNOSUPPORT).
+    const code = (error as { code?: string })?.code;
+    throw new TransportUnsupportedError(
+      `${name} failed to load${code !== undefined ? ` (${code})` : ''}: ${String((error as Error)?.message ?? error).split('\n')[0]}` +
+        (code === 'EAFNOSUPPORT' ? ' — this kernel has no Bluetooth HCI sockets' : ''),
+    );
   }
+}
+
+/** A failure to load or bind a host stack that the user fixes by installing or choosing differently. */
+export function isHostLoadError(e: unknown): e is BlePackageMissingError | TransportUnsupportedError | TransportParseError {
+  return e instanceof BlePackageMissingError || e instanceof TransportUnsupportedError || e instanceof TransportParseError;
 }
 
 function isModuleNotFound(error: unknown, name: string): boolean {
