@@ -1,105 +1,340 @@
-// The lock's side of a connection, independent of the radio: frames in (GATT writes),
-// frames out (notifications), one protocol session per connection.
+// The lock's side of its connections, independent of the radio: frames in (GATT writes),
+// frames out (notifications), one protocol session at a time (SPEC.md §13.3).
 //
-// The MessageChannel lives as long as the lock, not the connection: a phone whose link
-// dropped mid-update reconnects and the framing resumes from the bytes already held.
+// * One session at a time. A phone that connects while another phone holds the session
+//   gets its framing HELLO (nothing held) and one `error BUSY` message, and its link is
+//   dropped shortly after; the session in progress is not touched. A new connection from
+//   the peer that holds the session replaces the old link (a phone cannot hold two links
+//   to one lock: the old one is dead and only its supervision timeout has not fired yet).
+// * Held partial messages belong to their peer. The incoming message a dropped link left
+//   half-received is kept for that peer only (its MessageChannel is keyed by the peer's
+//   identity): another peer's HELLO does not show it and another peer cannot resume it.
+//   Partials of the last MAX_PEER_CHANNELS peers are kept.
+// * A link cannot be held for ever: it is closed after LINK_IDLE_TIMEOUT_MS without a
+//   frame from the phone and when the session reaches LINK_SESSION_LIMIT_MS, each time
+//   after an `error SESSION_EXPIRED` that says why. A transfer cut by the limit resumes on
+//   the next connection from the bytes held.
+// * A message larger than the lock accepts is refused with a framing ABORT
+//   (MESSAGE_TOO_LARGE) and the link stays up (SPEC §13.2); every other framing violation
+//   drops the link (the held partial is kept).
 // Responses still queued when a link drops belong to the dead session and are dropped.
 
-import { MessageChannel, ChannelClosedError, type FramingError } from '../protocol/index';
+import { MessageChannel, ChannelClosedError, encodeMessage, type FramingError } from '../protocol/index';
 import type { HostedSession, LockSessionHost } from './session-host';
+
+/** A session link with no frame from the phone for this long is closed. */
+export const LINK_IDLE_TIMEOUT_MS = 30_000;
+/** A session link is closed when the session is this old (the reference lock's session lifetime). */
+export const LINK_SESSION_LIMIT_MS = 120_000;
+/** How long a refused (BUSY) or expiring link gets to receive its error before it is dropped. */
+export const LINK_LINGER_MS = 2_000;
+/** Peers whose held partial messages are kept (least recently connected evicted first). */
+export const MAX_PEER_CHANNELS = 2;
 
 export interface LockLinkEvents {
   onSessionOpened?: () => void;
   onMessageIn?: (bytes: Uint8Array) => void;
   onMessageOut?: (bytes: Uint8Array) => void;
   onProtocolError?: (e: FramingError) => void;
+  /** A message was refused by the framing (MESSAGE_TOO_LARGE): ABORT sent, link kept. */
+  onMessageRefused?: (e: FramingError) => void;
   /** The lock failed while handling a message (e.g. power cut mid-commit): the link drops. */
   onSessionFailure?: (e: unknown) => void;
+  /** A second peer connected while a session was held: it was answered BUSY. */
+  onBusy?: (peer: string, holder: string) => void;
+  /** The lock closed a link: idle, session limit reached. */
+  onLinkExpired?: (peer: string, why: 'idle' | 'session-limit') => void;
+}
+
+export interface LockLinkServerOptions {
+  maxMessageBytes?: number;
+  window?: number;
+  idleTimeoutMs?: number;
+  sessionLimitMs?: number;
+  lingerMs?: number;
+}
+
+export interface LinkOptions {
+  /**
+   * The peer's identity as the link layer reports it: the phone's (identity) address on
+   * BLE, the phone's name on the sim link. Partials are bound to it (SPEC §13.3).
+   */
+  peer?: string;
+  /** Drops this link at the link layer; the transport then calls disconnect(). */
+  drop?: () => void;
+}
+
+/** One connection as the lock sees it. */
+export interface LockLink {
+  readonly peer: string;
+  /** Refused with BUSY: frames from it never reach a session. */
+  readonly busy: boolean;
+  receiveFrame(frame: Uint8Array): void;
+  setMtu(mtu: number): void;
+  /** The link went away (or the lock dropped it). Idempotent. */
+  disconnect(): void;
+}
+
+const DEFAULT_PEER = 'peer';
+
+interface SessionLink {
+  link: LinkImpl;
+  channel: MessageChannel;
+  session: HostedSession;
+  idle: ReturnType<typeof setTimeout> | undefined;
+  limit: ReturnType<typeof setTimeout> | undefined;
+  /** Work queue: serialises handling so responses leave in request order. */
+  work: Promise<void>;
+  expiring: boolean;
+}
+
+interface LinkImpl extends LockLink {
+  write: (frame: Uint8Array) => void;
+  drop: (() => void) | undefined;
+  closed: boolean;
+  busyChannel: MessageChannel | undefined;
+  lingerTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 export class LockLinkServer {
-  private readonly channel: MessageChannel;
-  private session: HostedSession | undefined;
-  /** Serialises handling so responses leave in request order. */
-  private work: Promise<void> = Promise.resolve();
-  private writeFrame: ((frame: Uint8Array) => void) | undefined;
+  /** Per peer: the channel whose reassembler holds that peer's partial message. */
+  private readonly channels = new Map<string, MessageChannel>();
+  private current: SessionLink | undefined;
+  private readonly idleTimeoutMs: number;
+  private readonly sessionLimitMs: number;
+  private readonly lingerMs: number;
 
   constructor(
     readonly host: LockSessionHost,
     private readonly events: LockLinkEvents = {},
-    opts: { maxMessageBytes?: number; window?: number } = {},
+    private readonly opts: LockLinkServerOptions = {},
   ) {
-    this.channel = new MessageChannel({
-      write: (f) => this.writeFrame?.(f),
-      onMessage: (m) => this.onMessage(m),
-      onProtocolError: (e) => {
-        this.events.onProtocolError?.(e);
-        this.requestDisconnect?.();
-      },
-      ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
-      ...(opts.window !== undefined ? { window: opts.window } : {}),
-    });
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? LINK_IDLE_TIMEOUT_MS;
+    this.sessionLimitMs = opts.sessionLimitMs ?? LINK_SESSION_LIMIT_MS;
+    this.lingerMs = opts.lingerMs ?? LINK_LINGER_MS;
   }
 
-  /** Set by the transport: how to drop the current link (framing violation). */
+  /** Fallback for links connected without their own `drop`: drops the current link. */
   requestDisconnect: (() => void) | undefined;
 
+  /** A session is open on some link. */
   get connected(): boolean {
-    return this.session !== undefined;
+    return this.current !== undefined;
   }
 
+  /** The peer holding the session, if any. */
+  get sessionPeer(): string | undefined {
+    return this.current?.link.peer;
+  }
+
+  /** Framing statistics of the current session's channel. */
   get stats() {
-    return this.channel.stats;
+    return this.current?.channel.stats;
   }
 
-  /** The phone subscribed to notifications: the link can carry frames both ways. */
-  connect(mtu: number, writeFrame: (frame: Uint8Array) => void): void {
-    if (this.session) this.disconnect();
-    this.writeFrame = writeFrame;
-    this.channel.linkUp(mtu);
-    this.session = this.host.openSession();
+  /** Bytes of an incoming message held for `peer` (0 if none). */
+  heldBytesFor(peer: string): number {
+    return this.channels.get(peer)?.receivedPartialBytes ?? 0;
+  }
+
+  /**
+   * The phone subscribed to notifications: the link can carry frames both ways. Returns
+   * the link; frames from it go to its receiveFrame.
+   */
+  connect(mtu: number, writeFrame: (frame: Uint8Array) => void, opts: LinkOptions = {}): LockLink {
+    const peer = opts.peer ?? DEFAULT_PEER;
+    const link: LinkImpl = {
+      peer,
+      busy: false,
+      write: writeFrame,
+      drop: opts.drop,
+      closed: false,
+      busyChannel: undefined,
+      lingerTimer: undefined,
+      receiveFrame: (frame) => this.receiveOn(link, frame),
+      setMtu: (m) => (link.busyChannel ?? (this.current?.link === link ? this.current.channel : undefined))?.setMtu(m),
+      disconnect: () => this.linkGone(link),
+    };
+    const holder = this.current;
+    if (holder !== undefined && holder.link.peer === peer) {
+      // The same phone again: its old link is dead, the lock just has not noticed yet.
+      this.dropLink(holder.link);
+    } else if (holder !== undefined) {
+      this.refuseBusy(link, mtu, holder.link.peer);
+      return link;
+    }
+    const channel = this.channelFor(peer);
+    const session = this.host.openSession();
+    const s: SessionLink = { link, channel, session, idle: undefined, limit: undefined, work: Promise.resolve(), expiring: false };
+    this.current = s;
+    channel.linkUp(mtu);
     this.events.onSessionOpened?.();
-    this.queueSend(this.session.hello());
+    this.queueSend(s, session.hello());
+    this.touch(s);
+    s.limit = setTimeout(() => this.expire(s, 'session-limit', `session older than ${this.sessionLimitMs} ms`), this.sessionLimitMs);
+    s.limit.unref?.();
+    return link;
+  }
+
+  /** Frames from the session's link (transports that track one link at a time). */
+  receiveFrame(frame: Uint8Array): void {
+    if (this.current) this.receiveOn(this.current.link, frame);
   }
 
   setMtu(mtu: number): void {
-    this.channel.setMtu(mtu);
+    this.current?.channel.setMtu(mtu);
   }
 
-  receiveFrame(frame: Uint8Array): void {
-    this.channel.receiveFrame(frame);
-  }
-
+  /** The session's link went away. */
   disconnect(): void {
-    this.session?.close();
-    this.session = undefined;
-    this.writeFrame = undefined;
-    this.channel.close('link lost'); // drops responses of the dead session; keeps incoming partials
-    this.channel.linkDown();
+    if (this.current) this.linkGone(this.current.link);
   }
 
-  private onMessage(bytes: Uint8Array): void {
-    const session = this.session;
-    if (!session) return;
+  // -------------------------------------------------------------------------------------
+
+  /** The peer's channel, most recently used last; the oldest idle peer's is evicted. */
+  private channelFor(peer: string): MessageChannel {
+    let channel = this.channels.get(peer);
+    if (channel !== undefined) {
+      this.channels.delete(peer);
+      this.channels.set(peer, channel);
+      return channel;
+    }
+    channel = new MessageChannel({
+      write: (f) => {
+        const s = this.current;
+        if (s && s.channel === channel && !s.link.closed) s.link.write(f);
+      },
+      onMessage: (m) => {
+        const s = this.current;
+        if (s && s.channel === channel) this.onMessage(s, m);
+      },
+      onProtocolError: (e) => {
+        const s = this.current;
+        if (!s || s.channel !== channel) return;
+        this.events.onProtocolError?.(e);
+        this.dropLink(s.link);
+      },
+      onMessageRefused: (e) => this.events.onMessageRefused?.(e),
+      ...(this.opts.maxMessageBytes !== undefined ? { maxMessageBytes: this.opts.maxMessageBytes } : {}),
+      ...(this.opts.window !== undefined ? { window: this.opts.window } : {}),
+    });
+    this.channels.set(peer, channel);
+    for (const [other, c] of this.channels) {
+      if (this.channels.size <= MAX_PEER_CHANNELS) break;
+      if (other === peer || this.current?.channel === c) continue;
+      c.close('evicted');
+      this.channels.delete(other);
+    }
+    return channel;
+  }
+
+  private receiveOn(link: LinkImpl, frame: Uint8Array): void {
+    if (link.closed) return;
+    if (link.busyChannel) {
+      link.busyChannel.receiveFrame(frame);
+      return;
+    }
+    const s = this.current;
+    if (!s || s.link !== link) return;
+    this.touch(s);
+    s.channel.receiveFrame(frame);
+  }
+
+  /** Restart the idle timer: the phone sent a frame. */
+  private touch(s: SessionLink): void {
+    if (s.idle) clearTimeout(s.idle);
+    s.idle = setTimeout(() => this.expire(s, 'idle', `no frame for ${this.idleTimeoutMs} ms`), this.idleTimeoutMs);
+    s.idle.unref?.();
+  }
+
+  /** Tell the phone why, then drop the link (bounded: the phone may not read it). */
+  private expire(s: SessionLink, why: 'idle' | 'session-limit', detail: string): void {
+    if (this.current !== s || s.expiring) return;
+    s.expiring = true;
+    this.events.onLinkExpired?.(s.link.peer, why);
+    const bytes = encodeMessage({ type: 'error', reason: 'SESSION_EXPIRED', detail });
+    this.events.onMessageOut?.(bytes);
+    const sent = s.channel.send(bytes).catch(() => undefined);
+    this.lingerThenDrop(s.link, sent);
+  }
+
+  /** A second phone while a session is held: HELLO (nothing held), error BUSY, drop. */
+  private refuseBusy(link: LinkImpl, mtu: number, holder: string): void {
+    (link as { busy: boolean }).busy = true;
+    const channel = new MessageChannel({
+      write: (f) => {
+        if (!link.closed) link.write(f);
+      },
+      onMessage: () => undefined,
+      onProtocolError: () => this.dropLink(link),
+    });
+    link.busyChannel = channel;
+    channel.linkUp(mtu);
+    this.events.onBusy?.(link.peer, holder);
+    const sent = channel.send(encodeMessage({ type: 'error', reason: 'BUSY', detail: 'another phone is in a session with this lock; try again shortly' })).catch(() => undefined);
+    this.lingerThenDrop(link, sent);
+  }
+
+  private lingerThenDrop(link: LinkImpl, sent: Promise<unknown>): void {
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      if (link.lingerTimer) clearTimeout(link.lingerTimer);
+      this.dropLink(link);
+    };
+    link.lingerTimer = setTimeout(finish, this.lingerMs);
+    link.lingerTimer.unref?.();
+    void sent.then(finish);
+  }
+
+  /** The lock ends a link: at the link layer, then in its own state. */
+  private dropLink(link: LinkImpl): void {
+    if (link.closed) return;
+    const drop = link.drop ?? (this.current?.link === link ? this.requestDisconnect : undefined);
+    drop?.();
+    this.linkGone(link);
+  }
+
+  private linkGone(link: LinkImpl): void {
+    if (link.closed) return;
+    link.closed = true;
+    if (link.lingerTimer) clearTimeout(link.lingerTimer);
+    if (link.busyChannel) {
+      link.busyChannel.close('link lost');
+      link.busyChannel.linkDown();
+      return;
+    }
+    const s = this.current;
+    if (!s || s.link !== link) return;
+    this.current = undefined;
+    if (s.idle) clearTimeout(s.idle);
+    if (s.limit) clearTimeout(s.limit);
+    s.session.close();
+    s.channel.close('link lost'); // drops responses of the dead session; keeps incoming partials
+    s.channel.linkDown();
+  }
+
+  private onMessage(s: SessionLink, bytes: Uint8Array): void {
     this.events.onMessageIn?.(bytes);
-    this.work = this.work
+    s.work = s.work
       .then(async () => {
-        const responses = await session.handle(bytes);
-        if (this.session !== session) return; // link dropped while handling
-        for (const r of responses) this.queueSend(r);
+        const responses = await s.session.handle(bytes);
+        if (this.current !== s) return; // link dropped while handling
+        for (const r of responses) this.queueSend(s, r);
       })
       .catch((e: unknown) => {
         // A lock that dies mid-message (power cut) answers nothing: the phone sees the
         // link go down, exactly as with real hardware.
         this.events.onSessionFailure?.(e);
-        this.requestDisconnect?.();
-        this.disconnect();
+        this.dropLink(s.link);
       });
   }
 
-  private queueSend(bytes: Uint8Array): void {
+  private queueSend(s: SessionLink, bytes: Uint8Array): void {
     this.events.onMessageOut?.(bytes);
-    this.channel.send(bytes).catch((e) => {
+    s.channel.send(bytes).catch((e) => {
       if (!(e instanceof ChannelClosedError)) throw e;
     });
   }

@@ -14,7 +14,7 @@
 import { decodeMessage, parseTransport, TransportSpecError, type FramingError, type LockAdvert } from '../protocol/index';
 import type { AdvertCause, BleLockServer } from './peripheral';
 import type { LockSessionHost } from './session-host';
-import { BlePackageMissingError, HostStartError, TransportUnsupportedError, type BleFamily, type BlenoLike } from '../radio/hosts';
+import { BlePackageMissingError, HostStartError, TransportUnsupportedError, isHostLoadError, type BleFamily, type BlenoLike } from '../radio/hosts';
 import { CliError } from '../cli/errors';
 
 export type BleTransportLog = (event: string, fields: Record<string, unknown>) => void;
@@ -185,8 +185,11 @@ export class BleLockTransport {
 export function transportUnavailable(transport: string, e: unknown): CliError {
   if (e instanceof CliError) return e;
   if (e instanceof HostStartError) return new CliError('TRANSPORT_UNAVAILABLE', `${transport}: ${e.message}`, e.advice);
-  if (e instanceof BlePackageMissingError) return new CliError('TRANSPORT_UNAVAILABLE', e.message, `npm install ${e.packageName}`);
-  if (e instanceof TransportUnsupportedError) return new CliError('TRANSPORT_UNAVAILABLE', e.message, 'use a transport the chosen BLE stack supports (docs/hardware.md)');
+  if (e instanceof BlePackageMissingError)
+    return new CliError('TRANSPORT_UNAVAILABLE', `${transport}: ${e.message}`, `install it (\`npm install --no-save ${e.packageName}\`), or unset LOCKSYNC_BLE_FAMILY to use the default @stoprocent stacks`);
+  if (e instanceof TransportUnsupportedError)
+    return new CliError('TRANSPORT_UNAVAILABLE', `${transport}: ${e.message}`, 'use hci:N with LOCKSYNC_BLE_FAMILY=abandonware, or the default family (unset LOCKSYNC_BLE_FAMILY) for uart:PATH; see docs/hardware.md');
+  if (isHostLoadError(e)) return new CliError('TRANSPORT_UNAVAILABLE', `${transport}: ${e.message}`, 'check the transport string (docs/hardware.md)');
   return new CliError('TRANSPORT_UNAVAILABLE', `${transport}: ${(e as Error)?.message ?? String(e)}`, 'check the transport string and that the radio or adapter is up');
 }
 

@@ -4,7 +4,7 @@
 
 import { GATT_SHORT, advertisingEir, scanResponseEir, encodeLockInfo, type FramingError, type LockAdvert } from '../protocol/index';
 import { HostStartError, endDevUpPolling, openHostStack, shutdownHostStack, type BleFamily, type BlenoLike } from '../radio/hosts';
-import { LockLinkServer, type LockLinkEvents } from './lock-server';
+import { LockLinkServer, type LockLink, type LockLinkEvents } from './lock-server';
 import type { HostedSession, LockSessionHost } from './session-host';
 
 export interface BlePeripheralOptions {
@@ -154,21 +154,36 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
   };
   const server = new LockLinkServer(trackedHost, linkEvents);
   server.requestDisconnect = () => bleno.disconnect();
+  // bleno keeps advertising while a phone is connected, so a second phone can connect: each
+  // connection handle gets its own link, the peer identity being the address it connected
+  // from (the lock server answers a second peer BUSY and binds held partials to peers).
+  const addressOf = new Map<number, string>();
+  const links = new Map<number, LockLink>();
 
   const tx = new bleno.Characteristic({
     uuid: GATT_SHORT.tx,
     properties: ['notify'],
-    onSubscribe: (_handle: unknown, maxValueSize: number, updateValueCallback: (data: Buffer) => void) => {
+    onSubscribe: (handle: number, maxValueSize: number, updateValueCallback: (data: Buffer) => void) => {
       const mtu = Math.max(23, Math.min(517, (bleno.mtu as number | undefined) ?? maxValueSize + 3));
-      server.connect(mtu, (frame) => updateValueCallback(Buffer.from(frame)));
+      links.get(handle)?.disconnect();
+      links.set(
+        handle,
+        server.connect(mtu, (frame) => updateValueCallback(Buffer.from(frame)), {
+          peer: addressOf.get(handle) ?? `handle:${String(handle)}`,
+          drop: () => bleno.disconnect(handle),
+        }),
+      );
     },
-    onUnsubscribe: () => server.disconnect(),
+    onUnsubscribe: (handle: number) => {
+      links.get(handle)?.disconnect();
+      links.delete(handle);
+    },
   });
   const rx = new bleno.Characteristic({
     uuid: GATT_SHORT.rx,
     properties: ['write', 'writeWithoutResponse'],
-    onWriteRequest: (_handle: unknown, data: Buffer, _offset: number, withoutResponse: boolean, callback: (result: number) => void) => {
-      server.receiveFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice());
+    onWriteRequest: (handle: number, data: Buffer, _offset: number, withoutResponse: boolean, callback: (result: number) => void) => {
+      links.get(handle)?.receiveFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice());
       if (!withoutResponse) callback(RESULT_SUCCESS);
     },
   });
@@ -182,9 +197,14 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
   });
   const service = new bleno.PrimaryService({ uuid: GATT_SHORT.service, characteristics: [rx, tx, info] });
 
-  const onAccept = (address: string, handle: number) => linkEvents.onAccept?.(address, handle);
+  const onAccept = (address: string, handle: number) => {
+    addressOf.set(handle, address);
+    linkEvents.onAccept?.(address, handle);
+  };
   const onDisconnect = (address: string, handle: number) => {
-    server.disconnect();
+    addressOf.delete(handle);
+    links.get(handle)?.disconnect();
+    links.delete(handle);
     // Must stay synchronous: bleno re-enables advertising right after this listener returns.
     syncAdvert('disconnect');
     linkEvents.onDisconnect?.(address, handle);

@@ -5,7 +5,7 @@
 
 import { type LockConnection, type LockConnector, type DiscoveredLock, type DisconnectInfo, LockChannels, connectionOver } from '../mobile-agent/link';
 import { AgentError } from '../mobile-agent/errors';
-import { LockLinkServer, type LockLinkEvents } from './lock-server';
+import { LockLinkServer, type LockLink, type LockLinkEvents, type LockLinkServerOptions } from './lock-server';
 import type { LockSessionHost } from './session-host';
 
 const REMOTE_USER_TERMINATED = 0x13;
@@ -32,8 +32,8 @@ export class SimAir {
 
   constructor(readonly mtu = 185) {}
 
-  addLock(host: LockSessionHost, opts: { rssi?: number; events?: LockLinkEvents } = {}): LockLinkServer {
-    const server = new LockLinkServer(host, opts.events);
+  addLock(host: LockSessionHost, opts: { rssi?: number; events?: LockLinkEvents; link?: LockLinkServerOptions } = {}): LockLinkServer {
+    const server = new LockLinkServer(host, opts.events, opts.link);
     server.requestDisconnect = () => this.dropLink(host.lockId);
     this.locks.set(host.lockId, { server, inRange: true, rssi: opts.rssi ?? -60 });
     return server;
@@ -118,7 +118,7 @@ export class SimConnector implements LockConnector {
         if (!open) return;
         open = false;
         untrack();
-        lock.server.disconnect();
+        lockLink?.disconnect();
         channel.linkDown();
         inbox.fail(new AgentError('LINK_LOST', `${description} (HCI reason 0x${reason.toString(16).padStart(2, '0')})`));
         resolveClosed({ reason, description });
@@ -137,10 +137,15 @@ export class SimConnector implements LockConnector {
         if (open) deliver();
       });
     };
-    hooks.write = (f) => carry(() => lock.server.receiveFrame(f));
+    let lockLink: LockLink | undefined;
+    hooks.write = (f) => carry(() => lockLink?.receiveFrame(f));
     hooks.progress = (a, t) => opts.onProgress?.(a, t);
     hooks.violation = () => link.drop(REMOTE_USER_TERMINATED, 'framing violation by the lock');
-    lock.server.connect(air.mtu, (f) => carry(() => channel.receiveFrame(f)));
+    // The phone's name is its identity on the sim link (its address on BLE).
+    lockLink = lock.server.connect(air.mtu, (f) => carry(() => channel.receiveFrame(f)), {
+      peer: this.name,
+      drop: () => link.drop(REMOTE_USER_TERMINATED, 'disconnected by the lock'),
+    });
     channel.linkUp(air.mtu);
 
     return connectionOver(state, {

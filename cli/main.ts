@@ -13,6 +13,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
+import { reportFailure } from './errors';
 import { registerAgentCommands } from '../mobile-agent/cli';
 import { registerAuthorityCommands } from '../authority/cli';
 import { registerLockCommands } from '../firmware-sim/cli';
@@ -21,7 +22,6 @@ import { registerRadioCommands } from '../radio/cli';
 import { registerTraceCommands } from '../radio/trace-show';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 import { registerDemoCommand } from './demo-command';
-import { reportFailure } from './errors';
 import { applyCliConventions, isAskedForOutput } from './program';
 
 function packageVersion(): string {

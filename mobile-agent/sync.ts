@@ -141,7 +141,8 @@ export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
       // advertising is retried only if this sync already reached it — after a dropped link
       // the lock advertises again only once its own supervision timeout has fired.
       const reachedBefore = ctx.versionBefore !== undefined;
-      const retryable = err.reason === 'LINK_LOST' || err.reason === 'TIMEOUT' || (err.reason === 'LOCK_NOT_FOUND' && reachedBefore);
+      const retryable =
+        err.reason === 'LINK_LOST' || err.reason === 'TIMEOUT' || (err.reason === 'LOCK_NOT_FOUND' && reachedBefore) || err.lockError === 'BUSY';
       if (!retryable || attempt === attempts) break;
       const delayMs = (opts.backoffMs ?? 500) * 2 ** (attempt - 1);
       opts.onEvent?.({ phase: 'retry', attempt, delayMs, reason: err.message });
@@ -156,6 +157,8 @@ export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
 
 async function expectHello(conn: LockConnection, ctx: SyncContext): Promise<Extract<Message, { type: 'hello' }>> {
   const m = await conn.next(ctx.timeout);
+  // A lock in a session with another phone answers BUSY instead of hello (SPEC §13.3).
+  if (m.type === 'error') throw new AgentError('REFUSED_BY_LOCK', `${m.reason} ${m.detail}`.trim(), m.reason);
   if (m.type !== 'hello') throw new AgentError('PROTOCOL_VIOLATION', `expected hello, got ${m.type}`);
   if (m.lockId !== ctx.opts.lockId) throw new AgentError('PROTOCOL_VIOLATION', `connected to ${m.lockId}, wanted ${ctx.opts.lockId}`);
   if (ctx.versionBefore === undefined) ctx.versionBefore = m.version;

@@ -45,6 +45,7 @@ export async function unlock(opts: UnlockOptions): Promise<UnlockResult> {
   const conn = await opts.connector.connect(opts.lockId);
   try {
     const hello = await conn.next(timeout);
+    if (hello.type === 'error') throw new AgentError('REFUSED_BY_LOCK', `${hello.reason} ${hello.detail}`.trim(), hello.reason); // BUSY
     if (hello.type !== 'hello' || hello.lockId !== opts.lockId) throw new AgentError('PROTOCOL_VIOLATION', `expected hello from ${opts.lockId}`);
     await conn.send({ type: 'unlockRequest', credId: grant.credId });
     const ch = await conn.next(timeout);

@@ -3,8 +3,8 @@ import fc from 'fast-check';
 import { type CborValue, CborError, decode, encode, compareIntKeys } from './cbor';
 import { fromHex, toHex } from './crypto';
 import { REFUSAL_CASES, RFC8949_APPENDIX_A } from './vectors/cbor-cases';
+import { FC_RUNS, FUZZ_PROPERTIES, propertyTimeout, toFcProperty } from './fuzz/properties';
 
-const RUNS = Number(process.env.FC_RUNS ?? 10_000);
 
 function refusal(input: Uint8Array, limits = {}): CborError {
   try {
@@ -105,77 +105,12 @@ describe('RFC 8949 Appendix A examples in the locksync subset', () => {
 });
 
 // ---------------------------------------------------------------------------------------
-// Properties
-
-const safeInt = fc.oneof(
-  fc.integer({ min: -30, max: 30 }),
-  fc.integer({ min: -70_000, max: 70_000 }),
-  fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }),
-);
-const text = fc.string({ unit: 'binary', maxLength: 12 });
-const { value: cborValue } = fc.letrec<{ value: CborValue }>((tie) => ({
-  value: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    safeInt,
-    fc.uint8Array({ maxLength: 24 }),
-    text,
-    fc.constantFrom(true, false, null),
-    fc.array(tie('value'), { maxLength: 5 }),
-    fc
-      .uniqueArray(fc.tuple(safeInt, tie('value')), { maxLength: 5, selector: ([k]) => k })
-      .map((pairs) => new Map(pairs) as CborValue),
-  ),
-}));
-
-const LOOSE = { maxDepth: 64 };
-
-function decodeOrCborError(b: Uint8Array): void {
-  try {
-    const v = decode(b, LOOSE);
-    // Accepted: must be exactly what the encoder produces.
-    expect(toHex(encode(v))).toBe(toHex(b));
-  } catch (e) {
-    if (!(e instanceof CborError)) throw e;
-  }
-}
+// Properties (defined in fuzz/properties.ts, shared with `npm run fuzz`)
 
 describe('properties', () => {
-  it('encode/decode round trip: decode(encode(v)) re-encodes to the same bytes', () => {
-    fc.assert(
-      fc.property(cborValue, (v) => {
-        const b = encode(v);
-        const back = decode(b, LOOSE);
-        expect(back).toEqual(v);
-        expect(toHex(encode(back))).toBe(toHex(b));
-      }),
-      { numRuns: RUNS },
-    );
-  });
-
-  it('random bytes: only CborError, and every accepted input re-encodes byte-identically', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 48 }), decodeOrCborError), { numRuns: RUNS });
-  });
-
-  it('mutated valid encodings (bit flips, truncations, insertions): only CborError, accepted ones re-encode identically', () => {
-    const mutation = fc.oneof(
-      fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
-      fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-      fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
-      fc.record({ kind: fc.constant('delete' as const), at: fc.nat() }),
-    );
-    fc.assert(
-      fc.property(cborValue, fc.array(mutation, { minLength: 1, maxLength: 3 }), (v, muts) => {
-        let b = Array.from(encode(v));
-        for (const m of muts) {
-          const at = b.length === 0 ? 0 : m.at % (b.length + (m.kind === 'insert' ? 1 : 0));
-          if (m.kind === 'flip' && b.length > 0) b[at] = (b[at] as number) ^ (1 << m.bit);
-          else if (m.kind === 'truncate') b = b.slice(0, at);
-          else if (m.kind === 'insert') b.splice(at, 0, m.byte);
-          else if (m.kind === 'delete') b.splice(at, 1);
-        }
-        decodeOrCborError(Uint8Array.from(b));
-      }),
-      { numRuns: RUNS },
-    );
-  });
+  for (const p of FUZZ_PROPERTIES.filter((x) => x.group === 'cbor decoder')) {
+    it(`${p.name} (${FC_RUNS} runs)`, () => {
+      fc.assert(toFcProperty(p), { numRuns: FC_RUNS });
+    }, propertyTimeout(FC_RUNS, p.msPerRunBudget));
+  }
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MessageChannel } from './channel';
+import { decodeFrame, segmentMessage } from './framing';
 import { SeededRandom } from './random';
 
 /** Two channels joined by an in-memory link that can be cut after N frames. */
@@ -143,5 +144,33 @@ describe('MessageChannel link-up ordering', () => {
     }
     await sent;
     expect(got).toEqual([new Uint8Array(300).fill(7)]);
+  });
+});
+
+describe('refused messages', () => {
+  it('MESSAGE_TOO_LARGE is answered with ABORT and is not a protocol violation: the next message is received', () => {
+    const out: Uint8Array[] = [];
+    const got: Uint8Array[] = [];
+    const violations: string[] = [];
+    const refused: string[] = [];
+    const ch = new MessageChannel({
+      write: (f) => out.push(f),
+      onMessage: (m) => got.push(m),
+      onProtocolError: (e) => violations.push(e.code),
+      onMessageRefused: (e) => refused.push(e.code),
+      maxMessageBytes: 100,
+    });
+    ch.linkUp(23);
+    // A sender that ignored the HELLO's limit: a 200-byte message, every frame of it.
+    for (const f of segmentMessage(new SeededRandom('big').bytes(200), 23, { messageId: 4 })) ch.receiveFrame(f);
+    expect(refused).toEqual(['MESSAGE_TOO_LARGE']);
+    expect(violations).toEqual([]);
+    const abort = out.map((f) => decodeFrame(f)).find((f) => f.type === 'abort');
+    expect(abort).toEqual({ type: 'abort', messageId: 4, reason: 8 });
+    // Then a message within the limit, on the same connection.
+    const small = new SeededRandom('small').bytes(60);
+    // After a refusal the reassembler takes the next START at whatever seq the sender is at.
+    for (const f of segmentMessage(small, 23, { messageId: 5, firstSeq: 42 })) ch.receiveFrame(f);
+    expect(got.map((m) => Buffer.from(m).toString('hex'))).toEqual([Buffer.from(small).toString('hex')]);
   });
 });

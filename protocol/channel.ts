@@ -30,6 +30,11 @@ export interface MessageChannelOptions {
   onProgress?: (acked: number, total: number) => void;
   /** A framing violation by the peer: the owner should drop the link (partials are kept). */
   onProtocolError?: (error: FramingError) => void;
+  /**
+   * A message refused without a violation (MESSAGE_TOO_LARGE): the ABORT is already sent
+   * and the link stays up (SPEC §13.2) — the peer may send something else.
+   */
+  onMessageRefused?: (error: FramingError) => void;
   maxMessageBytes?: number;
   window?: number;
   ackEvery?: number;
@@ -179,9 +184,12 @@ export class MessageChannel {
       }
     } catch (e) {
       if (!(e instanceof FramingError)) throw e;
-      if (e.code === 'MESSAGE_TOO_LARGE') {
+      if (e.code === 'MESSAGE_TOO_LARGE' && frameKind(frame) === 'data') {
+        // Refused from its START, before buffering: answer ABORT and keep the link.
         const abort = this.reassembler.abortFrame();
         if (abort) this.emit(abort);
+        this.opts.onMessageRefused?.(e);
+        return;
       }
       if (e.code === 'PEER_ABORTED' && this.current) {
         const p = this.current;

@@ -19,8 +19,8 @@ import {
 } from './framing';
 import { deterministicBytes, framingVectors } from './vectors/framing';
 import { unhex } from './vectors/shape';
+import { FC_RUNS, FUZZ_PROPERTIES, propertyTimeout, toFcProperty } from './fuzz/properties';
 
-const FC_RUNS = Number(process.env.FC_RUNS ?? 10_000);
 const MTUS = [23, 185, 247, 517] as const;
 
 function codeOf(fn: () => unknown): FramingErrorCode | 'no error' {
@@ -207,6 +207,7 @@ describe('window', () => {
     expect(codeOf(() => s.onAck(encodeAck(3)))).toBe('WINDOW_VIOLATION');
   });
 
+  const WINDOW_RUNS = Math.max(200, Math.floor(FC_RUNS / 20));
   it('sender never has more than window frames unacknowledged under random ack timing', () => {
     fc.assert(
       fc.property(
@@ -243,9 +244,9 @@ describe('window', () => {
           return got !== undefined && Buffer.from(got).equals(Buffer.from(msg));
         },
       ),
-      { numRuns: Math.max(200, Math.floor(FC_RUNS / 20)) },
+      { numRuns: WINDOW_RUNS },
     );
-  });
+  }, propertyTimeout(WINDOW_RUNS, 5));
 });
 
 describe('resume after disconnect', () => {
@@ -417,59 +418,12 @@ describe('typed errors', () => {
   });
 });
 
-describe('fuzz: only FramingError ever escapes', () => {
-  const isTyped = (e: unknown) => e instanceof FramingError && FRAMING_ERROR_CODES.includes(e.code);
-  const valid = segmentMessage(deterministicBytes(400, 13), 23, { messageId: 3 });
-
-  it(`random frames into reassembler and sender (${FC_RUNS} runs)`, () => {
-    fc.assert(
-      fc.property(fc.array(fc.uint8Array({ maxLength: 530 }), { maxLength: 8 }), fc.nat(valid.length), (inputs, prefix) => {
-        const r = new FrameReassembler({ maxMessageBytes: 4096, window: 8 });
-        for (const f of valid.slice(0, prefix)) r.push(f); // sometimes mid-message
-        const s = new FrameSender({ mtu: 23 });
-        s.send(3, deterministicBytes(400, 13));
-        for (const input of inputs) {
-          for (const target of [() => r.push(input), () => s.onAck(input), () => frameKind(input)]) {
-            try {
-              target();
-            } catch (e) {
-              if (!isTyped(e)) return false;
-            }
-          }
-          s.nextFrames();
-        }
-        return true;
-      }),
-      { numRuns: FC_RUNS },
-    );
-  });
-
-  it(`mutated valid frame streams (${FC_RUNS} runs)`, () => {
-    fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.nat(), fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }),
-        fc.array(fc.nat(), { maxLength: 3 }),
-        (edits, cuts) => {
-          const frames = valid.map((f) => f.slice());
-          for (const [fi, bi, v] of edits) {
-            const f = frames[fi % frames.length] as Uint8Array;
-            f[bi % f.length] = v;
-          }
-          const stream = frames.map((f, i) => (cuts.includes(i) ? f.subarray(0, (i * 7) % f.length) : f));
-          const r = new FrameReassembler({ maxMessageBytes: 1000, window: 4 });
-          for (const f of stream) {
-            try {
-              r.push(f);
-            } catch (e) {
-              if (!isTyped(e)) return false;
-            }
-          }
-          return true;
-        },
-      ),
-      { numRuns: FC_RUNS },
-    );
-  });
+describe('fuzz: only FramingError ever escapes (properties shared with `npm run fuzz`)', () => {
+  for (const p of FUZZ_PROPERTIES.filter((x) => x.group === 'framing')) {
+    it(`${p.name} (${FC_RUNS} runs)`, () => {
+      fc.assert(toFcProperty(p), { numRuns: FC_RUNS });
+    }, propertyTimeout(FC_RUNS, p.msPerRunBudget));
+  }
 });
 
 describe('vectors', () => {

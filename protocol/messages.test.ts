@@ -11,8 +11,8 @@ import { verify } from './crypto';
 import { cmap } from './schema';
 import { messageSamples, SAMPLE_AUDIT_RECORDS } from './vectors/message-samples';
 import { KEYS } from './vectors/world';
+import { FC_RUNS, FUZZ_PROPERTIES, propertyTimeout, toFcProperty } from './fuzz/properties';
 
-const RUNS = Number(process.env.FC_RUNS ?? 10_000);
 const samples = messageSamples();
 const encoded = samples.map((s) => encodeMessage(s.message));
 
@@ -75,40 +75,10 @@ describe('audit chain', () => {
   });
 });
 
-function onlyProtocolError(b: Uint8Array): void {
-  try {
-    const m = decodeMessage(b);
-    expect(toHex(encodeMessage(m))).toBe(toHex(b)); // accepted ⇒ canonical
-  } catch (e) {
-    if (!(e instanceof ProtocolError)) throw e;
+describe('decodeMessage never throws anything but ProtocolError (properties shared with `npm run fuzz`)', () => {
+  for (const p of FUZZ_PROPERTIES.filter((x) => x.group === 'messages')) {
+    it(`${p.name} (${FC_RUNS} runs)`, () => {
+      fc.assert(toFcProperty(p), { numRuns: FC_RUNS });
+    }, propertyTimeout(FC_RUNS, p.msPerRunBudget));
   }
-}
-
-describe('decodeMessage never throws anything but ProtocolError', () => {
-  it('random bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), onlyProtocolError), { numRuns: RUNS });
-  });
-  it('random bytes behind a valid message-type header', () => {
-    const head = fc.constantFrom(...Object.values(MESSAGE_TYPES)).map((t) => [0xa2, 0x00, t, 0x01]);
-    fc.assert(fc.property(head, fc.uint8Array({ maxLength: 48 }), (h, tail) => onlyProtocolError(Uint8Array.from([...h, ...tail]))), { numRuns: RUNS });
-  });
-  it('mutated valid messages (bit flips, truncations, insertions)', () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 0, max: encoded.length - 1 }),
-        fc.array(fc.tuple(fc.constantFrom('flip', 'cut', 'insert'), fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
-        (i, muts) => {
-          let b = Array.from(encoded[i] as Uint8Array);
-          for (const [kind, at, x] of muts) {
-            const p = at % (b.length + 1);
-            if (kind === 'flip' && p < b.length) b[p] = (b[p] as number) ^ (1 << (x & 7));
-            else if (kind === 'cut') b = b.slice(0, p);
-            else if (kind === 'insert') b.splice(p, 0, x);
-          }
-          onlyProtocolError(Uint8Array.from(b));
-        },
-      ),
-      { numRuns: RUNS },
-    );
-  });
 });

@@ -5,9 +5,11 @@ import { toHex } from './crypto';
 import { type Entry, type KeyPolicy, type Table, DEFAULT_LOCK_POLICY, LIMITS, emptyTable, encodeTable, tableDigest, decodeTableBytes } from './table';
 import { type Op, applyOps, diffTables, opFromCbor, opToCbor } from './ops';
 import { decode, encode } from './cbor';
+import { FC_RUNS, propertyTimeout } from './fuzz/properties';
 
-const RUNS = Number(process.env.FC_RUNS ?? 10_000);
-const MODEL_RUNS = Math.max(200, Math.floor(RUNS / 10));
+const MODEL_RUNS = Math.max(200, Math.floor(FC_RUNS / 10));
+/** Model runs build and apply whole tables: tens of ms each on a loaded 2-core machine. */
+const MODEL_TIMEOUT = propertyTimeout(MODEL_RUNS, 50);
 
 const ID_MAX = 12;
 const SECRET = new Uint8Array(32).fill(7);
@@ -116,7 +118,7 @@ describe('applyOps agrees with a naive model', () => {
       }),
       { numRuns: MODEL_RUNS },
     );
-  });
+  }, MODEL_TIMEOUT);
 
   it('remove cascades transitively to guests, removePartner removes all of a partner in one op', () => {
     const g = (credId: number, parent: number): Entry => ({ credId, kind: 'phone', holder: 'guest', secret: SECRET, parent, flags: 0 });
@@ -133,6 +135,33 @@ describe('applyOps agrees with a naive model', () => {
     expect(refusalOf(() => applyOps(t, [{ op: 'remove', credId: 4 }, { op: 'put', entry: g(6, 99) }])).reason).toBe('INVALID_OP');
     expect(refusalOf(() => applyOps(t, [{ op: 'remove', credId: 77 }])).reason).toBe('INVALID_OP');
     expect(refusalOf(() => applyOps(t, [{ op: 'put', entry: { credId: 8, kind: 'phone', holder: 'partner', secret: SECRET, flags: 0 } }])).reason).toBe('MALFORMED');
+  });
+
+  it('Key- and partner-wide removals follow credentials that earlier ops of the same delta moved, added or removed', () => {
+    const k = (credId: number, keyId: number): Entry => ({ credId, kind: 'phone', holder: 'resident', secret: SECRET, keyId, flags: 0 });
+    const p = (credId: number, partnerId: number, keyId?: number): Entry => ({
+      credId, kind: 'phone', holder: 'partner', secret: SECRET, partnerId, flags: 0, ...(keyId !== undefined ? { keyId } : {}),
+    });
+    const t = applyOps(emptyTable(), [{ op: 'put', entry: k(1, 10) }, { op: 'put', entry: k(2, 10) }, { op: 'put', entry: p(3, 7, 10) }, { op: 'put', entry: p(4, 7) }]);
+    const ids = (ops: Op[]): number[] => [...applyOps(t, ops).entries.keys()].sort((a, b) => a - b);
+    // The index is built by the first group removal; later puts and removes keep it in step.
+    expect(ids([{ op: 'removeKey', keyId: 99 }, { op: 'put', entry: k(1, 11) }, { op: 'removeKey', keyId: 10 }])).toEqual([1, 4]);
+    expect(ids([{ op: 'removeKey', keyId: 99 }, { op: 'put', entry: k(5, 10) }, { op: 'removeKey', keyId: 10 }])).toEqual([4]);
+    expect(ids([{ op: 'removePartner', partnerId: 7 }, { op: 'put', entry: p(4, 7) }])).toEqual([1, 2, 4]);
+    expect(ids([{ op: 'removePartner', partnerId: 7 }, { op: 'removeKey', keyId: 10 }])).toEqual([]);
+    expect(ids([{ op: 'removeKey', keyId: 10 }, { op: 'removePartner', partnerId: 7 }, { op: 'put', entry: k(3, 10) }, { op: 'removeKey', keyId: 10 }])).toEqual([]);
+    expect(refusalOf(() => applyOps(t, [{ op: 'removeKey', keyId: 10 }, { op: 'remove', credId: 1 }])).reason).toBe('INVALID_OP');
+  });
+
+  it('a delta of 20,000 Key-wide removals over a 4,000-entry table applies like the naive model (indexed, one pass)', () => {
+    let t = emptyTable();
+    const puts: Op[] = [];
+    for (let c = 1; c <= 4000; c++) puts.push({ op: 'put', entry: { credId: c, kind: 'phone', holder: 'resident', secret: SECRET, keyId: (c % 50) + 1, flags: 0 } });
+    t = applyOps(t, puts);
+    const ops: Op[] = Array.from({ length: 20_000 }, (_, i): Op => ({ op: 'removeKey', keyId: i % 2 === 0 ? 100_000 + i : (i % 25) + 1 }));
+    const got = applyOps(t, ops);
+    expect(toHex(encodeTable(got))).toBe(toHex(encodeTable(modelApply(t, ops) as Table)));
+    expect(got.entries.size).toBe(4000 - 25 * 80);
   });
 
   it('over-limit results are refused with OVER_LIMIT', () => {
@@ -198,7 +227,7 @@ describe('diffTables', () => {
       }),
       { numRuns: MODEL_RUNS },
     );
-  });
+  }, MODEL_TIMEOUT);
 
   it('re-parented ancestor: spells out removals the end-of-delta cascade would miss', () => {
     const e = (credId: number, parent?: number): Entry =>
@@ -231,5 +260,5 @@ describe('table encoding', () => {
       }),
       { numRuns: MODEL_RUNS },
     );
-  });
+  }, MODEL_TIMEOUT);
 });

@@ -110,7 +110,8 @@ export interface BlenoLike {
   startAdvertising(name: string, serviceUuids?: string[], callback?: (error?: Error | null) => void): void;
   stopAdvertising(callback?: () => void): void;
   setServices(services: unknown[], callback?: (error?: Error | null) => void): void;
-  disconnect(): void;
+  /** Drops one connection (its HCI handle), or every connection without one. */
+  disconnect(handle?: number): void;
   PrimaryService: new (options: Record<string, unknown>) => unknown;
   Characteristic: new (options: Record<string, unknown>) => unknown;
   Descriptor: new (options: Record<string, unknown>) => unknown;
@@ -129,8 +130,19 @@ async function importPackage<T>(name: string): Promise<WithBindingsModule<T> & T
     return (loaded.default ?? loaded) as WithBindingsModule<T> & T;
   } catch (error) {
     if (isModuleNotFound(error, name)) throw new BlePackageMissingError(name, error);
-    throw error;
+    // The package is there but failed while loading: the @abandonware stacks open their
+    // HCI socket at import, which fails where the kernel has no Bluetooth (EAFNOSUPPORT).
+    const code = (error as { code?: string })?.code;
+    throw new TransportUnsupportedError(
+      `${name} failed to load${code !== undefined ? ` (${code})` : ''}: ${String((error as Error)?.message ?? error).split('\n')[0]}` +
+        (code === 'EAFNOSUPPORT' ? ' — this kernel has no Bluetooth HCI sockets' : ''),
+    );
   }
+}
+
+/** A failure to load or bind a host stack that the user fixes by installing or choosing differently. */
+export function isHostLoadError(e: unknown): e is BlePackageMissingError | TransportUnsupportedError | TransportParseError {
+  return e instanceof BlePackageMissingError || e instanceof TransportUnsupportedError || e instanceof TransportParseError;
 }
 
 function isModuleNotFound(error: unknown, name: string): boolean {
@@ -138,19 +150,45 @@ function isModuleNotFound(error: unknown, name: string): boolean {
   return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(name);
 }
 
+/** The environment variable an @abandonware package reads its adapter index from. */
+export const ABANDONWARE_DEVICE_ID_ENV = { noble: 'NOBLE_HCI_DEVICE_ID', bleno: 'BLENO_HCI_DEVICE_ID' } as const;
+
+/** Adapter index each @abandonware package was imported with in this process. */
+const abandonwareDeviceIds: { noble?: number; bleno?: number } = {};
+
 async function loadHost<T>(role: 'noble' | 'bleno', transport: string, options: { family?: BleFamily; extended?: boolean }): Promise<T> {
   const parsed = parseTransport(transport);
   const family = resolveFamily(options.family);
   const packageName = `@${family}/${role}`;
-  const module = await importPackage<T>(packageName);
   if (family === 'abandonware') {
-    // The @abandonware stacks have no UART driver and choose the adapter by env var.
+    // The @abandonware stacks have no UART driver, and each is a singleton that picks its
+    // adapter from an environment variable while it is imported (lib/hci-socket/hci.js
+    // reads it when the module-level instance is built). So: refuse UART before importing,
+    // set the variable before the import, and refuse a second adapter in the same process.
     if (parsed.kind === 'uart') {
-      throw new TransportUnsupportedError(`${packageName} cannot use HCI over UART (${transport}); use @stoprocent/${role} (LOCKSYNC_BLE_FAMILY=stoprocent) or hci:N`);
+      throw new TransportUnsupportedError(
+        `${packageName} has no HCI-over-UART driver, so ${transport} cannot be used with LOCKSYNC_BLE_FAMILY=abandonware; use hci:N, or the default family (LOCKSYNC_BLE_FAMILY=stoprocent) for uart:`,
+      );
     }
-    process.env[role === 'noble' ? 'NOBLE_HCI_DEVICE_ID' : 'BLENO_HCI_DEVICE_ID'] = String(parsed.deviceId);
+    const bound = abandonwareDeviceIds[role];
+    if (bound !== undefined && bound !== parsed.deviceId) {
+      throw new TransportUnsupportedError(`${packageName} is already bound to hci:${bound} in this process and cannot switch to hci:${parsed.deviceId}; run one process per adapter`);
+    }
+    const envName = ABANDONWARE_DEVICE_ID_ENV[role];
+    const previous = process.env[envName];
+    process.env[envName] = String(parsed.deviceId);
+    let module: WithBindingsModule<T> & T;
+    try {
+      module = await importPackage<T>(packageName);
+    } catch (e) {
+      if (previous === undefined) delete process.env[envName];
+      else process.env[envName] = previous;
+      throw e;
+    }
+    abandonwareDeviceIds[role] = parsed.deviceId;
     return module as T;
   }
+  const module = await importPackage<T>(packageName);
   if (typeof module.withBindings !== 'function') {
     throw new TransportUnsupportedError(`${packageName} has no withBindings(); a version with HCI-over-UART support is needed`);
   }
