@@ -425,7 +425,8 @@ export async function openHostStack<T extends NobleLike | BlenoLike>(
   options: { family?: BleFamily; extended?: boolean; poweredOnTimeoutMs?: number } = {},
 ): Promise<T> {
   const parsed = parseTransport(transport);
-  if (parsed.kind === 'uart') await preflightUart(transport, parsed.port);
+  // A family that cannot drive UART at all is the first thing to say, before the path.
+  if (parsed.kind === 'uart' && resolveFamily(options.family) !== 'abandonware') await preflightUart(transport, parsed.port);
   const { poweredOnTimeoutMs, ...load } = options;
   const host = await loadHost<T>(role, transport, load);
   return startHostStack(host, transport, poweredOnTimeoutMs ?? 10_000);
