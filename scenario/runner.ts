@@ -1097,7 +1097,8 @@ export async function runScenario(scenario: Scenario, opts: RunOptions = {}): Pr
   const tracePath = join(outDir, 'trace.json');
   const timelinePath = join(outDir, 'timeline.html');
   writeFileSync(tracePath, JSON.stringify(trace, null, 2));
-  writeFileSync(timelinePath, renderTimeline(trace, { hash, replayCommand: replay }));
+  const doorNames = Object.fromEntries(scenario.property.doors.map((d) => [lockActor(d.id), d.name]));
+  writeFileSync(timelinePath, renderTimeline(trace, { hash, replayCommand: replay, names: doorNames }));
   const captures = captureDir !== undefined && existsSync(captureDir) ? readdirSync(captureDir).filter((f) => f.endsWith('.btsnoop') || f.endsWith('.log')).sort().map((f) => join(captureDir, f)) : [];
   if (failure !== undefined) {
     run.expectations.push({ step: -1, description: 'run completes', expected: 'no error', actual: failure.message, ok: false });
