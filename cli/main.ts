@@ -4,6 +4,7 @@
 //   authority  the cloud (init, serve, manager operations)
 //   radio      the virtual BLE radio (up, ctl)
 //   trace      btsnoop captures decoded down to locksync messages (show)
+//   replay     a captured sync replayed against a simulated lock (radio/replay.ts)
 //   scenario   QA scenarios (run)
 //   demo       the end-to-end story (same as `npm start`)
 
@@ -14,6 +15,7 @@ import { registerLockCommands } from '../firmware-sim/cli';
 import { registerScenarioCommands } from '../scenario/cli';
 import { radioMain } from '../radio/index';
 import { registerTraceCommands } from '../radio/trace-show';
+import { registerReplayCommand } from '../radio/replay';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 
 export function buildProgram(): Command {
@@ -27,6 +29,7 @@ export function buildProgram(): Command {
   registerAuthorityCommands(program);
   registerScenarioCommands(program);
   registerTraceCommands(program);
+  registerReplayCommand(program);
 
   // These tools parse their own arguments (radio/cli.ts, cli/demo.ts).
   const passThrough = (name: string, description: string, run: (args: string[]) => Promise<number>): void => {
