@@ -21,7 +21,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { CliError, reportFailure } from '../cli/errors';
+import { CliError, EXIT_CODES, reportFailure } from '../cli/errors';
 import { Lock } from '../firmware-sim/lock';
 import { NorFlash, type FlashGeometry } from '../firmware-sim/flash';
 import { LockStorage } from '../firmware-sim/storage';
@@ -460,7 +460,7 @@ export function replayCommand(file: string, opts: { state?: string; json?: boole
   const report = replayExchange(ex, state);
   if (opts.json) out(JSON.stringify({ file, ...report }));
   else for (const l of reportLines(file, report)) out(l);
-  return report.verdict === 'disagrees' ? 8 : 0;
+  return report.verdict === 'disagrees' ? EXIT_CODES.PROTOCOL_VIOLATION : EXIT_CODES.OK;
 }
 
 export function registerReplayCommand(program: Command): void {
