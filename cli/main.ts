@@ -5,6 +5,7 @@
 //   radio      the virtual BLE radio (up, ctl)
 //   trace      btsnoop captures decoded down to locksync messages (show)
 //   replay     a captured sync replayed against a simulated lock (radio/replay.ts)
+//   panel      a live web page over the demo's world (world/panel.ts)
 //   scenario   QA scenarios (run)
 //   demo       the end-to-end story (same as `npm start`)
 
@@ -16,6 +17,7 @@ import { registerScenarioCommands } from '../scenario/cli';
 import { radioMain } from '../radio/index';
 import { registerTraceCommands } from '../radio/trace-show';
 import { registerReplayCommand } from '../radio/replay';
+import { registerPanelCommand } from '../world/panel';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 
 export function buildProgram(): Command {
@@ -30,6 +32,7 @@ export function buildProgram(): Command {
   registerScenarioCommands(program);
   registerTraceCommands(program);
   registerReplayCommand(program);
+  registerPanelCommand(program);
 
   // These tools parse their own arguments (radio/cli.ts, cli/demo.ts).
   const passThrough = (name: string, description: string, run: (args: string[]) => Promise<number>): void => {

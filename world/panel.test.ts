@@ -1,0 +1,106 @@
+// The live panel in a real headless Chromium (the system's, driven by puppeteer-core):
+// typing a right and a wrong code on the keypad, a revocation made pending by the manager
+// and landing after a sync pressed in the page — every change pushed over server-sent
+// events. Skipped with a notice where no Chromium exists (as the timeline's check is).
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoWorld, Panel } from './panel';
+import type { World } from './world';
+
+function findChromium(): string | undefined {
+  if (existsSync('/usr/bin/chromium')) return '/usr/bin/chromium';
+  for (const name of ['chromium', 'chromium-browser']) {
+    try {
+      return execFileSync('which', [name], { encoding: 'utf8' }).trim() || undefined;
+    } catch {
+      /* not on PATH */
+    }
+  }
+  return undefined;
+}
+
+const chromium = findChromium();
+if (chromium === undefined) console.warn('NOTICE: no chromium on this machine (/usr/bin/chromium, chromium, chromium-browser): skipping the live panel test');
+
+describe.skipIf(chromium === undefined)('locksync panel in headless Chromium', () => {
+  let world: World;
+  let panel: Panel;
+  let url: string;
+  let told: Record<string, string>;
+
+  beforeAll(async () => {
+    const demo = await demoWorld('panel-test');
+    world = demo.world;
+    told = { ...demo.told, partnerId: String(demo.partnerId) };
+    panel = new Panel(world, told);
+    url = await panel.listen(0);
+  }, 60_000);
+
+  afterAll(async () => {
+    await panel?.close();
+    await world?.close();
+  });
+
+  it('keypad right and wrong, a revocation pending then landed by a sync pressed in the page', async () => {
+    const puppeteer = (await import('puppeteer-core')).default;
+    const browser = await puppeteer.launch({ executablePath: chromium as string, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    try {
+      const page = await browser.newPage();
+      await page.setViewport({ width: 1300, height: 1400 });
+      await page.goto(url);
+      const unit = world.door('Unit 4B').lockId;
+      const sel = `#lock-${unit}`;
+      await page.waitForSelector(`${sel} .keypad`);
+      // Page-side code goes as strings: functions would be serialised with the test
+      // transform's helpers in them, which do not exist in the page.
+      const textOf = (s: string) => page.evaluate(`document.querySelector(${JSON.stringify(s)})?.textContent ?? ''`) as Promise<string>;
+      const type = async (code: string) => {
+        for (const d of code) await page.click(`${sel} button[data-key="${d}"]`);
+        await page.click(`${sel} button[data-enter]`);
+      };
+      const resultIs = (re: RegExp) => page.waitForFunction(`new RegExp(${JSON.stringify(re.source)}).test(document.getElementById(${JSON.stringify(`result-${unit}`)})?.textContent ?? '')`, { timeout: 20_000 });
+      const pendingIs = (n: number) => page.waitForFunction(`document.querySelector(${JSON.stringify(`${sel} .pending`)})?.textContent === '${n}'`, { timeout: 30_000 });
+
+      const right = told['doorcode:Unit 4B'] as string;
+      expect(right).toMatch(/^\d+$/);
+      await type(right);
+      await resultIs(/GRANTED/);
+      const wrong = right.split('').map((d) => String((Number(d) + 1) % 10)).join('');
+      await type(wrong);
+      await resultIs(/→ (?!GRANTED)[A-Z_]+/);
+      expect(await textOf(`#result-${unit}`)).not.toContain('GRANTED');
+
+      // The manager removes the partner: pending at the offline door, the partner still gets in.
+      const versionBefore = world.door('Unit 4B').lock.version;
+      await page.click(`${sel} button[data-remove]`);
+      await pendingIs(1);
+      await page.click(`${sel} button[data-unlock="fastparcel"]`);
+      await resultIs(/fastparcel's phone → GRANTED/);
+
+      // Alice taps Sync in the page: the revocation lands, the partner is refused.
+      await page.click(`${sel} button[data-sync="alice"]`);
+      await pendingIs(0);
+      expect(await textOf(`${sel} .version`)).toBe(`v${versionBefore + 1}`);
+      expect(await textOf(`${sel} .credentials`)).not.toContain('FastParcel');
+      expect(await textOf(`${sel} .credentials`)).toContain('Alice');
+      await page.click(`${sel} button[data-unlock="fastparcel"]`);
+      await resultIs(/fastparcel's phone → UNKNOWN_CREDENTIAL/);
+
+      // The timeline grew with every action, pushed over server-sent events.
+      const events = (await page.evaluate(`[...document.querySelectorAll('#events li')].map((l) => l.textContent ?? '')`)) as string[];
+      expect(events.some((e) => e.includes('manager removed FastParcel from Unit 4B'))).toBe(true);
+      expect(events.some((e) => /alice synced v\d+ → v\d+, receipt at the authority/.test(e))).toBe(true);
+      expect(events.filter((e) => e.includes('decision')).length).toBeGreaterThanOrEqual(4);
+
+      const shot = path.join(os.tmpdir(), `locksync-panel-${process.pid}.png`);
+      await page.screenshot({ path: shot, fullPage: true });
+      console.log(`panel screenshot: ${shot}`);
+      expect(existsSync(shot)).toBe(true);
+    } finally {
+      await browser.close();
+    }
+  }, 120_000);
+});
