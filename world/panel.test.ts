@@ -104,3 +104,19 @@ describe.skipIf(chromium === undefined)('locksync panel in headless Chromium', (
     }
   }, 120_000);
 });
+
+describe('locksync panel: failures', () => {
+  it('a bad --port is a usage error; a taken port is IN_USE, one line each', async () => {
+    const { expectFailure, locksync } = await import('../test/failure-paths/harness');
+    expectFailure(await locksync(['panel', '--port', 'eighty'], { deadlineMs: 30_000 }), 'USAGE', /--port/);
+    const http = await import('node:http');
+    const taken = http.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      expectFailure(await locksync(['panel', '--port', String(port)], { deadlineMs: 60_000 }), 'IN_USE', new RegExp(`port ${port}`));
+    } finally {
+      taken.close();
+    }
+  }, 120_000);
+});
