@@ -11,7 +11,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { World } from '../world/index';
 import { decodeMessage, toHex } from '../protocol/index';
-import { findExchange, readLockState, replayExchange, reportLines } from './replay';
+import { findExchange, readLockState, replayExchange, reportLines, scenarioFor } from './replay';
+import { loadScenario } from '../scenario/load';
+import { runScenario } from '../scenario/runner';
 import { expectFailure, locksync } from '../test/failure-paths/harness';
 
 const BTSNOOP_EPOCH_OFFSET_US = 0x00dcddb30f2f8000n;
@@ -193,6 +195,29 @@ describe('locksync replay: failing syncs captured on the real stacks, replayed a
       }
     });
   }
+
+  it('writes scenarios that reproduce the captured link drop and refusal from a seed (sim), and says when it cannot', async () => {
+    for (const [name, expected] of [
+      ['link dropped mid-transfer', /link_lost/],
+      ['refused update', /refused:[A-Z_]+/],
+    ] as const) {
+      const c = cases.get(name)!;
+      const state = readLockState(c.state);
+      const report = replayExchange(findExchange(fs.readFileSync(c.capture)), state);
+      const text = scenarioFor(report, state.lockId, 7);
+      expect(text, name).toBeDefined();
+      const file = path.join(tmp, `${name.replace(/\W+/g, '-')}.yaml`);
+      fs.writeFileSync(file, text as string);
+      const run = await runScenario(loadScenario(file), { seed: 7, outDir: path.join(tmp, `run-${path.basename(file, '.yaml')}`) });
+      expect(run.expectations.filter((x) => !x.ok), name).toEqual([]);
+      expect(run.passed).toBe(true);
+      expect(run.expectations.some((x) => expected.test(String(x.actual)))).toBe(true);
+      if (name === 'refused update') expect(text).toContain(`refused:${report.refusal}`);
+    }
+    const lost = cases.get('lost receipt')!;
+    const lostState = readLockState(lost.state);
+    expect(scenarioFor(replayExchange(findExchange(fs.readFileSync(lost.capture)), lostState), lostState.lockId, 7)).toBeUndefined();
+  }, 120_000);
 
   it('reports a lock state that is not the captured lock\'s as a finding, printing both answers', () => {
     const c = cases.get('refused update')!;

@@ -21,7 +21,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { CliError, EXIT_CODES, reportFailure } from '../cli/errors';
+import { CliError, EXIT_CODES, parseIntegerOption, reportFailure } from '../cli/errors';
 import { Lock } from '../firmware-sim/lock';
 import { NorFlash, type FlashGeometry } from '../firmware-sim/flash';
 import { LockStorage } from '../firmware-sim/storage';
@@ -251,6 +251,12 @@ export interface ReplayReport {
   /** What went wrong in the captured sync, each reproduced by the simulator unless disagreement says otherwise. */
   failures: string[];
   verdict: 'disagrees' | 'reproduced' | 'no-failure';
+  /** The captured update the phone carried (first one), for the scenario writer. */
+  update?: { type: string; newEntries: number };
+  /** The lock's refusal code, when it refused an update. */
+  refusal?: string;
+  /** The lock's IANA time zone (from its provisioning), for the scenario writer. */
+  timeZone?: string;
 }
 
 /**
@@ -330,6 +336,13 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
     battery: typeof firstHello.fields['battery'] === 'number' ? (firstHello.fields['battery'] as number) : 100,
   });
   const boot = { afterSeq: auditSeqStored, records: lock.storage.auditHead().seq - auditSeqStored };
+  const entriesAtHello = lock.durable.tableState.table.entries.size;
+  report.timeZone = lock.durable.secrets.timeZone;
+  const update = ex.messages.find((m) => m.direction === 'phone-to-lock' && (m.type === 'delta' || m.type === 'snapshot'));
+  if (update) {
+    const puts = update.type === 'delta' ? ((update.fields['ops'] as string[] | undefined) ?? []).filter((o) => o.startsWith('put ')).length : Math.max(0, (update.fields['entries'] as number) - entriesAtHello);
+    report.update = { type: update.type, newEntries: puts };
+  }
   const t0 = firstHello.t;
   const advanceTo = (t: number): void => {
     const target = lockTimeS * 1000 + Math.round((t - t0) * 1000);
@@ -404,11 +417,78 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
     }
   }
   for (const s of report.steps) {
+    for (const a of s.answers) if (a.captured?.decides.startsWith('error ') && /^(delta|snapshot)\b/.test(s.phone?.text ?? '')) report.refusal ??= a.captured.decides.slice('error '.length);
     for (const a of s.answers) if (a.captured?.decides.startsWith('error ')) report.failures.push(`the lock refused: ${a.captured.text} (record ${a.captured.n}, after ${s.phone?.text ?? 'hello'})`);
     if (s.lost) report.failures.push(`answer lost: ${s.lost}`);
   }
   report.verdict = report.disagreement ? 'disagrees' : report.failures.length > 0 ? 'reproduced' : 'no-failure';
   return report;
+}
+
+/** Residents a generated scenario adds at most (each brings a phone and a doorcode entry). */
+export const SCENARIO_MAX_RESIDENTS = 40;
+
+/**
+ * A scenario (fixtures/scenarios format) that reproduces the captured failure's class from a
+ * seed: the capture names no people, so the property is synthetic — the captured lock id, a
+ * Key, the field phone's resident, and as many new residents as the captured update carried
+ * new credentials (two entries each, at most SCENARIO_MAX_RESIDENTS) — with the captured
+ * MTU. A link dropped mid-transfer becomes a linkDrop inside the update and a resumed sync;
+ * a refused update becomes a replaying courier and the lock's refusal code. Returns
+ * undefined when the capture shows neither (a lost receipt alone has no scenario form: the
+ * scenario language cannot cut a link between a lock's commit and its receipt).
+ */
+export function scenarioFor(r: ReplayReport, lockId: string, seed: number): string | undefined {
+  const dropped = r.failures.some((f) => f.startsWith('link dropped mid-transfer'));
+  const refused = r.refusal;
+  if (!dropped && refused === undefined) return undefined;
+  const residents = Math.min(SCENARIO_MAX_RESIDENTS, Math.max(dropped ? 20 : 1, Math.ceil((r.update?.newEntries ?? 2) / 2)));
+  const mtu = Math.max(23, Math.min(...r.mtus));
+  const names = Array.from({ length: residents + (refused !== undefined ? 1 : 0) }, (_, i) => `resident-${i + 1}`);
+  const lines = [
+    `name: replayed capture of ${lockId} (${[dropped ? 'link dropped mid-transfer' : '', refused !== undefined ? `update refused ${refused}` : ''].filter(Boolean).join(', ')})`,
+    'description: >',
+    '  Written by locksync replay from a field capture. The capture names no people, so the',
+    `  property is synthetic: the captured lock id, one Key, the field phone's resident and`,
+    `  ${residents} new resident(s) standing for the captured update's new credentials, at the`,
+    `  captured ATT MTU (${mtu}).`,
+    `seed: ${seed}`,
+    'source:',
+    `  - field capture replayed by locksync replay (${r.layout})`,
+    'property:',
+    `  timeZone: ${r.timeZone ?? 'UTC'}`,
+    '  doors:',
+    `    - { id: ${lockId}, name: Captured door, kind: private, connected: false }`,
+    '  keys:',
+    `    - { id: k-door, name: Door, doors: [${lockId}] }`,
+    '  users:',
+    `    - { id: field, role: resident, keys: [k-door], phones: [{ id: field-phone, at: ${lockId} }] }`,
+    ...names.map((n) => `    - { id: ${n}, role: resident, keys: [], phones: [${n}-phone] }`),
+    `link: { intervalMs: 30, mtu: ${mtu}, dataLength: 251, phy: 1M, packetsPerEvent: 4 }`,
+    'steps:',
+  ];
+  let version = 1;
+  const assign = (n: string): void => {
+    lines.push('  - at: "+1s"', `    assignKey: { user: ${n}, key: k-door }`);
+    version++;
+  };
+  if (refused !== undefined) {
+    // The courier first carries an update, then replays it in front of the next one.
+    assign(names[names.length - 1] as string);
+    lines.push('  - at: "+1m"', `    sync: { phone: field-phone, lock: ${lockId} }`, `    expect: { syncResult: ok, versionAtLock: ${version} }`);
+  }
+  for (const n of names.slice(0, residents)) assign(n);
+  if (dropped) {
+    lines.push('  - at: "+1m"', `    linkDrop: { phone: field-phone, lock: ${lockId}, atPacket: 6 }`);
+    lines.push('  - at: "+1s"', `    sync: { phone: field-phone, lock: ${lockId} }`, `    note: the link drops inside the update, as captured`, `    expect: { syncResult: link_lost, versionAtLock: ${refused !== undefined ? 2 : 1} }`);
+  }
+  if (refused !== undefined) {
+    lines.push('  - at: "+1s"', `    courier: { phone: field-phone, mode: replay }`);
+    lines.push('  - at: "+1s"', `    sync: { phone: field-phone, lock: ${lockId} }`, `    note: the lock refuses the replayed update, as captured`, `    expect: { syncResult: "refused:${refused}" }`);
+  } else {
+    lines.push('  - at: "+5s"', `    sync: { phone: field-phone, lock: ${lockId} }`, `    note: the resumed sync lands the update`, `    expect: { syncResult: ok, versionAtLock: ${version} }`);
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 export function reportLines(file: string, r: ReplayReport): string[] {
@@ -438,7 +518,7 @@ export function reportLines(file: string, r: ReplayReport): string[] {
 }
 
 /** `locksync replay CAPTURE --state DIR [--json]`: exit 0 reproduced/agrees, 8 (PROTOCOL_VIOLATION) on a finding. */
-export function replayCommand(file: string, opts: { state?: string; json?: boolean }, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): number {
+export function replayCommand(file: string, opts: { state?: string; json?: boolean; scenarioOut?: string; seed?: string }, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): number {
   if (opts.state === undefined) throw new CliError('USAGE', 'replay needs the lock\'s state: --state DIR', 'pass the lock state directory as it was when the capture was taken (flash.img, device.json)');
   let buf: Buffer;
   try {
@@ -460,6 +540,15 @@ export function replayCommand(file: string, opts: { state?: string; json?: boole
   const report = replayExchange(ex, state);
   if (opts.json) out(JSON.stringify({ file, ...report }));
   else for (const l of reportLines(file, report)) out(l);
+  if (opts.scenarioOut !== undefined) {
+    const seed = parseIntegerOption('--seed', opts.seed ?? '1', { min: 0 });
+    const text = scenarioFor(report, state.lockId, seed);
+    if (text === undefined) out('scenario: not written — the capture shows no link drop mid-transfer and no refused update (the failures a scenario can express)');
+    else {
+      fs.writeFileSync(opts.scenarioOut, text);
+      out(`scenario: ${opts.scenarioOut} (locksync scenario run ${opts.scenarioOut} --seed ${seed})`);
+    }
+  }
   return report.verdict === 'disagrees' ? EXIT_CODES.PROTOCOL_VIOLATION : EXIT_CODES.OK;
 }
 
@@ -470,8 +559,10 @@ export function registerReplayCommand(program: Command): void {
     .argument('<capture>', 'btsnoop capture of the sync: the radio\'s, Android\'s btsnoop_hci.log (full mode), btmon -w (H4 1002, H1 1001, btmon 2001)')
     .option('--state <dir>', 'lock state directory (flash.img, device.json, rtc.json) as it was at the captured hello; read, never written')
     .option('--json', 'one JSON object: connections, MTU, handles, every step with captured and simulated answers, failures, verdict')
+    .option('--scenario-out <file>', 'also write a scenario (fixtures/scenarios format) that reproduces the captured failure from a seed')
+    .option('--seed <n>', 'seed written into that scenario', '1')
     .addHelpText('after', '\nExit codes: 0 reproduced (or agrees, no failure in the capture); 8 PROTOCOL_VIOLATION when the simulator answers differently from the captured lock (a finding: both answers are printed); 2 USAGE without --state; 16 BAD_STATE for an unreadable or filtered capture, a capture without a locksync session, or a state directory of another lock.')
-    .action((file: string, opts: { state?: string; json?: boolean }) => {
+    .action((file: string, opts: { state?: string; json?: boolean; scenarioOut?: string; seed?: string }) => {
       try {
         process.exitCode = replayCommand(file, opts);
       } catch (e) {
