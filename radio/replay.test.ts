@@ -68,6 +68,27 @@ function asAndroidSnoopLog(radioCapture: Buffer, phoneEpochUs: bigint, mode: 'fu
   return Buffer.concat(out);
 }
 
+/** The same records in the btmon (2001) or H1 (1001) datalink: the H4 type byte moves into the flags. */
+function asDatalink(radioCapture: Buffer, datalink: 1001 | 2001): Buffer {
+  const header = Buffer.from(radioCapture.subarray(0, 16));
+  header.writeUInt32BE(datalink, 12);
+  const out: Buffer[] = [header];
+  for (let o = 16; o < radioCapture.length; ) {
+    const included = radioCapture.readUInt32BE(o + 4);
+    const received = (radioCapture.readUInt32BE(o + 8) & 1) === 1;
+    const packet = radioCapture.subarray(o + 24, o + 24 + included);
+    const type = packet[0]!;
+    const rec = Buffer.from(radioCapture.subarray(o, o + 24));
+    o += 24 + included;
+    rec.writeUInt32BE(included - 1, 0);
+    rec.writeUInt32BE(included - 1, 4);
+    if (datalink === 2001) rec.writeUInt32BE(type === 0x01 ? 2 : type === 0x04 ? 3 : received ? 5 : 4, 8); // adapter 0
+    else rec.writeUInt32BE((received ? 1 : 0) | (type === 0x01 || type === 0x04 ? 2 : 0), 8);
+    out.push(rec, packet.subarray(1));
+  }
+  return Buffer.concat(out);
+}
+
 const RESIDENTS = 120; // a revocation's delta then spans several acknowledgement windows
 
 describe('locksync replay: failing syncs captured on the real stacks, replayed against the simulator', () => {
@@ -250,6 +271,22 @@ describe('locksync replay: failing syncs captured on the real stacks, replayed a
     const bad = await locksync(['replay', filteredPath, '--state', c.state], { deadlineMs: 60_000 });
     expectFailure(bad, 'BAD_STATE', /filtered snoop log/);
   }, 120_000);
+
+  it('replays the same captures in the btmon (2001) and H1 (1001) datalinks', () => {
+    for (const name of ['link dropped mid-transfer', 'refused update', 'lost receipt']) {
+      const c = cases.get(name)!;
+      const radio = fs.readFileSync(c.capture);
+      const h4 = replayExchange(findExchange(radio), readLockState(c.state));
+      for (const datalink of [2001, 1001] as const) {
+        const ex = findExchange(asDatalink(radio, datalink));
+        expect(ex.datalink).toBe(datalink);
+        const r = replayExchange(ex, readLockState(c.state));
+        expect(r.verdict, `${name} as ${datalink}`).toBe('reproduced');
+        expect(r.failures).toEqual(h4.failures);
+        expect(r.steps.length).toBe(h4.steps.length);
+      }
+    }
+  });
 
   it('fails with one line and the documented code on bad input', async () => {
     const c = cases.get('refused update')!;
