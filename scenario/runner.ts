@@ -1105,3 +1105,14 @@ export async function runScenario(scenario: Scenario, opts: RunOptions = {}): Pr
   }
   return { scenario: scenario.name, seed, transport, passed, expectations: run.expectations, trace, traceHash: hash, replayCommand: replay, files: { trace: tracePath, timeline: timelinePath, captures } };
 }
+
+/**
+ * A scenario's world as its run begins — property built, version 1 installed at every door,
+ * phones placed — without playing any step (the live panel serves it). Doorcodes people were
+ * told come back as `user@door`. The caller closes the world.
+ */
+export async function startScenarioWorld(scenario: Scenario, opts: { seed?: number | string } = {}): Promise<{ world: World; codes: Record<string, string> }> {
+  const run = new Run(scenario, opts.seed ?? scenario.seed, 'sim', () => undefined);
+  await run.start(undefined);
+  return { world: run.world, codes: Object.fromEntries(run.codes) };
+}

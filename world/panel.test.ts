@@ -34,7 +34,7 @@ describe.skipIf(chromium === undefined)('locksync panel in headless Chromium', (
   beforeAll(async () => {
     const demo = await demoWorld('panel-test');
     world = demo.world;
-    told = { ...demo.told, partnerId: String(demo.partnerId) };
+    told = demo.told;
     panel = new Panel(world, told);
     url = await panel.listen(0);
   }, 60_000);
@@ -119,4 +119,43 @@ describe('locksync panel: failures', () => {
       taken.close();
     }
   }, 120_000);
+});
+
+describe('locksync panel over a scenario\'s world', () => {
+  it('shows the scenario\'s people and grants, and lands a revocation after a sync', async () => {
+    const { loadScenario } = await import('../scenario/load');
+    const { startScenarioWorld } = await import('../scenario/runner');
+    const { world } = await startScenarioWorld(loadScenario(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'fixtures', 'scenarios', '01-partner-unassigned-offline-door.yaml')));
+    const panel = new Panel(world);
+    try {
+      const lock = () => panel.state().locks.find((l) => l.door === 'lk-0001')!;
+      expect(lock().version).toBe(1);
+      const who = lock().credentials.map((c) => `${c.who} / ${c.grant}`);
+      expect(who).toContain('Alice (resident) / Key "Resident - Unit 4B"');
+      expect(who).toContain('ParcelCo deliveries / partner ParcelCo deliveries');
+      const partner = lock().partners[0]!;
+      expect(partner.name).toBe('ParcelCo deliveries');
+      await panel.act({ op: 'removePartner', door: 'lk-0001', partnerId: partner.id });
+      expect(lock().pendingRevocations).toHaveLength(1);
+      expect((await panel.act({ op: 'sync', phone: 'alice-phone', door: 'lk-0001' })).ok).toBe(true);
+      expect(lock().pendingRevocations).toEqual([]);
+      expect(lock().credentials.some((c) => c.who === 'ParcelCo deliveries')).toBe(false);
+      expect(panel.state().timeline.map((e) => e.kind)).toEqual(['manager', 'sync']);
+    } finally {
+      await panel.close();
+      await world.close();
+    }
+  }, 60_000);
+
+  it('an invalid scenario is a usage error, one line', async () => {
+    const { expectFailure, locksync } = await import('../test/failure-paths/harness');
+    const bad = path.join(os.tmpdir(), `locksync-panel-bad-${process.pid}.yaml`);
+    const { writeFileSync, rmSync } = await import('node:fs');
+    writeFileSync(bad, 'name: x\n');
+    try {
+      expectFailure(await locksync(['panel', '--scenario', bad], { deadlineMs: 30_000 }), 'USAGE', /not a valid scenario/);
+    } finally {
+      rmSync(bad, { force: true });
+    }
+  }, 60_000);
 });

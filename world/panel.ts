@@ -41,6 +41,8 @@ export interface PanelState {
     battery: number;
     connection: string;
     poweredOff: boolean;
+    /** Partners assigned to this door (the manager's remove buttons). */
+    partners: { id: number; name: string }[];
     pendingRevocations: string[];
     credentials: CredentialRow[];
     audit: { seq: number; time: string; event: string; credId?: number }[];
@@ -151,6 +153,7 @@ export class Panel {
         battery: lock.machine.battery,
         connection: d.poweredOff ? 'off the air (power cut)' : lock.machine.sessionOpen ? 'phone connected' : near.length > 0 ? `in range of ${near.join(', ')}` : 'advertising',
         poweredOff: d.poweredOff,
+        partners: a.listPartners().filter((p) => p.status === 'authorized' && p.doors.includes(d.doorId)).map((p) => ({ id: p.id, name: p.name })),
         pendingRevocations: a.pendingRevocations({ doorId: d.doorId }).map((p) => `credential ${p.credId} of ${this.subjectName(p.subject)} (removed in v${p.removedInVersion})`),
         credentials,
         audit,
@@ -327,13 +330,35 @@ export function registerPanelCommand(program: Command): void {
     .command('panel')
     .description('a local web page over the demo\'s world (sim link): each lock\'s state, credentials by person and grant, audit log; keypad, keycard, phone unlock, sync, a walk-away slider, fault buttons; the timeline live (server-sent events)')
     .option('--port <n>', 'port on 127.0.0.1 (0 = any free port)', '0')
-    .option('--seed <seed>', 'seed of the demo world (keys, lock randomness)', 'panel')
+    .option('--seed <seed>', 'seed of the world (keys, lock randomness); default: the demo\'s "panel", or the scenario\'s own')
+    .option('--scenario <file>', 'serve this scenario\'s world as its run begins (property built, version 1 installed) instead of the demo\'s')
     .addHelpText('after', '\nPrints the URL, serves until interrupted. Exit codes: 2 USAGE for a bad --port; 15 IN_USE when the port is taken.')
-    .action(async (opts: { port: string; seed: string }) => {
+    .action(async (opts: { port: string; seed?: string; scenario?: string }) => {
       try {
         const port = parseIntegerOption('--port', opts.port, { min: 0, max: 65535 });
-        const { world, told, partnerId } = await demoWorld(opts.seed);
-        const panel = new Panel(world, { ...told, partnerId: String(partnerId) });
+        let world: World;
+        let told: Record<string, string>;
+        if (opts.scenario !== undefined) {
+          const { loadScenario } = await import('../scenario/load');
+          const { ScenarioError } = await import('../scenario/validate');
+          const { startScenarioWorld } = await import('../scenario/runner');
+          let scenario: ReturnType<typeof loadScenario>;
+          try {
+            scenario = loadScenario(opts.scenario);
+          } catch (e) {
+            if (e instanceof ScenarioError) throw new CliError('USAGE', `${opts.scenario} is not a valid scenario: ${e.issues.length} problem(s), first: ${e.issues[0]?.path ?? ''} ${e.issues[0]?.message ?? ''}`, `\`locksync scenario list\` or \`scenario run ${opts.scenario}\` lists every problem`);
+            throw new CliError('BAD_STATE', `cannot read scenario ${opts.scenario}: ${(e as Error).message}`, 'pass a scenario file (fixtures/scenarios/*.yaml)');
+          }
+          const started = await startScenarioWorld(scenario, opts.seed !== undefined ? { seed: opts.seed } : {});
+          world = started.world;
+          const keycard = scenario.property.users.flatMap((u) => u.keycards)[0];
+          told = { ...started.codes, ...(keycard !== undefined ? { keycard } : {}) };
+        } else {
+          const demo = await demoWorld(opts.seed ?? 'panel');
+          world = demo.world;
+          told = demo.told;
+        }
+        const panel = new Panel(world, told);
         let url: string;
         try {
           url = await panel.listen(port);
@@ -368,7 +393,7 @@ td,th{border-bottom:1px solid #eaeef2;padding:2px 6px;text-align:left}
 #timeline{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px;width:560px;font-size:12px;max-height:600px;overflow:auto}
 .state span{margin-right:12px}
 </style></head>
-<body><header><b>locksync panel</b> — the demo's world on the in-process link · <span id="conn">connecting…</span></header>
+<body><header><b>locksync panel</b> — a world on the in-process link · <span id="conn">connecting…</span></header>
 <main id="locks"></main>
 <main><div id="timeline"><h2>Timeline</h2><ol id="events"></ol></div></main>
 <script>
@@ -389,8 +414,8 @@ function lockHtml(l) {
     ' <button data-enter="' + id + '">⏎</button> <span class="result" id="result-' + id + '"></span></div>' +
     '<div><button data-card="' + id + '">present keycard ' + esc(S.state.told.keycard || '') + '</button> ' +
     S.state.phones.map((p) => '<button data-unlock="' + esc(p.name) + '" data-door="' + esc(l.door) + '">unlock with ' + esc(p.name) + '</button> <button data-sync="' + esc(p.name) + '" data-door="' + esc(l.door) + '">sync with ' + esc(p.name) + '</button>').join(' ') + '</div>' +
-    '<div>walk alice away: <input type="range" min="0" max="20" value="1" data-walk="' + esc(l.door) + '"> </div>' +
-    '<div><button data-remove="' + esc(l.door) + '">manager: remove FastParcel from ' + esc(l.door) + '</button> ' +
+    '<div>walk ' + esc(S.state.phones[0]?.name ?? '') + ' away: <input type="range" min="0" max="20" value="1" data-walk="' + esc(l.door) + '"> </div>' +
+    '<div>' + l.partners.map((p) => '<button data-remove="' + esc(l.door) + '" data-partner="' + p.id + '">manager: remove ' + esc(p.name) + ' from ' + esc(l.door) + '</button> ').join('') +
     '<button data-fault="dropLink" data-door="' + esc(l.door) + '">drop link</button> <button data-fault="powerCut" data-door="' + esc(l.door) + '">' + (l.poweredOff ? 'restore power' : 'cut power') + '</button> ' +
     '<button data-fault="blackout" data-door="' + esc(l.door) + '">blackout</button> <button data-fault="restoreRadio" data-door="' + esc(l.door) + '">radio back</button></div>' +
     '<details><summary>audit log (' + l.audit.length + ')</summary><table>' + l.audit.map((a) => '<tr><td>' + a.seq + '</td><td>' + esc(a.time) + '</td><td>' + esc(a.event) + '</td><td>' + (a.credId ?? '') + '</td></tr>').join('') + '</table></details></section>';
@@ -416,12 +441,12 @@ document.addEventListener('click', (ev) => {
   else if (d.card) run({ op: 'card', door: door(d.card), uid: S.state.told.keycard }, d.card);
   else if (d.unlock) run({ op: 'unlock', phone: d.unlock, door: d.door }, S.state.locks.find((l) => l.door === d.door).lockId);
   else if (d.sync) run({ op: 'sync', phone: d.sync, door: d.door }, S.state.locks.find((l) => l.door === d.door).lockId);
-  else if (d.remove) run({ op: 'removePartner', door: d.remove, partnerId: Number(S.state.told.partnerId) }, S.state.locks.find((l) => l.door === d.remove).lockId);
+  else if (d.remove) run({ op: 'removePartner', door: d.remove, partnerId: Number(d.partner) }, S.state.locks.find((l) => l.door === d.remove).lockId);
   else if (d.fault) run({ op: d.fault, door: d.door }, S.state.locks.find((l) => l.door === d.door).lockId);
 });
 document.addEventListener('change', (ev) => {
   const d = ev.target.dataset; if (!d || !d.walk) return;
-  run({ op: 'walk', phone: 'alice', door: d.walk, metres: Number(ev.target.value) });
+  run({ op: 'walk', phone: S.state.phones[0].name, door: d.walk, metres: Number(ev.target.value) });
 });
 const es = new EventSource('/events');
 es.onopen = () => (document.getElementById('conn').textContent = 'live');
