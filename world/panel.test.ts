@@ -133,6 +133,15 @@ describe('locksync panel over a scenario\'s world', () => {
       const who = lock().credentials.map((c) => `${c.who} / ${c.grant}`);
       expect(who).toContain('Alice (resident) / Key "Resident - Unit 4B"');
       expect(who).toContain('ParcelCo deliveries / partner ParcelCo deliveries');
+      // An armed link drop: the next sync fails and the lock keeps its version; the one after lands.
+      world.authority.assignKey(world.authority.addUser({ name: 'Bea' }).id, world.authority.listKeys()[0]!.id);
+      await panel.act({ op: 'dropLink', door: 'lk-0001' });
+      const dropped = await panel.act({ op: 'sync', phone: 'alice-phone', door: 'lk-0001' });
+      expect(dropped.ok).toBe(false);
+      expect(dropped.text).toMatch(/link|lost|dropped/i);
+      expect(lock().version).toBe(1);
+      expect((await panel.act({ op: 'sync', phone: 'alice-phone', door: 'lk-0001' })).ok).toBe(true);
+      expect(lock().version).toBe(2);
       const partner = lock().partners[0]!;
       expect(partner.name).toBe('ParcelCo deliveries');
       await panel.act({ op: 'removePartner', door: 'lk-0001', partnerId: partner.id });
@@ -140,7 +149,7 @@ describe('locksync panel over a scenario\'s world', () => {
       expect((await panel.act({ op: 'sync', phone: 'alice-phone', door: 'lk-0001' })).ok).toBe(true);
       expect(lock().pendingRevocations).toEqual([]);
       expect(lock().credentials.some((c) => c.who === 'ParcelCo deliveries')).toBe(false);
-      expect(panel.state().timeline.map((e) => e.kind)).toEqual(['manager', 'sync']);
+      expect(panel.state().timeline.map((e) => e.kind)).toEqual(['fault', 'sync', 'sync', 'manager', 'sync']);
     } finally {
       await panel.close();
       await world.close();

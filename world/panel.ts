@@ -86,12 +86,16 @@ export async function demoWorld(seed = 'panel'): Promise<{ world: World; told: R
 
 /** World time that passes with each action from the page (more than a lock's relock delay). */
 export const ACTION_STEP_MS = 10_000;
+/** Frames after a sync connects at which an armed link drop strikes. */
+export const LINK_DROP_AFTER_FRAMES = 4;
 
 export class Panel {
   private readonly clients = new Set<http.ServerResponse>();
   private readonly timeline: PanelEvent[] = [];
   private readonly startMs: number;
   private server: http.Server | undefined;
+  /** Doors whose next sync loses its link (the "drop link" button). */
+  private readonly armedDrops = new Set<string>();
   /** Actions run one at a time, in the order they arrive. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -203,7 +207,10 @@ export class Panel {
         case 'sync': {
           w.moveTo(phone, door);
           try {
-            const r = await w.sync(phone, door, { attempts: 1 });
+            const drop = this.armedDrops.delete(door);
+            const lockId = w.door(door).lockId;
+            // An armed drop strikes a few frames after the hello: inside the update when there is one.
+            const r = await w.sync(phone, door, { attempts: 1, ...(drop ? { onEvent: (e) => void (e.phase === 'connected' && w.simAir?.dropLink(lockId, LINK_DROP_AFTER_FRAMES)) } : {}) });
             const text = `${door}: ${phone} synced v${r.versionBefore} → v${r.versionAfter}${r.receiptDelivered ? ', receipt at the authority' : ''}`;
             this.record('sync', text, true);
             return { ok: true, text };
@@ -230,9 +237,10 @@ export class Panel {
           return { ok: true, text };
         }
         case 'dropLink': {
-          w.simAir?.dropLink(w.door(door).lockId);
-          this.record('fault', `${door}: link drop armed for the next connection`);
-          return { ok: true, text: 'link drop armed' };
+          w.door(door); // an unknown door throws here, not at the next sync
+          this.armedDrops.add(door);
+          this.record('fault', `${door}: the next sync loses its link ${LINK_DROP_AFTER_FRAMES} frames after connecting`);
+          return { ok: true, text: 'link drop armed for the next sync' };
         }
         case 'powerCut': {
           if (w.isPoweredOff(door)) {
