@@ -236,6 +236,8 @@ export interface ReplayStep {
   agree: boolean;
   /** Why a missing captured answer is not a disagreement (the link dropped before it arrived). */
   lost?: string;
+  /** Captured lock messages left over after every phone message had its answers. */
+  unanswered?: true;
 }
 
 export interface ReplayReport {
@@ -371,44 +373,44 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
 
     // The phone may resume an update before the lock's hello reaches it (the framing resumes
     // on its own HELLO frame): every message of the connection goes to the session, in order.
-    const afterHello = msgs.filter((x) => x !== hello);
-    for (let i = 0; i < afterHello.length; i++) {
-      const m = afterHello[i]!;
-      if (m.direction !== 'phone-to-lock') continue;
-      // The captured lock's answers to this message: what it sent before the phone's next message.
-      const captured: CapturedMessage[] = [];
-      for (let j = i + 1; j < afterHello.length && afterHello[j]!.direction === 'lock-to-phone'; j++) captured.push(afterHello[j]!);
+    // A lock answers each request with one message, in order; a phone may pipeline (send its
+    // update before the time acknowledgement arrives), so answers are paired by order, not
+    // by what came between two requests.
+    const lockAnswers = msgs.filter((x) => x !== hello && x.direction === 'lock-to-phone');
+    let next = 0;
+    for (const m of msgs.filter((x) => x.direction === 'phone-to-lock')) {
       advanceTo(m.t);
       if (m.type === 'unlockRequest') {
         // The challenge's expiry is the lock's RTC + TTL: replay the captured RTC reading.
-        const c = captured.find((x) => x.type === 'challenge');
-        if (c) {
+        const c = lockAnswers[next];
+        if (c?.type === 'challenge') {
           random.push(fromHex(String(c.fields['nonce'])));
           lock.rtc.set((c.fields['expiresAtMs'] as number) - CHALLENGE_TTL_MS, lock.rtc.trusted);
         }
       }
       const simulated = session.handle(m.raw).map(describeBytes);
-      const answers: AnswerComparison[] = [];
-      for (let k = 0; k < Math.max(captured.length, simulated.length); k++) {
+      const captured = lockAnswers.slice(next, next + simulated.length);
+      next += captured.length;
+      const answers: AnswerComparison[] = simulated.map((sim, k) => {
         const c = captured[k];
-        const s = simulated[k];
-        const a: AnswerComparison = {};
+        const a: AnswerComparison = { simulated: { text: sim.text, decides: decides(sim.type, sim.fields, boot) } };
         if (c) a.captured = { n: c.n, text: c.text, decides: decides(c.type, c.fields) };
-        if (s) a.simulated = { text: s.text, decides: decides(s.type, s.fields, boot) };
-        answers.push(a);
-      }
+        return a;
+      });
       const step: ReplayStep = { connection: conn.index, phone: { n: m.n, text: m.text }, answers, agree: true };
       for (const a of answers) {
         if (a.captured && a.simulated && a.captured.decides !== a.simulated.decides) step.agree = false;
-        if (a.captured && !a.simulated) step.agree = false;
         if (!a.captured && a.simulated) {
-          // No captured answer: lost with the link if the connection ended before the phone spoke again.
-          const lastOfConnection = !afterHello.slice(i + 1).some((x) => x.direction === 'phone-to-lock');
-          if (lastOfConnection && conn.end) step.lost = `the link dropped (${conn.end.reason}, record ${conn.end.n}) before the lock's ${a.simulated.decides.split(' ')[0]} reached the phone`;
-          else step.agree = false;
+          // Every captured answer is used up: this one never reached the phone.
+          if (conn.end) step.lost = `the link dropped (${conn.end.reason}, record ${conn.end.n}) before the lock's ${a.simulated.decides.split(' ')[0]} reached the phone`;
+          else step.lost = `the capture ends before the lock's ${a.simulated.decides.split(' ')[0]} reached the phone`;
         }
       }
       pushStep(step);
+    }
+    if (next < lockAnswers.length) {
+      // The captured lock said more than the simulator answers: a disagreement.
+      pushStep({ connection: conn.index, answers: lockAnswers.slice(next).map((c) => ({ captured: { n: c.n, text: c.text, decides: decides(c.type, c.fields) } })), agree: false, unanswered: true });
     }
     session.close();
     if (conn.end) {
@@ -496,7 +498,7 @@ export function reportLines(file: string, r: ReplayReport): string[] {
     `capture ${file}: ${r.layout}; locksync handles RX ${r.handles.rx ?? '?'} TX ${r.handles.tx ?? '?'} INFO ${r.handles.info ?? '?'}; ATT MTU ${r.mtus.join('/')}; ${r.connections.length} connection(s); ${r.phoneMessages} phone → lock and ${r.lockMessages} lock → phone messages`,
   ];
   for (const s of r.steps) {
-    const head = s.phone ? `  [conn ${s.connection + 1}] #${s.phone.n} phone: ${s.phone.text}` : `  [conn ${s.connection + 1}] lock opens the session`;
+    const head = s.phone ? `  [conn ${s.connection + 1}] #${s.phone.n} phone: ${s.phone.text}` : s.unanswered ? `  [conn ${s.connection + 1}] the captured lock sent more than its requests' answers` : `  [conn ${s.connection + 1}] lock opens the session`;
     lines.push(head);
     for (const a of s.answers) {
       const mark = a.captured && a.simulated ? (a.captured.decides === a.simulated.decides ? '=' : '≠') : a.captured ? '≠' : s.lost ? '~' : '≠';
@@ -509,7 +511,7 @@ export function reportLines(file: string, r: ReplayReport): string[] {
   if (r.verdict === 'disagrees') {
     const d = r.disagreement!;
     const a = d.answers.find((x) => !x.captured || !x.simulated || x.captured.decides !== x.simulated.decides)!;
-    lines.push(`FINDING: the simulator answers differently from the captured lock at ${d.phone ? `record ${d.phone.n} (${d.phone.text})` : `the hello of connection ${d.connection + 1}`}:`);
+    lines.push(`FINDING: the simulator answers differently from the captured lock at ${d.phone ? `record ${d.phone.n} (${d.phone.text})` : d.unanswered ? `the end of connection ${d.connection + 1} (messages no request explains)` : `the hello of connection ${d.connection + 1}`}:`);
     lines.push(`  captured lock: ${a.captured ? a.captured.decides : '(no answer)'}`);
     lines.push(`  simulator    : ${a.simulated ? a.simulated.decides : '(no answer)'}`);
   } else if (r.verdict === 'reproduced') lines.push(`REPRODUCED: the simulator answers every captured message as the captured lock did (${r.failures.length} failure(s) above)`);
