@@ -336,7 +336,7 @@ function safe<T>(f: () => T, fallback: T): T {
 export function registerPanelCommand(program: Command): void {
   program
     .command('panel')
-    .description('a local web page over the demo\'s world (sim link): each lock\'s state, credentials by person and grant, audit log; keypad, keycard, phone unlock, sync, a walk-away slider, fault buttons; the timeline live (server-sent events)')
+    .description('a local web page over the demo\'s world or a scenario\'s (sim link): each lock\'s state, credentials by person and grant, audit log; keypad, keycard, phone unlock, sync, a walk-away slider, fault buttons; the timeline live (server-sent events)')
     .option('--port <n>', 'port on 127.0.0.1 (0 = any free port)', '0')
     .option('--seed <seed>', 'seed of the world (keys, lock randomness); default: the demo\'s "panel", or the scenario\'s own')
     .option('--scenario <file>', 'serve this scenario\'s world as its run begins (property built, version 1 installed) instead of the demo\'s')
