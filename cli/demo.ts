@@ -271,7 +271,8 @@ try {
   const tr = trace.trace();
   const hash = traceHash(tr);
   writeFileSync(join(outDir, 'trace.json'), `${JSON.stringify(tr, null, 2)}\n`);
-  writeFileSync(join(outDir, 'timeline.html'), renderTimeline(tr, { hash, replayCommand: `npm start -- --seed ${seed}${transport === 'sim' ? ' --transport sim' : ''}` }));
+  const doorNames = Object.fromEntries([...(world?.doors.values() ?? [])].map((d) => [`lock:${d.lockId}`, d.name]));
+  writeFileSync(join(outDir, 'timeline.html'), renderTimeline(tr, { hash, replayCommand: `npm start -- --seed ${seed}${transport === 'sim' ? ' --transport sim' : ''}`, names: doorNames }));
   await world?.close();
   process.stdout.write(`\n${bold(failures === 0 ? green('Every step behaved as told.') : red(`${failures} step(s) did not behave as told.`))}\n`);
   if (transport === 'ble') process.stdout.write(`   captures  ${captureDir}/*.btsnoop  (Wireshark; or: locksync trace show FILE)\n`);

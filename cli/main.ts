@@ -4,6 +4,8 @@
 //   authority  the cloud (init, serve, manager operations)
 //   radio      the virtual BLE radio (up, ctl)
 //   trace      btsnoop captures decoded down to locksync messages (show)
+//   replay     a captured sync replayed against a simulated lock (radio/replay.ts)
+//   panel      a live web page over a world (world/panel.ts)
 //   scenario   QA scenarios (run, list)
 //   demo       the end-to-end story (same as `npm start`)
 //
@@ -20,6 +22,8 @@ import { registerLockCommands } from '../firmware-sim/cli';
 import { registerScenarioCommands } from '../scenario/cli';
 import { registerRadioCommands } from '../radio/cli';
 import { registerTraceCommands } from '../radio/trace-show';
+import { registerReplayCommand } from '../radio/replay';
+import { registerPanelCommand } from '../world/panel';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 import { registerDemoCommand } from './demo-command';
 import { applyCliConventions, isAskedForOutput } from './program';
@@ -44,6 +48,8 @@ export function buildProgram(): Command {
   registerRadioCommands(program);
   registerScenarioCommands(program);
   registerTraceCommands(program);
+  registerReplayCommand(program);
+  registerPanelCommand(program);
   registerDemoCommand(program);
   return applyCliConventions(program);
 }

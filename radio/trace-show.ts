@@ -741,6 +741,14 @@ export interface MessageDecoded {
   /** Frames it came in (over every connection, when resumed). */
   frames: number;
   malformed?: string;
+  /** The reassembled message bytes (not enumerable: JSON output leaves them out; replay reads them). */
+  readonly raw?: Buffer;
+}
+
+/** Attaches the reassembled bytes to a decoded message without putting them in its JSON. */
+function withRaw(m: MessageDecoded, raw: Buffer): MessageDecoded {
+  Object.defineProperty(m, 'raw', { value: raw, enumerable: false });
+  return m;
 }
 
 /**
@@ -799,7 +807,7 @@ class LocksyncReassembly {
     try {
       const m = decodeMessage(bytes, { maxBytes: Math.max(bytes.length, 1) });
       const d = describeMessage(m);
-      return { message: { ...base, type: m.type, fields: d.fields, text: d.text } };
+      return { message: withRaw({ ...base, type: m.type, fields: d.fields, text: d.text }, bytes) };
     } catch (e) {
       let type = 'unknown';
       try {
@@ -808,7 +816,7 @@ class LocksyncReassembly {
       } catch {
         /* not CBOR at all */
       }
-      return { message: { ...base, type, fields: { hex: shortHex(bytes, 64) }, text: `undecodable message (${type}): ${(e as Error).message}`, malformed: (e as Error).message } };
+      return { message: withRaw({ ...base, type, fields: { hex: shortHex(bytes, 64) }, text: `undecodable message (${type}): ${(e as Error).message}`, malformed: (e as Error).message }, bytes) };
     }
   }
 }

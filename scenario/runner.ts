@@ -1097,10 +1097,22 @@ export async function runScenario(scenario: Scenario, opts: RunOptions = {}): Pr
   const tracePath = join(outDir, 'trace.json');
   const timelinePath = join(outDir, 'timeline.html');
   writeFileSync(tracePath, JSON.stringify(trace, null, 2));
-  writeFileSync(timelinePath, renderTimeline(trace, { hash, replayCommand: replay }));
+  const doorNames = Object.fromEntries(scenario.property.doors.map((d) => [lockActor(d.id), d.name]));
+  writeFileSync(timelinePath, renderTimeline(trace, { hash, replayCommand: replay, names: doorNames }));
   const captures = captureDir !== undefined && existsSync(captureDir) ? readdirSync(captureDir).filter((f) => f.endsWith('.btsnoop') || f.endsWith('.log')).sort().map((f) => join(captureDir, f)) : [];
   if (failure !== undefined) {
     run.expectations.push({ step: -1, description: 'run completes', expected: 'no error', actual: failure.message, ok: false });
   }
   return { scenario: scenario.name, seed, transport, passed, expectations: run.expectations, trace, traceHash: hash, replayCommand: replay, files: { trace: tracePath, timeline: timelinePath, captures } };
+}
+
+/**
+ * A scenario's world as its run begins — property built, version 1 installed at every door,
+ * phones placed — without playing any step (the live panel serves it). Doorcodes people were
+ * told come back as `user@door`. The caller closes the world.
+ */
+export async function startScenarioWorld(scenario: Scenario, opts: { seed?: number | string } = {}): Promise<{ world: World; codes: Record<string, string> }> {
+  const run = new Run(scenario, opts.seed ?? scenario.seed, 'sim', () => undefined);
+  await run.start(undefined);
+  return { world: run.world, codes: Object.fromEntries(run.codes) };
 }

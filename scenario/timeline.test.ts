@@ -109,6 +109,27 @@ describe('renderTimeline', () => {
     expect(html).toContain('<polygon'); // lightning bolt
   });
 
+  it('draws a phone unlock on the asking phone\'s lane too, and doors by name beside their ids', () => {
+    const t: Trace = {
+      scenario: 'lanes',
+      seed: 1,
+      startedAt: 'x',
+      events: [
+        // The demo names the phone in `to`; the scenario runner in detail.input.
+        { t: 0, kind: 'decision', from: 'lock:lk-0001', to: 'phone:partner', label: 'GRANTED', ok: true },
+        { t: 10, kind: 'decision', from: 'lock:lk-0001', label: 'UNKNOWN_CREDENTIAL', ok: false, detail: { input: 'phone courier-1' } },
+        { t: 20, kind: 'decision', from: 'lock:lk-0001', label: 'GRANTED', ok: true, detail: { input: 'keypad 1234567' } },
+      ],
+    };
+    const html = renderTimeline(t, { names: { 'lock:lk-0001': 'Unit 4B' } });
+    // Both phones get a lane (a header) and a mark per unlock on it; the keypad entry does not.
+    expect(html).toContain('>partner</text>');
+    expect(html).toContain('>courier-1</text>');
+    expect(html.match(/<g class="asker">/g)).toHaveLength(2);
+    expect(html).toContain('Unit 4B · lk-0001');
+    expect(renderTimeline(t)).not.toContain('Unit 4B');
+  });
+
   it('renders an empty trace', () => {
     const html = renderTimeline({ scenario: 'empty', seed: 0, startedAt: 'x', events: [] });
     expect(html).toContain('NO CHECKS');

@@ -15,6 +15,8 @@ export interface TimelineOptions {
   hash?: string;
   /** Command that reproduces the run, shown in the header. */
   replayCommand?: string;
+  /** Display names by actor ('lock:lk-0001' → 'Unit 4B'): a door is shown by name beside its lock id. */
+  names?: Readonly<Record<string, string>>;
 }
 
 /** Escape text for HTML and SVG content and attribute values. */
@@ -54,6 +56,14 @@ function actorKind(a: string): 'authority' | 'phone' | 'lock' {
 
 function actorName(a: string): string {
   return a === 'authority' ? 'authority' : a.slice(a.indexOf(':') + 1);
+}
+
+/** Phone actors a decision was made for: the phone that asked ('to'), or the one named in its input. */
+function decisionPhone(e: TraceEvent): string | undefined {
+  if (e.to !== undefined && actorKind(e.to) === 'phone') return e.to;
+  const input = e.detail?.['input'];
+  const m = typeof input === 'string' ? /^phone (\S+)$/.exec(input) : null;
+  return m ? `phone:${m[1]}` : undefined;
 }
 
 function clip(s: string, maxPx: number): string {
@@ -124,7 +134,7 @@ export function renderTimeline(trace: Trace, options: TimelineOptions = {}): str
 
   // Actors: authority, then phones, then locks, each in order of first appearance.
   const seen: string[] = [];
-  for (const e of events) for (const a of [e.from, e.to]) if (a !== undefined && !seen.includes(a)) seen.push(a);
+  for (const e of events) for (const a of [e.from, e.to, e.kind === 'decision' ? decisionPhone(e) : undefined]) if (a !== undefined && !seen.includes(a)) seen.push(a);
   const order = { authority: 0, phone: 1, lock: 2 } as const;
   const actors = seen.sort((a, b) => order[actorKind(a)] - order[actorKind(b)] || seen.indexOf(a) - seen.indexOf(b));
   const colX = new Map(actors.map((a, i) => [a, LEFT + COL_W / 2 + i * COL_W] as const));
@@ -189,11 +199,14 @@ export function renderTimeline(trace: Trace, options: TimelineOptions = {}): str
     const x = colX.get(a) as number;
     const kind = actorKind(a);
     const colour = kind === 'authority' ? PURPLE : kind === 'phone' ? BLUE : '#24292f';
+    const displayName = options.names?.[a];
     svg.push(`<line x1="${x}" y1="${HEAD_H}" x2="${x}" y2="${bottom}" stroke="#afb8c1" stroke-dasharray="4 4"/>`);
     svg.push(
       `<rect x="${x - COL_W / 2 + 12}" y="10" width="${COL_W - 24}" height="${HEAD_H - 18}" rx="8" fill="${colour}"/>`,
       `<text x="${x}" y="28" text-anchor="middle" fill="#ffffff" font-size="10" letter-spacing="1">${kind.toUpperCase()}</text>`,
-      `<text x="${x}" y="45" text-anchor="middle" fill="#ffffff" font-size="13" font-weight="600">${escapeXml(clip(actorName(a), COL_W - 36))}</text>`,
+      displayName === undefined
+        ? `<text x="${x}" y="45" text-anchor="middle" fill="#ffffff" font-size="13" font-weight="600">${escapeXml(clip(actorName(a), COL_W - 36))}</text>`
+        : `<text x="${x}" y="45" text-anchor="middle" fill="#ffffff" font-size="13" font-weight="600">${escapeXml(clip(`${displayName} · ${actorName(a)}`, COL_W - 36))}<title>${escapeXml(`${displayName} (${actorName(a)})`)}</title></text>`,
     );
   }
   svg.push(...bandSegs);
@@ -248,6 +261,18 @@ export function renderTimeline(trace: Trace, options: TimelineOptions = {}): str
         // Bold text plus the ✔/✖ mark: wider than the plain-text character estimate.
         const w = Math.ceil((text.length + 2) * CHAR_W * 1.15) + 16;
         const who = typeof e.detail?.['credential'] === 'string' ? (e.detail['credential'] as string) : '';
+        // The phone that asked gets the decision on its own lane too: a dashed line to the
+        // lock's badge and a small mark, so a partner's unlocks are visible on the partner's lane.
+        const asker = decisionPhone(e);
+        const px = asker === undefined ? undefined : colX.get(asker);
+        if (px !== undefined && px !== x) {
+          const edge = px < x ? x - w / 2 : x + w / 2;
+          svg.push(
+            `<g class="asker">${title}<line x1="${px}" y1="${yy}" x2="${edge}" y2="${yy}" stroke="${granted ? GREEN : RED}" stroke-width="1.2" stroke-dasharray="3 3"/>`,
+            `<circle cx="${px}" cy="${yy}" r="7" fill="${granted ? GREEN : RED}"/><text x="${px}" y="${yy + 4}" text-anchor="middle" fill="#ffffff" font-size="10" font-weight="700">${granted ? '✔' : '✖'}</text>`,
+            `<text x="${px + (px < x ? 10 : -10)}" y="${yy - 5}" text-anchor="${px < x ? 'start' : 'end'}" fill="${GREY}" font-size="10">unlock</text></g>`,
+          );
+        }
         svg.push(
           `<g>${title}<rect x="${x - w / 2}" y="${yy - 10}" width="${w}" height="20" rx="10" fill="${granted ? GREEN : RED}"/>`,
           `<text x="${x}" y="${yy + 4}" text-anchor="middle" fill="#ffffff" font-weight="700">${granted ? '✔ ' : '✖ '}${escapeXml(text)}</text>`,
