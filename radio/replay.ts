@@ -385,7 +385,7 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
         const c = lockAnswers[next];
         if (c?.type === 'challenge') {
           random.push(fromHex(String(c.fields['nonce'])));
-          lock.rtc.set((c.fields['expiresAtMs'] as number) - CHALLENGE_TTL_MS, lock.rtc.trusted);
+          lock.rtc.reset((c.fields['expiresAtMs'] as number) - CHALLENGE_TTL_MS, lock.rtc.trusted);
         }
       }
       const simulated = session.handle(m.raw).map(describeBytes);
