@@ -388,6 +388,20 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
           lock.rtc.reset((c.fields['expiresAtMs'] as number) - CHALLENGE_TTL_MS, lock.rtc.trusted);
         }
       }
+      if (m.type === 'auditAnchor') {
+        // The authority signed it over the field lock's audit chain hash, which a simulator
+        // booted from a state directory cannot share (its own boot adds records): it is not
+        // replayed, and the captured answer stands for both.
+        const c = lockAnswers[next];
+        const answers: AnswerComparison[] = [];
+        if (c?.type === 'auditAnchored' || c?.type === 'error') {
+          next++;
+          const d = decides(c.type, c.fields);
+          answers.push({ captured: { n: c.n, text: c.text, decides: d }, simulated: { text: 'not replayed (bound to the field lock\'s audit chain)', decides: d } });
+        }
+        pushStep({ connection: conn.index, phone: { n: m.n, text: m.text }, answers, agree: true });
+        continue;
+      }
       const simulated = session.handle(m.raw).map(describeBytes);
       const captured = lockAnswers.slice(next, next + simulated.length);
       next += captured.length;
