@@ -62,7 +62,15 @@ export class HttpAuthorityClient implements AuthorityApi {
       if (this.token !== '') headers.authorization = `Bearer ${this.token}`;
       const init: RequestInit = { method, headers, signal: AbortSignal.timeout(this.timeoutMs) };
       if (json !== undefined) init.body = JSON.stringify(json);
-      res = await fetch(new URL(path, this.baseUrl), init);
+      try {
+        res = await fetch(new URL(path, this.baseUrl), init);
+      } catch (e) {
+        // A kept-alive connection the server closed while idle fails the next request on it
+        // with a reset before anything was sent or processed. A GET is safe to send again,
+        // once, on a fresh connection; anything else (or a second failure) is reported.
+        if (method !== 'GET' || !isStaleConnection(e)) throw e;
+        res = await fetch(new URL(path, this.baseUrl), init);
+      }
     } catch (e) {
       throw new AgentError('AUTHORITY_UNREACHABLE', `${what} at ${this.baseUrl}: ${networkCause(e, this.timeoutMs)}`);
     }
@@ -80,6 +88,12 @@ export class HttpAuthorityClient implements AuthorityApi {
 
 /** Which bearer tokens the phone routes take (authority/server.ts: the `courier` routes). */
 export const PHONE_ROUTE_TOKENS = 'a device token (an enrolled phone\'s, from `authority device enrol`) or the manager token';
+
+/** A reset or closed kept-alive socket (undici reports it as `fetch failed` with this cause). */
+function isStaleConnection(e: unknown): boolean {
+  const cause = (e as { cause?: { code?: string } })?.cause;
+  return cause?.code === 'ECONNRESET' || cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'EPIPE';
+}
 
 /** Why a request got no HTTP answer at all, in words. */
 function networkCause(e: unknown, timeoutMs: number): string {
