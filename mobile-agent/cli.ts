@@ -521,36 +521,26 @@ export function registerAgentCommands(program: Command): void {
         return { exit: 0, out, text: lines.join('\n') };
       }),
     );
-  outbox
-    .command('requeue')
-    .description('put a dead letter back in the queue (after the cause was fixed at the authority); `agent deliver` sends it')
-    .argument('<id>', 'dead letter id from `agent outbox list`')
-    .option('--cache <dir>', CACHE_HELP, DEFAULT_CACHE)
-    .option('--json', 'machine-readable output')
-    .action(async (id: string, o: { cache: string; json?: boolean }) =>
-      run(o.json, async () => {
-        const cache = new CourierCache(o.cache);
-        const hit = findItem(cache, id);
-        if (hit.state !== 'dead') throw new CliError('USAGE', `${hit.item.id} is queued, not a dead letter`, '`agent deliver` sends queued items');
-        cache.requeue(hit.item.lockId, hit.item.id);
-        return { exit: 0, out: { ok: true, requeued: hit.item.id }, text: `requeued ${hit.item.id}` };
-      }),
-    );
-  outbox
-    .command('drop')
-    .description('forget a dead letter for good')
-    .argument('<id>', 'dead letter id from `agent outbox list`')
-    .option('--cache <dir>', CACHE_HELP, DEFAULT_CACHE)
-    .option('--json', 'machine-readable output')
-    .action(async (id: string, o: { cache: string; json?: boolean }) =>
-      run(o.json, async () => {
-        const cache = new CourierCache(o.cache);
-        const hit = findItem(cache, id);
-        if (hit.state !== 'dead') throw new CliError('USAGE', `${hit.item.id} is queued, not a dead letter; only dead letters can be dropped`, '`agent deliver` sends queued items');
-        cache.dropDeadLetter(hit.item.lockId, hit.item.id);
-        return { exit: 0, out: { ok: true, dropped: hit.item.id }, text: `dropped ${hit.item.id}` };
-      }),
-    );
+  // requeue and drop act on one dead letter each; only the action and its words differ.
+  const deadLetterCommand = (name: 'requeue' | 'drop', description: string, notDead: string, act: (cache: CourierCache, lockId: string, id: string) => void, done: string): void => {
+    outbox
+      .command(name)
+      .description(description)
+      .argument('<id>', 'dead letter id from `agent outbox list`')
+      .option('--cache <dir>', CACHE_HELP, DEFAULT_CACHE)
+      .option('--json', 'machine-readable output')
+      .action(async (id: string, o: { cache: string; json?: boolean }) =>
+        run(o.json, async () => {
+          const cache = new CourierCache(o.cache);
+          const hit = findItem(cache, id);
+          if (hit.state !== 'dead') throw new CliError('USAGE', `${hit.item.id} is queued, not a dead letter${notDead}`, '`agent deliver` sends queued items');
+          act(cache, hit.item.lockId, hit.item.id);
+          return { exit: 0, out: { ok: true, [done]: hit.item.id }, text: `${done} ${hit.item.id}` };
+        }),
+      );
+  };
+  deadLetterCommand('requeue', 'put a dead letter back in the queue (after the cause was fixed at the authority); `agent deliver` sends it', '', (c, lockId, id) => c.requeue(lockId, id), 'requeued');
+  deadLetterCommand('drop', 'forget a dead letter for good', '; only dead letters can be dropped', (c, lockId, id) => c.dropDeadLetter(lockId, id), 'dropped');
 
   agent
     .command('keygen')

@@ -29,7 +29,7 @@ import { FakeClock } from '../firmware-sim/time';
 import { CHALLENGE_TTL_MS } from '../firmware-sim/access';
 import { decodeMessage, fromHex, SeededRandom, type RandomSource } from '../protocol/index';
 import { BtsnoopFormatError } from './btsnoop';
-import { decodeCapture, describeMessage, type MessageDecoded, type PacketRecord } from './trace-show';
+import { decodeCapture, describeMessage, readCaptureFile, type MessageDecoded, type PacketRecord } from './trace-show';
 
 export type MessageDirection = MessageDecoded['direction'];
 
@@ -536,13 +536,7 @@ export function reportLines(file: string, r: ReplayReport): string[] {
 /** `locksync replay CAPTURE --state DIR [--json]`: exit 0 reproduced/agrees, 8 (PROTOCOL_VIOLATION) on a finding. */
 export function replayCommand(file: string, opts: { state?: string; json?: boolean; scenarioOut?: string; seed?: string }, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): number {
   if (opts.state === undefined) throw new CliError('USAGE', 'replay needs the lock\'s state: --state DIR', 'pass the lock state directory as it was when the capture was taken (flash.img, device.json)');
-  let buf: Buffer;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError('BAD_STATE', `cannot read capture ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message}`, 'pass a btsnoop file (the radio writes them with --capture DIR; Android as btsnoop_hci.log)');
-  }
+  const buf = readCaptureFile(file);
   let ex: CapturedExchange;
   try {
     ex = findExchange(buf);

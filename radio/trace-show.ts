@@ -1181,19 +1181,23 @@ export interface TraceIo {
   stdout: (line: string) => void;
 }
 
+/** A capture file's bytes, or BAD_STATE naming why it cannot be read (trace show, replay). */
+export function readCaptureFile(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError('BAD_STATE', `cannot read capture ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message}`, 'pass a btsnoop file (the radio writes them with --capture DIR; Android as btsnoop_hci.log)');
+  }
+}
+
 /**
  * `locksync trace show FILE [--json]`. A file that is missing, not a btsnoop capture, of an
  * unsupported datalink, or truncated/malformed as a whole is a BAD_STATE CliError, raised
  * before anything is printed.
  */
 export function traceShow(file: string, opts: TraceShowOptions = {}, io: TraceIo = { stdout: (l) => process.stdout.write(`${l}\n`) }): number {
-  let buf: Buffer;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError('BAD_STATE', `cannot read capture ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message}`, 'pass a btsnoop file (the radio writes them with --capture DIR; Android as btsnoop_hci.log)');
-  }
+  const buf = readCaptureFile(file);
   let decoded: ReturnType<typeof decodeCapture>;
   try {
     decoded = decodeCapture(buf);
