@@ -559,7 +559,18 @@ export function replayCommand(file: string, opts: { state?: string; json?: boole
       out(`scenario: ${opts.scenarioOut} (locksync scenario run ${opts.scenarioOut} --seed ${seed})`);
     }
   }
-  return report.verdict === 'disagrees' ? EXIT_CODES.PROTOCOL_VIOLATION : EXIT_CODES.OK;
+  if (report.verdict === 'disagrees' && report.disagreement) {
+    // A finding is a failure of the run: the report above, then the one error line.
+    const d = report.disagreement;
+    const differing = d.answers.find((a) => a.captured?.decides !== a.simulated?.decides) ?? d.answers[0];
+    const where = differing?.captured ? `record ${differing.captured.n}` : `connection ${d.connection + 1}`;
+    throw new CliError(
+      'PROTOCOL_VIOLATION',
+      `the simulator disagrees with the captured lock at ${where}${d.phone ? ` (after ${d.phone.text})` : ''}: captured ${differing?.captured?.decides ?? 'nothing'}, simulated ${differing?.simulated?.decides ?? 'nothing'}`,
+      'check that --state is the lock as it was when the capture was taken; if it is, the field firmware and the SPEC differ here — file it with the capture',
+    );
+  }
+  return EXIT_CODES.OK;
 }
 
 export function registerReplayCommand(program: Command): void {

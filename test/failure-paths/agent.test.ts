@@ -340,3 +340,75 @@ describe('agent keygen: a phone key for the non-demo enrolment path', () => {
     expect(u).toMatchObject({ granted: true, reason: 'GRANTED' });
   });
 });
+
+describe('the lock refuses, the link drops, a peer does not answer: exits 5, 4 and 9', () => {
+  /** A new table version at the authority (the partner back on the door): an update to carry. */
+  const pendingChange = async (): Promise<void> => {
+    await auth(['partner', 'assign-door', '--partner', String(partnerId), '--door', String(doorId)]);
+    const view = await authorityView();
+    expect(view.version).toBeGreaterThan(view.versionInForce);
+  };
+
+  it('a cached update altered on the phone is refused by the lock: exit 5 naming its code, the lock unchanged', async () => {
+    await pendingChange();
+    const cache = path.join(dir, 'cache-tampered');
+    const from = (await authorityView()).versionInForce;
+    await ok(['agent', 'fetch', '--lock', lockId, '--authority', url, '--token', residentToken, '--from', String(from), '--cache', cache, '--json']);
+    // Flip one bit in the last byte of the cached update: inside its head's signature.
+    const file = path.join(cache, `${lockId}.json`);
+    const f = JSON.parse(fs.readFileSync(file, 'utf8')) as { updates: { messages: string[] }[] };
+    const hex = f.updates[0]!.messages[0]!;
+    f.updates[0]!.messages[0] = hex.slice(0, -2) + (Number.parseInt(hex.slice(-2), 16) ^ 0x01).toString(16).padStart(2, '0');
+    fs.writeFileSync(file, JSON.stringify(f));
+    const lockBefore = digestTree(lockState);
+    const r = await sync(['--offline', '--attempts', '1'], cache);
+    expectFailure(r, 'REFUSED_BY_LOCK', /BAD_SIGNATURE/);
+    expect(digestTree(lockState), 'lock flash changed').toBe(lockBefore);
+  });
+
+  it('the link dropped mid-sync with no attempts left: exit 4', async () => {
+    // The update from the case above is still pending. Drop the link through the radio's
+    // control socket the moment the agent reports it is connected.
+    const { spawn } = await import('node:child_process');
+    const net = await import('node:net');
+    const { BIN, ROOT, childEnv } = await import('./harness');
+    const args = ['agent', 'sync', '--lock', lockId, '--transport', phone, '--cache', path.join(dir, 'cache-drop'), '--authority', url, '--token', residentToken, '--attempts', '1'];
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let dropped = false;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (!dropped && stderr.includes('"phase":"connected"')) {
+        dropped = true;
+        const socket = net.createConnection(path.join(radioDir, 'control.sock'));
+        socket.on('connect', () => socket.end(`${JSON.stringify({ id: 1, op: 'dropLink', controller: 'lock-1', mode: 'terminate', reason: 0x08 })}\n`));
+        socket.on('error', () => undefined);
+      }
+    });
+    const started = Date.now();
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`agent sync still running after ${DEADLINE_MS} ms\n${stderr}`))), DEADLINE_MS);
+      child.on('close', (c) => (clearTimeout(timer), resolve(c)));
+    });
+    runs.push({ args: args.join(' '), code, ms: Date.now() - started });
+    expect(dropped).toBe(true);
+    expectFailure({ code, signal: null, stdout, stderr: stderr.split('\n').filter((l) => !l.startsWith('{')).join('\n'), ms: 0 }, 'LINK_LOST');
+  });
+
+  it('radio ctl to a radio whose control socket accepts but never answers: exit 9 within its 5 s timeout', async () => {
+    const net = await import('node:net');
+    const silentDir = path.join(dir, 'silent-radio');
+    fs.mkdirSync(silentDir);
+    const held: import('node:net').Socket[] = [];
+    const server = net.createServer((s) => void held.push(s));
+    await new Promise<void>((r) => server.listen(path.join(silentDir, 'control.sock'), r));
+    try {
+      expectFailure(await run(['radio', 'ctl', '--dir', silentDir, '{"op":"list"}']), 'TIMEOUT', /no answer .* within 5000 ms/);
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
