@@ -30,6 +30,8 @@ export const EXIT_CODES = {
   BAD_STATE: 16,
   /** A long-running command's transport died under it (the radio went away). */
   TRANSPORT_LOST: 17,
+  /** A scenario ran to the end and at least one of its expectations did not hold. */
+  EXPECTATION_FAILED: 18,
 } as const;
 
 export type ExitCodeName = keyof typeof EXIT_CODES;

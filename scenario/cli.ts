@@ -91,7 +91,15 @@ export function registerScenarioCommands(program: Command): void {
         write(JSON.stringify(rest, null, 2));
       } else printResult(r, write);
       if (o.junit !== undefined && !o.json) write(`  junit     ${resolve(o.junit)}`);
-      process.exitCode = r.passed ? 0 : 1;
+      if (!r.passed) {
+        const failed = r.expectations.filter((e) => !e.ok);
+        const first = failed[0];
+        throw new CliError(
+          'EXPECTATION_FAILED',
+          `${failed.length} of ${r.expectations.length} expectations failed in ${r.scenario}${first ? `, first at step ${first.step}: ${first.description} (expected ${first.expected}, got ${first.actual})` : ''}`,
+          `the FAIL lines above say which; reproduce with \`${r.replayCommand}\``,
+        );
+      }
     });
 
   scenario

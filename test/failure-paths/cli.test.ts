@@ -428,12 +428,12 @@ describe('scenario run --junit', () => {
     expect(fs.existsSync(path.join(dir, 'pass-run', 'trace.json'))).toBe(true);
   }, 120_000);
 
-  it('a failing run: exit 1, <failure> with expected and actual for exactly the failed expectation', async () => {
+  it('a failing run: exit 18 with one EXPECTATION_FAILED line, <failure> with expected and actual for exactly the failed expectation', async () => {
     const text = fs.readFileSync(scenario01, 'utf8').replace('expect: { decision: GRANTED, versionAtLock: 1 }', 'expect: { decision: GRANTED, versionAtLock: 7 }');
     expect(text).toContain('versionAtLock: 7');
     fs.writeFileSync(path.join(dir, 'fail <&>.yaml'), text);
     const r = await run(['scenario', 'run', 'fail <&>.yaml', '--out', 'fail-run', '--junit', 'fail.xml'], dir);
-    expect(r.code, r.stderr).toBe(1);
+    expectFailure(r, 'EXPECTATION_FAILED', /1 of \d+ expectations failed .*expected .*7.*, got .*1.*— .*locksync scenario run/);
     const xml = fs.readFileSync(path.join(dir, 'fail.xml'), 'utf8');
     const c = suiteCounts(xml);
     expect(c.failures).toBe(1);
