@@ -85,7 +85,12 @@ export class CourierCache {
     readonly dir: string,
     opts: { create?: boolean } = {},
   ) {
-    if (opts.create !== false) mkdirSync(dir, { recursive: true });
+    if (opts.create === false) return;
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw new CourierCacheError(`courier cache ${dir} cannot be created (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it must be a writable directory`);
+    }
   }
 
   private path(lockId: string): string {
@@ -107,10 +112,14 @@ export class CourierCache {
   }
 
   private write(f: LockCacheFile): void {
-    mkdirSync(this.dir, { recursive: true });
     const p = this.path(f.lockId);
-    writeFileSync(`${p}.tmp`, JSON.stringify(f, null, 2));
-    renameSync(`${p}.tmp`, p);
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      writeFileSync(`${p}.tmp`, JSON.stringify(f, null, 2));
+      renameSync(`${p}.tmp`, p);
+    } catch (e) {
+      throw new CourierCacheError(`courier cache ${this.dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it must be a writable directory`);
+    }
   }
 
   /** Keep an update chain; a newer chain from the same base replaces the older one. */
@@ -246,7 +255,13 @@ export class CourierCache {
 
   locks(): string[] {
     if (!existsSync(this.dir)) return [];
-    return readdirSync(this.dir)
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (e) {
+      throw new CourierCacheError(`courier cache ${this.dir} cannot be listed (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it must be a directory`);
+    }
+    return names
       .filter((n) => n.endsWith('.json'))
       .map((n) => n.slice(0, -5))
       .sort();

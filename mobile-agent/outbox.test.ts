@@ -203,3 +203,17 @@ describe('delivering the outbox', () => {
     expect(readFileSync(p, 'utf8')).toBe('{ truncated');
   });
 });
+
+describe('a --cache that is a file, not a directory', () => {
+  it('listing and writing end as CourierCacheError (exit 16), not an internal error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'locksync-cache-file-'));
+    const file = join(dir, 'not-a-dir');
+    writeFileSync(file, 'x');
+    expect(() => new CourierCache(file)).toThrow(CourierCacheError);
+    const cache = new CourierCache(file, { create: false });
+    expect(() => cache.locks()).toThrow(CourierCacheError);
+    expect(() => cache.queue('lk-0001', 'receipt', new Uint8Array([1]))).toThrow(CourierCacheError);
+    expect(readFileSync(file, 'utf8')).toBe('x');
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
