@@ -4,7 +4,7 @@ import path from 'node:path';
 import { CliError } from '../cli/errors';
 import { DirInUseError } from './owner-file';
 import { PtyUnavailableError } from './pty';
-import type { Radio } from './radio';
+import { RadioError, type Radio } from './radio';
 
 /**
  * The last line `radio up` writes on stdout once every controller's pty link and the
@@ -36,5 +36,7 @@ export function radioFailure(error: unknown): unknown {
     );
   }
   if (error instanceof PtyUnavailableError) return new CliError('TRANSPORT_UNAVAILABLE', error.message, 'reinstall the dependencies with npm ci');
+  // A controller name, a --dir or a schedule the radio cannot use: the user's to change.
+  if (error instanceof RadioError) return new CliError('USAGE', error.message, 'see `locksync radio up --help` and radio/README.md');
   return error;
 }

@@ -451,7 +451,11 @@ export async function startRadio(options: RadioOptions): Promise<Radio> {
   const transport = options.transport ?? 'pty';
   const clock = options.clock ?? (transport === 'memory' ? new ManualClock() : new RealtimeClock(options.timeScale ?? 1));
   const dir = path.resolve(options.dir);
-  fs.mkdirSync(dir, { recursive: true });
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new RadioError(`--dir ${dir} cannot be used as the radio's directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
   const radio = new Radio(dir, clock, seed, { ...DEFAULT_PROPAGATION, ...options.propagation });
   // A pty radio owns its directory: a live owner refuses us (DirInUseError) before we touch
   // its links or socket; a dead one's leftovers are removed first.

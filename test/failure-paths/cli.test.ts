@@ -195,6 +195,8 @@ describe.concurrent('usage mistakes anywhere exit 2 with one line and a --help h
     ['radio up --controllers 0', ['radio', 'up', '--dir', 'x', '--controllers', '0'], /--controllers must be an integer from 1 to 64/],
     ['radio up --time-scale fast', ['radio', 'up', '--dir', 'x', '--controllers', '2', '--time-scale', 'fast'], /--time-scale must be a positive number/],
     ['radio ctl with a request that is not JSON', ['radio', 'ctl', '--dir', 'x', '{op'], /is not JSON/],
+    ['radio up with a reserved controller name', ['radio', 'up', '--dir', 'x', '--controllers', 'control.sock'], /controller name "control.sock" is reserved/],
+    ['radio up with a --dir that is a file', ['radio', 'up', '--dir', path.join(ROOT, 'package.json'), '--controllers', '1'], /package\.json cannot be used as the radio's directory \(EEXIST\)/],
     ['scenario run --transport usb', ['scenario', 'run', 'x.yaml', '--transport', 'usb'], /--transport must be one of sim, ble/],
   ];
   for (const [what, args, detail] of cases) {
