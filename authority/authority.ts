@@ -8,8 +8,7 @@
 // lock runs), signed with the online key and stored as a new version.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import { type SqlDatabase, describeLocation, isPostgresUrl, openDatabase, storageExists } from './db';
 import {
   type Entry,
   type HolderClass,
@@ -289,7 +288,7 @@ export class Authority {
   private readonly checkpointEvery: number;
 
   private constructor(
-    readonly db: Database.Database,
+    readonly db: SqlDatabase,
     private readonly sealer: Sealer,
     readonly paths: KeyPaths,
     private readonly seed: string | undefined,
@@ -303,24 +302,25 @@ export class Authority {
   // -------------------------------------------------------------------------
   // Lifecycle
 
-  private static openDb(dbPath: string): Database.Database {
-    const db = new Database(dbPath);
-    db.pragma('journal_mode = WAL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 10000');
-    db.pragma('synchronous = NORMAL');
-    return db;
+  private static openDb(location: string): SqlDatabase {
+    return openDatabase(location);
+  }
+
+  /** Key files live beside a SQLite file; a PostgreSQL property names its key directory. */
+  private static keyPaths(opts: { dbPath: string; keyDir?: string | undefined; rootKeyPath?: string | undefined }): KeyPaths {
+    if (isPostgresUrl(opts.dbPath) && opts.keyDir === undefined)
+      throw new AuthorityError('VALIDATION', 'a property on PostgreSQL needs --key-dir (its key files cannot live beside a URL)');
+    return keyPathsFor(opts.dbPath, opts.keyDir, opts.rootKeyPath);
   }
 
   /** Create a property: database, key files, root key, first online key, manager token. */
   static init(opts: AuthorityInitOptions): { authority: Authority; managerToken: string; rootPublicKey: string } {
-    const paths = keyPathsFor(opts.dbPath, opts.keyDir, opts.rootKeyPath);
-    if (existsSync(opts.dbPath)) {
+    const paths = Authority.keyPaths(opts);
+    if (storageExists(opts.dbPath)) {
       const probe = Authority.openDb(opts.dbPath);
       try {
-        const has = probe.prepare("SELECT 1 FROM sqlite_master WHERE name = 'meta'").get();
-        if (has !== undefined && probe.prepare("SELECT 1 FROM meta WHERE key = 'initialized'").get() !== undefined)
-          throw new AuthorityError('ALREADY_INITIALIZED', `${opts.dbPath} already holds a property`);
+        if (probe.hasTable('meta') && probe.prepare("SELECT 1 FROM meta WHERE key = 'initialized'").get() !== undefined)
+          throw new AuthorityError('ALREADY_INITIALIZED', `${describeLocation(opts.dbPath)} already holds a property`);
       } finally {
         probe.close();
       }
@@ -357,13 +357,15 @@ export class Authority {
 
   /** Open an initialised property (any number of processes may open the same file). */
   static open(opts: AuthorityOptions): Authority {
-    if (!existsSync(opts.dbPath)) throw new AuthorityError('NOT_INITIALIZED', `${opts.dbPath} does not exist: run authority init first`);
-    const paths = keyPathsFor(opts.dbPath, opts.keyDir, opts.rootKeyPath);
+    if (!storageExists(opts.dbPath)) throw new AuthorityError('NOT_INITIALIZED', `${opts.dbPath} does not exist: run authority init first`);
+    const paths = Authority.keyPaths(opts);
     const db = Authority.openDb(opts.dbPath);
     try {
+      // Never create tables in a database (or PostgreSQL schema) that holds no property.
+      if (!db.hasTable('meta')) throw new AuthorityError('NOT_INITIALIZED', `${describeLocation(opts.dbPath)} holds no property: run authority init first`);
       migrate(db, Math.floor(Date.now() / 1000));
       if (db.prepare("SELECT 1 FROM meta WHERE key = 'initialized'").get() === undefined)
-        throw new AuthorityError('NOT_INITIALIZED', `${opts.dbPath} holds no property: run authority init first`);
+        throw new AuthorityError('NOT_INITIALIZED', `${describeLocation(opts.dbPath)} holds no property: run authority init first`);
       const kek = readSecretFile(paths.kekPath);
       return new Authority(db, new Sealer(kek), paths, readSeedFile(paths.seedPath), opts);
     } catch (e) {
@@ -496,9 +498,10 @@ export class Authority {
       this.db
         .prepare(
           `SELECT 1 FROM revocations r JOIN locks l ON l.lock_id = r.lock_id LEFT JOIN cred_ids c ON c.lock_id = r.lock_id AND c.cred_id = r.cred_id
-           WHERE r.lock_id = ? AND r.version > l.in_force_version AND (c.device_id = ? OR (? IS NOT NULL AND r.partner_id = ?)) LIMIT 1`,
+           WHERE r.lock_id = ? AND r.version > l.in_force_version AND (c.device_id = ? OR r.partner_id = ?) LIMIT 1`,
         )
-        .get(lockId, p.deviceId, p.partnerId, p.partnerId) !== undefined
+        // A null partnerId matches nothing (NULL = x is never true), on both engines.
+        .get(lockId, p.deviceId, p.partnerId) !== undefined
     );
   }
 

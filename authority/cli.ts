@@ -4,6 +4,8 @@
 // `error CODE: AUTHORITY_CODE: what — what to do` (USAGE 2 for a bad value, AUTHORITY_REFUSED
 // 13 for an unknown id or a rule, BAD_STATE 16 for a missing or foreign database).
 
+import { describeLocation } from './db';
+import { PostgresError } from './postgres';
 import { accessSync, constants as fsConstants, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -53,6 +55,7 @@ function todoFor(e: AuthorityError): string {
   if (e.code === 'NOT_INITIALIZED') return 'run `locksync authority init --db FILE` first, or pass the right --db';
   if (e.code === 'ALREADY_INITIALIZED') return 'pass another --db (and --key-dir), or use the existing property';
   if (e.code === 'KEY_FILE') return 'pass the --key-dir/--root-key that `authority init` created for this --db (files must be mode 0600)';
+  if (e.code === 'STORAGE_UNAVAILABLE') return 'start PostgreSQL or fix the --db URL, then retry (nothing was written)';
   return 'the state is unchanged; resolve what is named above and retry';
 }
 
@@ -60,6 +63,7 @@ function todoFor(e: AuthorityError): string {
 function exitCodeFor(e: AuthorityError): ExitCodeName {
   if (e.code === 'VALIDATION' || e.code === 'ALREADY_INITIALIZED') return 'USAGE';
   if (e.code === 'NOT_INITIALIZED' || e.code === 'KEY_FILE') return 'BAD_STATE';
+  if (e.code === 'STORAGE_UNAVAILABLE') return 'AUTHORITY_UNREACHABLE';
   if (e.status === 500) return 'INTERNAL';
   return 'AUTHORITY_REFUSED';
 }
@@ -75,6 +79,8 @@ function fail(o: { json?: boolean; db?: string }, e: unknown): never {
     const details = e.details !== undefined ? ` (${JSON.stringify(e.details)})` : '';
     throw new CliError(exitCodeFor(e), `${e.code}: ${e.toJSON().message}${details}`, todoFor(e));
   }
+  if (e instanceof PostgresError)
+    throw new CliError('BAD_STATE', `${describeLocation(o.db ?? 'the database')} is not a locksync property database: ${e.message}`, 'pass the database `authority init` created, or run `authority init --db URL --key-dir DIR`');
   const sqlite = (e as { code?: unknown }).code;
   if (typeof sqlite === 'string' && sqlite.startsWith('SQLITE_')) {
     if (sqlite === 'SQLITE_BUSY' || sqlite === 'SQLITE_LOCKED') throw new CliError('IN_USE', `${o.db ?? 'the database'} is locked by another process (${sqlite})`, 'retry when the other writer has finished');
@@ -163,7 +169,7 @@ export function parseDoorSpec(spec: string): KeyDoorInput {
 
 function common(c: Command): Command {
   return c
-    .requiredOption('--db <file>', 'property database (the SQLite file `authority init` created)')
+    .requiredOption('--db <file|url>', 'property database: the SQLite file `authority init` created, or a postgres://user@host/db URL (then --key-dir is required)')
     .option('--key-dir <dir>', 'key directory (default <db>.keys)')
     .option('--root-key <file>', 'offline root key file (default <key-dir>/root.key)')
     .option('--json', 'machine-readable output (a refusal prints {"error": …} on stdout too)');

@@ -11,10 +11,10 @@ import { SimLock, tempProperty, type TempProperty } from './test-support';
 let p: TempProperty;
 afterEach(() => p.cleanup());
 
-function writer(dbPath: string, label: string, n: number, keyId: number): Promise<{ label: string; versions: number[] }> {
+function writer(open: { dbPath: string; keyDir?: string }, label: string, n: number, keyId: number): Promise<{ label: string; versions: number[] }> {
   const script = fileURLToPath(new URL('./test-writer.ts', import.meta.url));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, dbPath, label, String(n), String(keyId)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, open.dbPath, label, String(n), String(keyId), ...(open.keyDir !== undefined ? [open.keyDir] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -30,7 +30,7 @@ describe('concurrent edits', () => {
     const d = a.addDoor({ name: 'Lobby' });
     const lock = new SimLock(a.provisionLock(d.id));
     const k = a.createKey({ name: 'K', doors: [{ doorId: d.id }] });
-    const b = Authority.open({ dbPath: p.dbPath });
+    const b = Authority.open(p.openOptions);
     try {
       const seen: number[] = [];
       for (let i = 0; i < 10; i++) {
@@ -57,7 +57,7 @@ describe('concurrent edits', () => {
     const lock = new SimLock(a.provisionLock(d.id));
     const k = a.createKey({ name: 'K', doors: [{ doorId: d.id, doorcodesEnabled: true }] });
     const base = a.currentVersion(lock.bundle.lockId);
-    const results = await Promise.all([writer(p.dbPath, 'w1', 15, k.id), writer(p.dbPath, 'w2', 15, k.id), writer(p.dbPath, 'w3', 15, k.id)]);
+    const results = await Promise.all([writer(p.openOptions, 'w1', 15, k.id), writer(p.openOptions, 'w2', 15, k.id), writer(p.openOptions, 'w3', 15, k.id)]);
     for (const r of results) expect(r.versions).toEqual([...r.versions].sort((x, y) => x - y));
     const all = results.flatMap((r) => r.versions);
     expect(new Set(all).size).toBe(45); // no two writers were handed the same version

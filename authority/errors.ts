@@ -39,6 +39,8 @@ export const AUTHORITY_ERROR_STATUS = {
   ALREADY_INITIALIZED: 409,
   KEY_FILE: 500,
   PAYLOAD_TOO_LARGE: 413,
+  /** The authority's own database (PostgreSQL) is unreachable or stopped answering. */
+  STORAGE_UNAVAILABLE: 503,
   INTERNAL: 500,
 } as const;
 

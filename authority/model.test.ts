@@ -2,7 +2,6 @@
 // tables the locks receive.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ENTRY_FLAGS, dailyCode, doorcodeVerifier, fromHex, keycardVerifier, type Entry } from '../protocol';
-import { existsSync, readFileSync } from 'node:fs';
 import { AuthorityError } from './errors';
 import { SimLock, tempProperty, type TempProperty } from './test-support';
 
@@ -265,8 +264,8 @@ describe('doorcodes, keycards, daily codes', () => {
     expect(codes).toHaveLength(2);
     const secret = fromHex(lock.bundle.lockSecret);
     expect(codes.some((e) => Buffer.from(e.secret).equals(Buffer.from(doorcodeVerifier(secret, '7654321'))))).toBe(true);
-    // the database file and its WAL hold neither the code nor the lock secret
-    const raw = Buffer.concat([readFileSync(p.dbPath), existsSync(`${p.dbPath}-wal`) ? readFileSync(`${p.dbPath}-wal`) : Buffer.alloc(0)]);
+    // the storage (SQLite file and WAL, or every PostgreSQL row) holds neither the code nor the lock secret
+    const raw = p.rawStorage();
     expect(raw.includes(Buffer.from('Lobby'))).toBe(true); // sanity: the scan sees stored data
     expect(raw.includes(Buffer.from('7654321'))).toBe(false);
     expect(raw.includes(Buffer.from(lock.bundle.lockSecret, 'hex'))).toBe(false);

@@ -1,7 +1,7 @@
 // SQLite schema and migrations. Each migration runs once, inside a transaction, and is
 // recorded in schema_migrations; opening a database written by a newer build is refused.
 
-import type Database from 'better-sqlite3';
+import type { SqlDatabase } from './db';
 import { AuthorityError } from './errors';
 
 const MIGRATIONS: { version: number; name: string; sql: string }[] = [
@@ -225,7 +225,7 @@ CREATE TABLE audit_records (
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 
-export function migrate(db: Database.Database, now: number): void {
+export function migrate(db: SqlDatabase, now: number): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
   // Read and apply under one write lock, so two processes opening a fresh file at once
   // cannot both run a migration.

@@ -367,7 +367,7 @@ describe('storage', () => {
     expect(b.currentVersion(lock.bundle.lockId)).toBe(v + 1);
     lock.sync(b);
     expect(lock.state.table.entries.size).toBe(0);
-    expect(code(() => Authority.init({ dbPath: p.dbPath }))).toBe('ALREADY_INITIALIZED');
+    expect(code(() => Authority.init(p.openOptions))).toBe('ALREADY_INITIALIZED');
   });
 
   it('refuses key files readable by others, and missing databases', async () => {
@@ -375,9 +375,9 @@ describe('storage', () => {
     const { chmodSync } = await import('node:fs');
     p.authority.close();
     chmodSync(p.authority.paths.kekPath, 0o644);
-    expect(code(() => Authority.open({ dbPath: p.dbPath }))).toBe('KEY_FILE');
+    expect(code(() => Authority.open(p.openOptions))).toBe('KEY_FILE');
     chmodSync(p.authority.paths.kekPath, 0o600);
-    expect(code(() => Authority.open({ dbPath: `${p.dbPath}.missing` }))).toBe('NOT_INITIALIZED');
-    p.authority = Authority.open({ dbPath: p.dbPath });
+    expect(code(() => Authority.open({ ...p.openOptions, dbPath: p.dbPath.startsWith('postgres') ? p.dbPath.replace(/search_path%3D(\w+)/, 'search_path%3D$1_missing') : `${p.dbPath}.missing` }))).toBe('NOT_INITIALIZED');
+    p.authority = Authority.open(p.openOptions);
   });
 });

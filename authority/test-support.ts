@@ -1,7 +1,7 @@
 // Helpers shared by the authority tests: a temporary property, and a lock-side table
 // state driven exactly as a lock drives it (protocol applyUpdate on the served bytes).
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -21,11 +21,49 @@ import {
   currentDigest,
   toHex,
 } from '../protocol';
-import { Authority, type AuthorityInitOptions, type ProvisioningBundle } from './authority';
+import { Authority, type AuthorityInitOptions, type AuthorityOptions, type ProvisioningBundle } from './authority';
+import { openDatabase } from './db';
+
+/**
+ * The PostgreSQL server the authority suites also run against (vitest's `authority-postgres`
+ * project sets it; .ci/run starts a server). Unset: every property is a SQLite file.
+ */
+export const TEST_POSTGRES_URL = process.env.LOCKSYNC_TEST_POSTGRES_URL;
+
+let schemaCounter = 0;
+
+/** A fresh, empty PostgreSQL schema for one property; returns its URL and a drop function. */
+function freshPostgresSchema(base: string): { url: string; drop: () => void } {
+  const schema = `t_${process.pid}_${++schemaCounter}_${Math.floor(Math.random() * 1e9).toString(36)}`;
+  const admin = openDatabase(base);
+  try {
+    admin.exec(`CREATE SCHEMA ${schema}`);
+  } finally {
+    admin.close();
+  }
+  const u = new URL(base);
+  u.searchParams.set('options', `-c search_path=${schema}`);
+  return {
+    url: u.toString(),
+    drop: () => {
+      const d = openDatabase(base);
+      try {
+        d.exec(`DROP SCHEMA ${schema} CASCADE`);
+      } finally {
+        d.close();
+      }
+    },
+  };
+}
 
 export interface TempProperty {
   dir: string;
+  /** The SQLite file, or the PostgreSQL URL (schema in its options) under the postgres project. */
   dbPath: string;
+  /** What Authority.open needs for this property (the key directory too on PostgreSQL). */
+  openOptions: Pick<AuthorityOptions, 'dbPath' | 'keyDir'>;
+  /** Every byte the storage holds (file + WAL, or every row), to check what is never stored. */
+  rawStorage(): Buffer;
   authority: Authority;
   managerToken: string;
   clock: { t: number };
@@ -35,23 +73,36 @@ export interface TempProperty {
 
 export function tempProperty(opts: Partial<AuthorityInitOptions> = {}): TempProperty {
   const dir = mkdtempSync(join(tmpdir(), 'locksync-authority-'));
-  const dbPath = join(dir, 'property.db');
+  const pg = TEST_POSTGRES_URL !== undefined && TEST_POSTGRES_URL !== '' ? freshPostgresSchema(TEST_POSTGRES_URL) : null;
+  const dbPath = pg ? pg.url : join(dir, 'property.db');
+  const openOptions = pg ? { dbPath, keyDir: join(dir, 'keys') } : { dbPath };
   const clock = { t: 1_760_000_000 };
   const now = (): number => clock.t;
-  const { authority, managerToken } = Authority.init({ dbPath, seed: 'test-seed', timeZone: 'Europe/Berlin', now, ...opts });
+  const { authority, managerToken } = Authority.init({ ...openOptions, seed: 'test-seed', timeZone: 'Europe/Berlin', now, ...opts });
   const p: TempProperty = {
     dir,
     dbPath,
+    openOptions,
+    rawStorage: () => {
+      if (pg === null) return Buffer.concat([readFileSync(dbPath), existsSync(`${dbPath}-wal`) ? readFileSync(`${dbPath}-wal`) : Buffer.alloc(0)]);
+      const parts: Buffer[] = [];
+      const tables = p.authority.db.prepare('SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()').all() as { table_name: string }[];
+      for (const { table_name } of tables)
+        for (const row of p.authority.db.prepare(`SELECT * FROM ${table_name}`).all() as Record<string, unknown>[])
+          for (const v of Object.values(row)) parts.push(Buffer.isBuffer(v) ? v : Buffer.from(String(v)));
+      return Buffer.concat(parts);
+    },
     authority,
     managerToken,
     clock,
     reopen: () => {
       p.authority.close();
-      p.authority = Authority.open({ dbPath, now, ...(opts.historyVersions !== undefined ? { historyVersions: opts.historyVersions } : {}) });
+      p.authority = Authority.open({ ...openOptions, now, ...(opts.historyVersions !== undefined ? { historyVersions: opts.historyVersions } : {}) });
       return p.authority;
     },
     cleanup: () => {
       p.authority.close();
+      pg?.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,118 @@
+// The authority's storage: one SQL surface over two engines. SQLite (better-sqlite3) is the
+// embedded default; PostgreSQL serves a property from several authority processes at once.
+//
+// The domain code is synchronous and transactional — a manager change validates, mutates and
+// recompiles every door it touched inside one IMMEDIATE transaction — so the surface here is
+// better-sqlite3's own (prepare/run/get/all, transaction().immediate(), exec). The SQLite
+// engine is better-sqlite3 itself; the PostgreSQL engine (authority/postgres.ts) offers the
+// same calls over a real PostgreSQL server. Every dialect difference lives in
+// authority/postgres.ts: nothing else in the authority knows which engine it runs on.
+
+import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { AuthorityError } from './errors';
+import { openPostgresDatabase } from './postgres';
+
+export interface RunResult {
+  changes: number;
+  lastInsertRowid: number | bigint;
+}
+
+export interface Statement {
+  run(...params: unknown[]): RunResult;
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+}
+
+/** better-sqlite3's transaction wrapper: call it (DEFERRED) or pick the locking mode. */
+export interface TransactionFn<F extends (...args: never[]) => unknown> {
+  (...args: Parameters<F>): ReturnType<F>;
+  immediate(...args: Parameters<F>): ReturnType<F>;
+  deferred(...args: Parameters<F>): ReturnType<F>;
+  exclusive(...args: Parameters<F>): ReturnType<F>;
+}
+
+export type Engine = 'sqlite' | 'postgres';
+
+export interface SqlDatabase {
+  readonly engine: Engine;
+  readonly open: boolean;
+  prepare(sql: string): Statement;
+  exec(sql: string): void;
+  transaction<F extends (...args: never[]) => unknown>(fn: F): TransactionFn<F>;
+  /** Engine tuning (SQLite PRAGMAs); a no-op on engines without them. */
+  pragma(source: string): unknown;
+  /** Whether a table of this name exists (the init probe). */
+  hasTable(name: string): boolean;
+  close(): void;
+}
+
+/** A PostgreSQL connection string (`postgres://…` or `postgresql://…`). */
+export function isPostgresUrl(location: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(location);
+}
+
+/** Whether a property already has storage at `location` worth probing. */
+export function storageExists(location: string): boolean {
+  return isPostgresUrl(location) ? true : existsSync(location);
+}
+
+/** A location safe to show in messages: a PostgreSQL URL loses its password. */
+export function describeLocation(location: string): string {
+  if (!isPostgresUrl(location)) return location;
+  try {
+    const u = new URL(location);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
+class SqliteDatabase implements SqlDatabase {
+  readonly engine = 'sqlite' as const;
+  constructor(private readonly db: Database.Database) {}
+  get open(): boolean {
+    return this.db.open;
+  }
+  prepare(sql: string): Statement {
+    return this.db.prepare(sql) as unknown as Statement;
+  }
+  exec(sql: string): void {
+    this.db.exec(sql);
+  }
+  transaction<F extends (...args: never[]) => unknown>(fn: F): TransactionFn<F> {
+    return this.db.transaction(fn as unknown as (...args: unknown[]) => unknown) as unknown as TransactionFn<F>;
+  }
+  pragma(source: string): unknown {
+    return this.db.pragma(source);
+  }
+  hasTable(name: string): boolean {
+    return this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+  }
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+export interface OpenOptions {
+  /** How long one PostgreSQL statement may take before the call fails (ms). */
+  statementTimeoutMs?: number;
+}
+
+/** Open the authority's storage: a SQLite file path, or a PostgreSQL URL. */
+export function openDatabase(location: string, opts: OpenOptions = {}): SqlDatabase {
+  // The PostgreSQL driver itself loads only inside the engine's worker thread, on first use.
+  if (isPostgresUrl(location)) return openPostgresDatabase(location, opts);
+  let db: Database.Database;
+  try {
+    db = new Database(location);
+  } catch (e) {
+    throw new AuthorityError('NOT_INITIALIZED', `cannot open ${location}: ${(e as Error).message}`);
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 10000');
+  db.pragma('synchronous = NORMAL');
+  return new SqliteDatabase(db);
+}
