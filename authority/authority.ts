@@ -1398,7 +1398,7 @@ export class Authority {
   listLocks(): { lockId: string; doorId: number; version: number; versionInForce: number; inForceSince: number | null; deviceRegistered: boolean }[] {
     const rows = this.db
       .prepare(
-        `SELECT l.lock_id, l.door_id, l.in_force_version, l.in_force_at, l.device_public_key IS NOT NULL AS dev,
+        `SELECT l.lock_id, l.door_id, l.in_force_version, l.in_force_at, CASE WHEN l.device_public_key IS NOT NULL THEN 1 ELSE 0 END AS dev,
                 (SELECT MAX(version) FROM lock_versions v WHERE v.lock_id = l.lock_id) AS version
          FROM locks l ORDER BY l.lock_id`,
       )
@@ -1809,7 +1809,7 @@ export class Authority {
       }
       const now = this.now();
       this.db
-        .prepare('INSERT INTO receipts (lock_id, version, nonce, lock_time, audit_seq, audit_head, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .prepare('INSERT OR IGNORE INTO receipts (lock_id, version, nonce, lock_time, audit_seq, audit_head, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(l.lock_id, b.version, blob(b.nonce), b.lockTime, b.auditSeq, blob(b.auditHead), now);
       if (b.version > l.in_force_version)
         this.db.prepare('UPDATE locks SET in_force_version = ?, in_force_at = ?, last_lock_time = ? WHERE lock_id = ?').run(b.version, now, b.lockTime, l.lock_id);

@@ -4,13 +4,16 @@
 //   - size of typical deltas (remove a partner from a door, add a resident, change a
 //     schedule) as served to the lock, with the certificate every update carries;
 //   - database size per 1,000 credentials.
-// Standalone: npx tsx authority/bench.ts
+// Engines: SQLite by default; with a PostgreSQL URL (bench: LOCKSYNC_BENCH_POSTGRES_URL) the
+// same property is built in a fresh schema there, so both engines' figures sit side by side.
+// Standalone: npx tsx authority/bench.ts [postgres://…]
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { deriveSeed32, encode, keyCertToCbor, keyPairFromSeed, toHex } from '../protocol';
 import { Authority } from './authority';
+import { openDatabase } from './db';
 import { decodeUpdate } from './test-support';
 
 const DOORS = 500;
@@ -22,11 +25,25 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-export async function benchAuthority(): Promise<Record<string, unknown>> {
+export interface AuthorityBenchOptions {
+  /** Build the property on this PostgreSQL server (a fresh schema, dropped afterwards). */
+  postgresUrl?: string;
+}
+
+export async function benchAuthority(opts: AuthorityBenchOptions = {}): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'locksync-authority-bench-'));
-  const dbPath = join(dir, 'bench.db');
+  const schema = `bench_${process.pid}_${Date.now().toString(36)}`;
+  let dbPath = join(dir, 'bench.db');
+  if (opts.postgresUrl !== undefined) {
+    const admin = openDatabase(opts.postgresUrl);
+    admin.exec(`CREATE SCHEMA ${schema}`);
+    admin.close();
+    const u = new URL(opts.postgresUrl);
+    u.searchParams.set('options', `-c search_path=${schema}`);
+    dbPath = u.toString();
+  }
   let t = 1_760_000_000;
-  const { authority: a } = Authority.init({ dbPath, seed: 'bench', timeZone: 'America/New_York', now: () => t });
+  const { authority: a } = Authority.init({ dbPath, keyDir: join(dir, 'keys'), seed: 'bench', timeZone: 'America/New_York', now: () => t });
   try {
     const t0 = performance.now();
     const setup = a.batch(() => {
@@ -109,9 +126,16 @@ export async function benchAuthority(): Promise<Record<string, unknown>> {
     // Credentials: entries across every lock's current table.
     let credentials = 0;
     for (const l of a.listLocks()) credentials += a.buildTable(l.lockId).entries.size;
-    a.db.pragma('wal_checkpoint(TRUNCATE)');
-    const dbBytes = statSync(dbPath).size;
+    let dbBytes: number;
+    if (a.db.engine === 'postgres') {
+      const row = a.db.prepare("SELECT SUM(pg_total_relation_size(quote_ident(table_name))) AS bytes FROM information_schema.tables WHERE table_schema = current_schema()").get() as { bytes: number };
+      dbBytes = row.bytes;
+    } else {
+      a.db.pragma('wal_checkpoint(TRUNCATE)');
+      dbBytes = statSync(dbPath).size;
+    }
     return {
+      engine: a.db.engine === 'postgres' ? 'PostgreSQL (loopback, one connection per process)' : 'SQLite (WAL, local file)',
       property: { doors: DOORS, communalDoors: COMMUNAL, users: USERS, credentials, setupSeconds: +(setupMs / 1000).toFixed(1) },
       compileAndSignAfterKeyChangeMs: {
         unitDoor: { median: +median(unitTimes).toFixed(2), entriesAtLock: a.buildTable(unitLock).entries.size },
@@ -124,10 +148,16 @@ export async function benchAuthority(): Promise<Record<string, unknown>> {
     };
   } finally {
     a.close();
+    if (opts.postgresUrl !== undefined) {
+      const admin = openDatabase(opts.postgresUrl);
+      admin.exec(`DROP SCHEMA ${schema} CASCADE`);
+      admin.close();
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
-  benchAuthority().then((r) => process.stdout.write(JSON.stringify(r, null, 2) + '\n'));
+  const url = process.argv[2];
+  benchAuthority(url !== undefined ? { postgresUrl: url } : {}).then((r) => process.stdout.write(JSON.stringify(r, null, 2) + '\n'));
 }

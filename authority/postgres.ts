@@ -148,8 +148,11 @@ export class PostgresError extends Error {
   }
 }
 
-// SQLSTATE classes that mean "the server or the connection is gone", not "this statement is wrong".
-const CONNECTION_LOST = /^(08|57P0[1-3]|53300)/;
+// What means "cannot reach or use the server", not "this statement is wrong": a socket error
+// (ECONNREFUSED, ETIMEDOUT… — not a SQLSTATE), connection exceptions (08), shutdown (57P01-3),
+// too many connections (53300), refused credentials (28) and a database that does not exist (3D000).
+const UNAVAILABLE = /^(08|57P0[1-3]|53300|28|3D000)/;
+const SQLSTATE = /^[0-9A-Z]{5}$/;
 
 class SyncConnection {
   private readonly worker: Worker;
@@ -239,7 +242,7 @@ class PostgresDatabase implements SqlDatabase {
   private check(reply: Reply, sql: string): { rows: Record<string, unknown>[]; rowCount: number } {
     if (reply.ok) return reply;
     const e = reply.error;
-    if (e.code === undefined || CONNECTION_LOST.test(e.code)) {
+    if (e.code === undefined || !SQLSTATE.test(e.code) || UNAVAILABLE.test(e.code)) {
       throw new AuthorityError('STORAGE_UNAVAILABLE', `PostgreSQL at ${this.where}: ${e.message}`);
     }
     throw new PostgresError(`${e.message}${e.detail ? ` (${e.detail})` : ''} — in: ${sql.slice(0, 120)}`, e.code, e.constraint);

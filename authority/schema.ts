@@ -221,6 +221,16 @@ CREATE TABLE audit_records (
     // A terminated partner's devices keep their rows (history) but their tokens stop working.
     sql: `ALTER TABLE devices ADD COLUMN revoked_at INTEGER;`,
   },
+  {
+    version: 3,
+    name: 'a receipt is counted once',
+    // A courier's outbox retries a receipt until the authority answers, and two authority
+    // processes may both receive it: a second copy of what the lock signed (session nonce,
+    // version, audit head position) is the same receipt. Earlier builds stored copies; keep
+    // the first.
+    sql: `DELETE FROM receipts WHERE id NOT IN (SELECT MIN(id) FROM receipts GROUP BY lock_id, nonce, version, audit_seq);
+CREATE UNIQUE INDEX receipts_once ON receipts(lock_id, nonce, version, audit_seq);`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -192,7 +192,7 @@ function radioTable(r: Record<string, any>): string {
 function authorityTable(r: Record<string, any>): string {
   const d = r.deltaBytes ?? {};
   return formatTable(
-    `Authority (authority/bench.ts benchAuthority): ${r.property?.doors} doors, ${r.property?.users} users, ${r.property?.credentials} credentials`,
+    `Authority (authority/bench.ts benchAuthority) on ${r.engine}: ${r.property?.doors} doors, ${r.property?.users} users, ${r.property?.credentials} credentials`,
     ['figure', 'value'],
     [
       ['compile + sign after a Key change, unit door', `${r.compileAndSignAfterKeyChangeMs?.unitDoor?.median} ms median (${r.compileAndSignAfterKeyChangeMs?.unitDoor?.entriesAtLock} entries)`],
@@ -214,13 +214,13 @@ async function main(): Promise<number> {
   const failures: string[] = [];
   console.log(`locksync benchmarks — ${machine.cpuModel}, ${machine.cores} cores, ${machine.ramGiB} GiB RAM, Node ${machine.node}, ${machine.platform}`);
 
-  const run = async <T>(section: Section, body: () => Promise<T>, print: (r: T) => string): Promise<void> => {
+  const run = async <T>(section: Section, body: () => Promise<T>, print: (r: T) => string, key: string = section): Promise<void> => {
     if (!opts.sections.has(section)) return;
     const t0 = performance.now();
     progress(`[bench] ${section} …`);
     try {
       const r = await body();
-      results[section] = r;
+      results[key] = r;
       console.log(print(r));
     } catch (e) {
       const message = e instanceof Error ? (e.stack ?? e.message) : String(e);
@@ -243,6 +243,9 @@ async function main(): Promise<number> {
   await run('lock', async () => (await import('../firmware-sim/bench')).benchLock(), lockTable);
   await run('radio', async () => (await import('../radio/bench')).benchRadio(), radioTable);
   await run('authority', async () => (await import('../authority/bench')).benchAuthority(), authorityTable);
+  // The same property on PostgreSQL, printed beside SQLite's, when a server is named.
+  const postgresUrl = process.env.LOCKSYNC_BENCH_POSTGRES_URL;
+  if (postgresUrl) await run('authority', async () => (await import('../authority/bench')).benchAuthority({ postgresUrl }), authorityTable, 'authority-postgres');
   // Last: it leaves the process with gigabytes of freed flash images, which slows what follows.
   await run('fleet', () => benchFleet({ steps: opts.quick ? [100, 500, 1000] : [100, 1000, 4000, 10_000, 12_000], stepBudgetSeconds: opts.quick ? 150 : 900, log: progress }), fleetTable);
 
