@@ -1,0 +1,63 @@
+// Who is calling: bearer tokens to principals, and which principals may carry which
+// lock's data.
+
+import { bytesEqual } from '../protocol';
+import { AuthorityError } from './errors';
+import { type Principal } from './types';
+import { sha256, TOKEN_PREFIX } from './rows';
+import { AuditStore } from './audit';
+
+export abstract class AccessControl extends AuditStore {
+  /** Who holds this bearer token. */
+  authenticate(token: string | undefined): Principal {
+    if (token === undefined || !token.startsWith(TOKEN_PREFIX)) throw new AuthorityError('UNAUTHORIZED', 'missing or malformed bearer token');
+    const h = sha256(token);
+    if (bytesEqual(h, Buffer.from(this.meta('managerTokenHash'), 'hex'))) return { kind: 'manager' };
+    // A device token dies with its device's revocation or its partner's termination.
+    const dev = this.db
+      .prepare(
+        `SELECT d.id, d.user_id, d.partner_id FROM devices d LEFT JOIN partners p ON p.id = d.partner_id
+         WHERE d.token_hash = ? AND d.revoked_at IS NULL AND (d.partner_id IS NULL OR p.status = 'authorized')`,
+      )
+      .get(h) as
+      | { id: number; user_id: number | null; partner_id: number | null }
+      | undefined;
+    if (dev) return { kind: 'device', deviceId: dev.id, userId: dev.user_id, partnerId: dev.partner_id };
+    const p = this.db.prepare("SELECT id FROM partners WHERE token_hash = ? AND status = 'authorized'").get(h) as { id: number } | undefined;
+    if (p) return { kind: 'partner', partnerId: p.id };
+    const l = this.db.prepare('SELECT lock_id FROM locks WHERE token_hash = ?').get(h) as { lock_id: string } | undefined;
+    if (l) return { kind: 'lock', lockId: l.lock_id };
+    throw new AuthorityError('UNAUTHORIZED', 'unknown bearer token');
+  }
+
+  /**
+   * May this principal carry this lock's data (its updates, signed time, receipts, audit)?
+   * The manager; the lock itself; a device whose user holds a Key (or a guest key, or a
+   * doorcode) at the lock's door, or whose partner is assigned to that door (directly or
+   * through a partner key), or whose own credential's revocation is still pending at that
+   * lock (it may carry its own removal, no more). Anyone else — another door's resident, a terminated partner —
+   * is refused (FORBIDDEN), whatever its token.
+   */
+  entitledTo(p: Principal, lockId: string): boolean {
+    if (p.kind === 'manager') return true;
+    if (p.kind === 'lock') return p.lockId === lockId;
+    if (p.kind !== 'device') return false;
+    const l = this.db.prepare('SELECT door_id FROM locks WHERE lock_id = ?').get(lockId) as { door_id: number } | undefined;
+    // Lock ids are no secret (every lock advertises its own): an unknown one is a 404 that
+    // names it, for any authenticated caller, rather than a 403 that hides a typo.
+    if (l === undefined) throw new AuthorityError('UNKNOWN_LOCK', `no lock ${lockId}`, { lockId });
+    const doors = p.userId !== null ? this.doorsOfUser(p.userId) : p.partnerId !== null ? this.doorsOfPartner(p.partnerId) : [];
+    if (doors.includes(l.door_id)) return true;
+    // Its own revocation still pending there: the lock still admits it, and it may carry
+    // the update that removes it (the partner SDK's passive sync) until that is in force.
+    return (
+      this.db
+        .prepare(
+          `SELECT 1 FROM revocations r JOIN locks l ON l.lock_id = r.lock_id LEFT JOIN cred_ids c ON c.lock_id = r.lock_id AND c.cred_id = r.cred_id
+           WHERE r.lock_id = ? AND r.version > l.in_force_version AND (c.device_id = ? OR r.partner_id = ?) LIMIT 1`,
+        )
+        // A null partnerId matches nothing (NULL = x is never true), on both engines.
+        .get(lockId, p.deviceId, p.partnerId) !== undefined
+    );
+  }
+}

@@ -1,0 +1,115 @@
+// Audit: lock-signed audit exports relayed by phones, placed on each lock's chain and
+// anchored back to the lock.
+
+import {
+  ProtocolError,
+  auditRecordFromBytes,
+  bytesEqual,
+  chainAudit,
+  encodeMessage,
+  keyIdOf,
+  toHex,
+  AUDIT_GENESIS,
+  makeAuditAnchor,
+  verifyAuditExport,
+} from '../protocol';
+import { AuthorityError } from './errors';
+import { u8, blob } from './rows';
+import { Receipts } from './receipts';
+
+export abstract class AuditStore extends Receipts {
+  /**
+   * Accept an audit export (SPEC §10.1). It must be signed by the lock's device key for this
+   * lock id, and its records must chain to the signed head (BAD_AUDIT otherwise). It must
+   * start where the authority can place it: at genesis, after a stored record or a
+   * receipt-signed head with the same chain hash, or at the oldest record the lock still
+   * holds (AUDIT_CHAIN_GAP otherwise). Stored records it contradicts are dropped when they
+   * were never authenticated (unanchored) and refused when they were (AUDIT_CHAIN_MISMATCH),
+   * as is a contradiction with a receipt-signed head. Accepted records are anchored.
+   * Returns the authority-signed auditAnchor for the lock (through the last seq up to which
+   * it holds every record the lock still holds), for the courier to carry back (§10.2).
+   */
+  acceptAudit(lockId: string, exportHex: string): { accepted: number; anchoredThrough: number | null; anchor?: string } {
+    const m = this.decodeAs(exportHex, 'auditExport', 'export');
+    return this.batch(() => {
+      const l = this.lockRow(lockId);
+      if (l.device_public_key === null) throw new AuthorityError('LOCK_DEVICE_UNKNOWN', `lock ${l.lock_id} has no registered device key`);
+      let v: ReturnType<typeof verifyAuditExport>;
+      try {
+        v = verifyAuditExport(m, l.lock_id, u8(l.device_public_key));
+      } catch (e) {
+        if (e instanceof ProtocolError) throw new AuthorityError('BAD_AUDIT', `audit export: ${e.detail}`, { reason: e.reason });
+        throw e;
+      }
+      const getStored = this.db.prepare('SELECT chain_hash, anchored FROM audit_records WHERE lock_id = ? AND seq = ?');
+      const heads = this.db.prepare('SELECT audit_head FROM receipts WHERE lock_id = ? AND audit_seq = ?');
+      const chain: { seq: number; bytes: Uint8Array; hash: Uint8Array }[] = [];
+      let h = m.prevHash;
+      for (const rb of m.records) {
+        h = chainAudit(h, rb);
+        chain.push({ seq: auditRecordFromBytes(rb).seq, bytes: rb, hash: h });
+      }
+      let dropFrom: number | null = null;
+      if (v.firstSeq !== undefined) {
+        const first = v.firstSeq;
+        const before = getStored.get(l.lock_id, first - 1) as { chain_hash: Buffer; anchored: number } | undefined;
+        const beforeMatches = before !== undefined && bytesEqual(before.chain_hash, m.prevHash);
+        if (before !== undefined && !beforeMatches) {
+          if (before.anchored === 1) throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `export does not continue the anchored chain at seq ${first - 1}`, { seq: first - 1 });
+          dropFrom = first - 1;
+        }
+        const fromGenesis = first === 1 && bytesEqual(m.prevHash, AUDIT_GENESIS);
+        const fromHead = (heads.all(l.lock_id, first - 1) as { audit_head: Buffer }[]).some((r) => bytesEqual(r.audit_head, m.prevHash));
+        const fromOldest = first === v.oldestSeq;
+        if (!(fromGenesis || (beforeMatches && before?.anchored === 1) || fromHead || fromOldest))
+          throw new AuthorityError('AUDIT_CHAIN_GAP', `export starts at seq ${first}, after records this authority does not hold (the lock holds from seq ${v.oldestSeq}); export from there`, {
+            firstSeq: first,
+            oldestSeq: v.oldestSeq,
+          });
+        for (const c of chain) {
+          const st = getStored.get(l.lock_id, c.seq) as { chain_hash: Buffer; anchored: number } | undefined;
+          if (st !== undefined && !bytesEqual(st.chain_hash, c.hash)) {
+            if (st.anchored === 1) throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `record ${c.seq} differs from the anchored chain`, { seq: c.seq });
+            dropFrom ??= c.seq;
+          }
+          for (const r of heads.all(l.lock_id, c.seq) as { audit_head: Buffer }[])
+            if (!bytesEqual(r.audit_head, c.hash)) throw new AuthorityError('AUDIT_CHAIN_MISMATCH', `record ${c.seq} does not match the chain head the lock signed in a receipt`, { seq: c.seq });
+        }
+      }
+      // Unauthenticated records this signed chain contradicts (and everything stored after
+      // them, which chained from them) were fabricated or belong to nobody: replace them.
+      if (dropFrom !== null) this.db.prepare('DELETE FROM audit_records WHERE lock_id = ? AND anchored = 0 AND seq >= ?').run(l.lock_id, dropFrom);
+      const insert = this.db.prepare('INSERT OR IGNORE INTO audit_records (lock_id, seq, record, chain_hash, anchored, received_at) VALUES (?, ?, ?, ?, 1, ?)');
+      const markAnchored = this.db.prepare('UPDATE audit_records SET anchored = 1 WHERE lock_id = ? AND seq = ? AND anchored = 0');
+      let accepted = 0;
+      const now = this.now();
+      for (const c of chain) {
+        const n = insert.run(l.lock_id, c.seq, blob(c.bytes), blob(c.hash), now).changes;
+        accepted += n;
+        if (n === 0) markAnchored.run(l.lock_id, c.seq);
+      }
+      // Anchor: every record from the lock's oldest through S is held here.
+      let through = 0;
+      const start = Math.max(1, v.oldestSeq);
+      if (v.oldestSeq > 0) {
+        const held = this.db.prepare('SELECT seq FROM audit_records WHERE lock_id = ? AND seq BETWEEN ? AND ? ORDER BY seq').all(l.lock_id, start, v.lastSeq) as { seq: number }[];
+        for (const r of held) {
+          if (r.seq !== (through === 0 ? start : through + 1)) break;
+          through = r.seq;
+        }
+      }
+      if (through === 0) return { accepted, anchoredThrough: null };
+      const at = getStored.get(l.lock_id, through) as { chain_hash: Buffer };
+      const key = this.signingKey();
+      const anchor = makeAuditAnchor({ lockId: l.lock_id, seq: through, hash: u8(at.chain_hash), keyId: keyIdOf(key.publicKey) }, key.secretKey);
+      return { accepted, anchoredThrough: through, anchor: toHex(encodeMessage(anchor)) };
+    });
+  }
+
+  auditLog(lockId: string): { seq: number; time: number; event: string; credId?: number; reason?: number; value?: number; anchored: boolean }[] {
+    this.lockRow(lockId);
+    return (this.db.prepare('SELECT seq, record, anchored FROM audit_records WHERE lock_id = ? ORDER BY seq').all(lockId) as { seq: number; record: Buffer; anchored: number }[]).map(
+      (r) => ({ ...auditRecordFromBytes(u8(r.record)), anchored: r.anchored === 1 }),
+    );
+  }
+}

@@ -1,0 +1,208 @@
+// Credentials held by people and partners: enrolled devices (public keys only), sealed
+// permanent doorcodes, keycards and daily codes derived from the lock secret.
+
+import { type HolderClass, bytesEqual, decode, dailyCode, encode, keyPairFromSeed, publicKeyOf, toHex, deriveSeed32 } from '../protocol';
+import { isStrictEd25519PublicKey } from '../protocol/ed25519-strict';
+import { AuthorityError } from './errors';
+import { invalid, localDate, requireDoorcode, requireHex, requireId, requireLocalDate } from './validate';
+import { type CredentialFile, type Grant } from './types';
+import { u8, blob, sha256 } from './rows';
+import { SigningKeys } from './keys';
+
+export abstract class Credentials extends SigningKeys {
+  protected insertDevice(owner: { userId: number } | { partnerId: number }, publicKeyHex: string): { deviceId: number; token: string } {
+    const pk = requireHex(publicKeyHex, 'publicKey', { exact: 32 });
+    if (!isStrictEd25519PublicKey(pk))
+      throw new AuthorityError('WEAK_PUBLIC_KEY', 'publicKey is not a canonical Ed25519 point of large order (small-order and non-canonical keys let anyone sign)');
+    if (this.db.prepare('SELECT 1 FROM devices WHERE public_key = ?').get(blob(pk))) throw new AuthorityError('CONFLICT', 'this public key is already enrolled');
+    const token = this.newToken('device');
+    const r = this.db
+      .prepare('INSERT INTO devices (user_id, partner_id, public_key, token_hash, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run('userId' in owner ? owner.userId : null, 'partnerId' in owner ? owner.partnerId : null, blob(pk), sha256(token), this.now());
+    return { deviceId: Number(r.lastInsertRowid), token };
+  }
+
+  /** Enrol a user's phone by its public key (the private key never leaves the phone). */
+  enrolUserDevice(userId: number, publicKeyHex: string): { deviceId: number; token: string } {
+    return this.batch(() => {
+      const u = this.userRow(userId);
+      const out = this.insertDevice({ userId: u.id }, publicKeyHex);
+      this.touch(this.doorsOfUser(u.id));
+      return out;
+    });
+  }
+
+  enrolPartnerDevice(partnerId: number, publicKeyHex: string): { deviceId: number; token: string } {
+    return this.batch(() => {
+      const p = this.requireAuthorizedPartner(partnerId);
+      const out = this.insertDevice({ partnerId: p.id }, publicKeyHex);
+      this.touch(this.doorsOfPartner(p.id));
+      return out;
+    });
+  }
+
+  revokeDevice(deviceId: number): void {
+    this.batch(() => {
+      const id = requireId(deviceId, 'deviceId');
+      const d = this.db.prepare('SELECT * FROM devices WHERE id = ?').get(id) as { id: number; user_id: number | null; partner_id: number | null } | undefined;
+      if (d === undefined) throw new AuthorityError('UNKNOWN_DEVICE', `no device ${id}`, { deviceId: id });
+      this.touch(d.user_id !== null ? this.doorsOfUser(d.user_id) : this.doorsOfPartner(d.partner_id as number));
+      this.db.prepare('DELETE FROM devices WHERE id = ?').run(d.id);
+    });
+  }
+
+  /** The unlock credentials (lock, credId) this device holds in the current tables. */
+  credentialsForDevice(deviceId: number): Grant[] {
+    const id = requireId(deviceId, 'deviceId');
+    if (!this.db.prepare('SELECT 1 FROM devices WHERE id = ?').get(id)) throw new AuthorityError('UNKNOWN_DEVICE', `no device ${id}`, { deviceId: id });
+    return (
+      this.db.prepare('SELECT lock_id, cred_id FROM cred_ids WHERE device_id = ? AND present = 1 ORDER BY lock_id, cred_id').all(id) as { lock_id: string; cred_id: number }[]
+    ).map((r) => ({ lockId: r.lock_id, credId: r.cred_id, deviceId: id }));
+  }
+
+  /**
+   * The phone credential file the mobile agent reads. The secret key is generated on the
+   * device, so the caller supplies it; it must match the enrolled public key.
+   */
+  credentialFile(deviceId: number, secretKeyHex: string): CredentialFile {
+    const id = requireId(deviceId, 'deviceId');
+    const d = this.db.prepare('SELECT * FROM devices WHERE id = ?').get(id) as { id: number; user_id: number | null; partner_id: number | null; public_key: Buffer } | undefined;
+    if (d === undefined) throw new AuthorityError('UNKNOWN_DEVICE', `no device ${id}`, { deviceId: id });
+    const sk = requireHex(secretKeyHex, 'secretKey', { exact: 32 });
+    if (!bytesEqual(publicKeyOf(sk), d.public_key)) throw invalid('secretKey does not belong to this device');
+    // Holder class as the mobile agent reads it (resident | staff | guest | partner).
+    const holder: HolderClass = d.user_id !== null ? this.userRow(d.user_id).role : 'partner';
+    return {
+      holder,
+      secretKey: toHex(sk),
+      publicKey: toHex(d.public_key),
+      credentials: this.credentialsForDevice(id).map((g) => ({ lockId: g.lockId, credId: g.credId })),
+    };
+  }
+
+  /** Demo/test helper: generate a device key from a seed label, enrol it, return its file. */
+  enrolDeviceWithNewKey(owner: { userId: number } | { partnerId: number }, seed: string): { deviceId: number; token: string; credentialFile: CredentialFile } {
+    const kp = keyPairFromSeed(deriveSeed32(seed, 'userId' in owner ? `device:user:${owner.userId}` : `device:partner:${owner.partnerId}`));
+    const r = 'userId' in owner ? this.enrolUserDevice(owner.userId, toHex(kp.publicKey)) : this.enrolPartnerDevice(owner.partnerId, toHex(kp.publicKey));
+    return { ...r, credentialFile: this.credentialFile(r.deviceId, toHex(kp.secretKey)) };
+  }
+
+  protected codeTag(doorId: number, code: string): Buffer {
+    return blob(this.sealer.tag(`doorcode-tag:${doorId}`, code));
+  }
+
+  /** Store one permanent code (caller has checked the Key); returns the code. */
+  protected storeDoorcode(userId: number, doorId: number, keyId: number, code: string | undefined): string {
+    let chosen = code;
+    if (chosen === undefined) {
+      for (let attempt = 0; attempt < 100 && chosen === undefined; attempt++) {
+        const b = this.draw(`doorcode:${userId}:${doorId}`);
+        const n = (((b[0] as number) << 24) | ((b[1] as number) << 16) | ((b[2] as number) << 8) | (b[3] as number)) >>> 0;
+        const candidate = String(n % 10_000_000).padStart(7, '0');
+        if (!this.db.prepare('SELECT 1 FROM doorcodes WHERE door_id = ? AND code_tag = ?').get(doorId, this.codeTag(doorId, candidate))) chosen = candidate;
+      }
+      if (chosen === undefined) throw new AuthorityError('CONFLICT', `no free doorcode found for door ${doorId}`);
+    } else if (this.db.prepare('SELECT 1 FROM doorcodes WHERE door_id = ? AND code_tag = ?').get(doorId, this.codeTag(doorId, chosen))) {
+      throw new AuthorityError('CONFLICT', `that code is already in use at door ${doorId}`, { doorId });
+    }
+    const r = this.db
+      .prepare('INSERT INTO doorcodes (user_id, door_id, key_id, code_sealed, code_tag, created_at) VALUES (?, ?, ?, x\'\', ?, ?)')
+      .run(userId, doorId, keyId, this.codeTag(doorId, chosen), this.now());
+    const id = Number(r.lastInsertRowid);
+    this.db.prepare('UPDATE doorcodes SET code_sealed = ? WHERE id = ?').run(blob(this.sealer.seal(`doorcode:${id}`, new TextEncoder().encode(chosen))), id);
+    return chosen;
+  }
+
+  /**
+   * Issue (or replace) a user's 7-digit permanent code for a door. The user must hold a
+   * Key that includes the door with doorcodes enabled; the code belongs to that Key and is
+   * deleted with it.
+   */
+  issueDoorcode(userId: number, doorId: number, code?: string): { doorId: number; keyId: number; code: string } {
+    return this.batch(() => {
+      const u = this.userRow(userId);
+      const d = this.doorRow(doorId);
+      const wanted = code === undefined ? undefined : requireDoorcode(code);
+      const k = this.db
+        .prepare(
+          `SELECT a.key_id FROM assignments a JOIN key_doors kd ON kd.key_id = a.key_id JOIN keys k ON k.id = a.key_id
+           WHERE a.user_id = ? AND kd.door_id = ? AND kd.doorcodes_enabled = 1 AND k.guest_of IS NULL ORDER BY a.id LIMIT 1`,
+        )
+        .get(u.id, d.id) as { key_id: number } | undefined;
+      if (k === undefined) throw new AuthorityError('DOORCODES_DISABLED', `user ${u.id} holds no Key with doorcodes enabled at door ${d.id}`, { userId: u.id, doorId: d.id });
+      this.db.prepare('DELETE FROM doorcodes WHERE user_id = ? AND door_id = ?').run(u.id, d.id);
+      const chosen = this.storeDoorcode(u.id, d.id, k.key_id, wanted);
+      this.touch([d.id]);
+      return { doorId: d.id, keyId: k.key_id, code: chosen };
+    });
+  }
+
+  revokeDoorcode(userId: number, doorId: number): void {
+    this.batch(() => {
+      const u = this.userRow(userId);
+      const d = this.doorRow(doorId);
+      const r = this.db.prepare('DELETE FROM doorcodes WHERE user_id = ? AND door_id = ?').run(u.id, d.id);
+      if (r.changes === 0) throw new AuthorityError('UNKNOWN_DOORCODE', `user ${u.id} has no doorcode at door ${d.id}`);
+      this.touch([d.id]);
+    });
+  }
+
+  /** Reveal a user's code for a door (what the resident's app would show). */
+  doorcodeOf(userId: number, doorId: number): string {
+    const r = this.db.prepare('SELECT id, code_sealed FROM doorcodes WHERE user_id = ? AND door_id = ?').get(requireId(userId, 'userId'), requireId(doorId, 'doorId')) as
+      | { id: number; code_sealed: Buffer }
+      | undefined;
+    if (r === undefined) throw new AuthorityError('UNKNOWN_DOORCODE', `user ${userId} has no doorcode at door ${doorId}`);
+    return new TextDecoder().decode(this.sealer.open(`doorcode:${r.id}`, u8(r.code_sealed)));
+  }
+
+  addKeycard(userId: number, uidHex: string): { id: number; userId: number; uid: string } {
+    return this.batch(() => {
+      const u = this.userRow(userId);
+      const uid = requireHex(uidHex, 'uid', { min: 4, max: 10 });
+      if (![4, 7, 10].includes(uid.length)) throw invalid('keycard UIDs are 4, 7 or 10 bytes (ISO 14443)');
+      if (this.db.prepare('SELECT 1 FROM keycards WHERE uid = ?').get(blob(uid))) throw new AuthorityError('CONFLICT', 'that keycard is already enrolled');
+      const r = this.db.prepare('INSERT INTO keycards (user_id, uid, created_at) VALUES (?, ?, ?)').run(u.id, blob(uid), this.now());
+      this.touch(this.doorsOfUser(u.id));
+      return { id: Number(r.lastInsertRowid), userId: u.id, uid: toHex(uid) };
+    });
+  }
+
+  removeKeycard(keycardId: number): void {
+    this.batch(() => {
+      const id = requireId(keycardId, 'keycardId');
+      const c = this.db.prepare('SELECT user_id FROM keycards WHERE id = ?').get(id) as { user_id: number } | undefined;
+      if (c === undefined) throw new AuthorityError('UNKNOWN_KEYCARD', `no keycard ${id}`);
+      this.touch(this.doorsOfUser(c.user_id));
+      this.db.prepare('DELETE FROM keycards WHERE id = ?').run(id);
+    });
+  }
+
+  issueDailyCode(doorId: number, input: { kind?: 'daily' | 'dailySingleUse'; date?: string; label?: string } = {}): {
+    doorId: number;
+    lockId: string;
+    date: string;
+    kind: 'daily' | 'dailySingleUse';
+    slot: number;
+    code: string;
+  } {
+    return this.batch(() => {
+      const d = this.doorRow(doorId);
+      const lock = this.lockOfDoor(d.id);
+      const kind = input.kind ?? 'daily';
+      if (kind !== 'daily' && kind !== 'dailySingleUse') throw invalid('kind must be daily or dailySingleUse');
+      const date = input.date === undefined ? localDate(this.now(), this.meta('timeZone')) : requireLocalDate(input.date);
+      const slots = this.lockPolicyFor(d).dailyCodeSlots;
+      const used = this.db.prepare('SELECT slot FROM daily_code_issues WHERE door_id = ? AND local_date = ? AND kind = ?').all(d.id, date, kind) as { slot: number }[];
+      const taken = new Set(used.map((u) => u.slot));
+      let slot = -1;
+      for (let s = 0; s < slots; s++) if (!taken.has(s)) (slot = s), (s = slots);
+      if (slot < 0) throw new AuthorityError('DAILY_CODES_EXHAUSTED', `all ${slots} ${kind} codes for ${date} at door ${d.id} are issued`, { slots });
+      this.db
+        .prepare('INSERT INTO daily_code_issues (door_id, local_date, kind, slot, label, issued_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(d.id, date, kind, slot, input.label ?? null, this.now());
+      const code = dailyCode(this.lockSecret(lock.lock_id, lock.secret_sealed), date, slot, kind);
+      return { doorId: d.id, lockId: lock.lock_id, date, kind, slot, code };
+    });
+  }
+}

@@ -1,0 +1,277 @@
+// The property model from the seed articles: the property, its doors, Keys (sets of doors
+// with per-door doorcode and schedule settings, partner keys) and the locks guarding doors.
+
+import { type LockPolicy, type ScheduleWindow, bytesEqual, keyIdOf, toHex } from '../protocol';
+import { AuthorityError } from './errors';
+import { invalid, normalizePolicy, normalizeSchedule, requireBool, requireHex, requireId, requireName, requireTimeZone } from './validate';
+import { type DoorKind, type PropertyInfo, type DoorInfo, type KeyDoorInput, type KeyInfo, type ProvisioningBundle } from './types';
+import { type DoorRow, blob, sha256 } from './rows';
+import { Credentials } from './credentials';
+
+export abstract class PropertyModel extends Credentials {
+  property(): PropertyInfo {
+    const k = this.signingKey();
+    return {
+      name: this.meta('propertyName'),
+      timeZone: this.meta('timeZone'),
+      policy: JSON.parse(this.meta('policy')) as LockPolicy,
+      rootPublicKeys: JSON.parse(this.meta('rootPublicKeys')) as string[],
+      signingKey: { serial: k.serial, keyId: toHex(keyIdOf(k.publicKey)) },
+    };
+  }
+
+  setProperty(input: { name?: string; timeZone?: string; policy?: Partial<LockPolicy> }): PropertyInfo {
+    this.batch(() => {
+      if (input.name !== undefined) this.setMeta('propertyName', requireName(input.name, 'name'));
+      if (input.timeZone !== undefined) this.setMeta('timeZone', requireTimeZone(input.timeZone));
+      if (input.policy !== undefined) {
+        const merged = { ...(JSON.parse(this.meta('policy')) as LockPolicy), ...normalizePolicy(input.policy, 'policy') };
+        this.setMeta('policy', JSON.stringify(merged));
+        this.touch(this.allDoorIds());
+      }
+    });
+    return this.property();
+  }
+
+  protected doorInfo(r: DoorRow): DoorInfo {
+    const lock = this.db.prepare('SELECT lock_id FROM locks WHERE door_id = ?').get(r.id) as { lock_id: string } | undefined;
+    const partners = (this.db.prepare('SELECT partner_id FROM partner_doors WHERE door_id = ? ORDER BY partner_id').all(r.id) as { partner_id: number }[]).map((p) => p.partner_id);
+    return {
+      id: r.id,
+      name: r.name,
+      kind: r.kind,
+      connected: r.connected === 1,
+      lockId: lock?.lock_id ?? null,
+      policy: r.policy === null ? null : (JSON.parse(r.policy) as Partial<LockPolicy>),
+      partners,
+    };
+  }
+
+  door(doorId: number): DoorInfo {
+    return this.doorInfo(this.doorRow(doorId));
+  }
+
+  listDoors(): DoorInfo[] {
+    return (this.db.prepare('SELECT * FROM doors ORDER BY id').all() as DoorRow[]).map((r) => this.doorInfo(r));
+  }
+
+  addDoor(input: { name: string; kind?: DoorKind; connected?: boolean; policy?: Partial<LockPolicy> }): DoorInfo {
+    const name = requireName(input.name, 'name');
+    const kind = input.kind ?? 'private';
+    if (kind !== 'communal' && kind !== 'private') throw invalid('kind must be communal or private');
+    const connected = input.connected === undefined ? false : requireBool(input.connected, 'connected');
+    const policy = input.policy === undefined ? null : JSON.stringify(normalizePolicy(input.policy, 'policy'));
+    return this.batch(() => {
+      if (this.db.prepare('SELECT 1 FROM doors WHERE name = ?').get(name)) throw new AuthorityError('CONFLICT', `a door named ${JSON.stringify(name)} exists`);
+      const r = this.db.prepare('INSERT INTO doors (name, kind, connected, policy, created_at) VALUES (?, ?, ?, ?, ?)').run(name, kind, connected ? 1 : 0, policy, this.now());
+      return this.door(Number(r.lastInsertRowid));
+    });
+  }
+
+  updateDoor(doorId: number, input: { name?: string; kind?: DoorKind; connected?: boolean; policy?: Partial<LockPolicy> | null }): DoorInfo {
+    return this.batch(() => {
+      const d = this.doorRow(doorId);
+      const name = input.name === undefined ? d.name : requireName(input.name, 'name');
+      const kind = input.kind ?? d.kind;
+      if (kind !== 'communal' && kind !== 'private') throw invalid('kind must be communal or private');
+      const connected = input.connected === undefined ? d.connected === 1 : requireBool(input.connected, 'connected');
+      const policy = input.policy === undefined ? d.policy : input.policy === null ? null : JSON.stringify(normalizePolicy(input.policy, 'policy'));
+      if (name !== d.name && this.db.prepare('SELECT 1 FROM doors WHERE name = ?').get(name)) throw new AuthorityError('CONFLICT', `a door named ${JSON.stringify(name)} exists`);
+      this.db.prepare('UPDATE doors SET name = ?, kind = ?, connected = ?, policy = ? WHERE id = ?').run(name, kind, connected ? 1 : 0, policy, d.id);
+      this.touch([d.id]);
+      return this.door(d.id);
+    });
+  }
+
+  /** Refused while any Key, partner or lock still refers to the door. */
+  removeDoor(doorId: number): void {
+    this.batch(() => {
+      const d = this.doorRow(doorId);
+      const keys = (this.db.prepare('SELECT key_id FROM key_doors WHERE door_id = ?').all(d.id) as { key_id: number }[]).map((r) => r.key_id);
+      const partners = this.doorInfo(d).partners;
+      const lock = this.doorInfo(d).lockId;
+      if (keys.length > 0 || partners.length > 0 || lock !== null)
+        throw new AuthorityError('CONFLICT', `door ${d.id} is still in use`, { keys, partners, lockId: lock });
+      this.db.prepare('DELETE FROM daily_code_issues WHERE door_id = ?').run(d.id);
+      this.db.prepare('DELETE FROM doors WHERE id = ?').run(d.id);
+    });
+  }
+
+  key(keyId: number): KeyInfo {
+    const k = this.keyRow(keyId);
+    return { id: k.id, name: k.name, partnerId: k.partner_id, guestOf: k.guest_of, doors: this.keyDoorsOf(k.id) };
+  }
+
+  listKeys(): KeyInfo[] {
+    return (this.db.prepare('SELECT id FROM keys ORDER BY id').all() as { id: number }[]).map((r) => this.key(r.id));
+  }
+
+  protected normalizeKeyDoor(d: KeyDoorInput, what: string): { doorId: number; doorcodesEnabled: boolean; schedule: ScheduleWindow[] | undefined } {
+    if (typeof d !== 'object' || d === null) throw invalid(`${what} must be {doorId, doorcodesEnabled?, schedule?}`);
+    const doorId = this.doorRow(d.doorId).id;
+    const doorcodesEnabled = d.doorcodesEnabled === undefined ? true : requireBool(d.doorcodesEnabled, `${what}.doorcodesEnabled`);
+    return { doorId, doorcodesEnabled, schedule: normalizeSchedule(d.schedule, `${what}.schedule`) };
+  }
+
+  protected writeKeyDoor(keyId: number, d: { doorId: number; doorcodesEnabled: boolean; schedule: ScheduleWindow[] | undefined }): void {
+    this.db
+      .prepare(
+        `INSERT INTO key_doors (key_id, door_id, doorcodes_enabled, schedule) VALUES (?, ?, ?, ?)
+         ON CONFLICT(key_id, door_id) DO UPDATE SET doorcodes_enabled = excluded.doorcodes_enabled, schedule = excluded.schedule`,
+      )
+      .run(keyId, d.doorId, d.doorcodesEnabled ? 1 : 0, d.schedule === undefined ? null : JSON.stringify(d.schedule));
+  }
+
+  /** A door leaves a Key: its doorcodes there go, and so do guest keys shared from it. */
+  protected dropKeyDoor(keyId: number, doorId: number): void {
+    this.db.prepare('DELETE FROM doorcodes WHERE key_id = ? AND door_id = ?').run(keyId, doorId);
+    this.db
+      .prepare(
+        `DELETE FROM keys WHERE guest_of IN (SELECT id FROM assignments WHERE key_id = ?)
+           AND id IN (SELECT key_id FROM key_doors WHERE door_id = ?)`,
+      )
+      .run(keyId, doorId);
+    this.db.prepare('DELETE FROM key_doors WHERE key_id = ? AND door_id = ?').run(keyId, doorId);
+  }
+
+  /** Make a Key (optionally a partner key) from a set of doors with per-door settings. */
+  createKey(input: { name: string; doors: KeyDoorInput[]; partnerId?: number | null }): KeyInfo {
+    const name = requireName(input.name, 'name');
+    if (!Array.isArray(input.doors)) throw invalid('doors must be a list');
+    return this.batch(() => {
+      const doors = input.doors.map((d, i) => this.normalizeKeyDoor(d, `doors[${i}]`));
+      const seen = new Set<number>();
+      for (const d of doors) {
+        if (seen.has(d.doorId)) throw invalid(`door ${d.doorId} listed twice`);
+        seen.add(d.doorId);
+      }
+      const partnerId = input.partnerId === undefined || input.partnerId === null ? null : this.requireAuthorizedPartner(input.partnerId).id;
+      const r = this.db.prepare('INSERT INTO keys (name, partner_id, created_at) VALUES (?, ?, ?)').run(name, partnerId, this.now());
+      const keyId = Number(r.lastInsertRowid);
+      for (const d of doors) this.writeKeyDoor(keyId, d);
+      this.touch(seen);
+      return this.key(keyId);
+    });
+  }
+
+  /**
+   * Edit a Key: rename, replace its door set, or attach a partner (which turns it into a
+   * partner key). A partner key's partner can never be removed or changed.
+   */
+  updateKey(keyId: number, input: { name?: string; doors?: KeyDoorInput[]; partnerId?: number | null }): KeyInfo {
+    return this.batch(() => {
+      const k = this.managedKeyRow(keyId);
+      if (input.partnerId !== undefined) {
+        const wanted = input.partnerId === null ? null : requireId(input.partnerId, 'partnerId');
+        if (k.partner_id !== null && wanted !== k.partner_id)
+          throw new AuthorityError('FORBIDDEN_TRANSITION', `key ${k.id} is a partner key of partner ${k.partner_id}: its partner cannot be removed or changed, only the key deleted`, {
+            keyId: k.id,
+            partnerId: k.partner_id,
+          });
+        if (k.partner_id === null && wanted !== null) {
+          this.requireAuthorizedPartner(wanted);
+          this.db.prepare('UPDATE keys SET partner_id = ? WHERE id = ?').run(wanted, k.id);
+          this.touch(this.keyDoorsOf(k.id).map((d) => d.doorId));
+        }
+      }
+      if (input.name !== undefined) this.db.prepare('UPDATE keys SET name = ? WHERE id = ?').run(requireName(input.name, 'name'), k.id);
+      if (input.doors !== undefined) {
+        if (!Array.isArray(input.doors)) throw invalid('doors must be a list');
+        const doors = input.doors.map((d, i) => this.normalizeKeyDoor(d, `doors[${i}]`));
+        const next = new Set(doors.map((d) => d.doorId));
+        if (next.size !== doors.length) throw invalid('a door is listed twice');
+        const before = this.keyDoorsOf(k.id).map((d) => d.doorId);
+        for (const d of before) if (!next.has(d)) this.dropKeyDoor(k.id, d);
+        for (const d of doors) this.writeKeyDoor(k.id, d);
+        this.touch(before);
+        this.touch(next);
+      }
+      return this.key(k.id);
+    });
+  }
+
+  /** Add a door to a Key or change that door's doorcode/schedule settings. */
+  setKeyDoor(keyId: number, door: KeyDoorInput): KeyInfo {
+    return this.batch(() => {
+      const k = this.managedKeyRow(keyId);
+      const d = this.normalizeKeyDoor(door, 'door');
+      this.writeKeyDoor(k.id, d);
+      this.touch([d.doorId]);
+      return this.key(k.id);
+    });
+  }
+
+  removeKeyDoor(keyId: number, doorId: number): KeyInfo {
+    return this.batch(() => {
+      const k = this.managedKeyRow(keyId);
+      const d = this.doorRow(doorId);
+      if (!this.db.prepare('SELECT 1 FROM key_doors WHERE key_id = ? AND door_id = ?').get(k.id, d.id))
+        throw new AuthorityError('UNKNOWN_DOOR', `door ${d.id} is not on key ${k.id}`, { keyId: k.id, doorId: d.id });
+      this.dropKeyDoor(k.id, d.id);
+      this.touch([d.id]);
+      return this.key(k.id);
+    });
+  }
+
+  /** Delete a Key: its assignments, doorcodes and the guest keys shared from it go too. */
+  deleteKey(keyId: number): void {
+    this.batch(() => {
+      const k = this.managedKeyRow(keyId);
+      const doors = this.keyDoorsOf(k.id).map((d) => d.doorId);
+      this.db.prepare('DELETE FROM doorcodes WHERE key_id = ?').run(k.id);
+      this.db.prepare('DELETE FROM keys WHERE id = ?').run(k.id); // cascades: key_doors, assignments → guest keys
+      this.touch(doors);
+    });
+  }
+
+  /**
+   * Provision the lock guarding a door: a new lock id and 32-byte lock secret. Version 1
+   * of its table is compiled at once. The bundle (with the secret) is returned only here.
+   */
+  provisionLock(doorId: number): ProvisioningBundle {
+    return this.batch(() => {
+      const d = this.doorRow(doorId);
+      const existing = this.db.prepare('SELECT lock_id FROM locks WHERE door_id = ?').get(d.id) as { lock_id: string } | undefined;
+      if (existing) throw new AuthorityError('CONFLICT', `door ${d.id} already has lock ${existing.lock_id}`, { lockId: existing.lock_id });
+      const n = (this.db.prepare("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'lockCounter' RETURNING value").get() as { value: number }).value;
+      const lockId = `lk-${String(n).padStart(4, '0')}`;
+      const secret = this.draw(`lock-secret:${lockId}`);
+      this.db
+        .prepare('INSERT INTO locks (lock_id, door_id, secret_sealed, created_at) VALUES (?, ?, ?, ?)')
+        .run(lockId, d.id, blob(this.sealer.seal(`lock-secret:${lockId}`, secret)), this.now());
+      this.touch([d.id]);
+      return {
+        lockId,
+        doorId: d.id,
+        rootPublicKeys: JSON.parse(this.meta('rootPublicKeys')) as string[],
+        lockSecret: toHex(secret),
+        timeZone: this.meta('timeZone'),
+        policy: this.lockPolicyFor(d),
+      };
+    });
+  }
+
+  /** Record the lock's device public key (verifies its receipts); returns the lock's token. */
+  registerLockDevice(lockId: string, devicePublicKeyHex: string, opts: { replace?: boolean } = {}): { lockId: string; token: string } {
+    return this.batch(() => {
+      const l = this.lockRow(lockId);
+      const pk = requireHex(devicePublicKeyHex, 'devicePublicKey', { exact: 32 });
+      if (l.device_public_key !== null && !bytesEqual(l.device_public_key, pk) && opts.replace !== true)
+        throw new AuthorityError('CONFLICT', `lock ${l.lock_id} already has a device key (pass replace to change it)`);
+      const token = this.newToken('lock');
+      this.db.prepare('UPDATE locks SET device_public_key = ?, token_hash = ? WHERE lock_id = ?').run(blob(pk), sha256(token), l.lock_id);
+      return { lockId: l.lock_id, token };
+    });
+  }
+
+  listLocks(): { lockId: string; doorId: number; version: number; versionInForce: number; inForceSince: number | null; deviceRegistered: boolean }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT l.lock_id, l.door_id, l.in_force_version, l.in_force_at, CASE WHEN l.device_public_key IS NOT NULL THEN 1 ELSE 0 END AS dev,
+                (SELECT MAX(version) FROM lock_versions v WHERE v.lock_id = l.lock_id) AS version
+         FROM locks l ORDER BY l.lock_id`,
+      )
+      .all() as { lock_id: string; door_id: number; in_force_version: number; in_force_at: number | null; dev: number; version: number | null }[];
+    return rows.map((r) => ({ lockId: r.lock_id, doorId: r.door_id, version: r.version ?? 0, versionInForce: r.in_force_version, inForceSince: r.in_force_at, deviceRegistered: r.dev === 1 }));
+  }
+}

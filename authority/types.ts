@@ -1,0 +1,162 @@
+// Public types of the authority (what its API takes and returns).
+
+import { type HolderClass, type LockPolicy, type ScheduleWindow } from '../protocol';
+import { type ScheduleWindowInput } from './validate';
+
+export type DoorKind = 'communal' | 'private';
+export type UserRole = 'resident' | 'staff' | 'guest';
+
+export interface AuthorityOptions {
+  /** SQLite file. */
+  dbPath: string;
+  /** Directory holding kek.key (and root.key/seed by default). Default `<dbPath>.keys`. */
+  keyDir?: string;
+  /** Offline root key file. Default `<keyDir>/root.key`. */
+  rootKeyPath?: string;
+  /** Authority clock, unix seconds (injectable for tests). */
+  now?: () => number;
+  /** Versions per lock for which deltas are served; older bases get a snapshot. */
+  historyVersions?: number;
+  /** Every Nth version keeps its full table so old versions can be rebuilt. */
+  checkpointEvery?: number;
+}
+
+export interface AuthorityInitOptions extends AuthorityOptions {
+  /** Demo/test determinism: every secret and token is derived from this seed. */
+  seed?: string;
+  propertyName?: string;
+  timeZone?: string;
+  policy?: Partial<LockPolicy>;
+}
+
+export interface PropertyInfo {
+  name: string;
+  timeZone: string;
+  policy: LockPolicy;
+  rootPublicKeys: string[];
+  signingKey: { serial: number; keyId: string };
+}
+
+export interface DoorInfo {
+  id: number;
+  name: string;
+  kind: DoorKind;
+  connected: boolean;
+  lockId: string | null;
+  /** Door-level overrides of the property lock policy. */
+  policy: Partial<LockPolicy> | null;
+  partners: number[];
+}
+
+export interface KeyDoorInput {
+  doorId: number;
+  doorcodesEnabled?: boolean;
+  schedule?: (ScheduleWindow | ScheduleWindowInput)[] | null;
+}
+
+export interface KeyDoorSettings {
+  doorId: number;
+  doorcodesEnabled: boolean;
+  schedule?: ScheduleWindow[];
+}
+
+export interface KeyInfo {
+  id: number;
+  name: string;
+  /** Set on partner keys: never changes, the key can only be deleted. */
+  partnerId: number | null;
+  /** Set on the one-door Keys created for a guest: the resident assignment shared from. */
+  guestOf: number | null;
+  doors: KeyDoorSettings[];
+}
+
+export interface AssignmentInfo {
+  id: number;
+  userId: number;
+  keyId: number;
+  mayShare: boolean;
+  validFrom?: number;
+  validUntil?: number;
+}
+
+export interface UserInfo {
+  id: number;
+  name: string;
+  role: UserRole;
+  invitedBy: number | null;
+  assignments: AssignmentInfo[];
+  devices: number[];
+  keycards: { id: number; uid: string }[];
+  doorcodeDoors: number[];
+}
+
+export interface PartnerInfo {
+  id: number;
+  name: string;
+  status: 'authorized' | 'terminated';
+  doors: number[];
+  keys: number[];
+  devices: number[];
+}
+
+export interface ProvisioningBundle {
+  lockId: string;
+  doorId: number;
+  rootPublicKeys: string[];
+  /** The lock's 32-byte secret (doorcode/keycard verifiers, daily codes). Shown once. */
+  lockSecret: string;
+  timeZone: string;
+  policy: LockPolicy;
+}
+
+export interface UpdatesResponse {
+  lockId: string;
+  from: number;
+  to: number;
+  messages: string[];
+}
+
+export interface CredentialFile {
+  holder: HolderClass;
+  secretKey: string;
+  publicKey: string;
+  credentials: { lockId: string; credId: number }[];
+}
+
+export interface PendingRevocation {
+  doorId: number;
+  doorName: string;
+  lockId: string;
+  credId: number;
+  kind: string;
+  holder: string;
+  subject: string;
+  partnerId: number | null;
+  keyId: number | null;
+  removedInVersion: number;
+  versionInForce: number;
+  /** Unix seconds: when the authority removed it (the gap starts here). */
+  since: number;
+}
+
+export interface HonouringDoor {
+  doorId: number;
+  doorName: string;
+  lockId: string;
+  versionInForce: number;
+  credentials: number;
+  /** Whether the partner is still assigned there in the model (false = revocation pending). */
+  assignedNow: boolean;
+}
+
+export type Principal =
+  | { kind: 'manager' }
+  | { kind: 'device'; deviceId: number; userId: number | null; partnerId: number | null }
+  | { kind: 'partner'; partnerId: number }
+  | { kind: 'lock'; lockId: string };
+
+export interface Grant {
+  lockId: string;
+  credId: number;
+  deviceId: number;
+}
