@@ -87,8 +87,20 @@ export abstract class Compiler extends Partners {
          WHERE k.guest_of IS NULL AND u.role <> 'guest' ORDER BY a.id`,
       )
       .all(door.id) as { id: number; user_id: number; key_id: number; valid_from: number | null; valid_until: number | null; role: UserRole }[];
-    const devicesOfUser = this.db.prepare('SELECT id, public_key FROM devices WHERE user_id = ? ORDER BY id');
-    const cardsOfUser = this.db.prepare('SELECT id, uid FROM keycards WHERE user_id = ? ORDER BY id');
+    // Every device and keycard of those users in one query each (not one per user: on
+    // PostgreSQL each statement is a round trip, and a communal door has thousands of users).
+    const holdersHere = 'SELECT DISTINCT a.user_id FROM assignments a JOIN key_doors kd ON kd.key_id = a.key_id AND kd.door_id = ?';
+    const byUser = <R extends { user_id: number }>(rows: R[]): Map<number, R[]> => {
+      const m = new Map<number, R[]>();
+      for (const r of rows) {
+        const list = m.get(r.user_id);
+        if (list === undefined) m.set(r.user_id, [r]);
+        else list.push(r);
+      }
+      return m;
+    };
+    const devicesByUser = byUser(this.db.prepare(`SELECT user_id, id, public_key FROM devices WHERE user_id IN (${holdersHere}) ORDER BY id`).all(door.id) as { user_id: number; id: number; public_key: Buffer }[]);
+    const cardsByUser = byUser(this.db.prepare(`SELECT user_id, id, uid FROM keycards WHERE user_id IN (${holdersHere}) ORDER BY id`).all(door.id) as { user_id: number; id: number; uid: Buffer }[]);
     /** Lowest credId among a resident assignment's credentials here: guests chain to it. */
     const anchorOf = new Map<number, number>();
     const note = (assignmentId: number, id: number): void => {
@@ -97,12 +109,12 @@ export abstract class Compiler extends Partners {
     };
     for (const g of grants) {
       const holder: HolderClass = g.role === 'staff' ? 'staff' : 'resident';
-      for (const d of devicesOfUser.all(g.user_id) as { id: number; public_key: Buffer }[]) {
+      for (const d of devicesByUser.get(g.user_id) ?? []) {
         const id = credId(`phone:${d.id}:${g.id}`, `user:${g.user_id}`, d.id);
         put(withValidity({ credId: id, kind: 'phone', holder, secret: u8(d.public_key), keyId: g.key_id, flags: 0 }, g.valid_from, g.valid_until));
         note(g.id, id);
       }
-      for (const c of cardsOfUser.all(g.user_id) as { id: number; uid: Buffer }[]) {
+      for (const c of cardsByUser.get(g.user_id) ?? []) {
         const id = credId(`keycard:${c.id}:${g.id}`, `user:${g.user_id}`, null);
         put(withValidity({ credId: id, kind: 'keycard', holder, secret: keycardVerifier(secret, u8(c.uid)), keyId: g.key_id, flags: 0 }, g.valid_from, g.valid_until));
         note(g.id, id);
@@ -148,7 +160,7 @@ export abstract class Compiler extends Partners {
       const from = g.valid_from === null ? g.p_from : g.p_from === null ? g.valid_from : Math.max(g.valid_from, g.p_from);
       const until = g.valid_until === null ? g.p_until : g.p_until === null ? g.valid_until : Math.min(g.valid_until, g.p_until);
       if (from !== null && until !== null && until <= from) continue; // windows do not overlap
-      for (const d of devicesOfUser.all(g.user_id) as { id: number; public_key: Buffer }[]) {
+      for (const d of devicesByUser.get(g.user_id) ?? []) {
         const id = credId(`guest-phone:${d.id}:${g.assignment_id}`, `user:${g.user_id}`, d.id);
         put(withValidity({ credId: id, kind: 'phone', holder: 'guest', secret: u8(d.public_key), keyId: g.key_id, parent, flags: lease }, from, until));
       }
