@@ -14,6 +14,7 @@ import { boolean, integer, oneOf } from '../cli/program';
 import { Authority, type KeyDoorInput } from './authority';
 import { AuthorityError } from './errors';
 import { startAuthorityServer } from './server';
+import { type WhatIfModel, renderWhatIfHtml, renderWhatIfText, whatIfReport } from './whatif';
 import { invalid } from './validate';
 
 interface Common {
@@ -122,6 +123,14 @@ function jsonOption(flag: string): (raw: string) => unknown {
 /** A positive integer id option (`--door 3`). */
 const id = (flag: string): ((raw: string) => number) => integer(flag, { min: 1 });
 /** Unix seconds (`--from 1767225600`). */
+/** A decimal option in [min, max] (rates, shares, hours). */
+const decimal =
+  (flag: string, min: number, max: number): ((raw: string) => number) =>
+  (raw: string) => {
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(v) || v < min || v > max) throw new CliError('USAGE', `${flag} must be a number from ${min} to ${max}, got "${raw}"`, `pass e.g. ${flag} ${min === 0 && max === 1 ? '0.5' : String(Math.max(min, 1))}`);
+    return v;
+  };
 const unix = (flag: string): ((raw: string) => number) => integer(flag, { min: 1, max: 0xffff_ffff });
 
 /** Refuses an --out path that cannot be written before anything is changed. */
@@ -498,6 +507,54 @@ export function registerAuthorityCommands(program: Command): void {
         if (o.partner !== undefined) f.partnerId = o.partner;
         if (o.door !== undefined) f.doorId = o.door;
         return a.pendingRevocations(f);
+      }),
+    );
+  common(
+    auth
+      .command('what-if')
+      .description('when will a partner revocation be in force at every door? predicted spread (50/90/99 %, worst case) under a traffic model, per lease length')
+      .addHelpText(
+        'after',
+        '\nThe doors are those the partner holds (directly or by a partner key) or whose lock still honours it (per receipts). An offline door gets the revocation at the first\n' +
+          'background Door Sync (passages × app-sync share, a Poisson process) or when the lease runs out; a connected door at its\n' +
+          'next uplink poll. The traffic defaults are assumptions: replace them with your property\'s counts.',
+      ),
+  )
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .option('--communal-passages <n>', 'resident passages per hour at a communal door (assumption)', decimal('--communal-passages', 0, 10_000), 12)
+    .option('--private-passages <n>', 'resident passages per hour at a private door (assumption)', decimal('--private-passages', 0, 10_000), 1)
+    .option('--app-sync <share>', 'share of passages whose app syncs in the background, 0..1 (assumption)', decimal('--app-sync', 0, 1), 0.5)
+    .option('--poll-seconds <s>', 'connected locks\' uplink poll interval in seconds', integer('--poll-seconds', { min: 1, max: 86_400 }), 300)
+    .option('--lease-hours <h>', 'lease on the partner\'s credentials (default: the property lock policy)', decimal('--lease-hours', 0, 24 * 365))
+    .option('--html <file>', 'also write the curve and tables as a self-contained HTML page (SVG)')
+    .action(
+      withAuthority((a, o: Common & { partner: number; communalPassages: number; privatePassages: number; appSync: number; pollSeconds: number; leaseHours?: number; html?: string }) => {
+        const partner = a.partner(o.partner);
+        const doors = a.listDoors();
+        // Where the partner can open now or its revocation is still pending: the doors honouring
+        // it per receipts, and the doors it holds directly or through its partner keys.
+        const doorIds = new Set([...a.doorsHonouringPartner(o.partner).map((h) => h.doorId), ...partner.doors, ...partner.keys.flatMap((k) => a.key(k).doors.map((d) => d.doorId))]);
+        const honouring = doors.filter((d) => doorIds.has(d.id) && d.lockId !== null).map((d) => ({ doorId: d.id, doorName: d.name }));
+        const leaseSeconds = o.leaseHours !== undefined ? Math.round(o.leaseHours * 3600) : a.property().policy.leaseSeconds;
+        const model: WhatIfModel = {
+          pollSeconds: o.pollSeconds,
+          leaseSeconds,
+          doors: honouring.map((h) => {
+            const d = doors.find((x) => x.id === h.doorId);
+            const kind = d?.kind === 'communal' ? 'communal' : 'private';
+            return { name: h.doorName, kind, connected: d?.connected ?? false, passagesPerHour: kind === 'communal' ? o.communalPassages : o.privatePassages, appSyncShare: o.appSync };
+          }),
+        };
+        const report = whatIfReport(model, { partner: partner.name });
+        if (o.html !== undefined) {
+          try {
+            writeFileSync(o.html, renderWhatIfHtml(report));
+          } catch (e) {
+            throw new CliError('USAGE', `cannot write --html ${o.html}: ${(e as Error).message}`, 'pass a writable path');
+          }
+        }
+        if (o.json) return report;
+        return renderWhatIfText(report) + (o.html !== undefined ? `\n\nplot: ${o.html}` : '');
       }),
     );
   common(auth.command('honouring').description('doors whose lock still honours a partner (per receipts)'))
