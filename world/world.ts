@@ -59,6 +59,12 @@ export interface WorldOptions {
   };
   /** `sim` only: ATT MTU of the in-process link. */
   simMtu?: number;
+  /**
+   * Join an existing property instead of creating one: this world's authority process opens
+   * it (a SQLite file, or a PostgreSQL URL that other processes serve too) and serves its
+   * phones over HTTP. A fleet spread over processes gives each shard its own world this way.
+   */
+  property?: { dbPath: string; keyDir?: string; managerToken: string };
   /** Called for every notable thing that happens (narration, traces). */
   onEvent?: (e: WorldEvent) => void;
   /**
@@ -172,10 +178,20 @@ export class World {
     mkdirSync(dir, { recursive: true });
     const clock = new FakeClock(opts.startMs ?? Date.UTC(2026, 10, 23, 14, 0, 0)); // Mon 23 Nov 2026, 09:00 New York
     const now = () => Math.floor(clock.nowMs() / 1000);
-    const initOpts: Parameters<typeof Authority.init>[0] = { dbPath: join(dir, 'authority.db'), seed: `world:${seed}`, timeZone: opts.timeZone ?? 'America/New_York', now };
-    if (opts.lockPolicy) initOpts.policy = opts.lockPolicy;
-    const { authority, managerToken } = Authority.init(initOpts);
-    const server = await startAuthorityServer({ dbPath: initOpts.dbPath, authority, port: 0, host: '127.0.0.1', maxWaitSeconds: 0 });
+    let authority: Authority;
+    let managerToken: string;
+    let dbPath: string;
+    if (opts.property !== undefined) {
+      dbPath = opts.property.dbPath;
+      authority = Authority.open({ dbPath, ...(opts.property.keyDir !== undefined ? { keyDir: opts.property.keyDir } : {}), now });
+      managerToken = opts.property.managerToken;
+    } else {
+      const initOpts: Parameters<typeof Authority.init>[0] = { dbPath: join(dir, 'authority.db'), seed: `world:${seed}`, timeZone: opts.timeZone ?? 'America/New_York', now };
+      if (opts.lockPolicy) initOpts.policy = opts.lockPolicy;
+      ({ authority, managerToken } = Authority.init(initOpts));
+      dbPath = initOpts.dbPath;
+    }
+    const server = await startAuthorityServer({ dbPath, authority, port: 0, host: '127.0.0.1', maxWaitSeconds: 0 });
     const transport = opts.transport ?? 'sim';
     let radio: Radio | undefined;
     let simAir: SimAir | undefined;
