@@ -14,11 +14,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from '../cli/errors';
+import { AgentError } from '../mobile-agent/errors';
 import { LOCK_ID_PATTERN, TransportSpecError, fromHex, parseTransport } from '../protocol';
 import { humanReport, junitReport, selfTestReport, summaryLine, caseLine } from './report';
 import { type RunReport, TargetUnreachable, runConformance, selectCases, selfTest } from './run';
 import { type LockUnderTest, bleTarget, provisioningBundle, simTarget, suiteIdentity } from './target';
 import { CASES } from './cases';
+import { MUTANTS, type Mutant, mutantById } from './mutants';
 
 export const DEFAULT_LOCK_ID = 'lk-conf-0001';
 export const DEFAULT_SEED = 'conformance';
@@ -36,6 +38,7 @@ interface ConformanceOptions {
   selfTest?: boolean;
   provisionBundle?: string;
   list?: boolean;
+  mutant?: string;
 }
 
 function writeFile(file: string, text: string, what: string): void {
@@ -51,6 +54,7 @@ function replayCommand(o: ConformanceOptions): string {
   const parts = ['locksync conformance', `--transport ${o.transport}`, `--lock ${o.lock}`, `--seed ${o.seed}`];
   if (o.deviceKey !== undefined) parts.push(`--device-key ${o.deviceKey}`);
   if (o.secondTransport !== undefined) parts.push(`--second-transport ${o.secondTransport}`);
+  if (o.mutant !== undefined) parts.push(`--mutant ${o.mutant}`);
   if (o.only !== undefined) parts.push(`--only ${o.only}`);
   return parts.join(' ');
 }
@@ -81,6 +85,7 @@ export function registerConformanceCommand(program: Command): void {
     .option('--json', 'print the result as JSON instead of text')
     .option('--list', 'list the cases with their SPEC sections and exit')
     .option('--self-test', 'run the suite against the reference lock and each deliberately broken variant (sim only); print the mutation score')
+    .option('--mutant <id>', `sim only: run against the reference lock with one deliberate bug (${MUTANTS.map((m) => m.id).join(', ')}), to see a failing verdict`)
     .option('--provision-bundle <file>', 'write the provisioning bundle for a lock under test (for `locksync lock provision --bundle`) and exit')
     .action(async (o: ConformanceOptions) => {
       const out = (s: string): void => void process.stdout.write(`${s}\n`);
@@ -109,6 +114,7 @@ export function registerConformanceCommand(program: Command): void {
       if (o.secondTransport !== undefined && checkTransport('--second-transport', o.secondTransport) === 'sim')
         throw new CliError('USAGE', '--second-transport must be a BLE transport (uart:PATH or hci:N)', 'the sim transport has its second phone built in');
       if (o.selfTest === true) {
+        if (o.mutant !== undefined) throw new CliError('USAGE', '--mutant and --self-test do not go together (the self-test runs every variant)', 'drop one of them');
         if (kind !== 'sim') throw new CliError('USAGE', '--self-test runs on the in-process reference lock only', 'drop --transport, or drop --self-test to certify the lock on the air');
         const s = await selfTest(id, o.json === true ? {} : { onVariant: (v) => out(`  ${v.caughtBy.length > 0 ? 'caught' : 'MISSED'} ${v.mutant.id}`) });
         if (o.json === true)
@@ -134,8 +140,14 @@ export function registerConformanceCommand(program: Command): void {
         return;
       }
 
+      let mutant: Mutant | undefined;
+      if (o.mutant !== undefined) {
+        if (kind !== 'sim') throw new CliError('USAGE', '--mutant applies to the in-process reference lock only (--transport sim)', 'drop --mutant');
+        mutant = mutantById(o.mutant);
+        if (mutant === undefined) throw new CliError('USAGE', `--mutant ${o.mutant} is not a broken variant`, `pick one of ${MUTANTS.map((m) => m.id).join(', ')}`);
+      }
       let target: LockUnderTest;
-      if (kind === 'sim') target = simTarget(id);
+      if (kind === 'sim') target = simTarget(id, mutant !== undefined ? { mutant } : {});
       else {
         if (o.deviceKey === undefined) throw new CliError('USAGE', `--device-key is required on ${o.transport}: receipts and audit exports are checked against it`, 'pass the device public key `locksync lock provision` printed (or your firmware reports)');
         let deviceKey: Uint8Array;
@@ -148,12 +160,15 @@ export function registerConformanceCommand(program: Command): void {
         try {
           target = await bleTarget({ transport: o.transport, ...(o.secondTransport !== undefined ? { secondTransport: o.secondTransport } : {}), lockId: o.lock, devicePublicKey: deviceKey });
         } catch (e) {
-          throw new CliError('TRANSPORT_UNAVAILABLE', (e as Error).message.replace(/^TRANSPORT_UNAVAILABLE: /, ''), 'check the transport string and that the radio or adapter is up (docs/hardware.md)');
+          if (!(e instanceof AgentError) || e.reason !== 'TRANSPORT_UNAVAILABLE') throw e;
+          // The host stack's message carries its own advice after " — ".
+          const [what, todo] = e.detail.split(' — ');
+          throw new CliError('TRANSPORT_UNAVAILABLE', what ?? e.detail, todo ?? 'check the transport string and that the radio or adapter is up (docs/hardware.md)');
         }
       }
       let r: RunReport;
       try {
-        if (o.json !== true) out(`locksync conformance — lock ${o.lock} over ${o.transport}, seed ${o.seed}`);
+        if (o.json !== true) out(`locksync conformance — lock ${o.lock} over ${o.transport}${mutant ? ` (broken variant ${mutant.id}: ${mutant.description})` : ''}, seed ${o.seed}`);
         r = await runConformance(target, id, { ...(only !== undefined ? { only } : {}), ...(o.json === true ? {} : { onCase: (c) => out(caseLine(c)) }) });
       } catch (e) {
         if (e instanceof TargetUnreachable)

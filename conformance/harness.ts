@@ -60,6 +60,8 @@ export interface SuiteContext {
   replyTimeoutMs: number;
   /** Sessions opened by the running case; closed after it. */
   readonly open: Set<Session>;
+  /** What the running case observed worth reporting (negotiated MTU, cut points). */
+  notes: string[];
 }
 
 export function newContext(target: LockUnderTest, id: SuiteIdentity): SuiteContext {
@@ -74,6 +76,7 @@ export function newContext(target: LockUnderTest, id: SuiteIdentity): SuiteConte
     acceptedUpdate: undefined,
     replyTimeoutMs: target.transport === 'sim' ? 5_000 : 20_000,
     open: new Set(),
+    notes: [],
   };
 }
 

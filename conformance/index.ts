@@ -3,6 +3,6 @@
 export { CASES, type ConformanceCase } from './cases';
 export { runConformance, selfTest, selectCases, TargetUnreachable, type CaseResult, type RunReport, type SelfTestReport, type VariantResult } from './run';
 export { humanReport, junitReport, selfTestReport } from './report';
-export { simTarget, bleTarget, provisioningBundle, suiteIdentity, SPEC_TIMING, type LockUnderTest, type LockTiming, type SuiteIdentity } from './target';
+export { simTarget, bleTarget, referenceLock, provisioningBundle, suiteIdentity, SPEC_TIMING, type LockUnderTest, type LockTiming, type SuiteIdentity } from './target';
 export { MUTANTS, mutantById, type Mutant } from './mutants';
 export { registerConformanceCommand, DEFAULT_LOCK_ID, DEFAULT_SEED } from './cli';

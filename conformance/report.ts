@@ -11,8 +11,10 @@ export function citation(r: Pick<CaseResult, 'spec' | 'requirements'>): string {
 }
 
 export function caseLine(r: CaseResult): string {
-  const head = `${LABEL[r.status]}  ${r.id.padEnd(28)} ${citation(r).padEnd(30)} ${r.title}`;
-  return r.message !== undefined ? `${head}\n        ${r.status === 'failed' ? '→ ' : ''}${r.message}` : head;
+  const lines = [`${LABEL[r.status]}  ${r.id.padEnd(28)} ${citation(r).padEnd(30)} ${r.title}`];
+  if (r.message !== undefined) lines.push(`        ${r.status === 'failed' ? '→ ' : ''}${r.message}`);
+  for (const n of r.notes) lines.push(`        · ${n}`);
+  return lines.join('\n');
 }
 
 export function humanReport(r: RunReport): string {

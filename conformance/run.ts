@@ -17,6 +17,8 @@ export interface CaseResult {
   status: CaseStatus;
   /** Why it failed or was skipped. */
   message?: string;
+  /** What the case observed (negotiated MTU, where a transfer was cut). */
+  notes: string[];
   ms: number;
 }
 
@@ -85,6 +87,7 @@ export async function runConformance(target: LockUnderTest, id: SuiteIdentity, o
     let status: CaseStatus = 'passed';
     let message: string | undefined;
     let timer: NodeJS.Timeout | undefined;
+    ctx.notes = [];
     try {
       const deadline = caseDeadlineMs(target);
       await Promise.race([
@@ -111,7 +114,7 @@ export async function runConformance(target: LockUnderTest, id: SuiteIdentity, o
       for (const s of [...ctx.open]) await s.close().catch(() => undefined);
       target.connector.forget(target.lockId);
     }
-    const r: CaseResult = { id: c.id, title: c.title, spec: c.spec, requirements: [...c.requirements], status, ms: Date.now() - t0, ...(message !== undefined ? { message } : {}) };
+    const r: CaseResult = { id: c.id, title: c.title, spec: c.spec, requirements: [...c.requirements], status, notes: ctx.notes, ms: Date.now() - t0, ...(message !== undefined ? { message } : {}) };
     results.push(r);
     opts.onCase?.(r);
     if (opts.failFast === true && status === 'failed') break;

@@ -107,19 +107,26 @@ export interface SimLockParts {
  */
 export const SIM_IDLE_TIMEOUT_MS = 400;
 
-/** The reference lock as a target on the `sim` link, optionally broken by a mutant. */
-export function simTarget(id: SuiteIdentity, opts: { mutant?: Mutant; mtu?: number } = {}): LockUnderTest & { parts: SimLockParts } {
+/**
+ * The reference lock (firmware-sim) provisioned from the suite's bundle on in-memory flash
+ * with a fake clock, as a lock that was running (RTC kept) whose clock is not yet trusted.
+ */
+export function referenceLock(id: SuiteIdentity): { lock: Lock; clock: FakeClock; devicePublicKey: Uint8Array } {
   const clock = new FakeClock(1_780_000_000_000);
   const flash = new NorFlash(DEFAULT_GEOMETRY, { seed: `conformance/${id.seed}/flash` });
-  const bundle = provisioningBundle(id);
   const deviceSeed = deriveSeed32(`conformance/${id.seed}`, 'device');
   const { devicePublicKey } = Lock.provision(
     flash,
-    { lockId: bundle.lockId, rootPublicKeys: [keyPairFromSeed(id.rootSeed).publicKey], lockSecret: id.lockSecret, timeZone: id.timeZone },
+    { lockId: id.lockId, rootPublicKeys: [keyPairFromSeed(id.rootSeed).publicKey], lockSecret: id.lockSecret, timeZone: id.timeZone },
     deviceSeed,
   );
-  // A lock that was running (RTC kept), its clock not yet trusted: as after `lock run`.
   const lock = Lock.boot({ flash, clock, timers: clock, random: new SeededRandom(`conformance/${id.seed}/lock`), rtc: { continueAtMs: clock.nowMs(), trusted: false } });
+  return { lock, clock, devicePublicKey };
+}
+
+/** The reference lock as a target on the `sim` link, optionally broken by a mutant. */
+export function simTarget(id: SuiteIdentity, opts: { mutant?: Mutant; mtu?: number } = {}): LockUnderTest & { parts: SimLockParts } {
+  const { lock, clock, devicePublicKey } = referenceLock(id);
   const air = new SimAir(opts.mtu ?? 185);
   const link: LockLinkServerOptions = { idleTimeoutMs: SIM_IDLE_TIMEOUT_MS, lingerMs: 300 };
   const server = air.addLock(lock, { link });
