@@ -92,3 +92,13 @@ describe('broken lock variants', () => {
     expect(s.variants.map((v) => v.caughtBy[0]?.id)).toEqual(two.map((m) => CAUGHT_BY[m.id]));
   }, 60_000);
 });
+
+describe('conformance/README.md', () => {
+  it('lists every case with its SPEC section, and every broken variant with the case that catches it', async () => {
+    const fs = await import('node:fs');
+    const text = fs.readFileSync(new URL('./README.md', import.meta.url), 'utf8');
+    for (const c of CASES) expect(text, c.id).toContain(`| \`${c.id}\` | ${c.spec} |`);
+    for (const m of MUTANTS) expect(text, m.id).toContain(`| \`${m.id}\` | ${m.description} | \`${CAUGHT_BY[m.id] ?? ''}\` |`);
+    expect(text).toContain(`Mutation score: ${MUTANTS.length}/${MUTANTS.length}`);
+  });
+});
