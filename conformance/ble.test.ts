@@ -21,12 +21,26 @@ describe('conformance suite over bleno ↔ noble on the virtual radio', () => {
   let served: BleLockServer;
   let target: LockUnderTest;
   const id = suiteIdentity(SEED, 'lk-conf-ble');
+  /** The lock's link events, printed when a case fails (why did the lock drop a link?). */
+  const linkLog: string[] = [];
+  const note = (what: string) => linkLog.push(`${new Date().toISOString()} ${what}`);
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'locksync-conformance-'));
     radio = await startRadio({ dir, controllers: ['lock', 'phone', 'phone2'], seed: 23 });
     const { lock, clock, devicePublicKey } = referenceLock(id);
-    served = await serveLockOverBle(lock, radio.controller('lock').transport, { advertisingIntervalMs: 20, link: { idleTimeoutMs: IDLE_MS } });
+    served = await serveLockOverBle(lock, radio.controller('lock').transport, {
+      advertisingIntervalMs: 20,
+      link: { idleTimeoutMs: IDLE_MS },
+      events: {
+        onLinkExpired: (peer, why) => note(`link expired (${why}) for ${peer}`),
+        onProtocolError: (e) => note(`framing violation: ${e.message}`),
+        onSessionFailure: (e) => note(`session failure: ${String(e)}`),
+        onBusy: (peer, holder) => note(`BUSY for ${peer} (held by ${holder})`),
+        onAccept: (address, handle) => note(`accept ${address} handle ${handle}`),
+        onDisconnect: (address, handle) => note(`disconnect ${address} handle ${handle}`),
+      },
+    });
     target = await bleTarget({
       transport: radio.controller('phone').transport,
       secondTransport: radio.controller('phone2').transport,
@@ -48,6 +62,7 @@ describe('conformance suite over bleno ↔ noble on the virtual radio', () => {
   it('passes every case', async () => {
     const r = await runConformance(target, id);
     const bad = r.results.filter((c) => c.status !== 'passed');
+    if (bad.length > 0) process.stdout.write(`lock link events:\n${linkLog.join('\n')}\n`);
     expect(bad, `seed ${SEED}\n${humanReport(r)}`).toEqual([]);
     expect(r.results.length).toBe(CASES.length);
     // What the air did: negotiated MTUs, where the resumed transfer was cut.
