@@ -82,7 +82,7 @@ export class NobleConnector implements LockConnector {
     if (found.length === 0 || !entry) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
     const peripheral = entry.peripheral;
     const c = this.opts.connection ?? {};
-    const params: Record<string, number> = { mtu: c.mtu ?? 247 };
+    const params: Record<string, number> = { mtu: opts.mtu ?? c.mtu ?? 247 };
     if (c.minIntervalMs !== undefined) params.minInterval = c.minIntervalMs;
     if (c.maxIntervalMs !== undefined) params.maxInterval = c.maxIntervalMs;
     if (c.timeoutMs !== undefined) params.timeout = c.timeoutMs;

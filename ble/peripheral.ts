@@ -4,7 +4,7 @@
 
 import { GATT_SHORT, advertisingEir, scanResponseEir, encodeLockInfo, type FramingError, type LockAdvert } from '../protocol/index';
 import { HostStartError, endDevUpPolling, openHostStack, shutdownHostStack, type BleFamily, type BlenoLike } from '../radio/hosts';
-import { LockLinkServer, type LockLink, type LockLinkEvents } from './lock-server';
+import { LockLinkServer, type LockLink, type LockLinkEvents, type LockLinkServerOptions } from './lock-server';
 import type { HostedSession, LockSessionHost } from './session-host';
 
 export interface BlePeripheralOptions {
@@ -14,6 +14,8 @@ export interface BlePeripheralOptions {
   events?: LockLinkEvents & BleLinkEvents;
   /** A bleno already powered on for `transport` (openBlenoFor): serve on it. */
   bleno?: BlenoLike;
+  /** Session-link limits (idle timeout, session limit); SPEC §13.3 values when left out. */
+  link?: LockLinkServerOptions;
 }
 
 /**
@@ -152,7 +154,7 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
       };
     },
   };
-  const server = new LockLinkServer(trackedHost, linkEvents);
+  const server = new LockLinkServer(trackedHost, linkEvents, opts.link ?? {});
   server.requestDisconnect = () => bleno.disconnect();
   // bleno keeps advertising while a phone is connected, so a second phone can connect: each
   // connection handle gets its own link, the peer identity being the address it connected

@@ -101,10 +101,12 @@ export class SimConnector implements LockConnector {
     return out;
   }
 
-  async connect(lockId: string, opts: { onProgress?: (acked: number, total: number) => void } = {}): Promise<LockConnection> {
+  async connect(lockId: string, opts: { onProgress?: (acked: number, total: number) => void; mtu?: number } = {}): Promise<LockConnection> {
     const lock = this.air.lockEntry(lockId);
     if (!lock || !lock.inRange || !this.canReach(lockId)) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
     const air = this.air;
+    // The in-process link has no MTU exchange: the phone's ask is the connection's MTU.
+    const mtu = Math.max(23, Math.min(517, opts.mtu ?? air.mtu));
     const state = this.channels.open(lockId);
     const { channel, inbox, hooks } = state;
 
@@ -142,15 +144,15 @@ export class SimConnector implements LockConnector {
     hooks.progress = (a, t) => opts.onProgress?.(a, t);
     hooks.violation = () => link.drop(REMOTE_USER_TERMINATED, 'framing violation by the lock');
     // The phone's name is its identity on the sim link (its address on BLE).
-    lockLink = lock.server.connect(air.mtu, (f) => carry(() => channel.receiveFrame(f)), {
+    lockLink = lock.server.connect(mtu, (f) => carry(() => channel.receiveFrame(f)), {
       peer: this.name,
       drop: () => link.drop(REMOTE_USER_TERMINATED, 'disconnected by the lock'),
     });
-    channel.linkUp(air.mtu);
+    channel.linkUp(mtu);
 
     return connectionOver(state, {
       lockId,
-      mtu: air.mtu,
+      mtu,
       isOpen: () => open,
       closed,
       rssi: async () => lock.rssi,

@@ -8,6 +8,7 @@
 //   panel      a live web page over a world (world/panel.ts)
 //   scenario   QA scenarios (run, list)
 //   demo       the end-to-end story (same as `npm start`)
+//   conformance  certify a lock under test over BLE (conformance/)
 //
 // Every failure ends here: whatever an action throws goes through reportFailure (one line
 // `error CODE: what — what to do`, the code's exit status); usage mistakes are USAGE (2).
@@ -26,6 +27,7 @@ import { registerReplayCommand } from '../radio/replay';
 import { registerPanelCommand } from '../world/panel';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 import { registerDemoCommand } from './demo-command';
+import { registerConformanceCommand } from '../conformance/cli';
 import { applyCliConventions, isAskedForOutput } from './program';
 
 function packageVersion(): string {
@@ -51,6 +53,7 @@ export function buildProgram(): Command {
   registerReplayCommand(program);
   registerPanelCommand(program);
   registerDemoCommand(program);
+  registerConformanceCommand(program);
   return applyCliConventions(program);
 }
 

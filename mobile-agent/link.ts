@@ -48,6 +48,8 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Progress of an outgoing message in flight (bytes acknowledged / total). */
   onProgress?: (acked: number, total: number) => void;
+  /** ATT MTU to ask for on this connection (the transport's default when left out). */
+  mtu?: number;
 }
 
 export interface LockConnector {
