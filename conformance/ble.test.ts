@@ -63,7 +63,7 @@ describe('conformance suite over bleno ↔ noble on the virtual radio', () => {
   // phone reconnected before the lock noticed the old link die — a known open problem with
   // stale links and reused connection handles, not a conformance verdict. Two failures in a
   // row still fail.
-  it('passes every case', { retry: 1 }, async () => {
+  it('passes every case', { retry: 1, timeout: 900_000 }, async () => {
     const r = await runConformance(target, id);
     const bad = r.results.filter((c) => c.status !== 'passed');
     if (bad.length > 0) process.stdout.write(`lock link events:\n${linkLog.join('\n')}\n`);
@@ -71,5 +71,5 @@ describe('conformance suite over bleno ↔ noble on the virtual radio', () => {
     expect(r.results.length).toBe(CASES.length);
     // What the air did: negotiated MTUs, where the resumed transfer was cut.
     for (const c of r.results) for (const n of c.notes) process.stdout.write(`${c.id}: ${n}\n`);
-  }, 900_000);
+  });
 });
