@@ -28,7 +28,7 @@ import {
   LOCK_ID_PATTERN,
   validateLockPolicy,
 } from '../protocol';
-import { type AccessContext, type Decision, type IssuedChallenge, decideCode, decideKeycard, decidePhone, isValidTimeZone, makeChallenge } from './access';
+import { type AccessContext, type Decision, type IssuedChallenge, carryTableIndex, decideCode, decideKeycard, decidePhone, isValidTimeZone, makeChallenge, tableIndex } from './access';
 import type { NorFlash } from './flash';
 import {
   ACCESS_METHOD_CODES,
@@ -173,6 +173,8 @@ export class Lock {
       trusted: !lost && opts.rtc?.trusted === true,
     });
     const r = this.storage.report;
+    // Index the table at boot, not on the first unlock (it is then carried across updates).
+    tableIndex(this.durable.tableState.table);
     this.log('boot', { lockId: this.lockId, version: this.version, metaSeq: r.metaSeq, recordsRejected: r.recordsRejected, auditRolledForward: r.auditRolledForward, rtcLost: lost });
     this.dispatch({
       type: 'mounted',
@@ -283,6 +285,7 @@ export class Lock {
 
   /** Verify, apply, commit, sign: a receipt, or an error leaving the flash untouched. */
   acceptUpdate(update: Update, sessionNonce: Uint8Array, claim?: TimeClaim): Message {
+    const before = this.durable.tableState.table;
     const r = applyUpdate(this.tableState, update);
     if (!r.ok) return this.refuse('updateRefused', r.error);
     // A signed time earlier in this session that named exactly the table this update brings
@@ -295,6 +298,8 @@ export class Lock {
       if (e instanceof StorageError && e.code === 'TOO_LARGE') return this.refuse('updateRefused', new ProtocolError('OVER_LIMIT', e.message));
       throw e;
     }
+    // The secret index follows the table incrementally (not rebuilt on the next unlock).
+    carryTableIndex(before, r.state.table);
     this.timeRam = { newestIssuedAt: tableState.newestIssuedAt, leaseAnchor: tableState.leaseAnchor };
     this.raiseClockFloor();
     this.log('updateApplied', { version: this.version, type: update.type, entries: r.state.table.entries.size });
