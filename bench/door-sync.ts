@@ -10,6 +10,7 @@ import { decodeMessage, deriveSeed32, encodeEntry, encodeTable, keyPairFromSeed,
 import { transferAirtimeBound, type LinkProfile } from '../radio/airtime';
 import type { SyncEvent } from '../mobile-agent/sync';
 import { World } from '../world/index';
+import { type DeviceProfileName, type DeviceWork, chargeFor, deviceProfile } from '../firmware-sim/device-profile';
 import { AirTap, type DirectionCounts, type LinkSeen } from './air-tap';
 import { round } from './util';
 
@@ -29,6 +30,12 @@ export type CaseName = 'revocation' | 'snapshot-1k' | 'snapshot-10k';
 
 export interface DoorSyncCase {
   profile: string;
+  /** Lock device profile the world charged the lock's work at ('host': none). */
+  device: DeviceProfileName;
+  /** The lock's work during the sync (its device cost model's counters). */
+  lockWork?: DeviceWork;
+  /** That work priced on the case's device profile (0 on host). */
+  lockDeviceMs?: number;
   case: CaseName;
   credentials: number;
   timeScale: number;
@@ -76,6 +83,10 @@ export interface DoorSyncOptions {
   profiles?: string[];
   /** Run the 10,000-credential snapshot on the worst profile time-scaled by this factor (0 = skip). */
   worstLargeTimeScale?: number;
+  /** Also run the 1,000-credential world (snapshot + revocation) with the lock on these device profiles. */
+  devices?: DeviceProfileName[];
+  /** Link profiles the device-profile runs use (default phone-typical and fast). */
+  deviceLinkProfiles?: string[];
   log?: (line: string) => void;
 }
 
@@ -120,11 +131,12 @@ function linkPolicyOf(p: LinkProfile): NonNullable<NonNullable<Parameters<typeof
   return { intervalMs: p.intervalMs, packetsPerEvent: p.packetsPerEvent, phy: p.phy, maxDataLength: p.dataLength };
 }
 
-async function timedSync(world: World, tap: AirTap, spec: ProfileSpec, c: { case: CaseName; credentials: number; timeScale: number }): Promise<DoorSyncCase> {
+async function timedSync(world: World, tap: AirTap, spec: ProfileSpec, c: { case: CaseName; credentials: number; timeScale: number; device: DeviceProfileName }): Promise<DoorSyncCase> {
   const radio = world.radio;
   if (!radio) throw new Error('door-sync bench needs transport ble');
   const door = world.door('door');
-  const result: DoorSyncCase = { profile: spec.name, case: c.case, credentials: c.credentials, timeScale: c.timeScale, ok: false };
+  const result: DoorSyncCase = { profile: spec.name, device: c.device, case: c.case, credentials: c.credentials, timeScale: c.timeScale, ok: false };
+  const work0 = { ...door.lock.device.total };
   const marks = new Map<string, { modelUs: number; wallMs: number }>();
   const mark = (name: string): void => {
     if (!marks.has(name)) marks.set(name, { modelUs: radio.clock.nowUs(), wallMs: performance.now() });
@@ -156,6 +168,10 @@ async function timedSync(world: World, tap: AirTap, spec: ProfileSpec, c: { case
     return result;
   }
   result.ok = true;
+  const work1 = door.lock.device.total;
+  const lockWork: DeviceWork = { verifies: work1.verifies - work0.verifies, signs: work1.signs - work0.signs, sha256Blocks: work1.sha256Blocks - work0.sha256Blocks, bytesProgrammed: work1.bytesProgrammed - work0.bytesProgrammed, erases: work1.erases - work0.erases };
+  result.lockWork = lockWork;
+  result.lockDeviceMs = round(chargeFor(deviceProfile(c.device), lockWork).totalMs, 1);
   result.modelMs = round((end.modelUs - start.modelUs) / 1000, 1);
   result.wallMs = round(end.wallMs - start.wallMs, 1);
   result.phasesModelMs = Object.fromEntries([...marks].filter(([k]) => k !== 'transfer').map(([k, v]) => [k, round((v.modelUs - start.modelUs) / 1000, 1)]));
@@ -205,12 +221,14 @@ async function runWorld(
   timeScale: number,
   cases: CaseName[],
   log: (line: string) => void,
+  device: DeviceProfileName = 'host',
 ): Promise<DoorSyncCase[]> {
   const out: DoorSyncCase[] = [];
   const t0 = performance.now();
   const world = await World.create({
     seed: `bench-door-sync:${spec.name}:${credentials}`,
     transport: 'ble',
+    device,
     doors: [{ name: 'door' }],
     phones: [PHONE],
     radio: { linkPolicy: linkPolicyOf(spec.profile), phoneMtu: spec.profile.attMtu, timeScale },
@@ -218,15 +236,15 @@ async function runWorld(
   try {
     const tap = new AirTap(world.radio as NonNullable<World['radio']>);
     const property = buildProperty(world, 'door', credentials);
-    log(`  ${spec.name}: world with ${credentials.toLocaleString('en-US')} credentials ready in ${round((performance.now() - t0) / 1000, 1)} s`);
+    log(`  ${spec.name}${device === 'host' ? '' : ` (lock on ${device})`}: world with ${credentials.toLocaleString('en-US')} credentials ready in ${round((performance.now() - t0) / 1000, 1)} s`);
     const snapshotCase: CaseName = credentials >= 10_000 ? 'snapshot-10k' : 'snapshot-1k';
-    const first = await timedSync(world, tap, spec, { case: snapshotCase, credentials, timeScale });
+    const first = await timedSync(world, tap, spec, { case: snapshotCase, credentials, timeScale, device });
     if (cases.includes(snapshotCase)) out.push(first);
     if (!first.ok) throw new Error(`${spec.name} ${snapshotCase}: ${first.error}`);
     if (cases.includes('revocation')) {
       // Revoke one resident's Key: a one-credential delta.
       world.authority.unassignKey(property.userIds[0] as number, property.keyId);
-      out.push(await timedSync(world, tap, spec, { case: 'revocation', credentials: credentials - 1, timeScale }));
+      out.push(await timedSync(world, tap, spec, { case: 'revocation', credentials: credentials - 1, timeScale, device }));
     }
   } finally {
     await world.close();
@@ -243,20 +261,30 @@ export async function benchDoorSync(opts: DoorSyncOptions = {}): Promise<DoorSyn
       try {
         results.push(...(await runWorld(spec, 1000, 1, cases.filter((c) => c !== 'snapshot-10k'), log)));
       } catch (e) {
-        results.push({ profile: spec.name, case: 'snapshot-1k', credentials: 1000, timeScale: 1, ok: false, error: (e as Error).message });
+        results.push({ profile: spec.name, device: 'host', case: 'snapshot-1k', credentials: 1000, timeScale: 1, ok: false, error: (e as Error).message });
       }
     }
     if (cases.includes('snapshot-10k')) {
       const worst = spec.name === 'worst';
       const timeScale = worst ? (opts.worstLargeTimeScale ?? 8) : 1;
       if (timeScale === 0) {
-        results.push({ profile: spec.name, case: 'snapshot-10k', credentials: 10_000, timeScale: 0, ok: false, skipped: 'worst-profile 10,000-credential snapshot skipped (--worst-scale 0)' });
+        results.push({ profile: spec.name, device: 'host', case: 'snapshot-10k', credentials: 10_000, timeScale: 0, ok: false, skipped: 'worst-profile 10,000-credential snapshot skipped (--worst-scale 0)' });
         continue;
       }
       try {
         results.push(...(await runWorld(spec, 10_000, timeScale, ['snapshot-10k'], log)));
       } catch (e) {
-        results.push({ profile: spec.name, case: 'snapshot-10k', credentials: 10_000, timeScale, ok: false, error: (e as Error).message });
+        results.push({ profile: spec.name, device: 'host', case: 'snapshot-10k', credentials: 10_000, timeScale, ok: false, error: (e as Error).message });
+      }
+    }
+  }
+  // The lock on device profiles: the 1,000-credential world (snapshot, then a revocation).
+  for (const device of (opts.devices ?? []).filter((d) => d !== 'host')) {
+    for (const spec of LINK_PROFILES.filter((p) => (opts.deviceLinkProfiles ?? ['phone-typical', 'fast']).includes(p.name))) {
+      try {
+        results.push(...(await runWorld(spec, 1000, 1, ['snapshot-1k', 'revocation'], log, device)));
+      } catch (e) {
+        results.push({ profile: spec.name, device, case: 'snapshot-1k', credentials: 1000, timeScale: 1, ok: false, error: (e as Error).message });
       }
     }
   }

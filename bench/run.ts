@@ -18,23 +18,25 @@ import { parseArgs } from 'node:util';
 import { benchDoorSync, LINK_PROFILES, type DoorSyncCase } from './door-sync';
 import { benchFleet, type FleetResult } from './fleet';
 import { formatTable, machineInfo, round, type Cell } from './util';
+import { DEVICE_PROFILE_NAMES, type DeviceProfileName, isDeviceProfileName } from '../firmware-sim/device-profile';
 
 const SECTIONS = ['door-sync', 'lock', 'radio', 'authority', 'fleet'] as const;
 type Section = (typeof SECTIONS)[number];
 
-function parseOptions(): { sections: Set<Section>; quick: boolean; json: string; worstScale: number } {
+function parseOptions(): { sections: Set<Section>; quick: boolean; json: string; worstScale: number; devices: DeviceProfileName[] } {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       json: { type: 'string', default: 'out/bench-results.json' },
       'worst-scale': { type: 'string', default: '8' },
+      devices: { type: 'string', default: 'nrf52840,esp32-c3' },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
   });
   if (values.help) {
-    console.log('usage: npm run bench -- [--quick] [--only door-sync,lock,radio,authority,fleet] [--json FILE] [--worst-scale N]');
+    console.log('usage: npm run bench -- [--quick] [--only door-sync,lock,radio,authority,fleet] [--json FILE] [--worst-scale N] [--devices nrf52840,esp32-c3|none]');
     process.exit(0);
   }
   let sections: Set<Section>;
@@ -48,13 +50,17 @@ function parseOptions(): { sections: Set<Section>; quick: boolean; json: string;
   }
   const worstScale = Number(values['worst-scale']);
   if (!Number.isFinite(worstScale) || worstScale < 0) throw new Error(`--worst-scale must be a number ≥ 0, got ${values['worst-scale']}`);
-  return { sections, quick: values.quick ?? false, json: values.json ?? 'out/bench-results.json', worstScale };
+  const devices = (values.devices ?? '').split(',').map((d) => d.trim()).filter((d) => d !== '' && d !== 'none');
+  const badDevice = devices.find((d) => !isDeviceProfileName(d));
+  if (badDevice !== undefined) throw new Error(`--devices: unknown device profile ${badDevice}; known: ${DEVICE_PROFILE_NAMES.join(', ')} (or none)`);
+  return { sections, quick: values.quick ?? false, json: values.json ?? 'out/bench-results.json', worstScale, devices: devices as DeviceProfileName[] };
 }
 
 const progress = (line: string): void => void process.stderr.write(`${line}\n`);
 const s = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : round(ms / 1000, ms < 10_000 ? 3 : 1));
 
-function doorSyncTables(cases: DoorSyncCase[]): string {
+function doorSyncTables(all: DoorSyncCase[]): string {
+  const cases = all.filter((c) => c.device === 'host');
   const main = formatTable(
     'Door Sync over bleno ↔ noble through the virtual radio: scan start → receipt at authority',
     ['profile', 'case', 'update', 'update B', 'model s', 'wall s', 'bound(update) s', 'ratio', 'bound(all frames) s', 'ratio', 'update on air / bound', 'time scale'],
@@ -94,7 +100,37 @@ function doorSyncTables(cases: DoorSyncCase[]): string {
       }),
     ['The signed time goes to the lock right ahead of the update and both answers are read in order (one round trip). A fresh lock (version 0) holds no certificate for the authority\'s online key until its first update, so it gets the signed time after the receipt: counted in the audit-export phase there.'],
   );
-  return `${main}\n${phases}`;
+  return `${main}\n${phases}\n${deviceTable(all)}`;
+}
+
+/** Door Sync with the lock on each device profile, beside the same case on this host. */
+function deviceTable(all: DoorSyncCase[]): string {
+  const onDevice = all.filter((c) => c.device !== 'host');
+  if (onDevice.length === 0) return '';
+  const hostOf = (c: DoorSyncCase) => all.find((h) => h.device === 'host' && h.profile === c.profile && h.case === c.case && h.ok);
+  const rows = onDevice.map((c): Cell[] => {
+    const h = hostOf(c);
+    const w = c.lockWork;
+    return [
+      c.profile,
+      c.case,
+      c.device,
+      h ? s(h.modelMs) : null,
+      c.ok ? s(c.modelMs) : c.error ?? 'FAILED',
+      c.ok && h?.modelMs !== undefined && c.modelMs !== undefined ? s(c.modelMs - h.modelMs) : null,
+      c.lockDeviceMs !== undefined ? s(c.lockDeviceMs) : null,
+      w ? `${w.verifies} verify, ${w.signs} sign, ${w.sha256Blocks} SHA blocks, ${w.bytesProgrammed} B programmed, ${w.erases} erases` : null,
+    ];
+  });
+  return formatTable(
+    'Door Sync with the lock on a device profile: scan start → receipt at authority (model s), on this host beside on this profile',
+    ['profile', 'case', 'device', 'on this host s', 'on this profile s', 'difference s', 'lock work priced s', 'lock work during the sync'],
+    rows,
+    [
+      'on this profile: the same world with World option device: every answer of the lock waits, on the radio clock, the device time its work costs (firmware-sim/device-profile.ts; sources in firmware-sim/README.md). Host runs and profile runs are separate worlds, so the difference also holds run-to-run noise.',
+      'lock work priced: the lock\'s metered work during the sync (Ed25519 verifies and signs, SHA-256 blocks, bytes programmed, block erases) at the profile\'s figures; CBOR decoding and the point decompression of new phone keys are not modelled.',
+    ],
+  );
 }
 
 function overheadTable(cases: DoorSyncCase[]): string {
@@ -137,20 +173,44 @@ function overheadTable(cases: DoorSyncCase[]): string {
 }
 
 function lockTable(r: Record<string, any>): string {
-  return formatTable(
-    `Lock side with a 10,000-entry table (${Number(r.entries).toLocaleString('en-US')} after the delta-apply run; firmware-sim/bench.ts benchLock)`,
-    ['figure', 'p50 / value', 'p99', 'note'],
+  const u = r.unlockDecisions ?? {};
+  const host = formatTable(
+    `Lock side with a 10,000-entry table (${Number(r.entries).toLocaleString('en-US')} after the delta-apply run; firmware-sim/bench.ts benchLock) — on this host`,
+    ['figure', 'p50 / value', 'p99', 'max', 'note'],
     [
-      ['unlock decision, phone', r.unlockPhoneMs?.p50, r.unlockPhoneMs?.p99, 'ms; challenge response → decision, incl. Ed25519 verify + audit append'],
-      ['unlock decision, keycard', r.keycardMs?.p50, r.keycardMs?.p99, 'ms'],
-      ['unlock decision, doorcode', r.doorcodeMs?.p50, r.doorcodeMs?.p99, 'ms'],
-      ['delta apply (10 ops each)', r.deltaApply?.deltasPerSec, null, 'deltas/s incl. verify + flash commit'],
-      ['delta apply, ops', r.deltaApply?.opsPerSec, null, 'ops/s'],
-      ['flash programmed per delta', r.deltaApply?.flashBytesProgrammedPerDelta, null, `bytes; ${r.deltaApply?.erasesPerDelta} block erases per delta`],
-      ['bulk delta of 10,000 entries', r.bulkDelta10kEntriesMs, null, 'ms, one apply + commit'],
-      ['flash bytes per credential', r.flashBytesPerCredential, null, `table ${r.tableBytes} bytes`],
+      ['unlock decision, phone', r.unlockPhoneMs?.p50, r.unlockPhoneMs?.p99, r.unlockPhoneMs?.max, `ms; challenge response → decision, incl. Ed25519 verify (${r.ed25519Backend}) + audit append; ${u.measured} decisions after ${u.warmup} warm-up`],
+      ['  first decision after a delta', r.unlockAfterDeltaMs?.p50, null, r.unlockAfterDeltaMs?.max, `ms; a 1-op delta every ${u.deltaEvery} decisions (${r.unlockAfterDeltaMs?.n} of them): the secret index is carried, not rebuilt`],
+      ['unlock decision, keycard', r.keycardMs?.p50, r.keycardMs?.p99, null, 'ms'],
+      ['unlock decision, doorcode', r.doorcodeMs?.p50, r.doorcodeMs?.p99, null, 'ms'],
+      ['delta apply (10 ops each)', r.deltaApply?.deltasPerSec, null, null, 'deltas/s incl. verify + flash commit'],
+      ['delta apply, ops', r.deltaApply?.opsPerSec, null, null, 'ops/s'],
+      ['flash programmed per delta', r.deltaApply?.flashBytesProgrammedPerDelta, null, null, `bytes; ${r.deltaApply?.erasesPerDelta} block erases per delta`],
+      ['bulk delta of 10,000 entries', r.bulkDelta10kEntriesMs, null, null, 'ms, one apply + commit'],
+      ['flash bytes per credential', r.flashBytesPerCredential, null, null, `table ${r.tableBytes} bytes`],
+    ],
+    ['Host figures are wall-clock and move with the machine\'s load (see uptime beside the run).'],
+  );
+  const w = r.unlockPhoneWork ?? {};
+  const rows: Cell[][] = Object.entries((r.unlockPhoneOnProfileMs ?? {}) as Record<string, any>).map(([name, x]): Cell[] => [
+    name,
+    x.p50,
+    x.p99,
+    x.max,
+    `${x.decisionsWithErase} / ${u.measured}`,
+    x.busyP99,
+    x.busyMax,
+    `${x.busyDecisionsWithErase} / ${x.busyDecisions}`,
+  ]);
+  const device = formatTable(
+    'Phone unlock decision on the device profiles (the same decisions\' work priced by firmware-sim/device-profile.ts), ms',
+    ['profile', 'p50', 'p99', 'max', 'decisions paying an erase', 'p99, never idle', 'max, never idle', 'paying an erase, never idle'],
+    rows,
+    [
+      `work per decision (mean): ${w.verifies} Ed25519 verify, ${w.sha256Blocks} SHA-256 blocks, ${w.bytesProgrammed} bytes programmed (audit record), ${w.erases} erases. CBOR and look-ups are not modelled.`,
+      'idle: the lock has no session open for ≥ 0.5 s between decisions, so erase-ahead prepares the next audit block; never idle: another phone keeps a session open, so the erase lands in the unlock path (before erase-ahead: every lock, one decision in ~63).',
     ],
   );
+  return `${host}\n${device}`;
 }
 
 function fleetTable(r: FleetResult): string {
@@ -234,11 +294,11 @@ async function main(): Promise<number> {
   await run(
     'door-sync',
     async () => {
-      const cases = await benchDoorSync({ worstLargeTimeScale: opts.worstScale, log: progress });
-      for (const c of cases) if (!c.ok && !c.skipped) failures.push(`door-sync ${c.profile} ${c.case}: ${c.error}`);
+      const cases = await benchDoorSync({ worstLargeTimeScale: opts.worstScale, devices: opts.devices, log: progress });
+      for (const c of cases) if (!c.ok && !c.skipped) failures.push(`door-sync ${c.profile} ${c.case}${c.device === 'host' ? '' : ` (${c.device})`}: ${c.error}`);
       return { profiles: LINK_PROFILES, cases };
     },
-    (r) => `${doorSyncTables(r.cases)}\n${overheadTable(r.cases)}`,
+    (r) => `${doorSyncTables(r.cases)}\n${overheadTable(r.cases.filter((c) => c.device === 'host'))}`,
   );
   await run('lock', async () => (await import('../firmware-sim/bench')).benchLock(), lockTable);
   await run('radio', async () => (await import('../radio/bench')).benchRadio(), radioTable);

@@ -127,27 +127,84 @@ export function decideAmong(entries: readonly Entry[], ctx: AccessContext): { re
 }
 
 // ---------------------------------------------------------------------------
-// Indexes over a table (built once per immutable table object)
+// Indexes over a table (one per immutable table object)
+//
+// Built in full once (boot, or the first decision on a table nobody derived), then carried
+// from table to table: when an update applies, carryTableIndex moves the old table's index
+// to the new table and changes only the entries that differ, so the first unlock after a
+// delta no longer pays a rebuild (≈ 11–21 ms at 10,000 entries on the host, 113 ms worst).
 
-interface TableIndex {
+export interface TableIndex {
+  /** `${kind}:${hex(secret)}` → the entries holding that secret, by ascending credId (the
+   *  order decideAmong breaks ties in; it does not depend on how the table was reached). */
   bySecret: Map<string, Entry[]>;
 }
 const indexes = new WeakMap<Table, TableIndex>();
+/** Index key per (immutable) entry object: removing an entry must not re-hex its secret. */
+const secretKeys = new WeakMap<Entry, string>();
+
+function secretKeyOf(e: Entry): string {
+  let k = secretKeys.get(e);
+  if (k === undefined) {
+    k = `${e.kind}:${toHex(e.secret)}`;
+    secretKeys.set(e, k);
+  }
+  return k;
+}
+
+function indexAdd(ix: TableIndex, e: Entry): void {
+  const k = secretKeyOf(e);
+  const list = ix.bySecret.get(k);
+  if (list === undefined) {
+    ix.bySecret.set(k, [e]);
+    return;
+  }
+  let i = list.length;
+  while (i > 0 && (list[i - 1] as Entry).credId > e.credId) i--;
+  list.splice(i, 0, e);
+}
+
+function indexRemove(ix: TableIndex, e: Entry): void {
+  const k = secretKeyOf(e);
+  const list = ix.bySecret.get(k);
+  if (list === undefined) return;
+  const i = list.indexOf(e);
+  if (i >= 0) list.splice(i, 1);
+  if (list.length === 0) ix.bySecret.delete(k);
+}
+
+/** The full build (also the reference the incremental path is tested against). */
+export function buildTableIndex(t: Table): TableIndex {
+  const ix: TableIndex = { bySecret: new Map() };
+  for (const e of t.entries.values()) indexAdd(ix, e);
+  return ix;
+}
 
 export function tableIndex(t: Table): TableIndex {
   let ix = indexes.get(t);
   if (ix === undefined) {
-    const bySecret = new Map<string, Entry[]>();
-    for (const e of t.entries.values()) {
-      const k = `${e.kind}:${toHex(e.secret)}`;
-      const list = bySecret.get(k);
-      if (list) list.push(e);
-      else bySecret.set(k, [e]);
-    }
-    ix = { bySecret };
+    ix = buildTableIndex(t);
     indexes.set(t, ix);
   }
   return ix;
+}
+
+/**
+ * `next` was derived from `prev` (an update applied): move prev's index to next, removing
+ * entries no longer present (or replaced) and adding new ones. Entries are immutable and
+ * applyOps keeps untouched entry objects, so "changed" is object identity: one pass of
+ * Map lookups, no hashing. A snapshot (all objects new) degrades to a rebuild. prev loses
+ * its index (it is rebuilt if prev is ever decided on again). No index on prev: nothing to
+ * carry; next builds lazily.
+ */
+export function carryTableIndex(prev: Table, next: Table): void {
+  if (prev === next) return;
+  const ix = indexes.get(prev);
+  if (ix === undefined) return;
+  indexes.delete(prev);
+  for (const [id, e] of prev.entries) if (next.entries.get(id) !== e) indexRemove(ix, e);
+  for (const [id, e] of next.entries) if (prev.entries.get(id) !== e) indexAdd(ix, e);
+  indexes.set(next, ix);
 }
 
 function entriesWithSecret(t: Table, kind: Entry['kind'], secret: Uint8Array): Entry[] {

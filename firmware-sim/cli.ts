@@ -15,6 +15,7 @@ import { type LockPolicy, type RandomSource, deriveSeed32, fromHex, parseTranspo
 import { DEFAULT_GEOMETRY, FlashError, type FlashGeometry, NorFlash } from './flash';
 import { inspectFlash } from './inspect';
 import { Lock, LockError, type LockLog, type ProvisionBundle } from './lock';
+import { DEVICE_PROFILE_NAMES, type DeviceProfileName, isDeviceProfileName } from './device-profile';
 import { StorageError } from './storage';
 import { SystemClock } from './time';
 import { Uplink } from './uplink';
@@ -201,7 +202,7 @@ function requireProvisioned(dir: string): void {
     throw new CliError('BAD_STATE', `${dir} is not a provisioned lock state (no flash.img/device.json)`, `provision it with \`locksync lock provision --state ${dir} --bundle FILE\`, or pass the right --state`);
 }
 
-export function openLockState(dir: string, opts: { log?: LockLog; driftPpm?: number } = {}): { lock: Lock; flash: NorFlash; save(): void } {
+export function openLockState(dir: string, opts: { log?: LockLog; driftPpm?: number; device?: DeviceProfileName } = {}): { lock: Lock; flash: NorFlash; save(): void } {
   const p = paths(dir);
   requireProvisioned(dir);
   const device = readDeviceFile(dir);
@@ -241,6 +242,7 @@ export function openLockState(dir: string, opts: { log?: LockLog; driftPpm?: num
     random: cryptoRandom,
     rtc: rtc !== undefined ? { continueAtMs: rtc.rtcMs + (clock.nowMs() - rtc.hostMs), trusted: rtc.trusted, driftPpm } : { driftPpm },
     ...(opts.log !== undefined ? { log: opts.log } : {}),
+    ...(opts.device !== undefined ? { device: opts.device } : {}),
   });
   const save = () => {
     const r: RtcFile = { rtcMs: lock.rtc.nowMs(), hostMs: clock.nowMs(), trusted: lock.rtc.trusted, driftPpm };
@@ -340,7 +342,10 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
     .option('--drift <ppm>', 'RTC drift in ppm', integer('--drift', { min: -100_000, max: 100_000 }))
     .option('--ready-fd <n>', 'also write the JSON ready line to this open file descriptor (with sim, stdout carries the protocol)', integer('--ready-fd', { min: 0 }))
     .option('--reattach', 'if the BLE transport dies (radio restarted, dongle replugged), wait for it to come back and serve again instead of exiting TRANSPORT_LOST')
-    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: number; wait: number; drift?: number; readyFd?: number; reattach?: boolean }) => {
+    .option('--device <profile>', `lock device profile whose published timings the lock's work is charged at (answers wait that long): ${DEVICE_PROFILE_NAMES.join(' | ')}`, 'host')
+    .action(async (o: { state: string; transport: string; uplink?: string; token?: string; interval: number; wait: number; drift?: number; readyFd?: number; reattach?: boolean; device: string }) => {
+      if (!isDeviceProfileName(o.device)) throw new CliError('USAGE', `--device ${o.device} is not a device profile`, `use one of ${DEVICE_PROFILE_NAMES.join(', ')}`);
+      const device = o.device;
       const log = jsonLog();
       let spec;
       try {
@@ -364,7 +369,7 @@ export function registerLockCommands(program: Command, opts: { transportFactory?
         dir: o.state,
         transportName: o.transport,
         transport: transport as RunnableTransport,
-        boot: () => openLockState(o.state, { log, ...(o.drift !== undefined ? { driftPpm: o.drift } : {}) }),
+        boot: () => openLockState(o.state, { log, device, ...(o.drift !== undefined ? { driftPpm: o.drift } : {}) }),
         ...(o.uplink !== undefined
           ? { uplink: (l: Lock) => new Uplink(l, { baseUrl: o.uplink as string, token: o.token as string, intervalMs: o.interval, waitSeconds: o.wait, log }) }
           : {}),

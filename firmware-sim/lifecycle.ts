@@ -283,7 +283,7 @@ export async function runLockProcess(o: RunLockOptions): Promise<void> {
       control = await LockControlServer.listen(o.dir, st.lock);
       let attachments = 0;
       for (;;) {
-        await transport.start(st.lock);
+        await transport.start(deviceTimed(st.lock));
         listenLast();
         if (attachments === 0) {
           uplink = o.uplink?.(st.lock);
@@ -374,4 +374,32 @@ async function waitForTransport(
     const again = await Promise.race([new Promise<'retry'>((r) => setTimeout(() => r('retry'), reattach.retryMs ?? 1000)), stopped]);
     if (again === 'stop') return undefined;
   }
+}
+
+/**
+ * With a device profile, a session's answers leave only once the device would have done
+ * the work (Lock.lastChargedMs, waited on the real clock): a lock run as `--device nrf52840`
+ * answers as late as that MCU would. Host: the lock itself.
+ */
+function deviceTimed(lock: Lock): Lock {
+  if (lock.device.profile === null) return lock;
+  const openSession = (): ReturnType<Lock['openSession']> => {
+    const session = lock.openSession();
+    const handle = session.handle.bind(session);
+    const delayed = async (message: Uint8Array): Promise<Uint8Array[]> => {
+      const answers = handle(message);
+      const ms = lock.lastChargedMs;
+      if (ms > 0) await new Promise((done) => setTimeout(done, ms));
+      return answers;
+    };
+    // Transports use a session's hello, handle and close only (LockHost, LockSessionHost).
+    return { hello: () => session.hello(), handle: delayed, close: () => session.close() } as unknown as ReturnType<Lock['openSession']>;
+  };
+  return new Proxy(lock, {
+    get(target, key) {
+      if (key === 'openSession') return openSession;
+      const v = Reflect.get(target, key, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }

@@ -28,8 +28,9 @@ import {
   LOCK_ID_PATTERN,
   validateLockPolicy,
 } from '../protocol';
-import { type AccessContext, type Decision, type IssuedChallenge, decideCode, decideKeycard, decidePhone, isValidTimeZone, makeChallenge } from './access';
+import { type AccessContext, type Decision, type IssuedChallenge, carryTableIndex, decideCode, decideKeycard, decidePhone, isValidTimeZone, makeChallenge, tableIndex } from './access';
 import type { NorFlash } from './flash';
+import { type DeviceProfileName, DeviceCostModel } from './device-profile';
 import {
   ACCESS_METHOD_CODES,
   type AccessMethod,
@@ -64,7 +65,18 @@ export interface BootOptions {
   rtc?: { driftPpm?: number; continueAtMs?: number; trusted?: boolean };
   battery?: number;
   log?: LockLog;
+  /** Device profile whose costs the lock's work is charged at (device-profile.ts); default host (none). */
+  device?: DeviceProfileName;
+  /**
+   * How charged device time is paid. Default: advance the clock when it is a FakeClock
+   * (the lock was busy that long); with a real clock nothing is advanced and hosts delay
+   * their answers by `lastChargedMs` instead (world over BLE, `locksync lock run`).
+   */
+  payDeviceTime?: (ms: number) => void;
 }
+
+/** Erase-ahead runs this long after the lock's last activity (it must find the lock idle). */
+export const ERASE_AHEAD_IDLE_MS = 500;
 
 export interface AccessResult {
   reason: DecisionReason;
@@ -118,6 +130,14 @@ export class Lock {
   readonly volatileLog: { atMs: number; event: string; reason: string; detail: string }[] = [];
   private lastAccessSeq = 0;
   private lastDecision: AccessResult | undefined;
+  /** Meters the lock's work and prices it on the device profile (host: zero). */
+  readonly device: DeviceCostModel;
+  /** Device ms the last outermost input (session message, card, key, timer) cost, incl. unpaid timer work. */
+  lastChargedMs = 0;
+  private unpaidMs = 0;
+  private inTimer = false;
+  private readonly payDeviceTime: (ms: number) => void;
+  private eraseAheadTimer: TimerHandle | undefined;
   /** Time anchors accepted since the last commit that persisted them (≥ the persisted ones). */
   private timeRam: { newestIssuedAt: number; leaseAnchor: number };
 
@@ -156,6 +176,9 @@ export class Lock {
     this.timers = opts.timers;
     this.random = opts.random;
     this.log = opts.log ?? (() => {});
+    this.device = new DeviceCostModel(opts.device ?? 'host', opts.flash);
+    const advance = (opts.timers as { advance?: (ms: number) => void }).advance;
+    this.payDeviceTime = opts.payDeviceTime ?? (typeof advance === 'function' ? (ms) => advance.call(opts.timers, ms) : () => {});
     try {
       this.storage = LockStorage.mount(opts.flash);
     } catch (e) {
@@ -173,6 +196,8 @@ export class Lock {
       trusted: !lost && opts.rtc?.trusted === true,
     });
     const r = this.storage.report;
+    // Index the table at boot, not on the first unlock (it is then carried across updates).
+    tableIndex(this.durable.tableState.table);
     this.log('boot', { lockId: this.lockId, version: this.version, metaSeq: r.metaSeq, recordsRejected: r.recordsRejected, auditRolledForward: r.auditRolledForward, rtcLost: lost });
     this.dispatch({
       type: 'mounted',
@@ -226,6 +251,9 @@ export class Lock {
 
   openSession(): LockSession {
     const s = new LockSession(this);
+    // Every message the session handles is metered as lock work (device profile).
+    const handle = s.handle.bind(s);
+    s.handle = (message) => this.metered(() => handle(message));
     this.sessions.add(s);
     if (this.sessions.size === 1) this.dispatch({ type: 'sessionOpened' });
     this.log('sessionOpened', { sessions: this.sessions.size });
@@ -245,7 +273,7 @@ export class Lock {
   /** One keypad key. Returns the decision when this digit completed a code. */
   pressKey(digit: string): AccessResult | undefined {
     const before = this.lastDecision;
-    this.dispatch({ type: 'keypadDigit', digit });
+    this.metered(() => this.dispatch({ type: 'keypadDigit', digit }));
     return this.lastDecision !== before ? this.lastDecision : undefined;
   }
 
@@ -257,9 +285,11 @@ export class Lock {
   }
 
   presentCard(uid: Uint8Array): AccessResult {
-    const gate = accessGate(this.machine, 'keycard');
-    const d: Decision = gate !== null ? { reason: gate, method: 'keycard' } : decideKeycard(this.accessContext(), uid);
-    return this.recordDecision(d);
+    return this.metered(() => {
+      const gate = accessGate(this.machine, 'keycard');
+      const d: Decision = gate !== null ? { reason: gate, method: 'keycard' } : decideKeycard(this.accessContext(), uid);
+      return this.recordDecision(d);
+    });
   }
 
   setBattery(percent: number): void {
@@ -283,6 +313,7 @@ export class Lock {
 
   /** Verify, apply, commit, sign: a receipt, or an error leaving the flash untouched. */
   acceptUpdate(update: Update, sessionNonce: Uint8Array, claim?: TimeClaim): Message {
+    const before = this.durable.tableState.table;
     const r = applyUpdate(this.tableState, update);
     if (!r.ok) return this.refuse('updateRefused', r.error);
     // A signed time earlier in this session that named exactly the table this update brings
@@ -295,6 +326,8 @@ export class Lock {
       if (e instanceof StorageError && e.code === 'TOO_LARGE') return this.refuse('updateRefused', new ProtocolError('OVER_LIMIT', e.message));
       throw e;
     }
+    // The secret index follows the table incrementally (not rebuilt on the next unlock).
+    carryTableIndex(before, r.state.table);
     this.timeRam = { newestIssuedAt: tableState.newestIssuedAt, leaseAnchor: tableState.leaseAnchor };
     this.raiseClockFloor();
     this.log('updateApplied', { version: this.version, type: update.type, entries: r.state.table.entries.size });
@@ -465,7 +498,7 @@ export class Lock {
           fx.timer,
           this.timers.setTimer(fx.ms, () => {
             this.timerHandles.delete(fx.timer);
-            this.dispatch(ev);
+            this.inTimerMetered(() => this.dispatch(ev));
           }),
         );
         return;
@@ -514,8 +547,53 @@ export class Lock {
     this.timerHandles.delete(timer);
   }
 
+  // -------------------------------------------------------------------------
+  // Device time and idle work
+
+  /**
+   * Run one input's work metered, pay its device time (plus what timer work left unpaid),
+   * then schedule erase-ahead if the audit ring will need a fresh block soon.
+   */
+  private metered<T>(fn: () => T): T {
+    const { result, chargedMs } = this.device.measure(fn);
+    if (this.inTimer) this.unpaidMs += chargedMs;
+    else {
+      this.lastChargedMs = chargedMs + this.unpaidMs;
+      this.unpaidMs = 0;
+      // Paying may advance a FakeClock and fire timers: never from inside a timer callback.
+      if (this.lastChargedMs > 0) this.payDeviceTime(this.lastChargedMs);
+    }
+    this.scheduleEraseAhead();
+    return result;
+  }
+
+  /** Timer work is metered but paid with the next input (a clock cannot advance inside its own advance). */
+  private inTimerMetered(fn: () => void): void {
+    const outer = this.inTimer;
+    this.inTimer = true;
+    try {
+      this.metered(fn);
+    } finally {
+      this.inTimer = outer;
+    }
+  }
+
+  private scheduleEraseAhead(): void {
+    if (this.eraseAheadTimer !== undefined || !this.storage.auditEraseAheadDue()) return;
+    this.eraseAheadTimer = this.timers.setTimer(ERASE_AHEAD_IDLE_MS, () => {
+      this.eraseAheadTimer = undefined;
+      // Idle means no phone session: an erase stalls the CPU (NVMC) or the flash bus.
+      if (this.sessions.size > 0) return this.scheduleEraseAhead();
+      this.inTimerMetered(() => {
+        if (this.storage.eraseAuditAhead()) this.log('auditEraseAhead', {});
+      });
+    });
+  }
+
   /** Stop timers (the process is leaving, or power is cut: nothing is written). */
   shutdown(): void {
+    if (this.eraseAheadTimer !== undefined) this.timers.clearTimer(this.eraseAheadTimer);
+    this.eraseAheadTimer = undefined;
     for (const t of [...this.timerHandles.keys()]) this.cancel(t);
     for (const s of [...this.sessions]) s.close();
   }

@@ -74,6 +74,8 @@ export const JOURNAL_MAX_RECORDS = 64;
 export const JOURNAL_REGION_MARGIN = 64;
 /** Largest encoded audit record a slot holds (the protocol's records are ≤ 43 bytes). */
 export const AUDIT_RECORD_MAX = 47;
+/** Erase-ahead starts when the active audit block has this many free slots or fewer. */
+export const ERASE_AHEAD_SLOTS = 16;
 /** NOR page: the largest single program the writer issues. */
 export const PAGE_BYTES = 256;
 /** Single-use daily code ledger cap: when full of live uses, new uses fail closed. */
@@ -702,6 +704,41 @@ export class LockStorage {
     this.flash.sync();
     this.auditActive = { index, epoch, nextSlot: 0 };
     this.auditBlocks.push({ index, epoch, firstSeq, prevHash: this.auditHeadState.hash.slice(), records: [], freeSlot: 0 });
+  }
+
+  /**
+   * Erase ahead (FLASH.md §5): the block the ring moves to next, erased while the lock is
+   * idle so that no append — and so no unlock — waits for an erase (40–85 ms on real NOR).
+   * Due only when the active block has at most ERASE_AHEAD_SLOTS free slots, the next block
+   * is not erased, and every record it holds is anchored (the authority holds them): a
+   * block with unread/unanchored records is left to the append path, which recycles it only
+   * when nothing else is left and says so in a recordsLost record. A power cut during the
+   * erase leaves a block whose header no longer checks: mount skips it as unused, and the
+   * next block start erases it again.
+   */
+  auditEraseAheadDue(): boolean {
+    return this.eraseAheadTarget() !== null;
+  }
+
+  /** Erase the next audit block if erase-ahead is due; true when it erased. */
+  eraseAuditAhead(): boolean {
+    const block = this.eraseAheadTarget();
+    if (block === null) return false;
+    this.flash.erase(this.layout.auditStart + block);
+    this.auditBlocks = this.auditBlocks.filter((b) => b.index !== block);
+    return true;
+  }
+
+  private eraseAheadTarget(): number | null {
+    const act = this.auditActive;
+    if (act === null || this.slotsPerAuditBlock() - act.nextSlot > ERASE_AHEAD_SLOTS) return null;
+    const L = this.layout;
+    const index = (act.index + 1) % L.auditBlocks;
+    if (this.flash.isErased((L.auditStart + index) * L.blockSize, L.blockSize)) return null;
+    const anchored = this.auditAnchoredSeq;
+    const held = this.auditBlocks.find((b) => b.index === index);
+    if (held !== undefined && held.records.some((r) => r.seq > anchored)) return null;
+    return index;
   }
 
   /** Oldest retained sequence number (0 when empty). */

@@ -44,7 +44,21 @@ export function signatureInput(context: SigningContext, message: Uint8Array): Ui
   return concatBytes(ascii.encode(SIGNING_CONTEXTS[context]), new Uint8Array([0]), message);
 }
 
+/**
+ * Work done by the primitives below since the module loaded: counters only (no timing, no
+ * I/O). A device cost model (firmware-sim/device-profile.ts) reads their differences
+ * around a lock's synchronous work to charge what that work costs on a real MCU. SHA-256
+ * work is counted in 64-byte compression blocks, padding included (HMAC: both passes).
+ */
+export const cryptoWork = { verifies: 0, signs: 0, sha256Blocks: 0 };
+
+/** SHA-256 compression blocks for a message of n bytes (0x80, then the 8-byte length). */
+export function sha256BlocksFor(n: number): number {
+  return Math.floor((n + 8) / 64) + 1;
+}
+
 export function sign(context: SigningContext, message: Uint8Array, secretKey: Uint8Array): Uint8Array {
+  cryptoWork.signs++;
   return ed.sign(signatureInput(context, message), secretKey);
 }
 
@@ -55,6 +69,7 @@ export function sign(context: SigningContext, message: Uint8Array, secretKey: Ui
  * Never throws: malformed keys or signatures simply do not verify.
  */
 export function verify(context: SigningContext, message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  cryptoWork.verifies++;
   return verifyEd25519Strict(signature, signatureInput(context, message), publicKey);
 }
 
@@ -63,10 +78,13 @@ export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
 }
 
 export function hash(data: Uint8Array): Uint8Array {
+  cryptoWork.sha256Blocks += sha256BlocksFor(data.length);
   return sha256(data);
 }
 
 export function mac(key: Uint8Array, data: Uint8Array): Uint8Array {
+  // HMAC with a key ≤ 64 bytes: inner pass over (64-byte pad || data), outer over (64 || 32).
+  cryptoWork.sha256Blocks += sha256BlocksFor(64 + data.length) + sha256BlocksFor(96);
   return hmac(sha256, key, data);
 }
 

@@ -62,6 +62,13 @@ describe('loadScenario', () => {
     expect(s.property.users[0]?.phones[0]?.position).toEqual({ x: 0, y: 1 });
   });
 
+  it('device: names the lock device profile (absent: host); an unknown one is an issue naming the profiles', () => {
+    expect(load(base()).device).toBeUndefined();
+    expect(load({ ...base(), device: 'nrf52840' }).device).toBe('nrf52840');
+    expect(load({ ...base(), device: 'host' }).device).toBeUndefined();
+    expect(issues({ ...base(), device: 'z80' })).toEqual([expect.stringMatching(/^device: "z80" is not one of host, nrf52840, esp32-c3/)]);
+  });
+
   it('YAML and JSON of the same document give the same scenario', () => {
     expect(load(base(), 'yaml')).toEqual(load(base(), 'json'));
   });

@@ -229,6 +229,7 @@ class Run {
       doors: p.doors.map((d) => ({ name: d.id, kind: d.kind, connected: d.connected, uplinkIntervalSeconds: d.uplinkIntervalSeconds })),
       phones: [...phones.keys()],
       simMtu: link.mtu,
+      ...(sc.device !== undefined ? { device: sc.device } : {}),
       onEvent: (e) => this.onWorldEvent(e),
       setup: ({ authority, doors }) => this.buildProperty(authority, doors),
     };

@@ -12,6 +12,7 @@
 // who shared. Door ids are lock ids (protocol LOCK_ID_PATTERN), e.g. "lk-0001".
 
 import type { DecisionReason, ErrorName, ScheduleWindow } from '../protocol';
+import type { DeviceProfileName } from '../firmware-sim/device-profile';
 
 export const DAY_NAMES = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 export type DayName = (typeof DAY_NAMES)[number];
@@ -312,6 +313,8 @@ export interface Scenario {
   source: string[];
   property: PropertySpec;
   link: LinkSpec;
+  /** Lock device profile the locks' work is charged at (absent: host, no model). */
+  device?: DeviceProfileName;
   steps: Step[];
   /** The file it was loaded from, when loaded from a file. */
   file?: string;

@@ -38,6 +38,7 @@ import {
   type WindowSpec,
 } from './schema';
 import { isValidTimeZone, parseIsoInZone, resolveAt } from './time';
+import { DEVICE_PROFILE_NAMES } from '../firmware-sim/device-profile';
 
 export interface ScenarioIssue {
   /** JSON-pointer-like location: `steps[3].unlock.phone`, `property.keys[0].doors[1].schedule`. */
@@ -216,7 +217,7 @@ class Names {
 
 // ---------------------------------------------------------------------------
 
-const TOP_FIELDS = ['name', 'description', 'seed', 'source', 'property', 'link', 'steps'] as const;
+const TOP_FIELDS = ['name', 'description', 'seed', 'source', 'property', 'link', 'device', 'steps'] as const;
 const PROPERTY_FIELDS = ['name', 'timeZone', 'start', 'doors', 'keys', 'users', 'partners', 'guests', 'lockPolicy'] as const;
 
 export function validateScenario(doc: unknown, file?: string): Scenario {
@@ -240,10 +241,13 @@ export function validateScenario(doc: unknown, file?: string): Scenario {
 
   const property = readProperty(r, top['property']);
   const link = readLink(r, top['link']);
+  // Lock device profile (firmware-sim/device-profile.ts); absent = host (no model).
+  const device = r.oneOf(top, 'device', '', DEVICE_PROFILE_NAMES, 'host');
   const steps = property === undefined ? [] : readSteps(r, top['steps'], property);
 
   if (r.issues.length > 0 || name === undefined || property === undefined || link === undefined) throw new ScenarioError(r.issues, file);
   const sc: Scenario = { name, description, seed, source, property, link, steps };
+  if (device !== undefined && device !== 'host') sc.device = device;
   if (file !== undefined) sc.file = file;
   return sc;
 }

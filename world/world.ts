@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Authority, startAuthorityServer, type AuthorityServer, type DoorInfo, type DoorKind, type ProvisioningBundle } from '../authority/index';
 import { FakeClock, Lock, NorFlash, Uplink, type PollResult } from '../firmware-sim/index';
+import type { DeviceProfileName } from '../firmware-sim/device-profile';
 import { SimAir, type SimConnector } from '../ble/sim';
 import { deriveSeed32, fromHex, SeededRandom, type LockPolicy } from '../protocol/index';
 import { HttpAuthorityClient } from '../mobile-agent/authority-client';
@@ -65,6 +66,12 @@ export interface WorldOptions {
    * phones over HTTP. A fleet spread over processes gives each shard its own world this way.
    */
   property?: { dbPath: string; keyDir?: string; managerToken: string };
+  /**
+   * Lock device profile (firmware-sim/device-profile.ts): every lock's work is charged at
+   * that MCU's published timings — on the world clock, and over `ble` also as a delay of
+   * the lock's answers on the radio clock. Default `host`: no model.
+   */
+  device?: DeviceProfileName;
   /** Called for every notable thing that happens (narration, traces). */
   onEvent?: (e: WorldEvent) => void;
   /**
@@ -307,7 +314,7 @@ export class World {
 
   /** The booted lock's session, with every message it handles reported to onSessionMessage. */
   private tappedSession(door: WorldDoor): HostedSession {
-    const session = door.lock.openSession();
+    const session = this.deviceTimedSession(door, door.lock.openSession());
     const tap = this.opts.onSessionMessage;
     if (!tap) return session;
     const report = (direction: WorldSessionMessage['direction'], bytes: Uint8Array): void => tap({ door: door.name, lockId: door.lockId, direction, bytes });
@@ -319,8 +326,30 @@ export class World {
       },
       handle: (message) => {
         report('to-lock', message);
+        const reportAll = (answers: Uint8Array[]): Uint8Array[] => {
+          for (const a of answers) report('from-lock', a);
+          return answers;
+        };
         const answers = session.handle(message);
-        for (const a of answers) report('from-lock', a);
+        return answers instanceof Promise ? answers.then(reportAll) : reportAll(answers);
+      },
+      close: () => session.close(),
+    };
+  }
+
+  /**
+   * Over `ble` with a device profile, a lock answers only once its work would have been
+   * done on the device: the answers wait the charged time on the radio's model clock.
+   */
+  private deviceTimedSession(door: WorldDoor, session: HostedSession): HostedSession {
+    const radio = this.radio;
+    if (radio === undefined || (this.opts.device ?? 'host') === 'host') return session;
+    return {
+      hello: () => session.hello(),
+      handle: async (message) => {
+        const answers = await session.handle(message);
+        const ms = door.lock.lastChargedMs;
+        if (ms > 0) await new Promise<void>((done) => radio.clock.at(radio.clock.nowUs() + ms * 1000, done));
         return answers;
       },
       close: () => session.close(),
@@ -337,6 +366,7 @@ export class World {
       timers: this.clock,
       random: new SeededRandom(`${this.seed}:lock-random:${door.name}:${this.clock.nowMs()}`),
       rtc: rtcOpts,
+      ...(this.opts.device !== undefined ? { device: this.opts.device } : {}),
     });
     if (door.connected) {
       door.uplink = new Uplink(door.lock, { baseUrl: this.url, token: door.lockToken, waitSeconds: 0 });

@@ -178,6 +178,12 @@ describe.concurrent('lock: provisioning and one-shot mistakes', () => {
   it('lock run --drift 1.5 → USAGE', async () => {
     expectFailure(await run(['lock', 'run', '--state', lockState, '--drift', '1.5']), 'USAGE', /--drift/);
   });
+
+  it('lock run --device z80 → USAGE naming the device profiles; the state is unchanged', async () => {
+    const before = digestTree(lockState);
+    expectFailure(await run(['lock', 'run', '--state', lockState, '--device', 'z80']), 'USAGE', /--device z80 is not a device profile.*host, nrf52840, esp32-c3/);
+    expect(digestTree(lockState)).toBe(before);
+  });
 });
 
 describe.concurrent('usage mistakes anywhere exit 2 with one line and a --help hint', () => {
