@@ -11,6 +11,7 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Authority, type AuthorityOptions, type Principal } from './authority';
+import { auditReport, type AuditQuery } from './audit-query';
 import { AuthorityError } from './errors';
 import { invalid, requireId } from './validate';
 
@@ -214,6 +215,17 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   r('POST', `${M}/locks`, 'manager', (c) => a.provisionLock(num(c.body.doorId, 'doorId')));
   r('POST', `${M}/locks/${LOCK}/device`, 'manager', (c) => a.registerLockDevice(p0(c), c.body.publicKey as string, { replace: c.body.replace === true }));
   r('GET', `${M}/locks/${LOCK}/audit`, 'manager', (c) => ({ records: a.auditLog(p0(c)) }));
+  r('GET', `${M}/doors/${ID}/audit`, 'manager', (c) => {
+    const q: AuditQuery = { doorId: num(p0(c), 'doorId') };
+    const from = optInt(c.query, 'from');
+    const until = optInt(c.query, 'until');
+    if (from !== undefined) q.from = from;
+    if (until !== undefined) q.until = until;
+    const g = c.query.get('grantedOnly');
+    if (g !== null && g !== 'true' && g !== 'false') throw invalid('grantedOnly must be true or false');
+    if (g === 'true') q.grantedOnly = true;
+    return auditReport(a, q);
+  });
   r('GET', `${M}/revocations/pending`, 'manager', (c) => {
     const f: { partnerId?: number; doorId?: number } = {};
     const pid = optInt(c.query, 'partnerId');
