@@ -12,6 +12,7 @@ import { type IncomingMessage, type ServerResponse, createServer } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { Authority, type AuthorityOptions, type Principal } from './authority';
 import { auditReport, type AuditQuery } from './audit-query';
+import { openApiDocument } from './openapi';
 import { AuthorityError } from './errors';
 import { invalid, requireId } from './validate';
 
@@ -34,6 +35,8 @@ export interface AuthorityServerOptions extends AuthorityOptions {
 export interface AuthorityServer {
   url: string;
   authority: Authority;
+  /** Every route it answers: method and path template (`{}` where the path takes an id). */
+  routes: { method: string; path: string }[];
   close(): Promise<void>;
 }
 
@@ -130,6 +133,10 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   };
   const p0 = (c: Ctx): string => c.params[0] as string;
   const p1 = (c: Ctx): string => c.params[1] as string;
+
+  // --- the API's own description (OpenAPI 3.0)
+  const apiDocument = openApiDocument();
+  r('GET', '/openapi.json', 'none', () => apiDocument);
 
   // --- phones and locks (the contract in common.md)
   r('GET', `/v1/locks/${LOCK}/updates`, 'courier', (c) => a.updatesFor(p0(c), optInt(c.query, 'from') ?? 0, optInt(c.query, 'certSerial')));
@@ -349,6 +356,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   return {
     url: `http://${host}:${addr.port}`,
     authority: a,
+    routes: routes.map((rt) => ({ method: rt.method, path: rt.pattern.source.slice(1, -1).split(ID).join('{}').split(LOCK).join('{}').replace(/\\(.)/g, '$1') })),
     close: async () => {
       for (const w of [...waiting]) w();
       server.closeAllConnections();
