@@ -92,19 +92,25 @@ describe('audit report', () => {
     expect((await get(world.managerToken, '?grantedOnly=maybe')).status).toBe(400);
   });
 
-  it('locksync authority audit prints the table and --json; a missing door is one USAGE line', async () => {
+  // Hard deadline for four CLI processes on a loaded 2-core machine (not a timing assertion).
+  it('locksync authority audit prints the table and --json; a missing door is one USAGE line', { timeout: 180_000 }, async () => {
     const db = join(world.dir, 'authority.db');
-    const table = await locksync(['authority', 'audit', '--db', db, '--door', String(doorId)], { deadlineMs: 60_000 });
+    const iso = new Date(tRevoked * 1000 + 1000).toISOString();
+    // Four separate processes at once (each opens the database read-only in effect).
+    const [table, json, noDoor, badTime] = await Promise.all([
+      locksync(['authority', 'audit', '--db', db, '--door', String(doorId)], { deadlineMs: 120_000 }),
+      locksync(['authority', 'audit', '--db', db, '--lock', world.door('unit').lockId, '--from', iso, '--json'], { deadlineMs: 120_000 }),
+      locksync(['authority', 'audit', '--db', db], { deadlineMs: 120_000 }),
+      locksync(['authority', 'audit', '--db', db, '--door', '1', '--from', 'yesterday'], { deadlineMs: 120_000 }),
+    ]);
     expect(table.stderr).toBe('');
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/time \(UTC\)\s+outcome\s+reason\s+who\s+credential\s+anchored by/);
     expect(table.stdout).toMatch(/opened\s+GRANTED\s+user \d+ Alice\s+phone #\d+ \(phone\)\s+receipt v\d+/);
     expect(table.stdout).toMatch(/refused\s+UNKNOWN_CREDENTIAL\s+partner \d+ ParcelCo/);
-    const iso = new Date(tRevoked * 1000 + 1000).toISOString();
-    const json = await locksync(['authority', 'audit', '--db', db, '--lock', world.door('unit').lockId, '--from', iso, '--json'], { deadlineMs: 60_000 });
     expect(json.code).toBe(0);
     expect((JSON.parse(json.stdout) as AuditReport).accesses.map((x) => x.reason)).toEqual(['UNKNOWN_CREDENTIAL']);
-    expectFailure(await locksync(['authority', 'audit', '--db', db], { deadlineMs: 60_000 }), 'USAGE', /exactly one of --door and --lock/);
-    expectFailure(await locksync(['authority', 'audit', '--db', db, '--door', '1', '--from', 'yesterday'], { deadlineMs: 60_000 }), 'USAGE', /--from "yesterday" is not a time/);
+    expectFailure(noDoor, 'USAGE', /exactly one of --door and --lock/);
+    expectFailure(badTime, 'USAGE', /--from "yesterday" is not a time/);
   });
 });
