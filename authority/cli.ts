@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import { CliError, type ExitCodeName, parseIntegerOption } from '../cli/errors';
 import { boolean, integer, oneOf } from '../cli/program';
 import { Authority, type KeyDoorInput } from './authority';
+import { auditReport, formatAuditReport, type AuditQuery } from './audit-query';
 import { AuthorityError } from './errors';
 import { startAuthorityServer } from './server';
 import { type WhatIfModel, renderWhatIfHtml, renderWhatIfText, whatIfReport } from './whatif';
@@ -560,4 +561,39 @@ export function registerAuthorityCommands(program: Command): void {
   common(auth.command('honouring').description('doors whose lock still honours a partner (per receipts)'))
     .requiredOption('--partner <id>', 'partner id', id('--partner'))
     .action(withAuthority((a, o: Common & { partner: number }) => a.doorsHonouringPartner(o.partner)));
+  common(auth.command('audit').description('who opened a door (or was refused, and why) between two times, with which credential, anchored by which receipt'))
+    .option('--door <id>', 'the door', id('--door'))
+    .option('--lock <id>', 'or its lock id, e.g. lk-0001')
+    .option('--from <time>', 'from this time: ISO 8601 with Z or an offset, or unix seconds', auditTime('--from'))
+    .option('--until <time>', 'until this time (inclusive), same forms', auditTime('--until'))
+    .option('--granted-only', 'leave refusals out')
+    .action((o: Common & { door?: number; lock?: string; from?: number; until?: number; grantedOnly?: boolean }) => {
+      if ((o.door === undefined) === (o.lock === undefined)) throw new CliError('USAGE', 'name exactly one of --door and --lock', 'pass --door ID (see `authority door list`) or --lock LOCK_ID');
+      let a: Authority | undefined;
+      try {
+        a = Authority.open(openOpts(o));
+        const q: AuditQuery = {};
+        if (o.door !== undefined) q.doorId = o.door;
+        if (o.lock !== undefined) q.lockId = o.lock;
+        if (o.from !== undefined) q.from = o.from;
+        if (o.until !== undefined) q.until = o.until;
+        if (o.grantedOnly === true) q.grantedOnly = true;
+        const report = auditReport(a, q);
+        process.stdout.write((o.json ? JSON.stringify(report) : formatAuditReport(report)) + '\n');
+      } catch (e) {
+        fail(o, e);
+      } finally {
+        a?.close();
+      }
+    });
+}
+
+/** `--from 2025-03-10T09:00:00Z` or `--from 1741597200` → unix seconds. */
+function auditTime(flag: string): (raw: string) => number {
+  return (raw) => {
+    if (/^[0-9]+$/.test(raw)) return unix(flag)(raw);
+    if (!/(Z|[+-][0-9]{2}:?[0-9]{2})$/i.test(raw) || Number.isNaN(Date.parse(raw)))
+      throw new CliError('USAGE', `${flag} ${JSON.stringify(raw)} is not a time`, `pass ISO 8601 with Z or an offset (e.g. 2025-03-10T14:00:00Z) or unix seconds`);
+    return Math.floor(Date.parse(raw) / 1000);
+  };
 }

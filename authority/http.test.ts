@@ -5,6 +5,11 @@ import { AUDIT_GENESIS, deriveSeed32, keyPairFromSeed, toHex } from '../protocol
 import { type AuthorityServer, startAuthorityServer } from './server';
 import { SimLock, decodeUpdate, tempProperty, type TempProperty } from './test-support';
 import { applyUpdate } from '../protocol';
+import { openApiChecker, type ExchangeChecker } from './openapi-check';
+
+// Every exchange below is also checked against the OpenAPI document (authority/openapi.ts).
+const checkExchange: ExchangeChecker = await openApiChecker();
+let nonConforming: string[] = [];
 
 let p: TempProperty;
 let s: AuthorityServer;
@@ -15,6 +20,9 @@ beforeEach(async () => {
 afterEach(async () => {
   await s.close();
   p.cleanup();
+  const found = nonConforming;
+  nonConforming = [];
+  expect(found, 'requests/responses that do not match the OpenAPI document').toEqual([]);
 });
 
 async function call(method: string, path: string, token?: string, body?: unknown): Promise<{ status: number; json: any }> {
@@ -22,7 +30,9 @@ async function call(method: string, path: string, token?: string, body?: unknown
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(`${s.url}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-  return { status: res.status, json: await res.json() };
+  const json = await res.json();
+  nonConforming.push(...checkExchange({ method, url: path, headers, body, status: res.status, response: json }));
+  return { status: res.status, json };
 }
 
 describe('authority HTTP API', () => {

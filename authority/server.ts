@@ -11,6 +11,8 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Authority, type AuthorityOptions, type Principal } from './authority';
+import { auditReport, type AuditQuery } from './audit-query';
+import { openApiDocument } from './openapi';
 import { AuthorityError } from './errors';
 import { invalid, requireId } from './validate';
 
@@ -33,6 +35,8 @@ export interface AuthorityServerOptions extends AuthorityOptions {
 export interface AuthorityServer {
   url: string;
   authority: Authority;
+  /** Every route it answers: method and path template (`{}` where the path takes an id). */
+  routes: { method: string; path: string }[];
   close(): Promise<void>;
 }
 
@@ -130,6 +134,10 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   const p0 = (c: Ctx): string => c.params[0] as string;
   const p1 = (c: Ctx): string => c.params[1] as string;
 
+  // --- the API's own description (OpenAPI 3.0)
+  const apiDocument = openApiDocument();
+  r('GET', '/openapi.json', 'none', () => apiDocument);
+
   // --- phones and locks (the contract in common.md)
   r('GET', `/v1/locks/${LOCK}/updates`, 'courier', (c) => a.updatesFor(p0(c), optInt(c.query, 'from') ?? 0, optInt(c.query, 'certSerial')));
   r('GET', `/v1/locks/${LOCK}/time`, 'courier', (c) => ({ signedTime: a.signedTime(p0(c), c.query.get('nonce') ?? undefined) }));
@@ -214,6 +222,17 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   r('POST', `${M}/locks`, 'manager', (c) => a.provisionLock(num(c.body.doorId, 'doorId')));
   r('POST', `${M}/locks/${LOCK}/device`, 'manager', (c) => a.registerLockDevice(p0(c), c.body.publicKey as string, { replace: c.body.replace === true }));
   r('GET', `${M}/locks/${LOCK}/audit`, 'manager', (c) => ({ records: a.auditLog(p0(c)) }));
+  r('GET', `${M}/doors/${ID}/audit`, 'manager', (c) => {
+    const q: AuditQuery = { doorId: num(p0(c), 'doorId') };
+    const from = optInt(c.query, 'from');
+    const until = optInt(c.query, 'until');
+    if (from !== undefined) q.from = from;
+    if (until !== undefined) q.until = until;
+    const g = c.query.get('grantedOnly');
+    if (g !== null && g !== 'true' && g !== 'false') throw invalid('grantedOnly must be true or false');
+    if (g === 'true') q.grantedOnly = true;
+    return auditReport(a, q);
+  });
   r('GET', `${M}/revocations/pending`, 'manager', (c) => {
     const f: { partnerId?: number; doorId?: number } = {};
     const pid = optInt(c.query, 'partnerId');
@@ -337,6 +356,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   return {
     url: `http://${host}:${addr.port}`,
     authority: a,
+    routes: routes.map((rt) => ({ method: rt.method, path: rt.pattern.source.slice(1, -1).split(ID).join('{}').split(LOCK).join('{}').replace(/\\(.)/g, '$1') })),
     close: async () => {
       for (const w of [...waiting]) w();
       server.closeAllConnections();

@@ -593,7 +593,8 @@ export function registerAgentCommands(program: Command): void {
           if (authority) opts.authority = authority;
           const r = await unlock(opts);
           const syncNote = r.sync ? `; passive sync: ${r.sync.outcome}, v${r.sync.versionAfter}` : r.syncFailure ? `; passive sync failed: ${r.syncFailure.message}` : '';
-          const text = `${r.granted ? 'UNLOCKED' : 'REFUSED'} ${o.lock}: ${r.reason} (credential ${r.credId}, audit #${r.auditSeq})${syncNote}`;
+          const tried = r.attempts.length > 1 ? `; tried ${r.attempts.map((x) => `${x.credId} ${x.reason}`).join(', ')}` : '';
+          const text = `${r.granted ? 'UNLOCKED' : 'REFUSED'} ${o.lock}: ${r.reason} (credential ${r.credId}, audit #${r.auditSeq}${tried})${syncNote}`;
           const out = {
             ok: true, // the agent got a decision; `granted` is the decision (exit 11 when refused)
             lockId: r.lockId,
@@ -602,6 +603,7 @@ export function registerAgentCommands(program: Command): void {
             reason: r.reason,
             auditSeq: r.auditSeq,
             lockVersion: r.lockVersion,
+            attempts: r.attempts,
             ...(r.sync ? { sync: { ...r.sync, receipt: undefined, deadLettered: r.sync.deadLettered.map(deadLetterSummary) } } : {}),
             ...(r.syncFailure ? { syncFailure: { code: r.syncFailure.reason, message: r.syncFailure.detail } } : {}),
           };

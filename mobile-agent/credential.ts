@@ -57,3 +57,25 @@ export function readCredentialFile(path: string): PhoneCredential {
   }
   return parseCredential(json, path);
 }
+
+/**
+ * Refusals that concern the credential id presented, not the phone key or the lock's state:
+ * the lock's table may not hold this id yet (a grant issued after its last sync) or any more
+ * (a grant replaced by another path to the same door), or this grant's window has passed.
+ * Another id the same phone holds for the lock may still have a live entry, so the agent
+ * presents the next one. Refusals about the lock or the key as a whole (lockout, stale lease,
+ * untrusted clock, schedule, low battery) would answer the same for every id, and stop.
+ */
+export const RETRY_WITH_NEXT_CREDENTIAL: ReadonlySet<string> = new Set(['UNKNOWN_CREDENTIAL', 'EXPIRED']);
+
+/**
+ * The credential ids this phone may present at a lock, best first: the file's order, which
+ * lists the grants the authority issues now before grants kept from earlier fetches (an app
+ * keeps its older grants until the lock syncs, because the lock may still run the table that
+ * holds them). Duplicates are dropped.
+ */
+export function candidateCredentials(credential: PhoneCredential, lockId: string): number[] {
+  const out: number[] = [];
+  for (const c of credential.credentials) if (c.lockId === lockId && !out.includes(c.credId)) out.push(c.credId);
+  return out;
+}

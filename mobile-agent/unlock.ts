@@ -5,7 +5,7 @@
 //   phone → unlockResponse{challenge bytes, Ed25519 signature}; lock → decision{granted, reason}
 
 import { answerChallenge, type DecisionReason } from '../protocol/index';
-import type { PhoneCredential } from './credential';
+import { candidateCredentials, RETRY_WITH_NEXT_CREDENTIAL, type PhoneCredential } from './credential';
 import { AgentError } from './errors';
 import type { LockConnector } from './link';
 import { type SyncOptions, type SyncResult, syncOnConnection } from './sync';
@@ -25,13 +25,25 @@ export interface UnlockOptions {
   tamper?: (response: { challengeBytes: Uint8Array; signature: Uint8Array }) => { challengeBytes: Uint8Array; signature: Uint8Array };
 }
 
+export interface UnlockAttempt {
+  credId: number;
+  reason: DecisionReason;
+}
+
 export interface UnlockResult {
   lockId: string;
+  /** The credential id that decided: the one granted, else the first one presented. */
   credId: number;
   granted: boolean;
   reason: DecisionReason;
   auditSeq: number;
   lockVersion: number;
+  /**
+   * Every credential id presented in this connection and the lock's answer, in order: the
+   * agent moves to the next id the phone holds for this lock after UNKNOWN_CREDENTIAL or
+   * EXPIRED (RETRY_WITH_NEXT_CREDENTIAL). When none is granted, the first answer stands.
+   */
+  attempts: UnlockAttempt[];
   /** Present when a passive sync ran after the decision. */
   sync?: Omit<SyncResult, 'attempts'>;
   /** The passive sync failed (the decision stands): why. */
@@ -39,34 +51,40 @@ export interface UnlockResult {
 }
 
 export async function unlock(opts: UnlockOptions): Promise<UnlockResult> {
-  const grant = opts.credential.credentials.find((c) => c.lockId === opts.lockId);
-  if (!grant) throw new AgentError('NOTHING_TO_DELIVER', `this credential holds nothing for lock ${opts.lockId}`);
+  const candidates = candidateCredentials(opts.credential, opts.lockId);
+  if (candidates.length === 0) throw new AgentError('NOTHING_TO_DELIVER', `this credential holds nothing for lock ${opts.lockId}`);
   const timeout = opts.messageTimeoutMs ?? 10_000;
   const conn = await opts.connector.connect(opts.lockId);
   try {
     const hello = await conn.next(timeout);
     if (hello.type === 'error') throw new AgentError('REFUSED_BY_LOCK', `${hello.reason} ${hello.detail}`.trim(), hello.reason); // BUSY
     if (hello.type !== 'hello' || hello.lockId !== opts.lockId) throw new AgentError('PROTOCOL_VIOLATION', `expected hello from ${opts.lockId}`);
-    await conn.send({ type: 'unlockRequest', credId: grant.credId });
-    const ch = await conn.next(timeout);
-    let decision;
-    if (ch.type === 'challenge') {
-      if (ch.body.lockId !== opts.lockId || ch.body.credId !== grant.credId)
-        throw new AgentError('PROTOCOL_VIOLATION', 'challenge names another lock or credential');
-      let response = answerChallenge(ch.bodyBytes, opts.credential.secretKey);
-      if (opts.tamper) response = { ...response, ...opts.tamper({ challengeBytes: response.challengeBytes, signature: response.signature }) };
-      await conn.send(response);
-      decision = await conn.next(timeout);
-    } else decision = ch; // the lock may refuse before challenging (unknown credential, lockout)
-    if (decision.type === 'error') throw new AgentError('REFUSED_BY_LOCK', `${decision.reason} ${decision.detail}`.trim(), decision.reason);
-    if (decision.type !== 'decision') throw new AgentError('PROTOCOL_VIOLATION', `expected decision, got ${decision.type}`);
+    const attempts: (UnlockAttempt & { auditSeq: number })[] = [];
+    for (const credId of candidates) {
+      await conn.send({ type: 'unlockRequest', credId });
+      const ch = await conn.next(timeout);
+      let decision;
+      if (ch.type === 'challenge') {
+        if (ch.body.lockId !== opts.lockId || ch.body.credId !== credId) throw new AgentError('PROTOCOL_VIOLATION', 'challenge names another lock or credential');
+        let response = answerChallenge(ch.bodyBytes, opts.credential.secretKey);
+        if (opts.tamper) response = { ...response, ...opts.tamper({ challengeBytes: response.challengeBytes, signature: response.signature }) };
+        await conn.send(response);
+        decision = await conn.next(timeout);
+      } else decision = ch; // the lock may refuse before challenging (unknown credential, lockout)
+      if (decision.type === 'error') throw new AgentError('REFUSED_BY_LOCK', `${decision.reason} ${decision.detail}`.trim(), decision.reason);
+      if (decision.type !== 'decision') throw new AgentError('PROTOCOL_VIOLATION', `expected decision, got ${decision.type}`);
+      attempts.push({ credId, reason: decision.reason, auditSeq: decision.auditSeq });
+      if (decision.granted || !RETRY_WITH_NEXT_CREDENTIAL.has(decision.reason)) break;
+    }
+    const deciding = attempts.find((a) => a.reason === 'GRANTED') ?? (attempts[0] as UnlockAttempt & { auditSeq: number });
     const result: UnlockResult = {
       lockId: opts.lockId,
-      credId: grant.credId,
-      granted: decision.granted,
-      reason: decision.reason,
-      auditSeq: decision.auditSeq,
+      credId: deciding.credId,
+      granted: deciding.reason === 'GRANTED',
+      reason: deciding.reason,
+      auditSeq: deciding.auditSeq,
       lockVersion: hello.version,
+      attempts: attempts.map(({ credId, reason }) => ({ credId, reason })),
     };
     const carriesNewer = (opts.cache?.newestVersion(opts.lockId) ?? 0) > hello.version;
     if (opts.passiveSync !== false && (carriesNewer || opts.authority)) {

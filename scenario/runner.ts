@@ -94,6 +94,10 @@ interface Observed {
   decision?: string;
   syncResult?: string;
   manager?: string;
+  /** Unlock: credential ids presented. */
+  unlockAttempts?: number;
+  /** A refused manager operation's details, in the file's ids. */
+  refusal?: { doors: string[]; keys: string[] };
 }
 
 /** How one message reads on the timeline. */
@@ -176,6 +180,10 @@ class Run {
   readonly credentials = new Map<string, PhoneCredential>();
   readonly versionsSeen = new Map<string, number>();
   readonly armedDrops: ArmedDrop[] = [];
+  /** door → versions each uplink poll brought (every version from before+1 to after). */
+  readonly uplinkArrivals = new Map<string, number[]>();
+  /** Partners the file says are not authorized yet (authorizePartner steps add them). */
+  readonly unauthorizedPartners = new Set<string>();
   readonly expectations: ExpectationResult[] = [];
   readonly startMs: number;
 
@@ -261,6 +269,14 @@ class Run {
     for (const pa of p.partners) {
       const { partner } = a.authorizePartner(pa.name);
       this.partners.set(pa.id, partner.id);
+      if (!pa.authorized) {
+        // Known to the property but not authorized (the integrations team has not added it
+        // yet). This authority's only non-authorized state is the ended integration, which
+        // every rule treats alike: PARTNER_NOT_AUTHORIZED until authorizePartner.
+        a.terminatePartner(partner.id);
+        this.unauthorizedPartners.add(pa.id);
+        continue;
+      }
       for (const door of pa.doors) a.assignPartnerToDoor(partner.id, this.doorId(door));
     }
     for (const k of p.keys) {
@@ -281,16 +297,25 @@ class Run {
       for (const uid of u.keycards) a.addKeycard(user.id, uid);
       for (const ph of u.phones) enrol(ph.id, { userId: user.id });
     }
-    for (const pa of p.partners) for (const ph of pa.phones) enrol(ph.id, { partnerId: this.partnerId(pa.id) });
+    for (const pa of p.partners) if (pa.authorized) for (const ph of pa.phones) enrol(ph.id, { partnerId: this.partnerId(pa.id) });
     for (const g of p.guests) {
       const input: { name: string; doorIds: number[]; validFrom?: number; validUntil?: number } = { name: g.name, doorIds: g.doors.map((d) => this.doorId(d)) };
       if (g.validFromMs !== undefined) input.validFrom = Math.floor((p.startEpochMs + g.validFromMs) / 1000);
       if (g.validUntilMs !== undefined) input.validUntil = Math.floor((p.startEpochMs + g.validUntilMs) / 1000);
-      const { guest } = a.inviteGuest(this.userId(g.invitedBy), input);
+      const { guest, keys } = a.inviteGuest(this.userId(g.invitedBy), input);
       this.users.set(g.id, guest.id);
+      this.mapGuestKeys(g.keys, keys);
       for (const ph of g.phones) enrol(ph.id, { userId: guest.id });
     }
     return enrolments;
+  }
+
+  /** The file's ids for the per-door Keys DOOR made for a guest (door → key id). */
+  private mapGuestKeys(fileKeys: Record<string, string>, made: { id: number; doors: { doorId: number }[] }[]): void {
+    for (const [doorRef, keyRef] of Object.entries(fileKeys)) {
+      const k = made.find((x) => x.doors.some((d) => d.doorId === this.doorId(doorRef)));
+      if (k !== undefined) this.keys.set(keyRef, k.id);
+    }
   }
 
   /** A pinned permanent code replaces the generated one at every door that issues codes. */
@@ -420,6 +445,13 @@ class Run {
     const t = this.now();
     if (e.kind === 'uplink') {
       const r = e.result;
+      const before = this.versionsSeen.get(e.door) ?? 0;
+      const after = this.door(e.door).lock.version;
+      if (r.applied > 0 && after > before) {
+        const list = this.uplinkArrivals.get(e.door) ?? [];
+        for (let v = before + 1; v <= after; v++) list.push(v);
+        this.uplinkArrivals.set(e.door, list);
+      }
       const label = r.refused.length > 0 ? `uplink: refused ${r.refused.map((x) => x.reason).join(', ')}` : r.applied > 0 ? `uplink: ${r.applied} update(s) applied` : 'uplink poll';
       this.rec.message(t, AUTHORITY, lockActor(e.door), label, { applied: r.applied, timeSet: r.timeSet, auditPosted: r.auditPosted }, r.refused.length === 0);
       this.noteVersion(e.door);
@@ -744,6 +776,7 @@ class Run {
         break;
       default:
         obs.manager = this.manager(a);
+        if (this.lastRefusal !== undefined) obs.refusal = this.lastRefusal;
     }
     for (const d of this.scenario.property.doors) this.noteVersion(d.id);
     return obs;
@@ -827,6 +860,7 @@ class Run {
     try {
       const r = await this.world.unlock(phone, door, { connector: this.tracedConnector(phone), authority: this.courierAuthority(phone), credential });
       obs.decision = r.reason;
+      obs.unlockAttempts = r.attempts.length;
       obs.syncResult = 'ok';
     } catch (e) {
       if (this.lastDecision !== undefined) obs.decision = this.lastDecision;
@@ -846,13 +880,17 @@ class Run {
     const before = new Map([...this.lockIds].map(([ref, id]) => [ref, auth.currentVersion(id)]));
     let result = 'ok';
     let detail: Record<string, unknown> = {};
+    let refusal: Observed['refusal'];
     try {
       detail = auth.batch(() => this.managerOp(auth, a)) ?? {};
     } catch (e) {
       if (!(e instanceof AuthorityError)) throw e;
       result = `refused:${e.code}`;
       detail = { message: e.message };
+      refusal = this.refusalInFileIds(e.details);
+      if (e.details !== undefined) detail.details = refusal;
     }
+    this.lastRefusal = refusal;
     const versions: Record<string, string> = {};
     for (const [ref, id] of this.lockIds) {
       const v = auth.currentVersion(id);
@@ -866,6 +904,28 @@ class Run {
     this.refreshCredentials();
     this.rec.record({ t: this.now(), kind: 'manager', from: AUTHORITY, label: describeAction(a), ok: result === 'ok', detail: { ...detail, result, versions } });
     return result;
+  }
+
+  lastRefusal: Observed['refusal'];
+
+  /** The doors and Keys a refusal names (authority ids in `details`), as the file's ids. */
+  private refusalInFileIds(details: Record<string, unknown> | undefined): { doors: string[]; keys: string[] } {
+    const doors = new Set<string>();
+    const keys = new Set<string>();
+    const doorRef = (id: unknown): string | undefined => [...this.doorIds].find(([, v]) => v === id)?.[0];
+    const keyRef = (id: unknown): string | undefined => [...this.keys].find(([, v]) => v === id)?.[0];
+    const add = (set: Set<string>, ref: string | undefined, id: unknown): void => void set.add(ref ?? `#${String(id)}`);
+    for (const d of Array.isArray(details?.doors) ? (details.doors as unknown[]) : []) {
+      const id = typeof d === 'object' && d !== null ? (d as { doorId?: unknown }).doorId : d;
+      add(doors, doorRef(id), id);
+      const k = typeof d === 'object' && d !== null ? (d as { keyId?: unknown }).keyId : undefined;
+      if (k !== undefined) add(keys, keyRef(k), k);
+    }
+    for (const k of Array.isArray(details?.keys) ? (details.keys as unknown[]) : []) {
+      const id = typeof k === 'object' && k !== null ? (k as { keyId?: unknown; id?: unknown }).keyId ?? (k as { id?: unknown }).id : k;
+      add(keys, keyRef(id), id);
+    }
+    return { doors: [...doors].sort(), keys: [...keys].sort() };
   }
 
   private managerOp(auth: Authority, a: Action): Record<string, unknown> | void {
@@ -909,8 +969,43 @@ class Run {
           const d = doors.find((x) => x.doorId === this.doorId(doorRef));
           if (d) d.schedule = windows.length > 0 ? windows.map(toScheduleWindow) : null;
         }
-        auth.updateKey(keyId, { doors });
+        const edit: { doors: KeyDoorInput[]; partnerId?: number } = { doors };
+        if (a.partner !== undefined) edit.partnerId = this.partnerId(a.partner);
+        auth.updateKey(keyId, edit);
         return;
+      }
+      case 'createKey': {
+        const input: { name: string; doors: KeyDoorInput[]; partnerId?: number } = { name: a.name, doors: a.doors.map((d) => this.keyDoorInput(d)) };
+        if (a.partner !== undefined) input.partnerId = this.partnerId(a.partner);
+        const k = auth.createKey(input);
+        this.keys.set(a.key, k.id);
+        return { keyId: k.id };
+      }
+      case 'setMayShare':
+        auth.setMayShare(this.userId(a.user), this.keyId(a.key), a.mayShare);
+        return;
+      case 'revokeGuest':
+        auth.revokeGuest(this.userId(a.guest));
+        return;
+      case 'authorizePartner': {
+        const spec = this.scenario.property.partners.find((x) => x.id === a.partner);
+        const { partner } = auth.authorizePartner(spec?.name ?? a.partner);
+        this.partners.set(a.partner, partner.id);
+        if (this.unauthorizedPartners.delete(a.partner))
+          for (const ph of spec?.phones ?? []) {
+            this.world.enrolPhone(ph.id, { partnerId: partner.id });
+            this.place(ph.id, ph.position);
+          }
+        return { partnerId: partner.id };
+      }
+      case 'grantDoor': {
+        // Managers assign Keys, never single doors: a Key holding only that door, assigned.
+        const doorName = this.scenario.property.doors.find((d) => d.id === a.door)?.name ?? a.door;
+        const k = auth.createKey({ name: `${doorName} only`, doors: [{ doorId: this.doorId(a.door), doorcodesEnabled: a.doorcodes }] });
+        this.keys.set(a.key, k.id);
+        auth.assignKey(this.userId(a.user), k.id, { mayShare: a.mayShare });
+        this.pinDoorcode(auth, a.user);
+        return { keyId: k.id };
       }
       case 'removeResident':
         auth.removeUser(this.userId(a.user));
@@ -920,8 +1015,9 @@ class Run {
         const start = this.scenario.property.startEpochMs;
         if (a.validFromMs !== undefined) input.validFrom = Math.floor((start + a.validFromMs) / 1000);
         if (a.validUntilMs !== undefined) input.validUntil = Math.floor((start + a.validUntilMs) / 1000);
-        const { guest } = auth.inviteGuest(this.userId(a.by), input);
+        const { guest, keys } = auth.inviteGuest(this.userId(a.by), input);
         this.users.set(a.guest, guest.id);
+        this.mapGuestKeys(a.keys, keys);
         for (const ph of a.phones) {
           this.world.enrolPhone(ph.id, { userId: guest.id });
           this.place(ph.id, ph.position);
@@ -983,6 +1079,61 @@ class Run {
       const v = row?.versionInForce ?? 0;
       add('authorityInForce', `authority: version in force at ${door}`, `>= v${version}`, `v${v}`, v >= version);
     }
+    for (const g of e.grants ?? []) {
+      const n = this.grantsOf(g.phone, g.door);
+      add('grants', `credentials the authority issues ${g.phone} for ${g.door}`, String(g.count), String(n), n === g.count);
+    }
+    if (e.unlockAttempts !== undefined) {
+      const n = obs.unlockAttempts;
+      add('unlockAttempts', 'credential ids presented', String(e.unlockAttempts), n === undefined ? 'none' : String(n), n === e.unlockAttempts);
+    }
+    if (e.refusal !== undefined) {
+      const got = obs.refusal;
+      for (const f of ['doors', 'keys'] as const) {
+        const want = e.refusal[f];
+        if (want === undefined) continue;
+        const w = [...want].sort().join(', ');
+        const a = got === undefined ? 'no refusal details' : got[f].join(', ');
+        add('refusal', `refusal names ${f}`, `[${w}]`, got === undefined ? a : `[${a}]`, got !== undefined && a === w);
+      }
+    }
+    if (e.arrivals !== undefined) {
+      const { door, version } = e.arrivals;
+      const counts = this.arrivalsOf(door, version);
+      for (const f of ['applied', 'receipts', 'uplink'] as const) {
+        const want = e.arrivals[f];
+        if (want === undefined) continue;
+        const what = f === 'applied' ? `times ${door} committed v${version}` : f === 'receipts' ? `receipts for v${version} of ${door} at the authority` : `uplink polls that brought v${version} to ${door}`;
+        add('arrivals', what, String(want), String(counts[f]), counts[f] === want);
+      }
+    }
+  }
+
+  /** Credential ids the authority issues the phone's device now for that door's lock. */
+  private grantsOf(phone: string, door: string): number {
+    const deviceId = this.world.phone(phone).deviceId;
+    if (deviceId === undefined) return 0;
+    const lockId = this.door(door).lockId;
+    try {
+      return this.world.authority.credentialsForDevice(deviceId).filter((g) => g.lockId === lockId).length;
+    } catch (e) {
+      if (e instanceof AuthorityError && e.code === 'UNKNOWN_DEVICE') return 0; // the device went with its user
+      throw e;
+    }
+  }
+
+  /**
+   * How often a version arrived: the lock's own audit log (updateApplied records naming it),
+   * the receipts the authority stored for it, and the uplink polls that brought it.
+   */
+  private arrivalsOf(door: string, version: number): { applied: number; receipts: number; uplink: number } {
+    const d = this.door(door);
+    let applied = 0;
+    // The commit writes its updateApplied record with the table (read back without flushing).
+    for (const rec of d.lock.storage.auditRecords()) if (rec.event === 'updateApplied' && rec.value === version) applied++;
+    const receipts = (this.world.authority.db.prepare('SELECT COUNT(*) AS n FROM receipts WHERE lock_id = ? AND version = ?').get(d.lockId, version) as { n: number }).n;
+    const uplink = (this.uplinkArrivals.get(door) ?? []).filter((v) => v === version).length;
+    return { applied, receipts, uplink };
   }
 }
 
@@ -1015,7 +1166,7 @@ export function describeAction(a: Action): string {
     case 'revokeKey':
       return `revoke key ${a.key} from ${a.user}`;
     case 'editKey':
-      return `edit key ${a.key}`;
+      return `edit key ${a.key}${a.partner !== undefined ? ` (assign partner ${a.partner})` : ''}`;
     case 'removeResident':
       return `remove resident ${a.user}`;
     case 'inviteGuest':
@@ -1024,6 +1175,16 @@ export function describeAction(a: Action): string {
       return `issue ${a.codeKind} code slot ${a.slot} at ${a.door}`;
     case 'rotateAuthorityKey':
       return 'rotate the authority signing key';
+    case 'createKey':
+      return `create key ${a.key}${a.partner !== undefined ? ` (partner key of ${a.partner})` : ''} over ${a.doors.map((d) => d.door).join(', ')}`;
+    case 'setMayShare':
+      return `turn May Share Key ${a.mayShare ? 'on' : 'off'} for ${a.user} on ${a.key}`;
+    case 'revokeGuest':
+      return `revoke guest ${a.guest}`;
+    case 'authorizePartner':
+      return `authorize partner ${a.partner} at the property`;
+    case 'grantDoor':
+      return `grant ${a.user} the single door ${a.door} (one-door key ${a.key})`;
     case 'move':
       return `move ${a.phone} to (${a.to.x}, ${a.to.y})`;
     case 'walkAway':

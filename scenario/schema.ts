@@ -102,6 +102,11 @@ export interface GuestSpec {
   /** The resident who shared (must hold a Key with mayShare covering every door). */
   invitedBy: string;
   doors: string[];
+  /**
+   * door id → id of the per-door guest Key DOOR creates for it (the file names it, default
+   * `<guest>-<door>`): later steps refer to it (e.g. an editKey the authority must refuse).
+   */
+  keys: Record<string, string>;
   phones: PhoneSpec[];
   /** Scenario-relative times, resolved to ms since start; absent = open-ended. */
   validFromMs?: number;
@@ -185,7 +190,15 @@ export type ManagerAction =
       doorcodes: Record<string, boolean>;
       /** door id → new schedule ([] = any time) */
       schedule: Record<string, WindowSpec[]>;
+      /** Attach a partner: the Key becomes a partner key (refused if it has another one). */
+      partner?: string;
     }
+  | { kind: 'createKey'; key: string; name: string; doors: KeyDoor[]; partner?: string }
+  | { kind: 'setMayShare'; user: string; key: string; mayShare: boolean }
+  | { kind: 'revokeGuest'; guest: string }
+  | { kind: 'authorizePartner'; partner: string }
+  /** "Create a Key that contains only that door and assign it" (seeds: no single-door grants). */
+  | { kind: 'grantDoor'; user: string; door: string; key: string; doorcodes: boolean; mayShare: boolean }
   | { kind: 'removeResident'; user: string }
   | {
       kind: 'inviteGuest';
@@ -193,6 +206,8 @@ export type ManagerAction =
       name: string;
       by: string;
       doors: string[];
+      /** door id → guest Key id (see GuestSpec.keys). */
+      keys: Record<string, string>;
       phones: PhoneSpec[];
       validFromMs?: number;
       validUntilMs?: number;
@@ -243,6 +258,11 @@ export const MANAGER_ACTIONS = [
   'inviteGuest',
   'issueDailyCode',
   'rotateAuthorityKey',
+  'createKey',
+  'setMayShare',
+  'revokeGuest',
+  'authorizePartner',
+  'grantDoor',
 ] as const satisfies readonly ActionKind[];
 
 export const ACTION_KINDS = [
@@ -287,8 +307,39 @@ export interface Expectation {
   pendingRevocations?: number;
   /** The authority has a receipt proving `version` (or later) is in force at `door`. */
   authorityInForce?: { door: string; version: number };
+  /**
+   * Credential ids the authority issues the phone for the door now (its app may still keep
+   * older ones): `count: 0` = the phone holds no credential for that door.
+   */
+  grants?: GrantsExpectation[];
+  /** Unlock: how many credential ids the phone presented before the decision. */
+  unlockAttempts?: number;
+  /**
+   * A refused manager operation's details, in the file's ids: the doors and Keys it names
+   * (PARTNER_STILL_ASSIGNED lists both; SHARING_NOT_ALLOWED the doors). Compared as sets.
+   */
+  refusal?: { doors?: string[]; keys?: string[] };
+  /** How often version `version` arrived at `door` (counted, not inferred from the version). */
+  arrivals?: ArrivalsExpectation;
   /** Lock the lock-scoped expectations refer to; defaults to the step's lock or door. */
   lock?: string;
+}
+
+export interface GrantsExpectation {
+  phone: string;
+  door: string;
+  count: number;
+}
+
+export interface ArrivalsExpectation {
+  door: string;
+  version: number;
+  /** Times the lock committed it (its own audit log: updateApplied records for the version). */
+  applied?: number;
+  /** Receipts for it the authority accepted (relayed by phones or posted by the uplink). */
+  receipts?: number;
+  /** Uplink polls that brought it (connected doors). */
+  uplink?: number;
 }
 
 export interface Step {

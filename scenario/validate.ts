@@ -18,7 +18,9 @@ import {
   type DailyCodeKind,
   type DayName,
   type DoorSpec,
+  type ArrivalsExpectation,
   type Expectation,
+  type GrantsExpectation,
   type GuestSpec,
   type KeyAssignment,
   type KeyDoor,
@@ -264,6 +266,8 @@ interface Model {
   guests: Names;
   phones: Names;
   allIds: Set<string>;
+  /** Keys that are partner keys (from the file or made so by a step). */
+  partnerKeys: Set<string>;
 }
 
 function readProperty(r: Reader, v: unknown): PropertySpec | undefined {
@@ -421,7 +425,7 @@ function readProperty(r: Reader, v: unknown): PropertySpec | undefined {
     const id = r.str(g, 'id', p, { re: ID_RE, what: 'id' });
     const gname = r.str(g, 'name', p, { required: false }) ?? id ?? '';
     const by = r.str(g, 'invitedBy', p);
-    const gdoors = readIdList(r, g, 'doors', p, doorNames);
+    const { doors: gdoors, keys: gkeys } = readGuestDoors(r, g, p, doorNames, id, (path, kid) => uniqueId(path, kid));
     if (gdoors.length === 0 && Array.isArray(g['doors'])) r.fail(`${p}.doors`, 'a guest needs at least one door');
     if (userNames.check(r, `${p}.invitedBy`, by)) {
       const inviter = users.find((u) => u.id === by);
@@ -433,7 +437,7 @@ function readProperty(r: Reader, v: unknown): PropertySpec | undefined {
     const phones = readPhones(g, p, doorNames.set, doorPos);
     const validity = timeZone !== undefined && startEpochMs !== undefined ? readValidity(r, g, p, 0, startEpochMs, timeZone) : {};
     if (!uniqueId(`${p}.id`, id) || by === undefined) return;
-    guests.push({ id, name: gname, invitedBy: by, doors: gdoors, phones, ...validity });
+    guests.push({ id, name: gname, invitedBy: by, doors: gdoors, keys: gkeys, phones, ...validity });
   });
 
   const lockPolicy = readLockPolicy(r, o['lockPolicy']);
@@ -486,6 +490,48 @@ function readIdList(r: Reader, o: Obj, key: string, path: string, names: Names):
     if (names.check(r, p, v)) out.push(v);
   });
   return out;
+}
+
+/**
+ * A guest's doors: door ids, or `{door, key}` naming the per-door guest Key DOOR creates
+ * (default id `<guest>-<door>`). `claim` registers each Key id (false = already taken).
+ */
+function readGuestDoors(
+  r: Reader,
+  o: Obj,
+  path: string,
+  doorNames: Names,
+  guest: string | undefined,
+  claim: (path: string, keyId: string) => boolean,
+): { doors: string[]; keys: Record<string, string> } {
+  const doors: string[] = [];
+  const keys: Record<string, string> = {};
+  (r.list(o, 'doors', path, true) ?? []).forEach((dv, i) => {
+    const p = `${path}.doors[${i}]`;
+    let door: string | undefined;
+    let key: string | undefined;
+    if (typeof dv === 'string') door = dv;
+    else {
+      const d = r.obj(dv, p, ['door', 'key']);
+      if (d === undefined) return;
+      door = r.str(d, 'door', p);
+      key = r.optStr(d, 'key', p, { re: ID_RE, what: 'key id' });
+    }
+    if (!doorNames.check(r, typeof dv === 'string' ? p : `${p}.door`, door)) return;
+    if (doors.includes(door)) {
+      r.fail(p, `door "${door}" listed twice`);
+      return;
+    }
+    doors.push(door);
+    key ??= guest === undefined ? undefined : `${guest}-${door}`;
+    if (key === undefined) return;
+    if (!ID_RE.test(key)) {
+      r.fail(p, `the default guest Key id "${key}" is not a valid id: name it with {door, key}`);
+      return;
+    }
+    if (claim(typeof dv === 'string' ? p : `${p}.key`, key)) keys[door] = key;
+  });
+  return { doors, keys };
 }
 
 function readKeyDoors(r: Reader, list: unknown[], path: string, doorNames: Names): KeyDoor[] {
@@ -646,7 +692,7 @@ function readSteps(r: Reader, v: unknown, prop: PropertySpec): Step[] {
   const m: Model = {
     prop,
     doors: new Names('door', new Set(prop.doors.map((d) => d.id))),
-    keys: new Names('key', new Set(prop.keys.map((k) => k.id))),
+    keys: new Names('key', new Set([...prop.keys.map((k) => k.id), ...prop.guests.flatMap((g) => Object.values(g.keys))])),
     users: new Names('user', new Set(prop.users.map((u) => u.id))),
     partners: new Names('partner', new Set(prop.partners.map((p) => p.id))),
     guests: new Names('guest', new Set(prop.guests.map((g) => g.id))),
@@ -654,7 +700,8 @@ function readSteps(r: Reader, v: unknown, prop: PropertySpec): Step[] {
       'phone',
       new Set([...prop.users, ...prop.partners, ...prop.guests].flatMap((o) => o.phones.map((p) => p.id))),
     ),
-    allIds: new Set([...prop.doors, ...prop.keys, ...prop.users, ...prop.partners, ...prop.guests].map((x) => x.id)),
+    allIds: new Set([...[...prop.doors, ...prop.keys, ...prop.users, ...prop.partners, ...prop.guests].map((x) => x.id), ...prop.guests.flatMap((g) => Object.values(g.keys))]),
+    partnerKeys: new Set(prop.keys.filter((k) => k.partner !== undefined).map((k) => k.id)),
   };
   const steps: Step[] = [];
   let cursorMs = 0;
@@ -707,7 +754,7 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
       if (o === undefined) return undefined;
       const key = r.str(o, 'key', p);
       if (!m.keys.check(r, `${p}.key`, key)) return undefined;
-      if (m.prop.keys.find((k) => k.id === key)?.partner === undefined)
+      if (!m.partnerKeys.has(key))
         return r.fail(`${p}.key`, `"${key}" is not a partner key (no partner: field); only partner keys are deleted this way`);
       return { kind, key };
     }
@@ -729,10 +776,12 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
       return kind === 'assignKey' ? { kind, user: user as string, key: key as string, mayShare } : { kind, user: user as string, key: key as string };
     }
     case 'editKey': {
-      const o = r.obj(v, p, ['key', 'removeDoors', 'addDoors', 'doorcodes', 'schedule']);
+      const o = r.obj(v, p, ['key', 'removeDoors', 'addDoors', 'doorcodes', 'schedule', 'partner']);
       if (o === undefined) return undefined;
       const key = r.str(o, 'key', p);
       const keyOk = m.keys.check(r, `${p}.key`, key);
+      const partner = r.optStr(o, 'partner', p);
+      const partnerOk = partner === undefined || m.partners.check(r, `${p}.partner`, partner);
       const removeDoors = readIdList(r, o, 'removeDoors', p, m.doors);
       const addDoors = readKeyDoors(r, r.list(o, 'addDoors', p) ?? [], `${p}.addDoors`, m.doors);
       const doorcodes: Record<string, boolean> = {};
@@ -753,9 +802,63 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
             if (windows !== undefined && m.doors.set.has(door)) schedule[door] = windows;
           }
       }
-      if (removeDoors.length + addDoors.length + Object.keys(doorcodes).length + Object.keys(schedule).length === 0)
-        r.fail(p, 'an edit needs at least one of removeDoors, addDoors, doorcodes, schedule');
-      return keyOk ? { kind, key, removeDoors, addDoors, doorcodes, schedule } : undefined;
+      if (removeDoors.length + addDoors.length + Object.keys(doorcodes).length + Object.keys(schedule).length === 0 && partner === undefined)
+        r.fail(p, 'an edit needs at least one of removeDoors, addDoors, doorcodes, schedule, partner');
+      if (!keyOk || !partnerOk) return undefined;
+      // A partner key stays one (the authority refuses to change its partner, not the file).
+      if (partner !== undefined) m.partnerKeys.add(key);
+      return partner === undefined ? { kind, key, removeDoors, addDoors, doorcodes, schedule } : { kind, key, removeDoors, addDoors, doorcodes, schedule, partner };
+    }
+    case 'createKey': {
+      const o = r.obj(v, p, ['key', 'name', 'partner', 'doors']);
+      if (o === undefined) return undefined;
+      const key = r.str(o, 'key', p, { re: ID_RE, what: 'key id' });
+      const name = r.optStr(o, 'name', p) ?? key ?? '';
+      const partner = r.optStr(o, 'partner', p);
+      const partnerOk = partner === undefined || m.partners.check(r, `${p}.partner`, partner);
+      const doors = readKeyDoors(r, r.list(o, 'doors', p, true) ?? [], `${p}.doors`, m.doors);
+      if (key === undefined || !partnerOk) return undefined;
+      if (m.allIds.has(key)) return r.fail(`${p}.key`, `duplicate id "${key}"`);
+      m.allIds.add(key);
+      m.keys.set.add(key);
+      if (partner !== undefined) m.partnerKeys.add(key);
+      return partner === undefined ? { kind, key, name, doors } : { kind, key, name, doors, partner };
+    }
+    case 'setMayShare': {
+      const o = r.obj(v, p, ['user', 'key', 'mayShare']);
+      if (o === undefined) return undefined;
+      const user = r.str(o, 'user', p);
+      const key = r.str(o, 'key', p);
+      const mayShare = r.bool(o, 'mayShare', p);
+      const ok = m.users.check(r, `${p}.user`, user) && m.keys.check(r, `${p}.key`, key);
+      return ok && mayShare !== undefined ? { kind, user: user as string, key: key as string, mayShare } : undefined;
+    }
+    case 'revokeGuest': {
+      const o = r.obj(v, p, ['guest']);
+      if (o === undefined) return undefined;
+      const guest = r.str(o, 'guest', p);
+      return m.guests.check(r, `${p}.guest`, guest) ? { kind, guest } : undefined;
+    }
+    case 'authorizePartner': {
+      const o = r.obj(v, p, ['partner']);
+      if (o === undefined) return undefined;
+      const partner = r.str(o, 'partner', p);
+      return m.partners.check(r, `${p}.partner`, partner) ? { kind, partner } : undefined;
+    }
+    case 'grantDoor': {
+      const o = r.obj(v, p, ['user', 'door', 'key', 'doorcodes', 'mayShare']);
+      if (o === undefined) return undefined;
+      const user = r.str(o, 'user', p);
+      const door = r.str(o, 'door', p);
+      const key = r.str(o, 'key', p, { re: ID_RE, what: 'id for the one-door Key' });
+      const doorcodes = r.bool(o, 'doorcodes', p, true);
+      const mayShare = r.bool(o, 'mayShare', p, false);
+      const ok = m.users.check(r, `${p}.user`, user) && m.doors.check(r, `${p}.door`, door);
+      if (!ok || key === undefined || doorcodes === undefined || mayShare === undefined) return undefined;
+      if (m.allIds.has(key)) return r.fail(`${p}.key`, `duplicate id "${key}"`);
+      m.allIds.add(key);
+      m.keys.set.add(key);
+      return { kind, user: user as string, door: door as string, key, doorcodes, mayShare };
     }
     case 'removeResident': {
       const o = r.obj(v, p, ['user']);
@@ -765,12 +868,18 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
     }
     case 'inviteGuest': {
       const o = r.obj(v, p, ['guest', 'name', 'by', 'doors', 'phones', 'validFrom', 'validUntil']);
+
       if (o === undefined) return undefined;
       const guest = r.str(o, 'guest', p, { re: ID_RE, what: 'guest id' });
       const name = r.optStr(o, 'name', p) ?? guest ?? '';
       const by = r.str(o, 'by', p);
       const byOk = m.users.check(r, `${p}.by`, by);
-      const doors = readIdList(r, o, 'doors', p, m.doors);
+      const { doors, keys } = readGuestDoors(r, o, p, m.doors, guest, (path, kid) => {
+        if (m.allIds.has(kid)) return r.fail(path, `duplicate id "${kid}"`) ?? false;
+        m.allIds.add(kid);
+        m.keys.set.add(kid);
+        return true;
+      });
       if (doors.length === 0 && Array.isArray(o['doors'])) r.fail(`${p}.doors`, 'a guest needs at least one door');
       const phones: PhoneSpec[] = [];
       (r.list(o, 'phones', p) ?? []).forEach((pv, i) => {
@@ -786,7 +895,7 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
       m.allIds.add(guest);
       m.guests.set.add(guest);
       for (const ph of phones) m.phones.set.add(ph.id);
-      return { kind, guest, name, by: by as string, doors, phones, ...validity };
+      return { kind, guest, name, by: by as string, doors, keys, phones, ...validity };
     }
     case 'issueDailyCode': {
       const o = r.obj(v, p, ['door', 'slot', 'kind']);
@@ -946,7 +1055,7 @@ function readFaultScope(r: Reader, o: Obj, p: string, m: Model): { phone?: strin
 // ---------------------------------------------------------------------------
 // Expectations
 
-const EXPECT_FIELDS = ['decision', 'syncResult', 'manager', 'versionAtLock', 'pendingRevocations', 'authorityInForce', 'lock'] as const;
+const EXPECT_FIELDS = ['decision', 'syncResult', 'manager', 'versionAtLock', 'pendingRevocations', 'authorityInForce', 'grants', 'unlockAttempts', 'refusal', 'arrivals', 'lock'] as const;
 
 function readExpect(r: Reader, v: unknown, p: string, kind: Action['kind'], action: Action | undefined, m: Model): Expectation | undefined {
   const o = r.obj(v, p, EXPECT_FIELDS);
@@ -1006,6 +1115,60 @@ function readExpect(r: Reader, v: unknown, p: string, kind: Action['kind'], acti
       const door = r.str(a, 'door', ap);
       const version = r.num(a, 'version', ap, { min: 0, int: true });
       if (m.doors.check(r, `${ap}.door`, door) && version !== undefined) e.authorityInForce = { door, version };
+      else ok = false;
+    }
+  }
+  if (o['grants'] !== undefined) {
+    const gp = `${p}.grants`;
+    const list = Array.isArray(o['grants']) ? (o['grants'] as unknown[]) : [o['grants']];
+    const grants: GrantsExpectation[] = [];
+    list.forEach((gv, i) => {
+      const ip = Array.isArray(o['grants']) ? `${gp}[${i}]` : gp;
+      const g = r.obj(gv, ip, ['phone', 'door', 'count']);
+      if (g === undefined) return void (ok = false);
+      const phone = r.str(g, 'phone', ip);
+      const door = r.str(g, 'door', ip);
+      const count = r.num(g, 'count', ip, { min: 0, max: 1000, int: true });
+      if (m.phones.check(r, `${ip}.phone`, phone) && m.doors.check(r, `${ip}.door`, door) && count !== undefined) grants.push({ phone, door, count });
+      else ok = false;
+    });
+    if (grants.length === 0 && ok) bad(gp, 'expected {phone, door, count} or a list of them');
+    e.grants = grants;
+  }
+  if (o['unlockAttempts'] !== undefined) {
+    if (kind !== 'unlock') bad(`${p}.unlockAttempts`, `only unlock steps present credentials (this step is ${kind})`);
+    const n = r.num(o, 'unlockAttempts', p, { min: 0, max: 1000, int: true });
+    if (n === undefined) ok = false;
+    else e.unlockAttempts = n;
+  }
+  if (o['refusal'] !== undefined) {
+    const rp = `${p}.refusal`;
+    if (!(MANAGER_ACTIONS as readonly string[]).includes(kind)) bad(rp, `only manager operations are refused with details (this step is ${kind})`);
+    if (typeof e.manager !== 'object') bad(rp, 'a refusal needs manager: refused:<code> beside it');
+    const ro = r.obj(o['refusal'], rp, ['doors', 'keys']);
+    if (ro === undefined) ok = false;
+    else {
+      const refusal: { doors?: string[]; keys?: string[] } = {};
+      if (ro['doors'] !== undefined) refusal.doors = readIdList(r, ro, 'doors', rp, m.doors);
+      if (ro['keys'] !== undefined) refusal.keys = readIdList(r, ro, 'keys', rp, m.keys);
+      if (refusal.doors === undefined && refusal.keys === undefined) bad(rp, 'give doors and/or keys');
+      e.refusal = refusal;
+    }
+  }
+  if (o['arrivals'] !== undefined) {
+    const ap = `${p}.arrivals`;
+    const a = r.obj(o['arrivals'], ap, ['door', 'version', 'applied', 'receipts', 'uplink']);
+    if (a === undefined) ok = false;
+    else {
+      const door = r.str(a, 'door', ap);
+      const version = r.num(a, 'version', ap, { min: 1, int: true });
+      const arrivals: ArrivalsExpectation = { door: door as string, version: version as number };
+      for (const f of ['applied', 'receipts', 'uplink'] as const) {
+        const n = r.num(a, f, ap, { required: false, min: 0, max: 1_000_000, int: true });
+        if (n !== undefined) arrivals[f] = n;
+      }
+      if (arrivals.applied === undefined && arrivals.receipts === undefined && arrivals.uplink === undefined) bad(ap, 'give one or more of applied, receipts, uplink');
+      if (m.doors.check(r, `${ap}.door`, door) && version !== undefined) e.arrivals = arrivals;
       else ok = false;
     }
   }

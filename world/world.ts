@@ -146,8 +146,13 @@ export interface WorldPhone {
   token?: string;
   secretKeyHex?: string;
   controller?: string;
-  /** Grants the phone's app has been given so far: it keeps them after a revocation. */
-  knownGrants: Map<string, { lockId: string; credId: number }>;
+  /**
+   * Grants the phone's app has been given so far, with the fetch that last listed each: it
+   * keeps them after a revocation (the lock may not have synced yet).
+   */
+  knownGrants: Map<string, { lockId: string; credId: number; lastListed: number }>;
+  /** Fetches of the phone's credential so far (orders knownGrants by recency). */
+  fetches: number;
 }
 
 /** Radio controller names allow [A-Za-z0-9._-]: door and phone names may not. */
@@ -401,7 +406,7 @@ export class World {
   private async addPhone(name: string): Promise<void> {
     const cache = new CourierCache(join(this.dir, 'phones', name));
     let connector: LockConnector;
-    const phone: WorldPhone = { name, connector: undefined as unknown as LockConnector, cache, near: null, knownGrants: new Map() };
+    const phone: WorldPhone = { name, connector: undefined as unknown as LockConnector, cache, near: null, knownGrants: new Map(), fetches: 0 };
     if (this.simAir) {
       connector = this.simAir.connector(name, (lockId) => this.canReach(phone, lockId));
     } else {
@@ -431,15 +436,28 @@ export class World {
   }
 
   /**
-   * The phone's credential: what the authority hands out now, plus every grant the app was
-   * given before — a revoked partner's app still holds its key; only the lock can refuse it.
+   * The phone's credential: what the authority hands out now, then every grant the app was
+   * given before, most recently listed first — a revoked partner's app still holds its key
+   * (only the lock can refuse it), and a grant the authority has replaced (re-granted access,
+   * a second path to the same door) may be the one a not-yet-synced lock still holds. The
+   * agent presents them in this order and moves on after UNKNOWN_CREDENTIAL or EXPIRED.
    */
   credentialOf(phoneName: string): PhoneCredential {
     const phone = this.phone(phoneName);
     if (phone.deviceId === undefined || phone.secretKeyHex === undefined) throw new Error(`phone ${phoneName} has no enrolled device`);
     const fresh = parseCredential(this.authority.credentialFile(phone.deviceId, phone.secretKeyHex), `credential of ${phoneName}`);
-    for (const g of fresh.credentials) phone.knownGrants.set(`${g.lockId}/${g.credId}`, g);
-    return { ...fresh, credentials: [...phone.knownGrants.values()] };
+    const fetch = ++phone.fetches;
+    const current = new Set<string>();
+    for (const g of fresh.credentials) {
+      const key = `${g.lockId}/${g.credId}`;
+      current.add(key);
+      phone.knownGrants.set(key, { lockId: g.lockId, credId: g.credId, lastListed: fetch });
+    }
+    const kept = [...phone.knownGrants.entries()]
+      .filter(([key]) => !current.has(key))
+      .sort(([, a], [, b]) => b.lastListed - a.lastListed || b.credId - a.credId)
+      .map(([, g]) => ({ lockId: g.lockId, credId: g.credId }));
+    return { ...fresh, credentials: [...fresh.credentials, ...kept] };
   }
 
   door(name: string): WorldDoor {

@@ -1,0 +1,229 @@
+// The authority's HTTP API as an OpenAPI 3.0 document, served at GET /openapi.json.
+// authority/openapi.test.ts holds it to the real routes: the document validates, every
+// route the server answers is described and every described route is answered, and real
+// requests and responses validate against the schemas here (openapi-backend).
+
+type Schema = Record<string, unknown>;
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const int: Schema = { type: 'integer', minimum: 0 };
+const str: Schema = { type: 'string' };
+const hex: Schema = { type: 'string', pattern: '^[0-9a-f]*$' };
+const bool: Schema = { type: 'boolean' };
+/** OpenAPI 3.0 has no null type; a $ref cannot carry siblings, so it goes inside allOf. */
+const nullable = (s: Schema): Schema => ('$ref' in s ? { type: 'object', allOf: [s], nullable: true } : { ...s, nullable: true });
+const arr = (items: Schema): Schema => ({ type: 'array', items });
+const obj = (properties: Record<string, Schema>, required: string[] = Object.keys(properties)): Schema =>
+  required.length > 0 ? { type: 'object', properties, required } : { type: 'object', properties };
+
+const LockPolicy = obj(
+  { wrongCodeLimit: int, lockoutSeconds: int, leaseSeconds: int, relockSeconds: int, dailyCodeSlots: int },
+  ['wrongCodeLimit', 'lockoutSeconds', 'leaseSeconds'],
+);
+const Window = obj({ days: { oneOf: [int, arr(str)] }, start: { oneOf: [int, str] }, end: { oneOf: [int, str] } });
+
+const schemas: Record<string, Schema> = {
+  Error: obj({ error: obj({ code: str, message: str, details: { type: 'object' } }, ['code', 'message']) }),
+  LockPolicy,
+  ScheduleWindow: Window,
+  Property: obj({ name: str, timeZone: str, policy: ref('LockPolicy'), rootPublicKeys: arr(hex), signingKey: obj({ serial: int, keyId: hex }) }),
+  Door: obj({ id: int, name: str, kind: { type: 'string', enum: ['communal', 'private'] }, connected: bool, lockId: nullable(str), policy: nullable({ type: 'object' }), partners: arr(int) }),
+  KeyDoor: obj({ doorId: int, doorcodesEnabled: bool, schedule: arr(ref('ScheduleWindow')) }, ['doorId', 'doorcodesEnabled']),
+  KeyDoorInput: obj({ doorId: int, doorcodesEnabled: bool, schedule: nullable(arr(ref('ScheduleWindow'))) }, ['doorId']),
+  Key: obj({ id: int, name: str, partnerId: nullable(int), guestOf: nullable(int), doors: arr(ref('KeyDoor')) }),
+  Assignment: obj({ id: int, userId: int, keyId: int, mayShare: bool, validFrom: int, validUntil: int }, ['id', 'userId', 'keyId', 'mayShare']),
+  User: obj({
+    id: int,
+    name: str,
+    role: { type: 'string', enum: ['resident', 'staff', 'guest'] },
+    invitedBy: nullable(int),
+    assignments: arr(ref('Assignment')),
+    devices: arr(int),
+    keycards: arr(obj({ id: int, uid: hex })),
+    doorcodeDoors: arr(int),
+  }),
+  Partner: obj({ id: int, name: str, status: { type: 'string', enum: ['authorized', 'terminated'] }, doors: arr(int), keys: arr(int), devices: arr(int) }),
+  Grant: obj({ lockId: str, credId: int, deviceId: int }),
+  Updates: obj({ lockId: str, from: int, to: int, messages: arr(hex) }),
+  Enrolment: obj({ deviceId: int, token: str }),
+  ProvisioningBundle: obj({ lockId: str, doorId: int, rootPublicKeys: arr(hex), lockSecret: hex, timeZone: str, policy: ref('LockPolicy') }),
+  LockRow: obj({ lockId: str, doorId: int, version: int, versionInForce: int, inForceSince: nullable(int), deviceRegistered: bool }),
+  PendingRevocation: obj({
+    doorId: int,
+    doorName: str,
+    lockId: str,
+    credId: int,
+    kind: str,
+    holder: str,
+    subject: str,
+    partnerId: nullable(int),
+    keyId: nullable(int),
+    removedInVersion: int,
+    versionInForce: int,
+    since: int,
+  }),
+  HonouringDoor: obj({ doorId: int, doorName: str, lockId: str, versionInForce: int, credentials: int, assignedNow: bool }),
+  AuditRecord: obj({ seq: int, time: int, event: str, credId: int, reason: int, value: int, anchored: bool }, ['seq', 'time', 'event', 'anchored']),
+  AuditAccess: obj({
+    seq: int,
+    time: int,
+    at: { type: 'string', pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' },
+    granted: bool,
+    reason: str,
+    method: { type: 'string', enum: ['phone', 'doorcode', 'keycard', 'dailyCode'] },
+    credId: nullable(int),
+    credential: nullable(obj({ kind: str, deviceId: nullable(int) })),
+    who: obj({ kind: { type: 'string', enum: ['user', 'partner', 'dailyCode', 'unknown'] }, id: int, name: str, role: str, removed: bool }, ['kind']),
+    verified: bool,
+    receipt: nullable(obj({ version: int, auditSeq: int, receivedAt: int })),
+  }),
+  AuditReport: obj({
+    door: obj({ id: int, name: str, lockId: str }),
+    from: nullable(int),
+    until: nullable(int),
+    accesses: arr(ref('AuditAccess')),
+    refusalsNotLogged: int,
+    recordsLost: int,
+    heldThroughSeq: nullable(int),
+    receiptAnchoredThroughSeq: nullable(int),
+  }),
+  Deleted: obj({ deleted: { type: 'boolean', enum: [true] } }),
+};
+
+type Auth = 'manager' | 'device' | 'partner' | 'courier' | 'lockOrManager' | 'none';
+interface Op {
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
+  path: string;
+  id: string;
+  summary: string;
+  auth: Auth;
+  body?: Schema;
+  query?: Record<string, Schema>;
+  status?: number;
+  response: Schema;
+}
+
+const SECURITY: Record<Auth, Record<string, string[]>[]> = {
+  manager: [{ manager: [] }],
+  device: [{ device: [] }],
+  partner: [{ partner: [] }],
+  courier: [{ device: [] }, { manager: [] }, { lock: [] }],
+  lockOrManager: [{ lock: [] }, { manager: [] }],
+  none: [],
+};
+
+const M = '/v1/manager';
+const ops: Op[] = [
+  { method: 'get', path: '/openapi.json', id: 'openapi', summary: 'this document', auth: 'none', response: { type: 'object' } },
+  // phones and locks
+  { method: 'get', path: '/v1/locks/{lockId}/updates', id: 'lockUpdates', summary: 'signed delta(s) or snapshot from a version to the newest', auth: 'courier', query: { from: int, certSerial: int }, response: ref('Updates') },
+  { method: 'get', path: '/v1/locks/{lockId}/time', id: 'lockTime', summary: 'authority-signed time, bound to the session nonce', auth: 'courier', query: { nonce: hex }, response: obj({ signedTime: hex }) },
+  { method: 'post', path: '/v1/locks/{lockId}/receipts', id: 'postReceipt', summary: 'relay a lock-signed receipt', auth: 'courier', status: 200, body: obj({ receipt: hex }), response: obj({ lockId: str, version: int, inForce: bool }) },
+  { method: 'post', path: '/v1/locks/{lockId}/audit', id: 'postAudit', summary: 'relay a lock-signed audit export', auth: 'courier', status: 200, body: obj({ export: hex }), response: obj({ accepted: int, anchoredThrough: nullable(int), anchor: hex }, ['accepted', 'anchoredThrough']) },
+  { method: 'get', path: '/v1/uplink/{lockId}', id: 'uplink', summary: "a connected lock's long poll: updates past `from` and signed time", auth: 'lockOrManager', query: { from: int, wait: int, nonce: hex, certSerial: int }, response: { allOf: [ref('Updates'), obj({ signedTime: hex })] } },
+  // residents' and guests' phones
+  { method: 'get', path: '/v1/me', id: 'me', summary: 'the device and its user', auth: 'device', response: obj({ deviceId: int, user: nullable(ref('User')), partnerId: nullable(int) }) },
+  { method: 'get', path: '/v1/me/credentials', id: 'myCredentials', summary: 'credential ids this device holds per lock', auth: 'device', response: obj({ credentials: arr(ref('Grant')) }) },
+  { method: 'post', path: '/v1/me/guests', id: 'myInviteGuest', summary: 'a resident invites a guest to some of their doors', auth: 'device', body: obj({ name: str, doorIds: arr(int), validFrom: int, validUntil: int }, ['name', 'doorIds']), response: obj({ guest: ref('User'), keys: arr(ref('Key')) }) },
+  { method: 'delete', path: '/v1/me/guests/{guestId}', id: 'myRevokeGuest', summary: "a resident revokes their guest", auth: 'device', response: obj({ revoked: int }) },
+  // partners
+  { method: 'get', path: '/v1/partner', id: 'partnerSelf', summary: 'the partner, its doors, keys and devices', auth: 'partner', response: ref('Partner') },
+  { method: 'post', path: '/v1/partner/devices', id: 'partnerEnrolDevice', summary: 'enrol a partner device public key', auth: 'partner', body: obj({ publicKey: hex }), response: ref('Enrolment') },
+  { method: 'get', path: '/v1/partner/credentials', id: 'partnerCredentials', summary: "credential ids of the partner's devices", auth: 'partner', response: obj({ credentials: arr(ref('Grant')) }) },
+  // managers
+  { method: 'get', path: `${M}/property`, id: 'getProperty', summary: 'property name, time zone, lock policy, keys', auth: 'manager', response: ref('Property') },
+  { method: 'patch', path: `${M}/property`, id: 'setProperty', summary: 'change name, time zone or lock policy', auth: 'manager', body: obj({ name: str, timeZone: str, policy: { type: 'object' } }, []), response: ref('Property') },
+  { method: 'get', path: `${M}/doors`, id: 'listDoors', summary: 'doors', auth: 'manager', response: obj({ doors: arr(ref('Door')) }) },
+  { method: 'post', path: `${M}/doors`, id: 'addDoor', summary: 'add a door', auth: 'manager', body: obj({ name: str, kind: { type: 'string', enum: ['communal', 'private'] }, connected: bool, policy: { type: 'object' } }, ['name']), response: ref('Door') },
+  { method: 'get', path: `${M}/doors/{doorId}`, id: 'getDoor', summary: 'a door', auth: 'manager', response: ref('Door') },
+  { method: 'patch', path: `${M}/doors/{doorId}`, id: 'updateDoor', summary: "change a door's name, kind, connectivity or policy", auth: 'manager', body: obj({ name: str, kind: str, connected: bool, policy: nullable({ type: 'object' }) }, []), response: ref('Door') },
+  { method: 'delete', path: `${M}/doors/{doorId}`, id: 'removeDoor', summary: 'remove a door and its lock', auth: 'manager', response: ref('Deleted') },
+  { method: 'post', path: `${M}/doors/{doorId}/daily-codes`, id: 'issueDailyCode', summary: 'a daily or single-use daily code', auth: 'manager', body: obj({ kind: { type: 'string', enum: ['daily', 'dailySingleUse'] }, date: str, label: str }, []), response: obj({ code: str, date: str, slot: int }, ['code', 'date', 'slot']) },
+  { method: 'get', path: `${M}/doors/{doorId}/audit`, id: 'doorAudit', summary: 'who opened the door between two times, with which credential, anchored by which receipt; refusals with reasons', auth: 'manager', query: { from: int, until: int, grantedOnly: { type: 'string', enum: ['true', 'false'] } }, response: ref('AuditReport') },
+  { method: 'put', path: `${M}/doors/{doorId}/partners/{partnerId}`, id: 'assignPartnerToDoor', summary: 'assign a partner to a door', auth: 'manager', response: ref('Partner') },
+  { method: 'delete', path: `${M}/doors/{doorId}/partners/{partnerId}`, id: 'unassignPartnerFromDoor', summary: 'remove a partner from a door (pending at offline locks until a sync)', auth: 'manager', response: ref('Partner') },
+  { method: 'get', path: `${M}/keys`, id: 'listKeys', summary: 'Keys', auth: 'manager', response: obj({ keys: arr(ref('Key')) }) },
+  { method: 'post', path: `${M}/keys`, id: 'createKey', summary: 'make a Key (a partner key with partnerId)', auth: 'manager', body: obj({ name: str, doors: arr(ref('KeyDoorInput')), partnerId: nullable(int) }, ['name', 'doors']), response: ref('Key') },
+  { method: 'get', path: `${M}/keys/{keyId}`, id: 'getKey', summary: 'a Key', auth: 'manager', response: ref('Key') },
+  { method: 'patch', path: `${M}/keys/{keyId}`, id: 'updateKey', summary: "rename, replace the door set, or attach a partner", auth: 'manager', body: obj({ name: str, doors: arr(ref('KeyDoorInput')), partnerId: nullable(int) }, []), response: ref('Key') },
+  { method: 'delete', path: `${M}/keys/{keyId}`, id: 'deleteKey', summary: 'delete a Key', auth: 'manager', response: ref('Deleted') },
+  { method: 'put', path: `${M}/keys/{keyId}/doors/{doorId}`, id: 'setKeyDoor', summary: "add a door to a Key or change its settings", auth: 'manager', body: obj({ doorcodesEnabled: bool, schedule: nullable(arr(ref('ScheduleWindow'))) }, []), response: ref('Key') },
+  { method: 'delete', path: `${M}/keys/{keyId}/doors/{doorId}`, id: 'removeKeyDoor', summary: 'remove a door from a Key', auth: 'manager', response: ref('Key') },
+  { method: 'get', path: `${M}/users`, id: 'listUsers', summary: 'users', auth: 'manager', response: obj({ users: arr(ref('User')) }) },
+  { method: 'post', path: `${M}/users`, id: 'addUser', summary: 'add a resident or staff member', auth: 'manager', body: obj({ name: str, role: { type: 'string', enum: ['resident', 'staff'] } }, ['name']), response: ref('User') },
+  { method: 'get', path: `${M}/users/{userId}`, id: 'getUser', summary: 'a user', auth: 'manager', response: ref('User') },
+  { method: 'delete', path: `${M}/users/{userId}`, id: 'removeUser', summary: 'remove a user', auth: 'manager', response: ref('Deleted') },
+  { method: 'post', path: `${M}/users/{userId}/keys`, id: 'assignKey', summary: 'assign a Key (managers assign Keys, never doors)', auth: 'manager', body: obj({ keyId: int, mayShare: bool, validFrom: int, validUntil: int }, ['keyId']), response: obj({ assignment: ref('Assignment'), doorcodes: arr(obj({ doorId: int, code: str })) }) },
+  { method: 'patch', path: `${M}/users/{userId}/keys/{keyId}`, id: 'setMayShare', summary: '"May Share Key" on an assignment', auth: 'manager', body: obj({ mayShare: bool }), response: ref('Assignment') },
+  { method: 'delete', path: `${M}/users/{userId}/keys/{keyId}`, id: 'unassignKey', summary: 'take a Key away', auth: 'manager', response: ref('Deleted') },
+  { method: 'post', path: `${M}/users/{userId}/guests`, id: 'inviteGuest', summary: "invite a guest on a resident's behalf", auth: 'manager', body: obj({ name: str, doorIds: arr(int), validFrom: int, validUntil: int }, ['name', 'doorIds']), response: obj({ guest: ref('User'), keys: arr(ref('Key')) }) },
+  { method: 'delete', path: `${M}/guests/{guestId}`, id: 'revokeGuest', summary: 'revoke a guest', auth: 'manager', response: ref('Deleted') },
+  { method: 'post', path: `${M}/users/{userId}/devices`, id: 'enrolUserDevice', summary: "enrol a phone's public key", auth: 'manager', body: obj({ publicKey: hex }), response: ref('Enrolment') },
+  { method: 'delete', path: `${M}/devices/{deviceId}`, id: 'revokeDevice', summary: 'revoke a device', auth: 'manager', response: ref('Deleted') },
+  { method: 'get', path: `${M}/devices/{deviceId}/credentials`, id: 'deviceCredentials', summary: 'credential ids a device holds', auth: 'manager', response: obj({ credentials: arr(ref('Grant')) }) },
+  { method: 'post', path: `${M}/users/{userId}/doorcodes`, id: 'issueDoorcode', summary: 'issue (or pin) a doorcode for a door', auth: 'manager', body: obj({ doorId: int, code: { type: 'string', pattern: '^[0-9]{7}$' } }, ['doorId']), response: obj({ doorId: int, keyId: int, code: str }) },
+  { method: 'delete', path: `${M}/users/{userId}/doorcodes/{doorId}`, id: 'revokeDoorcode', summary: "revoke a user's doorcode for a door", auth: 'manager', response: ref('Deleted') },
+  { method: 'post', path: `${M}/users/{userId}/keycards`, id: 'addKeycard', summary: 'register a keycard UID', auth: 'manager', body: obj({ uid: hex }), response: obj({ id: int, userId: int, uid: hex }) },
+  { method: 'delete', path: `${M}/keycards/{keycardId}`, id: 'removeKeycard', summary: 'remove a keycard', auth: 'manager', response: ref('Deleted') },
+  { method: 'get', path: `${M}/partners`, id: 'listPartners', summary: 'partners', auth: 'manager', response: obj({ partners: arr(ref('Partner')) }) },
+  { method: 'post', path: `${M}/partners`, id: 'authorizePartner', summary: 'authorize a partner integration (returns its partner token)', auth: 'manager', body: obj({ name: str }), response: obj({ partner: ref('Partner'), token: str }) },
+  { method: 'get', path: `${M}/partners/{partnerId}`, id: 'getPartner', summary: 'a partner', auth: 'manager', response: ref('Partner') },
+  { method: 'post', path: `${M}/partners/{partnerId}/terminate`, id: 'terminatePartner', summary: 'terminate the integration (refused while assigned: PARTNER_STILL_ASSIGNED lists doors and keys)', auth: 'manager', response: ref('Partner') },
+  { method: 'post', path: `${M}/partners/{partnerId}/devices`, id: 'enrolPartnerDevice', summary: "enrol a partner device's public key", auth: 'manager', body: obj({ publicKey: hex }), response: ref('Enrolment') },
+  { method: 'get', path: `${M}/partners/{partnerId}/honouring`, id: 'doorsHonouringPartner', summary: "doors whose lock still honours the partner (per receipts)", auth: 'manager', response: obj({ doors: arr(ref('HonouringDoor')) }) },
+  { method: 'post', path: `${M}/signing-key/rotate`, id: 'rotateSigningKey', summary: 'the root certifies a new online signing key', auth: 'manager', response: obj({ serial: int, keyId: hex }) },
+  { method: 'get', path: `${M}/locks`, id: 'listLocks', summary: 'locks, newest version and version in force', auth: 'manager', response: obj({ locks: arr(ref('LockRow')) }) },
+  { method: 'post', path: `${M}/locks`, id: 'provisionLock', summary: "create a door's lock; its provisioning bundle (lock secret, shown once)", auth: 'manager', body: obj({ doorId: int }), response: ref('ProvisioningBundle') },
+  { method: 'post', path: `${M}/locks/{lockId}/device`, id: 'registerLockDevice', summary: "record the lock's device public key (returns its lock token)", auth: 'manager', body: obj({ publicKey: hex, replace: bool }, ['publicKey']), response: obj({ lockId: str, token: str }) },
+  { method: 'get', path: `${M}/locks/{lockId}/audit`, id: 'lockAuditLog', summary: "the lock's stored audit records", auth: 'manager', response: obj({ records: arr(ref('AuditRecord')) }) },
+  { method: 'get', path: `${M}/revocations/pending`, id: 'pendingRevocations', summary: 'revocations not yet in force, per door, since when', auth: 'manager', query: { partnerId: int, doorId: int }, response: obj({ pending: arr(ref('PendingRevocation')) }) },
+];
+
+function pathParams(path: string): Schema[] {
+  return [...path.matchAll(/\{(\w+)\}/g)].map((m) => ({
+    name: m[1],
+    in: 'path',
+    required: true,
+    schema: m[1] === 'lockId' ? { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,31}$' } : { type: 'integer', minimum: 1 },
+  }));
+}
+
+/** The OpenAPI 3.0.3 document of the authority's HTTP API. */
+export function openApiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of ops) {
+    const status = op.status ?? (op.method === 'post' ? 201 : 200);
+    const parameters = [...pathParams(op.path), ...Object.entries(op.query ?? {}).map(([name, schema]) => ({ name, in: 'query', required: false, schema }))];
+    const o: Record<string, unknown> = {
+      operationId: op.id,
+      summary: op.summary,
+      security: SECURITY[op.auth],
+      responses: {
+        [String(status)]: { description: 'success', content: { 'application/json': { schema: op.response } } },
+        default: { description: 'a refusal: 4xx/5xx with a named code (authority/errors.ts)', content: { 'application/json': { schema: ref('Error') } } },
+      },
+    };
+    if (parameters.length > 0) o.parameters = parameters;
+    if (op.body !== undefined) o.requestBody = { required: true, content: { 'application/json': { schema: op.body } } };
+    (paths[op.path] ??= {})[op.method] = o;
+  }
+  return {
+    openapi: '3.0.3',
+    info: {
+      title: 'locksync authority',
+      version: '1',
+      description:
+        'The property model (doors, Keys, users, guests, partners), per-lock signed tables and deltas, receipts, audit and signed time. Bearer tokens: the manager token (authority init), device tokens (enrolled phones and partner devices), partner tokens (authorized partners), lock tokens (registered locks). Errors: {"error": {"code", "message", "details"?}}.',
+    },
+    servers: [{ url: '/' }],
+    components: {
+      schemas,
+      securitySchemes: {
+        manager: { type: 'http', scheme: 'bearer', description: 'the manager token from `authority init`' },
+        device: { type: 'http', scheme: 'bearer', description: 'a device token from `authority device enrol`' },
+        partner: { type: 'http', scheme: 'bearer', description: 'a partner token from `authority partner authorize`' },
+        lock: { type: 'http', scheme: 'bearer', description: "a lock's token from `authority register-lock`" },
+      },
+    },
+    paths,
+  };
+}
