@@ -264,7 +264,7 @@ export interface ProfileWorld {
   advance(ms: number): Promise<void>;
   random: SeededRandom;
   onEvent?: (e: ProfileEvent) => void;
-  /** The link is up: the OS's interval changes for the `ble` transport. */
+  /** The OS's interval for a phase of the link (called with the connect phase before connecting). */
   onIntervalPhase?: (lockId: string, phase: IntervalPhase) => void;
 }
 
@@ -365,11 +365,11 @@ export class ProfiledConnector implements LockConnector {
       await this.world.advance(profile.retryDelayMs);
       if (!this.world.canReach(lockId)) return this.inner.connect(lockId, opts);
     }
+    const phases = connectionIntervals(profile);
+    // The phone's controller connects at the OS's interval for the connect phase.
+    this.world.onIntervalPhase?.(lockId, phases[0] as IntervalPhase);
     const conn = await this.inner.connect(lockId, opts);
-    for (const phase of connectionIntervals(profile)) {
-      this.world.onEvent?.({ kind: 'interval', phase: phase.phase, intervalMs: phase.intervalMs });
-      this.world.onIntervalPhase?.(lockId, phase);
-    }
+    for (const phase of phases) this.world.onEvent?.({ kind: 'interval', phase: phase.phase, intervalMs: phase.intervalMs });
     return conn;
   }
 }
