@@ -26,6 +26,7 @@ import type { LinkPolicy } from '../radio/controller';
 import type { HostedSession, LockSessionHost } from '../ble/session-host';
 import type { LockLinkEvents } from '../ble/lock-server';
 import { AdvertisingSchedule, type AdvertisingScheduleSpec, type AdvertisingTrigger } from '../firmware-sim/advertising';
+import { BatteryMeter } from '../firmware-sim/battery';
 import { ProfiledConnector, type PhoneProfile, type ProfileEvent } from './phone-profiles';
 
 export type WorldTransport = 'sim' | 'ble';
@@ -136,6 +137,8 @@ export interface WorldDoor {
   driftPpm: number;
   /** When the lock advertises fast and when slowly (world clock). */
   advertising: AdvertisingSchedule;
+  /** State of charge, drained by adverts, connections, flash and unlocks (firmware-sim/battery.ts). */
+  battery?: BatteryMeter;
 }
 
 export interface WorldPhone {
@@ -305,6 +308,7 @@ export class World {
     this.doors.set(spec.name, door);
     // A freshly installed lock has its clock set by the installer's app (trusted).
     this.bootLock(door, { continueAtMs: this.clock.nowMs(), trusted: true });
+    door.battery = new BatteryMeter(() => door.lock, flash, door.advertising, { nowMs: this.clock.nowMs() });
     if (this.transport === 'ble') door.controller = controllerName('lock', spec.name);
     await this.serve(door);
   }
