@@ -69,6 +69,8 @@ export interface WorldOptions {
     timeScale?: number;
     /** ATT MTU every phone asks for when it connects (noble's default: 247). */
     phoneMtu?: number;
+    /** Locks ask the phone for slower connection parameters after each sync (L2CAP Connection Parameter Update Request). */
+    lockIdleParametersAfterSync?: boolean;
   };
   /** `sim` only: ATT MTU of the in-process link. */
   simMtu?: number;
@@ -370,6 +372,7 @@ export class World {
     const served = await serveLockOverBle(door.host, radio.controller(door.controller as string).transport, {
       advertisingIntervalMs: this.opts.radio?.advertisingIntervalMs ?? 20,
       events,
+      ...(this.opts.radio?.lockIdleParametersAfterSync ? { idleParametersAfterSync: true } : {}),
     });
     door.stopServing = () => served.stop();
     door.refreshAdvert = () => served.refreshAdvert();
