@@ -162,6 +162,15 @@ export class BleLockTransport {
     return this.finished;
   }
 
+  /** A radio fault from the panel: every connected phone loses its link (bleno disconnects it). */
+  dropLinks(): number {
+    const served = this.served;
+    if (!served) return 0;
+    const held = served.server.sessionPeer !== undefined ? 1 : 0;
+    served.bleno.disconnect();
+    return held;
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.poll) clearInterval(this.poll);

@@ -2,7 +2,7 @@
 // transport bleno can drive — `uart:PATH` (virtual radio pty or an HCI-over-UART dongle)
 // or `hci:N` (Linux HCI socket). bleno is loaded lazily by radio/hosts.ts.
 
-import { GATT_SHORT, advertisingEir, scanResponseEir, encodeLockInfo, type FramingError, type LockAdvert } from '../protocol/index';
+import { GATT_SHORT, advertisingEir, decodeMessage, scanResponseEir, encodeLockInfo, type FramingError, type LockAdvert } from '../protocol/index';
 import { HostStartError, endDevUpPolling, openHostStack, shutdownHostStack, type BleFamily, type BlenoLike } from '../radio/hosts';
 import { LockLinkServer, type LockLink, type LockLinkEvents, type LockLinkServerOptions } from './lock-server';
 import type { HostedSession, LockSessionHost } from './session-host';
@@ -16,6 +16,36 @@ export interface BlePeripheralOptions {
   bleno?: BlenoLike;
   /** Session-link limits (idle timeout, session limit); SPEC §13.3 values when left out. */
   link?: LockLinkServerOptions;
+  /**
+   * After a sync commits (the lock sends its receipt), ask the phone for slower, low-power
+   * connection parameters with an L2CAP Connection Parameter Update Request (Core Vol 3
+   * Part A §4.20), as battery locks do for the rest of the link. Off by default.
+   */
+  idleParametersAfterSync?: boolean;
+}
+
+/**
+ * What the lock asks for after a sync: 105–120 ms, latency 4, 6 s supervision timeout —
+ * within Android's limits (≥ 11.25 ms, ≥ 1 s) and Apple's Accessory Design Guidelines
+ * (Min a multiple of 15 ms, Min + 15 ms ≤ Max, Max × (latency+1) ≤ 2 s, × 3 < timeout ≤ 6 s);
+ * world/phone-profiles.test.ts checks it against both.
+ */
+export const LOCK_IDLE_PARAMETERS = Object.freeze({ minIntervalMs: 105, maxIntervalMs: 120, latency: 4, supervisionTimeoutMs: 6000 });
+
+const SIGNALING_CID = 0x0005;
+const CONNECTION_PARAMETER_UPDATE_REQUEST = 0x12;
+
+/** An L2CAP LE signalling Connection Parameter Update Request (Vol 3 Part A §4.20). */
+export function connectionParameterUpdateRequest(identifier: number, p: typeof LOCK_IDLE_PARAMETERS): Buffer {
+  const b = Buffer.alloc(12);
+  b[0] = CONNECTION_PARAMETER_UPDATE_REQUEST;
+  b[1] = identifier;
+  b.writeUInt16LE(8, 2);
+  b.writeUInt16LE(Math.round(p.minIntervalMs / 1.25), 4);
+  b.writeUInt16LE(Math.round(p.maxIntervalMs / 1.25), 6);
+  b.writeUInt16LE(p.latency, 8);
+  b.writeUInt16LE(Math.round(p.supervisionTimeoutMs / 10), 10);
+  return b;
 }
 
 /**
@@ -46,6 +76,16 @@ export interface BleLinkEvents {
   onMtu?: (mtu: number) => void;
   /** New advertising data went to the controller. */
   onAdvert?: (advert: LockAdvert, cause: AdvertCause) => void;
+  /** The lock asked the phone on `handle` for new connection parameters (idleParametersAfterSync). */
+  onParameterRequest?: (handle: number, parameters: typeof LOCK_IDLE_PARAMETERS) => void;
+}
+
+function isReceipt(bytes: Uint8Array): boolean {
+  try {
+    return decodeMessage(bytes).type === 'receipt';
+  } catch {
+    return false;
+  }
 }
 
 export type AdvertCause = 'start' | 'disconnect' | 'session' | 'refresh' | 'poll';
@@ -145,7 +185,10 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
         hello: () => session.hello(),
         handle: async (message) => {
           try {
-            return await session.handle(message);
+            const answers = await session.handle(message);
+            // Asked once the receipt is on its way (its frames are queued when this returns).
+            if (opts.idleParametersAfterSync && answers.some(isReceipt)) setTimeout(requestIdleParameters, 0);
+            return answers;
           } finally {
             syncAdvert('session');
           }
@@ -153,6 +196,17 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
         close: () => session.close(),
       };
     },
+  };
+  let signalingIdentifier = 0;
+  /** The phone holding the session gets the request on its connection handle. */
+  const requestIdleParameters = (): void => {
+    const peer = server.sessionPeer;
+    const handle = [...addressOf.entries()].find(([, address]) => address === peer)?.[0];
+    const hci = (bleno as { _bindings?: { _hci?: { queueAclDataPkt?: (handle: number, cid: number, data: Buffer) => void } } })._bindings?._hci;
+    if (handle === undefined || typeof hci?.queueAclDataPkt !== 'function') return; // a host stack without a raw L2CAP path
+    signalingIdentifier = (signalingIdentifier % 255) + 1;
+    hci.queueAclDataPkt(handle, SIGNALING_CID, connectionParameterUpdateRequest(signalingIdentifier, LOCK_IDLE_PARAMETERS));
+    linkEvents.onParameterRequest?.(handle, LOCK_IDLE_PARAMETERS);
   };
   const server = new LockLinkServer(trackedHost, linkEvents, opts.link ?? {});
   server.requestDisconnect = () => bleno.disconnect();

@@ -18,7 +18,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { CliError } from '../cli/errors';
 import { acquireOwnership, DirInUseError, ownerAlive, readOwner, type OwnerRecord, type Ownership } from '../radio/owner-file';
-import { fromHex, toHex } from '../protocol';
+import { auditRecordFromBytes, DECISION_REASONS, fromHex, toHex } from '../protocol';
+import { AdvertisingSchedule } from './advertising';
+import { BatteryMeter, type BatteryUse } from './battery';
+import type { NorFlash } from './flash';
 import type { Lock } from './lock';
 
 const OWNER_FILE = '.owner';
@@ -47,6 +50,55 @@ export function tightenSecretFiles(dir: string): void {
 
 export type OneShotRequest = { op: 'keypad'; digits: string } | { op: 'present'; card: string };
 
+/**
+ * Requests only a running lock answers (the panel's): `state` (what the lock holds, its
+ * battery), `dropLinks` (disconnect every phone: a radio fault), `setBattery` (a battery
+ * swapped or failing: state of charge to `percent`).
+ */
+export type RunningRequest = { op: 'ping' } | { op: 'state'; auditMax?: number } | { op: 'dropLinks' } | { op: 'setBattery'; percent: number };
+
+/** What a running lock shares with its control socket besides the lock itself. */
+export interface RunningLockExtras {
+  battery?: BatteryMeter;
+  advertising?: AdvertisingSchedule;
+  /** Disconnects every connected phone (the transport's links), if the transport can. */
+  dropLinks?: () => number;
+  nowMs?: () => number;
+}
+
+/** The lock's state as the control socket's `state` op returns it (and `locksync panel --lock-dir` shows). */
+export function lockStateReport(lock: Lock, extras: RunningLockExtras = {}, auditMax = 200): Record<string, unknown> {
+  const table = lock.durable.tableState.table;
+  const exported = lock.storage.exportAudit(0, 100_000).records;
+  const audit = exported.slice(-auditMax).map((b) => {
+    const r = auditRecordFromBytes(b);
+    const reason = r.reason === undefined ? undefined : (Object.entries(DECISION_REASONS).find(([, code]) => code === r.reason)?.[0] ?? String(r.reason));
+    return { seq: r.seq, time: new Date(r.time * 1000).toISOString().replace('.000Z', 'Z'), event: r.event, ...(r.credId !== undefined ? { credId: r.credId } : {}), ...(reason !== undefined ? { reason } : {}) };
+  });
+  const now = extras.nowMs?.() ?? Date.now();
+  return {
+    pid: process.pid,
+    lockId: lock.lockId,
+    mode: lock.machine.mode.kind,
+    version: lock.version,
+    clockTrusted: lock.rtc.trusted,
+    battery: lock.machine.battery,
+    ...(extras.battery ? { batteryModel: extras.battery.report() } : {}),
+    ...(extras.advertising ? { advertisingIntervalMs: extras.advertising.intervalAt(now) } : {}),
+    sessionOpen: lock.machine.sessionOpen,
+    credentials: [...table.entries.values()].map((e) => ({
+      credId: e.credId,
+      kind: e.kind,
+      holder: e.holder,
+      ...(e.keyId !== undefined ? { keyId: e.keyId } : {}),
+      ...(e.partnerId !== undefined ? { partnerId: e.partnerId } : {}),
+      ...(e.parent !== undefined ? { parent: e.parent } : {}),
+      ...(e.validUntil !== undefined ? { validUntil: e.validUntil } : {}),
+    })),
+    audit,
+  };
+}
+
 export function performOneShot(lock: Lock, request: OneShotRequest): unknown {
   switch (request.op) {
     case 'keypad': {
@@ -67,7 +119,7 @@ export class LockControlServer {
     readonly socketPath: string,
   ) {}
 
-  static async listen(dir: string, lock: Lock): Promise<LockControlServer> {
+  static async listen(dir: string, lock: Lock, extras: RunningLockExtras = {}): Promise<LockControlServer> {
     const socketPath = controlSocketPath(dir);
     try {
       fs.unlinkSync(socketPath); // ours: we own the directory
@@ -87,8 +139,37 @@ export class LockControlServer {
           if (line === '') continue;
           let answer: unknown;
           try {
-            const request = JSON.parse(line) as OneShotRequest | { op: 'ping' };
-            answer = request.op === 'ping' ? { ok: true, result: { pid: process.pid, lockId: lock.lockId } } : { ok: true, result: performOneShot(lock, request) };
+            const request = JSON.parse(line) as OneShotRequest | RunningRequest;
+            const now = extras.nowMs?.() ?? Date.now();
+            extras.battery?.sample(now);
+            switch (request.op) {
+              case 'ping':
+                answer = { ok: true, result: { pid: process.pid, lockId: lock.lockId } };
+                break;
+              case 'state':
+                answer = { ok: true, result: lockStateReport(lock, extras, request.auditMax ?? 200) };
+                break;
+              case 'dropLinks':
+                if (!extras.dropLinks) throw new Error('this transport cannot drop its links');
+                answer = { ok: true, result: { dropped: extras.dropLinks() } };
+                break;
+              case 'setBattery': {
+                const percent = Number(request.percent);
+                if (!Number.isInteger(percent) || percent < 0 || percent > 100) throw new Error('percent must be an integer 0–100');
+                if (extras.battery) extras.battery.setLevel(percent, now);
+                else lock.setBattery(percent);
+                answer = { ok: true, result: { battery: lock.machine.battery, mode: lock.machine.mode.kind } };
+                break;
+              }
+              case 'keypad':
+              case 'present':
+                extras.advertising?.trigger(now, request.op === 'keypad' ? 'keypad' : 'card');
+                answer = { ok: true, result: performOneShot(lock, request) };
+                extras.battery?.sample(now);
+                break;
+              default:
+                throw new Error(`unknown op ${JSON.stringify((request as { op?: unknown }).op)} (ping, state, keypad, present, dropLinks, setBattery)`);
+            }
           } catch (e) {
             answer = { ok: false, error: (e as Error).message };
           }
@@ -113,7 +194,7 @@ export class LockControlServer {
   }
 }
 
-function request(socketPath: string, body: unknown, timeoutMs: number): Promise<{ ok: boolean; result?: unknown; error?: string }> {
+export function controlRequest(socketPath: string, body: unknown, timeoutMs: number): Promise<{ ok: boolean; result?: unknown; error?: string }> {
   return new Promise((resolve, reject) => {
     const socket = net.createConnection(socketPath);
     let buffered = '';
@@ -143,7 +224,7 @@ function request(socketPath: string, body: unknown, timeoutMs: number): Promise<
 }
 
 const probe = (owner: OwnerRecord): Promise<boolean> =>
-  owner.control === undefined ? Promise.resolve(true) : request(owner.control, { op: 'ping' }, 1000).then((r) => r.ok, () => false);
+  owner.control === undefined ? Promise.resolve(true) : controlRequest(owner.control, { op: 'ping' }, 1000).then((r) => r.ok, () => false);
 
 function inUse(dir: string, owner: OwnerRecord): CliError {
   return new CliError(
@@ -181,7 +262,7 @@ export async function oneShot<S extends { lock: Lock }>(dir: string, req: OneSho
     if (owner.control === undefined) throw inUse(dir, owner);
     let answer: { ok: boolean; result?: unknown; error?: string };
     try {
-      answer = await request(owner.control, req, 5000);
+      answer = await controlRequest(owner.control, req, 5000);
     } catch (e) {
       throw new CliError('IN_USE', `lock state ${dir} is owned by pid ${owner.pid} but its control socket does not answer (${(e as Error).message})`, `wait for it to finish starting, or stop it (kill ${owner.pid})`);
     }
@@ -213,6 +294,25 @@ export interface RunnableTransport {
   start(host: Lock): Promise<void>;
   done(): Promise<void>;
   stop(): Promise<void>;
+  /** Disconnects every phone; returns how many links it dropped (BLE transports). */
+  dropLinks?(): number;
+}
+
+const BATTERY_FILE = 'battery.json';
+
+/** The battery model's charge used so far, kept beside the flash between runs. */
+function readBatteryFile(dir: string): { used?: Partial<BatteryUse> } {
+  try {
+    const parsed = JSON.parse(fs.readFileSync(path.join(dir, BATTERY_FILE), 'utf8')) as { usedUc?: Partial<BatteryUse> };
+    return parsed.usedUc ? { used: parsed.usedUc } : {};
+  } catch {
+    return {}; // none yet (a fresh battery) or unreadable (start from a fresh battery)
+  }
+}
+
+function writeBatteryFile(dir: string, used: BatteryUse): void {
+  fs.writeFileSync(path.join(dir, BATTERY_FILE), `${JSON.stringify({ usedUc: used }, null, 2)}
+`);
 }
 
 export interface RunLockOptions {
@@ -220,7 +320,7 @@ export interface RunLockOptions {
   transportName: string;
   transport: RunnableTransport;
   /** Boots the lock (openLockState). */
-  boot: () => { lock: Lock; save(): void; flash: { close(): void } };
+  boot: () => { lock: Lock; save(): void; flash: NorFlash };
   /** Internet-connected lock: started after the transport, stopped before it. */
   uplink?: (lock: Lock) => { start(): void; stop(): void };
   /** Where the ready line goes: a file descriptor, and/or stdout (BLE transports). */
@@ -279,8 +379,17 @@ export async function runLockProcess(o: RunLockOptions): Promise<void> {
     let control: LockControlServer | undefined;
     let uplink: { start(): void; stop(): void } | undefined;
     let failure: unknown;
+    // The battery model goes on from where the last run left it (STATE/battery.json).
+    const advertising = new AdvertisingSchedule({}, Date.now());
+    const battery = new BatteryMeter(() => st.lock, st.flash, advertising, { nowMs: Date.now(), ...readBatteryFile(o.dir) });
+    battery.sample(Date.now());
+    const sampler = setInterval(() => battery.sample(Date.now()), 1000);
+    sampler.unref();
     try {
-      control = await LockControlServer.listen(o.dir, st.lock);
+      control = await LockControlServer.listen(o.dir, st.lock, { battery, advertising, nowMs: () => Date.now(), dropLinks: () => {
+          if (!transport.dropLinks) throw new Error('this transport cannot drop its links');
+          return transport.dropLinks();
+        } });
       let attachments = 0;
       for (;;) {
         await transport.start(deviceTimed(st.lock));
@@ -311,6 +420,9 @@ export async function runLockProcess(o: RunLockOptions): Promise<void> {
     } catch (e) {
       failure = e;
     } finally {
+      clearInterval(sampler);
+      battery.sample(Date.now());
+      writeBatteryFile(o.dir, battery.snapshot());
       uplink?.stop();
       await control?.close();
       await transport.stop().catch(() => undefined);

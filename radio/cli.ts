@@ -1,6 +1,6 @@
 // Command-line entry points of the radio, as commander subcommands of `locksync`:
 //   locksync radio up --dir DIR --controllers N|name,name [--seed S] [--capture DIR]
-//                     [--time-scale X] [--legacy] [--schedule FILE.json]
+//                     [--time-scale X] [--legacy] [--baud N] [--schedule FILE.json]
 //   locksync radio ctl --dir DIR '{"op":"links"}'
 import fs from 'node:fs';
 import net from 'node:net';
@@ -51,6 +51,7 @@ export function registerRadioCommands(program: Command, options: RadioCommandOpt
     .option('--capture <dir>', 'write one btsnoop capture per controller into this directory')
     .option('--time-scale <x>', 'radio time per real time (1 = real time)', parseTimeScale, 1)
     .option('--legacy', 'clear the LE Extended Advertising feature bit so hosts use legacy advertising')
+    .option('--baud <n>', 'model each controller\'s HCI UART at this baud rate (10 bits a byte: 1000000 carries about 100 kB/s each way); default: unlimited', parseBaud)
     .option('--schedule <file>', 'JSON fault schedule to apply (see radio/README.md)')
     .action(async (o: RadioUpOptions) => {
       try {
@@ -112,6 +113,11 @@ function parseSeed(raw: string): number | string {
   return /^\d+$/.test(raw) ? Number(raw) : raw;
 }
 
+function parseBaud(raw: string): number {
+  // 1200 baud is the slowest rate anyone configures an HCI UART at; 12 Mbaud is above the fastest USB-serial bridges.
+  return parseIntegerOption('--baud', raw, { min: 1200, max: 12_000_000 });
+}
+
 function parseTimeScale(raw: string): number {
   const x = Number(raw);
   if (raw.trim() === '' || !(x > 0) || !Number.isFinite(x)) throw new CliUsageError(`--time-scale must be a positive number, got "${raw}"`);
@@ -125,6 +131,7 @@ interface RadioUpOptions {
   capture?: string;
   timeScale: number;
   legacy?: boolean;
+  baud?: number;
   schedule?: string;
 }
 
@@ -154,6 +161,7 @@ async function radioUp(o: RadioUpOptions, io: CliIo, signal?: AbortSignal): Prom
     controllers,
     timeScale,
     extendedAdvertising: o.legacy !== true,
+    ...(o.baud !== undefined ? { uartBaud: o.baud } : {}),
     ...(seedFlag !== undefined ? { seed: seedFlag } : {}),
     ...(captureDir !== undefined ? { captureDir } : {}),
     ...(faultSchedule !== undefined ? { faultSchedule } : {}),

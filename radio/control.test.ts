@@ -50,6 +50,9 @@ describe('control endpoint', () => {
     expect(out[0]).toMatch(new RegExp(`^ctrl-1\\t[0-9a-f:]{17}\\tuart:${dir}/ctrl-1\\t`));
     const response = await sendControlRequest(path.join(dir, 'control.sock'), { op: 'hardwareError', controller: 'ctrl-1', code: 3 });
     expect(response.ok).toBe(true);
+    // Without --baud the UART is not modelled (no rate in the listing).
+    const listed = await sendControlRequest(path.join(dir, 'control.sock'), { op: 'list' });
+    expect((listed.result as Array<Record<string, unknown>>)[0]).not.toHaveProperty('uartBaud');
     abort.abort();
     expect(await running).toBe(0);
     const lines: string[] = [];
@@ -58,6 +61,24 @@ describe('control endpoint', () => {
     expect(lines.some((l) => l.includes('EVT Hardware Error'))).toBe(true);
     expect(await radioMain(['up', '--dir', dir], { io: { stdout: () => {}, stderr: (l) => err.push(l) } })).toBe(2);
     expect(err.join('\n')).toContain('--controllers');
+  });
+
+  it('`radio up --baud 1000000` models every controller\'s HCI UART at that rate', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'radio-baud-'));
+    const out: string[] = [];
+    const abort = new AbortController();
+    const running = radioMain(['up', '--dir', dir, '--controllers', 'lock-1,phone-1', '--baud', '1000000'], { io: { stdout: (l) => out.push(l), stderr: () => {} }, signal: abort.signal });
+    try {
+      for (let i = 0; i < 200 && !out.some((l) => l.startsWith('control')); i++) await new Promise((r) => setTimeout(r, 10));
+      const listed = await sendControlRequest(path.join(dir, 'control.sock'), { op: 'list' });
+      expect((listed.result as Array<Record<string, unknown>>).map((c) => c['uartBaud'])).toEqual([1_000_000, 1_000_000]);
+    } finally {
+      abort.abort();
+    }
+    expect(await running).toBe(0);
+    const err: string[] = [];
+    expect(await radioMain(['up', '--dir', dir, '--controllers', '1', '--baud', 'fast'], { io: { stdout: () => {}, stderr: (l) => err.push(l) } })).toBe(2);
+    expect(err.join('\n')).toMatch(/^error USAGE: --baud must be an integer from 1200 to 12000000/);
   });
 });
 

@@ -295,7 +295,7 @@ export class Radio {
   execute(request: ControlRequest): unknown {
     switch (request.op) {
       case 'list':
-        return this.controllers.map((c) => ({ name: c.name, address: c.address, path: c.path, transport: c.transport, position: c.position() }));
+        return this.controllers.map((c) => ({ name: c.name, address: c.address, path: c.path, transport: c.transport, position: c.position(), ...(c.controller.options.uartBaud !== undefined ? { uartBaud: c.controller.options.uartBaud } : {}) }));
       case 'now':
         return { ms: this.clock.nowUs() / 1000 };
       case 'links':

@@ -24,6 +24,7 @@ import type { AuthorityApi, PendingUpdates } from '../mobile-agent/authority-cli
 import type { ConnectOptions, DisconnectInfo, LockConnection, LockConnector } from '../mobile-agent/link';
 import type { PhoneCredential } from '../mobile-agent/credential';
 import { World, type WorldEnrolment, type WorldEvent } from '../world/index';
+import { ProfiledConnector, type PhoneProfile, type ProfileEvent } from '../world/phone-profiles';
 import {
   RANGE_METRES,
   resultText,
@@ -37,6 +38,7 @@ import {
   type Point,
   type Scenario,
   type Step,
+  type VersionExpectation,
 } from './schema';
 import { TraceRecorder, traceHash, type Trace } from './trace';
 import { renderTimeline } from './timeline';
@@ -98,6 +100,9 @@ interface Observed {
   unlockAttempts?: number;
   /** A refused manager operation's details, in the file's ids. */
   refusal?: { doors: string[]; keys: string[] };
+  /** Phones with a profile: GATT errors reported and ms until the lock was first heard. */
+  gattErrors?: number;
+  discoveryMs?: number | null;
 }
 
 /** How one message reads on the timeline. */
@@ -219,6 +224,16 @@ class Run {
     return phones;
   }
 
+  /** Profiles of the phones that have one, by phone id. */
+  phoneProfiles(): Record<string, PhoneProfile> {
+    const p = this.scenario.property;
+    const out: Record<string, PhoneProfile> = {};
+    const all = [...p.users, ...p.partners, ...p.guests].flatMap((o) => o.phones);
+    for (const s of this.scenario.steps) if (s.action.kind === 'inviteGuest') all.push(...s.action.phones);
+    for (const ph of all) if (ph.profile !== undefined) out[ph.id] = ph.profile;
+    return out;
+  }
+
   async start(captureDir: string | undefined): Promise<void> {
     const sc = this.scenario;
     const p = sc.property;
@@ -234,8 +249,10 @@ class Run {
       timeZone: p.timeZone,
       startMs: p.startEpochMs,
       lockPolicy: { ...p.lockPolicy },
-      doors: p.doors.map((d) => ({ name: d.id, kind: d.kind, connected: d.connected, uplinkIntervalSeconds: d.uplinkIntervalSeconds })),
+      doors: p.doors.map((d) => ({ name: d.id, kind: d.kind, connected: d.connected, uplinkIntervalSeconds: d.uplinkIntervalSeconds, ...(d.slowAdvertisingIntervalMs !== undefined ? { advertising: { slowIntervalMs: d.slowAdvertisingIntervalMs } } : {}) })),
       phones: [...phones.keys()],
+      phoneProfiles: this.phoneProfiles(),
+      reachMetres: RANGE_METRES,
       simMtu: link.mtu,
       ...(sc.device !== undefined ? { device: sc.device } : {}),
       onEvent: (e) => this.onWorldEvent(e),
@@ -423,14 +440,14 @@ class Run {
   private place(phone: string, at: Point | undefined, trace = true): void {
     this.positions.set(phone, at);
     let near: string | null = null;
+    let best = Infinity;
     if (at !== undefined) {
-      let best = Infinity;
       for (const d of this.scenario.property.doors) {
         const r = distance(at, d.position);
         if (r <= RANGE_METRES && r < best) (best = r), (near = d.id);
       }
     }
-    this.world.moveTo(phone, near);
+    this.world.moveTo(phone, near, near !== null ? best : undefined);
     if (trace) {
       const where = at === undefined ? 'away from every door' : `(${at.x}, ${at.y})${near !== null ? ` — in range of ${near}` : ' — out of range'}`;
       this.rec.note(this.now(), `${phone} moves ${where}`, near !== null ? { near } : undefined);
@@ -455,10 +472,46 @@ class Run {
       const label = r.refused.length > 0 ? `uplink: refused ${r.refused.map((x) => x.reason).join(', ')}` : r.applied > 0 ? `uplink: ${r.applied} update(s) applied` : 'uplink poll';
       this.rec.message(t, AUTHORITY, lockActor(e.door), label, { applied: r.applied, timeSet: r.timeSet, auditPosted: r.auditPosted }, r.refused.length === 0);
       this.noteVersion(e.door);
+    } else if (e.kind === 'phone') {
+      this.notePhoneEvent(t, e.phone, e.door, e.event);
     } else if (e.kind === 'power') {
       if (e.state === 'cut') this.rec.record({ t, kind: 'fault', from: lockActor(e.door), label: 'power cut' });
       else this.rec.note(t, `${e.door} powered on (reboot)`, { lock: e.door });
     }
+  }
+
+  /** What the phone's OS did (profiles): discovery, missed connects, GATT errors, intervals. */
+  private notePhoneEvent(t: number, phone: string, door: string, ev: ProfileEvent): void {
+    const from = phoneActor(phone);
+    switch (ev.kind) {
+      case 'discovered':
+        this.rec.record({ t, kind: 'connection', from, ...(door ? { to: lockActor(door) } : {}), label: `heard the lock after ${(ev.afterMs / 1000).toFixed(1)} s (scan ${ev.scan.windowMs}/${ev.scan.intervalMs} ms, advertising every ${ev.advertisingIntervalMs} ms)`, ok: true, detail: { discoveryMs: ev.afterMs } });
+        break;
+      case 'notDiscovered':
+        this.rec.record({ t, kind: 'connection', from, label: `never heard the lock: ${ev.why}`, ok: false });
+        break;
+      case 'connectMissed':
+        this.rec.record({ t, kind: 'fault', from, label: `connect request missed by the lock (attempt ${ev.attempt})${ev.reportedAfterMs === null ? ', initiating again' : ''}` });
+        break;
+      case 'gattError':
+        this.rec.record({ t, kind: 'connection', from, label: `GATT error ${ev.status} after ${ev.afterMs / 1000} s (attempt ${ev.attempt})`, ok: false, detail: { gattStatus: ev.status } });
+        break;
+      case 'retry':
+        this.rec.note(t, `${phone}'s app retries the connect in ${ev.delayMs} ms (attempt ${ev.attempt})`);
+        break;
+      case 'interval':
+        this.rec.note(t, `${phone}: connection interval ${ev.intervalMs} ms (${ev.phase})`);
+        break;
+    }
+  }
+
+  /** The phone's profile statistics since the last step (phones with a profile). */
+  private takeProfileStats(phone: string, obs: Observed): void {
+    const c = this.world.phone(phone).connector;
+    if (!(c instanceof ProfiledConnector)) return;
+    const s = c.takeStats();
+    obs.gattErrors = s.gattErrors;
+    obs.discoveryMs = s.discoveryMs;
   }
 
   noteVersion(doorRef: string): void {
@@ -713,9 +766,15 @@ class Run {
         break;
       case 'sync':
         obs.syncResult = await this.sync(a.phone, a.lock);
+        this.takeProfileStats(a.phone, obs);
         break;
       case 'unlock':
         Object.assign(obs, await this.unlock(a.phone, a.lock));
+        this.takeProfileStats(a.phone, obs);
+        break;
+      case 'appState':
+        this.world.setAppState(a.phone, a.state);
+        this.rec.note(t, `${a.phone}'s app goes to the ${a.state}`);
         break;
       case 'keypad': {
         const code = this.codeFor(a);
@@ -1072,6 +1131,17 @@ class Run {
       const n = this.world.authority.pendingRevocations({ doorId: this.doorId(door) }).length;
       add('pendingRevocations', `revocations pending at ${door}`, String(e.pendingRevocations), String(n), n === e.pendingRevocations);
     }
+    const compare = (x: number, { op, value }: VersionExpectation): boolean => (op === '==' ? x === value : op === '>=' ? x >= value : op === '<=' ? x <= value : op === '>' ? x > value : x < value);
+    if (e.gattErrors !== undefined) {
+      const want = e.gattErrors.op === '==' ? String(e.gattErrors.value) : `${e.gattErrors.op} ${e.gattErrors.value}`;
+      add('gattErrors', 'GATT errors the phone reported', want, String(obs.gattErrors ?? 'none'), obs.gattErrors !== undefined && compare(obs.gattErrors, e.gattErrors));
+    }
+    if (e.discoverySeconds !== undefined) {
+      const { op, value } = e.discoverySeconds;
+      const s = obs.discoveryMs === undefined || obs.discoveryMs === null ? undefined : obs.discoveryMs / 1000;
+      const ok = s !== undefined && compare(s, e.discoverySeconds);
+      add('discoverySeconds', 'seconds until the phone heard the lock', `${op} ${value}`, s === undefined ? 'never' : s.toFixed(1), ok);
+    }
     if (e.authorityInForce !== undefined) {
       const { door, version } = e.authorityInForce;
       const lockId = this.door(door).lockId;
@@ -1213,6 +1283,8 @@ export function describeAction(a: Action): string {
       return `packet error rate ${a.rate}${a.phone ? ` for ${a.phone}` : ''}${a.lock ? ` at ${a.lock}` : ''}`;
     case 'courier':
       return `${a.phone} courier mode ${a.mode}`;
+    case 'appState':
+      return `${a.phone}'s app to the ${a.state}`;
   }
 }
 

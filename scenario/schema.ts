@@ -13,6 +13,7 @@
 
 import type { DecisionReason, ErrorName, ScheduleWindow } from '../protocol';
 import type { DeviceProfileName } from '../firmware-sim/device-profile';
+import type { PhoneProfile } from '../world/phone-profiles';
 
 export const DAY_NAMES = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 export type DayName = (typeof DAY_NAMES)[number];
@@ -46,6 +47,8 @@ export interface DoorSpec {
   uplinkIntervalSeconds: number;
   /** Metres; phones within RANGE_METRES can connect. */
   position: Point;
+  /** After 30 s of 20 ms advertising following a trigger, the lock advertises at this (one of Apple's intervals). */
+  slowAdvertisingIntervalMs?: number;
 }
 
 export interface KeySpec {
@@ -65,6 +68,8 @@ export interface PhoneSpec {
   id: string;
   /** Initial position; absent = far away from every door. */
   position?: Point;
+  /** Phone behaviour profile (world/phone-profiles.ts); absent = an idealised phone. */
+  profile?: PhoneProfile;
 }
 
 export interface KeyAssignment {
@@ -242,7 +247,8 @@ export type Action =
   // faults: armed for the next connection(s) matching phone/lock (absent = any)
   | { kind: 'linkDrop'; phone?: string; lock?: string; atPacket?: number; atTimeMs?: number }
   | { kind: 'packetErrorRate'; rate: number; phone?: string; lock?: string }
-  | { kind: 'courier'; phone: string; mode: CourierMode };
+  | { kind: 'courier'; phone: string; mode: CourierMode }
+  | { kind: 'appState'; phone: string; state: 'foreground' | 'background' };
 
 export type ActionKind = Action['kind'];
 
@@ -281,6 +287,7 @@ export const ACTION_KINDS = [
   'linkDrop',
   'packetErrorRate',
   'courier',
+  'appState',
 ] as const satisfies readonly ActionKind[];
 
 // ---------------------------------------------------------------------------
@@ -321,6 +328,10 @@ export interface Expectation {
   refusal?: { doors?: string[]; keys?: string[] };
   /** How often version `version` arrived at `door` (counted, not inferred from the version). */
   arrivals?: ArrivalsExpectation;
+  /** GATT errors (Android's 133) the phone's OS reported to the app during the step. */
+  gattErrors?: VersionExpectation;
+  /** Seconds from the step until the phone's scanner first heard the lock (phones with a profile). */
+  discoverySeconds?: VersionExpectation;
   /** Lock the lock-scoped expectations refer to; defaults to the step's lock or door. */
   lock?: string;
 }

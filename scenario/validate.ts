@@ -41,6 +41,8 @@ import {
 } from './schema';
 import { isValidTimeZone, parseIsoInZone, resolveAt } from './time';
 import { DEVICE_PROFILE_NAMES } from '../firmware-sim/device-profile';
+import { APP_STATES, CONNECTION_PRIORITIES, DEFAULT_PROFILE, makeProfile, PHONE_OSES, type PhoneOs, type PhoneProfile } from '../world/phone-profiles';
+import { APPLE_SLOW_INTERVALS_MS } from '../firmware-sim/advertising';
 
 export interface ScenarioIssue {
   /** JSON-pointer-like location: `steps[3].unlock.phone`, `property.keys[0].doors[1].schedule`. */
@@ -321,7 +323,7 @@ function readProperty(r: Reader, v: unknown): PropertySpec | undefined {
   const doorPos = new Map<string, Point>();
   (r.list(o, 'doors', 'property', true) ?? []).forEach((dv, i) => {
     const p = `property.doors[${i}]`;
-    const d = r.obj(dv, p, ['id', 'name', 'kind', 'connected', 'uplinkIntervalSeconds', 'position']);
+    const d = r.obj(dv, p, ['id', 'name', 'kind', 'connected', 'uplinkIntervalSeconds', 'position', 'slowAdvertisingIntervalMs']);
     if (d === undefined) return;
     const id = r.str(d, 'id', p, { re: LOCK_ID_PATTERN, what: 'lock id (lowercase letters, digits, "-", e.g. lk-0001)' });
     const dname = r.str(d, 'name', p, { required: false }) ?? id ?? '';
@@ -331,8 +333,16 @@ function readProperty(r: Reader, v: unknown): PropertySpec | undefined {
     if (uplink !== undefined && connected === false) r.fail(`${p}.uplinkIntervalSeconds`, 'only applies to connected doors (connected: true)');
     uplink ??= DEFAULT_UPLINK_INTERVAL_SECONDS;
     const position = d['position'] === undefined ? { x: 10 * i, y: 0 } : readPoint(r, d['position'], `${p}.position`);
+    let slow: number | undefined;
+    if (d['slowAdvertisingIntervalMs'] !== undefined) {
+      slow = r.num(d, 'slowAdvertisingIntervalMs', p);
+      if (slow !== undefined && !(APPLE_SLOW_INTERVALS_MS as readonly number[]).includes(slow)) {
+        r.fail(`${p}.slowAdvertisingIntervalMs`, `${slow} is not one of Apple's recommended intervals (${APPLE_SLOW_INTERVALS_MS.join(', ')} ms)`);
+        slow = undefined;
+      }
+    }
     if (!uniqueId(`${p}.id`, id) || kind === undefined || connected === undefined || position === undefined) return;
-    doors.push({ id, name: dname, kind, connected, uplinkIntervalSeconds: connected ? uplink : 0, position });
+    doors.push({ id, name: dname, kind, connected, uplinkIntervalSeconds: connected ? uplink : 0, position, ...(slow !== undefined ? { slowAdvertisingIntervalMs: slow } : {}) });
     doorPos.set(id, position);
   });
   if (doors.length === 0 && Array.isArray(o['doors'])) r.fail('property.doors', 'a property needs at least one door');
@@ -470,13 +480,37 @@ function readPhone(r: Reader, v: unknown, path: string, doorIds: ReadonlySet<str
     if (!ID_RE.test(v)) return r.fail(path, `${show(v)} is not a valid phone id`);
     return { id: v };
   }
-  const o = r.obj(v, path, ['id', 'at']);
+  const o = r.obj(v, path, ['id', 'at', 'profile']);
   if (o === undefined) return undefined;
   const id = r.str(o, 'id', path, { re: ID_RE, what: 'id' });
   if (id === undefined) return undefined;
-  if (o['at'] === undefined) return { id };
+  let profile: PhoneProfile | undefined;
+  if (o['profile'] !== undefined) {
+    profile = readProfile(r, o['profile'], `${path}.profile`);
+    if (profile === undefined) return undefined;
+  }
+  const withProfile = profile !== undefined ? { profile } : {};
+  if (o['at'] === undefined) return { id, ...withProfile };
   const position = readPlace(r, o['at'], `${path}.at`, doorIds, doorPos);
-  return position === undefined ? undefined : { id, position };
+  return position === undefined ? undefined : { id, position, ...withProfile };
+}
+
+/** `profile: android` or `profile: { os: ios, app: background, … }` (scenario/README.md). */
+function readProfile(r: Reader, v: unknown, path: string): PhoneProfile | undefined {
+  if (typeof v === 'string') {
+    if (!(PHONE_OSES as readonly string[]).includes(v)) return r.fail(path, `${show(v)} is not a phone profile (one of ${PHONE_OSES.join(', ')})${suggest(v, PHONE_OSES)}`);
+    return makeProfile(v as PhoneOs);
+  }
+  const o = r.obj(v, path, ['os', 'app', 'priority', 'serviceFilter', 'connectRetries', 'retryDelayMs']);
+  if (o === undefined) return undefined;
+  const os = r.oneOf(o, 'os', path, PHONE_OSES);
+  const app = r.oneOf(o, 'app', path, APP_STATES, DEFAULT_PROFILE.app);
+  const priority = r.oneOf(o, 'priority', path, CONNECTION_PRIORITIES, DEFAULT_PROFILE.priority);
+  const serviceFilter = r.bool(o, 'serviceFilter', path, DEFAULT_PROFILE.serviceFilter);
+  const connectRetries = o['connectRetries'] === undefined ? DEFAULT_PROFILE.connectRetries : r.num(o, 'connectRetries', path, { min: 0, max: 20, int: true });
+  const retryDelayMs = o['retryDelayMs'] === undefined ? DEFAULT_PROFILE.retryDelayMs : r.num(o, 'retryDelayMs', path, { min: 0, max: 600_000 });
+  if (os === undefined || app === undefined || priority === undefined || serviceFilter === undefined || connectRetries === undefined || retryDelayMs === undefined) return undefined;
+  return { os, app, priority, serviceFilter, connectRetries, retryDelayMs };
 }
 
 function readIdList(r: Reader, o: Obj, key: string, path: string, names: Names): string[] {
@@ -916,6 +950,16 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
       const to = o['to'] === undefined ? r.fail(`${p}.to`, 'required: {x, y} in metres or a door id') : readPlace(r, o['to'], `${p}.to`, m.doors.set, doorPos);
       return m.phones.check(r, `${p}.phone`, phone) && to !== undefined ? { kind, phone, to } : undefined;
     }
+    case 'appState': {
+      const o = r.obj(v, p, ['phone', 'state']);
+      if (o === undefined) return undefined;
+      const phone = r.str(o, 'phone', p);
+      const state = r.oneOf(o, 'state', p, APP_STATES);
+      if (!m.phones.check(r, `${p}.phone`, phone) || state === undefined) return undefined;
+      const spec = [...m.prop.users, ...m.prop.partners, ...m.prop.guests].flatMap((x) => x.phones).find((ph) => ph.id === phone);
+      if (spec !== undefined && spec.profile === undefined) return r.fail(`${p}.phone`, `${phone} has no profile: only a phone with a profile (android, ios) has an app state`);
+      return { kind, phone, state };
+    }
     case 'walkAway': {
       const o = typeof v === 'string' ? { phone: v } : r.obj(v, p, ['phone']);
       if (o === undefined) return undefined;
@@ -1055,7 +1099,7 @@ function readFaultScope(r: Reader, o: Obj, p: string, m: Model): { phone?: strin
 // ---------------------------------------------------------------------------
 // Expectations
 
-const EXPECT_FIELDS = ['decision', 'syncResult', 'manager', 'versionAtLock', 'pendingRevocations', 'authorityInForce', 'grants', 'unlockAttempts', 'refusal', 'arrivals', 'lock'] as const;
+const EXPECT_FIELDS = ['decision', 'syncResult', 'manager', 'versionAtLock', 'pendingRevocations', 'authorityInForce', 'grants', 'unlockAttempts', 'refusal', 'arrivals', 'gattErrors', 'discoverySeconds', 'lock'] as const;
 
 function readExpect(r: Reader, v: unknown, p: string, kind: Action['kind'], action: Action | undefined, m: Model): Expectation | undefined {
   const o = r.obj(v, p, EXPECT_FIELDS);
@@ -1106,6 +1150,23 @@ function readExpect(r: Reader, v: unknown, p: string, kind: Action['kind'], acti
     const hasSubject = a !== undefined && (typeof a.lock === 'string' || typeof a.door === 'string');
     if (action !== undefined && !hasSubject)
       bad(p, `versionAtLock and pendingRevocations need a lock: this ${kind} step names none, so add expect.lock`);
+  }
+  for (const field of ['gattErrors', 'discoverySeconds'] as const) {
+    if (o[field] === undefined) continue;
+    if (!SYNC_STEPS.has(kind)) bad(`${p}.${field}`, `only sync and unlock steps connect a phone (this step is ${kind})`);
+    const a = action as { phone?: string } | undefined;
+    const phone = a?.phone === undefined ? undefined : [...m.prop.users, ...m.prop.partners, ...m.prop.guests].flatMap((x) => x.phones).find((ph) => ph.id === a.phone);
+    if (action !== undefined && phone !== undefined && phone.profile === undefined) bad(`${p}.${field}`, `${a?.phone ?? ''} has no profile: give the phone a profile (android, ios) to observe ${field}`);
+  }
+  if (o['gattErrors'] !== undefined) {
+    const ge = readVersionExpectation(r, o['gattErrors'], `${p}.gattErrors`);
+    if (ge === undefined) ok = false;
+    else e.gattErrors = ge;
+  }
+  if (o['discoverySeconds'] !== undefined) {
+    const ve = readVersionExpectation(r, o['discoverySeconds'], `${p}.discoverySeconds`);
+    if (ve === undefined) ok = false;
+    else e.discoverySeconds = ve;
   }
   if (o['authorityInForce'] !== undefined) {
     const ap = `${p}.authorityInForce`;

@@ -168,3 +168,109 @@ describe('locksync panel over a scenario\'s world', () => {
     }
   }, 60_000);
 });
+
+describe('locksync panel --lock-dir over `lock run` daemons', () => {
+  const BUNDLE = { lockId: 'lk-0042', rootPublicKeys: ['d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'], lockSecret: '3f'.repeat(32), timeZone: 'UTC' };
+
+  /** A provisioned state dir and a `lock run` on the sim transport (stdin kept open), serving its control socket. */
+  async function runningLock(work: string): Promise<{ dir: string; stop: () => Promise<void> }> {
+    const fs = await import('node:fs');
+    const { spawn } = await import('node:child_process');
+    const { BIN, ROOT, childEnv, locksync } = await import('../test/failure-paths/harness');
+    const { controlRequest, controlSocketPath } = await import('../firmware-sim/lifecycle');
+    const bundle = path.join(work, 'bundle.json');
+    fs.writeFileSync(bundle, JSON.stringify(BUNDLE));
+    const dir = path.join(work, 'front-door');
+    const r = await locksync(['lock', 'provision', '--state', dir, '--bundle', bundle, '--seed', 'panel', '--blocks', '64'], { deadlineMs: 45_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const child = spawn(process.execPath, [BIN, 'lock', 'run', '--state', dir], { cwd: ROOT, env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+    const until = Date.now() + 45_000;
+    for (;;) {
+      const up = await controlRequest(controlSocketPath(dir), { op: 'ping' }, 1000).then((a) => a.ok, () => false);
+      if (up) break;
+      if (Date.now() > until || child.exitCode !== null) throw new Error(`lock run did not serve its control socket:\n${out}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    return {
+      dir,
+      stop: async () => {
+        child.stdin.end(); // the sim transport ends with its stdin: the lock shuts down and saves
+        await exited;
+      },
+    };
+  }
+
+  it('shows the running lock\'s state, battery and audit live; the keypad and the battery fault act through its control socket', async () => {
+    const fs = await import('node:fs');
+    const { LockDirPanel } = await import('./lockdir-panel');
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'locksync-panel-lockdir-'));
+    const lock = await runningLock(work);
+    const panel = new LockDirPanel([lock.dir]);
+    try {
+      const url = await panel.listen(0);
+      const view = () => panel.state().locks[0]!;
+      // The sim transport's stdin is a connected phone: the lock is in its session.
+      expect(view()).toMatchObject({ door: 'front-door', lockId: 'lk-0042', mode: 'syncSession', connection: 'phone connected' });
+      const batteryAtStart = view().battery;
+      expect(batteryAtStart).toBeGreaterThan(99);
+      expect(batteryAtStart).toBeLessThanOrEqual(100);
+      const auditBefore = view().audit.length;
+
+      if (chromium !== undefined) {
+        const puppeteer = (await import('puppeteer-core')).default;
+        const browser = await puppeteer.launch({ executablePath: chromium, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+        try {
+          const page = await browser.newPage();
+          await page.setViewport({ width: 1000, height: 900 });
+          await page.goto(url);
+          const sel = '#lock-lk-0042';
+          await page.waitForSelector(`${sel} .keypad`);
+          for (const d of '1234567') await page.click(`${sel} button[data-key="${d}"]`);
+          await page.click(`${sel} button[data-enter]`);
+          // The lock holds no credential: the code is refused (or not taken while the session holds the lock).
+          await page.waitForFunction(`/keypad •+ → /.test(document.getElementById('result-lk-0042')?.textContent ?? '')`, { timeout: 20_000 });
+          console.log(`keypad in the page: ${String(await page.evaluate(`document.getElementById('result-lk-0042')?.textContent`))}`);
+          expect(await page.evaluate(`document.getElementById('result-lk-0042')?.textContent`)).not.toMatch(/GRANTED/);
+          await page.click(`${sel} button[data-fault="battery"]`);
+          await page.waitForFunction(`document.querySelector('${sel} .mode')?.textContent === 'lowBattery'`, { timeout: 20_000 });
+          await page.waitForFunction(`document.querySelector('${sel} .battery')?.textContent === '5%'`, { timeout: 20_000 });
+          const events = (await page.evaluate(`[...document.querySelectorAll('#events li')].map((l) => l.textContent ?? '')`)) as string[];
+          expect(events.some((e) => /battery nearly flat \(5 %\) → lowBattery/.test(e))).toBe(true);
+          expect(events.some((e) => /audit #\d+ lowBattery/.test(e))).toBe(true);
+          const shot = path.join(work, `locksync-panel-lockdir-${process.pid}.png`);
+          await page.screenshot({ path: shot, fullPage: true });
+          console.log(`panel (--lock-dir) screenshot: ${shot}`);
+          expect(fs.existsSync(shot)).toBe(true);
+        } finally {
+          await browser.close();
+        }
+      } else {
+        expect((await panel.act({ op: 'keypad', door: 'front-door', code: '1234567' })).ok).toBe(false);
+        await panel.act({ op: 'battery', door: 'front-door' });
+      }
+      expect(view().mode).toBe('lowBattery');
+      expect(view().audit.length).toBeGreaterThan(auditBefore);
+      // The sim transport has no radio links to drop: the fault says so instead of pretending.
+      const drop = await panel.act({ op: 'dropLink', door: 'front-door' });
+      expect(drop).toEqual({ ok: false, text: 'this transport cannot drop its links' });
+      // A new battery: the lock leaves lowBattery.
+      await panel.act({ op: 'battery', door: 'front-door' });
+      expect(view().mode).not.toBe('lowBattery');
+      expect(view().battery).toBe(100);
+    } finally {
+      await panel.close();
+      await lock.stop();
+    }
+    // The battery model's charge used is kept beside the flash for the next run.
+    const saved = JSON.parse(fs.readFileSync(path.join(lock.dir, 'battery.json'), 'utf8')) as { usedUc: Record<string, number> };
+    // (a new battery went in just before the stop: only what the last moments used)
+    expect(Object.keys(saved.usedUc).sort()).toEqual(['adverts', 'connections', 'flash', 'motor', 'sleep']);
+    expect(saved.usedUc['adverts']).toBeGreaterThan(0);
+    const { locksync, expectFailure } = await import('../test/failure-paths/harness');
+    expectFailure(await locksync(['panel', '--lock-dir', work], { deadlineMs: 30_000 }), 'BAD_STATE', /not a lock state directory/);
+  }, 180_000);
+});

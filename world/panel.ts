@@ -51,6 +51,8 @@ export interface PanelState {
   timeline: PanelEvent[];
   /** What the people in the demo were told (the keypad test types these). */
   told: Record<string, string>;
+  /** What the panel is over (the page's header). */
+  title?: string;
 }
 
 /** The demo's property on the in-process link: Lobby (connected) and Unit 4B (offline), Alice and FastParcel. */
@@ -154,7 +156,7 @@ export class Panel {
         version: lock.version,
         authorityVersion: a.currentVersion(d.lockId),
         clockTrusted: lock.rtc.trusted,
-        battery: lock.machine.battery,
+        battery: d.battery ? Math.round(d.battery.sample(this.world.clock.nowMs()).percent * 1000) / 1000 : lock.machine.battery,
         connection: d.poweredOff ? 'off the air (power cut)' : lock.machine.sessionOpen ? 'phone connected' : near.length > 0 ? `in range of ${near.join(', ')}` : 'advertising',
         poweredOff: d.poweredOff,
         partners: a.listPartners().filter((p) => p.status === 'authorized' && p.doors.includes(d.doorId)).map((p) => ({ id: p.id, name: p.name })),
@@ -163,7 +165,7 @@ export class Panel {
         audit,
       };
     });
-    return { locks, phones: [...this.world.phones.values()].map((p) => ({ name: p.name, near: p.near })), timeline: this.timeline, told: this.told };
+    return { locks, phones: [...this.world.phones.values()].map((p) => ({ name: p.name, near: p.near })), timeline: this.timeline, told: this.told, title: 'a world on the in-process link' };
   }
 
   private push(): void {
@@ -257,6 +259,16 @@ export class Panel {
           this.record('fault', 'radio blackout: no lock reachable');
           return { ok: true, text: 'blackout' };
         }
+        case 'battery': {
+          // A failing battery (below the 10 % the lock needs to drive its motor), or a new one.
+          const d = w.door(door);
+          const lock = d.lock;
+          const percent = lock.machine.battery < 10 ? 100 : 5;
+          if (d.battery) d.battery.setLevel(percent, w.clock.nowMs());
+          else lock.setBattery(percent);
+          this.record('fault', `${door}: battery ${percent === 100 ? 'replaced' : 'nearly flat (5 %)'} → ${lock.machine.mode.kind}`);
+          return { ok: true, text: `battery ${percent} %` };
+        }
         case 'restoreRadio': {
           for (const d of w.doors.values()) w.simAir?.setInRange(d.lockId, true);
           this.record('fault', 'radio back');
@@ -336,14 +348,36 @@ function safe<T>(f: () => T, fallback: T): T {
 export function registerPanelCommand(program: Command): void {
   program
     .command('panel')
-    .description('a local web page over the demo\'s world or a scenario\'s (sim link): each lock\'s state, credentials by person and grant, audit log; keypad, keycard, phone unlock, sync, a walk-away slider, fault buttons; the timeline live (server-sent events)')
+    .description('a local web page over the demo\'s world, a scenario\'s (sim link) or running `lock run --state DIR` daemons: each lock\'s state, battery, credentials by person and grant, audit log; keypad, keycard, phone unlock, sync, a walk-away slider, fault buttons; the timeline live (server-sent events)')
     .option('--port <n>', 'port on 127.0.0.1 (0 = any free port)', '0')
     .option('--seed <seed>', 'seed of the world (keys, lock randomness); default: the demo\'s "panel", or the scenario\'s own')
     .option('--scenario <file>', 'serve this scenario\'s world as its run begins (property built, version 1 installed) instead of the demo\'s')
-    .addHelpText('after', '\nPrints the URL, serves until interrupted. Exit codes: 2 USAGE for a bad --port; 15 IN_USE when the port is taken.')
-    .action(async (opts: { port: string; seed?: string; scenario?: string }) => {
+    .option('--lock-dir <dirs...>', 'serve the locks running from these state directories (`lock run --state DIR`), through their control sockets: state, table, audit and battery live; keypad, keycard, drop link and battery faults')
+    .addHelpText('after', '\nPrints the URL, serves until interrupted. Exit codes: 2 USAGE for a bad --port; 15 IN_USE when the port is taken; 16 BAD_STATE for a --lock-dir that is not a lock state directory.')
+    .action(async (opts: { port: string; seed?: string; scenario?: string; lockDir?: string[] }) => {
       try {
         const port = parseIntegerOption('--port', opts.port, { min: 0, max: 65535 });
+        if (opts.lockDir !== undefined) {
+          if (opts.scenario !== undefined) throw new CliError('USAGE', '--lock-dir and --scenario are two different worlds', 'pass one of them');
+          const { LockDirPanel, checkLockDir } = await import('./lockdir-panel');
+          for (const dir of opts.lockDir) checkLockDir(dir);
+          const panel = new LockDirPanel(opts.lockDir);
+          let url: string;
+          try {
+            url = await panel.listen(port);
+          } catch (e) {
+            await panel.close();
+            if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new CliError('IN_USE', `port ${port} on 127.0.0.1 is taken`, 'pass another --port, or 0 for any free port');
+            throw e;
+          }
+          process.stdout.write(`panel: ${url}\n`);
+          await new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+          });
+          await panel.close();
+          return;
+        }
         let world: World;
         let told: Record<string, string>;
         if (opts.scenario !== undefined) {
@@ -388,7 +422,7 @@ export function registerPanelCommand(program: Command): void {
     });
 }
 
-const PAGE = `<!DOCTYPE html>
+export const PAGE = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>locksync panel</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:0;background:#f6f8fa;color:#24292f}
@@ -401,7 +435,7 @@ td,th{border-bottom:1px solid #eaeef2;padding:2px 6px;text-align:left}
 #timeline{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px;width:560px;font-size:12px;max-height:600px;overflow:auto}
 .state span{margin-right:12px}
 </style></head>
-<body><header><b>locksync panel</b> — a world on the in-process link · <span id="conn">connecting…</span></header>
+<body><header><b>locksync panel</b> — <span id="title"></span> · <span id="conn">connecting…</span></header>
 <main id="locks"></main>
 <main><div id="timeline"><h2>Timeline</h2><ol id="events"></ol></div></main>
 <script>
@@ -414,7 +448,7 @@ function lockHtml(l) {
   const keys = ['1','2','3','4','5','6','7','8','9','0'].map((k) => '<button data-key="' + k + '" data-lock="' + id + '">' + k + '</button>').join('');
   return '<section class="lock" id="lock-' + id + '"><h2>' + esc(l.door) + ' <small>' + esc(id) + '</small></h2>' +
     '<div class="state"><span>state <b class="mode">' + esc(l.mode) + '</b></span><span>table <b class="version">v' + l.version + '</b> (authority v' + l.authorityVersion + ')</span>' +
-    '<span>clock ' + (l.clockTrusted ? 'trusted' : '<b class="bad">untrusted</b>') + '</span><span>battery ' + l.battery + '%</span><span class="connection">' + esc(l.connection) + '</span></div>' +
+    '<span>clock ' + (l.clockTrusted ? 'trusted' : '<b class="bad">untrusted</b>') + '</span><span>battery <b class="battery">' + l.battery + '%</b></span><span class="connection">' + esc(l.connection) + '</span></div>' +
     '<div>pending revocations: <b class="pending">' + l.pendingRevocations.length + '</b> ' + l.pendingRevocations.map(esc).join('; ') + '</div>' +
     '<table class="credentials"><tr><th>who may enter</th><th>with</th><th>through</th><th>until</th></tr>' +
     l.credentials.map((c) => '<tr><td>' + esc(c.who) + '</td><td>' + esc(c.kind) + ' #' + c.credId + '</td><td>' + esc(c.grant) + '</td><td>' + esc(c.until) + '</td></tr>').join('') + '</table>' +
@@ -425,13 +459,15 @@ function lockHtml(l) {
     '<div>walk ' + esc(S.state.phones[0]?.name ?? '') + ' away: <input type="range" min="0" max="20" value="1" data-walk="' + esc(l.door) + '"> </div>' +
     '<div>' + l.partners.map((p) => '<button data-remove="' + esc(l.door) + '" data-partner="' + p.id + '">manager: remove ' + esc(p.name) + ' from ' + esc(l.door) + '</button> ').join('') +
     '<button data-fault="dropLink" data-door="' + esc(l.door) + '">drop link</button> <button data-fault="powerCut" data-door="' + esc(l.door) + '">' + (l.poweredOff ? 'restore power' : 'cut power') + '</button> ' +
-    '<button data-fault="blackout" data-door="' + esc(l.door) + '">blackout</button> <button data-fault="restoreRadio" data-door="' + esc(l.door) + '">radio back</button></div>' +
+    '<button data-fault="blackout" data-door="' + esc(l.door) + '">blackout</button> <button data-fault="restoreRadio" data-door="' + esc(l.door) + '">radio back</button> ' +
+    '<button data-fault="battery" data-door="' + esc(l.door) + '">' + (l.battery < 10 ? 'new battery' : 'battery nearly flat') + '</button></div>' +
     '<details><summary>audit log (' + l.audit.length + ')</summary><table>' + l.audit.map((a) => '<tr><td>' + a.seq + '</td><td>' + esc(a.time) + '</td><td>' + esc(a.event) + '</td><td>' + (a.credId ?? '') + '</td></tr>').join('') + '</table></details></section>';
 }
 function render() {
   const st = S.state;
   const results = {};
   document.querySelectorAll('.result').forEach((e) => (results[e.id] = e.innerHTML));
+  document.getElementById('title').textContent = st.title || '';
   document.getElementById('locks').innerHTML = st.locks.map(lockHtml).join('');
   for (const [k, v] of Object.entries(results)) { const e = document.getElementById(k); if (e) e.innerHTML = v; }
   document.getElementById('events').innerHTML = st.timeline.map((e) => '<li class="' + (e.ok === false ? 'bad' : e.ok ? 'ok' : '') + '">+' + (e.t / 1000).toFixed(1) + ' s ' + esc(e.kind) + ': ' + esc(e.text) + '</li>').join('');

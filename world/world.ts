@@ -26,6 +26,9 @@ import type { Radio } from '../radio/radio';
 import type { LinkPolicy } from '../radio/controller';
 import type { HostedSession, LockSessionHost } from '../ble/session-host';
 import type { LockLinkEvents } from '../ble/lock-server';
+import { AdvertisingSchedule, type AdvertisingScheduleSpec, type AdvertisingTrigger } from '../firmware-sim/advertising';
+import { BatteryMeter } from '../firmware-sim/battery';
+import { ProfiledConnector, type PhoneProfile, type ProfileEvent } from './phone-profiles';
 
 export type WorldTransport = 'sim' | 'ble';
 
@@ -35,6 +38,8 @@ export interface WorldDoorSpec {
   connected?: boolean;
   /** Connected doors poll the authority this often (world clock). */
   uplinkIntervalSeconds?: number;
+  /** Advertising schedule: 20 ms for 30 s after a trigger, then a slower interval (firmware-sim/advertising.ts). */
+  advertising?: AdvertisingScheduleSpec;
 }
 
 export interface WorldOptions {
@@ -48,6 +53,14 @@ export interface WorldOptions {
   lockPolicy?: Partial<LockPolicy>;
   doors: WorldDoorSpec[];
   phones: string[];
+  /**
+   * Phone behaviour profiles by phone name (world/phone-profiles.ts): a phone with one
+   * finds locks, connects and fails the way its OS does, in world time. Without one a
+   * phone finds a lock in reach at once and never misses a connect.
+   */
+  phoneProfiles?: Record<string, PhoneProfile>;
+  /** A phone this close to a door reaches it (placeAt; default 5 m). */
+  reachMetres?: number;
   /** `ble` only: link policy for every controller, and btsnoop capture directory. */
   radio?: {
     linkPolicy?: LinkPolicy;
@@ -57,6 +70,8 @@ export interface WorldOptions {
     timeScale?: number;
     /** ATT MTU every phone asks for when it connects (noble's default: 247). */
     phoneMtu?: number;
+    /** Locks ask the phone for slower connection parameters after each sync (L2CAP Connection Parameter Update Request). */
+    lockIdleParametersAfterSync?: boolean;
   };
   /** `sim` only: ATT MTU of the in-process link. */
   simMtu?: number;
@@ -108,7 +123,8 @@ export type WorldEvent =
   | { kind: 'sync'; phone: string; door: string; event: Parameters<NonNullable<SyncOptions['onEvent']>>[0] }
   | { kind: 'uplink'; door: string; result: PollResult }
   | { kind: 'move'; phone: string; near: string | null }
-  | { kind: 'power'; door: string; state: 'cut' | 'on' };
+  | { kind: 'power'; door: string; state: 'cut' | 'on' }
+  | { kind: 'phone'; phone: string; door: string; event: ProfileEvent };
 
 export interface WorldDoor {
   name: string;
@@ -134,6 +150,10 @@ export interface WorldDoor {
   nextUplinkAtMs: number;
   poweredOff: boolean;
   driftPpm: number;
+  /** When the lock advertises fast and when slowly (world clock). */
+  advertising: AdvertisingSchedule;
+  /** State of charge, drained by adverts, connections, flash and unlocks (firmware-sim/battery.ts). */
+  battery?: BatteryMeter;
 }
 
 export interface WorldPhone {
@@ -142,6 +162,10 @@ export interface WorldPhone {
   cache: CourierCache;
   /** Door the phone stands at (within reach), or null (away from every door). */
   near: string | null;
+  /** Metres from the door it stands at (moveTo: about 1 m). */
+  distanceM: number;
+  /** Its OS's behaviour, if it has a profile (the connector then is a ProfiledConnector). */
+  profile?: PhoneProfile;
   deviceId?: number;
   token?: string;
   secretKeyHex?: string;
@@ -303,6 +327,7 @@ export class World {
       nextUplinkAtMs: 0,
       poweredOff: false,
       driftPpm: 0,
+      advertising: new AdvertisingSchedule(spec.advertising ?? {}, this.clock.nowMs()),
     };
     door.host = {
       lockId: bundle.lockId,
@@ -313,6 +338,7 @@ export class World {
     this.doors.set(spec.name, door);
     // A freshly installed lock has its clock set by the installer's app (trusted).
     this.bootLock(door, { continueAtMs: this.clock.nowMs(), trusted: true });
+    door.battery = new BatteryMeter(() => door.lock, flash, door.advertising, { nowMs: this.clock.nowMs() });
     if (this.transport === 'ble') door.controller = controllerName('lock', spec.name);
     await this.serve(door);
   }
@@ -373,6 +399,7 @@ export class World {
       rtc: rtcOpts,
       ...(this.opts.device !== undefined ? { device: this.opts.device } : {}),
     });
+    door.advertising?.trigger(this.clock.nowMs(), 'boot');
     if (door.connected) {
       door.uplink = new Uplink(door.lock, { baseUrl: this.url, token: door.lockToken, waitSeconds: 0 });
       door.nextUplinkAtMs = this.clock.nowMs() + door.uplinkIntervalSeconds * 1000;
@@ -396,6 +423,7 @@ export class World {
     const served = await serveLockOverBle(door.host, radio.controller(door.controller as string).transport, {
       advertisingIntervalMs: this.opts.radio?.advertisingIntervalMs ?? 20,
       events,
+      ...(this.opts.radio?.lockIdleParametersAfterSync ? { idleParametersAfterSync: true } : {}),
     });
     door.stopServing = () => served.stop();
     door.refreshAdvert = () => served.refreshAdvert();
@@ -406,7 +434,7 @@ export class World {
   private async addPhone(name: string): Promise<void> {
     const cache = new CourierCache(join(this.dir, 'phones', name));
     let connector: LockConnector;
-    const phone: WorldPhone = { name, connector: undefined as unknown as LockConnector, cache, near: null, knownGrants: new Map(), fetches: 0 };
+    const phone: WorldPhone = { name, connector: undefined as unknown as LockConnector, cache, near: null, distanceM: AT_DOOR_M, knownGrants: new Map(), fetches: 0 };
     if (this.simAir) {
       connector = this.simAir.connector(name, (lockId) => this.canReach(phone, lockId));
     } else {
@@ -416,8 +444,52 @@ export class World {
       if (this.opts.radio?.phoneMtu !== undefined) connectorOpts.connection = { mtu: this.opts.radio.phoneMtu };
       connector = await NobleConnector.open((this.radio as Radio).controller(phone.controller).transport, connectorOpts);
     }
+    const profile = this.opts.phoneProfiles?.[name];
+    if (profile !== undefined) {
+      phone.profile = { ...profile };
+      connector = new ProfiledConnector(connector, {
+        profile: () => phone.profile as PhoneProfile,
+        scheduleOf: (lockId) => {
+          const door = this.doorByLockId(lockId);
+          return door && !door.poweredOff ? door.advertising : undefined;
+        },
+        canReach: (lockId) => this.canReach(phone, lockId),
+        distance: () => ({ metres: phone.distanceM, rangeM: this.reachMetres }),
+        nowMs: () => this.clock.nowMs(),
+        advance: (ms) => this.advance(ms),
+        random: new SeededRandom(`${this.seed}:phone-profile:${name}`),
+        onEvent: (event) => {
+          const door = phone.near ?? '';
+          this.opts.onEvent?.({ kind: 'phone', phone: name, door, event });
+        },
+        onIntervalPhase: (_lockId, phase) => {
+          // The phone's controller runs the link at the OS's interval for each phase.
+          if (this.radio && phone.controller) this.radio.setLinkPolicy(phone.controller, { ...this.opts.radio?.linkPolicy, intervalMs: phase.intervalMs });
+        },
+      });
+    }
     phone.connector = connector;
     this.phones.set(name, phone);
+  }
+
+  get reachMetres(): number {
+    return this.opts.reachMetres ?? 5;
+  }
+
+  private doorByLockId(lockId: string): WorldDoor | undefined {
+    return [...this.doors.values()].find((d) => d.lockId === lockId);
+  }
+
+  /** Foreground or background: how the phone's OS lets its app scan from now on. */
+  setAppState(phoneName: string, app: PhoneProfile['app']): void {
+    const phone = this.phone(phoneName);
+    if (!phone.profile) throw new Error(`phone ${phoneName} has no behaviour profile`);
+    phone.profile.app = app;
+  }
+
+  /** Something made the lock advertise fast again (a keypad touch, a link that ended). */
+  triggerAdvertising(doorName: string, cause: AdvertisingTrigger): void {
+    this.door(doorName).advertising.trigger(this.clock.nowMs(), cause);
   }
 
   private canReach(phone: WorldPhone, lockId: string): boolean {
@@ -475,16 +547,17 @@ export class World {
   // -------------------------------------------------------------------------
   // Movement
 
-  /** Put the phone about a metre in front of a door (null: far from every door). */
-  moveTo(phoneName: string, doorName: string | null): void {
+  /** Put the phone about a metre (or `metres`) in front of a door (null: far from every door). */
+  moveTo(phoneName: string, doorName: string | null, metres = AT_DOOR_M): void {
     const phone = this.phone(phoneName);
     phone.near = doorName;
+    phone.distanceM = metres;
     if (this.radio && phone.controller) {
       const ctl = this.radio.controller(phone.controller);
       if (doorName === null) ctl.setPosition(-1000, 50);
       else {
         const i = [...this.doors.keys()].indexOf(doorName);
-        ctl.setPosition(i * DOOR_SPACING_M, AT_DOOR_M);
+        ctl.setPosition(i * DOOR_SPACING_M, metres);
       }
     }
     this.opts.onEvent?.({ kind: 'move', phone: phoneName, near: doorName });
@@ -493,7 +566,8 @@ export class World {
   /** Put the phone at an exact distance from a door (`ble`: RSSI and PER follow). */
   placeAt(phoneName: string, doorName: string, metres: number): void {
     const phone = this.phone(phoneName);
-    phone.near = metres <= 5 ? doorName : null;
+    phone.near = metres <= this.reachMetres ? doorName : null;
+    phone.distanceM = metres;
     if (this.radio && phone.controller) {
       const i = [...this.doors.keys()].indexOf(doorName);
       this.radio.controller(phone.controller).setPosition(i * DOOR_SPACING_M, metres);
@@ -532,6 +606,8 @@ export class World {
     try {
       return await doorSync(opts);
     } finally {
+      // The link ended: the lock advertises fast again for a while.
+      door.advertising.trigger(this.clock.nowMs(), 'disconnect');
       await door.refreshAdvert?.().catch(() => undefined);
     }
   }
@@ -548,7 +624,11 @@ export class World {
       ...rest,
     };
     if (!offline && opts.authority === undefined && extra.passiveSync !== false) opts.authority = this.authorityClientFor(phoneName);
-    return unlock(opts);
+    try {
+      return await unlock(opts);
+    } finally {
+      door.advertising.trigger(this.clock.nowMs(), 'disconnect');
+    }
   }
 
   // -------------------------------------------------------------------------

@@ -289,7 +289,7 @@ describe('a lock owns its state dir', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^error TRANSPORT_LOST: .+ — .+$/);
     expect(out).not.toMatch(STACK_FRAME);
-    expect(fs.readdirSync(state).sort()).toEqual(['device.json', 'flash.img', 'rtc.json']);
+    expect(fs.readdirSync(state).sort()).toEqual(['battery.json', 'device.json', 'flash.img', 'rtc.json']);
   }, TEST_TIMEOUT);
 
   it('lock run --reattach survives its radio dying: it waits, serves on the restarted radio and says so', async () => {
