@@ -113,10 +113,56 @@ export abstract class Credentials extends SigningKeys {
     return chosen;
   }
 
+  /** Keys through which a user holds a door with doorcodes on, oldest assignment first. */
+  protected doorcodeGrants(userId: number, doorId: number): number[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT a.key_id FROM assignments a JOIN key_doors kd ON kd.key_id = a.key_id JOIN keys k ON k.id = a.key_id
+           WHERE a.user_id = ? AND kd.door_id = ? AND kd.doorcodes_enabled = 1 AND k.guest_of IS NULL ORDER BY a.id`,
+        )
+        .all(userId, doorId) as { key_id: number }[]
+    ).map((r) => r.key_id);
+  }
+
+  /**
+   * Doorcodes follow Keys. A doorcode belongs to the (user, door), held up by any of the
+   * user's Keys with doorcodes on at that door: for each pair, a user with such a grant
+   * has one code (issued when missing: "each user assigned this key gets a unique doorcode
+   * for that door"), kept under a grant that still gives it (its schedule and validity
+   * apply), and deleted only when no grant with doorcodes on remains. `departingKeyId`
+   * names a Key about to leave these pairs (unassigned, deleted, or the door removed from
+   * it): it no longer counts, so its codes move to another grant before the row goes.
+   * Returns the codes issued.
+   */
+  protected settleDoorcodes(pairs: Iterable<{ userId: number; doorId: number }>, departingKeyId?: number): { userId: number; doorId: number; code: string }[] {
+    const issued: { userId: number; doorId: number; code: string }[] = [];
+    const seen = new Set<string>();
+    const held = this.db.prepare('SELECT id, key_id FROM doorcodes WHERE user_id = ? AND door_id = ?');
+    for (const { userId, doorId } of pairs) {
+      const tag = `${userId}:${doorId}`;
+      if (seen.has(tag)) continue;
+      seen.add(tag);
+      const grants = this.doorcodeGrants(userId, doorId).filter((k) => k !== departingKeyId);
+      const code = held.get(userId, doorId) as { id: number; key_id: number } | undefined;
+      const first = grants[0];
+      if (first === undefined) {
+        if (code === undefined) continue;
+        this.db.prepare('DELETE FROM doorcodes WHERE id = ?').run(code.id);
+      } else if (code === undefined) {
+        issued.push({ userId, doorId, code: this.storeDoorcode(userId, doorId, first, undefined) });
+      } else if (!grants.includes(code.key_id)) {
+        this.db.prepare('UPDATE doorcodes SET key_id = ? WHERE id = ?').run(first, code.id);
+      } else continue;
+      this.touch([doorId]);
+    }
+    return issued;
+  }
+
   /**
    * Issue (or replace) a user's 7-digit permanent code for a door. The user must hold a
-   * Key that includes the door with doorcodes enabled; the code belongs to that Key and is
-   * deleted with it.
+   * Key that includes the door with doorcodes enabled; the code stays while any such Key
+   * does (settleDoorcodes).
    */
   issueDoorcode(userId: number, doorId: number, code?: string): { doorId: number; keyId: number; code: string } {
     return this.batch(() => {

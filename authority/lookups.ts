@@ -34,6 +34,11 @@ export abstract class ModelLookups extends AuthorityStore {
     return k;
   }
 
+  /** Users holding a Key (its current keyholders), oldest assignment first. */
+  protected holdersOf(keyId: number): number[] {
+    return (this.db.prepare('SELECT user_id FROM assignments WHERE key_id = ? ORDER BY id').all(keyId) as { user_id: number }[]).map((r) => r.user_id);
+  }
+
   protected keyDoorsOf(keyId: number): KeyDoorSettings[] {
     return (this.db.prepare('SELECT * FROM key_doors WHERE key_id = ? ORDER BY door_id').all(keyId) as KeyDoorRow[]).map((r) => {
       const s: KeyDoorSettings = { doorId: r.door_id, doorcodesEnabled: r.doorcodes_enabled === 1 };

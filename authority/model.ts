@@ -122,8 +122,12 @@ export abstract class PropertyModel extends Credentials {
       .run(keyId, d.doorId, d.doorcodesEnabled ? 1 : 0, d.schedule === undefined ? null : JSON.stringify(d.schedule));
   }
 
-  /** A door leaves a Key: its doorcodes there go, and so do guest keys shared from it. */
+  /**
+   * A door leaves a Key: its keyholders' doorcodes there go unless another of their Keys
+   * still gives one, and the guest keys shared from it go.
+   */
   protected dropKeyDoor(keyId: number, doorId: number): void {
+    this.settleDoorcodes(this.pairs(this.holdersOf(keyId), [doorId]), keyId);
     this.db.prepare('DELETE FROM doorcodes WHERE key_id = ? AND door_id = ?').run(keyId, doorId);
     this.db
       .prepare(
@@ -132,6 +136,12 @@ export abstract class PropertyModel extends Credentials {
       )
       .run(keyId, doorId);
     this.db.prepare('DELETE FROM key_doors WHERE key_id = ? AND door_id = ?').run(keyId, doorId);
+  }
+
+  /** Every (user, door) pair of these users and doors. */
+  protected pairs(userIds: Iterable<number>, doorIds: Iterable<number>): { userId: number; doorId: number }[] {
+    const doors = [...doorIds];
+    return [...userIds].flatMap((userId) => doors.map((doorId) => ({ userId, doorId })));
   }
 
   /** Make a Key (optionally a partner key) from a set of doors with per-door settings. */
@@ -183,6 +193,7 @@ export abstract class PropertyModel extends Credentials {
         const before = this.keyDoorsOf(k.id).map((d) => d.doorId);
         for (const d of before) if (!next.has(d)) this.dropKeyDoor(k.id, d);
         for (const d of doors) this.writeKeyDoor(k.id, d);
+        this.settleDoorcodes(this.pairs(this.holdersOf(k.id), next));
         this.touch(before);
         this.touch(next);
       }
@@ -196,6 +207,9 @@ export abstract class PropertyModel extends Credentials {
       const k = this.managedKeyRow(keyId);
       const d = this.normalizeKeyDoor(door, 'door');
       this.writeKeyDoor(k.id, d);
+      // Doorcodes turned on (or the door added) issue the keyholders' codes; turned off,
+      // they go unless another Key still gives one there.
+      this.settleDoorcodes(this.pairs(this.holdersOf(k.id), [d.doorId]));
       this.touch([d.doorId]);
       return this.key(k.id);
     });
@@ -213,11 +227,15 @@ export abstract class PropertyModel extends Credentials {
     });
   }
 
-  /** Delete a Key: its assignments, doorcodes and the guest keys shared from it go too. */
+  /**
+   * Delete a Key: its assignments and the guest keys shared from it go too, and so do its
+   * doorcodes — except those another of the keyholder's Keys still gives.
+   */
   deleteKey(keyId: number): void {
     this.batch(() => {
       const k = this.managedKeyRow(keyId);
       const doors = this.keyDoorsOf(k.id).map((d) => d.doorId);
+      this.settleDoorcodes(this.pairs(this.holdersOf(k.id), doors), k.id);
       this.db.prepare('DELETE FROM doorcodes WHERE key_id = ?').run(k.id);
       this.db.prepare('DELETE FROM keys WHERE id = ?').run(k.id); // cascades: key_doors, assignments → guest keys
       this.touch(doors);
