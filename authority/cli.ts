@@ -345,8 +345,11 @@ export function registerAuthorityCommands(program: Command): void {
     .requiredOption('--guest <id>', 'guest id', id('--guest'))
     .action(withAuthority((a, o: Common & { guest: number }) => a.revokeGuest(o.guest)));
 
-  const partner = auth.command('partner').description('partners: authorize, assign per door, terminate');
+  const partner = auth.command('partner').description('partners: register, authorize, assign per door, terminate');
   common(partner.command('list').description('list the partners and their doors')).action(withAuthority((a) => a.listPartners()));
+  common(partner.command('register').description('make a partner known at the property before DOOR authorizes it (it cannot be assigned until authorized)'))
+    .requiredOption('--name <name>', 'partner name, e.g. "Parcel Co"')
+    .action(withAuthority((a, o: Common & { name: string }) => a.registerPartner(o.name)));
   common(partner.command('authorize').description('authorize a partner integration (prints its partner token)'))
     .requiredOption('--name <name>', 'partner name, e.g. "Parcel Co"')
     .action(withAuthority((a, o: Common & { name: string }) => a.authorizePartner(o.name)));

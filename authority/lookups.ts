@@ -69,7 +69,16 @@ export abstract class ModelLookups extends AuthorityStore {
 
   protected requireAuthorizedPartner(partnerId: unknown): PartnerRow {
     const p = this.partnerRow(partnerId);
-    if (p.status !== 'authorized') throw new AuthorityError('PARTNER_NOT_AUTHORIZED', `partner ${p.id} is not authorized at this property`, { partnerId: p.id });
+    // "A partner must be authorized before it can be assigned" (seeds: DOOR's integrations
+    // team adds the partner to the property first).
+    if (p.status !== 'authorized')
+      throw new AuthorityError(
+        'PARTNER_NOT_AUTHORIZED',
+        p.status === 'pending'
+          ? `partner ${p.id} is not yet authorized at this property: authorize it (authority partner authorize) before assigning it`
+          : `partner ${p.id} was terminated at this property: authorize it again before assigning it`,
+        { partnerId: p.id, status: p.status },
+      );
     return p;
   }
 

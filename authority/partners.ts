@@ -24,7 +24,22 @@ export abstract class Partners extends People {
     return (this.db.prepare('SELECT id FROM partners ORDER BY id').all() as { id: number }[]).map((r) => this.partner(r.id));
   }
 
-  /** The integrations step: the partner becomes authorized at the property. */
+  /**
+   * Make a partner known at the property before it is authorized (the manager's request to
+   * DOOR's integrations team is on its way). It cannot be assigned, hold keys or enrol
+   * devices, and has no token, until authorizePartner.
+   */
+  registerPartner(name: string): PartnerInfo {
+    const n = requireName(name, 'name');
+    return this.batch(() => {
+      const existing = this.db.prepare('SELECT id FROM partners WHERE name = ?').get(n) as { id: number } | undefined;
+      if (existing !== undefined) throw new AuthorityError('CONFLICT', `partner ${JSON.stringify(n)} is already known at this property`, { partnerId: existing.id });
+      const r = this.db.prepare("INSERT INTO partners (name, status, created_at) VALUES (?, 'pending', ?)").run(n, this.now());
+      return this.partner(Number(r.lastInsertRowid));
+    });
+  }
+
+  /** The integrations step: the partner (new, registered or terminated) becomes authorized at the property. */
   authorizePartner(name: string): { partner: PartnerInfo; token: string } {
     const n = requireName(name, 'name');
     return this.batch(() => {
@@ -71,6 +86,7 @@ export abstract class Partners extends People {
     return this.batch(() => {
       const p = this.partnerRow(partnerId);
       if (p.status === 'terminated') throw new AuthorityError('FORBIDDEN_TRANSITION', `partner ${p.id} is already terminated`);
+      if (p.status === 'pending') throw new AuthorityError('PARTNER_NOT_AUTHORIZED', `partner ${p.id} was never authorized at this property: there is no integration to terminate`, { partnerId: p.id, status: p.status });
       const direct = this.db.prepare('SELECT d.id, d.name FROM partner_doors pd JOIN doors d ON d.id = pd.door_id WHERE pd.partner_id = ? ORDER BY d.id').all(p.id) as { id: number; name: string }[];
       const viaKeys = this.db
         .prepare('SELECT d.id, d.name, k.id AS key_id FROM keys k JOIN key_doors kd ON kd.key_id = k.id JOIN doors d ON d.id = kd.door_id WHERE k.partner_id = ? ORDER BY d.id, k.id')

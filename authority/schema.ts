@@ -221,6 +221,28 @@ CREATE TABLE audit_records (
     // A terminated partner's devices keep their rows (history) but their tokens stop working.
     sql: `ALTER TABLE devices ADD COLUMN revoked_at INTEGER;`,
   },
+  {
+    version: 3,
+    name: 'partners known before they are authorized',
+    // "A partner must be authorized before it can be assigned": a partner can be known at
+    // the property (status 'pending') before DOOR's integrations team authorizes it. SQLite
+    // cannot change a CHECK in place: the table is rebuilt with the same ids (keys,
+    // partner_doors and devices refer to it by name and id; see migrate for the checks).
+    sql: `
+CREATE TABLE partners_next (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'authorized', 'terminated')),
+  token_hash BLOB UNIQUE,
+  created_at INTEGER NOT NULL,
+  terminated_at INTEGER
+);
+INSERT INTO partners_next (id, name, status, token_hash, created_at, terminated_at)
+  SELECT id, name, status, token_hash, created_at, terminated_at FROM partners;
+DROP TABLE partners;
+ALTER TABLE partners_next RENAME TO partners;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
@@ -228,7 +250,19 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 export function migrate(db: Database.Database, now: number): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
   // Read and apply under one write lock, so two processes opening a fresh file at once
-  // cannot both run a migration.
+  // cannot both run a migration. A table rebuild (SQLite's documented way to change a
+  // constraint) needs foreign-key enforcement off, which cannot change inside a transaction:
+  // it is off while migrating, and every reference is checked before the commit.
+  const enforced = db.pragma('foreign_keys', { simple: true }) === 1;
+  if (enforced) db.pragma('foreign_keys = OFF');
+  try {
+    migrateLocked(db, now);
+  } finally {
+    if (enforced) db.pragma('foreign_keys = ON');
+  }
+}
+
+function migrateLocked(db: Database.Database, now: number): void {
   db.transaction(() => {
     const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
     const current = row.v ?? 0;
@@ -238,5 +272,7 @@ export function migrate(db: Database.Database, now: number): void {
       db.exec(m.sql);
       db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, now);
     }
+    const broken = db.pragma('foreign_key_check') as unknown[];
+    if (broken.length > 0) throw new AuthorityError('INTERNAL', `migration left ${broken.length} dangling reference(s)`, { broken });
   }).immediate();
 }

@@ -204,7 +204,8 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   r('POST', `${M}/users/${ID}/keycards`, 'manager', (c) => a.addKeycard(num(p0(c), 'userId'), c.body.uid as string));
   r('DELETE', `${M}/keycards/${ID}`, 'manager', (c) => (a.removeKeycard(num(p0(c), 'keycardId')), { deleted: true }));
   r('GET', `${M}/partners`, 'manager', () => ({ partners: a.listPartners() }));
-  r('POST', `${M}/partners`, 'manager', (c) => a.authorizePartner(c.body.name as string));
+  // {name} authorizes (a new or registered partner); {name, authorized: false} only registers it.
+  r('POST', `${M}/partners`, 'manager', (c) => (c.body.authorized === false ? { partner: a.registerPartner(c.body.name as string) } : a.authorizePartner(c.body.name as string)));
   r('GET', `${M}/partners/${ID}`, 'manager', (c) => a.partner(num(p0(c), 'partnerId')));
   r('POST', `${M}/partners/${ID}/terminate`, 'manager', (c) => a.terminatePartner(num(p0(c), 'partnerId')));
   r('POST', `${M}/partners/${ID}/devices`, 'manager', (c) => a.enrolPartnerDevice(num(p0(c), 'partnerId'), c.body.publicKey as string));

@@ -90,10 +90,16 @@ export interface UserInfo {
   doorcodeDoors: number[];
 }
 
+/**
+ * pending: known at the property, not yet authorized by DOOR's integrations team (cannot be
+ * assigned); authorized; terminated (the integration ended).
+ */
+export type PartnerStatus = 'pending' | 'authorized' | 'terminated';
+
 export interface PartnerInfo {
   id: number;
   name: string;
-  status: 'authorized' | 'terminated';
+  status: PartnerStatus;
   doors: number[];
   keys: number[];
   devices: number[];

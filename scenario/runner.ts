@@ -217,6 +217,8 @@ class Run {
     const phones = this.allPhones();
     const lateGuestPhones = new Set<string>();
     for (const s of sc.steps) if (s.action.kind === 'inviteGuest') for (const ph of s.action.phones) lateGuestPhones.add(ph.id);
+    // An unauthorized partner's devices cannot be enrolled: they come on air when it is authorized.
+    for (const pa of p.partners) if (!pa.authorized) for (const ph of pa.phones) lateGuestPhones.add(ph.id);
     for (const [id, pos] of phones) this.positions.set(id, lateGuestPhones.has(id) ? undefined : pos);
 
     const link = sc.link;
@@ -258,7 +260,8 @@ class Run {
       this.lockIds.set(name, d.lockId);
     }
     for (const pa of p.partners) {
-      const { partner } = a.authorizePartner(pa.name);
+      // `authorized: false`: known at the property, not authorized (assigning it is refused).
+      const partner = pa.authorized ? a.authorizePartner(pa.name).partner : a.registerPartner(pa.name);
       this.partners.set(pa.id, partner.id);
       for (const door of pa.doors) a.assignPartnerToDoor(partner.id, this.doorId(door));
     }
@@ -280,7 +283,7 @@ class Run {
       for (const uid of u.keycards) a.addKeycard(user.id, uid);
       for (const ph of u.phones) enrol(ph.id, { userId: user.id });
     }
-    for (const pa of p.partners) for (const ph of pa.phones) enrol(ph.id, { partnerId: this.partnerId(pa.id) });
+    for (const pa of p.partners) if (pa.authorized) for (const ph of pa.phones) enrol(ph.id, { partnerId: this.partnerId(pa.id) });
     for (const g of p.guests) {
       const input: { name: string; doorIds: number[]; validFrom?: number; validUntil?: number } = { name: g.name, doorIds: g.doors.map((d) => this.doorId(d)) };
       if (g.validFromMs !== undefined) input.validFrom = Math.floor((p.startEpochMs + g.validFromMs) / 1000);
@@ -881,6 +884,18 @@ class Run {
       case 'terminatePartner':
         auth.terminatePartner(this.partnerId(a.partner));
         return;
+      case 'authorizePartner': {
+        const spec = this.scenario.property.partners.find((pa) => pa.id === a.partner);
+        if (spec === undefined) throw new Error(`no partner ${a.partner}`);
+        const { partner } = auth.authorizePartner(spec.name);
+        // Its devices are enrolled now (they could not be before), and come on air.
+        if (!spec.authorized && partner.devices.length === 0)
+          for (const ph of spec.phones) {
+            this.world.enrolPhone(ph.id, { partnerId: partner.id });
+            this.place(ph.id, ph.position);
+          }
+        return { partnerId: partner.id };
+      }
       case 'assignKey':
         auth.assignKey(this.userId(a.user), this.keyId(a.key), { mayShare: a.mayShare });
         this.pinDoorcode(auth, a.user);
@@ -1009,6 +1024,8 @@ export function describeAction(a: Action): string {
       return `delete partner key ${a.key}`;
     case 'terminatePartner':
       return `terminate partner ${a.partner}`;
+    case 'authorizePartner':
+      return `authorize partner ${a.partner}`;
     case 'assignKey':
       return `assign key ${a.key} to ${a.user}${a.mayShare ? ' (may share)' : ''}`;
     case 'revokeKey':

@@ -173,6 +173,8 @@ export type ManagerAction =
   | { kind: 'unassignPartner'; partner: string; door: string }
   | { kind: 'deletePartnerKey'; key: string }
   | { kind: 'terminatePartner'; partner: string }
+  /** DOOR's integrations team authorizes a partner listed with `authorized: false`. */
+  | { kind: 'authorizePartner'; partner: string }
   | { kind: 'assignKey'; user: string; key: string; mayShare: boolean }
   | { kind: 'revokeKey'; user: string; key: string }
   | {
@@ -235,6 +237,7 @@ export const MANAGER_ACTIONS = [
   'unassignPartner',
   'deletePartnerKey',
   'terminatePartner',
+  'authorizePartner',
   'assignKey',
   'revokeKey',
   'editKey',

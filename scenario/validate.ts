@@ -371,6 +371,10 @@ function readProperty(r: Reader, v: unknown): PropertySpec | undefined {
     if (!uniqueId(`${p}.id`, id) || authorized === undefined) return;
     partners.push({ id, name: pname, authorized, doors: pdoors, phones });
   });
+  keys.forEach((k, i) => {
+    if (k.partner !== undefined && partners.find((pa) => pa.id === k.partner)?.authorized === false)
+      r.fail(`property.keys[${i}].partner`, `partner "${k.partner}" is not authorized at the property: it cannot have a partner key (PARTNER_NOT_AUTHORIZED)`);
+  });
 
   // users
   const users: UserSpec[] = [];
@@ -707,7 +711,8 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
         return r.fail(`${p}.key`, `"${key}" is not a partner key (no partner: field); only partner keys are deleted this way`);
       return { kind, key };
     }
-    case 'terminatePartner': {
+    case 'terminatePartner':
+    case 'authorizePartner': {
       const o = r.obj(v, p, ['partner']);
       if (o === undefined) return undefined;
       const partner = r.str(o, 'partner', p);
