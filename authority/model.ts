@@ -129,6 +129,12 @@ export abstract class PropertyModel extends Credentials {
   protected dropKeyDoor(keyId: number, doorId: number): void {
     this.settleDoorcodes(this.pairs(this.holdersOf(keyId), [doorId]), keyId);
     this.db.prepare('DELETE FROM doorcodes WHERE key_id = ? AND door_id = ?').run(keyId, doorId);
+    // Partner grants naming this door of the key end there (for good: re-adding the door
+    // later does not revive them); a grant left with no door ends.
+    this.db.prepare('DELETE FROM partner_grant_doors WHERE door_id = ? AND grant_id IN (SELECT id FROM partner_grants WHERE key_id = ?)').run(doorId, keyId);
+    this.db
+      .prepare('DELETE FROM partner_grants WHERE key_id = ? AND all_doors = 0 AND NOT EXISTS (SELECT 1 FROM partner_grant_doors gd WHERE gd.grant_id = partner_grants.id)')
+      .run(keyId);
     this.db
       .prepare(
         `DELETE FROM keys WHERE guest_of IN (SELECT id FROM assignments WHERE key_id = ?)

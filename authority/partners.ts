@@ -73,6 +73,11 @@ export abstract class Partners extends People {
       const d = this.doorRow(doorId);
       const r = this.db.prepare('DELETE FROM partner_doors WHERE partner_id = ? AND door_id = ?').run(p.id, d.id);
       if (r.changes === 0) throw new AuthorityError('CONFLICT', `partner ${p.id} is not assigned to door ${d.id}`);
+      // The partner's grants at this door (outside its keys) end with its assignment there.
+      this.db.prepare('DELETE FROM partner_grant_doors WHERE door_id = ? AND grant_id IN (SELECT id FROM partner_grants WHERE partner_id = ? AND key_id IS NULL)').run(d.id, p.id);
+      this.db
+        .prepare('DELETE FROM partner_grants WHERE partner_id = ? AND key_id IS NULL AND NOT EXISTS (SELECT 1 FROM partner_grant_doors gd WHERE gd.grant_id = partner_grants.id)')
+        .run(p.id);
       this.touch([d.id]);
       return this.partner(p.id);
     });
@@ -104,6 +109,8 @@ export abstract class Partners extends People {
       }
       const now = this.now();
       this.db.prepare("UPDATE partners SET status = 'terminated', token_hash = NULL, terminated_at = ? WHERE id = ?").run(now, p.id);
+      // Whatever it granted its users ends with it (already inert: it is assigned nowhere).
+      this.db.prepare('DELETE FROM partner_grants WHERE partner_id = ?').run(p.id);
       // Its devices' tokens die with the integration (they could otherwise still carry data).
       this.db.prepare('UPDATE devices SET revoked_at = ? WHERE partner_id = ? AND revoked_at IS NULL').run(now, p.id);
       return this.partner(p.id);

@@ -243,6 +243,36 @@ DROP TABLE partners;
 ALTER TABLE partners_next RENAME TO partners;
 `,
   },
+  {
+    version: 4,
+    name: 'partner-issued access',
+    // A partner grants its own users (residents, guests, couriers) access within its scope:
+    // one of its partner keys (all_doors = every door the key has, now and later; otherwise
+    // the doors listed) or doors it is assigned to directly (key_id NULL, doors listed).
+    sql: `
+CREATE TABLE partner_grants (
+  id INTEGER PRIMARY KEY,
+  partner_id INTEGER NOT NULL REFERENCES partners(id),
+  key_id INTEGER REFERENCES keys(id) ON DELETE CASCADE,
+  all_doors INTEGER NOT NULL CHECK (all_doors IN (0, 1)),
+  subject TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('resident', 'guest', 'courier')),
+  public_key BLOB NOT NULL,
+  valid_from INTEGER,
+  valid_until INTEGER,
+  created_at INTEGER NOT NULL,
+  CHECK (key_id IS NOT NULL OR all_doors = 0)
+);
+CREATE INDEX partner_grants_partner ON partner_grants(partner_id);
+CREATE INDEX partner_grants_key ON partner_grants(key_id);
+CREATE TABLE partner_grant_doors (
+  grant_id INTEGER NOT NULL REFERENCES partner_grants(id) ON DELETE CASCADE,
+  door_id INTEGER NOT NULL REFERENCES doors(id),
+  PRIMARY KEY (grant_id, door_id)
+);
+CREATE INDEX partner_grant_doors_door ON partner_grant_doors(door_id);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

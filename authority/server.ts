@@ -10,7 +10,7 @@
 
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Authority, type AuthorityOptions, type Principal } from './authority';
+import { Authority, type AuthorityOptions, type PartnerGrantInput, type Principal } from './authority';
 import { AuthorityError } from './errors';
 import { invalid, requireId } from './validate';
 
@@ -162,6 +162,16 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
     const info = a.partner((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId);
     return { credentials: info.devices.flatMap((d) => a.credentialsForDevice(d)) };
   });
+  // Partner-issued access: the partner's own users, within its keys and doors; its own grants only.
+  const partnerOf = (c: Ctx): number => (c.principal as Extract<Principal, { kind: 'partner' }>).partnerId;
+  r('GET', '/v1/partner/grants', 'partner', (c) => ({ grants: a.partnerGrants(partnerOf(c)) }));
+  r('POST', '/v1/partner/grants', 'partner', (c) => a.grantPartnerAccess(partnerOf(c), c.body as unknown as PartnerGrantInput));
+  r('GET', `/v1/partner/grants/${ID}`, 'partner', (c) => a.partnerGrant(partnerOf(c), num(p0(c), 'grantId')));
+  r('DELETE', `/v1/partner/grants/${ID}`, 'partner', (c) => {
+    const id = num(p0(c), 'grantId');
+    a.revokePartnerGrant(partnerOf(c), id);
+    return { revoked: id };
+  });
 
   // --- internet-connected locks: long-poll uplink
   r('GET', `/v1/uplink/${LOCK}`, 'lockOrManager', () => undefined); // handled specially below
@@ -209,6 +219,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   r('GET', `${M}/partners/${ID}`, 'manager', (c) => a.partner(num(p0(c), 'partnerId')));
   r('POST', `${M}/partners/${ID}/terminate`, 'manager', (c) => a.terminatePartner(num(p0(c), 'partnerId')));
   r('POST', `${M}/partners/${ID}/devices`, 'manager', (c) => a.enrolPartnerDevice(num(p0(c), 'partnerId'), c.body.publicKey as string));
+  r('GET', `${M}/partners/${ID}/grants`, 'manager', (c) => ({ grants: a.partnerGrants(num(p0(c), 'partnerId')) }));
   r('GET', `${M}/partners/${ID}/honouring`, 'manager', (c) => ({ doors: a.doorsHonouringPartner(num(p0(c), 'partnerId')) }));
   r('POST', `${M}/signing-key/rotate`, 'manager', () => a.rotateSigningKey());
   r('GET', `${M}/locks`, 'manager', () => ({ locks: a.listLocks() }));

@@ -166,3 +166,37 @@ export interface Grant {
   credId: number;
   deviceId: number;
 }
+
+/** Who a partner grants access to: its own residents, guests and couriers (never DOOR's users). */
+export type PartnerUserRole = 'resident' | 'guest' | 'courier';
+
+export interface PartnerGrantInput {
+  /** The partner's own reference for its user (shown back to the partner only). */
+  subject: string;
+  role?: PartnerUserRole;
+  /** The user's phone public key (Ed25519, hex): the partner SDK on that phone holds the secret. */
+  publicKey: string;
+  /** One of the partner's keys: the grant follows it (doors added and removed, schedules). */
+  keyId?: number;
+  /** Only these doors (of that key, or, without keyId, doors the partner is assigned to directly). */
+  doorIds?: number[];
+  validFrom?: number;
+  validUntil?: number;
+}
+
+export interface PartnerGrantInfo {
+  id: number;
+  partnerId: number;
+  subject: string;
+  role: PartnerUserRole;
+  publicKey: string;
+  keyId: number | null;
+  /** True: every door of the key, now and later. */
+  allDoors: boolean;
+  /** Doors the grant reaches now (within the partner's scope today). */
+  doors: number[];
+  validFrom?: number;
+  validUntil?: number;
+  /** The unlock credentials compiled for it: what the partner hands its user's phone. */
+  credentials: { lockId: string; credId: number }[];
+}
