@@ -353,6 +353,9 @@ export function registerAuthorityCommands(program: Command): void {
   common(partner.command('authorize').description('authorize a partner integration (prints its partner token)'))
     .requiredOption('--name <name>', 'partner name, e.g. "Parcel Co"')
     .action(withAuthority((a, o: Common & { name: string }) => a.authorizePartner(o.name)));
+  common(partner.command('rotate-token').description("issue an authorized partner a new API token (the old one stops working)"))
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .action(withAuthority((a, o: Common & { partner: number }) => a.rotatePartnerToken(o.partner)));
   common(partner.command('assign-door').description('let a partner open a door'))
     .requiredOption('--partner <id>', 'partner id', id('--partner'))
     .requiredOption('--door <id>', 'door id', id('--door'))
@@ -409,6 +412,9 @@ export function registerAuthorityCommands(program: Command): void {
         return o.user !== undefined ? a.enrolUserDevice(o.user, o.publicKey) : a.enrolPartnerDevice(o.partner as number, o.publicKey);
       }),
     );
+  common(device.command('rotate-token').description("issue a device a new token (the old one is refused as ROTATED); valid for the device-token lifetime"))
+    .requiredOption('--device <id>', 'device id', id('--device'))
+    .action(withAuthority((a, o: Common & { device: number }) => a.rotateDeviceToken(o.device)));
   common(device.command('revoke').description('revoke a device (its credentials leave every table)'))
     .requiredOption('--device <id>', 'device id', id('--device'))
     .action(withAuthority((a, o: Common & { device: number }) => a.revokeDevice(o.device)));

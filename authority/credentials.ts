@@ -10,20 +10,50 @@ import { u8, blob, sha256 } from './rows';
 import { SigningKeys } from './keys';
 
 export abstract class Credentials extends SigningKeys {
-  protected insertDevice(owner: { userId: number } | { partnerId: number }, publicKeyHex: string): { deviceId: number; token: string } {
+  protected insertDevice(owner: { userId: number } | { partnerId: number }, publicKeyHex: string): { deviceId: number; token: string; tokenExpiresAt: number } {
     const pk = requireHex(publicKeyHex, 'publicKey', { exact: 32 });
     if (!isStrictEd25519PublicKey(pk))
       throw new AuthorityError('WEAK_PUBLIC_KEY', 'publicKey is not a canonical Ed25519 point of large order (small-order and non-canonical keys let anyone sign)');
     if (this.db.prepare('SELECT 1 FROM devices WHERE public_key = ?').get(blob(pk))) throw new AuthorityError('CONFLICT', 'this public key is already enrolled');
     const token = this.newToken('device');
+    const tokenExpiresAt = this.now() + this.deviceTokenSeconds;
     const r = this.db
-      .prepare('INSERT INTO devices (user_id, partner_id, public_key, token_hash, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run('userId' in owner ? owner.userId : null, 'partnerId' in owner ? owner.partnerId : null, blob(pk), sha256(token), this.now());
-    return { deviceId: Number(r.lastInsertRowid), token };
+      .prepare('INSERT INTO devices (user_id, partner_id, public_key, token_hash, token_expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run('userId' in owner ? owner.userId : null, 'partnerId' in owner ? owner.partnerId : null, blob(pk), sha256(token), tokenExpiresAt, this.now());
+    return { deviceId: Number(r.lastInsertRowid), token, tokenExpiresAt };
+  }
+
+  /**
+   * A new token for a device (the old one stops working at once; presenting it is then
+   * refused as ROTATED), valid for the device-token lifetime from now. Refused for a revoked
+   * device and for a device of a partner no longer authorized.
+   */
+  rotateDeviceToken(deviceId: number): { deviceId: number; token: string; tokenExpiresAt: number } {
+    return this.batch(() => {
+      const id = requireId(deviceId, 'deviceId');
+      const d = this.db.prepare('SELECT id, partner_id, revoked_at FROM devices WHERE id = ?').get(id) as { id: number; partner_id: number | null; revoked_at: number | null } | undefined;
+      if (d === undefined) throw new AuthorityError('UNKNOWN_DEVICE', `no device ${id}`, { deviceId: id });
+      if (d.partner_id !== null) this.requireAuthorizedPartner(d.partner_id);
+      if (d.revoked_at !== null) throw new AuthorityError('FORBIDDEN_TRANSITION', `device ${d.id} is revoked: enrol the phone again`, { deviceId: d.id });
+      const token = this.newToken('device');
+      const tokenExpiresAt = this.now() + this.deviceTokenSeconds;
+      this.db.prepare('UPDATE devices SET previous_token_hash = token_hash, token_hash = ?, token_expires_at = ? WHERE id = ?').run(sha256(token), tokenExpiresAt, d.id);
+      return { deviceId: d.id, token, tokenExpiresAt };
+    });
+  }
+
+  /** A new API token for an authorized partner; the old one stops working at once. */
+  rotatePartnerToken(partnerId: number): { partnerId: number; token: string } {
+    return this.batch(() => {
+      const p = this.requireAuthorizedPartner(partnerId);
+      const token = this.newToken('partner');
+      this.db.prepare('UPDATE partners SET token_hash = ? WHERE id = ?').run(sha256(token), p.id);
+      return { partnerId: p.id, token };
+    });
   }
 
   /** Enrol a user's phone by its public key (the private key never leaves the phone). */
-  enrolUserDevice(userId: number, publicKeyHex: string): { deviceId: number; token: string } {
+  enrolUserDevice(userId: number, publicKeyHex: string): { deviceId: number; token: string; tokenExpiresAt: number } {
     return this.batch(() => {
       const u = this.userRow(userId);
       const out = this.insertDevice({ userId: u.id }, publicKeyHex);
@@ -32,7 +62,7 @@ export abstract class Credentials extends SigningKeys {
     });
   }
 
-  enrolPartnerDevice(partnerId: number, publicKeyHex: string): { deviceId: number; token: string } {
+  enrolPartnerDevice(partnerId: number, publicKeyHex: string): { deviceId: number; token: string; tokenExpiresAt: number } {
     return this.batch(() => {
       const p = this.requireAuthorizedPartner(partnerId);
       const out = this.insertDevice({ partnerId: p.id }, publicKeyHex);
@@ -81,7 +111,7 @@ export abstract class Credentials extends SigningKeys {
   }
 
   /** Demo/test helper: generate a device key from a seed label, enrol it, return its file. */
-  enrolDeviceWithNewKey(owner: { userId: number } | { partnerId: number }, seed: string): { deviceId: number; token: string; credentialFile: CredentialFile } {
+  enrolDeviceWithNewKey(owner: { userId: number } | { partnerId: number }, seed: string): { deviceId: number; token: string; tokenExpiresAt: number; credentialFile: CredentialFile } {
     const kp = keyPairFromSeed(deriveSeed32(seed, 'userId' in owner ? `device:user:${owner.userId}` : `device:partner:${owner.partnerId}`));
     const r = 'userId' in owner ? this.enrolUserDevice(owner.userId, toHex(kp.publicKey)) : this.enrolPartnerDevice(owner.partnerId, toHex(kp.publicKey));
     return { ...r, credentialFile: this.credentialFile(r.deviceId, toHex(kp.secretKey)) };

@@ -273,6 +273,17 @@ CREATE TABLE partner_grant_doors (
 CREATE INDEX partner_grant_doors_door ON partner_grant_doors(door_id);
 `,
   },
+  {
+    version: 5,
+    name: 'device tokens expire and rotate',
+    // Tokens issued before this migration get the default lifetime (90 days) from now.
+    sql: `
+ALTER TABLE devices ADD COLUMN token_expires_at INTEGER;
+ALTER TABLE devices ADD COLUMN previous_token_hash BLOB;
+UPDATE devices SET token_expires_at = CAST(strftime('%s', 'now') AS INTEGER) + 7776000;
+CREATE INDEX devices_previous_token ON devices(previous_token_hash);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -141,6 +141,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
     const p = c.principal as Extract<Principal, { kind: 'device' }>;
     return { deviceId: p.deviceId, user: p.userId !== null ? a.user(p.userId) : null, partnerId: p.partnerId };
   });
+  r('POST', '/v1/me/token', 'device', (c) => a.rotateDeviceToken((c.principal as Extract<Principal, { kind: 'device' }>).deviceId));
   r('GET', '/v1/me/credentials', 'device', (c) => ({ credentials: a.credentialsForDevice((c.principal as Extract<Principal, { kind: 'device' }>).deviceId) }));
   r('POST', '/v1/me/guests', 'device', (c) => {
     const p = c.principal as Extract<Principal, { kind: 'device' }>;
@@ -158,6 +159,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   // --- partners
   r('GET', '/v1/partner', 'partner', (c) => a.partner((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId));
   r('POST', '/v1/partner/devices', 'partner', (c) => a.enrolPartnerDevice((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId, c.body.publicKey as string));
+  r('POST', '/v1/partner/token', 'partner', (c) => a.rotatePartnerToken((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId));
   r('GET', '/v1/partner/credentials', 'partner', (c) => {
     const info = a.partner((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId);
     return { credentials: info.devices.flatMap((d) => a.credentialsForDevice(d)) };
@@ -219,6 +221,8 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   r('GET', `${M}/partners/${ID}`, 'manager', (c) => a.partner(num(p0(c), 'partnerId')));
   r('POST', `${M}/partners/${ID}/terminate`, 'manager', (c) => a.terminatePartner(num(p0(c), 'partnerId')));
   r('POST', `${M}/partners/${ID}/devices`, 'manager', (c) => a.enrolPartnerDevice(num(p0(c), 'partnerId'), c.body.publicKey as string));
+  r('POST', `${M}/devices/${ID}/token`, 'manager', (c) => a.rotateDeviceToken(num(p0(c), 'deviceId')));
+  r('POST', `${M}/partners/${ID}/token`, 'manager', (c) => a.rotatePartnerToken(num(p0(c), 'partnerId')));
   r('GET', `${M}/partners/${ID}/grants`, 'manager', (c) => ({ grants: a.partnerGrants(num(p0(c), 'partnerId')) }));
   r('GET', `${M}/partners/${ID}/honouring`, 'manager', (c) => ({ doors: a.doorsHonouringPartner(num(p0(c), 'partnerId')) }));
   r('POST', `${M}/signing-key/rotate`, 'manager', () => a.rotateSigningKey());
@@ -316,7 +320,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
       } catch (e) {
         // Say which token the route takes: the caller may hold the right kind under another name.
         if (e instanceof AuthorityError && e.code === 'UNAUTHORIZED')
-          throw new AuthorityError('UNAUTHORIZED', `${e.toJSON().message}; ${method} ${url.pathname} takes ${takes}`, { takes: match.route.auth });
+          throw new AuthorityError('UNAUTHORIZED', `${e.toJSON().message}; ${method} ${url.pathname} takes ${takes}`, { ...e.details, takes: match.route.auth });
         throw e;
       }
       const lockParam = url.pathname.startsWith('/v1/locks/') || url.pathname.startsWith('/v1/uplink/') ? match.params[0] : undefined;

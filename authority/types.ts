@@ -19,6 +19,8 @@ export interface AuthorityOptions {
   historyVersions?: number;
   /** Every Nth version keeps its full table so old versions can be rebuilt. */
   checkpointEvery?: number;
+  /** Lifetime of a device token from its issue or rotation, seconds (default 90 days). */
+  deviceTokenSeconds?: number;
 }
 
 export interface AuthorityInitOptions extends AuthorityOptions {
