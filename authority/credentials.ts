@@ -143,26 +143,31 @@ export abstract class Credentials extends SigningKeys {
     return chosen;
   }
 
-  /** Keys through which a user holds a door with doorcodes on, oldest assignment first. */
-  protected doorcodeGrants(userId: number, doorId: number): number[] {
+  /**
+   * Keys through which a user holds a door, oldest assignment first, those with doorcodes
+   * on flagged.
+   */
+  protected doorGrants(userId: number, doorId: number): { keyId: number; doorcodes: boolean }[] {
     return (
       this.db
         .prepare(
-          `SELECT a.key_id FROM assignments a JOIN key_doors kd ON kd.key_id = a.key_id JOIN keys k ON k.id = a.key_id
-           WHERE a.user_id = ? AND kd.door_id = ? AND kd.doorcodes_enabled = 1 AND k.guest_of IS NULL ORDER BY a.id`,
+          `SELECT a.key_id, kd.doorcodes_enabled FROM assignments a JOIN key_doors kd ON kd.key_id = a.key_id JOIN keys k ON k.id = a.key_id
+           WHERE a.user_id = ? AND kd.door_id = ? AND k.guest_of IS NULL ORDER BY a.id`,
         )
-        .all(userId, doorId) as { key_id: number }[]
-    ).map((r) => r.key_id);
+        .all(userId, doorId) as { key_id: number; doorcodes_enabled: number }[]
+    ).map((r) => ({ keyId: r.key_id, doorcodes: r.doorcodes_enabled === 1 }));
   }
 
   /**
-   * Doorcodes follow Keys. A doorcode belongs to the (user, door), held up by any of the
-   * user's Keys with doorcodes on at that door: for each pair, a user with such a grant
-   * has one code (issued when missing: "each user assigned this key gets a unique doorcode
-   * for that door"), kept under a grant that still gives it (its schedule and validity
-   * apply), and deleted only when no grant with doorcodes on remains. `departingKeyId`
-   * names a Key about to leave these pairs (unassigned, deleted, or the door removed from
-   * it): it no longer counts, so its codes move to another grant before the row goes.
+   * Doorcodes follow Keys. A doorcode belongs to the (user, door), not to the Key that
+   * first gave it. For each pair: a user holding the door through a Key with doorcodes on
+   * has one code there (issued when missing: "each user assigned this key gets a unique
+   * doorcode for that door"), kept under such a Key (its schedule and validity apply at
+   * the lock). A user whose Keys there all have doorcodes off keeps the code dormant (the
+   * lock refuses it as DOORCODES_DISABLED; turning doorcodes on again revives it). A user
+   * who no longer holds the door through any Key loses it. `departingKeyId` names a Key
+   * about to leave these pairs (unassigned, deleted, or the door removed from it): it no
+   * longer counts, so its codes move to another Key before the row goes.
    * Returns the codes issued.
    */
   protected settleDoorcodes(pairs: Iterable<{ userId: number; doorId: number }>, departingKeyId?: number): { userId: number; doorId: number; code: string }[] {
@@ -173,16 +178,18 @@ export abstract class Credentials extends SigningKeys {
       const tag = `${userId}:${doorId}`;
       if (seen.has(tag)) continue;
       seen.add(tag);
-      const grants = this.doorcodeGrants(userId, doorId).filter((k) => k !== departingKeyId);
+      const grants = this.doorGrants(userId, doorId).filter((g) => g.keyId !== departingKeyId);
+      const withCodes = grants.filter((g) => g.doorcodes).map((g) => g.keyId);
       const code = held.get(userId, doorId) as { id: number; key_id: number } | undefined;
-      const first = grants[0];
-      if (first === undefined) {
+      const home = withCodes[0] ?? grants[0]?.keyId;
+      if (home === undefined) {
         if (code === undefined) continue;
         this.db.prepare('DELETE FROM doorcodes WHERE id = ?').run(code.id);
       } else if (code === undefined) {
-        issued.push({ userId, doorId, code: this.storeDoorcode(userId, doorId, first, undefined) });
-      } else if (!grants.includes(code.key_id)) {
-        this.db.prepare('UPDATE doorcodes SET key_id = ? WHERE id = ?').run(first, code.id);
+        if (withCodes.length === 0) continue;
+        issued.push({ userId, doorId, code: this.storeDoorcode(userId, doorId, home, undefined) });
+      } else if (withCodes.length > 0 ? !withCodes.includes(code.key_id) : !grants.some((g) => g.keyId === code.key_id)) {
+        this.db.prepare('UPDATE doorcodes SET key_id = ? WHERE id = ?').run(home, code.id);
       } else continue;
       this.touch([doorId]);
     }
