@@ -175,6 +175,12 @@ export type ManagerAction =
   | { kind: 'terminatePartner'; partner: string }
   /** DOOR's integrations team authorizes a partner listed with `authorized: false`. */
   | { kind: 'authorizePartner'; partner: string }
+  /**
+   * A partner grants one of its own users (phone(s) new from this step) access through its
+   * API: on a partner key (all its doors, or `doors` of it) or on doors it is assigned to.
+   */
+  | { kind: 'partnerGrant'; partner: string; grant: string; role: 'resident' | 'guest' | 'courier'; key?: string; doors: string[]; phones: PhoneSpec[] }
+  | { kind: 'revokePartnerGrant'; partner: string; grant: string }
   | { kind: 'assignKey'; user: string; key: string; mayShare: boolean }
   | { kind: 'revokeKey'; user: string; key: string }
   | {
@@ -238,6 +244,8 @@ export const MANAGER_ACTIONS = [
   'deletePartnerKey',
   'terminatePartner',
   'authorizePartner',
+  'partnerGrant',
+  'revokePartnerGrant',
   'assignKey',
   'revokeKey',
   'editKey',

@@ -789,6 +789,41 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
       for (const ph of phones) m.phones.set.add(ph.id);
       return { kind, guest, name, by: by as string, doors, phones, ...validity };
     }
+    case 'partnerGrant': {
+      const o = r.obj(v, p, ['partner', 'grant', 'role', 'key', 'doors', 'phones']);
+      if (o === undefined) return undefined;
+      const partner = r.str(o, 'partner', p);
+      const partnerOk = m.partners.check(r, `${p}.partner`, partner);
+      const grant = r.str(o, 'grant', p, { re: ID_RE, what: 'grant id' });
+      const role = r.oneOf(o, 'role', p, ['resident', 'guest', 'courier'] as const, 'resident');
+      const key = r.optStr(o, 'key', p);
+      if (key !== undefined && !m.keys.check(r, `${p}.key`, key)) return undefined;
+      const doors = readIdList(r, o, 'doors', p, m.doors);
+      if (key === undefined && doors.length === 0) r.fail(p, 'give key (a partner key) or doors (doors the partner is assigned to)');
+      const phones: PhoneSpec[] = [];
+      (r.list(o, 'phones', p, true) ?? []).forEach((pv, i) => {
+        const phone = readPhone(r, pv, `${p}.phones[${i}]`, m.doors.set, doorPos);
+        if (phone === undefined) return;
+        if (m.phones.set.has(phone.id) || m.allIds.has(phone.id)) r.fail(`${p}.phones[${i}].id`, `duplicate id "${phone.id}"`);
+        else phones.push(phone);
+      });
+      if (grant === undefined || !partnerOk || role === undefined) return undefined;
+      if (m.allIds.has(grant)) return r.fail(`${p}.grant`, `duplicate id "${grant}"`);
+      m.allIds.add(grant);
+      for (const ph of phones) m.phones.set.add(ph.id);
+      const out: Action = { kind, partner: partner as string, grant, role, doors, phones };
+      if (key !== undefined) out.key = key;
+      return out;
+    }
+    case 'revokePartnerGrant': {
+      const o = r.obj(v, p, ['partner', 'grant']);
+      if (o === undefined) return undefined;
+      const partner = r.str(o, 'partner', p);
+      const grant = r.str(o, 'grant', p);
+      if (!m.partners.check(r, `${p}.partner`, partner) || grant === undefined) return undefined;
+      if (!m.allIds.has(grant)) return r.fail(`${p}.grant`, `unknown grant "${grant}" (grants are named by an earlier partnerGrant step)`);
+      return { kind, partner: partner as string, grant };
+    }
     case 'issueDailyCode': {
       const o = r.obj(v, p, ['door', 'slot', 'kind']);
       if (o === undefined) return undefined;
