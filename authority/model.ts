@@ -144,6 +144,12 @@ export abstract class PropertyModel extends Credentials {
     this.db.prepare('DELETE FROM key_doors WHERE key_id = ? AND door_id = ?').run(keyId, doorId);
   }
 
+  /** Doorcodes setting of a door on a Key; undefined when the door is not on it. */
+  protected doorcodesAt(keyId: number, doorId: number): boolean | undefined {
+    const r = this.db.prepare('SELECT doorcodes_enabled FROM key_doors WHERE key_id = ? AND door_id = ?').get(keyId, doorId) as { doorcodes_enabled: number } | undefined;
+    return r === undefined ? undefined : r.doorcodes_enabled === 1;
+  }
+
   /** Every (user, door) pair of these users and doors. */
   protected pairs(userIds: Iterable<number>, doorIds: Iterable<number>): { userId: number; doorId: number }[] {
     const doors = [...doorIds];
@@ -197,9 +203,12 @@ export abstract class PropertyModel extends Credentials {
         const next = new Set(doors.map((d) => d.doorId));
         if (next.size !== doors.length) throw invalid('a door is listed twice');
         const before = this.keyDoorsOf(k.id).map((d) => d.doorId);
+        const flags = new Map(doors.map((d) => [d.doorId, this.doorcodesAt(k.id, d.doorId)] as const));
         for (const d of before) if (!next.has(d)) this.dropKeyDoor(k.id, d);
         for (const d of doors) this.writeKeyDoor(k.id, d);
-        this.settleDoorcodes(this.pairs(this.holdersOf(k.id), next));
+        // Only doors added, or whose doorcodes setting changed, move codes.
+        const changed = doors.filter((d) => flags.get(d.doorId) !== d.doorcodesEnabled).map((d) => d.doorId);
+        if (changed.length > 0) this.settleDoorcodes(this.pairs(this.holdersOf(k.id), changed));
         this.touch(before);
         this.touch(next);
       }
@@ -212,10 +221,12 @@ export abstract class PropertyModel extends Credentials {
     return this.batch(() => {
       const k = this.managedKeyRow(keyId);
       const d = this.normalizeKeyDoor(door, 'door');
+      const before = this.doorcodesAt(k.id, d.doorId);
       this.writeKeyDoor(k.id, d);
-      // Doorcodes turned on (or the door added) issue the keyholders' codes; turned off,
-      // they go unless another Key still gives one there.
-      this.settleDoorcodes(this.pairs(this.holdersOf(k.id), [d.doorId]));
+      // The door added, or doorcodes turned on, issue the keyholders' codes; turned off, a
+      // code moves to another Key that still gives it (or stays dormant). A schedule change
+      // alone leaves every code where it is.
+      if (before !== d.doorcodesEnabled) this.settleDoorcodes(this.pairs(this.holdersOf(k.id), [d.doorId]));
       this.touch([d.doorId]);
       return this.key(k.id);
     });
