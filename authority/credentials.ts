@@ -1,7 +1,7 @@
 // Credentials held by people and partners: enrolled devices (public keys only), sealed
 // permanent doorcodes, keycards and daily codes derived from the lock secret.
 
-import { type HolderClass, bytesEqual, decode, dailyCode, encode, keyPairFromSeed, publicKeyOf, toHex, deriveSeed32 } from '../protocol';
+import { type HolderClass, bytesEqual, dailyCode, keyPairFromSeed, publicKeyOf, toHex, deriveSeed32 } from '../protocol';
 import { isStrictEd25519PublicKey } from '../protocol/ed25519-strict';
 import { AuthorityError } from './errors';
 import { invalid, localDate, requireDoorcode, requireHex, requireId, requireLocalDate } from './validate';
