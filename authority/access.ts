@@ -8,26 +8,45 @@ import { sha256, TOKEN_PREFIX } from './rows';
 import { AuditStore } from './audit';
 
 export abstract class AccessControl extends AuditStore {
-  /** Who holds this bearer token. */
+  /**
+   * Who holds this bearer token. A refusal is 401 UNAUTHORIZED with `details.reason`:
+   * MISSING, MALFORMED, UNKNOWN, EXPIRED (a device token past its lifetime: rotate it
+   * before then), ROTATED (a device token replaced by rotation), REVOKED (its device was
+   * revoked) or PARTNER_TERMINATED (a device of a partner whose integration ended).
+   */
   authenticate(token: string | undefined): Principal {
-    if (token === undefined || !token.startsWith(TOKEN_PREFIX)) throw new AuthorityError('UNAUTHORIZED', 'missing or malformed bearer token');
+    if (token === undefined || token === '') throw new AuthorityError('UNAUTHORIZED', 'missing bearer token', { reason: 'MISSING' });
+    if (!token.startsWith(TOKEN_PREFIX)) throw new AuthorityError('UNAUTHORIZED', 'malformed bearer token', { reason: 'MALFORMED' });
     const h = sha256(token);
     if (bytesEqual(h, Buffer.from(this.meta('managerTokenHash'), 'hex'))) return { kind: 'manager' };
-    // A device token dies with its device's revocation or its partner's termination.
     const dev = this.db
       .prepare(
-        `SELECT d.id, d.user_id, d.partner_id FROM devices d LEFT JOIN partners p ON p.id = d.partner_id
-         WHERE d.token_hash = ? AND d.revoked_at IS NULL AND (d.partner_id IS NULL OR p.status = 'authorized')`,
+        `SELECT d.id, d.user_id, d.partner_id, d.revoked_at, d.token_expires_at, p.status AS partner_status FROM devices d LEFT JOIN partners p ON p.id = d.partner_id
+         WHERE d.token_hash = ?`,
       )
       .get(h) as
-      | { id: number; user_id: number | null; partner_id: number | null }
+      | { id: number; user_id: number | null; partner_id: number | null; revoked_at: number | null; token_expires_at: number | null; partner_status: string | null }
       | undefined;
-    if (dev) return { kind: 'device', deviceId: dev.id, userId: dev.user_id, partnerId: dev.partner_id };
+    if (dev) {
+      // A device token dies with its device's revocation, its partner's termination, or its lifetime.
+      if (dev.partner_id !== null && dev.partner_status !== 'authorized')
+        throw new AuthorityError('UNAUTHORIZED', `device ${dev.id}'s partner is no longer authorized at this property`, { reason: 'PARTNER_TERMINATED', deviceId: dev.id });
+      if (dev.revoked_at !== null) throw new AuthorityError('UNAUTHORIZED', `device ${dev.id} was revoked`, { reason: 'REVOKED', deviceId: dev.id });
+      if (dev.token_expires_at !== null && this.now() >= dev.token_expires_at)
+        throw new AuthorityError('UNAUTHORIZED', `device token expired at ${dev.token_expires_at} (unix s): rotate tokens before they expire, or have the manager issue a new one`, {
+          reason: 'EXPIRED',
+          deviceId: dev.id,
+          expiredAt: dev.token_expires_at,
+        });
+      return { kind: 'device', deviceId: dev.id, userId: dev.user_id, partnerId: dev.partner_id };
+    }
+    const rotated = this.db.prepare('SELECT id FROM devices WHERE previous_token_hash = ?').get(h) as { id: number } | undefined;
+    if (rotated) throw new AuthorityError('UNAUTHORIZED', `this token of device ${rotated.id} was replaced by rotation: use the new one`, { reason: 'ROTATED', deviceId: rotated.id });
     const p = this.db.prepare("SELECT id FROM partners WHERE token_hash = ? AND status = 'authorized'").get(h) as { id: number } | undefined;
     if (p) return { kind: 'partner', partnerId: p.id };
     const l = this.db.prepare('SELECT lock_id FROM locks WHERE token_hash = ?').get(h) as { lock_id: string } | undefined;
     if (l) return { kind: 'lock', lockId: l.lock_id };
-    throw new AuthorityError('UNAUTHORIZED', 'unknown bearer token');
+    throw new AuthorityError('UNAUTHORIZED', 'unknown bearer token', { reason: 'UNKNOWN' });
   }
 
   /**

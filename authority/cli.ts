@@ -361,11 +361,17 @@ export function registerAuthorityCommands(program: Command): void {
     .requiredOption('--guest <id>', 'guest id', id('--guest'))
     .action(withAuthority((a, o: Common & { guest: number }) => a.revokeGuest(o.guest)));
 
-  const partner = auth.command('partner').description('partners: authorize, assign per door, terminate');
+  const partner = auth.command('partner').description('partners: register, authorize, assign per door, terminate');
   common(partner.command('list').description('list the partners and their doors')).action(withAuthority((a) => a.listPartners()));
+  common(partner.command('register').description('make a partner known at the property before DOOR authorizes it (it cannot be assigned until authorized)'))
+    .requiredOption('--name <name>', 'partner name, e.g. "Parcel Co"')
+    .action(withAuthority((a, o: Common & { name: string }) => a.registerPartner(o.name)));
   common(partner.command('authorize').description('authorize a partner integration (prints its partner token)'))
     .requiredOption('--name <name>', 'partner name, e.g. "Parcel Co"')
     .action(withAuthority((a, o: Common & { name: string }) => a.authorizePartner(o.name)));
+  common(partner.command('rotate-token').description("issue an authorized partner a new API token (the old one stops working)"))
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .action(withAuthority((a, o: Common & { partner: number }) => a.rotatePartnerToken(o.partner)));
   common(partner.command('assign-door').description('let a partner open a door'))
     .requiredOption('--partner <id>', 'partner id', id('--partner'))
     .requiredOption('--door <id>', 'door id', id('--door'))
@@ -377,6 +383,34 @@ export function registerAuthorityCommands(program: Command): void {
   common(partner.command('terminate').description('terminate the integration (refused while assigned to any door)'))
     .requiredOption('--partner <id>', 'partner id', id('--partner'))
     .action(withAuthority((a, o: Common & { partner: number }) => a.terminatePartner(o.partner)));
+  common(partner.command('grant').description("as the partner: grant one of its own users access within its keys or doors (prints the grant and its credentials)"))
+    .requiredOption('--partner <id>', 'the granting partner', id('--partner'))
+    .requiredOption('--subject <ref>', "the partner's own reference for its user")
+    .option('--role <role>', 'resident | guest | courier', oneOf('--role', ['resident', 'guest', 'courier'] as const), 'resident' as const)
+    .requiredOption('--public-key <hex>', "the user's phone public key (32-byte Ed25519, hex)")
+    .option('--key <id>', 'one of the partner keys: the grant follows it', id('--key'))
+    .option('--doors <ids>', 'only these doors (of the key, or doors the partner is assigned to)', idList('--doors'))
+    .option('--from <unix>', 'valid from (unix seconds)', unix('--from'))
+    .option('--until <unix>', 'valid until (unix seconds)', unix('--until'))
+    .action(
+      withAuthority(
+        (a, o: Common & { partner: number; subject: string; role: 'resident' | 'guest' | 'courier'; publicKey: string; key?: number; doors?: number[]; from?: number; until?: number }) => {
+          const input: Parameters<Authority['grantPartnerAccess']>[1] = { subject: o.subject, role: o.role, publicKey: o.publicKey };
+          if (o.key !== undefined) input.keyId = o.key;
+          if (o.doors !== undefined) input.doorIds = o.doors;
+          if (o.from !== undefined) input.validFrom = o.from;
+          if (o.until !== undefined) input.validUntil = o.until;
+          return a.grantPartnerAccess(o.partner, input);
+        },
+      ),
+    );
+  common(partner.command('grants').description("list a partner's own grants to its users"))
+    .requiredOption('--partner <id>', 'partner id', id('--partner'))
+    .action(withAuthority((a, o: Common & { partner: number }) => a.partnerGrants(o.partner)));
+  common(partner.command('revoke-grant').description("as the partner: revoke one of its grants (pending at offline doors until a sync)"))
+    .requiredOption('--partner <id>', 'the granting partner', id('--partner'))
+    .requiredOption('--grant <id>', 'grant id', id('--grant'))
+    .action(withAuthority((a, o: Common & { partner: number; grant: number }) => (a.revokePartnerGrant(o.partner, o.grant), { revoked: o.grant })));
   common(partner.command('key').description('create a partner key (a Key with the partner attached)'))
     .requiredOption('--partner <id>', 'partner id', id('--partner'))
     .requiredOption('--name <name>', 'Key name')
@@ -394,6 +428,9 @@ export function registerAuthorityCommands(program: Command): void {
         return o.user !== undefined ? a.enrolUserDevice(o.user, o.publicKey) : a.enrolPartnerDevice(o.partner as number, o.publicKey);
       }),
     );
+  common(device.command('rotate-token').description("issue a device a new token (the old one is refused as ROTATED); valid for the device-token lifetime"))
+    .requiredOption('--device <id>', 'device id', id('--device'))
+    .action(withAuthority((a, o: Common & { device: number }) => a.rotateDeviceToken(o.device)));
   common(device.command('revoke').description('revoke a device (its credentials leave every table)'))
     .requiredOption('--device <id>', 'device id', id('--device'))
     .action(withAuthority((a, o: Common & { device: number }) => a.revokeDevice(o.device)));

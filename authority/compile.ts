@@ -29,9 +29,9 @@ import {
 import { AuthorityError } from './errors';
 import { type UserRole } from './types';
 import { type KeyDoorRow, type VersionRow, u8, blob } from './rows';
-import { Partners } from './partners';
+import { PartnerGrants } from './partner-grants';
 
-export abstract class Compiler extends Partners {
+export abstract class Compiler extends PartnerGrants {
   protected credIdAllocator(lockId: string): (ref: string, subject: string, deviceId: number | null) => number {
     const known = new Map<string, number>();
     for (const r of this.db.prepare('SELECT ref, cred_id FROM cred_ids WHERE lock_id = ?').all(lockId) as { ref: string; cred_id: number }[]) known.set(r.ref, r.cred_id);
@@ -182,6 +182,33 @@ export abstract class Compiler extends Partners {
         const id = credId(`partner-phone:${d.id}:key:${kd.key_id}`, `partner:${kd.partner_id}`, d.id);
         put({ credId: id, kind: 'phone', holder: 'partner', secret: u8(d.public_key), partnerId: kd.partner_id, keyId: kd.key_id, flags: lease });
       }
+    }
+    // Partner-issued access: the partner's own users, within its scope here today. A grant
+    // through a partner key carries that key (its schedule at this door applies).
+    const partnerGrants = this.db
+      .prepare(
+        `SELECT g.id, g.partner_id, g.key_id, g.subject, g.public_key, g.valid_from, g.valid_until FROM partner_grants g
+         JOIN partners p ON p.id = g.partner_id AND p.status = 'authorized'
+         WHERE (g.key_id IS NOT NULL AND EXISTS (SELECT 1 FROM key_doors kd WHERE kd.key_id = g.key_id AND kd.door_id = ?)
+                AND (g.all_doors = 1 OR EXISTS (SELECT 1 FROM partner_grant_doors gd WHERE gd.grant_id = g.id AND gd.door_id = ?)))
+            OR (g.key_id IS NULL AND EXISTS (SELECT 1 FROM partner_doors pd WHERE pd.partner_id = g.partner_id AND pd.door_id = ?)
+                AND EXISTS (SELECT 1 FROM partner_grant_doors gd WHERE gd.grant_id = g.id AND gd.door_id = ?))
+         ORDER BY g.id`,
+      )
+      .all(door.id, door.id, door.id, door.id) as {
+      id: number;
+      partner_id: number;
+      key_id: number | null;
+      subject: string;
+      public_key: Buffer;
+      valid_from: number | null;
+      valid_until: number | null;
+    }[];
+    for (const g of partnerGrants) {
+      const id = credId(`partner-grant:${g.id}`, `partner:${g.partner_id}:${g.subject}`, null);
+      const e: Entry = { credId: id, kind: 'phone', holder: 'partner', secret: u8(g.public_key), partnerId: g.partner_id, flags: lease };
+      if (g.key_id !== null) e.keyId = g.key_id;
+      put(withValidity(e, g.valid_from, g.valid_until));
     }
     return { entries, keyPolicies, policy };
   }

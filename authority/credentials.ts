@@ -1,7 +1,7 @@
 // Credentials held by people and partners: enrolled devices (public keys only), sealed
 // permanent doorcodes, keycards and daily codes derived from the lock secret.
 
-import { type HolderClass, bytesEqual, decode, dailyCode, encode, keyPairFromSeed, publicKeyOf, toHex, deriveSeed32 } from '../protocol';
+import { type HolderClass, bytesEqual, dailyCode, keyPairFromSeed, publicKeyOf, toHex, deriveSeed32 } from '../protocol';
 import { isStrictEd25519PublicKey } from '../protocol/ed25519-strict';
 import { AuthorityError } from './errors';
 import { invalid, localDate, requireDoorcode, requireHex, requireId, requireLocalDate } from './validate';
@@ -10,20 +10,50 @@ import { u8, blob, sha256 } from './rows';
 import { SigningKeys } from './keys';
 
 export abstract class Credentials extends SigningKeys {
-  protected insertDevice(owner: { userId: number } | { partnerId: number }, publicKeyHex: string): { deviceId: number; token: string } {
+  protected insertDevice(owner: { userId: number } | { partnerId: number }, publicKeyHex: string): { deviceId: number; token: string; tokenExpiresAt: number } {
     const pk = requireHex(publicKeyHex, 'publicKey', { exact: 32 });
     if (!isStrictEd25519PublicKey(pk))
       throw new AuthorityError('WEAK_PUBLIC_KEY', 'publicKey is not a canonical Ed25519 point of large order (small-order and non-canonical keys let anyone sign)');
     if (this.db.prepare('SELECT 1 FROM devices WHERE public_key = ?').get(blob(pk))) throw new AuthorityError('CONFLICT', 'this public key is already enrolled');
     const token = this.newToken('device');
+    const tokenExpiresAt = this.now() + this.deviceTokenSeconds;
     const r = this.db
-      .prepare('INSERT INTO devices (user_id, partner_id, public_key, token_hash, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run('userId' in owner ? owner.userId : null, 'partnerId' in owner ? owner.partnerId : null, blob(pk), sha256(token), this.now());
-    return { deviceId: Number(r.lastInsertRowid), token };
+      .prepare('INSERT INTO devices (user_id, partner_id, public_key, token_hash, token_expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run('userId' in owner ? owner.userId : null, 'partnerId' in owner ? owner.partnerId : null, blob(pk), sha256(token), tokenExpiresAt, this.now());
+    return { deviceId: Number(r.lastInsertRowid), token, tokenExpiresAt };
+  }
+
+  /**
+   * A new token for a device (the old one stops working at once; presenting it is then
+   * refused as ROTATED), valid for the device-token lifetime from now. Refused for a revoked
+   * device and for a device of a partner no longer authorized.
+   */
+  rotateDeviceToken(deviceId: number): { deviceId: number; token: string; tokenExpiresAt: number } {
+    return this.batch(() => {
+      const id = requireId(deviceId, 'deviceId');
+      const d = this.db.prepare('SELECT id, partner_id, revoked_at FROM devices WHERE id = ?').get(id) as { id: number; partner_id: number | null; revoked_at: number | null } | undefined;
+      if (d === undefined) throw new AuthorityError('UNKNOWN_DEVICE', `no device ${id}`, { deviceId: id });
+      if (d.partner_id !== null) this.requireAuthorizedPartner(d.partner_id);
+      if (d.revoked_at !== null) throw new AuthorityError('FORBIDDEN_TRANSITION', `device ${d.id} is revoked: enrol the phone again`, { deviceId: d.id });
+      const token = this.newToken('device');
+      const tokenExpiresAt = this.now() + this.deviceTokenSeconds;
+      this.db.prepare('UPDATE devices SET previous_token_hash = token_hash, token_hash = ?, token_expires_at = ? WHERE id = ?').run(sha256(token), tokenExpiresAt, d.id);
+      return { deviceId: d.id, token, tokenExpiresAt };
+    });
+  }
+
+  /** A new API token for an authorized partner; the old one stops working at once. */
+  rotatePartnerToken(partnerId: number): { partnerId: number; token: string } {
+    return this.batch(() => {
+      const p = this.requireAuthorizedPartner(partnerId);
+      const token = this.newToken('partner');
+      this.db.prepare('UPDATE partners SET token_hash = ? WHERE id = ?').run(sha256(token), p.id);
+      return { partnerId: p.id, token };
+    });
   }
 
   /** Enrol a user's phone by its public key (the private key never leaves the phone). */
-  enrolUserDevice(userId: number, publicKeyHex: string): { deviceId: number; token: string } {
+  enrolUserDevice(userId: number, publicKeyHex: string): { deviceId: number; token: string; tokenExpiresAt: number } {
     return this.batch(() => {
       const u = this.userRow(userId);
       const out = this.insertDevice({ userId: u.id }, publicKeyHex);
@@ -32,7 +62,7 @@ export abstract class Credentials extends SigningKeys {
     });
   }
 
-  enrolPartnerDevice(partnerId: number, publicKeyHex: string): { deviceId: number; token: string } {
+  enrolPartnerDevice(partnerId: number, publicKeyHex: string): { deviceId: number; token: string; tokenExpiresAt: number } {
     return this.batch(() => {
       const p = this.requireAuthorizedPartner(partnerId);
       const out = this.insertDevice({ partnerId: p.id }, publicKeyHex);
@@ -81,7 +111,7 @@ export abstract class Credentials extends SigningKeys {
   }
 
   /** Demo/test helper: generate a device key from a seed label, enrol it, return its file. */
-  enrolDeviceWithNewKey(owner: { userId: number } | { partnerId: number }, seed: string): { deviceId: number; token: string; credentialFile: CredentialFile } {
+  enrolDeviceWithNewKey(owner: { userId: number } | { partnerId: number }, seed: string): { deviceId: number; token: string; tokenExpiresAt: number; credentialFile: CredentialFile } {
     const kp = keyPairFromSeed(deriveSeed32(seed, 'userId' in owner ? `device:user:${owner.userId}` : `device:partner:${owner.partnerId}`));
     const r = 'userId' in owner ? this.enrolUserDevice(owner.userId, toHex(kp.publicKey)) : this.enrolPartnerDevice(owner.partnerId, toHex(kp.publicKey));
     return { ...r, credentialFile: this.credentialFile(r.deviceId, toHex(kp.secretKey)) };
@@ -114,9 +144,62 @@ export abstract class Credentials extends SigningKeys {
   }
 
   /**
+   * Keys through which a user holds a door, oldest assignment first, those with doorcodes
+   * on flagged.
+   */
+  protected doorGrants(userId: number, doorId: number): { keyId: number; doorcodes: boolean }[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT a.key_id, kd.doorcodes_enabled FROM assignments a JOIN key_doors kd ON kd.key_id = a.key_id JOIN keys k ON k.id = a.key_id
+           WHERE a.user_id = ? AND kd.door_id = ? AND k.guest_of IS NULL ORDER BY a.id`,
+        )
+        .all(userId, doorId) as { key_id: number; doorcodes_enabled: number }[]
+    ).map((r) => ({ keyId: r.key_id, doorcodes: r.doorcodes_enabled === 1 }));
+  }
+
+  /**
+   * Doorcodes follow Keys. A doorcode belongs to the (user, door), not to the Key that
+   * first gave it. For each pair: a user holding the door through a Key with doorcodes on
+   * has one code there (issued when missing: "each user assigned this key gets a unique
+   * doorcode for that door"), kept under such a Key (its schedule and validity apply at
+   * the lock). A user whose Keys there all have doorcodes off keeps the code dormant (the
+   * lock refuses it as DOORCODES_DISABLED; turning doorcodes on again revives it). A user
+   * who no longer holds the door through any Key loses it. `departingKeyId` names a Key
+   * about to leave these pairs (unassigned, deleted, or the door removed from it): it no
+   * longer counts, so its codes move to another Key before the row goes.
+   * Returns the codes issued.
+   */
+  protected settleDoorcodes(pairs: Iterable<{ userId: number; doorId: number }>, departingKeyId?: number): { userId: number; doorId: number; code: string }[] {
+    const issued: { userId: number; doorId: number; code: string }[] = [];
+    const seen = new Set<string>();
+    const held = this.db.prepare('SELECT id, key_id FROM doorcodes WHERE user_id = ? AND door_id = ?');
+    for (const { userId, doorId } of pairs) {
+      const tag = `${userId}:${doorId}`;
+      if (seen.has(tag)) continue;
+      seen.add(tag);
+      const grants = this.doorGrants(userId, doorId).filter((g) => g.keyId !== departingKeyId);
+      const withCodes = grants.filter((g) => g.doorcodes).map((g) => g.keyId);
+      const code = held.get(userId, doorId) as { id: number; key_id: number } | undefined;
+      const home = withCodes[0] ?? grants[0]?.keyId;
+      if (home === undefined) {
+        if (code === undefined) continue;
+        this.db.prepare('DELETE FROM doorcodes WHERE id = ?').run(code.id);
+      } else if (code === undefined) {
+        if (withCodes.length === 0) continue;
+        issued.push({ userId, doorId, code: this.storeDoorcode(userId, doorId, home, undefined) });
+      } else if (withCodes.length > 0 ? !withCodes.includes(code.key_id) : !grants.some((g) => g.keyId === code.key_id)) {
+        this.db.prepare('UPDATE doorcodes SET key_id = ? WHERE id = ?').run(home, code.id);
+      } else continue;
+      this.touch([doorId]);
+    }
+    return issued;
+  }
+
+  /**
    * Issue (or replace) a user's 7-digit permanent code for a door. The user must hold a
-   * Key that includes the door with doorcodes enabled; the code belongs to that Key and is
-   * deleted with it.
+   * Key that includes the door with doorcodes enabled; the code stays while any such Key
+   * does (settleDoorcodes).
    */
   issueDoorcode(userId: number, doorId: number, code?: string): { doorId: number; keyId: number; code: string } {
     return this.batch(() => {

@@ -41,7 +41,9 @@ export interface SqlDatabase {
   exec(sql: string): void;
   transaction<F extends (...args: never[]) => unknown>(fn: F): TransactionFn<F>;
   /** Engine tuning (SQLite PRAGMAs); a no-op on engines without them. */
-  pragma(source: string): unknown;
+  pragma(source: string, options?: { simple?: boolean }): unknown;
+  /** A migration's SQL for this engine (written once, in SQLite's dialect; see postgres.ts). */
+  migrationSql(version: number, sql: string): string;
   /** Whether a table of this name exists (the init probe). */
   hasTable(name: string): boolean;
   close(): void;
@@ -84,8 +86,11 @@ class SqliteDatabase implements SqlDatabase {
   transaction<F extends (...args: never[]) => unknown>(fn: F): TransactionFn<F> {
     return this.db.transaction(fn as unknown as (...args: unknown[]) => unknown) as unknown as TransactionFn<F>;
   }
-  pragma(source: string): unknown {
-    return this.db.pragma(source);
+  pragma(source: string, options?: { simple?: boolean }): unknown {
+    return this.db.pragma(source, options);
+  }
+  migrationSql(_version: number, sql: string): string {
+    return sql;
   }
   hasTable(name: string): boolean {
     return this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;

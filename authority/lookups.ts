@@ -34,6 +34,11 @@ export abstract class ModelLookups extends AuthorityStore {
     return k;
   }
 
+  /** Users holding a Key (its current keyholders), oldest assignment first. */
+  protected holdersOf(keyId: number): number[] {
+    return (this.db.prepare('SELECT user_id FROM assignments WHERE key_id = ? ORDER BY id').all(keyId) as { user_id: number }[]).map((r) => r.user_id);
+  }
+
   protected keyDoorsOf(keyId: number): KeyDoorSettings[] {
     return (this.db.prepare('SELECT * FROM key_doors WHERE key_id = ? ORDER BY door_id').all(keyId) as KeyDoorRow[]).map((r) => {
       const s: KeyDoorSettings = { doorId: r.door_id, doorcodesEnabled: r.doorcodes_enabled === 1 };
@@ -64,7 +69,16 @@ export abstract class ModelLookups extends AuthorityStore {
 
   protected requireAuthorizedPartner(partnerId: unknown): PartnerRow {
     const p = this.partnerRow(partnerId);
-    if (p.status !== 'authorized') throw new AuthorityError('PARTNER_NOT_AUTHORIZED', `partner ${p.id} is not authorized at this property`, { partnerId: p.id });
+    // "A partner must be authorized before it can be assigned" (seeds: DOOR's integrations
+    // team adds the partner to the property first).
+    if (p.status !== 'authorized')
+      throw new AuthorityError(
+        'PARTNER_NOT_AUTHORIZED',
+        p.status === 'pending'
+          ? `partner ${p.id} is not yet authorized at this property: authorize it (authority partner authorize) before assigning it`
+          : `partner ${p.id} was terminated at this property: authorize it again before assigning it`,
+        { partnerId: p.id, status: p.status },
+      );
     return p;
   }
 

@@ -122,9 +122,19 @@ export abstract class PropertyModel extends Credentials {
       .run(keyId, d.doorId, d.doorcodesEnabled ? 1 : 0, d.schedule === undefined ? null : JSON.stringify(d.schedule));
   }
 
-  /** A door leaves a Key: its doorcodes there go, and so do guest keys shared from it. */
+  /**
+   * A door leaves a Key: its keyholders' doorcodes there go unless another of their Keys
+   * still gives one, and the guest keys shared from it go.
+   */
   protected dropKeyDoor(keyId: number, doorId: number): void {
+    this.settleDoorcodes(this.pairs(this.holdersOf(keyId), [doorId]), keyId);
     this.db.prepare('DELETE FROM doorcodes WHERE key_id = ? AND door_id = ?').run(keyId, doorId);
+    // Partner grants naming this door of the key end there (for good: re-adding the door
+    // later does not revive them); a grant left with no door ends.
+    this.db.prepare('DELETE FROM partner_grant_doors WHERE door_id = ? AND grant_id IN (SELECT id FROM partner_grants WHERE key_id = ?)').run(doorId, keyId);
+    this.db
+      .prepare('DELETE FROM partner_grants WHERE key_id = ? AND all_doors = 0 AND NOT EXISTS (SELECT 1 FROM partner_grant_doors gd WHERE gd.grant_id = partner_grants.id)')
+      .run(keyId);
     this.db
       .prepare(
         `DELETE FROM keys WHERE guest_of IN (SELECT id FROM assignments WHERE key_id = ?)
@@ -132,6 +142,18 @@ export abstract class PropertyModel extends Credentials {
       )
       .run(keyId, doorId);
     this.db.prepare('DELETE FROM key_doors WHERE key_id = ? AND door_id = ?').run(keyId, doorId);
+  }
+
+  /** Doorcodes setting of a door on a Key; undefined when the door is not on it. */
+  protected doorcodesAt(keyId: number, doorId: number): boolean | undefined {
+    const r = this.db.prepare('SELECT doorcodes_enabled FROM key_doors WHERE key_id = ? AND door_id = ?').get(keyId, doorId) as { doorcodes_enabled: number } | undefined;
+    return r === undefined ? undefined : r.doorcodes_enabled === 1;
+  }
+
+  /** Every (user, door) pair of these users and doors. */
+  protected pairs(userIds: Iterable<number>, doorIds: Iterable<number>): { userId: number; doorId: number }[] {
+    const doors = [...doorIds];
+    return [...userIds].flatMap((userId) => doors.map((doorId) => ({ userId, doorId })));
   }
 
   /** Make a Key (optionally a partner key) from a set of doors with per-door settings. */
@@ -181,8 +203,12 @@ export abstract class PropertyModel extends Credentials {
         const next = new Set(doors.map((d) => d.doorId));
         if (next.size !== doors.length) throw invalid('a door is listed twice');
         const before = this.keyDoorsOf(k.id).map((d) => d.doorId);
+        const flags = new Map(doors.map((d) => [d.doorId, this.doorcodesAt(k.id, d.doorId)] as const));
         for (const d of before) if (!next.has(d)) this.dropKeyDoor(k.id, d);
         for (const d of doors) this.writeKeyDoor(k.id, d);
+        // Only doors added, or whose doorcodes setting changed, move codes.
+        const changed = doors.filter((d) => flags.get(d.doorId) !== d.doorcodesEnabled).map((d) => d.doorId);
+        if (changed.length > 0) this.settleDoorcodes(this.pairs(this.holdersOf(k.id), changed));
         this.touch(before);
         this.touch(next);
       }
@@ -195,7 +221,12 @@ export abstract class PropertyModel extends Credentials {
     return this.batch(() => {
       const k = this.managedKeyRow(keyId);
       const d = this.normalizeKeyDoor(door, 'door');
+      const before = this.doorcodesAt(k.id, d.doorId);
       this.writeKeyDoor(k.id, d);
+      // The door added, or doorcodes turned on, issue the keyholders' codes; turned off, a
+      // code moves to another Key that still gives it (or stays dormant). A schedule change
+      // alone leaves every code where it is.
+      if (before !== d.doorcodesEnabled) this.settleDoorcodes(this.pairs(this.holdersOf(k.id), [d.doorId]));
       this.touch([d.doorId]);
       return this.key(k.id);
     });
@@ -213,11 +244,15 @@ export abstract class PropertyModel extends Credentials {
     });
   }
 
-  /** Delete a Key: its assignments, doorcodes and the guest keys shared from it go too. */
+  /**
+   * Delete a Key: its assignments and the guest keys shared from it go too, and so do its
+   * doorcodes — except those another of the keyholder's Keys still gives.
+   */
   deleteKey(keyId: number): void {
     this.batch(() => {
       const k = this.managedKeyRow(keyId);
       const doors = this.keyDoorsOf(k.id).map((d) => d.doorId);
+      this.settleDoorcodes(this.pairs(this.holdersOf(k.id), doors), k.id);
       this.db.prepare('DELETE FROM doorcodes WHERE key_id = ?').run(k.id);
       this.db.prepare('DELETE FROM keys WHERE id = ?').run(k.id); // cascades: key_doors, assignments → guest keys
       this.touch(doors);

@@ -24,7 +24,22 @@ export abstract class Partners extends People {
     return (this.db.prepare('SELECT id FROM partners ORDER BY id').all() as { id: number }[]).map((r) => this.partner(r.id));
   }
 
-  /** The integrations step: the partner becomes authorized at the property. */
+  /**
+   * Make a partner known at the property before it is authorized (the manager's request to
+   * DOOR's integrations team is on its way). It cannot be assigned, hold keys or enrol
+   * devices, and has no token, until authorizePartner.
+   */
+  registerPartner(name: string): PartnerInfo {
+    const n = requireName(name, 'name');
+    return this.batch(() => {
+      const existing = this.db.prepare('SELECT id FROM partners WHERE name = ?').get(n) as { id: number } | undefined;
+      if (existing !== undefined) throw new AuthorityError('CONFLICT', `partner ${JSON.stringify(n)} is already known at this property`, { partnerId: existing.id });
+      const r = this.db.prepare("INSERT INTO partners (name, status, created_at) VALUES (?, 'pending', ?)").run(n, this.now());
+      return this.partner(Number(r.lastInsertRowid));
+    });
+  }
+
+  /** The integrations step: the partner (new, registered or terminated) becomes authorized at the property. */
   authorizePartner(name: string): { partner: PartnerInfo; token: string } {
     const n = requireName(name, 'name');
     return this.batch(() => {
@@ -58,6 +73,11 @@ export abstract class Partners extends People {
       const d = this.doorRow(doorId);
       const r = this.db.prepare('DELETE FROM partner_doors WHERE partner_id = ? AND door_id = ?').run(p.id, d.id);
       if (r.changes === 0) throw new AuthorityError('CONFLICT', `partner ${p.id} is not assigned to door ${d.id}`);
+      // The partner's grants at this door (outside its keys) end with its assignment there.
+      this.db.prepare('DELETE FROM partner_grant_doors WHERE door_id = ? AND grant_id IN (SELECT id FROM partner_grants WHERE partner_id = ? AND key_id IS NULL)').run(d.id, p.id);
+      this.db
+        .prepare('DELETE FROM partner_grants WHERE partner_id = ? AND key_id IS NULL AND NOT EXISTS (SELECT 1 FROM partner_grant_doors gd WHERE gd.grant_id = partner_grants.id)')
+        .run(p.id);
       this.touch([d.id]);
       return this.partner(p.id);
     });
@@ -71,6 +91,7 @@ export abstract class Partners extends People {
     return this.batch(() => {
       const p = this.partnerRow(partnerId);
       if (p.status === 'terminated') throw new AuthorityError('FORBIDDEN_TRANSITION', `partner ${p.id} is already terminated`);
+      if (p.status === 'pending') throw new AuthorityError('PARTNER_NOT_AUTHORIZED', `partner ${p.id} was never authorized at this property: there is no integration to terminate`, { partnerId: p.id, status: p.status });
       const direct = this.db.prepare('SELECT d.id, d.name FROM partner_doors pd JOIN doors d ON d.id = pd.door_id WHERE pd.partner_id = ? ORDER BY d.id').all(p.id) as { id: number; name: string }[];
       const viaKeys = this.db
         .prepare('SELECT d.id, d.name, k.id AS key_id FROM keys k JOIN key_doors kd ON kd.key_id = k.id JOIN doors d ON d.id = kd.door_id WHERE k.partner_id = ? ORDER BY d.id, k.id')
@@ -88,6 +109,8 @@ export abstract class Partners extends People {
       }
       const now = this.now();
       this.db.prepare("UPDATE partners SET status = 'terminated', token_hash = NULL, terminated_at = ? WHERE id = ?").run(now, p.id);
+      // Whatever it granted its users ends with it (already inert: it is assigned nowhere).
+      this.db.prepare('DELETE FROM partner_grants WHERE partner_id = ?').run(p.id);
       // Its devices' tokens die with the integration (they could otherwise still carry data).
       this.db.prepare('UPDATE devices SET revoked_at = ? WHERE partner_id = ? AND revoked_at IS NULL').run(now, p.id);
       return this.partner(p.id);

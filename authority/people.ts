@@ -69,12 +69,7 @@ export abstract class People extends PropertyModel {
         .run(u.id, k.id, mayShare ? 1 : 0, validFrom ?? null, validUntil ?? null, this.now());
       const doors = this.keyDoorsOf(k.id);
       // "Enable Doorcodes: each user assigned this key gets a unique doorcode for that door."
-      const doorcodes: { doorId: number; code: string }[] = [];
-      for (const d of doors) {
-        if (!d.doorcodesEnabled) continue;
-        if (this.db.prepare('SELECT 1 FROM doorcodes WHERE user_id = ? AND door_id = ?').get(u.id, d.doorId)) continue;
-        doorcodes.push({ doorId: d.doorId, code: this.storeDoorcode(u.id, d.doorId, k.id, undefined) });
-      }
+      const doorcodes = this.settleDoorcodes(this.pairs([u.id], doors.map((d) => d.doorId))).map((c) => ({ doorId: c.doorId, code: c.code }));
       this.touch(doors.map((d) => d.doorId));
       const a = this.db.prepare('SELECT * FROM assignments WHERE id = ?').get(Number(r.lastInsertRowid)) as AssignmentRow;
       return { assignment: this.assignmentInfo(a), doorcodes };
@@ -100,14 +95,20 @@ export abstract class People extends PropertyModel {
     });
   }
 
-  /** Take a Key away: its doorcodes go, and so does every guest access shared from it. */
+  /**
+   * Take a Key away: its doorcodes go (unless another of the user's Keys still gives one at
+   * that door), and so does every guest access shared from it.
+   */
   unassignKey(userId: number, keyId: number): void {
     this.batch(() => {
       const u = this.userRow(userId);
       const k = this.managedKeyRow(keyId);
       const a = this.assignmentRow(u.id, k.id);
-      this.touch(this.keyDoorsOf(k.id).map((d) => d.doorId));
-      this.db.prepare('DELETE FROM assignments WHERE id = ?').run(a.id); // trigger drops doorcodes; FK drops guest keys
+      const doors = this.keyDoorsOf(k.id).map((d) => d.doorId);
+      // A doorcode another of the user's Keys still gives moves to that Key first.
+      this.settleDoorcodes(this.pairs([u.id], doors), k.id);
+      this.touch(doors);
+      this.db.prepare('DELETE FROM assignments WHERE id = ?').run(a.id); // trigger drops the rest of its doorcodes; FK drops guest keys
     });
   }
 

@@ -1,14 +1,14 @@
 // Stored rows as SQLite returns them, and the byte helpers every layer uses (internal).
 
 import { createHash } from 'node:crypto';
-import { type DoorKind, type UserRole } from './types';
+import { type DoorKind, type PartnerStatus, type UserRole } from './types';
 
 export interface DoorRow { id: number; name: string; kind: DoorKind; connected: number; policy: string | null }
 export interface KeyRow { id: number; name: string; partner_id: number | null; guest_of: number | null }
 export interface KeyDoorRow { key_id: number; door_id: number; doorcodes_enabled: number; schedule: string | null }
 export interface UserRow { id: number; name: string; role: UserRole; invited_by: number | null }
 export interface AssignmentRow { id: number; user_id: number; key_id: number; may_share: number; valid_from: number | null; valid_until: number | null }
-export interface PartnerRow { id: number; name: string; status: 'authorized' | 'terminated' }
+export interface PartnerRow { id: number; name: string; status: PartnerStatus }
 export interface LockRow {
   lock_id: string;
   door_id: number;

@@ -223,6 +223,69 @@ CREATE TABLE audit_records (
   },
   {
     version: 3,
+    name: 'partners known before they are authorized',
+    // "A partner must be authorized before it can be assigned": a partner can be known at
+    // the property (status 'pending') before DOOR's integrations team authorizes it. SQLite
+    // cannot change a CHECK in place: the table is rebuilt with the same ids (keys,
+    // partner_doors and devices refer to it by name and id; see migrate for the checks).
+    sql: `
+CREATE TABLE partners_next (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'authorized', 'terminated')),
+  token_hash BLOB UNIQUE,
+  created_at INTEGER NOT NULL,
+  terminated_at INTEGER
+);
+INSERT INTO partners_next (id, name, status, token_hash, created_at, terminated_at)
+  SELECT id, name, status, token_hash, created_at, terminated_at FROM partners;
+DROP TABLE partners;
+ALTER TABLE partners_next RENAME TO partners;
+`,
+  },
+  {
+    version: 4,
+    name: 'partner-issued access',
+    // A partner grants its own users (residents, guests, couriers) access within its scope:
+    // one of its partner keys (all_doors = every door the key has, now and later; otherwise
+    // the doors listed) or doors it is assigned to directly (key_id NULL, doors listed).
+    sql: `
+CREATE TABLE partner_grants (
+  id INTEGER PRIMARY KEY,
+  partner_id INTEGER NOT NULL REFERENCES partners(id),
+  key_id INTEGER REFERENCES keys(id) ON DELETE CASCADE,
+  all_doors INTEGER NOT NULL CHECK (all_doors IN (0, 1)),
+  subject TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('resident', 'guest', 'courier')),
+  public_key BLOB NOT NULL,
+  valid_from INTEGER,
+  valid_until INTEGER,
+  created_at INTEGER NOT NULL,
+  CHECK (key_id IS NOT NULL OR all_doors = 0)
+);
+CREATE INDEX partner_grants_partner ON partner_grants(partner_id);
+CREATE INDEX partner_grants_key ON partner_grants(key_id);
+CREATE TABLE partner_grant_doors (
+  grant_id INTEGER NOT NULL REFERENCES partner_grants(id) ON DELETE CASCADE,
+  door_id INTEGER NOT NULL REFERENCES doors(id),
+  PRIMARY KEY (grant_id, door_id)
+);
+CREATE INDEX partner_grant_doors_door ON partner_grant_doors(door_id);
+`,
+  },
+  {
+    version: 5,
+    name: 'device tokens expire and rotate',
+    // Tokens issued before this migration get the default lifetime (90 days) from now.
+    sql: `
+ALTER TABLE devices ADD COLUMN token_expires_at INTEGER;
+ALTER TABLE devices ADD COLUMN previous_token_hash BLOB;
+UPDATE devices SET token_expires_at = CAST(strftime('%s', 'now') AS INTEGER) + 7776000;
+CREATE INDEX devices_previous_token ON devices(previous_token_hash);
+`,
+  },
+  {
+    version: 6,
     name: 'a receipt is counted once',
     // A courier's outbox retries a receipt until the authority answers, and two authority
     // processes may both receive it: a second copy of what the lock signed (session nonce,
@@ -238,15 +301,30 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 export function migrate(db: SqlDatabase, now: number): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
   // Read and apply under one write lock, so two processes opening a fresh file at once
-  // cannot both run a migration.
+  // cannot both run a migration. A table rebuild (SQLite's documented way to change a
+  // constraint) needs foreign-key enforcement off, which cannot change inside a transaction:
+  // it is off while migrating, and every reference is checked before the commit.
+  // (PostgreSQL changes constraints in place and enforces references throughout.)
+  const enforced = db.engine === 'sqlite' && db.pragma('foreign_keys', { simple: true }) === 1;
+  if (enforced) db.pragma('foreign_keys = OFF');
+  try {
+    migrateLocked(db, now);
+  } finally {
+    if (enforced) db.pragma('foreign_keys = ON');
+  }
+}
+
+function migrateLocked(db: SqlDatabase, now: number): void {
   db.transaction(() => {
     const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
     const current = row.v ?? 0;
     if (current > SCHEMA_VERSION) throw new AuthorityError('CONFLICT', `database schema v${current} is newer than this build (v${SCHEMA_VERSION})`);
     for (const m of MIGRATIONS) {
       if (m.version <= current) continue;
-      db.exec(m.sql);
+      db.exec(db.migrationSql(m.version, m.sql));
       db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, now);
     }
+    const broken = db.engine === 'sqlite' ? (db.pragma('foreign_key_check') as unknown[]) : [];
+    if (broken.length > 0) throw new AuthorityError('INTERNAL', `migration left ${broken.length} dangling reference(s)`, { broken });
   }).immediate();
 }

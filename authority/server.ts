@@ -10,7 +10,7 @@
 
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Authority, type AuthorityOptions, type Principal } from './authority';
+import { Authority, type AuthorityOptions, type PartnerGrantInput, type Principal } from './authority';
 import { auditReport, type AuditQuery } from './audit-query';
 import { openApiDocument } from './openapi';
 import { AuthorityError } from './errors';
@@ -149,6 +149,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
     const p = c.principal as Extract<Principal, { kind: 'device' }>;
     return { deviceId: p.deviceId, user: p.userId !== null ? a.user(p.userId) : null, partnerId: p.partnerId };
   });
+  r('POST', '/v1/me/token', 'device', (c) => a.rotateDeviceToken((c.principal as Extract<Principal, { kind: 'device' }>).deviceId));
   r('GET', '/v1/me/credentials', 'device', (c) => ({ credentials: a.credentialsForDevice((c.principal as Extract<Principal, { kind: 'device' }>).deviceId) }));
   r('POST', '/v1/me/guests', 'device', (c) => {
     const p = c.principal as Extract<Principal, { kind: 'device' }>;
@@ -166,9 +167,20 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   // --- partners
   r('GET', '/v1/partner', 'partner', (c) => a.partner((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId));
   r('POST', '/v1/partner/devices', 'partner', (c) => a.enrolPartnerDevice((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId, c.body.publicKey as string));
+  r('POST', '/v1/partner/token', 'partner', (c) => a.rotatePartnerToken((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId));
   r('GET', '/v1/partner/credentials', 'partner', (c) => {
     const info = a.partner((c.principal as Extract<Principal, { kind: 'partner' }>).partnerId);
     return { credentials: info.devices.flatMap((d) => a.credentialsForDevice(d)) };
+  });
+  // Partner-issued access: the partner's own users, within its keys and doors; its own grants only.
+  const partnerOf = (c: Ctx): number => (c.principal as Extract<Principal, { kind: 'partner' }>).partnerId;
+  r('GET', '/v1/partner/grants', 'partner', (c) => ({ grants: a.partnerGrants(partnerOf(c)) }));
+  r('POST', '/v1/partner/grants', 'partner', (c) => a.grantPartnerAccess(partnerOf(c), c.body as unknown as PartnerGrantInput));
+  r('GET', `/v1/partner/grants/${ID}`, 'partner', (c) => a.partnerGrant(partnerOf(c), num(p0(c), 'grantId')));
+  r('DELETE', `/v1/partner/grants/${ID}`, 'partner', (c) => {
+    const id = num(p0(c), 'grantId');
+    a.revokePartnerGrant(partnerOf(c), id);
+    return { revoked: id };
   });
 
   // --- internet-connected locks: long-poll uplink
@@ -212,10 +224,14 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   r('POST', `${M}/users/${ID}/keycards`, 'manager', (c) => a.addKeycard(num(p0(c), 'userId'), c.body.uid as string));
   r('DELETE', `${M}/keycards/${ID}`, 'manager', (c) => (a.removeKeycard(num(p0(c), 'keycardId')), { deleted: true }));
   r('GET', `${M}/partners`, 'manager', () => ({ partners: a.listPartners() }));
-  r('POST', `${M}/partners`, 'manager', (c) => a.authorizePartner(c.body.name as string));
+  // {name} authorizes (a new or registered partner); {name, authorized: false} only registers it.
+  r('POST', `${M}/partners`, 'manager', (c) => (c.body.authorized === false ? { partner: a.registerPartner(c.body.name as string) } : a.authorizePartner(c.body.name as string)));
   r('GET', `${M}/partners/${ID}`, 'manager', (c) => a.partner(num(p0(c), 'partnerId')));
   r('POST', `${M}/partners/${ID}/terminate`, 'manager', (c) => a.terminatePartner(num(p0(c), 'partnerId')));
   r('POST', `${M}/partners/${ID}/devices`, 'manager', (c) => a.enrolPartnerDevice(num(p0(c), 'partnerId'), c.body.publicKey as string));
+  r('POST', `${M}/devices/${ID}/token`, 'manager', (c) => a.rotateDeviceToken(num(p0(c), 'deviceId')));
+  r('POST', `${M}/partners/${ID}/token`, 'manager', (c) => a.rotatePartnerToken(num(p0(c), 'partnerId')));
+  r('GET', `${M}/partners/${ID}/grants`, 'manager', (c) => ({ grants: a.partnerGrants(num(p0(c), 'partnerId')) }));
   r('GET', `${M}/partners/${ID}/honouring`, 'manager', (c) => ({ doors: a.doorsHonouringPartner(num(p0(c), 'partnerId')) }));
   r('POST', `${M}/signing-key/rotate`, 'manager', () => a.rotateSigningKey());
   r('GET', `${M}/locks`, 'manager', () => ({ locks: a.listLocks() }));
@@ -323,7 +339,7 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
       } catch (e) {
         // Say which token the route takes: the caller may hold the right kind under another name.
         if (e instanceof AuthorityError && e.code === 'UNAUTHORIZED')
-          throw new AuthorityError('UNAUTHORIZED', `${e.toJSON().message}; ${method} ${url.pathname} takes ${takes}`, { takes: match.route.auth });
+          throw new AuthorityError('UNAUTHORIZED', `${e.toJSON().message}; ${method} ${url.pathname} takes ${takes}`, { ...e.details, takes: match.route.auth });
         throw e;
       }
       const lockParam = url.pathname.startsWith('/v1/locks/') || url.pathname.startsWith('/v1/uplink/') ? match.params[0] : undefined;

@@ -10,6 +10,9 @@ import { type KeyPaths, Sealer, keyPathsFor } from './keystore';
 import { type AuthorityOptions } from './types';
 import { TOKEN_PREFIX } from './rows';
 
+/** Default lifetime of a device token: 90 days, renewed by rotation. */
+export const DEFAULT_DEVICE_TOKEN_SECONDS = 90 * 86_400;
+
 export abstract class AuthorityStore {
   protected readonly tableCache = new Map<string, { version: number; digest: Uint8Array; table: Table }>();
   protected readonly listeners = new Set<(lockId: string, version: number) => void>();
@@ -19,6 +22,7 @@ export abstract class AuthorityStore {
   protected readonly now: () => number;
   protected readonly historyVersions: number;
   protected readonly checkpointEvery: number;
+  protected readonly deviceTokenSeconds: number;
 
   protected constructor(
     readonly db: SqlDatabase,
@@ -30,6 +34,8 @@ export abstract class AuthorityStore {
     this.now = opts.now ?? (() => Math.floor(Date.now() / 1000));
     this.historyVersions = opts.historyVersions ?? 64;
     this.checkpointEvery = opts.checkpointEvery ?? 16;
+    this.deviceTokenSeconds = opts.deviceTokenSeconds ?? DEFAULT_DEVICE_TOKEN_SECONDS;
+    if (!Number.isSafeInteger(this.deviceTokenSeconds) || this.deviceTokenSeconds < 60) throw new AuthorityError('VALIDATION', 'deviceTokenSeconds must be a whole number of seconds ≥ 60');
   }
 
   /** A SQLite file or a PostgreSQL URL (db.ts holds the engines). */

@@ -19,6 +19,8 @@ export interface AuthorityOptions {
   historyVersions?: number;
   /** Every Nth version keeps its full table so old versions can be rebuilt. */
   checkpointEvery?: number;
+  /** Lifetime of a device token from its issue or rotation, seconds (default 90 days). */
+  deviceTokenSeconds?: number;
 }
 
 export interface AuthorityInitOptions extends AuthorityOptions {
@@ -90,10 +92,16 @@ export interface UserInfo {
   doorcodeDoors: number[];
 }
 
+/**
+ * pending: known at the property, not yet authorized by DOOR's integrations team (cannot be
+ * assigned); authorized; terminated (the integration ended).
+ */
+export type PartnerStatus = 'pending' | 'authorized' | 'terminated';
+
 export interface PartnerInfo {
   id: number;
   name: string;
-  status: 'authorized' | 'terminated';
+  status: PartnerStatus;
   doors: number[];
   keys: number[];
   devices: number[];
@@ -159,4 +167,38 @@ export interface Grant {
   lockId: string;
   credId: number;
   deviceId: number;
+}
+
+/** Who a partner grants access to: its own residents, guests and couriers (never DOOR's users). */
+export type PartnerUserRole = 'resident' | 'guest' | 'courier';
+
+export interface PartnerGrantInput {
+  /** The partner's own reference for its user (shown back to the partner only). */
+  subject: string;
+  role?: PartnerUserRole;
+  /** The user's phone public key (Ed25519, hex): the partner SDK on that phone holds the secret. */
+  publicKey: string;
+  /** One of the partner's keys: the grant follows it (doors added and removed, schedules). */
+  keyId?: number;
+  /** Only these doors (of that key, or, without keyId, doors the partner is assigned to directly). */
+  doorIds?: number[];
+  validFrom?: number;
+  validUntil?: number;
+}
+
+export interface PartnerGrantInfo {
+  id: number;
+  partnerId: number;
+  subject: string;
+  role: PartnerUserRole;
+  publicKey: string;
+  keyId: number | null;
+  /** True: every door of the key, now and later. */
+  allDoors: boolean;
+  /** Doors the grant reaches now (within the partner's scope today). */
+  doors: number[];
+  validFrom?: number;
+  validUntil?: number;
+  /** The unlock credentials compiled for it: what the partner hands its user's phone. */
+  credentials: { lockId: string; credId: number }[];
 }

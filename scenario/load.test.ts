@@ -141,6 +141,7 @@ describe('validator error classes', () => {
     ['bad keycard uid', (d) => (d.property.users[0].keycards = ['XYZ']), /^property\.users\[0\]\.keycards\[0\]: "XYZ" is not a keycard UID/],
     ['duplicate phone', (d) => (d.property.partners[0].phones = ['alice-phone']), /phones\[0\]\.id: duplicate id "alice-phone"/],
     ['unauthorized partner on doors', (d) => (d.property.partners[0].authorized = false), /^property\.partners\[0\]\.doors: a partner not authorized/],
+    ['partner key of an unauthorized partner', (d) => ((d.property.partners[0].authorized = false), (d.property.partners[0].doors = []), (d.property.keys[0].partner = 'p1')), /^property\.keys\[0\]\.partner: partner "p1" is not authorized/],
     ['schedule window crosses midnight', (d) => (d.property.keys[0].doors[1].schedule = [{ days: ['mon'], start: '22:00', end: '02:00' }]), /schedule\[0\]: start 22:00 must be before end 02:00/],
     ['schedule day misspelt', (d) => (d.property.keys[0].doors[1].schedule = [{ days: ['mom'], start: '08:00', end: '09:00' }]), /schedule\[0\]\.days\[0\]: "mom" is not a day .*did you mean "mon"/],
     ['schedule time unquoted / bad', (d) => (d.property.keys[0].doors[1].schedule = [{ days: ['mon'], start: '8:00', end: '09:00' }]), /schedule\[0\]\.start: "8:00" is not HH:MM/],

@@ -18,7 +18,7 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync, existsSync } from '
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AuthorityError, type Authority, type KeyDoorInput } from '../authority/index';
-import { decodeMessage, encodeMessage, fromHex, ProtocolError, toHex, type Message } from '../protocol/index';
+import { decodeMessage, deriveSeed32, encodeMessage, fromHex, keyPairFromSeed, ProtocolError, toHex, type Message } from '../protocol/index';
 import { AgentError } from '../mobile-agent/errors';
 import type { AuthorityApi, PendingUpdates } from '../mobile-agent/authority-client';
 import type { ConnectOptions, DisconnectInfo, LockConnection, LockConnector } from '../mobile-agent/link';
@@ -183,12 +183,17 @@ class Run {
   /** lock → version → update message taking version-1 to version (as issued). */
   readonly issued = new Map<string, Map<number, Uint8Array>>();
   readonly credentials = new Map<string, PhoneCredential>();
+  /** scenario grant id → the authority's partner grant (partner-issued access). */
+  readonly grants = new Map<string, { partnerId: number; grantId: number }>();
+  /**
+   * Phones of a partner's own users: their key pair lives in the partner SDK on the phone
+   * (no DOOR device); their credentials come from the partner's grant, kept after it ends.
+   */
+  readonly partnerUserPhones = new Map<string, { grant: string; secretKey: Uint8Array; publicKey: Uint8Array; known: Map<string, { lockId: string; credId: number }> }>();
   readonly versionsSeen = new Map<string, number>();
   readonly armedDrops: ArmedDrop[] = [];
   /** door → versions each uplink poll brought (every version from before+1 to after). */
   readonly uplinkArrivals = new Map<string, number[]>();
-  /** Partners the file says are not authorized yet (authorizePartner steps add them). */
-  readonly unauthorizedPartners = new Set<string>();
   readonly expectations: ExpectationResult[] = [];
   readonly startMs: number;
 
@@ -221,6 +226,7 @@ class Run {
     for (const g of p.guests) for (const ph of g.phones) phones.set(ph.id, ph.position);
     // Phones of guests invited during the run exist from the start, far from every door.
     for (const s of this.scenario.steps) if (s.action.kind === 'inviteGuest') for (const ph of s.action.phones) if (!phones.has(ph.id)) phones.set(ph.id, undefined);
+    for (const s of this.scenario.steps) if (s.action.kind === 'partnerGrant') for (const ph of s.action.phones) if (!phones.has(ph.id)) phones.set(ph.id, undefined);
     return phones;
   }
 
@@ -239,7 +245,9 @@ class Run {
     const p = sc.property;
     const phones = this.allPhones();
     const lateGuestPhones = new Set<string>();
-    for (const s of sc.steps) if (s.action.kind === 'inviteGuest') for (const ph of s.action.phones) lateGuestPhones.add(ph.id);
+    for (const s of sc.steps) if (s.action.kind === 'inviteGuest' || s.action.kind === 'partnerGrant') for (const ph of s.action.phones) lateGuestPhones.add(ph.id);
+    // An unauthorized partner's devices cannot be enrolled: they come on air when it is authorized.
+    for (const pa of p.partners) if (!pa.authorized) for (const ph of pa.phones) lateGuestPhones.add(ph.id);
     for (const [id, pos] of phones) this.positions.set(id, lateGuestPhones.has(id) ? undefined : pos);
 
     const link = sc.link;
@@ -284,16 +292,10 @@ class Run {
       this.lockIds.set(name, d.lockId);
     }
     for (const pa of p.partners) {
-      const { partner } = a.authorizePartner(pa.name);
+      // `authorized: false`: known at the property, not authorized (assigning it is refused).
+      const partner = pa.authorized ? a.authorizePartner(pa.name).partner : a.registerPartner(pa.name);
       this.partners.set(pa.id, partner.id);
-      if (!pa.authorized) {
-        // Known to the property but not authorized (the integrations team has not added it
-        // yet). This authority's only non-authorized state is the ended integration, which
-        // every rule treats alike: PARTNER_NOT_AUTHORIZED until authorizePartner.
-        a.terminatePartner(partner.id);
-        this.unauthorizedPartners.add(pa.id);
-        continue;
-      }
+      if (!pa.authorized) continue; // no doors until an authorizePartner step
       for (const door of pa.doors) a.assignPartnerToDoor(partner.id, this.doorId(door));
     }
     for (const k of p.keys) {
@@ -735,6 +737,18 @@ class Run {
 
   /** What the phone's app holds: the authority's current grants plus every grant it had before. */
   private credentialFor(phone: string): PhoneCredential {
+    const partnerUser = this.partnerUserPhones.get(phone);
+    if (partnerUser !== undefined) {
+      const g = this.grants.get(partnerUser.grant);
+      if (g !== undefined) {
+        try {
+          for (const c of this.world.authority.partnerGrant(g.partnerId, g.grantId).credentials) partnerUser.known.set(`${c.lockId}/${c.credId}`, c);
+        } catch (e) {
+          if (!(e instanceof AuthorityError)) throw e; // the grant ended: the SDK keeps what it had
+        }
+      }
+      return { holder: 'partner', secretKey: partnerUser.secretKey, publicKey: partnerUser.publicKey, credentials: [...partnerUser.known.values()] };
+    }
     try {
       const c = this.world.credentialOf(phone);
       this.credentials.set(phone, c);
@@ -1001,6 +1015,18 @@ class Run {
       case 'terminatePartner':
         auth.terminatePartner(this.partnerId(a.partner));
         return;
+      case 'authorizePartner': {
+        const spec = this.scenario.property.partners.find((pa) => pa.id === a.partner);
+        if (spec === undefined) throw new Error(`no partner ${a.partner}`);
+        const { partner } = auth.authorizePartner(spec.name);
+        // Its devices are enrolled now (they could not be before), and come on air.
+        if (!spec.authorized && partner.devices.length === 0)
+          for (const ph of spec.phones) {
+            this.world.enrolPhone(ph.id, { partnerId: partner.id });
+            this.place(ph.id, ph.position);
+          }
+        return { partnerId: partner.id };
+      }
       case 'assignKey':
         auth.assignKey(this.userId(a.user), this.keyId(a.key), { mayShare: a.mayShare });
         this.pinDoorcode(auth, a.user);
@@ -1046,17 +1072,6 @@ class Run {
       case 'revokeGuest':
         auth.revokeGuest(this.userId(a.guest));
         return;
-      case 'authorizePartner': {
-        const spec = this.scenario.property.partners.find((x) => x.id === a.partner);
-        const { partner } = auth.authorizePartner(spec?.name ?? a.partner);
-        this.partners.set(a.partner, partner.id);
-        if (this.unauthorizedPartners.delete(a.partner))
-          for (const ph of spec?.phones ?? []) {
-            this.world.enrolPhone(ph.id, { partnerId: partner.id });
-            this.place(ph.id, ph.position);
-          }
-        return { partnerId: partner.id };
-      }
       case 'grantDoor': {
         // Managers assign Keys, never single doors: a Key holding only that door, assigned.
         const doorName = this.scenario.property.doors.find((d) => d.id === a.door)?.name ?? a.door;
@@ -1082,6 +1097,28 @@ class Run {
           this.place(ph.id, ph.position);
         }
         return { guestId: guest.id };
+      }
+      case 'partnerGrant': {
+        // The partner calls its API (POST /v1/partner/grants) for each of its user's phones.
+        const partnerId = this.partnerId(a.partner);
+        const ids: number[] = [];
+        for (const ph of a.phones) {
+          const kp = keyPairFromSeed(deriveSeed32(`scenario:${String(this.seed)}`, `partner-user:${ph.id}`));
+          const input: Parameters<Authority['grantPartnerAccess']>[1] = { subject: a.grant, role: a.role, publicKey: toHex(kp.publicKey) };
+          if (a.key !== undefined) input.keyId = this.keyId(a.key);
+          if (a.doors.length > 0) input.doorIds = a.doors.map((d) => this.doorId(d));
+          const g = auth.grantPartnerAccess(partnerId, input);
+          ids.push(g.id);
+          this.grants.set(`${a.grant}/${ph.id}`, { partnerId, grantId: g.id });
+          this.partnerUserPhones.set(ph.id, { grant: `${a.grant}/${ph.id}`, secretKey: kp.secretKey, publicKey: kp.publicKey, known: new Map() });
+          this.place(ph.id, ph.position);
+        }
+        return { grantIds: ids };
+      }
+      case 'revokePartnerGrant': {
+        const partnerId = this.partnerId(a.partner);
+        for (const [ref, g] of this.grants) if (ref.startsWith(`${a.grant}/`)) auth.revokePartnerGrant(partnerId, g.grantId);
+        return;
       }
       case 'issueDailyCode': {
         const r = auth.issueDailyCode(this.doorId(a.door), { kind: a.codeKind });
@@ -1231,6 +1268,12 @@ export function describeAction(a: Action): string {
       return `delete partner key ${a.key}`;
     case 'terminatePartner':
       return `terminate partner ${a.partner}`;
+    case 'authorizePartner':
+      return `authorize partner ${a.partner}`;
+    case 'partnerGrant':
+      return `partner ${a.partner} grants ${a.grant} (${a.role}) ${a.key !== undefined ? `on key ${a.key}` : `at ${a.doors.join(', ')}`}`;
+    case 'revokePartnerGrant':
+      return `partner ${a.partner} revokes ${a.grant}`;
     case 'assignKey':
       return `assign key ${a.key} to ${a.user}${a.mayShare ? ' (may share)' : ''}`;
     case 'revokeKey':
@@ -1251,8 +1294,6 @@ export function describeAction(a: Action): string {
       return `turn May Share Key ${a.mayShare ? 'on' : 'off'} for ${a.user} on ${a.key}`;
     case 'revokeGuest':
       return `revoke guest ${a.guest}`;
-    case 'authorizePartner':
-      return `authorize partner ${a.partner} at the property`;
     case 'grantDoor':
       return `grant ${a.user} the single door ${a.door} (one-door key ${a.key})`;
     case 'move':

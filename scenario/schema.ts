@@ -184,6 +184,14 @@ export type ManagerAction =
   | { kind: 'unassignPartner'; partner: string; door: string }
   | { kind: 'deletePartnerKey'; key: string }
   | { kind: 'terminatePartner'; partner: string }
+  /** DOOR's integrations team authorizes a partner listed with `authorized: false`. */
+  | { kind: 'authorizePartner'; partner: string }
+  /**
+   * A partner grants one of its own users (phone(s) new from this step) access through its
+   * API: on a partner key (all its doors, or `doors` of it) or on doors it is assigned to.
+   */
+  | { kind: 'partnerGrant'; partner: string; grant: string; role: 'resident' | 'guest' | 'courier'; key?: string; doors: string[]; phones: PhoneSpec[] }
+  | { kind: 'revokePartnerGrant'; partner: string; grant: string }
   | { kind: 'assignKey'; user: string; key: string; mayShare: boolean }
   | { kind: 'revokeKey'; user: string; key: string }
   | {
@@ -201,7 +209,6 @@ export type ManagerAction =
   | { kind: 'createKey'; key: string; name: string; doors: KeyDoor[]; partner?: string }
   | { kind: 'setMayShare'; user: string; key: string; mayShare: boolean }
   | { kind: 'revokeGuest'; guest: string }
-  | { kind: 'authorizePartner'; partner: string }
   /** "Create a Key that contains only that door and assign it" (seeds: no single-door grants). */
   | { kind: 'grantDoor'; user: string; door: string; key: string; doorcodes: boolean; mayShare: boolean }
   | { kind: 'removeResident'; user: string }
@@ -257,6 +264,9 @@ export const MANAGER_ACTIONS = [
   'unassignPartner',
   'deletePartnerKey',
   'terminatePartner',
+  'authorizePartner',
+  'partnerGrant',
+  'revokePartnerGrant',
   'assignKey',
   'revokeKey',
   'editKey',
@@ -267,7 +277,6 @@ export const MANAGER_ACTIONS = [
   'createKey',
   'setMayShare',
   'revokeGuest',
-  'authorizePartner',
   'grantDoor',
 ] as const satisfies readonly ActionKind[];
 

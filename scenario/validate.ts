@@ -389,6 +389,10 @@ function readProperty(r: Reader, v: unknown): PropertySpec | undefined {
     if (!uniqueId(`${p}.id`, id) || authorized === undefined) return;
     partners.push({ id, name: pname, authorized, doors: pdoors, phones });
   });
+  keys.forEach((k, i) => {
+    if (k.partner !== undefined && partners.find((pa) => pa.id === k.partner)?.authorized === false)
+      r.fail(`property.keys[${i}].partner`, `partner "${k.partner}" is not authorized at the property: it cannot have a partner key (PARTNER_NOT_AUTHORIZED)`);
+  });
 
   // users
   const users: UserSpec[] = [];
@@ -792,7 +796,8 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
         return r.fail(`${p}.key`, `"${key}" is not a partner key (no partner: field); only partner keys are deleted this way`);
       return { kind, key };
     }
-    case 'terminatePartner': {
+    case 'terminatePartner':
+    case 'authorizePartner': {
       const o = r.obj(v, p, ['partner']);
       if (o === undefined) return undefined;
       const partner = r.str(o, 'partner', p);
@@ -873,12 +878,6 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
       const guest = r.str(o, 'guest', p);
       return m.guests.check(r, `${p}.guest`, guest) ? { kind, guest } : undefined;
     }
-    case 'authorizePartner': {
-      const o = r.obj(v, p, ['partner']);
-      if (o === undefined) return undefined;
-      const partner = r.str(o, 'partner', p);
-      return m.partners.check(r, `${p}.partner`, partner) ? { kind, partner } : undefined;
-    }
     case 'grantDoor': {
       const o = r.obj(v, p, ['user', 'door', 'key', 'doorcodes', 'mayShare']);
       if (o === undefined) return undefined;
@@ -930,6 +929,41 @@ function readAction(r: Reader, kind: Action['kind'], v: unknown, p: string, m: M
       m.guests.set.add(guest);
       for (const ph of phones) m.phones.set.add(ph.id);
       return { kind, guest, name, by: by as string, doors, keys, phones, ...validity };
+    }
+    case 'partnerGrant': {
+      const o = r.obj(v, p, ['partner', 'grant', 'role', 'key', 'doors', 'phones']);
+      if (o === undefined) return undefined;
+      const partner = r.str(o, 'partner', p);
+      const partnerOk = m.partners.check(r, `${p}.partner`, partner);
+      const grant = r.str(o, 'grant', p, { re: ID_RE, what: 'grant id' });
+      const role = r.oneOf(o, 'role', p, ['resident', 'guest', 'courier'] as const, 'resident');
+      const key = r.optStr(o, 'key', p);
+      if (key !== undefined && !m.keys.check(r, `${p}.key`, key)) return undefined;
+      const doors = readIdList(r, o, 'doors', p, m.doors);
+      if (key === undefined && doors.length === 0) r.fail(p, 'give key (a partner key) or doors (doors the partner is assigned to)');
+      const phones: PhoneSpec[] = [];
+      (r.list(o, 'phones', p, true) ?? []).forEach((pv, i) => {
+        const phone = readPhone(r, pv, `${p}.phones[${i}]`, m.doors.set, doorPos);
+        if (phone === undefined) return;
+        if (m.phones.set.has(phone.id) || m.allIds.has(phone.id)) r.fail(`${p}.phones[${i}].id`, `duplicate id "${phone.id}"`);
+        else phones.push(phone);
+      });
+      if (grant === undefined || !partnerOk || role === undefined) return undefined;
+      if (m.allIds.has(grant)) return r.fail(`${p}.grant`, `duplicate id "${grant}"`);
+      m.allIds.add(grant);
+      for (const ph of phones) m.phones.set.add(ph.id);
+      const out: Action = { kind, partner: partner as string, grant, role, doors, phones };
+      if (key !== undefined) out.key = key;
+      return out;
+    }
+    case 'revokePartnerGrant': {
+      const o = r.obj(v, p, ['partner', 'grant']);
+      if (o === undefined) return undefined;
+      const partner = r.str(o, 'partner', p);
+      const grant = r.str(o, 'grant', p);
+      if (!m.partners.check(r, `${p}.partner`, partner) || grant === undefined) return undefined;
+      if (!m.allIds.has(grant)) return r.fail(`${p}.grant`, `unknown grant "${grant}" (grants are named by an earlier partnerGrant step)`);
+      return { kind, partner: partner as string, grant };
     }
     case 'issueDailyCode': {
       const o = r.obj(v, p, ['door', 'slot', 'kind']);
