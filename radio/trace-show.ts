@@ -728,6 +728,18 @@ export function describeMessage(m: Message): { fields: Record<string, unknown>; 
       return { fields: { lockTime: m.lockTime }, text: `timeAck lockTime=${unixIso(m.lockTime)}` };
     case 'receiptRequest':
       return { fields: {}, text: 'receiptRequest' };
+    case 'batch':
+    case 'batchReply': {
+      const items = m.type === 'batch' ? m.messages : m.replies;
+      const inner = items.map((b) => {
+        try {
+          return describeMessage(decodeMessage(b));
+        } catch {
+          return { fields: { undecodable: b.length }, text: `(${b.length} B, not a message)` };
+        }
+      });
+      return { fields: { items: inner.map((d) => d.fields) }, text: `${m.type} of ${items.length}: ${inner.map((d) => d.text).join(' | ')}` };
+    }
   }
 }
 
