@@ -120,6 +120,10 @@ interface SyncContext {
   versionBefore: number | undefined;
   /** An update whose transfer a dropped link cut: it stays queued in the lock's channel. */
   inFlight: { target: number } | undefined;
+  /** Updates asked for before the hello (prefetchUpdates); used once, if the hello matches. */
+  prefetch?: { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined;
+  /** What the updates carried to the lock in this sync were (for the next sync's prefetch). */
+  carried?: Uint8Array[] | undefined;
   /** The version a batch sent on a link that dropped would have brought the lock to. */
   batchTarget?: number | undefined;
   /** Where the updates of this sync came from (set by the fetch). */
@@ -128,10 +132,51 @@ interface SyncContext {
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** What a lock's next hello should say, learnt at the end of the last sync through a connector. */
+interface ExpectedHello {
+  version: number;
+  certSerial: number | undefined;
+}
+const expectedHellos = new WeakMap<LockConnector, Map<string, ExpectedHello>>();
+
+/**
+ * The updates for the version the lock is expected at, asked for while the link is still
+ * being set up (SPEC §14.1). Used only if the hello then says exactly that version and
+ * certificate serial; otherwise the phone asks again. A failure here is not reported: the
+ * fetch after the hello reports its own.
+ */
+function prefetchUpdates(opts: SyncOptions): { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined {
+  const expected = expectedHellos.get(opts.connector)?.get(opts.lockId);
+  if (!opts.authority || expected === undefined) return undefined;
+  const updates = opts.authority.updates(opts.lockId, expected.version, expected.certSerial).catch(() => undefined);
+  return { expected, updates };
+}
+
+function rememberHello(opts: SyncOptions, version: number, certSerial: number | undefined): void {
+  let m = expectedHellos.get(opts.connector);
+  if (!m) expectedHellos.set(opts.connector, (m = new Map()));
+  m.set(opts.lockId, { version, certSerial });
+}
+
+/** The certificate serial a lock holds after committing `updates` (its floor only rises). */
+function certSerialAfter(before: number | undefined, updates: Uint8Array[]): number | undefined {
+  let serial = before;
+  for (const bytes of updates) {
+    try {
+      const m = decodeMessage(bytes);
+      if (m.type === 'delta' || m.type === 'snapshot') for (const c of m.update.certs) serial = Math.max(serial ?? 0, c.cert.serial);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+    }
+  }
+  return serial;
+}
+
 export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
   const attempts = opts.attempts ?? 4;
   const sleep = opts.sleep ?? defaultSleep;
   const ctx: SyncContext = { opts, timeout: opts.messageTimeoutMs ?? 20_000, versionBefore: undefined, inFlight: undefined };
+  ctx.prefetch = prefetchUpdates(opts);
   let lastError: AgentError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     opts.onEvent?.({ phase: 'connecting', attempt });
@@ -242,6 +287,7 @@ export async function syncOnConnection(
     const newer = pending !== undefined && pending.to > hello.version ? pending.messages : [];
     // The courier hook sees the chain even when nothing is newer (a replaying courier).
     let messages = opts.courierFilter ? opts.courierFilter(newer) : newer;
+    ctx.carried = messages;
     const wantAudit = (hello.capabilities & CAPABILITIES.auditExport) !== 0 && !(ctx.fetched?.source === 'cache' && messages.length === 0);
     const timeInBatch = timeFirst && signedTime !== undefined;
     const batchable =
@@ -330,6 +376,7 @@ export async function syncOnConnection(
   const versionBefore = ctx.versionBefore ?? hello.version;
   const versionAfter = receipt?.body.version ?? hello.version;
   opts.onEvent?.({ phase: 'done', version: versionAfter });
+  rememberHello(opts, versionAfter, receipt ? certSerialAfter(hello.certSerial, ctx.carried ?? []) : hello.certSerial);
   // A resumed sync may have learnt nothing from the authority in this connection (the
   // update was fetched on an earlier one): the fetch of the first connection stands.
   const fetched = ctx.fetched ?? { source: opts.authority ? ('authority' as const) : ('cache' as const) };
@@ -432,9 +479,12 @@ async function syncByBatch(
 async function fetchUpdates(lockId: string, version: number, certSerial: number | undefined, ctx: SyncContext): Promise<PendingUpdates | undefined> {
   const { opts } = ctx;
   let authorityError: string | undefined;
+  const prefetch = ctx.prefetch;
+  ctx.prefetch = undefined;
   if (opts.authority) {
     try {
-      const u = await opts.authority.updates(lockId, version, certSerial);
+      const early = prefetch && prefetch.expected.version === version && prefetch.expected.certSerial === certSerial ? await prefetch.updates : undefined;
+      const u = early ?? (await opts.authority.updates(lockId, version, certSerial));
       opts.cache?.storeUpdates(u);
       ctx.fetched = { source: 'authority', to: u.to };
       opts.onEvent?.({ phase: 'fetched', from: u.from, to: u.to, bytes: u.messages.reduce((n, m) => n + m.length, 0), source: 'authority' });
