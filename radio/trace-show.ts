@@ -738,7 +738,14 @@ export function describeMessage(m: Message): { fields: Record<string, unknown>; 
           return { fields: { undecodable: b.length }, text: `(${b.length} B, not a message)` };
         }
       });
-      return { fields: { items: inner.map((d) => d.fields) }, text: `${m.type} of ${items.length}: ${inner.map((d) => d.text).join(' | ')}` };
+      const types = items.map((b) => {
+        try {
+          return decodeMessage(b).type as string;
+        } catch {
+          return 'undecodable';
+        }
+      });
+      return { fields: { items: inner.map((d, i) => ({ type: types[i], ...d.fields })) }, text: `${m.type} of ${items.length}: ${inner.map((d) => d.text).join(' | ')}` };
     }
   }
 }
