@@ -1,5 +1,7 @@
 // The phone's GATT client on noble: scan by the locksync service, pick a lock by the id in
-// its scan response, connect, exchange MTU, discover once, subscribe, stream frames.
+// its scan response, connect, exchange MTU, discover, subscribe, stream frames. A lock met
+// before is reconnected as phones do for known devices (SPEC §13.1): straight to its
+// address, handles checked by one Database Hash read, the framing HELLO ahead of the CCCD.
 // noble is loaded lazily by radio/hosts.ts; any transport it drives works (`uart:`, `hci:`).
 
 import { DATABASE_HASH_UUID, GATT_SHORT, bytesEqual, decodeAdvertData } from '../protocol/index';

@@ -4,6 +4,10 @@
 //   the courier cache when offline) → signed time bound to the nonce → update(s) → signed
 //   receipt → audit export → relay receipt and audit to the authority (or queue them).
 //
+// With a lock that offers batches (SPEC §6.5) the signed time, a small update and the audit
+// request go as one `batch` and come back as one `batchReply`; the updates for the version
+// the lock is expected at are fetched while the link is being set up (SPEC §14.1).
+//
 // A link lost mid-transfer is retried with exponential backoff; the framing resumes the
 // message from the bytes the lock already holds, so a retry never starts over. If the lock
 // committed but the receipt was lost with the link, the next connection's hello shows the
