@@ -346,7 +346,13 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
   const boot = { afterSeq: auditSeqStored, records: lock.storage.auditHead().seq - auditSeqStored };
   const entriesAtHello = lock.durable.tableState.table.entries.size;
   report.timeZone = lock.durable.secrets.timeZone;
-  const update = ex.messages.find((m) => m.direction === 'phone-to-lock' && (m.type === 'delta' || m.type === 'snapshot'));
+  // The update went alone or as an item of a batch (SPEC §6.5).
+  const update = ex.messages
+    .filter((m) => m.direction === 'phone-to-lock')
+    .flatMap((m): { type: string; fields: Record<string, unknown> }[] =>
+      m.type === 'batch' ? ((m.fields['items'] as Record<string, unknown>[] | undefined) ?? []).map((f) => ({ type: String(f['type']), fields: f })) : [m],
+    )
+    .find((m) => m.type === 'delta' || m.type === 'snapshot');
   if (update) {
     const puts = update.type === 'delta' ? ((update.fields['ops'] as string[] | undefined) ?? []).filter((o) => o.startsWith('put ')).length : Math.max(0, (update.fields['entries'] as number) - entriesAtHello);
     report.update = { type: update.type, newEntries: puts };
