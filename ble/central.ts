@@ -137,13 +137,11 @@ export class NobleConnector implements LockConnector {
     if (c.maxIntervalMs !== undefined) params.maxInterval = c.maxIntervalMs;
     if (c.timeoutMs !== undefined) params.timeout = c.timeoutMs;
     // A known lock: initiate at once, no scan — the controller connects on the first
-    // advertisement it hears from that address. Not heard within half the scan window
-    // (moved, or a new address): forget it and scan as for a new lock.
+    // advertisement it hears from that address. Not heard within the scan window (out of
+    // range, or a new address): scan as for a new lock. The handles stay cached either way;
+    // only the Database Hash decides whether they still hold.
     let peripheral: any;
-    if (known !== undefined) {
-      peripheral = await this.connectDirect(known.peripheralId, params, Math.max(500, scanTimeoutMs / 2));
-      if (peripheral === undefined) this.known.delete(lockId);
-    }
+    if (known !== undefined) peripheral = await this.connectDirect(known.peripheralId, params, scanTimeoutMs);
     if (peripheral === undefined) {
       const found = await this.scan(scanTimeoutMs, lockId);
       const entry = this.seen.get(lockId);
