@@ -19,11 +19,12 @@ import { benchDoorSync, LINK_PROFILES, type DoorSyncCase } from './door-sync';
 import { benchFleet, type FleetResult } from './fleet';
 import { formatTable, machineInfo, round, type Cell } from './util';
 import { DEVICE_PROFILE_NAMES, type DeviceProfileName, isDeviceProfileName } from '../firmware-sim/device-profile';
+import { DEFAULT_WAN, benchRevocationMatrix, revocationMatrixTable, type WanModel } from './revocation-matrix';
 
-const SECTIONS = ['door-sync', 'lock', 'radio', 'authority', 'fleet'] as const;
+const SECTIONS = ['door-sync', 'revocation-matrix', 'lock', 'radio', 'authority', 'fleet'] as const;
 type Section = (typeof SECTIONS)[number];
 
-function parseOptions(): { sections: Set<Section>; quick: boolean; json: string; worstScale: number; devices: DeviceProfileName[] } {
+function parseOptions(): { sections: Set<Section>; quick: boolean; json: string; worstScale: number; devices: DeviceProfileName[]; matrixRuns: number; wan: WanModel } {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
@@ -31,12 +32,15 @@ function parseOptions(): { sections: Set<Section>; quick: boolean; json: string;
       json: { type: 'string', default: 'out/bench-results.json' },
       'worst-scale': { type: 'string', default: '8' },
       devices: { type: 'string', default: 'nrf52840,esp32-c3' },
+      'matrix-runs': { type: 'string', default: '3' },
+      'wan-rtt': { type: 'string', default: String(DEFAULT_WAN.rttMs) },
+      'wan-jitter': { type: 'string', default: String(DEFAULT_WAN.jitterMs) },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
   });
   if (values.help) {
-    console.log('usage: npm run bench -- [--quick] [--only door-sync,lock,radio,authority,fleet] [--json FILE] [--worst-scale N] [--devices nrf52840,esp32-c3|none]');
+    console.log(`usage: npm run bench -- [--quick] [--only ${SECTIONS.join(',')}] [--json FILE] [--worst-scale N] [--devices nrf52840,esp32-c3|none] [--matrix-runs N] [--wan-rtt MS] [--wan-jitter MS]`);
     process.exit(0);
   }
   let sections: Set<Section>;
@@ -53,7 +57,14 @@ function parseOptions(): { sections: Set<Section>; quick: boolean; json: string;
   const devices = (values.devices ?? '').split(',').map((d) => d.trim()).filter((d) => d !== '' && d !== 'none');
   const badDevice = devices.find((d) => !isDeviceProfileName(d));
   if (badDevice !== undefined) throw new Error(`--devices: unknown device profile ${badDevice}; known: ${DEVICE_PROFILE_NAMES.join(', ')} (or none)`);
-  return { sections, quick: values.quick ?? false, json: values.json ?? 'out/bench-results.json', worstScale, devices: devices as DeviceProfileName[] };
+  const number = (name: string, v: string | undefined, min: number): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}, got ${v}`);
+    return n;
+  };
+  const matrixRuns = Math.floor(number('matrix-runs', values['matrix-runs'], 1));
+  const wan: WanModel = { rttMs: number('wan-rtt', values['wan-rtt'], 0), jitterMs: number('wan-jitter', values['wan-jitter'], 0) };
+  return { sections, quick: values.quick ?? false, json: values.json ?? 'out/bench-results.json', worstScale, devices: devices as DeviceProfileName[], matrixRuns, wan };
 }
 
 const progress = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -300,6 +311,7 @@ async function main(): Promise<number> {
     },
     (r) => `${doorSyncTables(r.cases)}\n${overheadTable(r.cases.filter((c) => c.device === 'host'))}`,
   );
+  await run('revocation-matrix', () => benchRevocationMatrix({ runs: opts.matrixRuns, wan: opts.wan, log: progress }), revocationMatrixTable);
   await run('lock', async () => (await import('../firmware-sim/bench')).benchLock(), lockTable);
   await run('radio', async () => (await import('../radio/bench')).benchRadio(), radioTable);
   await run('authority', async () => (await import('../authority/bench')).benchAuthority(), authorityTable);

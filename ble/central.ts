@@ -1,11 +1,22 @@
 // The phone's GATT client on noble: scan by the locksync service, pick a lock by the id in
-// its scan response, connect, exchange MTU, discover once, subscribe, stream frames.
+// its scan response, connect, exchange MTU, discover, subscribe, stream frames. A lock met
+// before is reconnected as phones do for known devices (SPEC §13.1): straight to its
+// address, handles checked by one Database Hash read, the framing HELLO ahead of the CCCD.
 // noble is loaded lazily by radio/hosts.ts; any transport it drives works (`uart:`, `hci:`).
 
-import { GATT_SHORT, decodeAdvertData } from '../protocol/index';
+import { DATABASE_HASH_UUID, GATT_SHORT, bytesEqual, decodeAdvertData } from '../protocol/index';
 import { HostStartError, openHostStack, shutdownHostStack, type BleFamily, type NobleLike } from '../radio/hosts';
 import { AgentError } from '../mobile-agent/errors';
-import { type ConnectOptions, type DiscoveredLock, type DisconnectInfo, type LockConnection, type LockConnector, LockChannels, connectionOver } from '../mobile-agent/link';
+import {
+  type ConnectOptions,
+  type DiscoveredLock,
+  type DisconnectInfo,
+  type LockChannelState,
+  type LockConnection,
+  type LockConnector,
+  LockChannels,
+  connectionOver,
+} from '../mobile-agent/link';
 
 export interface NobleConnectorOptions {
   family?: BleFamily;
@@ -15,6 +26,27 @@ export interface NobleConnectorOptions {
   connection?: { minIntervalMs?: number; maxIntervalMs?: number; mtu?: number; timeoutMs?: number };
   poweredOnTimeoutMs?: number;
   scanTimeoutMs?: number;
+  /**
+   * Reconnect as phones do to a known device (SPEC §13.1): straight to the lock's address
+   * (it connects on the first advertisement heard), attribute handles from the last
+   * connection checked by one read of the Database Hash instead of a full discovery, and
+   * the framing HELLO written ahead of the CCCD write. On by default; false connects as a
+   * phone that predates this (scan, full discovery, subscribe, then HELLO).
+   */
+  fastConnect?: boolean;
+}
+
+/** How the last connection to a lock went, for the next one. */
+export type ConnectPath = 'cached-handles' | 'discovery' | 'legacy';
+
+/** Attribute handles of a lock's locksync service, learnt by discovery and kept for reconnects. */
+interface KnownLock {
+  peripheralId: string;
+  rx: number;
+  tx: number;
+  cccd: number;
+  hashHandle: number;
+  hash: Buffer;
 }
 
 const HCI_REASONS: Record<number, string> = {
@@ -27,6 +59,10 @@ const HCI_REASONS: Record<number, string> = {
 export class NobleConnector implements LockConnector {
   private readonly channels = new LockChannels();
   private readonly seen = new Map<string, { peripheral: any; advert: DiscoveredLock }>();
+  private readonly known = new Map<string, KnownLock>();
+  private seenWaiter: { lockId: string; resolve: () => void } | undefined;
+  /** How each lock's last connection set up its GATT (tests and the bench read it). */
+  readonly lastPath = new Map<string, ConnectPath>();
 
   private constructor(
     readonly transport: string,
@@ -62,30 +98,77 @@ export class NobleConnector implements LockConnector {
       d.flags = adv.flags;
     }
     this.seen.set(name, { peripheral: p, advert: d });
+    if (this.seenWaiter?.lockId === name) this.seenWaiter.resolve();
   }
 
   async scan(timeoutMs: number, filterLockId?: string): Promise<DiscoveredLock[]> {
     this.seen.clear();
     await this.noble.startScanningAsync([GATT_SHORT.service], false);
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (filterLockId !== undefined && this.seen.has(filterLockId)) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // Looking for one lock: stop on its first advertisement (no polling delay); otherwise
+    // listen for the whole window.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      if (filterLockId !== undefined) {
+        if (this.seen.has(filterLockId)) done();
+        else this.seenWaiter = { lockId: filterLockId, resolve: done };
+      }
+    });
+    this.seenWaiter = undefined;
     await this.noble.stopScanningAsync();
     return [...this.seen.values()].map((s) => s.advert).filter((d) => filterLockId === undefined || d.lockId === filterLockId);
   }
 
+  /** Forget the cached attribute handles of a lock (the next connection discovers). */
+  forgetHandles(lockId: string): void {
+    this.known.delete(lockId);
+  }
+
   async connect(lockId: string, opts: ConnectOptions = {}): Promise<LockConnection> {
-    const found = await this.scan(opts.timeoutMs ?? this.opts.scanTimeoutMs ?? 5000, lockId);
-    const entry = this.seen.get(lockId);
-    if (found.length === 0 || !entry) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
-    const peripheral = entry.peripheral;
+    const fast = this.opts.fastConnect !== false;
+    const scanTimeoutMs = opts.timeoutMs ?? this.opts.scanTimeoutMs ?? 5000;
+    const known = fast ? this.known.get(lockId) : undefined;
     const c = this.opts.connection ?? {};
     const params: Record<string, number> = { mtu: opts.mtu ?? c.mtu ?? 247 };
     if (c.minIntervalMs !== undefined) params.minInterval = c.minIntervalMs;
     if (c.maxIntervalMs !== undefined) params.maxInterval = c.maxIntervalMs;
     if (c.timeoutMs !== undefined) params.timeout = c.timeoutMs;
+    // A known lock: initiate at once, no scan — the controller connects on the first
+    // advertisement it hears from that address. Not heard within the scan window (out of
+    // range, or a new address): scan as for a new lock. The handles stay cached either way;
+    // only the Database Hash decides whether they still hold.
+    let peripheral: any;
+    if (known !== undefined) peripheral = await this.connectDirect(known.peripheralId, params, scanTimeoutMs);
+    if (peripheral === undefined) {
+      const found = await this.scan(scanTimeoutMs, lockId);
+      const entry = this.seen.get(lockId);
+      if (found.length === 0 || !entry) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
+      peripheral = entry.peripheral;
+    }
+    return this.setUp(lockId, peripheral, params, opts, peripheral.state === 'connected');
+  }
+
+  /** LE Create Connection to a known address; undefined when it is not heard in time. */
+  private async connectDirect(peripheralId: string, params: Record<string, number>, timeoutMs: number): Promise<any> {
+    try {
+      const p = (this.noble as any)._peripherals?.get?.(peripheralId);
+      if (p) p.mtu = null; // noble keeps the last connection's MTU: wait for this one's exchange
+      return await withTimeout<any>(this.noble.connectAsync(peripheralId, params), timeoutMs, 'direct connect');
+    } catch {
+      try {
+        (this.noble as any).cancelConnect?.(peripheralId);
+      } catch {
+        // nothing pending
+      }
+      return undefined;
+    }
+  }
+
+  private async setUp(lockId: string, peripheral: any, params: Record<string, number>, opts: ConnectOptions, alreadyConnected: boolean): Promise<LockConnection> {
+    const fast = this.opts.fastConnect !== false;
 
     const state = this.channels.open(lockId);
     const { channel, inbox, hooks: hook } = state;
@@ -113,11 +196,45 @@ export class NobleConnector implements LockConnector {
       inbox.fail(new AgentError('LINK_LOST', `${description} (HCI reason 0x${code.toString(16).padStart(2, '0')})`));
       resolveClosed({ reason: code, description });
     };
+    let onHandleNotify: ((handle: number, data: Buffer) => void) | undefined;
     try {
-      await withTimeout(this.noble.connectAsync(peripheral.id, params), 10_000, `connect to ${lockId}`);
+      if (!alreadyConnected) peripheral.mtu = null; // noble keeps the last connection's MTU: wait for this one's exchange
+      if (!alreadyConnected) await withTimeout(this.noble.connectAsync(peripheral.id, params), 10_000, `connect to ${lockId}`);
       open = true;
       peripheral.once('disconnect', onDisconnect);
       const mtu: number = peripheral.mtu ?? (await waitForMtu(peripheral, 2000));
+      if (fast) {
+        // Handles from the last connection, if the Database Hash says they still hold;
+        // otherwise discover (and learn them). Either way the framing HELLO is written
+        // before the CCCD: the lock answers with its HELLO and hello at once (SPEC §13.3).
+        let handles = this.known.get(lockId);
+        let path: ConnectPath = 'cached-handles';
+        if (handles !== undefined) {
+          const value: Buffer = await withTimeout<Buffer>(peripheral.readHandleAsync(handles.hashHandle), 5000, 'reading the database hash');
+          if (!bytesEqual(new Uint8Array(value), new Uint8Array(handles.hash))) handles = undefined;
+        }
+        if (handles === undefined) {
+          path = 'discovery';
+          handles = await this.discoverHandles(lockId, peripheral);
+        }
+        this.lastPath.set(lockId, path);
+        if (handles !== undefined) {
+          const h = handles;
+          onHandleNotify = (handle, data) => {
+            if (handle === h.tx) onData(data);
+          };
+          peripheral.on('handleNotify', onHandleNotify);
+          hook.write = (f) => {
+            if (open) peripheral.writeHandle(h.rx, Buffer.from(f), true);
+          };
+          channel.linkUp(Math.max(23, Math.min(517, mtu)));
+          await withTimeout(peripheral.writeHandleAsync(h.cccd, Buffer.from([0x01, 0x00]), false), 5000, 'subscribe');
+          return this.connectionFor(lockId, peripheral, state, () => open, closed, () => {
+            if (onHandleNotify) peripheral.removeListener('handleNotify', onHandleNotify);
+          });
+        }
+        // The host stack would not tell us the handles: subscribe the plain way below.
+      } else this.lastPath.set(lockId, 'legacy');
       const { characteristics } = await withTimeout<any>(
         peripheral.discoverSomeServicesAndCharacteristicsAsync([GATT_SHORT.service], [GATT_SHORT.rx, GATT_SHORT.tx, GATT_SHORT.info]),
         10_000,
@@ -134,24 +251,65 @@ export class NobleConnector implements LockConnector {
       await withTimeout(tx.subscribeAsync(), 5000, 'subscribe');
       channel.linkUp(Math.max(23, Math.min(517, mtu)));
     } catch (e) {
+      if (onHandleNotify) peripheral.removeListener('handleNotify', onHandleNotify);
       peripheral.removeListener('disconnect', onDisconnect);
       if (open) await peripheral.disconnectAsync().catch(() => undefined);
       channel.linkDown();
       if (e instanceof AgentError) throw e;
       throw new AgentError('LINK_LOST', `connecting to ${lockId}: ${(e as Error).message}`);
     }
+    return this.connectionFor(lockId, peripheral, state, () => open, closed, () => undefined);
+  }
+
+  private connectionFor(lockId: string, peripheral: any, state: LockChannelState, isOpen: () => boolean, closed: Promise<DisconnectInfo>, cleanUp: () => void): LockConnection {
+    void closed.then(cleanUp);
     return connectionOver(state, {
       lockId,
       mtu: peripheral.mtu ?? 23,
-      isOpen: () => open,
+      isOpen,
       closed,
       rssi: async () => (await peripheral.updateRssiAsync()) as number,
       disconnect: async () => {
-        if (!open) return;
+        if (!isOpen()) return;
         await peripheral.disconnectAsync().catch(() => undefined);
         await closed;
       },
     });
+  }
+
+  /**
+   * Full discovery of the locksync service, its CCCD and the Database Hash, kept for the
+   * next connection. undefined when the host stack does not expose handles (then the
+   * caller subscribes through the characteristic objects, and nothing is cached).
+   */
+  private async discoverHandles(lockId: string, peripheral: any): Promise<KnownLock | undefined> {
+    const { characteristics } = await withTimeout<any>(
+      peripheral.discoverSomeServicesAndCharacteristicsAsync([GATT_SHORT.service], [GATT_SHORT.rx, GATT_SHORT.tx, GATT_SHORT.info, DATABASE_HASH_UUID]),
+      10_000,
+      'GATT discovery',
+    );
+    const find = (uuid: string) => characteristics.find((ch: any) => ch.uuid === uuid);
+    const rx = find(GATT_SHORT.rx);
+    const tx = find(GATT_SHORT.tx);
+    const hashCh = find(DATABASE_HASH_UUID);
+    if (!rx || !tx) throw new AgentError('PROTOCOL_VIOLATION', `${lockId} does not expose the locksync service`);
+    const gatt = (this.noble as any)._bindings?._gatts?.[peripheral.id];
+    const charHandles = gatt?._characteristics?.[GATT_SHORT.service];
+    if (!hashCh || !charHandles?.[GATT_SHORT.rx]?.valueHandle || !charHandles?.[GATT_SHORT.tx]?.valueHandle || !charHandles?.[DATABASE_HASH_UUID]?.valueHandle) return undefined;
+    await withTimeout(tx.discoverDescriptorsAsync(), 5000, 'descriptor discovery');
+    const cccd = gatt?._descriptors?.[GATT_SHORT.service]?.[GATT_SHORT.tx]?.['2902']?.handle;
+    if (typeof cccd !== 'number') return undefined;
+    const hash: Buffer = await withTimeout<Buffer>(hashCh.readAsync(), 5000, 'reading the database hash');
+    const known: KnownLock = {
+      peripheralId: peripheral.id,
+      rx: charHandles[GATT_SHORT.rx].valueHandle,
+      tx: charHandles[GATT_SHORT.tx].valueHandle,
+      cccd,
+      hashHandle: charHandles[DATABASE_HASH_UUID].valueHandle,
+      hash: Buffer.from(hash),
+    };
+    this.known.set(lockId, known);
+    return known;
   }
 
   forget(lockId: string): void {

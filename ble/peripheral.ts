@@ -2,7 +2,18 @@
 // transport bleno can drive — `uart:PATH` (virtual radio pty or an HCI-over-UART dongle)
 // or `hci:N` (Linux HCI socket). bleno is loaded lazily by radio/hosts.ts.
 
-import { GATT_SHORT, advertisingEir, decodeMessage, scanResponseEir, encodeLockInfo, type FramingError, type LockAdvert } from '../protocol/index';
+import {
+  DATABASE_HASH_UUID,
+  GATT_SHORT,
+  advertisingEir,
+  decodeMessage,
+  scanResponseEir,
+  encodeLockInfo,
+  gattDatabaseHash,
+  type FramingError,
+  type GattLayoutCharacteristic,
+  type LockAdvert,
+} from '../protocol/index';
 import { HostStartError, endDevUpPolling, openHostStack, shutdownHostStack, type BleFamily, type BlenoLike } from '../radio/hosts';
 import { LockLinkServer, type LockLink, type LockLinkEvents, type LockLinkServerOptions } from './lock-server';
 import type { HostedSession, LockSessionHost } from './session-host';
@@ -22,6 +33,11 @@ export interface BlePeripheralOptions {
    * Part A §4.20), as battery locks do for the rest of the link. Off by default.
    */
   idleParametersAfterSync?: boolean;
+  /**
+   * Read-only characteristics a later firmware adds ahead of the locksync ones (they move
+   * every handle after them, and so change the database hash). Empty by default.
+   */
+  extraCharacteristics?: { uuid: string; value: Uint8Array }[];
 }
 
 /**
@@ -47,6 +63,18 @@ export function connectionParameterUpdateRequest(identifier: number, p: typeof L
   b.writeUInt16LE(Math.round(p.supervisionTimeoutMs / 10), 10);
   return b;
 }
+
+/** Frames a phone may write before it subscribes (its framing HELLO rides ahead of the CCCD write). */
+const MAX_EARLY_FRAMES = 8;
+
+/**
+ * What bleno puts in the database ahead of ours (lib/hci-socket/gatt.js setServices):
+ * Generic Access with Device Name and Appearance, Generic Attribute with Service Changed.
+ */
+const BLENO_BASE_LAYOUT = [
+  { uuid: '1800', characteristics: [{ uuid: '2a00', properties: ['read'] }, { uuid: '2a01', properties: ['read'] }] },
+  { uuid: '1801', characteristics: [{ uuid: '2a05', properties: ['indicate'] }] },
+];
 
 /**
  * Opens and powers on bleno for `transport` without serving anything yet — so a lock can
@@ -215,6 +243,8 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
   // from (the lock server answers a second peer BUSY and binds held partials to peers).
   const addressOf = new Map<number, string>();
   const links = new Map<number, LockLink>();
+  /** Frames written before the subscription, per connection: replayed when it comes (SPEC §13.3). */
+  const early = new Map<number, Uint8Array[]>();
 
   const tx = new bleno.Characteristic({
     uuid: GATT_SHORT.tx,
@@ -229,6 +259,11 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
           drop: () => bleno.disconnect(handle),
         }),
       );
+      // The phone's framing HELLO came ahead of its CCCD write: the lock answers it (its own
+      // HELLO, then the session hello) in the same breath as the write response.
+      const held = early.get(handle);
+      early.delete(handle);
+      for (const f of held ?? []) links.get(handle)?.receiveFrame(f);
     },
     onUnsubscribe: (handle: number) => {
       links.get(handle)?.disconnect();
@@ -239,7 +274,15 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
     uuid: GATT_SHORT.rx,
     properties: ['write', 'writeWithoutResponse'],
     onWriteRequest: (handle: number, data: Buffer, _offset: number, withoutResponse: boolean, callback: (result: number) => void) => {
-      links.get(handle)?.receiveFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice());
+      const frame = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+      const link = links.get(handle);
+      if (link) link.receiveFrame(frame);
+      else if (addressOf.has(handle)) {
+        // Not subscribed yet: hold a few frames (the phone's HELLO) for the subscription.
+        const held = early.get(handle) ?? [];
+        if (held.length < MAX_EARLY_FRAMES) held.push(frame);
+        early.set(handle, held);
+      }
       if (!withoutResponse) callback(RESULT_SUCCESS);
     },
   });
@@ -251,7 +294,21 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
       callback(RESULT_SUCCESS, bytes.subarray(offset));
     },
   });
-  const service = new bleno.PrimaryService({ uuid: GATT_SHORT.service, characteristics: [rx, tx, info] });
+  const extras = (opts.extraCharacteristics ?? []).map(
+    (c) => new bleno.Characteristic({ uuid: c.uuid, properties: ['read'], value: Buffer.from(c.value) }),
+  );
+  const layout: GattLayoutCharacteristic[] = [
+    ...(opts.extraCharacteristics ?? []).map((c) => ({ uuid: c.uuid, properties: ['read'] })),
+    { uuid: GATT_SHORT.rx, properties: ['write', 'writeWithoutResponse'] },
+    { uuid: GATT_SHORT.tx, properties: ['notify'] },
+    { uuid: GATT_SHORT.info, properties: ['read'] },
+    { uuid: DATABASE_HASH_UUID, properties: ['read'] },
+  ];
+  const databaseHash = gattDatabaseHash([...BLENO_BASE_LAYOUT, { uuid: GATT_SHORT.service, characteristics: layout }]);
+  // bleno builds the Generic Attribute service itself, without a Database Hash: ours sits
+  // last in the locksync service. A phone finds it by type (0x2B2A) anywhere (SPEC §13.1).
+  const hashCharacteristic = new bleno.Characteristic({ uuid: DATABASE_HASH_UUID, properties: ['read'], value: Buffer.from(databaseHash) });
+  const service = new bleno.PrimaryService({ uuid: GATT_SHORT.service, characteristics: [...extras, rx, tx, info, hashCharacteristic] });
 
   const onAccept = (address: string, handle: number) => {
     addressOf.set(handle, address);
@@ -259,6 +316,7 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
   };
   const onDisconnect = (address: string, handle: number) => {
     addressOf.delete(handle);
+    early.delete(handle);
     links.get(handle)?.disconnect();
     links.delete(handle);
     // Must stay synchronous: bleno re-enables advertising right after this listener returns.

@@ -19,7 +19,15 @@ import type { IssuedChallenge } from './access';
 import type { Lock, TimeClaim } from './lock';
 
 export const LOCK_CAPABILITIES =
-  CAPABILITIES.delta | CAPABILITIES.snapshot | CAPABILITIES.unlock | CAPABILITIES.auditExport | CAPABILITIES.keypad | CAPABILITIES.keycard;
+  CAPABILITIES.delta |
+  CAPABILITIES.snapshot |
+  CAPABILITIES.unlock |
+  CAPABILITIES.auditExport |
+  CAPABILITIES.keypad |
+  CAPABILITIES.keycard |
+  CAPABILITIES.batch;
+/** What a batch may carry (SPEC §6.5): the Door Sync requests, never unlock or another batch. */
+const BATCHABLE = new Set<Message['type']>(['signedTime', 'delta', 'snapshot', 'auditRequest', 'receiptRequest', 'auditAnchor']);
 /** A session (hello → last message) may not outlive this, in lock clock terms. */
 export const SESSION_TIMEOUT_MS = 120_000;
 /** Largest message accepted: a 20,000-entry snapshot fits (protocol DEFAULT_LIMITS). */
@@ -123,9 +131,41 @@ export class LockSession {
         return [this.lock.auditExport(m.fromSeq, MAX_AUDIT_RECORDS_PER_EXPORT)];
       case 'auditAnchor':
         return [this.lock.acceptAuditAnchor(m)];
+      case 'batch':
+        return [this.batch(m.messages)];
       default:
         return [{ type: 'error', reason: 'UNEXPECTED_MESSAGE', detail: `a lock does not accept ${m.type}` }];
     }
+  }
+
+  /**
+   * Each item handled in order exactly as if it had come alone (same checks, same nonce);
+   * the first refusal ends the batch: every later item is answered NOT_ATTEMPTED and
+   * nothing of it is done, so the phone may send it again alone (SPEC §6.5).
+   */
+  private batch(items: Uint8Array[]): Message {
+    const replies: Uint8Array[] = [];
+    let refused = false;
+    for (const bytes of items) {
+      if (refused) {
+        replies.push(encodeMessage({ type: 'error', reason: 'NOT_ATTEMPTED', detail: 'an earlier item of the batch was refused' }));
+        continue;
+      }
+      let answer: Message;
+      try {
+        const m = decodeMessage(bytes);
+        answer = BATCHABLE.has(m.type)
+          ? (this.dispatch(m)[0] as Message)
+          : { type: 'error', reason: 'UNEXPECTED_MESSAGE', detail: `a batch does not carry ${m.type}` };
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        this.lock.note('messageRefused', { reason: e.reason, detail: e.detail });
+        answer = { type: 'error', reason: e.reason, detail: e.detail };
+      }
+      if (answer.type === 'error') refused = true;
+      replies.push(encodeMessage(answer));
+    }
+    return { type: 'batchReply', replies };
   }
 
   close(): void {

@@ -4,12 +4,16 @@
 //   the courier cache when offline) → signed time bound to the nonce → update(s) → signed
 //   receipt → audit export → relay receipt and audit to the authority (or queue them).
 //
+// With a lock that offers batches (SPEC §6.5) the signed time, a small update and the audit
+// request go as one `batch` and come back as one `batchReply`; the updates for the version
+// the lock is expected at are fetched while the link is being set up (SPEC §14.1).
+//
 // A link lost mid-transfer is retried with exponential backoff; the framing resumes the
 // message from the bytes the lock already holds, so a retry never starts over. If the lock
 // committed but the receipt was lost with the link, the next connection's hello shows the
 // new version and the phone asks for a receipt instead of resending.
 
-import { type Message, decodeMessage, encodeMessage, ProtocolError } from '../protocol/index';
+import { type Message, CAPABILITIES, MAX_BATCH_ITEMS, decodeMessage, encodeMessage, ProtocolError } from '../protocol/index';
 import type { AuthorityApi, PendingUpdates } from './authority-client';
 import type { CourierCache, DeadLetter, Refusal } from './courier';
 import { AgentError } from './errors';
@@ -52,7 +56,21 @@ export interface SyncOptions {
   courierFilter?: (messages: Uint8Array[]) => Uint8Array[];
   /** Injectable sleep (scenarios run on a simulated clock). */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Send signed time, the update(s) and the audit request as one `batch` when the lock
+   * offers it (hello capability `batch`, SPEC §6.5): one round trip instead of three.
+   * On by default; false behaves as a phone that predates batches.
+   */
+  pipeline?: boolean;
 }
+
+/**
+ * Updates up to this many bytes in total ride in a batch. A larger one goes alone: a batch
+ * is bound to its session (the signed time in it carries the nonce), so a batch cut by a
+ * dropped link cannot resume on the next connection, while a lone update resumes from the
+ * bytes the lock holds (SPEC §13.2).
+ */
+export const BATCH_UPDATE_MAX_BYTES = 4096;
 
 /**
  * What a Door Sync achieved, in one word (the CLI's `outcome` and exit code follow it):
@@ -106,16 +124,63 @@ interface SyncContext {
   versionBefore: number | undefined;
   /** An update whose transfer a dropped link cut: it stays queued in the lock's channel. */
   inFlight: { target: number } | undefined;
+  /** Updates asked for before the hello (prefetchUpdates); used once, if the hello matches. */
+  prefetch?: { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined;
+  /** What the updates carried to the lock in this sync were (for the next sync's prefetch). */
+  carried?: Uint8Array[] | undefined;
+  /** The version a batch sent on a link that dropped would have brought the lock to. */
+  batchTarget?: number | undefined;
   /** Where the updates of this sync came from (set by the fetch). */
   fetched?: { source: 'authority' | 'cache'; to?: number; fetchedAt?: string; authorityError?: string };
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** What a lock's next hello should say, learnt at the end of the last sync through a connector. */
+interface ExpectedHello {
+  version: number;
+  certSerial: number | undefined;
+}
+const expectedHellos = new WeakMap<LockConnector, Map<string, ExpectedHello>>();
+
+/**
+ * The updates for the version the lock is expected at, asked for while the link is still
+ * being set up (SPEC §14.1). Used only if the hello then says exactly that version and
+ * certificate serial; otherwise the phone asks again. A failure here is not reported: the
+ * fetch after the hello reports its own.
+ */
+function prefetchUpdates(opts: SyncOptions): { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined {
+  const expected = expectedHellos.get(opts.connector)?.get(opts.lockId);
+  if (!opts.authority || expected === undefined) return undefined;
+  const updates = opts.authority.updates(opts.lockId, expected.version, expected.certSerial).catch(() => undefined);
+  return { expected, updates };
+}
+
+function rememberHello(opts: SyncOptions, version: number, certSerial: number | undefined): void {
+  let m = expectedHellos.get(opts.connector);
+  if (!m) expectedHellos.set(opts.connector, (m = new Map()));
+  m.set(opts.lockId, { version, certSerial });
+}
+
+/** The certificate serial a lock holds after committing `updates` (its floor only rises). */
+function certSerialAfter(before: number | undefined, updates: Uint8Array[]): number | undefined {
+  let serial = before;
+  for (const bytes of updates) {
+    try {
+      const m = decodeMessage(bytes);
+      if (m.type === 'delta' || m.type === 'snapshot') for (const c of m.update.certs) serial = Math.max(serial ?? 0, c.cert.serial);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+    }
+  }
+  return serial;
+}
+
 export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
   const attempts = opts.attempts ?? 4;
   const sleep = opts.sleep ?? defaultSleep;
   const ctx: SyncContext = { opts, timeout: opts.messageTimeoutMs ?? 20_000, versionBefore: undefined, inFlight: undefined };
+  ctx.prefetch = prefetchUpdates(opts);
   let lastError: AgentError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     opts.onEvent?.({ phase: 'connecting', attempt });
@@ -184,6 +249,12 @@ export async function syncOnConnection(
   // 1. A transfer cut by the previous link goes first — it is already queued in the channel
   //    ahead of anything sent now: let it finish (resume) or ask for the lost receipt.
   const resuming = ctx.inFlight !== undefined;
+  // A batch cut by the last link is never resumed (its signed time was bound to the dead
+  // session): if the lock committed its update anyway, ask for the receipt it signed.
+  if (ctx.batchTarget !== undefined) {
+    if (hello.version >= ctx.batchTarget) receipt = await requestReceipt(conn, ctx);
+    ctx.batchTarget = undefined;
+  }
   if (ctx.inFlight) {
     const { target } = ctx.inFlight;
     if (hello.version >= target) {
@@ -209,17 +280,39 @@ export async function syncOnConnection(
   // refused (otherwise the authority would not learn that version is in force).
   let refusal: AgentError | undefined;
   let timeAckDue = false;
+  /** The batch carried the signed time and the lock answered it (accepted or refused). */
+  let timeSentInBatch = false;
+  let timeSentSequentially = false;
+  let batchAudit: Extract<Message, { type: 'auditExport' }> | undefined;
   if (!resuming) {
     // 3. Updates from the lock's version.
     const pending = await fetchUpdates(lockId, hello.version, hello.certSerial, ctx);
     const signedTime = await timeFetch;
-    if (timeFirst && signedTime) {
-      await conn.sendRaw(signedTime);
-      timeAckDue = true;
-    }
     const newer = pending !== undefined && pending.to > hello.version ? pending.messages : [];
     // The courier hook sees the chain even when nothing is newer (a replaying courier).
-    const messages = opts.courierFilter ? opts.courierFilter(newer) : newer;
+    let messages = opts.courierFilter ? opts.courierFilter(newer) : newer;
+    ctx.carried = messages;
+    const wantAudit = (hello.capabilities & CAPABILITIES.auditExport) !== 0 && !(ctx.fetched?.source === 'cache' && messages.length === 0);
+    const timeInBatch = timeFirst && signedTime !== undefined;
+    const batchable =
+      opts.pipeline !== false &&
+      (hello.capabilities & CAPABILITIES.batch) !== 0 &&
+      messages.length > 0 &&
+      (timeInBatch ? 1 : 0) + messages.length + (wantAudit ? 1 : 0) <= MAX_BATCH_ITEMS &&
+      messages.reduce((n, m) => n + m.length, 0) <= BATCH_UPDATE_MAX_BYTES;
+    if (batchable) {
+      const b = await syncByBatch(conn, ctx, timeInBatch ? signedTime : undefined, messages, wantAudit);
+      updateBytes += b.updateBytes;
+      if (b.receipt) receipt = b.receipt;
+      if (b.refusal) refusal ??= b.refusal;
+      if (b.auditExport) batchAudit = b.auditExport;
+      timeSentInBatch = timeInBatch && !b.timeLeft;
+      messages = b.updatesLeft;
+    } else if (timeFirst && signedTime) {
+      await conn.sendRaw(signedTime);
+      timeAckDue = true;
+      timeSentSequentially = true;
+    }
     for (const bytes of messages) {
       const target = targetOf(bytes) ?? pending?.to ?? hello.version;
       updateBytes += bytes.length;
@@ -240,10 +333,11 @@ export async function syncOnConnection(
   }
 
   if (timeAckDue) await readTimeAck(conn, ctx); // time sent, but no update followed it
+  const timeAckSeen = timeSentSequentially;
   const signedTime = await timeFetch;
   // After the updates: a lock without the key certificate can verify it only now; and a
   // resumed sync sends its time here, behind the transfer it had to finish first.
-  if (signedTime && (!timeFirst || resuming)) {
+  if (signedTime && !timeSentInBatch && (!timeFirst || resuming || !timeAckSeen)) {
     await conn.sendRaw(signedTime);
     await readTimeAck(conn, ctx);
   }
@@ -253,7 +347,11 @@ export async function syncOnConnection(
   let auditRecords = 0;
   let auditExport: Uint8Array | undefined;
   const failedFromCache = ctx.fetched?.source === 'cache' && receipt === undefined;
-  if (hello.capabilities & 8 && !failedFromCache) {
+  if (batchAudit) {
+    auditRecords = batchAudit.records.length;
+    auditExport = encodeMessage(batchAudit);
+    opts.onEvent?.({ phase: 'audit', records: auditRecords });
+  } else if (hello.capabilities & CAPABILITIES.auditExport && !failedFromCache) {
     await conn.send({ type: 'auditRequest', fromSeq: 0 });
     const m = await conn.next(ctx.timeout);
     if (m.type === 'auditExport') {
@@ -282,6 +380,7 @@ export async function syncOnConnection(
   const versionBefore = ctx.versionBefore ?? hello.version;
   const versionAfter = receipt?.body.version ?? hello.version;
   opts.onEvent?.({ phase: 'done', version: versionAfter });
+  rememberHello(opts, versionAfter, receipt ? certSerialAfter(hello.certSerial, ctx.carried ?? []) : hello.certSerial);
   // A resumed sync may have learnt nothing from the authority in this connection (the
   // update was fetched on an earlier one): the fetch of the first connection stands.
   const fetched = ctx.fetched ?? { source: opts.authority ? ('authority' as const) : ('cache' as const) };
@@ -314,12 +413,82 @@ export async function syncOnConnection(
   return result;
 }
 
+interface BatchOutcome {
+  receipt?: Extract<Message, { type: 'receipt' }>;
+  refusal?: AgentError;
+  auditExport?: Extract<Message, { type: 'auditExport' }>;
+  updateBytes: number;
+  /** Updates the lock did not attempt (an earlier item was refused): sent alone next. */
+  updatesLeft: Uint8Array[];
+  /** The signed time was not attempted: it goes alone after the updates. */
+  timeLeft: boolean;
+}
+
+/**
+ * Signed time, update(s) and audit request in one `batch` (SPEC §6.5), answered by one
+ * `batchReply` whose items are read exactly as the lone answers would be. Items the lock
+ * did not attempt (NOT_ATTEMPTED, after a refusal) are handed back to go alone.
+ */
+async function syncByBatch(
+  conn: LockConnection,
+  ctx: SyncContext,
+  signedTime: Uint8Array | undefined,
+  updates: Uint8Array[],
+  wantAudit: boolean,
+): Promise<BatchOutcome> {
+  type Item = { kind: 'time'; bytes: Uint8Array } | { kind: 'update'; bytes: Uint8Array } | { kind: 'audit'; bytes: Uint8Array };
+  const items: Item[] = [];
+  if (signedTime) items.push({ kind: 'time', bytes: signedTime });
+  for (const u of updates) items.push({ kind: 'update', bytes: u });
+  if (wantAudit) items.push({ kind: 'audit', bytes: encodeMessage({ type: 'auditRequest', fromSeq: 0 }) });
+  const out: BatchOutcome = { updateBytes: 0, updatesLeft: [], timeLeft: false };
+  const target = updates.map(targetOf).reduce<number | undefined>((a, v) => (v === undefined ? a : Math.max(a ?? 0, v)), undefined);
+  if (target !== undefined) ctx.batchTarget = target;
+  await conn.send({ type: 'batch', messages: items.map((i) => i.bytes) });
+  const reply = await conn.next(ctx.timeout);
+  ctx.batchTarget = undefined;
+  if (reply.type === 'error') throw new AgentError('REFUSED_BY_LOCK', `lock refused the batch: ${reply.reason} ${reply.detail}`.trim(), reply.reason);
+  if (reply.type !== 'batchReply') throw new AgentError('PROTOCOL_VIOLATION', `expected batchReply, got ${reply.type}`);
+  if (reply.replies.length !== items.length) throw new AgentError('PROTOCOL_VIOLATION', `batchReply has ${reply.replies.length} answers for ${items.length} items`);
+  for (const [i, item] of items.entries()) {
+    let m: Message;
+    try {
+      m = decodeMessage(reply.replies[i] as Uint8Array);
+    } catch (e) {
+      throw new AgentError('PROTOCOL_VIOLATION', `batchReply item ${i}: ${e instanceof ProtocolError ? e.message : String(e)}`);
+    }
+    if (m.type === 'error' && m.reason === 'NOT_ATTEMPTED') {
+      if (item.kind === 'time') out.timeLeft = true;
+      else if (item.kind === 'update') out.updatesLeft.push(item.bytes);
+      continue; // a lone audit request follows anyway when no export came back
+    }
+    if (item.kind === 'time') {
+      if (m.type === 'timeAck') ctx.opts.onEvent?.({ phase: 'time', lockTime: m.lockTime });
+      else if (m.type !== 'error') throw new AgentError('PROTOCOL_VIOLATION', `batch: expected timeAck, got ${m.type}`);
+    } else if (item.kind === 'update') {
+      out.updateBytes += item.bytes.length;
+      if (m.type === 'receipt') {
+        out.receipt = m;
+        ctx.opts.onEvent?.({ phase: 'receipt', version: m.body.version });
+      } else if (m.type === 'error') {
+        ctx.opts.onEvent?.({ phase: 'refused', code: m.reason, detail: m.detail });
+        out.refusal ??= new AgentError('REFUSED_BY_LOCK', `lock refused the update: ${m.reason} ${m.detail}`.trim(), m.reason);
+      } else throw new AgentError('PROTOCOL_VIOLATION', `batch: expected receipt, got ${m.type}`);
+    } else if (m.type === 'auditExport') out.auditExport = m;
+    else if (m.type !== 'error') throw new AgentError('PROTOCOL_VIOLATION', `batch: expected auditExport, got ${m.type}`);
+  }
+  return out;
+}
+
 async function fetchUpdates(lockId: string, version: number, certSerial: number | undefined, ctx: SyncContext): Promise<PendingUpdates | undefined> {
   const { opts } = ctx;
   let authorityError: string | undefined;
+  const prefetch = ctx.prefetch;
+  ctx.prefetch = undefined;
   if (opts.authority) {
     try {
-      const u = await opts.authority.updates(lockId, version, certSerial);
+      const early = prefetch && prefetch.expected.version === version && prefetch.expected.certSerial === certSerial ? await prefetch.updates : undefined;
+      const u = early ?? (await opts.authority.updates(lockId, version, certSerial));
       opts.cache?.storeUpdates(u);
       ctx.fetched = { source: 'authority', to: u.to };
       opts.onEvent?.({ phase: 'fetched', from: u.from, to: u.to, bytes: u.messages.reduce((n, m) => n + m.length, 0), source: 'authority' });

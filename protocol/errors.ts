@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   INTERNAL: 14, // the lock failed (e.g. flash error); nothing was changed
   TIME_ROLLBACK: 15, // signed time older than the newest signed time already seen
   INVALID_OP: 16, // an op is well-formed but cannot apply (e.g. guest without parent)
+  NOT_ATTEMPTED: 17, // a batch item after a refused one: not handled, nothing changed (send it again alone)
 } as const;
 
 export type ErrorName = keyof typeof ERROR_CODES;

@@ -10,6 +10,7 @@
 // that the door changed, which anybody standing there learns anyway by trying a credential.
 
 import { encode, decode, type CborValue } from './cbor';
+import { hash } from './crypto';
 import { ProtocolError } from './errors';
 import { MapReader, cmap } from './schema';
 import { LOCK_ID_PATTERN } from './update';
@@ -85,6 +86,32 @@ export function advertisingEir(): Uint8Array {
   out.set([0x02, 0x01, 0x06, 0x11, 0x07]); // LE General Discoverable, BR/EDR not supported
   for (let i = 0; i < 16; i++) out[5 + i] = parseInt(uuid.slice(30 - 2 * i, 32 - 2 * i), 16); // little-endian
   return out;
+}
+
+/**
+ * The GATT Database Hash characteristic (Core v5.1+ Vol 3 Part G §7.3, UUID 0x2B2A): 16
+ * bytes that change whenever the lock's attribute database changes. A phone that cached the
+ * attribute handles reads it first and skips discovery when it is unchanged (SPEC §13.1).
+ */
+export const DATABASE_HASH_UUID = '2b2a';
+export const DATABASE_HASH_BYTES = 16;
+
+/** One characteristic as it stands in the database, in order (what the hash covers). */
+export interface GattLayoutCharacteristic {
+  uuid: string;
+  properties: string[];
+}
+
+/**
+ * The database hash of a locksync GATT database: SHA-256 over the canonical CBOR of every
+ * service and characteristic in handle order (the host stack's Generic Access and Generic
+ * Attribute services first), first 16 bytes. Not the Core's AES-CMAC over the raw attribute
+ * values — a host stack that builds its own database cannot always expose those — but it
+ * has the property a client relies on: any change of handles, types or properties changes it.
+ */
+export function gattDatabaseHash(services: { uuid: string; characteristics: GattLayoutCharacteristic[] }[]): Uint8Array {
+  const layout = services.map((s) => [s.uuid, s.characteristics.map((c) => [c.uuid, [...c.properties].sort()])]);
+  return hash(encode(layout as CborValue)).slice(0, DATABASE_HASH_BYTES);
 }
 
 export interface LockInfo {

@@ -32,6 +32,8 @@ export const MESSAGE_TYPES = {
   floorReset: 16,
   auditAnchor: 17,
   auditAnchored: 18,
+  batch: 19,
+  batchReply: 20,
 } as const;
 export type MessageTypeName = keyof typeof MESSAGE_TYPES;
 
@@ -43,7 +45,12 @@ export const CAPABILITIES = {
   resume: 1 << 4,
   keypad: 1 << 5,
   keycard: 1 << 6,
+  /** The lock answers `batch` (SPEC §6.5): several requests in one flight, one reply. */
+  batch: 1 << 7,
 } as const;
+
+/** Most messages one batch carries (signed time, two updates, audit request). */
+export const MAX_BATCH_ITEMS = 4;
 
 // ---------------------------------------------------------------------------
 // Signed bodies
@@ -205,7 +212,12 @@ export type Message =
   | { type: 'timeAck'; lockTime: number }
   /** Ask for a receipt of the table in force, bound to this session's nonce: a courier whose
    *  link dropped after the lock committed (receipt lost) gets proof without resending. */
-  | { type: 'receiptRequest' };
+  | { type: 'receiptRequest' }
+  /** Several requests in one flight (SPEC §6.5): each item is one encoded message, handled
+   *  in order as if sent alone; the lock answers with one batchReply. */
+  | { type: 'batch'; messages: Uint8Array[] }
+  /** One encoded answer per batch item, in order; items after a refusal: error NOT_ATTEMPTED. */
+  | { type: 'batchReply'; replies: Uint8Array[] };
 
 export const MAX_AUDIT_RECORDS_PER_EXPORT = 4096;
 
@@ -257,6 +269,10 @@ export function encodeMessage(m: Message): Uint8Array {
       return encode(cmap([[0, t], [1, m.lockTime]]));
     case 'receiptRequest':
       return encode(cmap([[0, t]]));
+    case 'batch':
+      return encode(cmap([[0, t], [1, m.messages]]));
+    case 'batchReply':
+      return encode(cmap([[0, t], [1, m.replies]]));
   }
 }
 
@@ -382,9 +398,23 @@ function readMessage(type: number, r: MapReader): Message {
       return { type: 'timeAck', lockTime: r.uint(1, 'lockTime') };
     case MESSAGE_TYPES.receiptRequest:
       return { type: 'receiptRequest' };
+    case MESSAGE_TYPES.batch:
+      return { type: 'batch', messages: batchItems(r, 'batch.messages') };
+    case MESSAGE_TYPES.batchReply:
+      return { type: 'batchReply', replies: batchItems(r, 'batchReply.replies') };
     default:
       throw new ProtocolError('MALFORMED', `unknown message type ${type}`);
   }
+}
+
+/** 1..MAX_BATCH_ITEMS byte strings at key 1 (the items are decoded by whoever handles them). */
+function batchItems(r: MapReader, name: string): Uint8Array[] {
+  const raw = r.array(1, name, MAX_BATCH_ITEMS);
+  if (raw.length === 0) throw new ProtocolError('MALFORMED', `${name}: empty`);
+  return raw.map((x, i) => {
+    if (!(x instanceof Uint8Array)) throw new ProtocolError('MALFORMED', `${name}[${i}]: expected bstr`);
+    return x;
+  });
 }
 
 // ---------------------------------------------------------------------------

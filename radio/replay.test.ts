@@ -170,7 +170,12 @@ describe('locksync replay: failing syncs captured on the real stacks, replayed a
         close: () => s.close(),
         handle: async (m: Uint8Array) => {
           const answers = await s.handle(m);
-          if (!silenced && answers.some((x) => decodeMessage(x).type === 'receipt')) {
+          // A receipt alone, or inside the batchReply of a pipelined sync (SPEC §6.5).
+          const carriesReceipt = (x: Uint8Array): boolean => {
+            const d = decodeMessage(x);
+            return d.type === 'receipt' || (d.type === 'batchReply' && d.replies.some(carriesReceipt));
+          };
+          if (!silenced && answers.some(carriesReceipt)) {
             silenced = true;
             world.radio?.faults.dropLink({ controller: world.door('unit-4b').controller as string, mode: 'silent' });
           }

@@ -290,6 +290,12 @@ export function decides(type: string, fields: Record<string, unknown>, boot?: { 
       const records = (f['records'] as { seq: number; event: string }[] | undefined) ?? [];
       return `auditExport ${records.map((r) => `${r.seq}:${r.event}`).join(' ')}`;
     }
+    case 'batch':
+    case 'batchReply': {
+      // Each item decides as it would alone (SPEC §6.5).
+      const items = (f['items'] as Record<string, unknown>[] | undefined) ?? [];
+      return `${type} [${items.map((i) => decides(String(i['type']), i, boot)).join(' | ')}]`;
+    }
     default:
       return type;
   }
@@ -340,7 +346,13 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
   const boot = { afterSeq: auditSeqStored, records: lock.storage.auditHead().seq - auditSeqStored };
   const entriesAtHello = lock.durable.tableState.table.entries.size;
   report.timeZone = lock.durable.secrets.timeZone;
-  const update = ex.messages.find((m) => m.direction === 'phone-to-lock' && (m.type === 'delta' || m.type === 'snapshot'));
+  // The update went alone or as an item of a batch (SPEC §6.5).
+  const update = ex.messages
+    .filter((m) => m.direction === 'phone-to-lock')
+    .flatMap((m): { type: string; fields: Record<string, unknown> }[] =>
+      m.type === 'batch' ? ((m.fields['items'] as Record<string, unknown>[] | undefined) ?? []).map((f) => ({ type: String(f['type']), fields: f })) : [m],
+    )
+    .find((m) => m.type === 'delta' || m.type === 'snapshot');
   if (update) {
     const puts = update.type === 'delta' ? ((update.fields['ops'] as string[] | undefined) ?? []).filter((o) => o.startsWith('put ')).length : Math.max(0, (update.fields['entries'] as number) - entriesAtHello);
     report.update = { type: update.type, newEntries: puts };
@@ -416,8 +428,8 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
         if (a.captured && a.simulated && a.captured.decides !== a.simulated.decides) step.agree = false;
         if (!a.captured && a.simulated) {
           // Every captured answer is used up: this one never reached the phone.
-          if (conn.end) step.lost = `the link dropped (${conn.end.reason}, record ${conn.end.n}) before the lock's ${a.simulated.decides.split(' ')[0]} reached the phone`;
-          else step.lost = `the capture ends before the lock's ${a.simulated.decides.split(' ')[0]} reached the phone`;
+          if (conn.end) step.lost = `the link dropped (${conn.end.reason}, record ${conn.end.n}) before the lock's ${answerName(a.simulated.decides)} reached the phone`;
+          else step.lost = `the capture ends before the lock's ${answerName(a.simulated.decides)} reached the phone`;
         }
       }
       pushStep(step);
@@ -433,12 +445,39 @@ export function replayExchange(ex: CapturedExchange, state: LockState): ReplayRe
     }
   }
   for (const s of report.steps) {
+    for (const a of s.answers) {
+      // A batch's refusal is one of its items (SPEC §6.5); the items after it were not attempted.
+      if (!a.captured?.decides.startsWith('batchReply [')) continue;
+      for (const item of batchPairs(s.phone?.text, a.captured.decides)) {
+        if (!item.answer.startsWith('error ') || item.answer === 'error NOT_ATTEMPTED') continue;
+        if (/^(delta|snapshot)\b/.test(item.phone)) report.refusal ??= item.answer.slice('error '.length);
+        report.failures.push(`the lock refused: ${item.answer} (record ${a.captured.n}, answering ${item.phone} in a batch)`);
+      }
+    }
     for (const a of s.answers) if (a.captured?.decides.startsWith('error ') && /^(delta|snapshot)\b/.test(s.phone?.text ?? '')) report.refusal ??= a.captured.decides.slice('error '.length);
     for (const a of s.answers) if (a.captured?.decides.startsWith('error ')) report.failures.push(`the lock refused: ${a.captured.text} (record ${a.captured.n}, after ${s.phone?.text ?? 'hello'})`);
     if (s.lost) report.failures.push(`answer lost: ${s.lost}`);
   }
   report.verdict = report.disagreement ? 'disagrees' : report.failures.length > 0 ? 'reproduced' : 'no-failure';
   return report;
+}
+
+/** What an answer was, for a report line: its type, and for a batchReply the types it carried. */
+function answerName(decidesText: string): string {
+  const name = decidesText.split(' ')[0] ?? decidesText;
+  if (name !== 'batchReply') return name;
+  return `batchReply (${batchItems(decidesText).map((i) => i.split(' ')[0]).join(', ')})`;
+}
+
+function batchItems(decidesText: string): string[] {
+  const inner = decidesText.replace(/^batchReply \[/, '').replace(/\]$/, '');
+  return inner.length > 0 ? inner.split(' | ') : [];
+}
+
+/** A batch's items beside their answers, in order: the phone's item text and what its answer decides. */
+function batchPairs(phoneText: string | undefined, replyDecides: string): { phone: string; answer: string }[] {
+  const phone = (phoneText ?? '').replace(/^batch of \d+: /, '').split(' | ');
+  return batchItems(replyDecides).map((answer, i) => ({ phone: phone[i] ?? 'a batch item', answer }));
 }
 
 /** Residents a generated scenario adds at most (each brings a phone and a doorcode entry). */

@@ -142,11 +142,16 @@ describe('trace show decoding', () => {
     const messages = records.flatMap((r) => (r.locksync?.message ? [r.locksync.message] : []));
     expect(messages.filter((m) => m.malformed)).toEqual([]);
     expect(summary.malformed).toBe(0);
+    // The demo's syncs are pipelined (SPEC §6.5): a batch's items count as the messages they are.
+    type Item = { type: string; fields: Record<string, unknown> };
+    const all: Item[] = messages.flatMap((m): Item[] =>
+      m.type === 'batch' || m.type === 'batchReply' ? [m as Item, ...((m.fields['items'] as Record<string, unknown>[]) ?? []).map((f) => ({ type: String(f['type']), fields: f }))] : [m as Item],
+    );
     // Door Sync: hello, snapshot, receipt, signed time, audit; then unlocks: challenge, decision.
-    for (const type of ['hello', 'snapshot', 'receipt', 'signedTime', 'timeAck', 'auditRequest', 'auditExport', 'unlockRequest', 'challenge', 'unlockResponse', 'decision', 'delta']) {
-      expect(messages.some((m) => m.type === type), type).toBe(true);
+    for (const type of ['hello', 'snapshot', 'receipt', 'signedTime', 'timeAck', 'auditRequest', 'auditExport', 'unlockRequest', 'challenge', 'unlockResponse', 'decision', 'delta', 'batch', 'batchReply']) {
+      expect(all.some((m) => m.type === type), type).toBe(true);
     }
-    expect(messages.find((m) => m.type === 'delta')?.fields).toMatchObject({ ops: ['removePartner 1'] });
+    expect(all.find((m) => m.type === 'delta')?.fields).toMatchObject({ ops: ['removePartner 1'] });
   });
 
   it('reassembles a message resumed on the next connection from the byte the lock’s HELLO names', () => {

@@ -728,6 +728,25 @@ export function describeMessage(m: Message): { fields: Record<string, unknown>; 
       return { fields: { lockTime: m.lockTime }, text: `timeAck lockTime=${unixIso(m.lockTime)}` };
     case 'receiptRequest':
       return { fields: {}, text: 'receiptRequest' };
+    case 'batch':
+    case 'batchReply': {
+      const items = m.type === 'batch' ? m.messages : m.replies;
+      const inner = items.map((b) => {
+        try {
+          return describeMessage(decodeMessage(b));
+        } catch {
+          return { fields: { undecodable: b.length }, text: `(${b.length} B, not a message)` };
+        }
+      });
+      const types = items.map((b) => {
+        try {
+          return decodeMessage(b).type as string;
+        } catch {
+          return 'undecodable';
+        }
+      });
+      return { fields: { items: inner.map((d, i) => ({ type: types[i], ...d.fields })) }, text: `${m.type} of ${items.length}: ${inner.map((d) => d.text).join(' | ')}` };
+    }
   }
 }
 
@@ -878,18 +897,30 @@ export function decodeCapture(buf: Buffer): { records: PacketRecord[]; summary: 
   const connections = new Map<string, Connection>();
   const reassembly = new LocksyncReassembly();
   let opened = 0;
+  // A phone that knows the lock skips discovery (cached handles, SPEC §13.1): a connection
+  // inherits what earlier ones learnt of the same database — the adapter's own when it is
+  // the peripheral, the peer's when it is the central.
+  const learnt = new Map<string, GattMap>();
+  const databaseOf = new Map<string, string>();
   const connection = (key: string): Connection => {
     let c = connections.get(key);
     if (!c) {
-      c = { id: `${key}#${++opened}`, gatt: new GattMap(), pending: new Map(), fragments: new Map() };
+      const db = databaseOf.get(key);
+      let gatt = db !== undefined ? learnt.get(db) : undefined;
+      if (gatt === undefined) {
+        gatt = new GattMap();
+        if (db !== undefined) learnt.set(db, gatt);
+      }
+      c = { id: `${key}#${++opened}`, gatt, pending: new Map(), fragments: new Map() };
       connections.set(key, c);
     }
     return c;
   };
+  const opening = (key: string, database: string): void => void databaseOf.set(key, database);
   const summary: CaptureSummary = { datalink: capture.datalink, datalinkName: capture.datalinkName, packets: capture.packets.length, durationS: 0, commands: 0, events: 0, aclOut: 0, aclIn: 0, att: {}, locksyncFrames: 0, locksyncMessages: {}, malformed: 0 };
   const records: PacketRecord[] = [];
   for (const p of capture.packets) {
-    const record = decodePacket(p, { connection, connections, reassembly });
+    const record = decodePacket(p, { connection, connections, reassembly, opening });
     if (p.packet[0] === H4_COMMAND && !p.monitor) summary.commands++;
     else if (p.packet[0] === H4_EVENT && !p.monitor) summary.events++;
     else if (p.packet[0] === H4_ACL && !p.monitor) {
@@ -911,6 +942,8 @@ interface DecodeContext {
   connection: (key: string) => Connection;
   connections: Map<string, Connection>;
   reassembly: LocksyncReassembly;
+  /** A connection completed: whose attribute database its handles index. */
+  opening: (key: string, database: string) => void;
 }
 
 function decodePacket(p: BtsnoopPacket, ctx: DecodeContext): PacketRecord {
@@ -949,7 +982,12 @@ function decodePacket(p: BtsnoopPacket, ctx: DecodeContext): PacketRecord {
       record.hci = { type: 'event', code: parsed.code, ...d.fields };
       line = `EVT ${d.text}`;
       // A connection starts or ends: its GATT handles and reassembly state do too.
-      if (d.connectionHandle !== undefined) ctx.connections.delete(`${adapterKey}:${d.connectionHandle}`);
+      if (d.connectionHandle !== undefined) {
+        const key = `${adapterKey}:${d.connectionHandle}`;
+        ctx.connections.delete(key);
+        const f = d.fields as { peer?: string; role?: string };
+        if (typeof f.peer === 'string') ctx.opening(key, f.role === 'peripheral' ? String(adapterKey) : `${adapterKey}>${f.peer}`);
+      }
       break;
     }
     case 'acl': {

@@ -601,6 +601,8 @@ class Run {
       send(m: Message) {
         const d = describeMessage(m);
         run.rec.record({ t: run.now(), kind: 'message', from: p, to: l, label: d.label, detail: { bytes: encodeLength(m) } });
+        // A pipelined sync carries its updates as batch items (SPEC §6.5): a courier kept those too.
+        if (m.type === 'batch') for (const item of m.messages) run.carry(phone, door, item);
         return conn.send(m);
       },
       sendRaw(bytes: Uint8Array) {

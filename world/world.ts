@@ -73,6 +73,12 @@ export interface WorldOptions {
     /** Locks ask the phone for slower connection parameters after each sync (L2CAP Connection Parameter Update Request). */
     lockIdleParametersAfterSync?: boolean;
   };
+  /**
+   * Phones that behave as ones predating fast reconnects and batches (SPEC §13.1, §6.5): a
+   * scan before every connection, full GATT discovery, subscribe then HELLO, and every
+   * request alone. The others use cached handles and batch when the lock offers it.
+   */
+  legacyPhones?: string[];
   /** `sim` only: ATT MTU of the in-process link. */
   simMtu?: number;
   /**
@@ -441,6 +447,7 @@ export class World {
       const { NobleConnector } = await import('../ble/central');
       phone.controller = controllerName('phone', name);
       const connectorOpts: Parameters<typeof NobleConnector.open>[1] = { scanTimeoutMs: 1500 };
+      if (this.opts.legacyPhones?.includes(name)) connectorOpts.fastConnect = false;
       if (this.opts.radio?.phoneMtu !== undefined) connectorOpts.connection = { mtu: this.opts.radio.phoneMtu };
       connector = await NobleConnector.open((this.radio as Radio).controller(phone.controller).transport, connectorOpts);
     }
@@ -594,6 +601,7 @@ export class World {
       attempts: 3,
       backoffMs: 100,
       messageTimeoutMs: 15_000,
+      ...(this.opts.legacyPhones?.includes(phoneName) ? { pipeline: false } : {}),
       // The caller's listener and the world's (traces, narration) both hear every event.
       onEvent: (event) => {
         onEvent?.(event);

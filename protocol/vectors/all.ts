@@ -82,6 +82,10 @@ function messageVectors(): VectorFile {
     ['not a map', ['Malformed'], h([0, 14])],
     ['timeAck with lockTime as a non-preferred integer', ['Malformed', 'Cbor'], 'a2000e011a00000005'],
     ['100 nested arrays (decoder depth limit)', ['OverLimit', 'Cbor'], '81'.repeat(100) + '00'],
+    ['batch with no items', ['Malformed', 'Batch'], h(cmap([[0, 19], [1, []]]))],
+    ['batch with 5 items (more than MAX_BATCH_ITEMS 4)', ['OverLimit', 'Batch'], h(cmap([[0, 19], [1, Array.from({ length: 5 }, () => encodeMessage({ type: 'receiptRequest' }))]]))],
+    ['batch item that is not a byte string', ['Malformed', 'Batch'], h(cmap([[0, 19], [1, [15]]]))],
+    ['batchReply with no answers', ['Malformed', 'Batch'], h(cmap([[0, 20], [1, []]]))],
   ];
   const invalid = invalidInputs.map(([comment, flags, msg]) => {
     let reason: string | undefined;

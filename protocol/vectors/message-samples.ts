@@ -1,6 +1,6 @@
 // One fixed example of every session message (SPEC.md §6), built from the vector world.
 
-import { type AuditRecord, type Message, AUDIT_GENESIS, CAPABILITIES, PROTOCOL_VERSION, answerChallenge, chainAudit, encodeAuditRecord, encodeChallengeBody, makeAuditAnchor, makeFloorReset, makeReceipt, makeSignedAuditExport, makeSignedTime } from '../messages';
+import { type AuditRecord, type Message, AUDIT_GENESIS, CAPABILITIES, PROTOCOL_VERSION, answerChallenge, encodeMessage, chainAudit, encodeAuditRecord, encodeChallengeBody, makeAuditAnchor, makeFloorReset, makeReceipt, makeSignedAuditExport, makeSignedTime } from '../messages';
 import { deriveSeed32 } from '../random';
 import { applyUpdate, initialTableState } from '../update';
 import { tableDigest } from '../table';
@@ -27,6 +27,12 @@ export function messageSamples(): { comment: string; message: Message }[] {
   const records = SAMPLE_AUDIT_RECORDS.map(encodeAuditRecord);
   let auditHead = AUDIT_GENESIS;
   for (const rb of records) auditHead = chainAudit(auditHead, rb);
+  const signedTime = makeSignedTime({ lockId: LOCK_ID, time: EPOCH + 7290, keyId: KEYS.online1.keyId, nonce: helloNonce, version: 1, digest }, KEYS.online1.secretKey);
+  const deltaMessage: Message = { type: 'delta', update: delta };
+  const auditRequest: Message = { type: 'auditRequest', fromSeq: 41 };
+  const timeAck: Message = { type: 'timeAck', lockTime: EPOCH + 7290 };
+  const receipt = makeReceipt({ lockId: LOCK_ID, version: 2, digest: delta.head.head.digest, nonce: helloNonce, lockTime: EPOCH + 7301, auditSeq: 44, auditHead }, KEYS.device.secretKey);
+  const auditExport = makeSignedAuditExport(LOCK_ID, AUDIT_GENESIS, records, 41, 44, KEYS.device.secretKey);
   return [
     {
       comment: 'hello from lk-0001 at v1',
@@ -73,5 +79,26 @@ export function messageSamples(): { comment: string; message: Message }[] {
     { comment: 'error without detail', message: { type: 'error', reason: 'BUSY', detail: '' } },
     { comment: 'time acknowledgement', message: { type: 'timeAck', lockTime: EPOCH + 7290 } },
     { comment: 'receipt request (receipt of the table in force, for this session)', message: { type: 'receiptRequest' } },
+    {
+      comment: 'hello from lk-0001 at v1 offering batches (capability bit 7)',
+      message: {
+        type: 'hello', protocolVersion: PROTOCOL_VERSION, lockId: LOCK_ID, version: 1, digest, nonce: helloNonce, lockTime: EPOCH + 7200,
+        capabilities: CAPABILITIES.delta | CAPABILITIES.snapshot | CAPABILITIES.unlock | CAPABILITIES.auditExport | CAPABILITIES.batch, auditSeq: 44, battery: 87,
+      },
+    },
+    { comment: 'batch: signed time bound to the hello nonce, delta v1 -> v2, audit request from seq 41 (each item one encoded message)', message: { type: 'batch', messages: [encodeMessage(signedTime), encodeMessage(deltaMessage), encodeMessage(auditRequest)] } },
+    { comment: 'batchReply to it: timeAck, receipt for v2, audit export of records 41-44', message: { type: 'batchReply', replies: [encodeMessage(timeAck), encodeMessage(receipt), encodeMessage(auditExport)] } },
+    {
+      comment: 'batchReply after a refusal: timeAck, error ROLLBACK for the update, error NOT_ATTEMPTED for the audit request',
+      message: {
+        type: 'batchReply',
+        replies: [
+          encodeMessage(timeAck),
+          encodeMessage({ type: 'error', reason: 'ROLLBACK', detail: 'version 1 <= floor 2' }),
+          encodeMessage({ type: 'error', reason: 'NOT_ATTEMPTED', detail: 'an earlier item of the batch was refused' }),
+        ],
+      },
+    },
+    { comment: 'error NOT_ATTEMPTED without detail', message: { type: 'error', reason: 'NOT_ATTEMPTED', detail: '' } },
   ];
 }

@@ -42,14 +42,16 @@ describe('trace show failure paths', () => {
   it('a good capture: text, and --json as one object per packet then a summary', async () => {
     const text = await locksync(['trace', 'show', FIXTURE], LONG);
     expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout).toMatch(/ATT Error Response - Attribute Not Found, Handle: 0x0012, in reply to Read By Group Type Request/);
-    expect(text.stdout).toMatch(/lock → phone message 0x[0-9a-f]{4} \(\d+ B in \d+ frames?\): receipt lockId=lk-0002 version=6/);
+    // The Database Hash characteristic (SPEC §13.1) ends the lock's database at 0x0013.
+    expect(text.stdout).toMatch(/ATT Error Response - Attribute Not Found, Handle: 0x0014, in reply to Read By Group Type Request/);
+    // The revocation's receipt rides in the batchReply of the pipelined sync (SPEC §6.5).
+    expect(text.stdout).toMatch(/lock → phone message 0x[0-9a-f]{4} \(\d+ B in \d+ frames?\): batchReply of \d: .*receipt lockId=lk-0002 version=6/);
     const json = await locksync(['trace', 'show', FIXTURE, '--json'], LONG);
     expect(json.code, json.stderr).toBe(0);
     const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; n?: number; locksync?: { message?: { type: string } } });
     expect(lines.at(-1)?.kind).toBe('summary');
     expect(lines.slice(0, -1).every((l, i) => l.kind === 'packet' && l.n === i + 1)).toBe(true);
-    expect(lines.filter((l) => l.locksync?.message?.type === 'delta')).toHaveLength(1);
+    expect(lines.filter((l) => l.locksync?.message?.type === 'batch')).toHaveLength(2);
     const help = await locksync(['trace', 'show', '--help'], LONG);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/--json/);

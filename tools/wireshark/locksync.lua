@@ -41,7 +41,7 @@ local MESSAGE_TYPES = {
   [1] = "hello", [3] = "delta", [4] = "snapshot", [5] = "receipt", [6] = "signedTime", [7] = "unlockRequest",
   [8] = "challenge", [9] = "unlockResponse", [10] = "decision", [11] = "auditRequest", [12] = "auditExport",
   [13] = "error", [14] = "timeAck", [15] = "receiptRequest", [16] = "floorReset",
-  [17] = "auditAnchor", [18] = "auditAnchored",
+  [17] = "auditAnchor", [18] = "auditAnchored", [19] = "batch", [20] = "batchReply",
 }
 
 -- §12.1 Error codes, §12.2 decision reasons, §12.3 audit events, §12.4 capabilities, §12.6 ops.
@@ -49,7 +49,7 @@ local ERROR_CODES = {
   [1] = "MALFORMED", [2] = "BAD_SIGNATURE", [3] = "UNTRUSTED_KEY", [4] = "WRONG_LOCK", [5] = "ROLLBACK",
   [6] = "BROKEN_CHAIN", [7] = "DIGEST_MISMATCH", [8] = "OVER_LIMIT", [9] = "UNSUPPORTED_VERSION",
   [10] = "UNEXPECTED_MESSAGE", [11] = "SESSION_EXPIRED", [12] = "BAD_NONCE", [13] = "BUSY", [14] = "INTERNAL",
-  [15] = "TIME_ROLLBACK", [16] = "INVALID_OP",
+  [15] = "TIME_ROLLBACK", [16] = "INVALID_OP", [17] = "NOT_ATTEMPTED",
 }
 local DECISION_REASONS = {
   [0] = "GRANTED", [1] = "UNKNOWN_CREDENTIAL", [2] = "OUT_OF_SCHEDULE", [3] = "NOT_YET_VALID", [4] = "EXPIRED",
@@ -62,7 +62,7 @@ local AUDIT_EVENTS = {
   [6] = "powerLossRecovered", [7] = "lockoutStarted", [8] = "lowBattery", [9] = "relocked", [10] = "provisioned",
   [11] = "floorReset", [12] = "recordsLost", [13] = "refusalsNotLogged",
 }
-local CAPABILITIES = { "delta", "snapshot", "unlock", "auditExport", "resume", "keypad", "keycard" }
+local CAPABILITIES = { "delta", "snapshot", "unlock", "auditExport", "resume", "keypad", "keycard", "batch" }
 local OPS = { [1] = "put", [2] = "remove", [3] = "removePartner", [4] = "removeKey", [5] = "setKeyPolicy", [6] = "setLockPolicy" }
 local KINDS = { [0] = "phone", [1] = "doorcode", [2] = "keycard" }
 local HOLDERS = { [0] = "resident", [1] = "staff", [2] = "guest", [3] = "partner" }
@@ -114,6 +114,8 @@ S.message = {
   [16] = { [1] = { "body", cbor = "floorResetBody" }, [2] = { "signature" } },
   [17] = { [1] = { "body", cbor = "auditAnchorBody" }, [2] = { "signature" } },
   [18] = { [1] = { "anchoredSeq" } },
+  [19] = { [1] = { "messages", eachmessage = true } },
+  [20] = { [1] = { "replies", eachmessage = true } },
 }
 
 local f = {
@@ -286,6 +288,29 @@ add_item = function(tree, tvb, item, name, key, spec)
         end
       else
         add_item(node, tvb, sub, string.format("[%d]", i - 1), nil, { spec.each, of = spec.each })
+      end
+    end
+  elseif spec.eachmessage and item.items then
+    -- §6.5: each item is one whole encoded message, shown by its own type's schema.
+    for i, sub in ipairs(item.items) do
+      local ok, inner = false, nil
+      if sub.bytes then ok, inner = pcall(cbor, sub.bytes:tvb(), 0, 0) end
+      local typeItem = ok and inner.pairs and lookup(inner, 0)
+      local code = typeItem and typeItem.value
+      local tname = (type(code) == "number" and MESSAGE_TYPES[code]) or "unknown"
+      local n = node:add(f.field, tvb(sub.off, sub.len), string.format("[%d] = %s", i - 1, tname))
+      n:set_text(string.format("[%d] %s (%d)", i - 1, tname, type(code) == "number" and code or -1))
+      if ok and type(code) == "number" and S.message[code] then
+        local itvb = sub.bytes:tvb()
+        for _, kv in ipairs(inner.pairs) do
+          local key = kv.k.value
+          if key ~= 0 then
+            local ispec = S.message[code][key]
+            add_item(n, itvb, kv.v, ispec and ispec[1] or ("key " .. tostring(key)), key, ispec)
+          end
+        end
+      else
+        n:add_proto_expert_info(e_malformed, "batch item is not a locksync message")
       end
     end
   elseif spec.eachcbor and item.items then

@@ -48,11 +48,14 @@ describe.skipIf(!tshark)('Wireshark Lua dissector (tshark -X lua_script:tools/wi
     const { frames, messages } = agreesWithTraceShow(DEMO_CAPTURE);
     expect(frames).toBeGreaterThan(50);
     expect(messages).toBeGreaterThan(20);
-    const receipt = run(['-r', DEMO_CAPTURE, '-Y', 'locksync.message.type_name == "receipt"', '-V']);
-    expect(receipt).toMatch(/locksync lock→phone message receipt \(181 bytes in 1 frame, id 0x[0-9a-f]{4}\)/);
+    // The demo's syncs are pipelined (SPEC §6.5): receipts come inside batchReply, each item by its own schema.
+    const receipt = run(['-r', DEMO_CAPTURE, '-Y', 'locksync.message.type_name == "batchReply"', '-V']);
+    expect(receipt).toMatch(/locksync lock→phone message batchReply \(\d+ bytes in \d+ frames?, id 0x[0-9a-f]{4}\)/);
+    expect(receipt).toMatch(/\[\d\] receipt \(5\)/);
     expect(receipt).toMatch(/body \(1\): [0-9a-f]+… \(108 bytes\) — CBOR receiptBody/);
     for (const line of ['lockId (1): "lk-0002"', 'version (2): 5', 'lockTime (5): 1795442400 (2026-11-23T14:00:00Z)', 'auditHead (7):', 'signature (2):']) expect(receipt).toContain(line);
-    const delta = run(['-r', DEMO_CAPTURE, '-Y', 'locksync.message.type_name == "delta"', '-V']);
+    const delta = run(['-r', DEMO_CAPTURE, '-Y', 'locksync.message.type_name == "batch"', '-V']);
+    expect(delta).toMatch(/\[\d\] delta \(3\)/);
     expect(delta).toMatch(/baseVersion \(1\): 5/);
     expect(delta).toMatch(/\[0\] op removePartner \(3\)/);
     expect(delta).toMatch(/issuedAt \(4\): \d+ \(2026-11-23T/);

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DECISION_REASONS, ERROR_CODES } from '../../protocol/errors';
-import { AUDIT_EVENTS, MESSAGE_TYPES } from '../../protocol/messages';
+import { AUDIT_EVENTS, CAPABILITIES, MESSAGE_TYPES } from '../../protocol/messages';
 
 const lua = fs.readFileSync(path.join(import.meta.dirname, 'locksync.lua'), 'utf8');
 
@@ -25,6 +25,12 @@ describe('Wireshark dissector registries', () => {
     ['AUDIT_EVENTS', AUDIT_EVENTS],
   ] as const)('%s in locksync.lua equals protocol/', (name, registry) => {
     expect(luaTable(name)).toEqual({ ...registry });
+  });
+
+  it('CAPABILITIES in locksync.lua names every hello capability bit in order (bit n = item n + 1)', () => {
+    const m = /local CAPABILITIES = \{([^}]*)\}/.exec(lua);
+    const names = [...(m?.[1] ?? '').matchAll(/"([A-Za-z]+)"/g)].map((x) => x[1]);
+    expect(Object.fromEntries(names.map((n, i) => [n, 1 << i]))).toEqual({ ...CAPABILITIES });
   });
 
   it('has a field schema for every message type', () => {
