@@ -130,6 +130,11 @@ describe('independent consumers', () => {
           const digest = createHash('sha256').update('locksync/v1/table\0').update(fromHex(s(exp.table))).digest('hex');
           expect(digest).toBe(exp.digest);
           expect(outcome.state.trust.certFloor).toBe(exp.certFloor);
+          expect(outcome.state.head && toHex(encode(decode(fromHex(s(exp.head)))))).toBe(exp.head);
+          expect(outcome.state.head?.version).toBe(exp.version);
+          expect(outcome.state.trust.certs.map((k) => toHex(encode([k.certBytes, k.signature]))), t.comment).toEqual(exp.certs);
+          expect(outcome.state.newestIssuedAt, t.comment).toBe(exp.newestIssuedAt);
+          expect(outcome.state.leaseAnchor, t.comment).toBe(exp.leaseAnchor);
         } else {
           expect(outcome.ok ? 'accepted' : outcome.reason, t.comment).toBe(t.expectedError);
           expect(ERROR_CODES[t.expectedError as ErrorName]).toBe(t.expectedErrorCode);

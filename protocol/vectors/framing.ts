@@ -62,6 +62,10 @@ function invalidCases(msg: Uint8Array): InvalidCase[] {
     c('frame of 515 bytes (> 517 - 3)', ['Limits'], ['00'.repeat(515)], 'FRAME_TOO_LONG'),
     c('resuming START at offset 20 but the receiver holds nothing', ['Resume'], [h(0x80, 0x00, 0x34, 0x12, 0xac, 0x02, 0x14, 9, 9, 9)], 'RESUME_MISMATCH'),
     c('ACK frame given to the reassembler', ['Direction'], [h(0x81, 0x00)], 'UNEXPECTED_FRAME'),
+    c('START of a 4-byte message with no payload byte (empty START payload while total > offset)', ['Truncated'], [h(0x80, 0x00, 0x01, 0x00, 0x04, 0x00)], 'FRAME_TOO_SHORT'),
+    c('HELLO of framing version 2 given to the reassembler: decoding comes before routing', ['Direction', 'Version'], [h(0x82, 0x02, 0x20, 0x00, 0x80, 0x80, 0x40)], 'UNSUPPORTED_VERSION'),
+    c('HELLO of framing version 1 given to the reassembler', ['Direction'], [h(0x82, 0x01, 0x20, 0x00, 0x80, 0x80, 0x40)], 'UNEXPECTED_FRAME'),
+    c('START with sequence number 128', ['Malformed'], [h(0x80, 0x80, 0x01, 0x00, 0x01, 0x00, 0xaa)], 'MALFORMED_FRAME'),
   ];
 }
 
@@ -92,6 +96,7 @@ export function framingVectors(): VectorFile {
       result: 'valid',
       msg: hex(msg),
       frames: frames.map(hex),
+      requirements: ['R-FRAME-2', 'R-FRAME-3'],
     };
     groups.push({ type: 'FramingSegmentation', mtu, messageId: FRAMING_VECTOR_MESSAGE_ID, tests: [t] });
   }
@@ -118,6 +123,7 @@ export function framingVectors(): VectorFile {
         heldBytes: 120,
         hello: hex(encodeHello(held)),
         frames: resumed.map(hex),
+        requirements: ['R-FRAME-2'],
       },
       {
         tcId: 0,
@@ -147,6 +153,7 @@ export function framingVectors(): VectorFile {
       maxMessageBytes: c.maxMessageBytes,
       frames: c.frames,
       expectedError: c.expectedError,
+      requirements: ['R-FRAME-1'],
     };
   });
   groups.push({ type: 'FramingReassemblyInvalid', tests: invalid });
@@ -157,6 +164,8 @@ export function framingVectors(): VectorFile {
       'GATT framing (protocol/SPEC.md §13.2): frames of at most MTU-3 bytes.',
       'Valid groups: the frames a sender emits on a fresh connection (first seq 0) for a fixed message.',
       'Invalid group: frames fed in order to a fresh reassembler; the first error must have code expectedError.',
+      'The 300-byte message is deterministicBytes(300): x = 0x4c4f434b; for each byte: x ^= x << 13; x ^= x >> 17; x ^= x << 5 (32-bit unsigned,',
+      'logical shifts, in that order), then the byte is x & 0xff (the low byte of the new state). First bytes: 58 a9 66 b6.',
     ],
     {
       Segmentation: 'START frame then 1-byte-header DATA frames',
