@@ -247,6 +247,11 @@ export function makeChallenge(lockId: string, sessionId: Uint8Array, nonce: Uint
   return { bytes: encodeChallengeBody(body), body, used: false, expiresAtMonotonicMs: monotonicMs + CHALLENGE_TTL_MS };
 }
 
+/** §9.2 step 6: access evaluation over every phone entry holding this public key. */
+export function decidePhoneKey(ctx: AccessContext, publicKey: Uint8Array): { reason: DecisionReason; credId?: number } {
+  return decideAmong(entriesWithSecret(ctx.table, 'phone', publicKey), ctx);
+}
+
 /**
  * Decide an unlock response. `issued` are this session's challenges; the returned index
  * (if any) is the challenge the response consumed — single use whatever the outcome.
@@ -282,6 +287,6 @@ export function decidePhone(
   const entry = ctx.table.entries.get(credId);
   if (entry === undefined || entry.kind !== 'phone') return { reason: 'UNKNOWN_CREDENTIAL', method: 'phone', credId, consumed: idx };
   if (!verify('unlock', challengeBytes, signature, entry.secret)) return { reason: 'BAD_RESPONSE', method: 'phone', credId, consumed: idx };
-  const d = decideAmong(entriesWithSecret(ctx.table, 'phone', entry.secret), ctx);
+  const d = decidePhoneKey(ctx, entry.secret);
   return { reason: d.reason, method: 'phone', credId: d.credId ?? credId, consumed: idx };
 }

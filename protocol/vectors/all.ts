@@ -19,6 +19,7 @@ import { SAMPLE_AUDIT_RECORDS, messageSamples } from './message-samples';
 import { hex, vectorFile, type VectorFile, type VectorGroup, type VectorTest } from './shape';
 import { receiveUpdate, updateCases } from './update-cases';
 import { timeCases } from './time-cases';
+import { accessVectors, auditVectors } from './processing';
 import { BOUNDARY_CBOR_ACCEPTED, BOUNDARY_CBOR_REFUSED, acceptedMessageCases, refusedMessageCases, refusedTableCases } from './clarifications';
 import { EPOCH, KEYS, LOCK_ID, LOCK_SECRET, WORLD_SEED, baseTable, guestPhone, partnerCredential, residentPhone, staffDoorcode } from './world';
 
@@ -425,6 +426,8 @@ export function allVectorFiles(): Map<string, string> {
     ['framing.json', framingVectors()],
     ['time.json', timeVectors()],
     ['ed25519-strict.json', ed25519StrictVectors()],
+    ['access.json', accessVectors()],
+    ['audit.json', auditVectors()],
   ];
   return new Map(files.map(([name, f]) => [name, `${JSON.stringify(f, null, 2)}\n`]));
 }
