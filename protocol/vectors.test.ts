@@ -62,7 +62,7 @@ function accessContext(st: Record<string, unknown>): AccessContext {
 }
 
 describe('processing vectors (state + input -> output)', () => {
-  it('access.json: access decisions and unlock responses', () => {
+  it('access.json: access decisions and unlock responses (R-ACCESS-1, R-ACCESS-2, R-CODE-1, R-CLOCK-1)', () => {
     const f = load('access.json');
     expect(f.numberOfTests).toBeGreaterThanOrEqual(40);
     for (const g of f.testGroups) {
@@ -96,7 +96,7 @@ describe('processing vectors (state + input -> output)', () => {
     }
   });
 
-  it('audit.json: the chain and signed export verification', () => {
+  it('audit.json: the chain and signed export verification (R-AUDIT-1)', () => {
     for (const g of load('audit.json').testGroups) {
       for (const t of g.tests) {
         if (g.type === 'AuditChain') {
@@ -174,7 +174,7 @@ describe('independent consumers', () => {
     }
   });
 
-  it('updates.json: the lock accepts or refuses exactly as stated, state untouched on refusal', () => {
+  it('updates.json: the lock accepts or refuses exactly as stated, state untouched on refusal (R-UPD-2, R-UPD-3, R-UPD-4)', () => {
     const f = load('updates.json');
     for (const g of f.testGroups) {
       for (const t of g.tests) {

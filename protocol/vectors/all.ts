@@ -313,15 +313,15 @@ function signatureVectors(): VectorFile {
   const groups: VectorGroup[] = [];
   for (const c of contexts) {
     const sig = sign(c, msg, KEYS.online1.secretKey);
-    const tests: VectorTest[] = [t(`signature made and checked under "${SIGNING_CONTEXTS[c]}"`, ['Context'], 'valid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), signatureInput: hex(signatureInput(c, msg)), sig: hex(sig) })];
+    const tests: VectorTest[] = [t(`signature made and checked under "${SIGNING_CONTEXTS[c]}"`, ['Context'], 'valid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), signatureInput: hex(signatureInput(c, msg)), sig: hex(sig), requirements: ['R-SIG-1'] })];
     for (const o of contexts) {
       if (o === c) continue;
       if (verify(o, msg, sig, KEYS.online1.publicKey)) throw new Error('context separation broken');
-      tests.push(t(`"${SIGNING_CONTEXTS[c]}" signature checked under "${SIGNING_CONTEXTS[o]}"`, ['CrossContext'], 'invalid', { context: SIGNING_CONTEXTS[o], msg: hex(msg), sig: hex(sig) }));
+      tests.push(t(`"${SIGNING_CONTEXTS[c]}" signature checked under "${SIGNING_CONTEXTS[o]}"`, ['CrossContext'], 'invalid', { context: SIGNING_CONTEXTS[o], msg: hex(msg), sig: hex(sig), requirements: ['R-SIG-1'] }));
     }
     const flipped = sig.slice();
     flipped[63] = (flipped[63] as number) ^ 0x10;
-    tests.push(t('signature with one bit flipped', ['Modified'], 'invalid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), sig: hex(flipped) }));
+    tests.push(t('signature with one bit flipped', ['Modified'], 'invalid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), sig: hex(flipped), requirements: ['R-SIG-1'] }));
     groups.push({ type: 'ContextSignature', publicKey: hex(KEYS.online1.publicKey), keyId: hex(KEYS.online1.keyId), tests });
   }
   return vectorFile(
@@ -350,7 +350,7 @@ function codeVectors(): VectorFile {
   for (const date of ['2025-03-30', '2025-12-31']) {
     for (const slot of [0, 1, 15, 255]) {
       for (const kind of ['daily', 'dailySingleUse'] as const) {
-        daily.push(t(`${kind} code, ${date}, slot ${slot}`, ['DailyCode'], 'valid', { localDate: date, slot, kind, code: dailyCode(LOCK_SECRET, date, slot, kind) }));
+        daily.push(t(`${kind} code, ${date}, slot ${slot}`, ['DailyCode'], 'valid', { localDate: date, slot, kind, code: dailyCode(LOCK_SECRET, date, slot, kind), requirements: ['R-CODE-1'] }));
       }
     }
   }
