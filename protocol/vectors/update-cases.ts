@@ -75,7 +75,7 @@ export function updateCases(): UpdateCase[] {
   const sRot = mustApply(s1, rotated);
   const cases: UpdateCase[] = [];
   const ok = (comment: string, flags: string[], state: TableState, u: Update | Uint8Array, version: number, reqs: string[] = []): void => {
-    cases.push({ comment, flags, state, message: u instanceof Uint8Array ? u : messageOf(u), expected: { version }, requirements: ['R-UPD-2', 'R-UPD-4', ...reqs] });
+    cases.push({ comment, flags, state, message: u instanceof Uint8Array ? u : messageOf(u), expected: { version }, requirements: ['R-UPD-2', 'R-UPD-4', 'R-HELLO-2', ...reqs] });
   };
   const bad = (comment: string, flags: string[], state: TableState, u: Update | Uint8Array, error: ErrorName, reqs: string[] = []): void => {
     cases.push({ comment, flags, state, message: u instanceof Uint8Array ? u : messageOf(u), expected: { error }, requirements: ['R-UPD-2', 'R-UPD-3', ...reqs] });
