@@ -73,7 +73,7 @@ describe('decisions on an untrusted clock', () => {
   });
   const card = (extra: Partial<Entry>): Entry => ({ credId: 1, kind: 'keycard', holder: 'staff', secret: new Uint8Array(16), flags: 0, ...extra });
 
-  it('validUntil, or a validFrom not reached, cannot be decided: CLOCK_UNTRUSTED; a passed validFrom can', () => {
+  it('R-CLOCK-1: validUntil, or a validFrom not reached, cannot be decided: CLOCK_UNTRUSTED; a passed validFrom can', () => {
     for (const [e, trusted, untrusted] of [
       [card({ validUntil: nowS + 3600 }), 'GRANTED', 'CLOCK_UNTRUSTED'],
       [card({ validUntil: nowS - 1 }), 'EXPIRED', 'CLOCK_UNTRUSTED'],
@@ -93,7 +93,7 @@ describe('decisions on an untrusted clock', () => {
     expect(decideAmong([guest], ctx([parent, guest], false)).reason).toBe('CLOCK_UNTRUSTED');
   });
 
-  it('daily codes of the clock\'s date and the next 7 are CLOCK_UNTRUSTED; other codes WRONG_CODE', async () => {
+  it('R-CLOCK-1: daily codes of the clock\'s date and the next 7 are CLOCK_UNTRUSTED; other codes WRONG_CODE', async () => {
     const { dailyCode } = await import('../protocol');
     const c = ctx([], false);
     const dateIn = (days: number) => new Date(nowMs + days * 86_400_000).toLocaleDateString('sv-SE', { timeZone: 'Europe/Berlin' });

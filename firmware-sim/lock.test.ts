@@ -353,6 +353,13 @@ describe('sync sessions', () => {
     expect(r.body.digest).toEqual(tableDigest(rig.auth.table));
     const rr = one(s2, { type: 'receiptRequest' });
     expect(rr).toMatchObject({ type: 'receipt', body: { version: 1, nonce: h2.nonce } });
+    // R-HELLO-2: certSerial is the certFloor when it is above 0, absent otherwise.
+    expect(h1.certSerial).toBeUndefined();
+    rig.auth.rotateOnlineKey('hello-cert-serial', 7);
+    push(rig, s1, rig.auth.delta([{ op: 'put', entry: rig.auth.keycardEntry(2, new Uint8Array([7, 7, 7, 7])) }]));
+    const h3 = decodeMessage(rig.lock.openSession().hello());
+    expect(rig.lock.tableState.trust.certFloor).toBe(7);
+    expect(h3).toMatchObject({ type: 'hello', version: 2, certSerial: 7 });
     expect(one(s1, { type: 'timeAck', lockTime: 1 })).toMatchObject({ type: 'error', reason: 'UNEXPECTED_MESSAGE' });
   });
 

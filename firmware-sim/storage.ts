@@ -79,7 +79,9 @@ export const ERASE_AHEAD_SLOTS = 16;
 /** NOR page: the largest single program the writer issues. */
 export const PAGE_BYTES = 256;
 /** Single-use daily code ledger cap: when full of live uses, new uses fail closed. */
-export const SINGLE_USE_LEDGER_MAX = 128;
+// One capacity for the ledger the access rules read (protocol/access.ts) and the flash keeps.
+import { SINGLE_USE_LEDGER_MAX } from '../protocol/access';
+export { SINGLE_USE_LEDGER_MAX };
 
 export interface LayoutParams {
   metaSlotBlocks: number;

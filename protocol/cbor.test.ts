@@ -73,7 +73,7 @@ describe('strict decoder refusals (hand-written inputs)', () => {
 });
 
 describe('encoder', () => {
-  it('refuses what the profile cannot carry', () => {
+  it('refuses what the profile cannot carry (R-CBOR-3: the encoder refuses, never alters)', () => {
     for (const v of [1.5, 2 ** 53, -(2 ** 53), Number.NaN, Infinity, undefined, 'a\ud800b', new Map([[0.5, 1]])]) {
       expect(() => encode(v as unknown as CborValue)).toThrow(CborError);
     }

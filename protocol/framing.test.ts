@@ -108,7 +108,7 @@ describe('segmentation and round trips', () => {
     }
   }
 
-  it('several messages in a row on one connection (seq wraps past 127)', () => {
+  it('R-FRAME-3: several messages in a row on one connection (seq wraps past 127)', () => {
     const s = new FrameSender({ mtu: 23 });
     const r = new FrameReassembler({ window: 5 });
     connect(s, r);
@@ -167,7 +167,7 @@ describe('segmentation and round trips', () => {
 });
 
 describe('window', () => {
-  it('sender stops at the window and resumes on a cumulative ack', () => {
+  it('R-FRAME-2: sender stops at the window and resumes on a cumulative ack', () => {
     const s = new FrameSender({ mtu: 23 });
     const r = new FrameReassembler({ window: 8 });
     expect(r.ackEvery).toBe(4);
@@ -208,7 +208,7 @@ describe('window', () => {
   });
 
   const WINDOW_RUNS = Math.max(200, Math.floor(FC_RUNS / 20));
-  it('sender never has more than window frames unacknowledged under random ack timing', () => {
+  it('R-FRAME-2: sender never has more than window frames unacknowledged under random ack timing', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 20 }),

@@ -186,6 +186,8 @@ export function decodeFrame(frame: Uint8Array): DecodedFrame {
       const total = r.varint();
       const offset = r.varint();
       if (offset > total) fail('MALFORMED_FRAME', 'offset > total');
+      // Like a DATA frame, a START carries at least one byte unless nothing is left to send.
+      if (r.pos === frame.length && offset < total) fail('FRAME_TOO_SHORT', 'START without payload');
       return { type: 'start', seq, messageId, total, offset, payload: frame.subarray(r.pos) };
     }
     case FRAME_ACK: {

@@ -6,7 +6,7 @@ import { type CborValue, decode, encode, type CborLimits } from './cbor';
 import { CborError, bytesEqual } from './cbor';
 import { sign, verify, hash, concatBytes } from './crypto';
 import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
-import { MapReader, cmap } from './schema';
+import { MapReader, cmap, insideSignedBody } from './schema';
 import { type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, updateFromCbor, updateToCbor } from './update';
 import { KEY_ID_BYTES } from './crypto';
 
@@ -220,6 +220,14 @@ export type Message =
   | { type: 'batchReply'; replies: Uint8Array[] };
 
 export const MAX_AUDIT_RECORDS_PER_EXPORT = 4096;
+export const MAX_AUDIT_RECORD_BYTES = 64;
+
+/** A credId field at message level: 1..2^32-1 (0 is reserved: MALFORMED). */
+function credIdField(r: MapReader, key: number, name: string): number {
+  const id = r.uint(key, name, 0xffff_ffff);
+  if (id === 0) throw new ProtocolError('MALFORMED', `${name}: credId 0 is reserved`);
+  return id;
+}
 
 export function encodeMessage(m: Message): Uint8Array {
   const t = MESSAGE_TYPES[m.type];
@@ -302,7 +310,9 @@ export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {
     throw e;
   }
   const r = MapReader.of(v, 'message');
-  const type = r.uint(0, 'type', 0xff);
+  // Registry values (type, error code, decision reason, audit event) are read at any size:
+  // an unknown one is MALFORMED however large (SPEC §2.3), never OVER_LIMIT.
+  const type = r.uint(0, 'type');
   const m = readMessage(type, r);
   r.done();
   return m;
@@ -311,7 +321,7 @@ export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {
 function readMessage(type: number, r: MapReader): Message {
   switch (type) {
     case MESSAGE_TYPES.hello: {
-      const protocolVersion = r.uint(1, 'protocolVersion', 0xff);
+      const protocolVersion = r.uint(1, 'protocolVersion');
       if (protocolVersion !== PROTOCOL_VERSION) throw new ProtocolError('UNSUPPORTED_VERSION', `protocol version ${protocolVersion}`);
       const hello: Extract<Message, { type: 'hello' }> = {
         type: 'hello',
@@ -349,7 +359,7 @@ function readMessage(type: number, r: MapReader): Message {
       return { type: 'floorReset', bodyBytes, body: floorResetBodyFromBytes(bodyBytes), signature };
     }
     case MESSAGE_TYPES.unlockRequest:
-      return { type: 'unlockRequest', credId: r.uint(1, 'credId', 0xffff_ffff) };
+      return { type: 'unlockRequest', credId: credIdField(r, 1, 'credId') };
     case MESSAGE_TYPES.challenge: {
       const bodyBytes = r.bytes(1, 'body', { max: 128 });
       return { type: 'challenge', bodyBytes, body: challengeBodyFromBytes(bodyBytes) };
@@ -358,7 +368,7 @@ function readMessage(type: number, r: MapReader): Message {
       return { type: 'unlockResponse', challengeBytes: r.bytes(1, 'challenge', { max: 128 }), signature: r.bytes(2, 'signature', { exact: 64 }) };
     case MESSAGE_TYPES.decision: {
       const granted = r.bool(1, 'granted');
-      const code = r.uint(2, 'reason', 0xff);
+      const code = r.uint(2, 'reason');
       const reason = decisionReasonName(code);
       if (reason === undefined) throw new ProtocolError('MALFORMED', `decision: unknown reason ${code}`);
       if (granted !== (reason === 'GRANTED')) throw new ProtocolError('MALFORMED', 'decision: granted flag contradicts reason');
@@ -370,8 +380,9 @@ function readMessage(type: number, r: MapReader): Message {
       const prevHash = r.bytes(1, 'prevHash', { exact: 32 });
       const raw = r.array(2, 'records', MAX_AUDIT_RECORDS_PER_EXPORT);
       const records = raw.map((x, i) => {
-        if (!(x instanceof Uint8Array) || x.length > 64) throw new ProtocolError('MALFORMED', `auditExport.records[${i}]: expected bstr ≤ 64 bytes`);
-        auditRecordFromBytes(x); // validate now; callers decode again when they need fields
+        if (!(x instanceof Uint8Array)) throw new ProtocolError('MALFORMED', `auditExport.records[${i}]: expected a byte string`);
+        if (x.length > MAX_AUDIT_RECORD_BYTES) throw new ProtocolError('OVER_LIMIT', `auditExport.records[${i}]: ${x.length} bytes > ${MAX_AUDIT_RECORD_BYTES}`);
+        auditRecordFromBytes(x); // each record is an embedded body (bstr .cbor auditRecord): validated at decode, failures MALFORMED
         return x;
       });
       const headBytes = r.optBytes(3, 'head', { max: 128 });
@@ -389,10 +400,13 @@ function readMessage(type: number, r: MapReader): Message {
     case MESSAGE_TYPES.auditAnchored:
       return { type: 'auditAnchored', anchoredSeq: r.uint(1, 'anchoredSeq') };
     case MESSAGE_TYPES.error: {
-      const code = r.uint(1, 'code', 0xff);
+      const code = r.uint(1, 'code');
       const reason = errorName(code);
       if (reason === undefined) throw new ProtocolError('MALFORMED', `error: unknown code ${code}`);
-      return { type: 'error', reason, detail: r.optText(2, 'detail', 120) ?? '' };
+      const detail = r.optText(2, 'detail', MAX_ERROR_DETAIL);
+      // An empty detail is omitted by the encoder, so `2: ""` would not re-encode identically.
+      if (detail === '') throw new ProtocolError('MALFORMED', 'error.detail: an empty detail must be omitted');
+      return { type: 'error', reason, detail: detail ?? '' };
     }
     case MESSAGE_TYPES.timeAck:
       return { type: 'timeAck', lockTime: r.uint(1, 'lockTime') };
@@ -435,18 +449,20 @@ export function encodeReceiptBody(b: ReceiptBody): Uint8Array {
 }
 
 export function receiptBodyFromBytes(bytes: Uint8Array): ReceiptBody {
-  const r = MapReader.of(decodeNested(bytes, 'receipt.body'), 'receipt.body');
-  const b: ReceiptBody = {
-    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
-    version: r.uint(2, 'version'),
-    digest: r.bytes(3, 'digest', { exact: DIGEST_BYTES }),
-    nonce: r.bytes(4, 'nonce', { exact: NONCE_BYTES }),
-    lockTime: r.uint(5, 'lockTime'),
-    auditSeq: r.uint(6, 'auditSeq'),
-    auditHead: r.bytes(7, 'auditHead', { exact: 32 }),
-  };
-  r.done();
-  return b;
+  return insideSignedBody((): ReceiptBody => {
+    const r = MapReader.of(decodeNested(bytes, 'receipt.body'), 'receipt.body');
+    const b: ReceiptBody = {
+      lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+      version: r.uint(2, 'version'),
+      digest: r.bytes(3, 'digest', { exact: DIGEST_BYTES }),
+      nonce: r.bytes(4, 'nonce', { exact: NONCE_BYTES }),
+      lockTime: r.uint(5, 'lockTime'),
+      auditSeq: r.uint(6, 'auditSeq'),
+      auditHead: r.bytes(7, 'auditHead', { exact: 32 }),
+    };
+    r.done();
+    return b;
+  });
 }
 
 export function makeReceipt(body: ReceiptBody, deviceSecret: Uint8Array): Extract<Message, { type: 'receipt' }> {
@@ -466,20 +482,22 @@ export function encodeSignedTimeBody(b: SignedTimeBody): Uint8Array {
 }
 
 export function signedTimeBodyFromBytes(bytes: Uint8Array): SignedTimeBody {
-  const r = MapReader.of(decodeNested(bytes, 'signedTime.body'), 'signedTime.body');
-  const b: SignedTimeBody = {
-    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
-    time: r.uint(2, 'time'),
-    keyId: r.bytes(3, 'keyId', { exact: KEY_ID_BYTES }),
-    version: 0,
-    digest: new Uint8Array(0),
-  };
-  const nonce = r.optBytes(4, 'nonce', { exact: NONCE_BYTES });
-  if (nonce !== undefined) b.nonce = nonce;
-  b.version = r.uint(5, 'version');
-  b.digest = r.bytes(6, 'digest', { exact: DIGEST_BYTES });
-  r.done();
-  return b;
+  return insideSignedBody((): SignedTimeBody => {
+    const r = MapReader.of(decodeNested(bytes, 'signedTime.body'), 'signedTime.body');
+    const b: SignedTimeBody = {
+      lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+      time: r.uint(2, 'time'),
+      keyId: r.bytes(3, 'keyId', { exact: KEY_ID_BYTES }),
+      version: 0,
+      digest: new Uint8Array(0),
+    };
+    const nonce = r.optBytes(4, 'nonce', { exact: NONCE_BYTES });
+    if (nonce !== undefined) b.nonce = nonce;
+    b.version = r.uint(5, 'version');
+    b.digest = r.bytes(6, 'digest', { exact: DIGEST_BYTES });
+    r.done();
+    return b;
+  });
 }
 
 export function makeSignedTime(body: SignedTimeBody, signingSecret: Uint8Array): Extract<Message, { type: 'signedTime' }> {
@@ -495,16 +513,18 @@ export function encodeFloorResetBody(b: FloorResetBody): Uint8Array {
 }
 
 export function floorResetBodyFromBytes(bytes: Uint8Array): FloorResetBody {
-  const r = MapReader.of(decodeNested(bytes, 'floorReset.body'), 'floorReset.body');
-  const b: FloorResetBody = {
-    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
-    time: r.uint(2, 'time'),
-    versionFloor: r.uint(3, 'versionFloor'),
-    keyId: r.bytes(4, 'keyId', { exact: KEY_ID_BYTES }),
-    nonce: r.bytes(5, 'nonce', { exact: NONCE_BYTES }),
-  };
-  r.done();
-  return b;
+  return insideSignedBody((): FloorResetBody => {
+    const r = MapReader.of(decodeNested(bytes, 'floorReset.body'), 'floorReset.body');
+    const b: FloorResetBody = {
+      lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+      time: r.uint(2, 'time'),
+      versionFloor: r.uint(3, 'versionFloor'),
+      keyId: r.bytes(4, 'keyId', { exact: KEY_ID_BYTES }),
+      nonce: r.bytes(5, 'nonce', { exact: NONCE_BYTES }),
+    };
+    r.done();
+    return b;
+  });
 }
 
 export function makeFloorReset(body: FloorResetBody, rootSecret: Uint8Array): Extract<Message, { type: 'floorReset' }> {
@@ -520,16 +540,18 @@ export function encodeChallengeBody(b: ChallengeBody): Uint8Array {
 }
 
 export function challengeBodyFromBytes(bytes: Uint8Array): ChallengeBody {
-  const r = MapReader.of(decodeNested(bytes, 'challenge.body'), 'challenge.body');
-  const b: ChallengeBody = {
-    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
-    sessionId: r.bytes(2, 'sessionId', { exact: SESSION_ID_BYTES }),
-    nonce: r.bytes(3, 'nonce', { exact: NONCE_BYTES }),
-    credId: r.uint(4, 'credId', 0xffff_ffff),
-    expiresAtMs: r.uint(5, 'expiresAtMs'),
-  };
-  r.done();
-  return b;
+  return insideSignedBody((): ChallengeBody => {
+    const r = MapReader.of(decodeNested(bytes, 'challenge.body'), 'challenge.body');
+    const b: ChallengeBody = {
+      lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+      sessionId: r.bytes(2, 'sessionId', { exact: SESSION_ID_BYTES }),
+      nonce: r.bytes(3, 'nonce', { exact: NONCE_BYTES }),
+      credId: credIdField(r, 4, 'credId'),
+      expiresAtMs: r.uint(5, 'expiresAtMs'),
+    };
+    r.done();
+    return b;
+  });
 }
 
 /** Phone side: sign the challenge bytes exactly as received. */
@@ -555,24 +577,26 @@ export function encodeAuditRecord(a: AuditRecord): Uint8Array {
 }
 
 export function auditRecordFromBytes(bytes: Uint8Array): AuditRecord {
-  const r = MapReader.of(decodeNested(bytes, 'auditRecord'), 'auditRecord');
-  const seq = r.uint(1, 'seq');
-  const time = r.uint(2, 'time');
-  const code = r.uint(3, 'event', 0xff);
-  const event = AUDIT_EVENT_BY_CODE.get(code);
-  if (event === undefined) throw new ProtocolError('MALFORMED', `auditRecord: unknown event ${code}`);
-  const a: AuditRecord = { seq, time, event };
-  const credId = r.optUint(4, 'credId', 0xffff_ffff);
-  const reason = r.optUint(5, 'reason', 0xff);
-  const value = r.optUint(6, 'value');
-  const count = r.optUint(7, 'count', 0xffff_ffff);
-  if (count !== undefined && count < 2) throw new ProtocolError('MALFORMED', `auditRecord: count ${count} < 2`);
-  if (credId !== undefined) a.credId = credId;
-  if (reason !== undefined) a.reason = reason;
-  if (value !== undefined) a.value = value;
-  if (count !== undefined) a.count = count;
-  r.done();
-  return a;
+  return insideSignedBody((): AuditRecord => {
+    const r = MapReader.of(decodeNested(bytes, 'auditRecord'), 'auditRecord');
+    const seq = r.uint(1, 'seq');
+    const time = r.uint(2, 'time');
+    const code = r.uint(3, 'event');
+    const event = AUDIT_EVENT_BY_CODE.get(code);
+    if (event === undefined) throw new ProtocolError('MALFORMED', `auditRecord: unknown event ${code}`);
+    const a: AuditRecord = { seq, time, event };
+    const credId = r.optUint(4, 'credId', 0xffff_ffff);
+    const reason = r.optUint(5, 'reason', 0xff);
+    const value = r.optUint(6, 'value');
+    const count = r.optUint(7, 'count', 0xffff_ffff);
+    if (count !== undefined && count < 2) throw new ProtocolError('MALFORMED', `auditRecord: count ${count} < 2`);
+    if (credId !== undefined) a.credId = credId;
+    if (reason !== undefined) a.reason = reason;
+    if (value !== undefined) a.value = value;
+    if (count !== undefined) a.count = count;
+    r.done();
+    return a;
+  });
 }
 
 /** Chain hash before the first record. */
@@ -606,15 +630,17 @@ export function encodeAuditHeadBody(b: AuditHeadBody): Uint8Array {
 }
 
 export function auditHeadBodyFromBytes(bytes: Uint8Array): AuditHeadBody {
-  const r = MapReader.of(decodeNested(bytes, 'auditExport.head'), 'auditExport.head');
-  const b: AuditHeadBody = {
-    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
-    seq: r.uint(2, 'seq'),
-    hash: r.bytes(3, 'hash', { exact: DIGEST_BYTES }),
-    oldestSeq: r.uint(4, 'oldestSeq'),
-  };
-  r.done();
-  return b;
+  return insideSignedBody((): AuditHeadBody => {
+    const r = MapReader.of(decodeNested(bytes, 'auditExport.head'), 'auditExport.head');
+    const b: AuditHeadBody = {
+      lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+      seq: r.uint(2, 'seq'),
+      hash: r.bytes(3, 'hash', { exact: DIGEST_BYTES }),
+      oldestSeq: r.uint(4, 'oldestSeq'),
+    };
+    r.done();
+    return b;
+  });
 }
 
 /** Lock side: an export of `records` (consecutive, chained from prevHash), signed with the device key. */
@@ -658,15 +684,17 @@ export function encodeAuditAnchorBody(b: AuditAnchorBody): Uint8Array {
 }
 
 export function auditAnchorBodyFromBytes(bytes: Uint8Array): AuditAnchorBody {
-  const r = MapReader.of(decodeNested(bytes, 'auditAnchor.body'), 'auditAnchor.body');
-  const b: AuditAnchorBody = {
-    lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
-    seq: r.uint(2, 'seq'),
-    hash: r.bytes(3, 'hash', { exact: DIGEST_BYTES }),
-    keyId: r.bytes(4, 'keyId', { exact: KEY_ID_BYTES }),
-  };
-  r.done();
-  return b;
+  return insideSignedBody((): AuditAnchorBody => {
+    const r = MapReader.of(decodeNested(bytes, 'auditAnchor.body'), 'auditAnchor.body');
+    const b: AuditAnchorBody = {
+      lockId: r.text(1, 'lockId', 32, LOCK_ID_PATTERN),
+      seq: r.uint(2, 'seq'),
+      hash: r.bytes(3, 'hash', { exact: DIGEST_BYTES }),
+      keyId: r.bytes(4, 'keyId', { exact: KEY_ID_BYTES }),
+    };
+    r.done();
+    return b;
+  });
 }
 
 /** Authority side: "I hold this lock's audit records through seq", signed with the online key. */

@@ -11,7 +11,7 @@
 
 import { type CborValue, bytesEqual, encode } from './cbor';
 import { ProtocolError } from './errors';
-import { expectArray, expectUint } from './schema';
+import { expectTuple, expectUint } from './schema';
 import {
   type Entry,
   type KeyPolicy,
@@ -64,15 +64,14 @@ export function opToCbor(o: Op): CborValue {
 }
 
 export function opFromCbor(v: CborValue, what = 'op'): Op {
-  const arr = expectArray(v, what, 2);
-  if (arr.length !== 2) throw new ProtocolError('MALFORMED', `${what}: expected [code, argument]`);
-  const code = expectUint(arr[0], `${what}[0]`, 0xff);
+  const arr = expectTuple(v, what, 2);
+  const code = expectUint(arr[0], `${what}[0]`); // registry value: unknown (any size) is MALFORMED below
   const arg = arr[1] as CborValue;
   switch (code) {
     case OP_CODES.put:
       return { op: 'put', entry: entryFromCbor(arg, `${what}.entry`) };
     case OP_CODES.remove:
-      return { op: 'remove', credId: expectUint(arg, `${what}.credId`, LIMITS.maxIds) };
+      return { op: 'remove', credId: credIdFrom(arg, `${what}.credId`) };
     case OP_CODES.removePartner:
       return { op: 'removePartner', partnerId: expectUint(arg, `${what}.partnerId`, LIMITS.maxIds) };
     case OP_CODES.removeKey:
@@ -84,6 +83,13 @@ export function opFromCbor(v: CborValue, what = 'op'): Op {
     default:
       throw new ProtocolError('MALFORMED', `${what}: unknown op code ${code}`);
   }
+}
+
+/** A credId on the wire: 1..2^32-1 (0 is reserved: MALFORMED, as below any stated minimum). */
+export function credIdFrom(v: CborValue | undefined, what: string): number {
+  const id = expectUint(v, what, LIMITS.maxIds);
+  if (id === 0) throw new ProtocolError('MALFORMED', `${what}: credId 0 is reserved`);
+  return id;
 }
 
 /**

@@ -113,6 +113,28 @@ export function expectUint(v: CborValue | undefined, what: string, max = Number.
   return v;
 }
 
+/** A fixed-length array (op, signedHead, keyCert, validity pair): any other length is a
+ *  shape error, MALFORMED — too many elements is not a limit (SPEC §2.3). */
+export function expectTuple(v: CborValue | undefined, what: string, n: number): CborValue[] {
+  if (!Array.isArray(v)) throw new ProtocolError('MALFORMED', `${what}: expected an array`);
+  if (v.length !== n) throw new ProtocolError('MALFORMED', `${what}: expected exactly ${n} elements, got ${v.length}`);
+  return v;
+}
+
+/**
+ * Decode a signed body embedded as bytes. Every failure inside it is MALFORMED (SPEC §2.2,
+ * §6.1): a range error there (a 33-character lock id, a serial of 2^32) is no limit the
+ * receiver enforces before allocating — the body is already bounded to its byte size.
+ */
+export function insideSignedBody<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof ProtocolError && e.reason !== 'MALFORMED') throw new ProtocolError('MALFORMED', e.detail);
+    throw e;
+  }
+}
+
 export function expectArray(v: CborValue | undefined, what: string, maxLen: number): CborValue[] {
   if (!Array.isArray(v)) throw new ProtocolError('MALFORMED', `${what}: expected an array`);
   if (v.length > maxLen) throw new ProtocolError('OVER_LIMIT', `${what}: ${v.length} items > ${maxLen}`);

@@ -9,7 +9,7 @@
 import { type CborMap, type CborValue, encode, encodeHead, decode, compareBytes } from './cbor';
 import { hash, concatBytes } from './crypto';
 import { ProtocolError } from './errors';
-import { MapReader, cmap, expectArray, expectUint } from './schema';
+import { MapReader, cmap, expectArray, expectTuple, expectUint } from './schema';
 
 export const CREDENTIAL_KINDS = { phone: 0, doorcode: 1, keycard: 2 } as const;
 export type CredentialKind = keyof typeof CREDENTIAL_KINDS;
@@ -104,6 +104,10 @@ export function emptyTable(policy: LockPolicy = DEFAULT_LOCK_POLICY): Table {
 // Schedules: one window packs into one unsigned integer (≤ 5 bytes of CBOR):
 //   days(7) << 22 | start(11) << 11 | end(11)
 
+/** The largest window integer: days 127, start and end 2047 — 2^29 − 1. Above it is
+ *  OVER_LIMIT; at or below it a field out of its range (start > 1440, …) is MALFORMED. */
+export const MAX_WINDOW_INTEGER = 2 ** 29 - 1;
+
 export function packWindow(w: ScheduleWindow): number {
   return w.days * 0x400000 + w.start * 0x800 + w.end;
 }
@@ -124,15 +128,20 @@ export function validateSchedule(windows: readonly ScheduleWindow[], what: strin
     throw new ProtocolError('OVER_LIMIT', `${what}: more than ${LIMITS.maxWindowsPerDay} windows on one day`);
 }
 
+/** Canonical schedule: window integers strictly ascending (so each window once), whatever
+ *  order the caller built them in — one schedule, one encoding, one digest (SPEC §4.2). */
 function encodeSchedule(s: readonly ScheduleWindow[] | undefined): CborValue | undefined {
-  return s === undefined ? undefined : s.map(packWindow);
+  return s === undefined ? undefined : [...new Set(s.map(packWindow))].sort((a, b) => a - b);
 }
 
 function decodeSchedule(v: CborValue | undefined, what: string): ScheduleWindow[] | undefined {
   if (v === undefined) return undefined;
   const arr = expectArray(v, what, LIMITS.maxWindowsPerDay * 7);
+  let prev = -1;
   const windows = arr.map((x, i) => {
-    const n = expectUint(x, `${what}[${i}]`, 0x7f * 0x400000 + 0x3fffff);
+    const n = expectUint(x, `${what}[${i}]`, MAX_WINDOW_INTEGER);
+    if (n <= prev) throw new ProtocolError('MALFORMED', `${what}[${i}]: windows must be strictly ascending (${n} after ${prev})`);
+    prev = n;
     return unpackWindow(n);
   });
   validateSchedule(windows, what);
@@ -164,14 +173,16 @@ export function entryFromCbor(v: CborValue, what = 'entry'): Entry {
   const r = MapReader.of(v, what);
   const credId = r.uint(1, 'credId', LIMITS.maxIds);
   if (credId === 0) throw new ProtocolError('MALFORMED', `${what}.credId: 0 is reserved`);
-  const type = r.uint(2, 'type', 0xff);
-  const kind = KIND_BY_CODE[type >> 2];
+  // A registry value: any unknown one, however large, is MALFORMED (never OVER_LIMIT).
+  const type = r.uint(2, 'type');
+  const kind = type < 256 ? KIND_BY_CODE[type >> 2] : undefined;
   const holder = HOLDER_BY_CODE[type & 3];
   if (kind === undefined || holder === undefined) throw new ProtocolError('MALFORMED', `${what}.type: unknown kind/holder ${type}`);
   const secret = r.bytes(3, 'secret', { exact: kind === 'phone' ? LIMITS.phoneKeyBytes : LIMITS.verifierBytes });
   const partnerId = r.optUint(4, 'partnerId', LIMITS.maxIds);
   const keyId = r.optUint(5, 'keyId', LIMITS.maxIds);
   const parent = r.optUint(6, 'parent', LIMITS.maxIds);
+  if (parent === 0) throw new ProtocolError('MALFORMED', `${what}.parent: credId 0 is reserved`);
   const schedule = decodeSchedule(r.optRaw(7, 'schedule'), `${what}.schedule`);
   const validityRaw = r.optRaw(8, 'validity');
   const flags = r.optUint(9, 'flags', 0xffff) ?? 0;
@@ -184,7 +195,7 @@ export function entryFromCbor(v: CborValue, what = 'entry'): Entry {
   if (parent !== undefined) e.parent = parent;
   if (schedule !== undefined) e.schedule = schedule;
   if (validityRaw !== undefined) {
-    const [from, until] = expectArray(validityRaw, `${what}.validity`, 2);
+    const [from, until] = expectTuple(validityRaw, `${what}.validity`, 2);
     const f = expectUint(from, `${what}.validity[0]`);
     const u = expectUint(until, `${what}.validity[1]`);
     if (f === 0 && u === 0) throw new ProtocolError('MALFORMED', `${what}.validity: [0, 0] must be omitted`);
@@ -201,6 +212,7 @@ export function validateEntry(e: Entry, what = 'entry'): void {
   if (e.holder === 'partner' && e.partnerId === undefined) throw new ProtocolError('MALFORMED', `${what}: partner credential without partnerId`);
   if (e.holder !== 'partner' && e.partnerId !== undefined) throw new ProtocolError('MALFORMED', `${what}: partnerId on a ${e.holder} credential`);
   if (e.holder === 'guest' && e.parent === undefined) throw new ProtocolError('MALFORMED', `${what}: guest credential without parent`);
+  if (e.holder !== 'guest' && e.parent !== undefined) throw new ProtocolError('MALFORMED', `${what}: parent on a ${e.holder} credential (only guests have one)`);
   if (e.parent !== undefined && e.parent === e.credId) throw new ProtocolError('MALFORMED', `${what}: credential is its own parent`);
   if (e.schedule !== undefined) validateSchedule(e.schedule, `${what}.schedule`);
 }
@@ -294,7 +306,7 @@ export function encodeTable(t: Table): Uint8Array {
   return concatBytes(...parts);
 }
 
-export function decodeTable(v: CborValue, what = 'table'): Table {
+export function decodeTable(v: CborValue, what = 'table', opts: { checkParents?: boolean } = {}): Table {
   const r = MapReader.of(v, what);
   const rawEntries = r.array(1, 'entries', LIMITS.maxEntries);
   const rawPolicies = r.array(2, 'keyPolicies', LIMITS.maxKeyPolicies);
@@ -317,7 +329,7 @@ export function decodeTable(v: CborValue, what = 'table'): Table {
     keyPolicies.set(p.keyId, p);
   });
   const t: Table = { entries, keyPolicies, policy };
-  checkParents(t, what);
+  if (opts.checkParents !== false) checkParents(t, what);
   return t;
 }
 

@@ -53,14 +53,14 @@ describe('key rotation and trust', () => {
     expect(byRoot.ok).toBe(true);
   });
 
-  it('a refused update never admits its carried cert', () => {
+  it('R-UPD-3: a refused update never admits its carried cert', () => {
     const d = deltaFrom(s1, [], { version: 2, signer: KEYS.online2, lockId: 'lk-0002' }, [CERT2]);
     const r = applyUpdate(s1, d);
     expect(r.ok ? 'accepted' : r.error.reason).toBe('WRONG_LOCK');
     expect(s1.trust.certFloor).toBe(1);
   });
 
-  it('the accepted head raises newestIssuedAt, never lowers it', () => {
+  it('R-UPD-4: the accepted head raises newestIssuedAt, never lowers it', () => {
     const d = deltaFrom(s1, [], { version: 2, issuedAt: 5 });
     const r = applyUpdate(s1, d);
     if (!r.ok) throw r.error;

@@ -12,9 +12,9 @@ import { type CborValue, decode, encode, bytesEqual } from './cbor';
 import { KEY_ID_BYTES, keyIdOf, sign, toHex, verify } from './crypto';
 import { weakEd25519PublicKeyReason } from './ed25519-strict';
 import { ProtocolError } from './errors';
-import { MapReader, cmap, expectArray } from './schema';
+import { MapReader, cmap, expectArray, expectTuple, insideSignedBody } from './schema';
 import { type Op, applyOps, opFromCbor, opToCbor } from './ops';
-import { type Entry, type Table, LIMITS, decodeTable, emptyTable, tableDigest, tableToCbor } from './table';
+import { type Entry, type Table, LIMITS, checkParents, decodeTable, emptyTable, tableDigest, tableToCbor } from './table';
 
 export const LOCK_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,31}$/;
 export const DIGEST_BYTES = 32;
@@ -64,6 +64,9 @@ export function headFromCbor(v: CborValue, what = 'head'): TableHead {
     keyId: r.bytes(5, 'keyId', { exact: KEY_ID_BYTES }),
   };
   r.done();
+  // A signed head names a version >= 1 (version 0 is the fresh lock's, which has no head):
+  // below the stated minimum is MALFORMED at decode, not a ROLLBACK found later (SPEC §5.1).
+  if (h.version < 1) throw new ProtocolError('MALFORMED', `${what}.version: 0 is below the minimum 1`);
   return h;
 }
 
@@ -80,16 +83,15 @@ export function signedHeadToCbor(s: SignedHead): CborValue {
 
 /** The wire form of everything signed here: [bstr body, bstr(64) signature]. */
 function signedPairFromCbor(v: CborValue, what: string, body: string): { bytes: Uint8Array; signature: Uint8Array } {
-  const arr = expectArray(v, what, 2);
-  const [bytes, signature] = arr;
-  if (arr.length !== 2 || !(bytes instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64)
+  const [bytes, signature] = expectTuple(v, what, 2);
+  if (!(bytes instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64)
     throw new ProtocolError('MALFORMED', `${what}: expected [bstr ${body}, bstr(64) signature]`);
   return { bytes, signature };
 }
 
 export function signedHeadFromCbor(v: CborValue, what = 'signedHead'): SignedHead {
   const { bytes: headBytes, signature } = signedPairFromCbor(v, what, 'head');
-  const head = headFromCbor(decodeNested(headBytes, `${what}.head`), `${what}.head`);
+  const head = insideSignedBody(() => headFromCbor(decodeNested(headBytes, `${what}.head`), `${what}.head`));
   return { head, headBytes, signature };
 }
 
@@ -137,14 +139,17 @@ export function keyCertToCbor(c: SignedKeyCert): CborValue {
 
 export function keyCertFromCbor(v: CborValue, what = 'keyCert'): SignedKeyCert {
   const { bytes: certBytes, signature } = signedPairFromCbor(v, what, 'cert');
-  const r = MapReader.of(decodeNested(certBytes, what), what);
-  const cert: KeyCert = {
-    serial: r.uint(1, 'serial', 0xffff_ffff),
-    publicKey: r.bytes(2, 'publicKey', { exact: 32 }),
-    keyId: r.bytes(3, 'keyId', { exact: KEY_ID_BYTES }),
-    rootKeyId: r.bytes(4, 'rootKeyId', { exact: KEY_ID_BYTES }),
-  };
-  r.done();
+  const cert = insideSignedBody((): KeyCert => {
+    const r = MapReader.of(decodeNested(certBytes, what), what);
+    const c: KeyCert = {
+      serial: r.uint(1, 'serial', 0xffff_ffff),
+      publicKey: r.bytes(2, 'publicKey', { exact: 32 }),
+      keyId: r.bytes(3, 'keyId', { exact: KEY_ID_BYTES }),
+      rootKeyId: r.bytes(4, 'rootKeyId', { exact: KEY_ID_BYTES }),
+    };
+    r.done();
+    return c;
+  });
   if (!bytesEqual(cert.keyId, keyIdOf(cert.publicKey))) throw new ProtocolError('MALFORMED', `${what}: keyId does not match publicKey`);
   return { cert, certBytes, signature };
 }
@@ -244,7 +249,9 @@ export function updateFromCbor(v: CborValue, type: 'delta' | 'snapshot', what = 
     r.done();
     return { type, baseVersion, baseDigestPrefix, ops, head, certs };
   }
-  const table = decodeTable(r.raw(1, 'table'), `${what}.table`);
+  // Parents are checked in applyUpdate step 6, after the signature (SPEC §5.4): a refusal
+  // before step 1 is only ever MALFORMED or OVER_LIMIT.
+  const table = decodeTable(r.raw(1, 'table'), `${what}.table`, { checkParents: false });
   r.done();
   return { type, table, head, certs };
 }
@@ -308,6 +315,7 @@ export function applyUpdate(state: TableState, update: Update): ApplyResult {
       admitPhoneKeys(state.table, update.ops.flatMap((o) => (o.op === 'put' ? [o.entry] : [])));
     } else {
       table = update.table;
+      checkParents(table, 'snapshot.table');
       admitPhoneKeys(state.table, table.entries.values());
     }
     const digest = tableDigest(table);

@@ -14,7 +14,9 @@ import { ERROR_CODES, ProtocolError, type ErrorName } from './errors';
 import { decodeMessage, encodeMessage } from './messages';
 import { decodeTableBytes, encodeTable, tableDigest } from './table';
 import { type TableState, applyUpdate, headFromCbor, keyCertFromCbor } from './update';
-import { FrameReassembler, FramingError } from './framing';
+import { FrameReassembler, FrameSender, FramingError } from './framing';
+import { type AccessContext, type IssuedChallenge, decideCode, decideKeycard, decidePhone, decidePhoneKey } from './access';
+import { challengeBodyFromBytes, verifyAuditExport } from './messages';
 import { checkFloorReset, checkSignedTime } from './time';
 import { isStrictEd25519PublicKey, verifyEd25519Strict, weakEd25519PublicKeyReason } from './ed25519-strict';
 import { allVectorFiles } from './vectors/all';
@@ -40,6 +42,83 @@ describe('committed vectors are exactly what the generator produces', () => {
       const f = load(name);
       const ids = f.testGroups.flatMap((g) => g.tests.map((t) => t.tcId));
       expect(ids).toEqual(Array.from({ length: f.numberOfTests }, (_, i) => i + 1));
+    }
+  });
+});
+
+/** The lock's access context exactly as an access.json state describes it. */
+function accessContext(st: Record<string, unknown>): AccessContext {
+  return {
+    lockId: (st.lockId as string | undefined) ?? 'lk-0001',
+    table: decodeTableBytes(fromHex(s(st.table))),
+    lockSecret: fromHex(s(st.lockSecret)),
+    timeZone: s(st.timeZone),
+    nowMs: st.nowMs as number,
+    monotonicMs: (st.monotonicMs as number | undefined) ?? 0,
+    clockTrusted: st.clockTrusted as boolean,
+    leaseAnchorS: st.leaseAnchor as number,
+    singleUse: st.singleUse as AccessContext['singleUse'],
+  };
+}
+
+describe('processing vectors (state + input -> output)', () => {
+  it('access.json: access decisions and unlock responses (R-ACCESS-1, R-ACCESS-2, R-CODE-1, R-CLOCK-1)', () => {
+    const f = load('access.json');
+    expect(f.numberOfTests).toBeGreaterThanOrEqual(40);
+    for (const g of f.testGroups) {
+      for (const t of g.tests) {
+        const st = t.state as Record<string, unknown>;
+        const ctx = accessContext(st);
+        const input = t.input as Record<string, string>;
+        let got: Record<string, unknown>;
+        if (g.type === 'AccessDecision') {
+          if (input.phonePublicKey !== undefined) {
+            const d = decidePhoneKey(ctx, fromHex(input.phonePublicKey));
+            got = d.credId === undefined ? { reason: d.reason } : { reason: d.reason, credId: d.credId };
+          } else {
+            const d = input.keypadCode !== undefined ? decideCode(ctx, input.keypadCode) : decideKeycard(ctx, fromHex(s(input.keycardUid)));
+            got = { reason: d.reason, method: d.method };
+            if (d.credId !== undefined) got.credId = d.credId;
+            if (d.singleUse !== undefined) got.singleUse = d.singleUse;
+          }
+        } else {
+          const issued: IssuedChallenge[] = (st.issued as { bytes: string; used: boolean; expiresAtMonotonicMs: number }[]).map((c) => ({
+            bytes: fromHex(c.bytes), body: challengeBodyFromBytes(fromHex(c.bytes)), used: c.used, expiresAtMonotonicMs: c.expiresAtMonotonicMs,
+          }));
+          const d = decidePhone(ctx, fromHex(s(st.sessionId)), issued, fromHex(input.challenge as string), fromHex(input.signature as string));
+          got = { reason: d.reason };
+          if (d.credId !== undefined) got.credId = d.credId;
+          got.consumed = d.consumed ?? null;
+        }
+        expect(got, `${g.type} #${t.tcId}: ${t.comment}`).toEqual(t.expected);
+        expect(t.result).toBe((t.expected as { reason: string }).reason === 'GRANTED' ? 'valid' : 'invalid');
+      }
+    }
+  });
+
+  it('audit.json: the chain and signed export verification (R-AUDIT-1)', () => {
+    for (const g of load('audit.json').testGroups) {
+      for (const t of g.tests) {
+        if (g.type === 'AuditChain') {
+          let h = fromHex(s(g.genesis));
+          (t.records as string[]).forEach((r, i) => {
+            h = createHash('sha256').update(h).update(fromHex(r)).digest();
+            expect(toHex(h)).toBe((t.heads as string[])[i]);
+          });
+          continue;
+        }
+        let got: Record<string, unknown>;
+        try {
+          const m = decodeMessage(fromHex(s(t.msg)));
+          if (m.type !== 'auditExport') throw new Error('not an export');
+          const r = verifyAuditExport(m, s(t.lockId), fromHex(s(t.devicePublicKey)));
+          got = { firstSeq: r.firstSeq ?? null, lastSeq: r.lastSeq, head: toHex(r.head), oldestSeq: r.oldestSeq };
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e;
+          got = { error: e.reason };
+        }
+        expect(got, t.comment).toEqual(t.expected);
+      }
     }
   });
 });
@@ -95,7 +174,7 @@ describe('independent consumers', () => {
     }
   });
 
-  it('updates.json: the lock accepts or refuses exactly as stated, state untouched on refusal', () => {
+  it('updates.json: the lock accepts or refuses exactly as stated, state untouched on refusal (R-UPD-2, R-UPD-3, R-UPD-4)', () => {
     const f = load('updates.json');
     for (const g of f.testGroups) {
       for (const t of g.tests) {
@@ -130,6 +209,11 @@ describe('independent consumers', () => {
           const digest = createHash('sha256').update('locksync/v1/table\0').update(fromHex(s(exp.table))).digest('hex');
           expect(digest).toBe(exp.digest);
           expect(outcome.state.trust.certFloor).toBe(exp.certFloor);
+          expect(outcome.state.head && toHex(encode(decode(fromHex(s(exp.head)))))).toBe(exp.head);
+          expect(outcome.state.head?.version).toBe(exp.version);
+          expect(outcome.state.trust.certs.map((k) => toHex(encode([k.certBytes, k.signature]))), t.comment).toEqual(exp.certs);
+          expect(outcome.state.newestIssuedAt, t.comment).toBe(exp.newestIssuedAt);
+          expect(outcome.state.leaseAnchor, t.comment).toBe(exp.leaseAnchor);
         } else {
           expect(outcome.ok ? 'accepted' : outcome.reason, t.comment).toBe(t.expectedError);
           expect(ERROR_CODES[t.expectedError as ErrorName]).toBe(t.expectedErrorCode);
@@ -270,6 +354,31 @@ describe('independent consumers', () => {
             got = r.push(fromHex(fr)).message ?? got;
           }
           expect(got && toHex(got)).toBe(t.msg);
+        } else if (g.type === 'FramingSenderScript') {
+          const sender = new FrameSender({ mtu: t.mtu as number });
+          sender.send(t.messageId as number, fromHex(s(t.msg)));
+          for (const step of t.steps as { input: string; expected: { frames?: string[]; done?: boolean; error?: string } }[]) {
+            try {
+              sender.onAck(fromHex(step.input));
+              expect({ frames: sender.nextFrames().map(toHex), done: sender.done }, t.comment).toEqual(step.expected);
+            } catch (e) {
+              if (!(e instanceof FramingError)) throw e;
+              expect({ error: e.code }, t.comment).toEqual(step.expected);
+            }
+          }
+        } else if (g.type === 'FramingReassemblerScript') {
+          const r = new FrameReassembler({ maxMessageBytes: t.maxMessageBytes as number, window: t.window as number, ackEvery: t.ackEvery as number });
+          expect(toHex(r.hello())).toBe(t.hello);
+          for (const step of t.steps as { input: string; expected: Record<string, unknown> }[]) {
+            try {
+              const out = r.push(fromHex(step.input));
+              expect({ ack: out.ack ? toHex(out.ack) : null, message: out.message ? toHex(out.message) : null }, t.comment).toEqual(step.expected);
+            } catch (e) {
+              if (!(e instanceof FramingError)) throw e;
+              const abort = e.code === 'MESSAGE_TOO_LARGE' ? r.abortFrame() : undefined;
+              expect({ error: e.code, abort: abort ? toHex(abort) : null }, t.comment).toEqual(step.expected);
+            }
+          }
         } else if (g.type === 'FramingReassemblyInvalid') {
           const r = new FrameReassembler({ maxMessageBytes: t.maxMessageBytes as number });
           let code: string | undefined;

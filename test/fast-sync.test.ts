@@ -21,7 +21,7 @@ function replies(session: { handle(b: Uint8Array): Uint8Array[] }, items: Uint8A
 }
 
 describe('batch at the lock session', () => {
-  it('answers signed time, update and audit request in order, exactly as the lone messages would be', () => {
+  it('answers signed time, update and audit request in order, exactly as the lone messages would be (R-BATCH-2)', () => {
     const rig = createTestRig({ seed: 'batch/ok' });
     const a = rig.auth;
     const s = rig.lock.openSession();
@@ -38,7 +38,7 @@ describe('batch at the lock session', () => {
     expect(rig.lock.presentCard(UID).reason).toBe('GRANTED');
   });
 
-  it('a refused update mid-batch leaves the flash byte-identical and the rest is answered NOT_ATTEMPTED; sent alone afterwards it applies', () => {
+  it('a refused update mid-batch leaves the flash byte-identical and the rest is answered NOT_ATTEMPTED; sent alone afterwards it applies (R-BATCH-3)', () => {
     const rig = createTestRig({ seed: 'batch/refused' });
     const a = rig.auth;
     const s = rig.lock.openSession();

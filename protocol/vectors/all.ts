@@ -8,7 +8,7 @@ import { dailyCode, doorcodeVerifier, keycardVerifier, SINGLE_USE_WINDOW_SECONDS
 import { ERROR_CODES, ProtocolError } from '../errors';
 import { AUDIT_GENESIS, MESSAGE_TYPES, chainAudit, decodeMessage, encodeAuditRecord, encodeMessage } from '../messages';
 import { cmap } from '../schema';
-import { type Op, opToCbor } from '../ops';
+import { type Op, applyOps, opToCbor } from '../ops';
 import { encodeLockInfo, scanResponseEir, advertisingEir } from '../gatt';
 import { type Entry, type Table, DEFAULT_LOCK_POLICY, emptyTable, encodeEntry, encodeTable, tableDigest, decodeTableBytes, entryToCbor } from '../table';
 import { type TableState, encodeTableHead, keyCertToCbor } from '../update';
@@ -19,6 +19,8 @@ import { SAMPLE_AUDIT_RECORDS, messageSamples } from './message-samples';
 import { hex, vectorFile, type VectorFile, type VectorGroup, type VectorTest } from './shape';
 import { receiveUpdate, updateCases } from './update-cases';
 import { timeCases } from './time-cases';
+import { accessVectors, auditVectors } from './processing';
+import { BOUNDARY_CBOR_ACCEPTED, BOUNDARY_CBOR_REFUSED, acceptedMessageCases, refusedMessageCases, refusedTableCases } from './clarifications';
 import { EPOCH, KEYS, LOCK_ID, LOCK_SECRET, WORLD_SEED, baseTable, guestPhone, partnerCredential, residentPhone, staffDoorcode } from './world';
 
 const t = (comment: string, flags: string[], result: 'valid' | 'invalid', fields: Record<string, unknown>): VectorTest => ({
@@ -34,8 +36,14 @@ const WORLD_NOTE = `All keys derive from seed "${WORLD_SEED}" (protocol/vectors/
 // ---------------------------------------------------------------------------------------
 
 function cborVectors(): VectorFile {
-  const valid: VectorTest[] = RFC8949_APPENDIX_A.map((ex) => t(`RFC 8949 Appendix A: ${ex.comment}`, ['AppendixA'], 'valid', { input: ex.hex }));
-  const invalid: VectorTest[] = REFUSAL_CASES.map((c) => {
+  const valid: VectorTest[] = RFC8949_APPENDIX_A.map((ex) => t(`RFC 8949 Appendix A: ${ex.comment}`, ['AppendixA'], 'valid', { input: ex.hex, requirements: ['R-CBOR-1'] }));
+  for (const b of BOUNDARY_CBOR_ACCEPTED) {
+    if (Buffer.from(encode(decode(Buffer.from(b.hex, 'hex')))).toString('hex') !== b.hex) throw new Error(`cbor boundary "${b.comment}" does not round-trip`);
+    valid.push(t(b.comment, b.flags, 'valid', { input: b.hex, requirements: b.requirements }));
+  }
+  type Refusal = (typeof REFUSAL_CASES)[number] & { requirements?: string[] };
+  const refusals: Refusal[] = [...REFUSAL_CASES, ...BOUNDARY_CBOR_REFUSED.map((b) => ({ hex: b.hex, code: b.code as Refusal['code'], comment: b.comment, flags: b.flags, requirements: b.requirements }))];
+  const invalid: VectorTest[] = refusals.map((c) => {
     let got: string | undefined;
     try {
       decode(Buffer.from(c.hex, 'hex'), c.limits ?? {});
@@ -45,6 +53,7 @@ function cborVectors(): VectorFile {
     if (got !== c.code) throw new Error(`cbor case "${c.comment}": expected ${c.code}, got ${got}`);
     const fields: Record<string, unknown> = { input: c.hex, expectedError: c.code };
     if (c.limits !== undefined) fields.limits = c.limits;
+    fields.requirements = c.requirements ?? (c.code.endsWith('_LIMIT') ? ['R-CBOR-1', 'R-CBOR-2'] : ['R-CBOR-1']);
     return t(c.comment, c.flags, 'invalid', fields);
   });
   return vectorFile(
@@ -66,28 +75,35 @@ function cborVectors(): VectorFile {
 
 function messageVectors(): VectorFile {
   const tests = messageSamples().map(({ comment, message }) =>
-    t(comment, ['Message'], 'valid', { messageType: message.type, typeCode: MESSAGE_TYPES[message.type], msg: hex(encodeMessage(message)) }),
+    t(comment, ['Message'], 'valid', { messageType: message.type, typeCode: MESSAGE_TYPES[message.type], msg: hex(encodeMessage(message)), requirements: ['R-CBOR-1'] }),
   );
+  for (const a of acceptedMessageCases()) {
+    const back = hex(encodeMessage(decodeMessage(Buffer.from(a.hex, 'hex'))));
+    if (back !== a.hex) throw new Error(`message vector "${a.comment}" does not re-encode identically`);
+    tests.push(t(a.comment, a.flags, 'valid', { messageType: a.messageType, typeCode: a.typeCode, msg: a.hex, requirements: a.requirements }));
+  }
   const h = (v: CborValue): string => hex(encode(v));
   const hello = messageSamples()[0]?.message;
   if (hello?.type !== 'hello') throw new Error('first sample must be hello');
-  const invalidInputs: [string, string[], string][] = [
-    ['hello with protocol version 2', ['Version'], hex(encodeMessage({ ...hello, protocolVersion: 2 }))],
-    ['hello with a 15-byte nonce', ['Malformed'], hex(encodeMessage({ ...hello, nonce: hello.nonce.slice(0, 15) }))],
-    ['hello with battery 101', ['Range'], hex(encodeMessage({ ...hello, battery: 101 }))],
-    ['unknown message type 2', ['Malformed'], h(cmap([[0, 2]]))],
-    ['timeAck with an unknown key 2', ['Malformed'], h(cmap([[0, 14], [1, 5], [2, 0]]))],
-    ['decision granted=true with reason OUT_OF_SCHEDULE', ['Malformed'], h(cmap([[0, 10], [1, true], [2, 2], [3, 1]]))],
-    ['error with unknown code 99', ['Malformed'], h(cmap([[0, 13], [1, 99]]))],
-    ['not a map', ['Malformed'], h([0, 14])],
-    ['timeAck with lockTime as a non-preferred integer', ['Malformed', 'Cbor'], 'a2000e011a00000005'],
-    ['100 nested arrays (decoder depth limit)', ['OverLimit', 'Cbor'], '81'.repeat(100) + '00'],
-    ['batch with no items', ['Malformed', 'Batch'], h(cmap([[0, 19], [1, []]]))],
-    ['batch with 5 items (more than MAX_BATCH_ITEMS 4)', ['OverLimit', 'Batch'], h(cmap([[0, 19], [1, Array.from({ length: 5 }, () => encodeMessage({ type: 'receiptRequest' }))]]))],
-    ['batch item that is not a byte string', ['Malformed', 'Batch'], h(cmap([[0, 19], [1, [15]]]))],
-    ['batchReply with no answers', ['Malformed', 'Batch'], h(cmap([[0, 20], [1, []]]))],
+  const invalidInputs: [string, string[], string, string[]][] = [
+    ['hello with protocol version 2', ['Version'], hex(encodeMessage({ ...hello, protocolVersion: 2 })), ['R-HELLO-1']],
+    ['hello with a 15-byte nonce', ['Malformed'], hex(encodeMessage({ ...hello, nonce: hello.nonce.slice(0, 15) })), ['R-SCHEMA-3']],
+    ['hello with battery 101', ['Range'], hex(encodeMessage({ ...hello, battery: 101 })), ['R-SCHEMA-2']],
+    ['unknown message type 2', ['Malformed'], h(cmap([[0, 2]])), ['R-SCHEMA-5']],
+    ['timeAck with an unknown key 2', ['Malformed'], h(cmap([[0, 14], [1, 5], [2, 0]])), ['R-SCHEMA-1', 'R-EXT-1']],
+    ['decision granted=true with reason OUT_OF_SCHEDULE', ['Malformed'], h(cmap([[0, 10], [1, true], [2, 2], [3, 1]])), ['R-MSG-1']],
+    ['error with unknown code 99', ['Malformed'], h(cmap([[0, 13], [1, 99]])), ['R-SCHEMA-5']],
+    ['not a map', ['Malformed'], h([0, 14]), ['R-SCHEMA-1']],
+    ['timeAck with lockTime as a non-preferred integer', ['Malformed', 'Cbor'], 'a2000e011a00000005', ['R-CBOR-1']],
+    ['100 nested arrays (decoder depth limit)', ['OverLimit', 'Cbor'], '81'.repeat(100) + '00', ['R-CBOR-2']],
+    ['batch with no items', ['Malformed', 'Batch'], h(cmap([[0, 19], [1, []]])), ['R-BATCH-1']],
+    ['batch with 5 items (more than MAX_BATCH_ITEMS 4)', ['OverLimit', 'Batch'], h(cmap([[0, 19], [1, Array.from({ length: 5 }, () => encodeMessage({ type: 'receiptRequest' }))]])), ['R-BATCH-1']],
+    ['batch item that is not a byte string', ['Malformed', 'Batch'], h(cmap([[0, 19], [1, [15]]])), ['R-BATCH-1']],
+    ['batchReply with no answers', ['Malformed', 'Batch'], h(cmap([[0, 20], [1, []]])), ['R-BATCH-1']],
+    ...refusedMessageCases().map((c): [string, string[], string, string[]] => [c.comment, c.flags, c.hex, c.requirements]),
   ];
-  const invalid = invalidInputs.map(([comment, flags, msg]) => {
+  const expectedOf = new Map(refusedMessageCases().map((c) => [c.hex, c.expectedError]));
+  const invalid = invalidInputs.map(([comment, flags, msg, requirements]) => {
     let reason: string | undefined;
     try {
       decodeMessage(Buffer.from(msg, 'hex'));
@@ -95,7 +111,9 @@ function messageVectors(): VectorFile {
       if (e instanceof ProtocolError) reason = e.reason;
     }
     if (reason === undefined) throw new Error(`message vector "${comment}" was accepted`);
-    return t(comment, flags, 'invalid', { msg, expectedError: reason });
+    const want = expectedOf.get(msg);
+    if (want !== undefined && want !== reason) throw new Error(`message vector "${comment}": expected ${want}, got ${reason}`);
+    return t(comment, flags, 'invalid', { msg, expectedError: reason, requirements });
   });
   const recs = SAMPLE_AUDIT_RECORDS.map(encodeAuditRecord);
   const heads: string[] = [];
@@ -154,13 +172,23 @@ function updateVectors(): VectorFile {
     const base = { state: stateToVector(c.state), msg: hex(c.message) };
     if ('error' in c.expected) {
       if (r.ok || r.error.reason !== c.expected.error) throw new Error(`update vector "${c.comment}": expected ${c.expected.error}`);
-      invalid.push(t(c.comment, c.flags, 'invalid', { ...base, expectedError: c.expected.error, expectedErrorCode: ERROR_CODES[c.expected.error] }));
+      invalid.push(t(c.comment, c.flags, 'invalid', { ...base, expectedError: c.expected.error, expectedErrorCode: ERROR_CODES[c.expected.error], requirements: c.requirements }));
     } else {
       if (!r.ok) throw new Error(`update vector "${c.comment}": ${r.error.message}`);
       valid.push(
         t(c.comment, c.flags, 'valid', {
           ...base,
-          expected: { version: r.state.versionFloor, digest: hex(tableDigest(r.state.table)), table: hex(encodeTable(r.state.table)), certFloor: r.state.trust.certFloor },
+          expected: {
+            version: r.state.versionFloor,
+            digest: hex(tableDigest(r.state.table)),
+            table: hex(encodeTable(r.state.table)),
+            head: r.state.head === null ? null : hex(encodeTableHead(r.state.head)),
+            certFloor: r.state.trust.certFloor,
+            certs: r.state.trust.certs.map((k) => hex(encode(keyCertToCbor(k)))),
+            newestIssuedAt: r.state.newestIssuedAt,
+            leaseAnchor: r.state.leaseAnchor,
+          },
+          requirements: c.requirements,
         }),
       );
     }
@@ -171,7 +199,8 @@ function updateVectors(): VectorFile {
       'Deltas and snapshots (SPEC.md §5) applied to a provisioned lock state.',
       'state: lockId, rootPublicKeys, accepted key certs ([certBytes, signature] CBOR) and certFloor, current table (canonical encoding),',
       'head (encoded table head, null on a fresh lock), versionFloor, newestIssuedAt. msg: the delta or snapshot message bytes.',
-      'valid: the lock accepts; expected gives the new version, digest, table and cert floor.',
+      'valid: the lock accepts; expected gives the whole new state: version (= version floor), digest, table, head, certFloor, the certs held',
+      '(each [certBytes, signature] CBOR, in the order admitted), newestIssuedAt and leaseAnchor (SPEC.md §5.4 step 8).',
       'invalid: the lock refuses with expectedError (ERROR_CODES number expectedErrorCode) and keeps its state byte for byte.',
       WORLD_NOTE,
     ],
@@ -205,34 +234,44 @@ function entryFields(e: Entry): Record<string, unknown> {
 
 function tableVectors(): VectorFile {
   const entries: Entry[] = [residentPhone(1), guestPhone(2, 1), staffDoorcode(3), partnerCredential(1000), residentPhone(0xffff)];
-  const entryTests = entries.map((e) => t(`${e.kind} credential of a ${e.holder}`, ['Entry'], 'valid', { entry: entryFields(e), encoded: hex(encodeEntry(e)) }));
+  const entryTests = entries.map((e) => t(`${e.kind} credential of a ${e.holder}`, ['Entry'], 'valid', { entry: entryFields(e), encoded: hex(encodeEntry(e)), requirements: ['R-CBOR-1'] }));
   const tables: [string, Table][] = [
     ['empty table, default lock policy', emptyTable()],
     ['lk-0001 v1: resident, guest, staff doorcode, 3 partner keycards, one Key policy', baseTable(3)],
     ['lk-0001 with 10 partner keycards', baseTable(10)],
   ];
-  const tableTests = tables.map(([comment, tb]) => t(comment, ['Table'], 'valid', { table: hex(encodeTable(tb)), digest: hex(tableDigest(tb)) }));
+  {
+    // Boundaries: exactly 4,096 Key policies, and 8 windows on every weekday of one schedule.
+    const policies: Op[] = [];
+    for (let k = 0; k < 4096; k++) policies.push({ op: 'setKeyPolicy', policy: { keyId: 10_000 + k, doorcodesEnabled: k % 2 === 0 } });
+    tables.push(['exactly 4,096 Key policies (the limit)', applyOps(emptyTable(), policies)]);
+    const eight = Array.from({ length: 8 }, (_, i) => ({ days: 0x7f, start: i * 120, end: i * 120 + 60 }));
+    tables.push(['a resident with 8 windows on every weekday (the limit)', applyOps(emptyTable(), [{ op: 'put', entry: { ...residentPhone(1), schedule: eight } }])]);
+  }
+  const tableTests = tables.map(([comment, tb]) => t(comment, ['Table'], 'valid', { table: hex(encodeTable(tb)), digest: hex(tableDigest(tb)), requirements: ['R-CBOR-1', 'R-TABLE-5'] }));
   const e1 = entryToCbor(residentPhone(1));
   const g2 = entryToCbor(guestPhone(2, 1));
   const pol = encode(cmap([[1, 5], [2, 60], [3, 0], [4, 5], [5, 16]]));
   const tbl = (es: CborValue[], policy: Uint8Array = pol): string =>
     hex(encode(cmap([[1, es], [2, []], [3, decode(policy)]])));
+  const tblRaw = (es: CborValue[], policy?: CborValue): string => (policy === undefined ? tbl(es) : tbl(es, encode(policy)));
   const withKey = (m: Map<number, CborValue>, k: number, v: CborValue): Map<number, CborValue> => new Map([...m, [k, v]]);
-  const invalidCases: [string, string[], string][] = [
-    ['entries not in ascending credId order', ['Order'], tbl([g2, e1])],
-    ['guest whose parent is not in the table', ['Parent'], tbl([g2])],
-    ['flags 0 written out (must be omitted)', ['Canonical'], tbl([withKey(e1, 9, 0)])],
-    ['validity [0, 0] written out (must be omitted)', ['Canonical'], tbl([withKey(e1, 8, [0, 0])])],
-    ['validity until before from', ['Range'], tbl([withKey(e1, 8, [200, 100])])],
-    ['unknown entry key 10', ['Unknown'], tbl([withKey(e1, 10, 1)])],
-    ['unknown kind 3', ['Unknown'], tbl([withKey(e1, 2, 12)])],
-    ['phone secret of 16 bytes', ['Length'], tbl([withKey(e1, 3, new Uint8Array(16))])],
-    ['schedule window with start >= end', ['Range'], tbl([withKey(e1, 7, [0x7f * 0x400000 + 600 * 0x800 + 600])])],
-    ['nine windows on Monday', ['Range'], tbl([withKey(e1, 7, new Array<number>(9).fill(1 * 0x400000 + 60 * 0x800 + 120))])],
-    ['credId 0', ['Range'], tbl([withKey(e1, 1, 0)])],
-    ['wrongCodeLimit 0', ['Range'], tbl([e1], encode(cmap([[1, 0], [2, 60], [3, 0], [4, 5], [5, 16]])))],
+  const invalidCases: [string, string[], string, string[], string?][] = [
+    ['entries not in ascending credId order', ['Order'], tbl([g2, e1]), ['R-CBOR-1']],
+    ['guest whose parent is not in the table', ['Parent'], tbl([g2]), ['R-TABLE-3']],
+    ['flags 0 written out (must be omitted)', ['Canonical'], tbl([withKey(e1, 9, 0)]), ['R-TABLE-7']],
+    ['validity [0, 0] written out (must be omitted)', ['Canonical'], tbl([withKey(e1, 8, [0, 0])]), ['R-TABLE-2']],
+    ['validity until before from', ['Range'], tbl([withKey(e1, 8, [200, 100])]), ['R-TABLE-2']],
+    ['unknown entry key 10', ['Unknown'], tbl([withKey(e1, 10, 1)]), ['R-SCHEMA-1']],
+    ['unknown kind 3', ['Unknown'], tbl([withKey(e1, 2, 12)]), ['R-SCHEMA-5']],
+    ['phone secret of 16 bytes', ['Length'], tbl([withKey(e1, 3, new Uint8Array(16))]), ['R-SCHEMA-3']],
+    ['schedule window with start >= end', ['Range'], tbl([withKey(e1, 7, [0x7f * 0x400000 + 600 * 0x800 + 600])]), ['R-TABLE-5']],
+    ['nine windows on Monday', ['Range'], tbl([withKey(e1, 7, Array.from({ length: 9 }, (_, i) => 1 * 0x400000 + (60 + i * 10) * 0x800 + 65 + i * 10))]), ['R-TABLE-5', 'R-SCHEMA-2']],
+    ['credId 0', ['Range'], tbl([withKey(e1, 1, 0)]), ['R-TABLE-6', 'R-SCHEMA-3']],
+    ['wrongCodeLimit 0', ['Range'], tbl([e1], encode(cmap([[1, 0], [2, 60], [3, 0], [4, 5], [5, 16]]))), ['R-SCHEMA-3']],
+    ...refusedTableCases(tblRaw).map((c): [string, string[], string, string[], string] => [c.comment, c.flags, c.hex, c.requirements, c.expectedError]),
   ];
-  const invalid = invalidCases.map(([comment, flags, table]) => {
+  const invalid = invalidCases.map(([comment, flags, table, requirements, want]) => {
     let reason: string | undefined;
     try {
       decodeTableBytes(Buffer.from(table, 'hex'));
@@ -240,7 +279,8 @@ function tableVectors(): VectorFile {
       if (e instanceof ProtocolError) reason = e.reason;
     }
     if (reason === undefined) throw new Error(`table vector "${comment}" was accepted`);
-    return t(comment, flags, 'invalid', { table, expectedError: reason });
+    if (want !== undefined && want !== reason) throw new Error(`table vector "${comment}": expected ${want}, got ${reason}`);
+    return t(comment, flags, 'invalid', { table, expectedError: reason, requirements });
   });
   const ops: [string, Op][] = [
     ['put the staff doorcode', { op: 'put', entry: staffDoorcode(3) }],
@@ -250,7 +290,7 @@ function tableVectors(): VectorFile {
     ['set Key 100 policy: doorcodes off, no schedule', { op: 'setKeyPolicy', policy: { keyId: 100, doorcodesEnabled: false } }],
     ['set the default lock policy', { op: 'setLockPolicy', policy: DEFAULT_LOCK_POLICY }],
   ];
-  const opTests = ops.map(([comment, o]) => t(comment, ['Op'], 'valid', { op: o.op, encoded: hex(encode(opToCbor(o))) }));
+  const opTests = ops.map(([comment, o]) => t(comment, ['Op'], 'valid', { op: o.op, encoded: hex(encode(opToCbor(o))), requirements: ['R-UPD-5'] }));
   return vectorFile(
     'locksync-credential-table',
     [
@@ -277,15 +317,15 @@ function signatureVectors(): VectorFile {
   const groups: VectorGroup[] = [];
   for (const c of contexts) {
     const sig = sign(c, msg, KEYS.online1.secretKey);
-    const tests: VectorTest[] = [t(`signature made and checked under "${SIGNING_CONTEXTS[c]}"`, ['Context'], 'valid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), signatureInput: hex(signatureInput(c, msg)), sig: hex(sig) })];
+    const tests: VectorTest[] = [t(`signature made and checked under "${SIGNING_CONTEXTS[c]}"`, ['Context'], 'valid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), signatureInput: hex(signatureInput(c, msg)), sig: hex(sig), requirements: ['R-SIG-1'] })];
     for (const o of contexts) {
       if (o === c) continue;
       if (verify(o, msg, sig, KEYS.online1.publicKey)) throw new Error('context separation broken');
-      tests.push(t(`"${SIGNING_CONTEXTS[c]}" signature checked under "${SIGNING_CONTEXTS[o]}"`, ['CrossContext'], 'invalid', { context: SIGNING_CONTEXTS[o], msg: hex(msg), sig: hex(sig) }));
+      tests.push(t(`"${SIGNING_CONTEXTS[c]}" signature checked under "${SIGNING_CONTEXTS[o]}"`, ['CrossContext'], 'invalid', { context: SIGNING_CONTEXTS[o], msg: hex(msg), sig: hex(sig), requirements: ['R-SIG-1'] }));
     }
     const flipped = sig.slice();
     flipped[63] = (flipped[63] as number) ^ 0x10;
-    tests.push(t('signature with one bit flipped', ['Modified'], 'invalid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), sig: hex(flipped) }));
+    tests.push(t('signature with one bit flipped', ['Modified'], 'invalid', { context: SIGNING_CONTEXTS[c], msg: hex(msg), sig: hex(flipped), requirements: ['R-SIG-1'] }));
     groups.push({ type: 'ContextSignature', publicKey: hex(KEYS.online1.publicKey), keyId: hex(KEYS.online1.keyId), tests });
   }
   return vectorFile(
@@ -314,7 +354,7 @@ function codeVectors(): VectorFile {
   for (const date of ['2025-03-30', '2025-12-31']) {
     for (const slot of [0, 1, 15, 255]) {
       for (const kind of ['daily', 'dailySingleUse'] as const) {
-        daily.push(t(`${kind} code, ${date}, slot ${slot}`, ['DailyCode'], 'valid', { localDate: date, slot, kind, code: dailyCode(LOCK_SECRET, date, slot, kind) }));
+        daily.push(t(`${kind} code, ${date}, slot ${slot}`, ['DailyCode'], 'valid', { localDate: date, slot, kind, code: dailyCode(LOCK_SECRET, date, slot, kind), requirements: ['R-CODE-1'] }));
       }
     }
   }
@@ -343,7 +383,8 @@ function timeVectors(): VectorFile {
   const valid: VectorTest[] = [];
   const invalid: VectorTest[] = [];
   for (const c of timeCases()) {
-    const base = { state: stateToVector(c.state), sessionNonce: hex(c.sessionNonce), nonceUsed: c.nonceUsed, msg: hex(c.message) };
+    const requirements = c.flags.includes('Reset') ? ['R-TIME-3'] : c.flags.some((f) => f === 'LeaseRefresh' || f === 'StaleTable') ? ['R-TIME-1', 'R-TIME-2'] : ['R-TIME-1'];
+    const base = { state: stateToVector(c.state), sessionNonce: hex(c.sessionNonce), nonceUsed: c.nonceUsed, msg: hex(c.message), requirements };
     if ('error' in c.expected) invalid.push(t(c.comment, c.flags, 'invalid', { ...base, expectedError: c.expected.error, expectedErrorCode: ERROR_CODES[c.expected.error] }));
     else valid.push(t(c.comment, c.flags, 'valid', { ...base, expected: c.expected }));
   }
@@ -389,6 +430,8 @@ export function allVectorFiles(): Map<string, string> {
     ['framing.json', framingVectors()],
     ['time.json', timeVectors()],
     ['ed25519-strict.json', ed25519StrictVectors()],
+    ['access.json', accessVectors()],
+    ['audit.json', auditVectors()],
   ];
   return new Map(files.map(([name, f]) => [name, `${JSON.stringify(f, null, 2)}\n`]));
 }

@@ -64,7 +64,7 @@ export function ed25519StrictVectors(): VectorFile {
     }
     const expectValid = flags.includes('Valid');
     if (strict !== expectValid) throw new Error(`strict vector "${comment}": strict verifier says ${strict}`);
-    verifyTests.push({ tcId: 0, comment, flags, result: strict ? 'valid' : 'invalid', publicKey: hex(publicKey), sig: hex(signature), zip215Accepts: zip215 });
+    verifyTests.push({ tcId: 0, comment, flags, result: strict ? 'valid' : 'invalid', publicKey: hex(publicKey), sig: hex(signature), zip215Accepts: zip215, requirements: ['R-SIG-1'] });
   };
 
   const honest = ed.sign(MSG, signer.secretKey);
@@ -107,7 +107,7 @@ export function ed25519StrictVectors(): VectorFile {
     const want = flags.includes('Valid') ? null : flags[0];
     const flagReason: Record<string, string> = { SmallOrder: 'SMALL_ORDER', NonCanonical: 'NON_CANONICAL', NotOnCurve: 'NOT_ON_CURVE', MixedOrder: 'MIXED_ORDER', Length: 'BAD_LENGTH' };
     if ((reason ?? null) !== (want === null || want === undefined ? null : flagReason[want])) throw new Error(`key vector "${comment}": ${reason}`);
-    const t: VectorTest = { tcId: 0, comment, flags, result: reason === null ? 'valid' : 'invalid', publicKey: hex(pk) };
+    const t: VectorTest = { tcId: 0, comment, flags, result: reason === null ? 'valid' : 'invalid', publicKey: hex(pk), requirements: ['R-SIG-2'] };
     if (reason !== null) t.expectedReason = reason;
     if (reason !== null) t.lockRefuses = weakEd25519PublicKeyReason(pk, { primeOrder: false }) !== null;
     keyTests.push(t);

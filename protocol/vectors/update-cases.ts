@@ -7,7 +7,8 @@ import { type ErrorName, ProtocolError } from '../errors';
 import { MESSAGE_TYPES, encodeMessage, decodeMessage } from '../messages';
 import { type Op, applyOps } from '../ops';
 import { cmap } from '../schema';
-import { type Entry, LIMITS } from '../table';
+import { type Entry, LIMITS, entryToCbor } from '../table';
+import { sign } from '../crypto';
 import {
   type ApplyResult,
   type Delta,
@@ -18,7 +19,7 @@ import {
   signHead,
   updateToCbor,
 } from '../update';
-import { CERT1, CERT2, KEYS, LOCK_ID, OTHER_LOCK_ID, PARTNER_ID, STRANGER_CERT, baseTable, deltaFrom, partnerCredential, residentPhone, snapshotOf } from './world';
+import { CERT1, CERT2, EPOCH, KEYS, LOCK_ID, OTHER_LOCK_ID, PARTNER_ID, STRANGER_CERT, baseTable, deltaFrom, partnerCredential, residentPhone, snapshotOf, staffDoorcode } from './world';
 
 export interface UpdateCase {
   comment: string;
@@ -26,6 +27,8 @@ export interface UpdateCase {
   state: TableState;
   message: Uint8Array;
   expected: { error: ErrorName } | { version: number };
+  /** SPEC.md requirement ids this case checks. */
+  requirements: string[];
 }
 
 export const messageOf = (u: Update): Uint8Array => encodeMessage({ type: u.type, update: u });
@@ -71,11 +74,11 @@ export function updateCases(): UpdateCase[] {
   const rotated = deltaFrom(s1, removePartner, { version: 2, signer: KEYS.online2 }, [CERT2]);
   const sRot = mustApply(s1, rotated);
   const cases: UpdateCase[] = [];
-  const ok = (comment: string, flags: string[], state: TableState, u: Update | Uint8Array, version: number): void => {
-    cases.push({ comment, flags, state, message: u instanceof Uint8Array ? u : messageOf(u), expected: { version } });
+  const ok = (comment: string, flags: string[], state: TableState, u: Update | Uint8Array, version: number, reqs: string[] = []): void => {
+    cases.push({ comment, flags, state, message: u instanceof Uint8Array ? u : messageOf(u), expected: { version }, requirements: ['R-UPD-2', 'R-UPD-4', 'R-HELLO-2', ...reqs] });
   };
-  const bad = (comment: string, flags: string[], state: TableState, u: Update | Uint8Array, error: ErrorName): void => {
-    cases.push({ comment, flags, state, message: u instanceof Uint8Array ? u : messageOf(u), expected: { error } });
+  const bad = (comment: string, flags: string[], state: TableState, u: Update | Uint8Array, error: ErrorName, reqs: string[] = []): void => {
+    cases.push({ comment, flags, state, message: u instanceof Uint8Array ? u : messageOf(u), expected: { error }, requirements: ['R-UPD-2', 'R-UPD-3', ...reqs] });
   };
 
   ok('snapshot v1 onto a freshly provisioned lock, online key certified by the carried cert', ['Valid', 'Snapshot'], s0, snap1, 1);
@@ -149,8 +152,121 @@ export function updateCases(): UpdateCase[] {
     bad('snapshot holding a phone credential with a non-canonical public key (y >= p)', ['InvalidOp', 'WeakKey', 'Snapshot'], s0,
       snapshotOf(applyOps(baseTable(3), [{ op: 'put', entry: { ...residentPhone(3001), secret: nonCanonical } }]), { version: 1 }), 'INVALID_OP');
   }
+  moreCases(s0, s1, s2, snap1, delta2, ok, bad);
   return cases;
 }
+
+type Ok = (comment: string, flags: string[], state: TableState, u: Update | Uint8Array, version: number, reqs?: string[]) => void;
+type Bad = (comment: string, flags: string[], state: TableState, u: Update | Uint8Array, error: ErrorName, reqs?: string[]) => void;
+
+/** Replace key `k` of the delta body (any CBOR) and re-encode the message. */
+function deltaWithBodyKey(d: Delta, k: number, v: unknown): Uint8Array {
+  const body = updateToCbor(d) as Map<number, unknown>;
+  body.set(k, v);
+  return encode(cmap([[0, MESSAGE_TYPES.delta], [1, body as never]]));
+}
+
+/** A head signed over arbitrary body bytes (the signer signs what it is given). */
+function signedRawHead(body: Map<number, unknown>, signer = KEYS.online1): [Uint8Array, Uint8Array] {
+  const bytes = encode(body as never);
+  return [bytes, sign('head', bytes, signer.secretKey)];
+}
+
+function moreCases(s0: TableState, s1: TableState, s2: TableState, snap1: Update, delta2: Delta, ok: Ok, bad: Bad): void {
+  const headMap = (over: Record<number, unknown>): Map<number, unknown> => {
+    const h = delta2.head.head;
+    const m = new Map<number, unknown>([[1, h.lockId], [2, h.version], [3, h.digest], [4, h.issuedAt], [5, h.keyId]]);
+    for (const [k, v] of Object.entries(over)) m.set(Number(k), v);
+    return m;
+  };
+  // Items 3, 4, 9, 10 of issue 13: what a head, a cert, an op can be refused for, and when.
+  bad('head with version 0 (below the minimum 1): MALFORMED at decode, not ROLLBACK later', ['Malformed', 'Minimum'], s1,
+    deltaWithBodyKey(delta2, 4, signedRawHead(headMap({ 2: 0 }))), 'MALFORMED', ['R-UPD-6', 'R-SCHEMA-3', 'R-SCHEMA-6']);
+  bad('head whose lock id has 33 characters (range error inside a signed body)', ['Malformed', 'SignedBody'], s1,
+    deltaWithBodyKey(delta2, 4, signedRawHead(headMap({ 1: 'a'.repeat(33) }))), 'MALFORMED', ['R-SCHEMA-6']);
+  bad('head whose issuedAt is a byte string, under a bad signature: decoding comes first', ['Malformed', 'Order'], s1,
+    deltaWithBodyKey(delta2, 4, [encode(headMap({ 4: new Uint8Array(1) }) as never), new Uint8Array(64)]), 'MALFORMED', ['R-SIG-3']);
+  bad('head naming another lock under a signature that does not verify: BAD_SIGNATURE before WRONG_LOCK', ['BadSignature', 'Order'], s1,
+    deltaWithBodyKey(delta2, 4, [encode(headMap({ 1: OTHER_LOCK_ID }) as never), delta2.head.signature]), 'BAD_SIGNATURE', ['R-SIG-3']);
+  bad('signed head with 3 elements (fixed-size pair)', ['Malformed', 'FixedArray'], s1,
+    deltaWithBodyKey(delta2, 4, [delta2.head.headBytes, delta2.head.signature, new Uint8Array(0)]), 'MALFORMED', ['R-SCHEMA-4']);
+  bad('signed head with 1 element', ['Malformed', 'FixedArray'], s1, deltaWithBodyKey(delta2, 4, [delta2.head.headBytes]), 'MALFORMED', ['R-SCHEMA-4']);
+  bad('carried key cert with 3 elements', ['Malformed', 'FixedArray'], s1,
+    deltaWithBodyKey(delta2, 5, [[CERT2.certBytes, CERT2.signature, new Uint8Array(0)]]), 'MALFORMED', ['R-SCHEMA-4']);
+  {
+    const serial = encode(cmap([[1, 2 ** 32], [2, KEYS.online2.publicKey], [3, KEYS.online2.keyId], [4, KEYS.root.keyId]]));
+    bad('carried key cert with serial 2^32 (range error inside a signed body)', ['Malformed', 'SignedBody'], s1,
+      deltaWithBodyKey(delta2, 5, [[serial, sign('keyCert', serial, KEYS.root.secretKey)]]), 'MALFORMED', ['R-SCHEMA-6']);
+    const wrongId = encode(cmap([[1, 2], [2, KEYS.online2.publicKey], [3, KEYS.online1.keyId], [4, KEYS.root.keyId]]));
+    bad('carried key cert whose keyId is not keyId(publicKey)', ['Malformed'], s1,
+      deltaWithBodyKey(delta2, 5, [[wrongId, sign('keyCert', wrongId, KEYS.root.secretKey)]]), 'MALFORMED', ['R-CERT-1']);
+  }
+  bad('delta with an empty certs array written out', ['Malformed', 'Canonical'], s1, deltaWithBodyKey(delta2, 5, []), 'MALFORMED', ['R-UPD-1']);
+  bad('op with 3 elements', ['Malformed', 'FixedArray'], s1, deltaWithRawOps(delta2, [[3, 7, 0]]), 'MALFORMED', ['R-SCHEMA-4']);
+  bad('op with 1 element', ['Malformed', 'FixedArray'], s1, deltaWithRawOps(delta2, [[3]]), 'MALFORMED', ['R-SCHEMA-4']);
+  bad('op code 256 (registry value above a byte)', ['Malformed', 'Registry'], s1, deltaWithRawOps(delta2, [[256, 7]]), 'MALFORMED', ['R-SCHEMA-5']);
+  bad('remove of credId 0 (reserved)', ['Malformed', 'Minimum'], s1, deltaWithRawOps(delta2, [[2, 0]]), 'MALFORMED', ['R-TABLE-6', 'R-SCHEMA-3']);
+  bad('remove of credId 2^32', ['OverLimit'], s1, deltaWithRawOps(delta2, [[2, 2 ** 32]]), 'OVER_LIMIT', ['R-SCHEMA-2']);
+  {
+    const put = (e: Map<number, unknown>): unknown => [[1, e]];
+    const g = entryToCbor({ credId: 50, kind: 'phone', holder: 'guest', secret: KEYS.phoneGuest.publicKey, parent: 1, flags: 0 }) as Map<number, unknown>;
+    bad('put of a guest with parent 0', ['Malformed', 'Minimum'], s1, deltaWithRawOps(delta2, put(new Map([...g, [6, 0]]))), 'MALFORMED', ['R-TABLE-6']);
+    const resident = entryToCbor({ credId: 51, kind: 'phone', holder: 'resident', secret: KEYS.phoneGuest.publicKey, flags: 0 }) as Map<number, unknown>;
+    bad('put of a resident carrying a parent', ['Malformed', 'Parent'], s1,
+      deltaWithRawOps(delta2, put(new Map([...resident, [6, 1]]))), 'MALFORMED', ['R-TABLE-4']);
+    const win = (st: number): number => 0x1f * 0x400000 + st * 0x800 + st + 30;
+    bad('put whose schedule windows are not ascending', ['Malformed', 'Order'], s1,
+      deltaWithRawOps(delta2, put(new Map([...resident, [7, [win(600), win(420)]]]))), 'MALFORMED', ['R-TABLE-5']);
+    bad('put of an entry with a validity array of 3 elements', ['Malformed', 'FixedArray'], s1,
+      deltaWithRawOps(delta2, put(new Map([...resident, [8, [1, 2, 3]]]))), 'MALFORMED', ['R-SCHEMA-4']);
+  }
+  // Item 11: a snapshot's missing parent is found at step 6, after trust, signature, lock and version.
+  {
+    const orphanTable = { ...baseTable(3), entries: new Map([...baseTable(3).entries].filter(([id]) => id !== 1)) };
+    const orphan = snapshotOf(orphanTable, { version: 2 });
+    bad('snapshot whose guest names a missing parent, correctly signed: INVALID_OP at step 6', ['InvalidOp', 'Snapshot'], s1, orphan, 'INVALID_OP', ['R-TABLE-3']);
+    const sig = orphan.head.signature.slice();
+    sig[5] = (sig[5] as number) ^ 0x01;
+    bad('snapshot whose guest names a missing parent, under a bad signature: BAD_SIGNATURE (the parent is not checked at decode)', ['BadSignature', 'Snapshot', 'Order'], s1,
+      { ...orphan, head: { ...orphan.head, signature: sig } }, 'BAD_SIGNATURE', ['R-TABLE-3']);
+    bad('snapshot whose guest names a missing parent, at a version the lock already passed: ROLLBACK', ['Rollback', 'Snapshot', 'Order'], s2,
+      snapshotOf(orphanTable, { version: 2 }), 'ROLLBACK', ['R-TABLE-3']);
+  }
+  // Processing: accepted updates and the state they leave (newestIssuedAt, lease anchor, certs held).
+  {
+    const t3 = applyOps(baseTable(1), [{ op: 'remove', credId: 3 }]);
+    ok('snapshot v3 onto a lock that already holds a table (v2): the table is replaced whole', ['Valid', 'Snapshot'], s2, snapshotOf(t3, { version: 3 }, []), 3, ['R-UPD-5']);
+    ok('snapshot v5 carrying cert serial 2 onto a lock at v2 holding serial 1: serial 1 retired', ['Valid', 'Snapshot', 'Rotation'], s2,
+      snapshotOf(t3, { version: 5, signer: KEYS.online2 }, [CERT2]), 5, ['R-UPD-5']);
+    const guestOfGuest: Op[] = [
+      { op: 'put', entry: { credId: 50, kind: 'phone', holder: 'guest', secret: KEYS.phoneStaff.publicKey, parent: 1, flags: 0 } },
+      { op: 'put', entry: { credId: 51, kind: 'phone', holder: 'guest', secret: KEYS.phoneStaff.publicKey, parent: 50, flags: 0 } },
+      { op: 'remove', credId: 1 },
+    ];
+    ok('cascade through a guest added by the same delta: put guest 50 (of 1), guest 51 (of 50), remove 1 -> 2, 50, 51 gone', ['Valid', 'Delta', 'Cascade'], s1,
+      deltaFrom(s1, guestOfGuest, { version: 2 }), 2, ['R-UPD-5']);
+    ok('put replaces an existing entry (credential 3 moves to Key 300)', ['Valid', 'Delta', 'Put'], s1,
+      deltaFrom(s1, [{ op: 'put', entry: { ...staffDoorcode(3), keyId: 300 } }], { version: 2 }), 2, ['R-UPD-5']);
+    ok('setKeyPolicy adds Key 200 with doorcodes off and a Saturday schedule', ['Valid', 'Delta', 'KeyPolicy'], s1,
+      deltaFrom(s1, [{ op: 'setKeyPolicy', policy: { keyId: 200, doorcodesEnabled: false, schedule: [{ days: 0x20, start: 600, end: 720 }] } }], { version: 2 }), 2, ['R-UPD-5']);
+    ok('setLockPolicy: lease 3600 s, 4 daily-code slots', ['Valid', 'Delta', 'LockPolicy'], s1,
+      deltaFrom(s1, [{ op: 'setLockPolicy', policy: { wrongCodeLimit: 3, lockoutSeconds: 30, leaseSeconds: 3600, relockSeconds: 8, dailyCodeSlots: 4 } }], { version: 2 }), 2, ['R-UPD-5']);
+    ok('removeKey 100: the resident (Key 100) and, by cascade, her guest go; the Key policy goes', ['Valid', 'Delta', 'RemoveKey', 'Cascade'], s1,
+      deltaFrom(s1, [{ op: 'removeKey', keyId: 100 }], { version: 2 }), 2, ['R-UPD-5']);
+    ok('removePartner of a partner holding nothing is fine', ['Valid', 'Delta', 'RemovePartner'], s1,
+      deltaFrom(s1, [{ op: 'removePartner', partnerId: 99 }], { version: 2 }), 2, ['R-UPD-5']);
+    ok('head issuedAt below the lock\'s newestIssuedAt: accepted, newestIssuedAt and the lease anchor do not move back', ['Valid', 'Delta', 'Anchors'], { ...s1, newestIssuedAt: EPOCH + 99_999, leaseAnchor: EPOCH + 99_999 },
+      deltaFrom(s1, removePartner7(), { version: 2, issuedAt: EPOCH + 10 }), 2, ['R-UPD-4']);
+    const many: Op[] = [];
+    for (let k = 0; k < LIMITS.maxKeyPolicies - 1; k++) many.push({ op: 'setKeyPolicy', policy: { keyId: 10_000 + k, doorcodesEnabled: true } });
+    ok(`delta leaving exactly ${LIMITS.maxKeyPolicies} Key policies (the limit)`, ['Valid', 'Delta', 'Boundary'], s1, deltaFrom(s1, many, { version: 2 }), 2, ['R-UPD-5', 'R-SCHEMA-2']);
+    ok('fresh lock: delta from version 0 and the empty-table digest', ['Valid', 'Delta'], s0,
+      deltaFrom(s0, [{ op: 'put', entry: staffDoorcode(3) }], { version: 1 }, [CERT1]), 1, ['R-UPD-5']);
+  }
+  void snap1;
+}
+
+const removePartner7 = (): Op[] => [{ op: 'removePartner', partnerId: PARTNER_ID }];
 
 /** The delta2 message with its ops replaced by [[2, 1.5]] written by hand (float64 0xfb…). */
 function patchOpsFloat(d: Delta): Uint8Array {

@@ -70,7 +70,7 @@ function leasedRig(extra: Entry[] = []): { rig: TestRig; s: LockSession } {
 }
 
 describe('lease: a courier withholding a revocation buys at most one lease', () => {
-  it('fresh nonce-bound time naming the withheld version moves the clock, never the lease anchor', () => {
+  it('R-TIME-2: fresh nonce-bound time naming the withheld version moves the clock, never the lease anchor', () => {
     const { rig } = leasedRig();
     const a = rig.auth;
     expect(rig.lock.presentCard(PARTNER_UID).reason).toBe('GRANTED');
