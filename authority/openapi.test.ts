@@ -78,6 +78,15 @@ describe('OpenAPI document', () => {
     expect(check({ method: 'GET', url: '/v1/nowhere', status: 200, response: {} })).toEqual(['GET /v1/nowhere → 200: no operation in the OpenAPI document']);
     expect(check({ method: 'GET', url: '/v1/nowhere', status: 404, response: { error: { code: 'NOT_FOUND', message: 'no route' } } })).toEqual([]);
     expect(check({ method: 'POST', url: '/v1/manager/doors', body: { kind: 'communal' }, status: 201, response: { id: 1 } }).join('\n')).toMatch(/request .*name/);
+    const grant = { id: 1, partnerId: 1, subject: 'flat 12', role: 'guest', publicKey: 'ab'.repeat(32), keyId: null, allDoors: false, doors: [2], credentials: [{ lockId: 'lk-1', credId: 3 }] };
+    expect(check({ method: 'GET', url: '/v1/partner/grants/1', status: 200, response: grant })).toEqual([]);
+    expect(check({ method: 'GET', url: '/v1/partner/grants/1', status: 200, response: { ...grant, secretKey: '00' } }).join('\n')).toMatch(/additional properties/);
+    expect(check({ method: 'GET', url: '/v1/partner/grants/1', status: 200, response: { ...grant, role: 'staff' } }).join('\n')).toMatch(/\/role/);
+    expect(check({ method: 'GET', url: '/v1/partner/grants/1', status: 404, response: { error: { code: 'UNKNOWN_KEY', message: 'x' } } }).join('\n')).toMatch(/code/);
+    expect(check({ method: 'GET', url: '/v1/partner', status: 401, response: { error: { code: 'UNAUTHORIZED', message: 'x', details: { reason: 'STOLEN' } } } }).join('\n')).toMatch(/reason/);
+    expect(check({ method: 'POST', url: '/v1/partner/grants', body: { subject: 'x', publicKey: 'ab'.repeat(32), doorIds: [2], extra: 1 }, status: 201, response: grant }).join('\n')).toMatch(/request .*additional/);
+    expect(check({ method: 'POST', url: '/v1/me/token', status: 201, response: { deviceId: 1, token: 'lst_x' } }).join('\n')).toMatch(/tokenExpiresAt/);
+    expect(check({ method: 'GET', url: '/v1/manager/doors', status: 503, response: { error: { code: 'STORAGE_UNAVAILABLE', message: 'x' } } })).toEqual([]);
   });
 
   it('a whole flow of real requests and responses conforms to the document', async () => {
@@ -123,6 +132,14 @@ describe('OpenAPI document', () => {
     await call('GET', '/v1/me/credentials', dev.token);
     const guest = (await call('POST', '/v1/me/guests', dev.token, { name: 'Gus', doorIds: [unit.id] })).json;
     await call('DELETE', `/v1/me/guests/${guest.guest.id}`, dev.token);
+    // the phone rotates its token: the old one is refused as ROTATED; the manager issues another
+    const rotated = await call('POST', '/v1/me/token', dev.token);
+    expect(rotated.status).toBe(201);
+    expect((await call('GET', '/v1/me', dev.token)).json.error.details.reason).toBe('ROTATED');
+    const reissued = await call('POST', `/v1/manager/devices/${dev.deviceId}/token`, M);
+    expect(reissued.json.deviceId).toBe(dev.deviceId);
+    expect((await call('GET', '/v1/me', rotated.json.token)).json.error.details.reason).toBe('ROTATED');
+    expect((await call('GET', '/v1/me', reissued.json.token)).status).toBe(200);
     const guest2 = (await call('POST', `/v1/manager/users/${user.id}/guests`, M, { name: 'Gia', doorIds: [unit.id] })).json;
     await call('DELETE', `/v1/manager/guests/${guest2.guest.id}`, M);
     // the connected lobby's uplink
@@ -137,6 +154,30 @@ describe('OpenAPI document', () => {
     const pdev = (await call('POST', '/v1/partner/devices', partner.token, { publicKey: toHex(keyPairFromSeed(deriveSeed32('openapi', 'van')).publicKey) })).json;
     await call('POST', `/v1/manager/partners/${partner.partner.id}/devices`, M, { publicKey: toHex(keyPairFromSeed(deriveSeed32('openapi', 'van-2')).publicKey) });
     await call('GET', '/v1/partner/credentials', partner.token);
+    // partner-issued access: its own users, within its scope, its own grants only
+    const userKey = toHex(keyPairFromSeed(deriveSeed32('openapi', 'flat-12')).publicKey);
+    const grant = await call('POST', '/v1/partner/grants', partner.token, { subject: 'flat 12', role: 'guest', publicKey: userKey, doorIds: [unit.id], validUntil: 2_000_000_000 });
+    expect([grant.status, grant.json.doors]).toEqual([201, [unit.id]]);
+    const beyond = await call('POST', '/v1/partner/grants', partner.token, { subject: 'flat 13', publicKey: userKey, doorIds: [lobby.id] });
+    expect([beyond.status, beyond.json.error.code]).toEqual([409, 'PARTNER_GRANT_OUT_OF_SCOPE']);
+    expect((await call('GET', '/v1/partner/grants', partner.token)).json.grants.map((g: { id: number }) => g.id)).toEqual([grant.json.id]);
+    expect((await call('GET', `/v1/partner/grants/${grant.json.id}`, partner.token)).json).toEqual(grant.json);
+    expect((await call('GET', `/v1/manager/partners/${partner.partner.id}/grants`, M)).json.grants).toEqual([grant.json]);
+    // another partner: registered only (pending, no token, not assignable), then authorized
+    const other = await call('POST', '/v1/manager/partners', M, { name: 'OtherCo', authorized: false });
+    expect([other.status, other.json.partner.status, 'token' in other.json]).toEqual([201, 'pending', false]);
+    expect((await call('PUT', `/v1/manager/doors/${unit.id}/partners/${other.json.partner.id}`, M)).json.error.code).toBe('PARTNER_NOT_AUTHORIZED');
+    const otherToken = (await call('POST', '/v1/manager/partners', M, { name: 'OtherCo' })).json.token as string;
+    expect((await call('GET', `/v1/partner/grants/${grant.json.id}`, otherToken)).json.error.code).toBe('UNKNOWN_GRANT');
+    expect((await call('DELETE', `/v1/partner/grants/${grant.json.id}`, otherToken)).status).toBe(404);
+    expect((await call('DELETE', `/v1/partner/grants/${grant.json.id}`, partner.token)).json).toEqual({ revoked: grant.json.id });
+    expect((await call('GET', `/v1/partner/grants/${grant.json.id}`, partner.token)).status).toBe(404);
+    // the partner rotates its API token; the manager can issue it another
+    const newPartnerToken = (await call('POST', '/v1/partner/token', partner.token)).json.token as string;
+    expect((await call('GET', '/v1/partner', partner.token)).json.error.details.reason).toBe('UNKNOWN');
+    const managerIssued = (await call('POST', `/v1/manager/partners/${partner.partner.id}/token`, M)).json.token as string;
+    expect((await call('GET', '/v1/partner', newPartnerToken)).status).toBe(401);
+    expect((await call('GET', '/v1/partner', managerIssued)).status).toBe(200);
     await call('GET', `/v1/manager/devices/${pdev.deviceId}/credentials`, M);
     const refused = await call('POST', `/v1/manager/partners/${partner.partner.id}/terminate`, M);
     expect(refused.json.error.code).toBe('PARTNER_STILL_ASSIGNED');
@@ -160,7 +201,9 @@ describe('OpenAPI document', () => {
     const spare = (await call('POST', '/v1/manager/doors', M, { name: 'Spare' })).json;
     await call('DELETE', `/v1/manager/doors/${spare.id}`, M);
     // refusals are described too
-    expect((await call('GET', '/v1/manager/doors', 'lst_wrong')).status).toBe(401);
+    expect((await call('GET', '/v1/manager/doors', 'lst_wrong')).json.error.details.reason).toBe('UNKNOWN');
+    expect((await call('GET', '/v1/manager/doors', 'wrong')).json.error.details.reason).toBe('MALFORMED');
+    expect((await call('GET', '/v1/manager/doors')).json.error.details.reason).toBe('MISSING');
     expect((await call('POST', '/v1/manager/keys', M, { name: '' })).status).toBe(400);
 
     expect(problems).toEqual([]);

@@ -3,6 +3,8 @@
 // route the server answers is described and every described route is answered, and real
 // requests and responses validate against the schemas here (openapi-backend).
 
+import { AUTHORITY_ERROR_STATUS, type AuthorityErrorCode } from './errors';
+
 type Schema = Record<string, unknown>;
 const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
 const int: Schema = { type: 'integer', minimum: 0 };
@@ -14,6 +16,17 @@ const nullable = (s: Schema): Schema => ('$ref' in s ? { type: 'object', allOf: 
 const arr = (items: Schema): Schema => ({ type: 'array', items });
 const obj = (properties: Record<string, Schema>, required: string[] = Object.keys(properties)): Schema =>
   required.length > 0 ? { type: 'object', properties, required } : { type: 'object', properties };
+/** An object with exactly these properties: an extra or misspelt one fails validation. */
+const closed = (properties: Record<string, Schema>, required: string[] = Object.keys(properties)): Schema => ({ ...obj(properties, required), additionalProperties: false });
+const ERROR_CODES = Object.keys(AUTHORITY_ERROR_STATUS) as AuthorityErrorCode[];
+/** The error body with its code limited to these (authority/errors.ts) and, if given, its details. */
+const errorBody = (codes: readonly AuthorityErrorCode[], details?: Schema): Schema =>
+  obj({ error: obj({ code: { type: 'string', enum: [...codes] }, message: str, details: details ?? { type: 'object' } }, details !== undefined ? ['code', 'message', 'details'] : ['code', 'message']) });
+/** Why a bearer token was refused (authority/access.ts). */
+const UNAUTHORIZED_REASONS = ['MISSING', 'MALFORMED', 'UNKNOWN', 'EXPIRED', 'ROTATED', 'REVOKED', 'PARTNER_TERMINATED'];
+const PARTNER_STATUS: Schema = { type: 'string', enum: ['pending', 'authorized', 'terminated'] };
+const publicKey: Schema = { type: 'string', pattern: '^[0-9a-f]{64}$' };
+const token: Schema = { type: 'string', pattern: '^lst_' };
 
 const LockPolicy = obj(
   { wrongCodeLimit: int, lockoutSeconds: int, leaseSeconds: int, relockSeconds: int, dailyCodeSlots: int },
@@ -22,7 +35,9 @@ const LockPolicy = obj(
 const Window = obj({ days: { oneOf: [int, arr(str)] }, start: { oneOf: [int, str] }, end: { oneOf: [int, str] } });
 
 const schemas: Record<string, Schema> = {
-  Error: obj({ error: obj({ code: str, message: str, details: { type: 'object' } }, ['code', 'message']) }),
+  Error: errorBody(ERROR_CODES),
+  Unauthorized: errorBody(['UNAUTHORIZED'], obj({ reason: { type: 'string', enum: UNAUTHORIZED_REASONS }, takes: str, deviceId: int, expiredAt: int }, ['reason'])),
+  StorageUnavailable: errorBody(['STORAGE_UNAVAILABLE']),
   LockPolicy,
   ScheduleWindow: Window,
   Property: obj({ name: str, timeZone: str, policy: ref('LockPolicy'), rootPublicKeys: arr(hex), signingKey: obj({ serial: int, keyId: hex }) }),
@@ -41,10 +56,32 @@ const schemas: Record<string, Schema> = {
     keycards: arr(obj({ id: int, uid: hex })),
     doorcodeDoors: arr(int),
   }),
-  Partner: obj({ id: int, name: str, status: { type: 'string', enum: ['authorized', 'terminated'] }, doors: arr(int), keys: arr(int), devices: arr(int) }),
+  Partner: obj({ id: int, name: str, status: PARTNER_STATUS, doors: arr(int), keys: arr(int), devices: arr(int) }),
+  PartnerGrantInput: closed(
+    { subject: str, role: { type: 'string', enum: ['resident', 'guest', 'courier'] }, publicKey, keyId: int, doorIds: { ...arr(int), minItems: 1 }, validFrom: int, validUntil: int },
+    ['subject', 'publicKey'],
+  ),
+  PartnerGrant: closed(
+    {
+      id: int,
+      partnerId: int,
+      subject: str,
+      role: { type: 'string', enum: ['resident', 'guest', 'courier'] },
+      publicKey,
+      keyId: nullable(int),
+      allDoors: bool,
+      doors: arr(int),
+      validFrom: int,
+      validUntil: int,
+      credentials: arr(closed({ lockId: str, credId: int })),
+    },
+    ['id', 'partnerId', 'subject', 'role', 'publicKey', 'keyId', 'allDoors', 'doors', 'credentials'],
+  ),
+  DeviceToken: closed({ deviceId: int, token, tokenExpiresAt: int }),
+  PartnerToken: closed({ partnerId: int, token }),
   Grant: obj({ lockId: str, credId: int, deviceId: int }),
   Updates: obj({ lockId: str, from: int, to: int, messages: arr(hex) }),
-  Enrolment: obj({ deviceId: int, token: str }),
+  Enrolment: obj({ deviceId: int, token, tokenExpiresAt: int }),
   ProvisioningBundle: obj({ lockId: str, doorId: int, rootPublicKeys: arr(hex), lockSecret: hex, timeZone: str, policy: ref('LockPolicy') }),
   LockRow: obj({ lockId: str, doorId: int, version: int, versionInForce: int, inForceSince: nullable(int), deviceRegistered: bool }),
   PendingRevocation: obj({
@@ -100,6 +137,8 @@ interface Op {
   query?: Record<string, Schema>;
   status?: number;
   response: Schema;
+  /** Refusals worth naming, per status; any other refusal is the `default` error body. */
+  errors?: Record<number, AuthorityErrorCode[]>;
 }
 
 const SECURITY: Record<Auth, Record<string, string[]>[]> = {
@@ -122,13 +161,29 @@ const ops: Op[] = [
   { method: 'get', path: '/v1/uplink/{lockId}', id: 'uplink', summary: "a connected lock's long poll: updates past `from` and signed time", auth: 'lockOrManager', query: { from: int, wait: int, nonce: hex, certSerial: int }, response: { allOf: [ref('Updates'), obj({ signedTime: hex })] } },
   // residents' and guests' phones
   { method: 'get', path: '/v1/me', id: 'me', summary: 'the device and its user', auth: 'device', response: obj({ deviceId: int, user: nullable(ref('User')), partnerId: nullable(int) }) },
+  { method: 'post', path: '/v1/me/token', id: 'myRotateToken', summary: 'the device rotates its own token: the old one is refused at once (401, reason ROTATED), the new one lives the device-token lifetime', auth: 'device', response: ref('DeviceToken'), errors: { 409: ['FORBIDDEN_TRANSITION', 'PARTNER_NOT_AUTHORIZED'] } },
   { method: 'get', path: '/v1/me/credentials', id: 'myCredentials', summary: 'credential ids this device holds per lock', auth: 'device', response: obj({ credentials: arr(ref('Grant')) }) },
   { method: 'post', path: '/v1/me/guests', id: 'myInviteGuest', summary: 'a resident invites a guest to some of their doors', auth: 'device', body: obj({ name: str, doorIds: arr(int), validFrom: int, validUntil: int }, ['name', 'doorIds']), response: obj({ guest: ref('User'), keys: arr(ref('Key')) }) },
   { method: 'delete', path: '/v1/me/guests/{guestId}', id: 'myRevokeGuest', summary: "a resident revokes their guest", auth: 'device', response: obj({ revoked: int }) },
   // partners
   { method: 'get', path: '/v1/partner', id: 'partnerSelf', summary: 'the partner, its doors, keys and devices', auth: 'partner', response: ref('Partner') },
   { method: 'post', path: '/v1/partner/devices', id: 'partnerEnrolDevice', summary: 'enrol a partner device public key', auth: 'partner', body: obj({ publicKey: hex }), response: ref('Enrolment') },
+  { method: 'post', path: '/v1/partner/token', id: 'partnerRotateToken', summary: 'the partner rotates its API token: the old one is refused at once', auth: 'partner', response: ref('PartnerToken'), errors: { 409: ['PARTNER_NOT_AUTHORIZED'] } },
   { method: 'get', path: '/v1/partner/credentials', id: 'partnerCredentials', summary: "credential ids of the partner's devices", auth: 'partner', response: obj({ credentials: arr(ref('Grant')) }) },
+  // partner-issued access: the partner's own users, within its partner keys and directly assigned doors
+  {
+    method: 'post',
+    path: '/v1/partner/grants',
+    id: 'partnerGrant',
+    summary: "grant one of the partner's users access within its scope (a door or key beyond it: 409 PARTNER_GRANT_OUT_OF_SCOPE)",
+    auth: 'partner',
+    body: ref('PartnerGrantInput'),
+    response: ref('PartnerGrant'),
+    errors: { 400: ['VALIDATION', 'WEAK_PUBLIC_KEY'], 404: ['UNKNOWN_DOOR', 'UNKNOWN_KEY'], 409: ['PARTNER_GRANT_OUT_OF_SCOPE', 'PARTNER_NOT_AUTHORIZED'] },
+  },
+  { method: 'get', path: '/v1/partner/grants', id: 'partnerListGrants', summary: "the partner's own grants (never another partner's)", auth: 'partner', response: closed({ grants: arr(ref('PartnerGrant')) }) },
+  { method: 'get', path: '/v1/partner/grants/{grantId}', id: 'partnerGetGrant', summary: "one of the partner's own grants (another partner's is 404 UNKNOWN_GRANT, as if it did not exist)", auth: 'partner', response: ref('PartnerGrant'), errors: { 400: ['VALIDATION'], 404: ['UNKNOWN_GRANT'] } },
+  { method: 'delete', path: '/v1/partner/grants/{grantId}', id: 'partnerRevokeGrant', summary: "revoke one of the partner's own grants (pending at offline doors until their sync; another partner's is 404 UNKNOWN_GRANT)", auth: 'partner', response: closed({ revoked: int }), errors: { 400: ['VALIDATION'], 404: ['UNKNOWN_GRANT'] } },
   // managers
   { method: 'get', path: `${M}/property`, id: 'getProperty', summary: 'property name, time zone, lock policy, keys', auth: 'manager', response: ref('Property') },
   { method: 'patch', path: `${M}/property`, id: 'setProperty', summary: 'change name, time zone or lock policy', auth: 'manager', body: obj({ name: str, timeZone: str, policy: { type: 'object' } }, []), response: ref('Property') },
@@ -139,7 +194,7 @@ const ops: Op[] = [
   { method: 'delete', path: `${M}/doors/{doorId}`, id: 'removeDoor', summary: 'remove a door and its lock', auth: 'manager', response: ref('Deleted') },
   { method: 'post', path: `${M}/doors/{doorId}/daily-codes`, id: 'issueDailyCode', summary: 'a daily or single-use daily code', auth: 'manager', body: obj({ kind: { type: 'string', enum: ['daily', 'dailySingleUse'] }, date: str, label: str }, []), response: obj({ code: str, date: str, slot: int }, ['code', 'date', 'slot']) },
   { method: 'get', path: `${M}/doors/{doorId}/audit`, id: 'doorAudit', summary: 'who opened the door between two times, with which credential, anchored by which receipt; refusals with reasons', auth: 'manager', query: { from: int, until: int, grantedOnly: { type: 'string', enum: ['true', 'false'] } }, response: ref('AuditReport') },
-  { method: 'put', path: `${M}/doors/{doorId}/partners/{partnerId}`, id: 'assignPartnerToDoor', summary: 'assign a partner to a door', auth: 'manager', response: ref('Partner') },
+  { method: 'put', path: `${M}/doors/{doorId}/partners/{partnerId}`, id: 'assignPartnerToDoor', summary: 'assign a partner to a door (a pending or terminated partner: 409 PARTNER_NOT_AUTHORIZED)', auth: 'manager', response: ref('Partner') },
   { method: 'delete', path: `${M}/doors/{doorId}/partners/{partnerId}`, id: 'unassignPartnerFromDoor', summary: 'remove a partner from a door (pending at offline locks until a sync)', auth: 'manager', response: ref('Partner') },
   { method: 'get', path: `${M}/keys`, id: 'listKeys', summary: 'Keys', auth: 'manager', response: obj({ keys: arr(ref('Key')) }) },
   { method: 'post', path: `${M}/keys`, id: 'createKey', summary: 'make a Key (a partner key with partnerId)', auth: 'manager', body: obj({ name: str, doors: arr(ref('KeyDoorInput')), partnerId: nullable(int) }, ['name', 'doors']), response: ref('Key') },
@@ -159,16 +214,27 @@ const ops: Op[] = [
   { method: 'delete', path: `${M}/guests/{guestId}`, id: 'revokeGuest', summary: 'revoke a guest', auth: 'manager', response: ref('Deleted') },
   { method: 'post', path: `${M}/users/{userId}/devices`, id: 'enrolUserDevice', summary: "enrol a phone's public key", auth: 'manager', body: obj({ publicKey: hex }), response: ref('Enrolment') },
   { method: 'delete', path: `${M}/devices/{deviceId}`, id: 'revokeDevice', summary: 'revoke a device', auth: 'manager', response: ref('Deleted') },
+  { method: 'post', path: `${M}/devices/{deviceId}/token`, id: 'rotateDeviceToken', summary: "a new token for a device, e.g. after its old one expired (the old one is refused as ROTATED)", auth: 'manager', response: ref('DeviceToken'), errors: { 404: ['UNKNOWN_DEVICE'], 409: ['FORBIDDEN_TRANSITION', 'PARTNER_NOT_AUTHORIZED'] } },
   { method: 'get', path: `${M}/devices/{deviceId}/credentials`, id: 'deviceCredentials', summary: 'credential ids a device holds', auth: 'manager', response: obj({ credentials: arr(ref('Grant')) }) },
   { method: 'post', path: `${M}/users/{userId}/doorcodes`, id: 'issueDoorcode', summary: 'issue (or pin) a doorcode for a door', auth: 'manager', body: obj({ doorId: int, code: { type: 'string', pattern: '^[0-9]{7}$' } }, ['doorId']), response: obj({ doorId: int, keyId: int, code: str }) },
   { method: 'delete', path: `${M}/users/{userId}/doorcodes/{doorId}`, id: 'revokeDoorcode', summary: "revoke a user's doorcode for a door", auth: 'manager', response: ref('Deleted') },
   { method: 'post', path: `${M}/users/{userId}/keycards`, id: 'addKeycard', summary: 'register a keycard UID', auth: 'manager', body: obj({ uid: hex }), response: obj({ id: int, userId: int, uid: hex }) },
   { method: 'delete', path: `${M}/keycards/{keycardId}`, id: 'removeKeycard', summary: 'remove a keycard', auth: 'manager', response: ref('Deleted') },
   { method: 'get', path: `${M}/partners`, id: 'listPartners', summary: 'partners', auth: 'manager', response: obj({ partners: arr(ref('Partner')) }) },
-  { method: 'post', path: `${M}/partners`, id: 'authorizePartner', summary: 'authorize a partner integration (returns its partner token)', auth: 'manager', body: obj({ name: str }), response: obj({ partner: ref('Partner'), token: str }) },
+  {
+    method: 'post',
+    path: `${M}/partners`,
+    id: 'authorizePartner',
+    summary: "{name}: authorize a partner integration, new or pending (returns its partner token); {name, authorized: false}: only register it, status 'pending' (no token; it cannot be assigned: 409 PARTNER_NOT_AUTHORIZED)",
+    auth: 'manager',
+    body: obj({ name: str, authorized: bool }, ['name']),
+    response: { oneOf: [closed({ partner: ref('Partner'), token }), closed({ partner: ref('Partner') })] },
+  },
   { method: 'get', path: `${M}/partners/{partnerId}`, id: 'getPartner', summary: 'a partner', auth: 'manager', response: ref('Partner') },
-  { method: 'post', path: `${M}/partners/{partnerId}/terminate`, id: 'terminatePartner', summary: 'terminate the integration (refused while assigned: PARTNER_STILL_ASSIGNED lists doors and keys)', auth: 'manager', response: ref('Partner') },
-  { method: 'post', path: `${M}/partners/{partnerId}/devices`, id: 'enrolPartnerDevice', summary: "enrol a partner device's public key", auth: 'manager', body: obj({ publicKey: hex }), response: ref('Enrolment') },
+  { method: 'post', path: `${M}/partners/{partnerId}/terminate`, id: 'terminatePartner', summary: 'terminate the integration (refused while assigned: PARTNER_STILL_ASSIGNED lists doors and keys; a pending partner: PARTNER_NOT_AUTHORIZED)', auth: 'manager', response: ref('Partner') },
+  { method: 'post', path: `${M}/partners/{partnerId}/devices`, id: 'enrolPartnerDevice', summary: "enrol a partner device's public key (a pending or terminated partner: 409 PARTNER_NOT_AUTHORIZED)", auth: 'manager', body: obj({ publicKey: hex }), response: ref('Enrolment') },
+  { method: 'post', path: `${M}/partners/{partnerId}/token`, id: 'rotatePartnerToken', summary: "a new API token for an authorized partner (the old one is refused at once)", auth: 'manager', response: ref('PartnerToken'), errors: { 404: ['UNKNOWN_PARTNER'], 409: ['PARTNER_NOT_AUTHORIZED'] } },
+  { method: 'get', path: `${M}/partners/{partnerId}/grants`, id: 'listPartnerGrants', summary: "the access a partner has issued to its users", auth: 'manager', response: closed({ grants: arr(ref('PartnerGrant')) }), errors: { 404: ['UNKNOWN_PARTNER'] } },
   { method: 'get', path: `${M}/partners/{partnerId}/honouring`, id: 'doorsHonouringPartner', summary: "doors whose lock still honours the partner (per receipts)", auth: 'manager', response: obj({ doors: arr(ref('HonouringDoor')) }) },
   { method: 'post', path: `${M}/signing-key/rotate`, id: 'rotateSigningKey', summary: 'the root certifies a new online signing key', auth: 'manager', response: obj({ serial: int, keyId: hex }) },
   { method: 'get', path: `${M}/locks`, id: 'listLocks', summary: 'locks, newest version and version in force', auth: 'manager', response: obj({ locks: arr(ref('LockRow')) }) },
@@ -199,6 +265,15 @@ export function openApiDocument(): Record<string, unknown> {
       security: SECURITY[op.auth],
       responses: {
         [String(status)]: { description: 'success', content: { 'application/json': { schema: op.response } } },
+        ...Object.fromEntries(
+          Object.entries(op.errors ?? {}).map(([st, codes]) => [st, { description: codes.join(', '), content: { 'application/json': { schema: errorBody(codes) } } }]),
+        ),
+        // Any route refuses a bad token, even one that needs none.
+        '401': {
+          description: `a bearer token refused: details.reason is ${UNAUTHORIZED_REASONS.join(', ')}; details.takes names the token kind the route takes`,
+          content: { 'application/json': { schema: ref('Unauthorized') } },
+        },
+        '503': { description: "STORAGE_UNAVAILABLE: the authority's database (PostgreSQL) is unreachable; nothing was written, retry", content: { 'application/json': { schema: ref('StorageUnavailable') } } },
         default: { description: 'a refusal: 4xx/5xx with a named code (authority/errors.ts)', content: { 'application/json': { schema: ref('Error') } } },
       },
     };
