@@ -885,3 +885,49 @@ export const CASES: ConformanceCase[] = [
     },
   },
 ];
+
+/**
+ * The SPEC requirement ids each case checks ([R-…] in protocol/SPEC.md), by case id. Cases
+ * on behaviour the SPEC states without a MUST id (session limits, §13.3) carry none.
+ */
+const REQUIREMENTS: Readonly<Record<string, readonly string[]>> = {
+  'hello.fields': ['R-HELLO-1', 'R-HELLO-2', 'R-HELLO-3'],
+  'hello.fresh-nonce': ['R-HELLO-1'],
+  'update.snapshot-accept': ['R-UPD-4'],
+  'update.delta-accept': ['R-UPD-4', 'R-UPD-5'],
+  'update.version-jump': ['R-UPD-4', 'R-UPD-5'],
+  'refuse.untrusted-key': ['R-UPD-2', 'R-UPD-3', 'R-SIG-1'],
+  'refuse.bad-signature': ['R-UPD-2', 'R-UPD-3', 'R-SIG-1', 'R-SIG-3'],
+  'refuse.wrong-lock': ['R-UPD-2', 'R-UPD-3'],
+  'refuse.rollback-replay': ['R-UPD-2', 'R-UPD-3'],
+  'refuse.rollback-same-version': ['R-UPD-2', 'R-UPD-3'],
+  'refuse.broken-chain-version': ['R-UPD-2', 'R-UPD-3'],
+  'refuse.broken-chain-digest': ['R-UPD-2', 'R-UPD-3'],
+  'refuse.invalid-op': ['R-UPD-2', 'R-UPD-3', 'R-UPD-5'],
+  'refuse.digest-mismatch': ['R-UPD-2', 'R-UPD-3'],
+  'refuse.over-limit': ['R-UPD-3', 'R-SCHEMA-2', 'R-CBOR-2'],
+  'refuse.malformed': ['R-UPD-3', 'R-SCHEMA-1'],
+  'refuse.unknown-type': ['R-SCHEMA-5'],
+  'refuse.unexpected-message': ['R-UPD-3'],
+  'framing.resume': ['R-FRAME-1', 'R-FRAME-2'],
+  'receipt.request': ['R-UPD-4'],
+  'time.accept': ['R-TIME-1', 'R-TIME-2'],
+  'time.rollback': ['R-TIME-1'],
+  'time.bad-nonce': ['R-TIME-1'],
+  'time.nonce-reuse': ['R-TIME-1'],
+  'time.bad-signature': ['R-TIME-1', 'R-SIG-1'],
+  'time.wrong-lock': ['R-TIME-1'],
+  'time.lease': ['R-TIME-2', 'R-ACCESS-1'],
+  'unlock.grant': ['R-ACCESS-1', 'R-ACCESS-2'],
+  'unlock.replay': ['R-ACCESS-2'],
+  'unlock.other-session': ['R-ACCESS-2'],
+  'unlock.bad-response': ['R-ACCESS-2', 'R-SIG-1'],
+  'unlock.unknown-credential': ['R-ACCESS-1'],
+  'unlock.expired': ['R-ACCESS-2'],
+  'audit.export-chain': ['R-AUDIT-1'],
+  'audit.receipt-head': ['R-AUDIT-1'],
+};
+for (const c of CASES) {
+  const ids = REQUIREMENTS[c.id] ?? (c.id.startsWith('framing.mtu-') ? ['R-FRAME-1', 'R-FRAME-2'] : []);
+  c.requirements.push(...ids.filter((q) => !c.requirements.includes(q)));
+}

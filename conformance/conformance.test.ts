@@ -42,7 +42,9 @@ describe('conformance suite on the in-process reference lock', () => {
     for (const c of CASES) expect(text).toContain(`PASS  ${c.id.padEnd(28)} ${c.spec}`);
     const xml = junitReport(r, 'locksync conformance');
     expect(xml).toContain(`tests="${CASES.length}" failures="0"`);
-    expect(xml).toContain('<testcase name="time.rollback (§8.1 step 4)" classname="conformance.time"');
+    expect(xml).toContain('<testcase name="time.rollback (§8.1 step 4 [R-TIME-1])" classname="conformance.time"');
+    // Every case that the SPEC states with a MUST id names it (session limits have none).
+    for (const c of CASES) if (!c.id.startsWith('session.')) expect(c.requirements.length, c.id).toBeGreaterThan(0);
   }, 60_000);
 
   it('every case id is unique, names a SPEC section, and carries a requirements list', () => {
