@@ -305,6 +305,22 @@ export class LockStorage {
     return s;
   }
 
+  /**
+   * This mounted storage's RAM state on `copy`, a device holding the same bytes (a
+   * NorFlash.clone() of its flash): what mount(copy) would build, without re-reading the
+   * device. Power-loss harnesses replay thousands of cuts from one snapshot with it. The
+   * committed state is immutable (a commit replaces it) and is shared; everything else is
+   * copied, whatever fields the storage grows.
+   */
+  forkOnto(copy: NorFlash): LockStorage {
+    const f = new LockStorage(copy, this.layout);
+    for (const [k, v] of Object.entries(this)) {
+      if (k === 'flash' || k === 'layout') continue;
+      (f as unknown as Record<string, unknown>)[k] = k === 'committed' ? v : structuredClone(v);
+    }
+    return f;
+  }
+
   get state(): DurableState {
     return this.committed;
   }
