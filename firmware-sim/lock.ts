@@ -174,6 +174,13 @@ export class Lock {
     });
     const r = this.storage.report;
     this.log('boot', { lockId: this.lockId, version: this.version, metaSeq: r.metaSeq, recordsRejected: r.recordsRejected, auditRolledForward: r.auditRolledForward, rtcLost: lost });
+    // Bit rot found at mount: the lock runs on the newest copy that verifies, and says in its
+    // audit log (which the authority reads) how many records it lost getting there.
+    const lostRecords = r.corruptCommitRecords + r.auditRecordsLost;
+    if (lostRecords > 0) {
+      this.log('flashDataLost', { commitRecords: r.corruptCommitRecords, auditRecords: r.auditRecordsLost, version: this.version });
+      this.storage.appendAudit({ time: this.rtc.nowS(), event: 'flashDataLost', value: lostRecords });
+    }
     this.dispatch({
       type: 'mounted',
       wrongCount: this.durable.keypad.wrongCount,
@@ -293,6 +300,8 @@ export class Lock {
       this.storage.commit(next, { time: this.rtc.nowS(), event: 'updateApplied', value: r.state.head?.version ?? 0 }, update.type === 'delta' ? update.ops : undefined);
     } catch (e) {
       if (e instanceof StorageError && e.code === 'TOO_LARGE') return this.refuse('updateRefused', new ProtocolError('OVER_LIMIT', e.message));
+      // The device failed the writes (worn or failing flash): nothing changed, say so by name.
+      if (e instanceof StorageError && e.code === 'FLASH_FAILED') return this.refuse('updateRefused', new ProtocolError('INTERNAL', e.message));
       throw e;
     }
     this.timeRam = { newestIssuedAt: tableState.newestIssuedAt, leaseAnchor: tableState.leaseAnchor };
