@@ -24,6 +24,7 @@ import { registerRadioCommands } from '../radio/cli';
 import { registerTraceCommands } from '../radio/trace-show';
 import { registerReplayCommand } from '../radio/replay';
 import { registerPanelCommand } from '../world/panel';
+import { registerSoakCommand } from '../world/soak';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 import { registerDemoCommand } from './demo-command';
 import { applyCliConventions, isAskedForOutput } from './program';
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   registerTraceCommands(program);
   registerReplayCommand(program);
   registerPanelCommand(program);
+  registerSoakCommand(program);
   registerDemoCommand(program);
   return applyCliConventions(program);
 }
