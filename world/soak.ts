@@ -262,12 +262,21 @@ export function registerSoakCommand(program: Command): void {
     .option('--locks <n>', 'locks (doors)', '300')
     .option('--phones <n>', 'phones, one resident each (default: as many as locks)')
     .option('--seed <s>', 'seed (faults, visits, edits)', '1')
+    .option('--link-drop-rate <p>', 'share of syncs whose link is dropped after 1–12 frames (0–1)', '0.08')
+    .option('--power-cut-rate <p>', 'share of syncs with a power cut armed at flash operation 0–30 (0–1)', '0.03')
     .option('--json', 'print the report as JSON')
-    .action(async (opts: { days: string; locks: string; phones?: string; seed: string; json?: boolean }) => {
+    .action(async (opts: { days: string; locks: string; phones?: string; seed: string; json?: boolean; linkDropRate: string; powerCutRate: string }) => {
+      const rate = (name: string, raw: string): number => {
+        const v = Number(raw);
+        if (!/^\d*\.?\d+$/.test(raw.trim()) || !(v >= 0 && v <= 1)) throw new CliError('USAGE', `${name} must be a number from 0 to 1, got "${raw}"`, `pass e.g. ${name} 0.05`);
+        return v;
+      };
       const o: SoakOptions = {
         days: parseIntegerOption('--days', opts.days, { min: 1, max: 3650 }),
         locks: parseIntegerOption('--locks', opts.locks, { min: 1, max: 10_000 }),
         seed: opts.seed,
+        linkDropRate: rate('--link-drop-rate', opts.linkDropRate),
+        powerCutRate: rate('--power-cut-rate', opts.powerCutRate),
       };
       if (opts.phones !== undefined) o.phones = parseIntegerOption('--phones', opts.phones, { min: 1, max: 100_000 });
       if (opts.json !== true) o.onDay = (day, r) => process.stderr.write(`  day ${day}/${o.days}: ${r.steps} steps, ${r.unlocksChecked} unlocks checked\n`);
@@ -275,7 +284,8 @@ export function registerSoakCommand(program: Command): void {
         const r = await runSoak(o);
         console.log(opts.json === true ? JSON.stringify(r, null, 2) : formatSoak(r));
       } catch (e) {
-        if (e instanceof SoakFailure) throw new CliError('EXPECTATION_FAILED', e.message, `reproduce with locksync soak --days ${o.days} --locks ${o.locks} --seed ${o.seed}`);
+        if (e instanceof SoakFailure)
+          throw new CliError('EXPECTATION_FAILED', e.message, `reproduce with locksync soak --days ${o.days} --locks ${o.locks} --seed ${o.seed} --link-drop-rate ${o.linkDropRate} --power-cut-rate ${o.powerCutRate}`);
         throw e;
       }
     });
