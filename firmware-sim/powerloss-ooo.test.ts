@@ -9,7 +9,7 @@ const CI_CUTS = Number(process.env.POWERLOSS_CUTS ?? 15_500);
 describe('linear power-loss schedule (outOfOrder)', () => {
   it(`cuts power after each of ${CI_CUTS} operations of a long mixed run: old or new, nothing acknowledged lost, floor never down, bounded boot`, () => {
     const r = runPowerLoss({ cuts: CI_CUTS, seed: 'ci-ooo', mode: 'outOfOrder' });
-    console.log(`outOfOrder: ${r.cuts} cut points, ${r.cutsPerSecond.toFixed(0)} cuts/s (${r.steps} steps, ${r.epochs} boots, ${r.landedNew} new / ${r.landedOld} old)`);
+    console.log(`outOfOrder: ${r.cuts} cut points, ${r.cutsPerSecond.toFixed(0)} cuts/s wall, ${r.cutsPerCpuSecond.toFixed(0)} per CPU second (${r.steps} steps, ${r.epochs} boots, ${r.landedNew} new / ${r.landedOld} old)`);
     expect(r.cuts).toBeGreaterThanOrEqual(CI_CUTS);
     // The workload really mixes what it claims, and cuts land on both sides.
     for (const k of ['delta', 'snapshot', 'card', 'lockout', 'code', 'time', 'anchor', 'boot']) expect(r.stepKinds[k], k).toBeGreaterThan(0);
@@ -19,5 +19,5 @@ describe('linear power-loss schedule (outOfOrder)', () => {
     expect(r.landedOld).toBeGreaterThan(0);
     expect(r.maxMountOps).toBeLessThanOrEqual(MOUNT_MAX_OPS);
     expect(r.fullLockBoots).toBeGreaterThan(0);
-  }, 600_000);
+  }, 3_600_000); // a hard deadline against hangs (the run is synchronous), not a timing goal
 });

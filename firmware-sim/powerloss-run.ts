@@ -39,7 +39,7 @@ function main(): number {
       console.log(
         `${mode}: ${r.cuts} cut points over ${r.steps} steps in ${r.epochs} boots (${Object.entries(r.stepKinds).map(([k, n]) => `${k} ${n}`).join(', ')}); ` +
           `table writes ${r.tableWrites.journalRecords} journal + ${r.tableWrites.bases} bases; after the cut: ${r.landedNew} new, ${r.landedOld} old, ${r.fullLockBoots} full lock boots; ` +
-          `mount ≤ ${r.maxMountOps} flash ops and ≤ ${r.maxMountBytesRead} bytes read; ${r.cutsPerSecond.toFixed(0)} cut points/s (${r.cutSeconds.toFixed(1)} s; reference run ${r.referenceSeconds.toFixed(1)} s)`,
+          `mount ≤ ${r.maxMountOps} flash ops and ≤ ${r.maxMountBytesRead} bytes read; ${r.cutsPerSecond.toFixed(0)} cut points/s (${r.cutSeconds.toFixed(1)} s wall, ${r.cutsPerCpuSecond.toFixed(0)} per CPU second; reference run ${r.referenceSeconds.toFixed(1)} s)`,
       );
     } catch (e) {
       if (e instanceof PowerLossFailure) throw new CliError('EXPECTATION_FAILED', e.message, `reproduce with npm run powerloss -- --seed ${seed} --mode ${mode} --cuts ${cuts}`);

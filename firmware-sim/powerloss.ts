@@ -76,6 +76,9 @@ export interface PowerLossReport {
   referenceSeconds: number;
   cutSeconds: number;
   cutsPerSecond: number;
+  /** CPU time of the cut phase (user + system) and cuts per CPU second: the figure a loaded machine does not distort. */
+  cutCpuSeconds: number;
+  cutsPerCpuSecond: number;
 }
 
 export class PowerLossFailure extends Error {
@@ -319,6 +322,7 @@ export function runPowerLoss(opts: PowerLossOptions): PowerLossReport {
   const t0 = performance.now();
   const ref = referenceRun(seed, opts.cuts);
   const t1 = performance.now();
+  const cpu1 = process.cpuUsage();
   const total = ref.epochs.reduce((n, e) => n + (e.marks.at(-1) as Mark).ops, 0);
   const report: PowerLossReport = {
     seed,
@@ -337,6 +341,8 @@ export function runPowerLoss(opts: PowerLossOptions): PowerLossReport {
     referenceSeconds: (t1 - t0) / 1000,
     cutSeconds: 0,
     cutsPerSecond: 0,
+    cutCpuSeconds: 0,
+    cutsPerCpuSecond: 0,
   };
   const size = POWERLOSS_GEOMETRY.blockSize * POWERLOSS_GEOMETRY.blockCount;
   let global = 0;
@@ -410,6 +416,9 @@ export function runPowerLoss(opts: PowerLossOptions): PowerLossReport {
   const t2 = performance.now();
   report.cutSeconds = (t2 - t1) / 1000;
   report.cutsPerSecond = report.cuts / Math.max(1e-9, report.cutSeconds);
+  const cpu = process.cpuUsage(cpu1);
+  report.cutCpuSeconds = (cpu.user + cpu.system) / 1e6;
+  report.cutsPerCpuSecond = report.cuts / Math.max(1e-9, report.cutCpuSeconds);
   return report;
 }
 
