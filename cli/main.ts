@@ -25,6 +25,7 @@ import { registerRadioCommands } from '../radio/cli';
 import { registerTraceCommands } from '../radio/trace-show';
 import { registerReplayCommand } from '../radio/replay';
 import { registerPanelCommand } from '../world/panel';
+import { registerSoakCommand } from '../world/soak';
 import { bleLockTransportFactory } from '../ble/lock-transport';
 import { registerDemoCommand } from './demo-command';
 import { registerConformanceCommand } from '../conformance/cli';
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   registerTraceCommands(program);
   registerReplayCommand(program);
   registerPanelCommand(program);
+  registerSoakCommand(program);
   registerDemoCommand(program);
   registerConformanceCommand(program);
   return applyCliConventions(program);

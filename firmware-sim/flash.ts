@@ -122,6 +122,9 @@ export class NorFlash {
   programs = 0;
   erases = 0;
   bytesProgrammed = 0;
+  /** Read calls and bytes read since creation (or resetCounters()): what a mount costs. */
+  reads = 0;
+  bytesRead = 0;
   private cutAt: number | null = null;
   private powered = true;
   private rng: SeededRandom;
@@ -153,6 +156,19 @@ export class NorFlash {
     this.wear = opts.wear !== undefined ? opts.wear.slice() : new Uint32Array(geometry.blockCount);
     this.backing = opts.backing;
     this.aging = { ...opts.aging };
+  }
+
+  /**
+   * A copy of this device (bytes, wear, worn-out blocks) as a new in-memory device: what a
+   * test takes as a snapshot to replay from, cheaper than image() for a sparse device.
+   */
+  clone(opts: { mode?: PowerLossMode; seed?: number | string; aging?: FlashAging } = {}): NorFlash {
+    const copy = new NorFlash(this.geometry, { mode: opts.mode ?? this.mode, seed: opts.seed ?? 'flash', wear: this.wear, aging: opts.aging ?? this.aging });
+    this.blocks.forEach((b, i) => {
+      if (b !== null) copy.blocks[i] = b.slice();
+    });
+    for (const b of this.wornOut) copy.wornOut.add(b);
+    return copy;
   }
 
   /** Open (or create, fully erased) a file-backed flash. */
@@ -190,6 +206,8 @@ export class NorFlash {
   read(addr: number, length: number): Uint8Array {
     this.checkPowered();
     this.checkRange(addr, length);
+    this.reads++;
+    this.bytesRead += length;
     return this.copyOut(addr, length);
   }
 
@@ -385,6 +403,8 @@ export class NorFlash {
     this.programs = 0;
     this.erases = 0;
     this.bytesProgrammed = 0;
+    this.reads = 0;
+    this.bytesRead = 0;
     this.cutAt = null;
   }
 

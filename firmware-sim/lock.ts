@@ -199,6 +199,13 @@ export class Lock {
     // Index the table at boot, not on the first unlock (it is then carried across updates).
     tableIndex(this.durable.tableState.table);
     this.log('boot', { lockId: this.lockId, version: this.version, metaSeq: r.metaSeq, recordsRejected: r.recordsRejected, auditRolledForward: r.auditRolledForward, rtcLost: lost });
+    // Bit rot found at mount: the lock runs on the newest copy that verifies, and says in its
+    // audit log (which the authority reads) how many records it lost getting there.
+    const lostRecords = r.corruptCommitRecords + r.auditRecordsLost;
+    if (lostRecords > 0) {
+      this.log('flashDataLost', { commitRecords: r.corruptCommitRecords, auditRecords: r.auditRecordsLost, version: this.version });
+      this.storage.appendAudit({ time: this.rtc.nowS(), event: 'flashDataLost', value: lostRecords });
+    }
     this.dispatch({
       type: 'mounted',
       wrongCount: this.durable.keypad.wrongCount,
@@ -324,6 +331,8 @@ export class Lock {
       this.storage.commit(next, { time: this.rtc.nowS(), event: 'updateApplied', value: r.state.head?.version ?? 0 }, update.type === 'delta' ? update.ops : undefined);
     } catch (e) {
       if (e instanceof StorageError && e.code === 'TOO_LARGE') return this.refuse('updateRefused', new ProtocolError('OVER_LIMIT', e.message));
+      // The device failed the writes (worn or failing flash): nothing changed, say so by name.
+      if (e instanceof StorageError && e.code === 'FLASH_FAILED') return this.refuse('updateRefused', new ProtocolError('INTERNAL', e.message));
       throw e;
     }
     // The secret index follows the table incrementally (not rebuilt on the next unlock).

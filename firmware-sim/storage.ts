@@ -54,7 +54,7 @@ import {
   opToCbor,
   tableDigest,
 } from '../protocol';
-import { type NorFlash, FlashError } from './flash';
+import { type NorFlash, FlashError, FlashFault } from './flash';
 import { crc32 } from './crc32';
 
 export const SUPERBLOCK_MAGIC = 0x4246_534c; // "LSFB" little-endian
@@ -82,6 +82,8 @@ export const PAGE_BYTES = 256;
 // One capacity for the ledger the access rules read (protocol/access.ts) and the flash keeps.
 import { SINGLE_USE_LEDGER_MAX } from '../protocol/access';
 export { SINGLE_USE_LEDGER_MAX };
+/** A commit the device fails (program/erase did not complete) is retried elsewhere this often. */
+export const COMMIT_ATTEMPTS = 3;
 
 export interface LayoutParams {
   metaSlotBlocks: number;
@@ -210,7 +212,7 @@ interface MetaRecord {
 export class StorageError extends Error {
   override readonly name = 'StorageError';
   constructor(
-    readonly code: 'NOT_FORMATTED' | 'NO_VALID_COMMIT' | 'TOO_LARGE' | 'CORRUPT',
+    readonly code: 'NOT_FORMATTED' | 'NO_VALID_COMMIT' | 'TOO_LARGE' | 'CORRUPT' | 'FLASH_FAILED',
     detail: string,
   ) {
     super(`${code}: ${detail}`);
@@ -245,6 +247,14 @@ export interface MountReport {
   auditDeadSlots: number;
   /** Journal records replayed on top of the base table in force. */
   journalReplayed: number;
+  /**
+   * Commit records newer than the one in force that were complete on flash (trailer fully
+   * programmed) but no longer verify — bit rot in the record or in the table it names: the
+   * lock fell back to an older copy and lost these commits.
+   */
+  corruptCommitRecords: number;
+  /** Audit records that no longer verify (rotted slot or block header) and what they cut off. */
+  auditRecordsLost: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -265,7 +275,11 @@ export class LockStorage {
   private refusalsDropped: { count: number; time: number } | null = null;
   /** Fields of the newest record on flash (for coalescing). */
   private lastAudit: AuditRecord | null = null;
-  report: MountReport = { metaRecordsSeen: 0, metaSeq: 0, recordsRejected: 0, auditRolledForward: false, auditDeadSlots: 0, journalReplayed: 0 };
+  report: MountReport = { metaRecordsSeen: 0, metaSeq: 0, recordsRejected: 0, auditRolledForward: false, auditDeadSlots: 0, journalReplayed: 0, corruptCommitRecords: 0, auditRecordsLost: 0 };
+  /** Audit blocks whose erase or header program failed since mount: the ring skips them. */
+  private retiredAuditBlocks = new Set<number>();
+  /** Device faults met and worked around since mount (program/erase failures, worn blocks). */
+  flashFaults = { commitRetries: 0, auditSlotsSkipped: 0, auditBlocksRetired: 0 };
   /** Table writes since mount: full bases (snapshots, compactions) and journal appends. */
   tableWrites = { bases: 0, journalRecords: 0 };
 
@@ -307,6 +321,22 @@ export class LockStorage {
     s.mountMeta();
     s.mountAudit();
     return s;
+  }
+
+  /**
+   * This mounted storage's RAM state on `copy`, a device holding the same bytes (a
+   * NorFlash.clone() of its flash): what mount(copy) would build, without re-reading the
+   * device. Power-loss harnesses replay thousands of cuts from one snapshot with it. The
+   * committed state is immutable (a commit replaces it) and is shared; everything else is
+   * copied, whatever fields the storage grows.
+   */
+  forkOnto(copy: NorFlash): LockStorage {
+    const f = new LockStorage(copy, this.layout);
+    for (const [k, v] of Object.entries(this)) {
+      if (k === 'flash' || k === 'layout') continue;
+      (f as unknown as Record<string, unknown>)[k] = k === 'committed' ? v : structuredClone(v);
+    }
+    return f;
   }
 
   get state(): DurableState {
@@ -358,7 +388,39 @@ export class LockStorage {
     return this.layout.tableRegionBlocks * this.layout.blockSize;
   }
 
+  /**
+   * One commit, retried when the device fails an operation (FlashFault): the failed attempt
+   * left torn bytes that no commit record names, exactly like a power cut, so the next
+   * attempt is planned afresh — a torn journal tail or slot tail sends it to the other
+   * region or slot. Each attempt takes a fresh seq, so a failed record that did land can
+   * never share one with its retry. After COMMIT_ATTEMPTS failures: FLASH_FAILED, and the
+   * committed state is the previous one.
+   */
   private writeCommit(next: DurableState, tableChanged: boolean, journal: { seq: number; bytes: Uint8Array } | undefined, tableOps: readonly Op[] | undefined): void {
+    for (let attempt = 1; ; attempt++) {
+      const appendBefore = this.metaAppend;
+      try {
+        this.writeCommitOnce(next, tableChanged, journal, tableOps);
+        return;
+      } catch (e) {
+        if (!(e instanceof FlashFault)) throw e;
+        this.seq++;
+        // An append that failed leaves a torn slot tail: compact into the other slot next.
+        // A compaction that failed: the slot in force still takes appends while it has room.
+        this.metaAppend = appendBefore !== null && this.failedInActiveSlot(e.block) ? null : appendBefore;
+        if (attempt >= COMMIT_ATTEMPTS) throw new StorageError('FLASH_FAILED', `commit failed ${attempt} times, last: ${e.message}`);
+        this.flashFaults.commitRetries++;
+      }
+    }
+  }
+
+  private failedInActiveSlot(block: number): boolean {
+    const L = this.layout;
+    const first = L.metaStart + this.activeSlot * L.metaSlotBlocks;
+    return block >= first && block < first + L.metaSlotBlocks;
+  }
+
+  private writeCommitOnce(next: DurableState, tableChanged: boolean, journal: { seq: number; bytes: Uint8Array } | undefined, tableOps: readonly Op[] | undefined): void {
     const L = this.layout;
     // Decide everything (and refuse what does not fit) before the first program or erase.
     const plan = this.planTable(next, tableChanged, tableOps);
@@ -651,6 +713,18 @@ export class LockStorage {
     return n;
   }
 
+  /** Slots of a block (from its address) whose body and trailer verify. */
+  private countValidAuditSlots(addr: number): number {
+    const L = this.layout;
+    let n = 0;
+    for (let s = 0; s < this.slotsPerAuditBlock(); s++) {
+      const slot = this.flash.read(addr + L.auditHeaderBytes + s * L.auditSlotBytes, L.auditSlotBytes);
+      const tdv = new DataView(slot.buffer, L.auditBodyBytes);
+      if (tdv.getUint32(4, true) === COMMIT_MARKER && tdv.getUint32(0, true) === crc32(slot.subarray(0, L.auditBodyBytes))) n++;
+    }
+    return n;
+  }
+
   private slotsPerAuditBlock(): number {
     const L = this.layout;
     return Math.floor((L.blockSize - L.auditHeaderBytes) / L.auditSlotBytes);
@@ -659,9 +733,19 @@ export class LockStorage {
   private appendAuditBytes(seq: number, bytes: Uint8Array): void {
     const L = this.layout;
     const perBlock = this.slotsPerAuditBlock();
-    // Find an erased slot in the active block, skipping slots torn by earlier power cuts.
-    for (;;) {
-      if (this.auditActive === null || this.auditActive.nextSlot >= perBlock) this.startAuditBlock(seq);
+    // Find an erased slot in the active block, skipping slots torn by earlier power cuts and
+    // slots whose program the device failed (dead: never reused), and blocks it cannot start.
+    for (let tries = 0; ; tries++) {
+      if (tries > L.auditBlocks * (perBlock + 1)) throw new StorageError('FLASH_FAILED', `no audit slot can be written (${this.retiredAuditBlocks.size} blocks retired)`);
+      if (this.auditActive === null || this.auditActive.nextSlot >= perBlock) {
+        try {
+          this.startAuditBlock(seq);
+        } catch (e) {
+          if (!(e instanceof FlashFault)) throw e;
+          this.retireAuditBlock(e.block);
+          continue;
+        }
+      }
       const act = this.auditActive as { index: number; epoch: number; nextSlot: number };
       const addr = (L.auditStart + act.index) * L.blockSize + L.auditHeaderBytes + act.nextSlot * L.auditSlotBytes;
       if (!this.flash.isErased(addr, L.auditSlotBytes)) {
@@ -671,14 +755,22 @@ export class LockStorage {
       const body = new Uint8Array(L.auditBodyBytes);
       body[0] = bytes.length;
       body.set(bytes, 1);
-      this.flash.program(addr, body);
-      this.flash.sync();
       const trailer = new Uint8Array(L.auditTrailerBytes);
       const dv = new DataView(trailer.buffer);
       dv.setUint32(0, crc32(body), true);
       dv.setUint32(4, COMMIT_MARKER, true);
-      this.flash.program(addr + L.auditBodyBytes, trailer);
-      this.flash.sync();
+      try {
+        this.flash.program(addr, body);
+        this.flash.sync();
+        this.flash.program(addr + L.auditBodyBytes, trailer);
+        this.flash.sync();
+      } catch (e) {
+        if (!(e instanceof FlashFault)) throw e;
+        // The slot is dead (no valid trailer, not erased): mount skips it; try the next.
+        act.nextSlot++;
+        this.flashFaults.auditSlotsSkipped++;
+        continue;
+      }
       act.nextSlot++;
       const blockInfo = this.auditBlocks.find((b) => b.index === act.index);
       blockInfo?.records.push({ slot: act.nextSlot - 1, bytes, seq });
@@ -688,13 +780,31 @@ export class LockStorage {
     }
   }
 
+  /** A block the device will not erase or program: the ring goes on without it (until reboot). */
+  private retireAuditBlock(block: number): void {
+    const index = block - this.layout.auditStart;
+    if (index < 0 || index >= this.layout.auditBlocks) return;
+    this.retiredAuditBlocks.add(index);
+    this.flashFaults.auditBlocksRetired++;
+    this.auditBlocks = this.auditBlocks.filter((b) => b.index !== index);
+    // Move past it: the next start takes the block after it.
+    this.auditActive = { index, epoch: this.auditActive?.epoch ?? 0, nextSlot: this.slotsPerAuditBlock() };
+  }
+
   private startAuditBlock(firstSeq: number): void {
     const L = this.layout;
-    const index = this.auditActive === null ? 0 : (this.auditActive.index + 1) % L.auditBlocks;
+    let index = this.auditActive === null ? 0 : (this.auditActive.index + 1) % L.auditBlocks;
+    for (let n = 0; this.retiredAuditBlocks.has(index); n++) {
+      if (n >= L.auditBlocks) throw new StorageError('FLASH_FAILED', 'every audit block is retired');
+      index = (index + 1) % L.auditBlocks;
+    }
     const epoch = (this.auditActive?.epoch ?? Math.max(0, ...this.auditBlocks.map((b) => b.epoch))) + 1;
     const blk = L.auditStart + index;
-    if (!this.flash.isErased(blk * L.blockSize, L.blockSize)) this.flash.erase(blk);
+    // The block's records are gone from here on, whether or not the erase completes.
     this.auditBlocks = this.auditBlocks.filter((b) => b.index !== index);
+    // The epoch is used even if the start fails, so epochs on flash stay unique.
+    this.auditActive = { index, epoch, nextSlot: this.slotsPerAuditBlock() };
+    if (!this.flash.isErased(blk * L.blockSize, L.blockSize)) this.flash.erase(blk);
     const header = new Uint8Array(L.auditHeaderBytes);
     const dv = new DataView(header.buffer);
     dv.setUint32(0, AUDIT_BLOCK_MAGIC, true);
@@ -787,14 +897,17 @@ export class LockStorage {
     const L = this.layout;
     const records: MetaRecord[] = [];
     const tails: { slot: 0 | 1; free: number | null }[] = [];
+    const corruptSeqs: number[] = [];
     for (const slot of [0, 1] as const) {
-      const { recs, free } = this.scanMetaSlot(slot);
+      const { recs, free, corrupt } = this.scanMetaSlot(slot);
       records.push(...recs);
+      corruptSeqs.push(...corrupt);
       tails.push({ slot, free });
     }
     this.report.metaRecordsSeen = records.length;
     records.sort((a, b) => b.seq - a.seq);
     const regionOk = new Map<string, Uint8Array | null>();
+    const rejectedSeqs: number[] = [];
     for (const rec of records) {
       let parsed: { state: DurableState; ref: TableRef; journal: { seq: number; bytes: Uint8Array } | undefined; tableBytes: Uint8Array };
       try {
@@ -813,14 +926,19 @@ export class LockStorage {
       } catch (e) {
         if (e instanceof StorageError || e instanceof ProtocolError || (e as Error).name === 'CborError') {
           this.report.recordsRejected++;
+          rejectedSeqs.push(rec.seq);
           continue;
         }
         throw e;
       }
       this.committed = parsed.state;
       this.tableRef = parsed.ref;
-      this.seq = Math.max(...records.map((r) => r.seq));
+      this.seq = Math.max(...records.map((r) => r.seq), ...corruptSeqs);
       this.report.metaSeq = rec.seq;
+      // A complete record newer than the one in force that no longer verifies is data lost to
+      // bit rot (a power cut leaves an incomplete trailer or a record whose table never landed
+      // is never written: commit records follow their table's barrier).
+      this.report.corruptCommitRecords = [...corruptSeqs, ...rejectedSeqs].filter((q) => q > rec.seq).length;
       this.activeSlot = rec.slot;
       const tail = tails.find((t) => t.slot === rec.slot);
       const isLast = !records.some((r) => r.slot === rec.slot && r.offset > rec.offset);
@@ -875,42 +993,57 @@ export class LockStorage {
   }
 
   /** Valid records of one slot, and the first offset after them if the tail is erased. */
-  private scanMetaSlot(slot: 0 | 1): { recs: MetaRecord[]; free: number | null } {
+  private scanMetaSlot(slot: 0 | 1): { recs: MetaRecord[]; free: number | null; corrupt: number[] } {
     const L = this.layout;
     const slotBytes = L.metaSlotBlocks * L.blockSize;
     const base = (L.metaStart + slot * L.metaSlotBlocks) * L.blockSize;
     const recs: MetaRecord[] = [];
+    const corrupt: number[] = [];
     let off = 0;
     while (off + L.metaHeaderBytes <= slotBytes) {
       const header = this.flash.read(base + off, L.metaHeaderBytes);
       const dv = new DataView(header.buffer);
       if (dv.getUint32(0, true) !== META_MAGIC || dv.getUint32(12, true) !== FORMAT_VERSION) {
-        return { recs, free: this.flash.isErased(base + off, slotBytes - off) ? off : null };
+        return { recs, free: this.flash.isErased(base + off, slotBytes - off) ? off : null, corrupt };
       }
       const seq = dv.getUint32(4, true);
       const len = dv.getUint32(8, true);
       const bodyLen = L.metaHeaderBytes + alignUp(len, L.progSize);
-      if (off + bodyLen + L.metaTrailerBytes > slotBytes) return { recs, free: null };
+      if (off + bodyLen + L.metaTrailerBytes > slotBytes) return { recs, free: null, corrupt };
       const bodyAndTrailer = this.flash.read(base + off, bodyLen + L.metaTrailerBytes);
       const tdv = new DataView(bodyAndTrailer.buffer, bodyLen);
       const ok = tdv.getUint32(0, true) === crc32(bodyAndTrailer.subarray(0, L.metaHeaderBytes + len)) && tdv.getUint32(4, true) === COMMIT_MARKER;
-      if (!ok) return { recs, free: null };
       const end = off + bodyLen + L.metaTrailerBytes;
+      if (!ok) {
+        // A trailer that is fully programmed (marker and zero padding) was written after its
+        // body's barrier: the record was complete, so a CRC mismatch is rot, not a cut. Skip
+        // it and read on. Anything else is a torn tail: the slot's records end here.
+        if (!trailerLanded(bodyAndTrailer.subarray(bodyLen))) return { recs, free: null, corrupt };
+        corrupt.push(seq);
+        off = end;
+        continue;
+      }
       recs.push({ seq, slot, offset: off, end, payload: bodyAndTrailer.slice(L.metaHeaderBytes, L.metaHeaderBytes + len) });
       off = end;
     }
-    return { recs, free: off <= slotBytes && this.flash.isErased(base + off, slotBytes - off) ? off : null };
+    return { recs, free: off <= slotBytes && this.flash.isErased(base + off, slotBytes - off) ? off : null, corrupt };
   }
 
   private mountAudit(): void {
     const L = this.layout;
     const perBlock = this.slotsPerAuditBlock();
     const blocks: AuditBlockInfo[] = [];
+    const rottedHeaders: { epoch: number; records: number }[] = [];
     for (let i = 0; i < L.auditBlocks; i++) {
       const addr = (L.auditStart + i) * L.blockSize;
       const header = this.flash.read(addr, L.auditHeaderBytes);
       const dv = new DataView(header.buffer);
-      if (dv.getUint32(0, true) !== AUDIT_BLOCK_MAGIC || dv.getUint32(48, true) !== crc32(header.subarray(0, 48))) continue;
+      if (dv.getUint32(0, true) !== AUDIT_BLOCK_MAGIC || dv.getUint32(48, true) !== crc32(header.subarray(0, 48))) {
+        // A header torn by a cut has no records after it; one that rotted does: those are lost.
+        const orphaned = this.countValidAuditSlots(addr);
+        if (orphaned > 0) rottedHeaders.push({ epoch: dv.getUint32(4, true), records: orphaned });
+        continue;
+      }
       const info: AuditBlockInfo = { index: i, epoch: dv.getUint32(4, true), firstSeq: readU64(dv, 8), prevHash: header.slice(16, 48), records: [], freeSlot: perBlock };
       for (let s = 0; s < perBlock; s++) {
         const sa = addr + L.auditHeaderBytes + s * L.auditSlotBytes;
@@ -936,25 +1069,45 @@ export class LockStorage {
       blocks.push(info);
     }
     blocks.sort((a, b) => a.epoch - b.epoch);
-    // Walk the chain; a block whose records do not continue the chain ends the valid log.
+    // Walk the chain. A block that does not continue it is skipped: only a block whose header
+    // names exactly the current head (seq and hash) is accepted after it. Inside a block, a
+    // gap in seq is a slot that rotted (its CRC fails): the block's records end there, and
+    // the records after it cannot be chained any more.
     let head: AuditHead = { seq: 0, hash: AUDIT_GENESIS };
     const kept: AuditBlockInfo[] = [];
+    const cutOff: { epoch: number; records: number }[] = [];
     for (const b of blocks) {
       if (kept.length === 0) head = { seq: b.firstSeq - 1, hash: b.prevHash };
-      else if (b.firstSeq !== head.seq + 1 || !bytesEqual(b.prevHash, head.hash)) break;
-      for (const r of b.records) {
-        if (r.seq !== head.seq + 1) throw new StorageError('CORRUPT', `audit seq ${r.seq} after ${head.seq}`);
+      else if (b.firstSeq !== head.seq + 1 || !bytesEqual(b.prevHash, head.hash)) {
+        cutOff.push({ epoch: b.epoch, records: b.records.length });
+        continue;
+      }
+      for (let k = 0; k < b.records.length; k++) {
+        const r = b.records[k] as { seq: number; bytes: Uint8Array };
+        if (r.seq !== head.seq + 1) {
+          cutOff.push({ epoch: b.epoch, records: b.records.length - k + (r.seq - head.seq - 1) });
+          b.records = b.records.slice(0, k);
+          // Nothing may be appended behind the cut-off records: the next record starts a block.
+          b.freeSlot = perBlock;
+          break;
+        }
         head = { seq: r.seq, hash: chainAudit(head.hash, r.bytes) };
       }
       kept.push(b);
     }
+    // Losses newer than the newest block in force are news; older ones were reported at the
+    // boot that found them (a block started since then chains past them).
+    const newestKept = kept[kept.length - 1]?.epoch ?? -1;
+    this.report.auditRecordsLost = [...cutOff, ...rottedHeaders].filter((c) => c.epoch >= newestKept).reduce((n, c) => n + c.records, 0);
+    const maxEpoch = Math.max(0, ...blocks.map((b) => b.epoch), ...rottedHeaders.map((h) => h.epoch));
     if (kept.length === 0) head = { seq: 0, hash: AUDIT_GENESIS };
     this.auditBlocks = kept;
     this.auditHeadState = head;
     const newest = kept[kept.length - 1]?.records.at(-1);
     this.lastAudit = newest === undefined ? null : auditRecordFromBytes(newest.bytes);
     const last = kept[kept.length - 1];
-    this.auditActive = last === undefined ? null : { index: last.index, epoch: last.epoch, nextSlot: last.freeSlot };
+    // After a loss, new blocks take epochs above every block on flash, rotted or skipped.
+    this.auditActive = last === undefined ? null : { index: last.index, epoch: this.report.auditRecordsLost > 0 ? maxEpoch : last.epoch, nextSlot: last.freeSlot };
     if (last === undefined && blocks.length > 0) {
       // Nothing chains: start after the highest epoch seen so epochs stay monotonic.
       const hi = blocks.reduce((a, b) => (b.epoch > a.epoch ? b : a));
@@ -993,8 +1146,12 @@ function encodeSuperblock(L: Layout): Uint8Array {
 function readSuperblock(flash: NorFlash): Layout {
   const raw = flash.read(0, 64);
   const dv = new DataView(raw.buffer);
-  if (dv.getUint32(0, true) !== SUPERBLOCK_MAGIC || dv.getUint32(60, true) !== crc32(raw.subarray(0, 60)))
-    throw new StorageError('NOT_FORMATTED', 'no valid superblock in block 0');
+  if (dv.getUint32(0, true) !== SUPERBLOCK_MAGIC) {
+    if (raw.every((b) => b === 0xff)) throw new StorageError('NOT_FORMATTED', 'no valid superblock in block 0');
+    throw new StorageError('CORRUPT', 'superblock in block 0 is written but its magic is wrong (bit rot, or not a lock image)');
+  }
+  // The superblock is written once at provisioning: a CRC mismatch under its magic is rot.
+  if (dv.getUint32(60, true) !== crc32(raw.subarray(0, 60))) throw new StorageError('CORRUPT', 'superblock in block 0 fails its CRC (bit rot)');
   if (dv.getUint8(4) !== FORMAT_VERSION) throw new StorageError('NOT_FORMATTED', `flash format ${dv.getUint8(4)} not supported`);
   const g = { progSize: dv.getUint16(6, true), blockSize: dv.getUint32(8, true), blockCount: dv.getUint32(12, true) };
   if (g.blockSize !== flash.geometry.blockSize || g.blockCount !== flash.geometry.blockCount || g.progSize !== flash.geometry.progSize)
@@ -1114,6 +1271,13 @@ function decodeJournalPayload(bytes: Uint8Array, maxBytes: number): { ops: Op[];
   const v = decode(bytes, { maxBytes, maxItems: 4_000_000 });
   if (!Array.isArray(v) || v.length !== 2 || !Array.isArray(v[0])) throw new StorageError('CORRUPT', 'journal payload');
   return { ops: v[0].map((o, i) => opFromCbor(o, `journal.ops[${i}]`)), head: signedHeadFromCbor(v[1] as CborValue, 'journal.head') };
+}
+
+/** A record trailer programmed in full: CRC (any value), the marker, then zero padding. */
+function trailerLanded(trailer: Uint8Array): boolean {
+  if (new DataView(trailer.buffer, trailer.byteOffset).getUint32(4, true) !== COMMIT_MARKER) return false;
+  for (let i = 8; i < trailer.length; i++) if (trailer[i] !== 0) return false;
+  return true;
 }
 
 function padTo(b: Uint8Array, a: number, fill: number): Uint8Array {

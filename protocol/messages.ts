@@ -142,7 +142,7 @@ export interface AuditRecord {
   /** Decision reason (access events) or error code (refused updates). */
   reason?: number;
   /** Table version (updates), or method (access: 0 phone, 1 doorcode, 2 keycard, 3 daily code),
-   *  or how many records were lost (recordsLost, refusalsNotLogged). */
+   *  or how many records were lost (recordsLost, refusalsNotLogged, flashDataLost). */
   value?: number;
   /** This record stands for `count` (≥ 2) further refusals identical to the record before it
    *  (same event, credId, reason, method), coalesced so a flood cannot fill the ring. */
@@ -163,6 +163,8 @@ export const AUDIT_EVENTS = {
   floorReset: 11,
   recordsLost: 12,
   refusalsNotLogged: 13,
+  /** Flash data that no longer verified at boot (bit rot): value = commit + audit records lost. */
+  flashDataLost: 14,
 } as const;
 export type AuditEvent = keyof typeof AUDIT_EVENTS;
 const AUDIT_EVENT_BY_CODE = new Map<number, AuditEvent>(

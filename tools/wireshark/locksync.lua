@@ -60,7 +60,7 @@ local DECISION_REASONS = {
 local AUDIT_EVENTS = {
   [1] = "access", [2] = "updateApplied", [3] = "updateRefused", [4] = "timeSet", [5] = "boot",
   [6] = "powerLossRecovered", [7] = "lockoutStarted", [8] = "lowBattery", [9] = "relocked", [10] = "provisioned",
-  [11] = "floorReset", [12] = "recordsLost", [13] = "refusalsNotLogged",
+  [11] = "floorReset", [12] = "recordsLost", [13] = "refusalsNotLogged", [14] = "flashDataLost",
 }
 local CAPABILITIES = { "delta", "snapshot", "unlock", "auditExport", "resume", "keypad", "keycard", "batch" }
 local OPS = { [1] = "put", [2] = "remove", [3] = "removePartner", [4] = "removeKey", [5] = "setKeyPolicy", [6] = "setLockPolicy" }
