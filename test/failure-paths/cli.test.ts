@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CliError } from '../../cli/errors';
 import { buildProgram } from '../../cli/main';
 import { commandPath } from '../../cli/program';
+import { deriveSeed32, keyPairFromSeed, toHex } from '../../protocol';
 import { type Finished, ROOT, childEnv, digestTree, expectFailure, locksync, tempDir, timings } from './harness';
 import { findAll, parseXml } from './xml';
 
@@ -286,7 +287,9 @@ function leaves(cmd: Command, words: string[] = []): Leaf[] {
 
 const authorityGroup = buildProgram().commands.find((c) => c.name() === 'authority') as Command;
 const authorityLeaves = leaves(authorityGroup, ['authority']);
-const ID_FLAGS = ['--door', '--key', '--user', '--partner', '--guest', '--device', '--keycard', '--resident', '--doors'];
+const ID_FLAGS = ['--door', '--key', '--user', '--partner', '--guest', '--device', '--keycard', '--resident', '--doors', '--grant'];
+/** A well-formed, strong Ed25519 public key (a weak one is refused before any id is looked up). */
+const STRONG_PUBLIC_KEY = toHex(keyPairFromSeed(deriveSeed32('failure-paths', 'phone')).publicKey);
 
 /** The command's required options, filled with well-formed values (`id` for every id). */
 function requiredArgs(leaf: Leaf, dbPath: string, id: string): string[] {
@@ -298,7 +301,7 @@ function requiredArgs(leaf: Leaf, dbPath: string, id: string): string[] {
       '--port': '0',
       '--name': 'X',
       '--value': 'true',
-      '--public-key': 'ab'.repeat(32),
+      '--public-key': STRONG_PUBLIC_KEY,
       '--secret-key-file': path.join(dir, 'device.key'),
       '--out': path.join(dir, `out-${leaf.words.join('-')}.json`),
       '--seed': 's',
@@ -311,6 +314,8 @@ function requiredArgs(leaf: Leaf, dbPath: string, id: string): string[] {
   }
   // enrol takes exactly one owner.
   if (leaf.words.at(-1)?.startsWith('enrol')) args.push('--user', id);
+  // audit names exactly one of --door and --lock.
+  if (leaf.words.join(' ') === 'authority audit') args.push('--door', id);
   return args;
 }
 
