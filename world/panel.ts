@@ -88,8 +88,11 @@ export async function demoWorld(seed = 'panel'): Promise<{ world: World; told: R
 
 /** World time that passes with each action from the page (more than a lock's relock delay). */
 export const ACTION_STEP_MS = 10_000;
-/** Frames after a sync connects at which an armed link drop strikes. */
-export const LINK_DROP_AFTER_FRAMES = 4;
+/**
+ * Frames after a sync connects at which an armed link drop strikes: before the update reaches
+ * the lock, which the batched dialogue sends in one flight right after the hellos.
+ */
+export const LINK_DROP_AFTER_FRAMES = 2;
 
 export class Panel {
   private readonly clients = new Set<http.ServerResponse>();
