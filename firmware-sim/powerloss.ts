@@ -94,7 +94,9 @@ export class PowerLossFailure extends Error {
 type Call =
   | { kind: 'commit'; next: DurableState; tableChanged: boolean; audit: AuditAppend | undefined; ops: readonly Op[] | undefined }
   | { kind: 'append'; rec: AuditAppend; refusal: boolean }
-  | { kind: 'flush'; time: number };
+  | { kind: 'flush'; time: number }
+  /** The lock erased the next audit block ahead while idle (only recorded when it erased). */
+  | { kind: 'eraseAhead' };
 
 interface Mark {
   fp: string;
@@ -171,7 +173,7 @@ function referenceRun(seed: string, targetOps: number): { epochs: Epoch[]; stepK
 
   // Record every storage call the lock makes (including those its boot makes).
   const proto = LockStorage.prototype;
-  const orig = { commit: proto.commit, appendAudit: proto.appendAudit, flushAudit: proto.flushAudit };
+  const orig = { commit: proto.commit, appendAudit: proto.appendAudit, flushAudit: proto.flushAudit, eraseAuditAhead: proto.eraseAuditAhead };
   proto.commit = function (this: LockStorage, next, auditAfter, tableOps) {
     const call: Call = { kind: 'commit', next, tableChanged: next.tableState.table !== this.state.tableState.table, audit: auditAfter, ops: tableOps };
     const before = { ...this.tableWrites };
@@ -189,6 +191,14 @@ function referenceRun(seed: string, targetOps: number): { epochs: Epoch[]; stepK
     current?.calls.push({ kind: 'append', rec, refusal: opts?.refusal === true });
     current?.marks.push(mark(this));
     return r;
+  };
+  proto.eraseAuditAhead = function (this: LockStorage) {
+    const erased = orig.eraseAuditAhead.call(this);
+    if (erased) {
+      current?.calls.push({ kind: 'eraseAhead' });
+      current?.marks.push(mark(this));
+    }
+    return erased;
   };
   proto.flushAudit = function (this: LockStorage, time) {
     const r = orig.flushAudit.call(this, time);
@@ -311,6 +321,7 @@ function replayCall(st: LockStorage, c: Call): void {
     const next = c.tableChanged ? c.next : { ...c.next, tableState: { ...c.next.tableState, table: st.state.tableState.table } };
     st.commit(next, c.audit, c.ops);
   } else if (c.kind === 'append') st.appendAudit(c.rec, { refusal: c.refusal });
+  else if (c.kind === 'eraseAhead') st.eraseAuditAhead();
   else st.flushAudit(c.time);
 }
 
