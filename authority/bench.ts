@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { deriveSeed32, encode, keyCertToCbor, keyPairFromSeed, toHex } from '../protocol';
 import { Authority } from './authority';
-import { openDatabase } from './db';
+import { freshPostgresSchema } from './db';
 import { decodeUpdate } from './test-support';
 
 const DOORS = 500;
@@ -32,16 +32,8 @@ export interface AuthorityBenchOptions {
 
 export async function benchAuthority(opts: AuthorityBenchOptions = {}): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'locksync-authority-bench-'));
-  const schema = `bench_${process.pid}_${Date.now().toString(36)}`;
-  let dbPath = join(dir, 'bench.db');
-  if (opts.postgresUrl !== undefined) {
-    const admin = openDatabase(opts.postgresUrl);
-    admin.exec(`CREATE SCHEMA ${schema}`);
-    admin.close();
-    const u = new URL(opts.postgresUrl);
-    u.searchParams.set('options', `-c search_path=${schema}`);
-    dbPath = u.toString();
-  }
+  const pg = opts.postgresUrl !== undefined ? freshPostgresSchema(opts.postgresUrl, 'bench') : null;
+  const dbPath = pg !== null ? pg.url : join(dir, 'bench.db');
   let t = 1_760_000_000;
   const { authority: a } = Authority.init({ dbPath, keyDir: join(dir, 'keys'), seed: 'bench', timeZone: 'America/New_York', now: () => t });
   try {
@@ -148,11 +140,7 @@ export async function benchAuthority(opts: AuthorityBenchOptions = {}): Promise<
     };
   } finally {
     a.close();
-    if (opts.postgresUrl !== undefined) {
-      const admin = openDatabase(opts.postgresUrl);
-      admin.exec(`DROP SCHEMA ${schema} CASCADE`);
-      admin.close();
-    }
+    pg?.drop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -121,3 +121,25 @@ export function openDatabase(location: string, opts: OpenOptions = {}): SqlDatab
   db.pragma('synchronous = NORMAL');
   return new SqliteDatabase(db);
 }
+
+let schemaCounter = 0;
+
+/**
+ * A fresh, empty PostgreSQL schema on the server at `base` (tests, benchmarks: one property
+ * each, side by side in one database): the URL that opens it and a function that drops it.
+ */
+export function freshPostgresSchema(base: string, prefix = 't'): { url: string; drop: () => void } {
+  const schema = `${prefix}_${process.pid}_${++schemaCounter}_${Math.floor(Math.random() * 1e9).toString(36)}`;
+  const run = (sql: string): void => {
+    const admin = openDatabase(base);
+    try {
+      admin.exec(sql);
+    } finally {
+      admin.close();
+    }
+  };
+  run(`CREATE SCHEMA ${schema}`);
+  const u = new URL(base);
+  u.searchParams.set('options', `-c search_path=${schema}`);
+  return { url: u.toString(), drop: () => run(`DROP SCHEMA ${schema} CASCADE`) };
+}

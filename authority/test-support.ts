@@ -22,39 +22,13 @@ import {
   toHex,
 } from '../protocol';
 import { Authority, type AuthorityInitOptions, type AuthorityOptions, type ProvisioningBundle } from './authority';
-import { openDatabase } from './db';
+import { freshPostgresSchema } from './db';
 
 /**
  * The PostgreSQL server the authority suites also run against (vitest's `authority-postgres`
  * project sets it; .ci/run starts a server). Unset: every property is a SQLite file.
  */
 export const TEST_POSTGRES_URL = process.env.LOCKSYNC_TEST_POSTGRES_URL;
-
-let schemaCounter = 0;
-
-/** A fresh, empty PostgreSQL schema for one property; returns its URL and a drop function. */
-function freshPostgresSchema(base: string): { url: string; drop: () => void } {
-  const schema = `t_${process.pid}_${++schemaCounter}_${Math.floor(Math.random() * 1e9).toString(36)}`;
-  const admin = openDatabase(base);
-  try {
-    admin.exec(`CREATE SCHEMA ${schema}`);
-  } finally {
-    admin.close();
-  }
-  const u = new URL(base);
-  u.searchParams.set('options', `-c search_path=${schema}`);
-  return {
-    url: u.toString(),
-    drop: () => {
-      const d = openDatabase(base);
-      try {
-        d.exec(`DROP SCHEMA ${schema} CASCADE`);
-      } finally {
-        d.close();
-      }
-    },
-  };
-}
 
 export interface TempProperty {
   dir: string;

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { deriveSeed32, keyPairFromSeed, toHex } from '../protocol/index';
 import { Authority } from '../authority/authority';
-import { openDatabase } from '../authority/db';
+import { freshPostgresSchema } from '../authority/db';
 import { World } from '../world/index';
 import { collectGarbage, mib, round } from './util';
 
@@ -135,16 +135,8 @@ export interface ShardedFleetResult {
 export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<ShardedFleetResult> {
   const log = opts.log ?? (() => undefined);
   const dir = mkdtempSync(join(tmpdir(), 'locksync-fleet-shards-'));
-  const schema = `fleet_${process.pid}_${Date.now().toString(36)}`;
-  let dbPath = join(dir, 'property.db');
-  if (opts.postgresUrl !== undefined) {
-    const admin = openDatabase(opts.postgresUrl);
-    admin.exec(`CREATE SCHEMA ${schema}`);
-    admin.close();
-    const u = new URL(opts.postgresUrl);
-    u.searchParams.set('options', `-c search_path=${schema}`);
-    dbPath = u.toString();
-  }
+  const pg = opts.postgresUrl !== undefined ? freshPostgresSchema(opts.postgresUrl, 'fleet') : null;
+  const dbPath = pg !== null ? pg.url : join(dir, 'property.db');
   const keyDir = join(dir, 'keys');
   const { authority, managerToken } = Authority.init({ dbPath, keyDir, seed: 'fleet-shards', timeZone: 'America/New_York' });
   authority.close();
@@ -193,11 +185,7 @@ export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<Shar
       errors: reports.filter((r) => r.error !== undefined).map((r) => `shard ${r.shard}: ${r.error}`),
     };
   } finally {
-    if (opts.postgresUrl !== undefined) {
-      const admin = openDatabase(opts.postgresUrl);
-      admin.exec(`DROP SCHEMA ${schema} CASCADE`);
-      admin.close();
-    }
+    pg?.drop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
