@@ -108,12 +108,28 @@ export interface BleLinkEvents {
   onParameterRequest?: (handle: number, parameters: typeof LOCK_IDLE_PARAMETERS) => void;
 }
 
-function isReceipt(bytes: Uint8Array): boolean {
+/** The type of an encoded message, or undefined if it does not decode. */
+function typeOf(bytes: Uint8Array): string | undefined {
   try {
-    return decodeMessage(bytes).type === 'receipt';
+    return decodeMessage(bytes).type;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether an answer carries the lock's receipt: sent alone, or as one reply inside a
+ * batchReply (the batched Door Sync dialogue, SPEC §6.5, returns it there).
+ */
+function carriesReceipt(bytes: Uint8Array): boolean {
+  let message;
+  try {
+    message = decodeMessage(bytes);
   } catch {
     return false;
   }
+  if (message.type === 'receipt') return true;
+  return message.type === 'batchReply' && message.replies.some((reply) => typeOf(reply) === 'receipt');
 }
 
 export type AdvertCause = 'start' | 'disconnect' | 'session' | 'refresh' | 'poll';
@@ -215,7 +231,7 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
           try {
             const answers = await session.handle(message);
             // Asked once the receipt is on its way (its frames are queued when this returns).
-            if (opts.idleParametersAfterSync && answers.some(isReceipt)) setTimeout(requestIdleParameters, 0);
+            if (opts.idleParametersAfterSync && answers.some(carriesReceipt)) setTimeout(requestIdleParameters, 0);
             return answers;
           } finally {
             syncAdvert('session');
