@@ -227,8 +227,7 @@ function reviveRow(row: Record<string, unknown>): Record<string, unknown> {
 function bindValue(v: unknown): unknown {
   if (v === undefined) return null;
   if (typeof v === 'bigint') return v.toString();
-  if (v instanceof Uint8Array) return v;
-  return v;
+  return v; // numbers, strings, null, and Uint8Array/Buffer (bytea) bind as they are
 }
 
 class PostgresDatabase implements SqlDatabase {

@@ -41,7 +41,7 @@ describe('revocation spread model', () => {
     expect(quantiles(mixed).p99).toBe(Infinity);
   });
 
-  it('the curve gap is zero for a perfect sample and large for a wrong one', () => {
+  it('the curve gap is 1/n for n evenly spread samples of a uniform curve, and 1 for samples all at the end', () => {
     const model: WhatIfModel = { pollSeconds: 100, leaseSeconds: 0, doors: Array.from({ length: 4 }, () => ({ name: 'l', kind: 'communal' as const, connected: true, passagesPerHour: 0, appSyncShare: 0 })) };
     expect(maxCurveGap(model, [0, 25, 50, 75])).toBeCloseTo(0.25, 12); // a step function vs a line: 1/n
     expect(maxCurveGap(model, [100, 100, 100, 100])).toBeCloseTo(1, 12);

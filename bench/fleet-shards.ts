@@ -21,7 +21,7 @@ import { deriveSeed32, keyPairFromSeed, toHex } from '../protocol/index';
 import { Authority } from '../authority/authority';
 import { freshPostgresSchema } from '../authority/db';
 import { World } from '../world/index';
-import { collectGarbage, mib, round } from './util';
+import { collectGarbage, round } from './util';
 
 interface ShardTask {
   dbPath: string;
@@ -220,5 +220,4 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
   for (const e of r.errors) console.log(`  ${e}`);
   if (values.json !== undefined) writeFileSync(values.json, JSON.stringify(r, null, 2));
   process.exitCode = r.errors.length > 0 ? 1 : 0;
-  void mib;
 }
