@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { CliError } from '../cli/errors';
 import { controlRequest, controlSocketPath } from '../firmware-sim/lifecycle';
-import { PAGE, type PanelEvent, type PanelState } from './panel';
+import { type PanelEvent, type PanelState, routePanelRequest } from './panel';
 
 export const REFRESH_MS = 500;
 
@@ -197,34 +197,8 @@ export class LockDirPanel {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/`;
   }
 
-  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (req.method === 'GET' && req.url === '/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(PAGE);
-      return;
-    }
-    if (req.method === 'GET' && req.url === '/events') {
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-      this.clients.add(res);
-      req.on('close', () => this.clients.delete(res));
-      res.write(`data: ${JSON.stringify(this.state())}\n\n`);
-      return;
-    }
-    if (req.method === 'POST' && req.url === '/action') {
-      let raw = '';
-      for await (const chunk of req) raw += String(chunk);
-      let body: Record<string, unknown>;
-      try {
-        body = JSON.parse(raw) as Record<string, unknown>;
-      } catch {
-        res.writeHead(400).end('{"ok":false,"text":"body is not JSON"}');
-        return;
-      }
-      const r = await this.act(body);
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r));
-      return;
-    }
-    res.writeHead(404).end('not found');
+  private route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    return routePanelRequest(req, res, { clients: this.clients, state: () => this.state(), act: (body) => this.act(body) });
   }
 
   async close(): Promise<void> {

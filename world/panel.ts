@@ -299,38 +299,8 @@ export class Panel {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/`;
   }
 
-  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (req.method === 'GET' && req.url === '/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(PAGE);
-      return;
-    }
-    if (req.method === 'GET' && req.url === '/events') {
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-      this.clients.add(res);
-      req.on('close', () => this.clients.delete(res));
-      res.write(`data: ${JSON.stringify(this.state())}\n\n`);
-      return;
-    }
-    if (req.method === 'POST' && req.url === '/action') {
-      let raw = '';
-      for await (const chunk of req) raw += String(chunk);
-      let body: Record<string, unknown>;
-      try {
-        body = JSON.parse(raw) as Record<string, unknown>;
-      } catch {
-        res.writeHead(400).end('{"ok":false,"text":"body is not JSON"}');
-        return;
-      }
-      try {
-        const r = await this.act(body);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r));
-      } catch (e) {
-        res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: false, text: (e as Error).message }));
-      }
-      return;
-    }
-    res.writeHead(404).end('not found');
+  private route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    return routePanelRequest(req, res, { clients: this.clients, state: () => this.state(), act: (body) => this.act(body) });
   }
 
   async close(): Promise<void> {
@@ -501,3 +471,46 @@ es.onerror = () => (document.getElementById('conn').textContent = 'reconnectingâ
 es.onmessage = (m) => { S.state = JSON.parse(m.data); render(); };
 </script></body></html>
 `;
+
+/**
+ * The panel's HTTP surface, shared by the world panel and the lock-directory panel: the page,
+ * the server-sent state stream, and actions posted as JSON (a failing action is a 500 with
+ * its message, never an unhandled rejection).
+ */
+export async function routePanelRequest(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  panel: { clients: Set<http.ServerResponse>; state(): unknown; act(body: Record<string, unknown>): Promise<unknown> },
+): Promise<void> {
+  if (req.method === 'GET' && req.url === '/') {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(PAGE);
+    return;
+  }
+  if (req.method === 'GET' && req.url === '/events') {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    panel.clients.add(res);
+    req.on('close', () => panel.clients.delete(res));
+    res.write(`data: ${JSON.stringify(panel.state())}\n\n`);
+    return;
+  }
+  if (req.method === 'POST' && req.url === '/action') {
+    let raw = '';
+    for await (const chunk of req) raw += String(chunk);
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(raw) as Record<string, unknown>;
+    } catch {
+      res.writeHead(400).end('{"ok":false,"text":"body is not JSON"}');
+      return;
+    }
+    try {
+      const r = await panel.act(body);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(r));
+    } catch (e) {
+      res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: false, text: (e as Error).message }));
+    }
+    return;
+  }
+  res.writeHead(404).end('not found');
+}
