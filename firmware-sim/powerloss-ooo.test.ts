@@ -1,23 +1,5 @@
-// The linear power-loss schedule in CI, out-of-order power loss (unsynced programs land in any subset, the interrupted one is torn) (firmware-sim/powerloss.ts):
-// POWERLOSS_CUTS cut points (default 15,500; with the out-of-order file, over 30,000).
-// More on demand: npm run powerloss -- --cuts 200000 --seed N.
-import { describe, expect, it } from 'vitest';
-import { MOUNT_MAX_OPS, runPowerLoss } from './powerloss';
+// The linear power-loss schedule in CI, out-of-order power loss: unsynced programs land in any
+// subset, the interrupted one is torn (firmware-sim/powerloss.ts).
+import { powerLossCase } from './powerloss-case';
 
-const CI_CUTS = Number(process.env.POWERLOSS_CUTS ?? 15_500);
-
-describe('linear power-loss schedule (outOfOrder)', () => {
-  it(`cuts power after each of ${CI_CUTS} operations of a long mixed run: old or new, nothing acknowledged lost, floor never down, bounded boot`, () => {
-    const r = runPowerLoss({ cuts: CI_CUTS, seed: 'ci-ooo', mode: 'outOfOrder' });
-    console.log(`outOfOrder: ${r.cuts} cut points, ${r.cutsPerSecond.toFixed(0)} cuts/s wall, ${r.cutsPerCpuSecond.toFixed(0)} per CPU second (${r.steps} steps, ${r.epochs} boots, ${r.landedNew} new / ${r.landedOld} old)`);
-    expect(r.cuts).toBeGreaterThanOrEqual(CI_CUTS);
-    // The workload really mixes what it claims, and cuts land on both sides.
-    for (const k of ['delta', 'snapshot', 'card', 'lockout', 'code', 'time', 'anchor', 'boot']) expect(r.stepKinds[k], k).toBeGreaterThan(0);
-    expect(r.tableWrites.journalRecords).toBeGreaterThan(0);
-    expect(r.tableWrites.bases).toBeGreaterThan(0);
-    expect(r.landedNew).toBeGreaterThan(0);
-    expect(r.landedOld).toBeGreaterThan(0);
-    expect(r.maxMountOps).toBeLessThanOrEqual(MOUNT_MAX_OPS);
-    expect(r.fullLockBoots).toBeGreaterThan(0);
-  }, 3_600_000); // a hard deadline against hangs (the run is synchronous), not a timing goal
-});
+powerLossCase('outOfOrder', 'ci-ooo');
