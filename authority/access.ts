@@ -11,8 +11,8 @@ export abstract class AccessControl extends AuditStore {
   /**
    * Who holds this bearer token. A refusal is 401 UNAUTHORIZED with `details.reason`:
    * MISSING, MALFORMED, UNKNOWN, EXPIRED (a device token past its lifetime: rotate it
-   * before then), ROTATED (a device token replaced by rotation), REVOKED (its device was
-   * revoked) or PARTNER_TERMINATED (a device of a partner whose integration ended).
+   * before then), ROTATED (a device's or partner's token replaced by rotation), REVOKED (its device was
+   * revoked) or PARTNER_TERMINATED (a partner whose integration ended, or one of its devices).
    */
   authenticate(token: string | undefined): Principal {
     if (token === undefined || token === '') throw new AuthorityError('UNAUTHORIZED', 'missing bearer token', { reason: 'MISSING' });
@@ -44,6 +44,11 @@ export abstract class AccessControl extends AuditStore {
     if (rotated) throw new AuthorityError('UNAUTHORIZED', `this token of device ${rotated.id} was replaced by rotation: use the new one`, { reason: 'ROTATED', deviceId: rotated.id });
     const p = this.db.prepare("SELECT id FROM partners WHERE token_hash = ? AND status = 'authorized'").get(h) as { id: number } | undefined;
     if (p) return { kind: 'partner', partnerId: p.id };
+    const former = this.db.prepare('SELECT id, status FROM partners WHERE previous_token_hash = ?').get(h) as { id: number; status: string } | undefined;
+    if (former?.status === 'authorized')
+      throw new AuthorityError('UNAUTHORIZED', `this API token of partner ${former.id} was replaced by rotation: use the new one`, { reason: 'ROTATED', partnerId: former.id });
+    if (former !== undefined)
+      throw new AuthorityError('UNAUTHORIZED', `partner ${former.id} is no longer authorized at this property`, { reason: 'PARTNER_TERMINATED', partnerId: former.id });
     const l = this.db.prepare('SELECT lock_id FROM locks WHERE token_hash = ?').get(h) as { lock_id: string } | undefined;
     if (l) return { kind: 'lock', lockId: l.lock_id };
     throw new AuthorityError('UNAUTHORIZED', 'unknown bearer token', { reason: 'UNKNOWN' });

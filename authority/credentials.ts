@@ -42,12 +42,12 @@ export abstract class Credentials extends SigningKeys {
     });
   }
 
-  /** A new API token for an authorized partner; the old one stops working at once. */
+  /** A new API token for an authorized partner; the old one stops working at once (refused as ROTATED). */
   rotatePartnerToken(partnerId: number): { partnerId: number; token: string } {
     return this.batch(() => {
       const p = this.requireAuthorizedPartner(partnerId);
       const token = this.newToken('partner');
-      this.db.prepare('UPDATE partners SET token_hash = ? WHERE id = ?').run(sha256(token), p.id);
+      this.db.prepare('UPDATE partners SET previous_token_hash = token_hash, token_hash = ? WHERE id = ?').run(sha256(token), p.id);
       return { partnerId: p.id, token };
     });
   }

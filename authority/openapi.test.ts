@@ -174,7 +174,7 @@ describe('OpenAPI document', () => {
     expect((await call('GET', `/v1/partner/grants/${grant.json.id}`, partner.token)).status).toBe(404);
     // the partner rotates its API token; the manager can issue it another
     const newPartnerToken = (await call('POST', '/v1/partner/token', partner.token)).json.token as string;
-    expect((await call('GET', '/v1/partner', partner.token)).json.error.details.reason).toBe('UNKNOWN');
+    expect((await call('GET', '/v1/partner', partner.token)).json.error.details.reason).toBe('ROTATED');
     const managerIssued = (await call('POST', `/v1/manager/partners/${partner.partner.id}/token`, M)).json.token as string;
     expect((await call('GET', '/v1/partner', newPartnerToken)).status).toBe(401);
     expect((await call('GET', '/v1/partner', managerIssued)).status).toBe(200);

@@ -108,7 +108,8 @@ export abstract class Partners extends People {
         });
       }
       const now = this.now();
-      this.db.prepare("UPDATE partners SET status = 'terminated', token_hash = NULL, terminated_at = ? WHERE id = ?").run(now, p.id);
+      // The last token's hash stays, so a call with it is told PARTNER_TERMINATED, not UNKNOWN.
+      this.db.prepare("UPDATE partners SET status = 'terminated', previous_token_hash = COALESCE(token_hash, previous_token_hash), token_hash = NULL, terminated_at = ? WHERE id = ?").run(now, p.id);
       // Whatever it granted its users ends with it (already inert: it is assigned nowhere).
       this.db.prepare('DELETE FROM partner_grants WHERE partner_id = ?').run(p.id);
       // Its devices' tokens die with the integration (they could otherwise still carry data).

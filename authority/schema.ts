@@ -294,6 +294,14 @@ CREATE INDEX devices_previous_token ON devices(previous_token_hash);
     sql: `DELETE FROM receipts WHERE id NOT IN (SELECT MIN(id) FROM receipts GROUP BY lock_id, nonce, version, audit_seq);
 CREATE UNIQUE INDEX receipts_once ON receipts(lock_id, nonce, version, audit_seq);`,
   },
+  {
+    version: 7,
+    name: 'a rotated partner token is named as such',
+    // As for device tokens (v5): the token a rotation replaced is kept as a hash, so a
+    // partner still calling with it is told ROTATED (use the new one) rather than UNKNOWN.
+    sql: `ALTER TABLE partners ADD COLUMN previous_token_hash BLOB;
+CREATE INDEX partners_previous_token ON partners(previous_token_hash);`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -56,11 +56,11 @@ describe('device tokens', () => {
     a.revokeDevice(phone.deviceId);
     expect(reasonOf(() => a.authenticate(phone.token))).toBe('UNKNOWN'); // its row is gone with it
     const rotated = a.rotatePartnerToken(partner.id);
-    expect(reasonOf(() => a.authenticate(partnerToken))).toBe('UNKNOWN');
+    expect(reasonOf(() => a.authenticate(partnerToken))).toBe('ROTATED');
     expect(a.authenticate(rotated.token)).toEqual({ kind: 'partner', partnerId: partner.id });
     // terminating the partner revokes its API token and its devices' tokens
     a.terminatePartner(partner.id);
-    expect(reasonOf(() => a.authenticate(rotated.token))).toBe('UNKNOWN');
+    expect(reasonOf(() => a.authenticate(rotated.token))).toBe('PARTNER_TERMINATED');
     expect(reasonOf(() => a.authenticate(dev.token))).toBe('PARTNER_TERMINATED');
     expect(() => a.rotateDeviceToken(dev.deviceId)).toThrow(/terminated/);
   });
