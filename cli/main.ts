@@ -17,18 +17,6 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { reportFailure } from './errors';
-import { registerAgentCommands } from '../mobile-agent/cli';
-import { registerAuthorityCommands } from '../authority/cli';
-import { registerLockCommands } from '../firmware-sim/cli';
-import { registerScenarioCommands } from '../scenario/cli';
-import { registerRadioCommands } from '../radio/cli';
-import { registerTraceCommands } from '../radio/trace-show';
-import { registerReplayCommand } from '../radio/replay';
-import { registerPanelCommand } from '../world/panel';
-import { registerSoakCommand } from '../world/soak';
-import { bleLockTransportFactory } from '../ble/lock-transport';
-import { registerDemoCommand } from './demo-command';
-import { registerConformanceCommand } from '../conformance/cli';
 import { applyCliConventions, isAskedForOutput } from './program';
 
 function packageVersion(): string {
@@ -39,23 +27,44 @@ function packageVersion(): string {
 /** How long a failed command may take to wind down before the process exits anyway. */
 const FAILED_GRACE_MS = 2000;
 
-export function buildProgram(): Command {
+/**
+ * Each top-level command and how to load it. A command's module graph (authority, radio,
+ * world, …) is imported only when that command runs: a `locksync agent sync` process does not
+ * load the authority's SQL layer or the radio, which roughly halves its start-up time under
+ * tsx. Help at the top level, or a name that is not here, loads them all.
+ */
+type Register = (program: Command) => unknown;
+
+const SUBCOMMANDS: Readonly<Record<string, () => Promise<Register>>> = {
+  // uart:/hci: locks serve the GATT service on bleno (loaded only when such a lock starts).
+  lock: async () => {
+    const [{ registerLockCommands }, { bleLockTransportFactory }] = await Promise.all([import('../firmware-sim/cli'), import('../ble/lock-transport')]);
+    return (p) => registerLockCommands(p, { transportFactory: (spec) => bleLockTransportFactory(spec) });
+  },
+  agent: async () => (await import('../mobile-agent/cli')).registerAgentCommands,
+  authority: async () => (await import('../authority/cli')).registerAuthorityCommands,
+  radio: async () => (await import('../radio/cli')).registerRadioCommands,
+  scenario: async () => (await import('../scenario/cli')).registerScenarioCommands,
+  trace: async () => (await import('../radio/trace-show')).registerTraceCommands,
+  replay: async () => (await import('../radio/replay')).registerReplayCommand,
+  panel: async () => (await import('../world/panel')).registerPanelCommand,
+  soak: async () => (await import('../world/soak')).registerSoakCommand,
+  demo: async () => (await import('./demo-command')).registerDemoCommand,
+  conformance: async () => (await import('../conformance/cli')).registerConformanceCommand,
+};
+
+/**
+ * The `locksync` program. With `only` naming a top-level command, just that command is
+ * registered (what `main` does for `locksync NAME …`); without it, all of them.
+ */
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('locksync')
     .description('Smart-lock firmware simulator, signed offline Door Sync over BLE, courier agent, authority and a virtual BLE radio')
     .version(packageVersion(), '-V, --version', 'print the locksync version');
-
-  // uart:/hci: locks serve the GATT service on bleno (loaded only when such a lock starts).
-  registerLockCommands(program, { transportFactory: (spec) => bleLockTransportFactory(spec) });
-  registerAgentCommands(program);
-  registerAuthorityCommands(program);
-  registerRadioCommands(program);
-  registerScenarioCommands(program);
-  registerTraceCommands(program);
-  registerReplayCommand(program);
-  registerPanelCommand(program);
-  registerSoakCommand(program);
-  registerDemoCommand(program);
-  registerConformanceCommand(program);
+  const one = only !== undefined && Object.hasOwn(SUBCOMMANDS, only) ? SUBCOMMANDS[only] : undefined;
+  // Imported together, registered in the table's order (the order `--help` lists them).
+  const registers = await Promise.all((one !== undefined ? [one] : Object.values(SUBCOMMANDS)).map((load) => load()));
+  for (const register of registers) register(program);
   return applyCliConventions(program);
 }
 
@@ -73,7 +82,9 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   if (process.env.npm_lifecycle_event === 'locksync' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
 
   try {
-    await buildProgram().parseAsync(argv);
+    // argv[2] is the top-level command unless it is an option (`--help`, `-V`).
+    const first = argv[2];
+    await (await buildProgram(first !== undefined && !first.startsWith('-') ? first : undefined)).parseAsync(argv);
   } catch (e) {
     if (isAskedForOutput(e)) process.exitCode = 0;
     // A failed command may leave handles open (a server, a BLE stack): end the process now.

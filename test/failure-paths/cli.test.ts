@@ -285,7 +285,7 @@ function leaves(cmd: Command, words: string[] = []): Leaf[] {
   return cmd.commands.flatMap((c) => leaves(c, [...words, c.name()]));
 }
 
-const authorityGroup = buildProgram().commands.find((c) => c.name() === 'authority') as Command;
+const authorityGroup = (await buildProgram()).commands.find((c) => c.name() === 'authority') as Command;
 const authorityLeaves = leaves(authorityGroup, ['authority']);
 const ID_FLAGS = ['--door', '--key', '--user', '--partner', '--guest', '--device', '--keycard', '--resident', '--doors', '--grant'];
 /** A well-formed, strong Ed25519 public key (a weak one is refused before any id is looked up). */
@@ -326,7 +326,7 @@ function requiredArgs(leaf: Leaf, dbPath: string, id: string): string[] {
  * binary prints exactly the CliError's line and exits with its code.
  */
 async function failureInProcess(args: string[]): Promise<CliError> {
-  const program = buildProgram();
+  const program = await buildProgram();
   const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
   try {
     await program.parseAsync(args, { from: 'user' });
@@ -478,13 +478,15 @@ describe('scenario run --junit', () => {
 
 // ---------------------------------------------------------------------------
 
+const fullProgram = await buildProgram();
+
 describe('help and version', () => {
   const all: Leaf[] = [];
   const walk = (cmd: Command, words: string[]): void => {
     all.push({ words, cmd });
     for (const c of cmd.commands) walk(c, [...words, c.name()]);
   };
-  walk(buildProgram(), []);
+  walk(fullProgram, []);
   // `trace` still parses its own arguments (radio/cli.ts traceMain) until it moves to commander.
   const commanderOwned = all.filter((c) => c.words[0] !== 'trace');
 
@@ -500,13 +502,25 @@ describe('help and version', () => {
     expect(missing).toEqual([]);
   });
 
+  it('a process running one top-level command loads just that command, with the same tree as the full program', async () => {
+    const tree = (cmd: Command): string[] => [commandPath(cmd), ...cmd.options.map((o) => `${commandPath(cmd)} ${o.flags}`), ...cmd.commands.flatMap(tree)];
+    expect(fullProgram.commands.length).toBeGreaterThan(10);
+    for (const top of fullProgram.commands) {
+      const one = await buildProgram(top.name());
+      expect(one.commands.map((c) => c.name())).toEqual([top.name()]);
+      expect(tree(one.commands[0]!)).toEqual(tree(top));
+    }
+    // a name that is no command loads everything, so commander can say what is unknown
+    expect((await buildProgram('nosuch')).commands.length).toBe(fullProgram.commands.length);
+  });
+
   it('help marks every required option', () => {
     for (const { cmd } of commanderOwned) for (const o of cmd.options) if (o.mandatory) expect(o.description, `${commandPath(cmd)} ${o.flags}`).toMatch(/\(required\)/);
   });
 
   it('--help exits 0 and prints the usage for every command (in process, through the same conventions)', async () => {
     for (const { words } of commanderOwned) {
-      const program = buildProgram();
+      const program = await buildProgram();
       let out = '';
       const configure = (c: Command): void => {
         c.configureOutput({ writeOut: (s) => void (out += s), writeErr: (s) => void (out += s) });
