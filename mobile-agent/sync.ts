@@ -361,7 +361,7 @@ export async function syncOnConnection(
     }
   }
 
-  // 5. Relay receipt and audit, each on its own.
+  // 5. Relay receipt and audit: in one call where the authority client can (each still judged on its own).
   const receiptBytes = receipt ? encodeMessage(receipt) : undefined;
   const relayed = await relay(lockId, receiptBytes, auditExport, opts);
   // The authority's "audit anchored through N" back to the lock while the link is up, so its
@@ -562,8 +562,8 @@ interface Relayed {
 
 /**
  * Relay the new receipt and audit export, and anything this lock's outbox held from before.
- * With a cache, the lock's queue goes first, then this sync's items, each on its own
- * (outbox.ts deliverWithFresh): a transient or token failure queues it, a permanent refusal
+ * With a cache, the lock's queue goes first, then this sync's items, both in one call when
+ * the client offers it, each judged on its own (outbox.ts deliverWithFresh): a transient or token failure queues it, a permanent refusal
  * dead-letters it. Without a cache (library use) they are posted directly and a failure
  * propagates.
  */
@@ -572,8 +572,17 @@ async function relay(lockId: string, receipt: Uint8Array | undefined, audit: Uin
   const none: Relayed = { receipt: 'none', audit: 'none', deadLettered: [] };
   if (!cache) {
     if (!authority) return none;
-    if (receipt) await authority.postReceipt(lockId, receipt);
-    const anchor = audit ? (await authority.postAudit(lockId, audit)).anchor : undefined;
+    let anchor: Uint8Array | undefined;
+    if (receipt && audit && authority.postRelay) {
+      // Both in one round trip; each answered on its own, and here a refusal propagates.
+      const r = await authority.postRelay(lockId, { receipt, audit });
+      if (r.receipt && !r.receipt.ok) throw r.receipt.error;
+      if (r.audit && !r.audit.ok) throw r.audit.error;
+      if (r.audit?.ok) anchor = r.audit.anchor;
+    } else {
+      if (receipt) await authority.postReceipt(lockId, receipt);
+      anchor = audit ? (await authority.postAudit(lockId, audit)).anchor : undefined;
+    }
     if (receipt || audit) opts.onEvent?.({ phase: 'relayed', to: 'authority' });
     const direct: Relayed = { receipt: receipt ? 'delivered' : 'none', audit: audit ? 'delivered' : 'none', deadLettered: [] };
     if (anchor) direct.anchor = anchor;
