@@ -172,7 +172,7 @@ function deviceTable(all: DoorSyncCase[]): string {
     rows,
     [
       'on this profile: the same world with World option device: every answer of the lock waits, on the radio clock, the device time its work costs (firmware-sim/device-profile.ts; sources in firmware-sim/README.md). Host runs and profile runs are separate worlds, so the difference also holds run-to-run noise.',
-      'lock work priced: the lock\'s metered work during the sync (Ed25519 verifies and signs, SHA-256 blocks, bytes programmed, block erases) at the profile\'s figures; CBOR decoding and the point decompression of new phone keys are not modelled.',
+      'lock work priced: the lock\'s metered work during the sync (Ed25519 verifies and signs, SHA-256 blocks, bytes programmed, block erases) at the profile\'s figures; CBOR decoding and map look-ups are not modelled (a new phone key is checked on its bytes, no point decompression: SPEC §3.3).',
     ],
   );
 }
