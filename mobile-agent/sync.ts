@@ -150,7 +150,8 @@ const expectedHellos = new WeakMap<LockConnector, Map<string, ExpectedHello>>();
  * fetch after the hello reports its own.
  */
 function prefetchUpdates(opts: SyncOptions): { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined {
-  const expected = expectedHellos.get(opts.connector)?.get(opts.lockId);
+  // The connector's memory first (this process), else the courier cache's (an earlier one).
+  const expected = expectedHellos.get(opts.connector)?.get(opts.lockId) ?? opts.cache?.expectedHello(opts.lockId);
   if (!opts.authority || expected === undefined) return undefined;
   const updates = opts.authority.updates(opts.lockId, expected.version, expected.certSerial).catch(() => undefined);
   return { expected, updates };
@@ -160,6 +161,7 @@ function rememberHello(opts: SyncOptions, version: number, certSerial: number | 
   let m = expectedHellos.get(opts.connector);
   if (!m) expectedHellos.set(opts.connector, (m = new Map()));
   m.set(opts.lockId, { version, certSerial });
+  opts.cache?.rememberExpectedHello(opts.lockId, version, certSerial);
 }
 
 /** The certificate serial a lock holds after committing `updates` (its floor only rises). */

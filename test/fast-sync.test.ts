@@ -9,6 +9,8 @@ import { TestAuthority } from '../firmware-sim/test-authority';
 import { type Message, MAX_BATCH_ITEMS, decodeMessage, encode, encodeMessage, makeDelta, signHead, tableDigest, keyPairFromSeed, deriveSeed32, ProtocolError, cmap } from '../protocol/index';
 import { World } from '../world/index';
 import { AgentError } from '../mobile-agent/errors';
+import type { LockConnector } from '../mobile-agent/link';
+import type { AuthorityApi } from '../mobile-agent/authority-client';
 
 const UID = new Uint8Array([4, 1, 2, 3]);
 
@@ -163,6 +165,28 @@ describe('pipelined Door Sync end to end (in-process link, authority over HTTP)'
     expect(seen.find((m) => m.type === 'batchReply')?.items).toEqual(['timeAck', 'receipt', 'auditExport']);
     expect(toLock).not.toContain('delta'); // nothing sent twice
     expect(world.door('unit').lock.version).toBe(target);
+  });
+
+  it('a new process (a connector that never met the lock) fetches the updates while connecting: the courier cache remembers the version the lock is at', async () => {
+    const lockId = world.door('unit').lockId;
+    const phone = world.phone('resident');
+    expect(phone.cache.expectedHello(lockId)?.version).toBe(world.door('unit').lock.version);
+    const target = toggleRevocation();
+    const inner = phone.connector;
+    const fresh: LockConnector = { transport: inner.transport, scan: (t, f) => inner.scan(t, f), connect: (l, o) => inner.connect(l, o), forget: (l) => inner.forget(l), close: async () => undefined };
+    const order: string[] = [];
+    const client = world.authorityClientFor('resident');
+    const authority: AuthorityApi = {
+      updates: (...a) => (order.push(`updates from v${a[1]}`), client.updates(...a)),
+      signedTime: (...a) => client.signedTime(...a),
+      postReceipt: (...a) => client.postReceipt(...a),
+      postAudit: (...a) => client.postAudit(...a),
+    };
+    current = 'resident';
+    const r = await world.sync('resident', 'unit', { connector: fresh, authority, onEvent: (e) => e.phase === 'connected' && order.push('hello') });
+    expect(r).toMatchObject({ outcome: 'updated', versionAfter: target });
+    expect(order).toEqual([`updates from v${r.versionBefore}`, 'hello']);
+    expect(phone.cache.expectedHello(lockId)?.version).toBe(target);
   });
 
   it('an old-style phone (no batches) still syncs against the same lock, one request at a time', async () => {
