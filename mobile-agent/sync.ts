@@ -340,8 +340,16 @@ export async function syncOnConnection(
   // After the updates: a lock without the key certificate can verify it only now; and a
   // resumed sync sends its time here, behind the transfer it had to finish first.
   if (signedTime && !timeSentInBatch && (!timeFirst || resuming || !timeAckSeen)) {
-    await conn.sendRaw(signedTime);
-    await readTimeAck(conn, ctx);
+    const auditDue = !batchAudit && (hello.capabilities & CAPABILITIES.auditExport) !== 0 && !(ctx.fetched?.source === 'cache' && receipt === undefined);
+    if (auditDue && opts.pipeline !== false && (hello.capabilities & CAPABILITIES.batch) !== 0) {
+      // The time and the audit request in one batch (SPEC §6.5): one round trip instead of
+      // two. A refused time leaves the audit request NOT_ATTEMPTED; it then goes alone below.
+      const b = await syncByBatch(conn, ctx, signedTime, [], true);
+      if (b.auditExport) batchAudit = b.auditExport;
+    } else {
+      await conn.sendRaw(signedTime);
+      await readTimeAck(conn, ctx);
+    }
   }
 
   // 4. Audit log export. Not when the cache stood in for the authority and carried nothing:

@@ -109,6 +109,43 @@ describe('batch at the lock session', () => {
   });
 });
 
+describe('a fresh lock and an update too large to batch', () => {
+  it('the update goes alone; then the signed time (verifiable only after it) and the audit request share one batch', async () => {
+    const seen: { direction: string; type: string; items?: string[] }[] = [];
+    const world = await World.create({
+      seed: 'fast-sync-large',
+      doors: [{ name: 'unit' }],
+      phones: ['resident'],
+      onSessionMessage: (m) => {
+        const msg = decodeMessage(m.bytes);
+        const items = msg.type === 'batch' ? msg.messages : msg.type === 'batchReply' ? msg.replies : undefined;
+        seen.push({ direction: m.direction, type: msg.type, ...(items ? { items: items.map((b) => decodeMessage(b).type) } : {}) });
+      },
+    });
+    try {
+      const a = world.authority;
+      const key = a.createKey({ name: 'Unit', doors: [{ doorId: world.door('unit').doorId }] });
+      const ann = a.addUser({ name: 'Ann' });
+      a.assignKey(ann.id, key.id);
+      world.enrolPhone('resident', { userId: ann.id });
+      // 200 keycards: a first update well above the 4,096 B a batch may carry.
+      a.batch(() => {
+        for (let i = 0; i < 200; i++) a.addKeycard(ann.id, (0x04000000 + i).toString(16).padStart(8, '0'));
+      });
+      world.moveTo('resident', 'unit');
+      const r = await world.sync('resident', 'unit');
+      expect(r).toMatchObject({ outcome: 'updated', versionBefore: 0, receiptDelivered: true, auditFate: 'delivered' });
+      expect(r.updateBytes).toBeGreaterThan(4096);
+      const toLock = seen.filter((m) => m.direction === 'to-lock');
+      expect(toLock.map((m) => m.type)).toEqual(['snapshot', 'batch', 'auditAnchor']);
+      expect(toLock[1]?.items).toEqual(['signedTime', 'auditRequest']);
+      expect(seen.find((m) => m.type === 'batchReply')?.items).toEqual(['timeAck', 'auditExport']);
+    } finally {
+      await world.close();
+    }
+  });
+});
+
 describe('pipelined Door Sync end to end (in-process link, authority over HTTP)', () => {
   let world: World;
   const seen: { phone: string; direction: string; type: string; items?: string[] }[] = [];
