@@ -77,6 +77,15 @@ describe('authority HTTP API', () => {
     expect(unsigned.json.error).toMatchObject({ code: 'BAD_AUDIT', details: { reason: 'MALFORMED' } });
     const audit = await call('POST', `/v1/locks/${bundle.lockId}/audit`, reg.token, { export: lock.auditExport(AUDIT_GENESIS, [], { oldestSeq: 0 }) });
     expect(audit).toEqual({ status: 200, json: { accepted: 0, anchoredThrough: null } });
+    // Receipt and export in one call: each answered as on its own route; a refused one holds back nothing.
+    const both = await call('POST', `/v1/locks/${bundle.lockId}/relay`, reg.token, { receipt: lock.receipt({ signer: phone.secretKey }), export: lock.auditExport(AUDIT_GENESIS, [], { oldestSeq: 0 }) });
+    expect(both.status).toBe(200);
+    expect(both.json.receipt).toMatchObject({ status: 422, error: { code: 'BAD_RECEIPT', details: { reason: 'BAD_SIGNATURE' } } });
+    expect(both.json.audit).toEqual({ status: 200, result: { accepted: 0, anchoredThrough: null } });
+    const good = await call('POST', `/v1/locks/${bundle.lockId}/relay`, dev.token, { receipt: lock.receipt() });
+    expect(good).toEqual({ status: 200, json: { receipt: { status: 200, result: { lockId: bundle.lockId, version: lock.version, inForce: true } } } });
+    expect((await call('POST', `/v1/locks/${bundle.lockId}/relay`, dev.token, {})).status).toBe(400);
+    expect((await call('POST', `/v1/locks/${bundle.lockId}/relay`, undefined, { receipt: lock.receipt() })).status).toBe(401);
 
     // the resident invites a guest from the phone; the manager revokes the Key
     const inv = await call('POST', '/v1/me/guests', dev.token, { name: 'Gus', doorIds: [door.id] });

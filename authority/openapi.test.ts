@@ -128,6 +128,7 @@ describe('OpenAPI document', () => {
     expect((await call('POST', `/v1/locks/${bundle.lockId}/receipts`, dev.token, { receipt: lock.receipt() })).status).toBe(200);
     await call('GET', `/v1/locks/${bundle.lockId}/time?nonce=${'00'.repeat(16)}`, dev.token);
     await call('POST', `/v1/locks/${bundle.lockId}/audit`, dev.token, { export: 'a0' });
+    expect((await call('POST', `/v1/locks/${bundle.lockId}/relay`, dev.token, { receipt: lock.receipt(), export: 'a0' })).json).toMatchObject({ receipt: { status: 200 }, audit: { status: 422 } });
     await call('GET', '/v1/me', dev.token);
     await call('GET', '/v1/me/credentials', dev.token);
     const guest = (await call('POST', '/v1/me/guests', dev.token, { name: 'Gus', doorIds: [unit.id] })).json;

@@ -158,6 +158,27 @@ const ops: Op[] = [
   { method: 'get', path: '/v1/locks/{lockId}/time', id: 'lockTime', summary: 'authority-signed time, bound to the session nonce', auth: 'courier', query: { nonce: hex }, response: obj({ signedTime: hex }) },
   { method: 'post', path: '/v1/locks/{lockId}/receipts', id: 'postReceipt', summary: 'relay a lock-signed receipt', auth: 'courier', status: 200, body: obj({ receipt: hex }), response: obj({ lockId: str, version: int, inForce: bool }) },
   { method: 'post', path: '/v1/locks/{lockId}/audit', id: 'postAudit', summary: 'relay a lock-signed audit export', auth: 'courier', status: 200, body: obj({ export: hex }), response: obj({ accepted: int, anchoredThrough: nullable(int), anchor: hex }, ['accepted', 'anchoredThrough']) },
+  {
+    method: 'post',
+    path: '/v1/locks/{lockId}/relay',
+    id: 'postRelay',
+    summary: "a Door Sync's receipt and audit export in one call: each judged as on its own route (receipt first) and answered on its own, with the status that route would have given",
+    auth: 'courier',
+    status: 200,
+    body: obj({ receipt: hex, export: hex }, []),
+    response: obj(
+      {
+        receipt: { oneOf: [closed({ status: { type: 'integer', enum: [200] }, result: obj({ lockId: str, version: int, inForce: bool }) }), closed({ status: int, error: obj({ code: str, message: str, details: { type: 'object' } }, ['code', 'message']) })] },
+        audit: {
+          oneOf: [
+            closed({ status: { type: 'integer', enum: [200] }, result: obj({ accepted: int, anchoredThrough: nullable(int), anchor: hex }, ['accepted', 'anchoredThrough']) }),
+            closed({ status: int, error: obj({ code: str, message: str, details: { type: 'object' } }, ['code', 'message']) }),
+          ],
+        },
+      },
+      [],
+    ),
+  },
   { method: 'get', path: '/v1/uplink/{lockId}', id: 'uplink', summary: "a connected lock's long poll: updates past `from` and signed time", auth: 'lockOrManager', query: { from: int, wait: int, nonce: hex, certSerial: int }, response: { allOf: [ref('Updates'), obj({ signedTime: hex })] } },
   // residents' and guests' phones
   { method: 'get', path: '/v1/me', id: 'me', summary: 'the device and its user', auth: 'device', response: obj({ deviceId: int, user: nullable(ref('User')), partnerId: nullable(int) }) },

@@ -1,5 +1,5 @@
 // The authority's JSON HTTP API on node:http (no framework). Routes:
-//   phones / locks   /v1/locks/{lockId}/updates|time|receipts|audit, /v1/uplink/{lockId}
+//   phones / locks   /v1/locks/{lockId}/updates|time|receipts|audit|relay, /v1/uplink/{lockId}
 //   residents        /v1/me, /v1/me/credentials, /v1/me/guests
 //   partners         /v1/partner/devices, /v1/partner/credentials
 //   managers         /v1/manager/...  (every manager operation and the read views)
@@ -67,6 +67,16 @@ function optInt(q: URLSearchParams, name: string): number | undefined {
   if (v === null || v === '') return undefined;
   if (!/^[0-9]+$/.test(v)) throw invalid(`${name} must be a non-negative integer`);
   return Number(v);
+}
+
+/** One item of POST /v1/locks/{id}/relay: what its own route would have answered. */
+function relayItem(accept: () => unknown): { status: number; result: unknown } | { status: number; error: unknown } {
+  try {
+    return { status: 200, result: accept() };
+  } catch (e) {
+    if (e instanceof AuthorityError) return { status: e.status, error: e.toJSON() };
+    throw e;
+  }
 }
 
 /** Which bearer tokens a route takes, in the words of its error bodies (401/403). */
@@ -143,6 +153,17 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   r('GET', `/v1/locks/${LOCK}/time`, 'courier', (c) => ({ signedTime: a.signedTime(p0(c), c.query.get('nonce') ?? undefined) }));
   r('POST', `/v1/locks/${LOCK}/receipts`, 'courier', (c) => a.acceptReceipt(p0(c), c.body.receipt as string));
   r('POST', `/v1/locks/${LOCK}/audit`, 'courier', (c) => a.acceptAudit(p0(c), c.body.export as string));
+  // A Door Sync's receipt and audit export in one round trip. Each is judged exactly as on
+  // its own route, the receipt first, and answered on its own ({status, result} or {status,
+  // error}): one refused never holds back the other (mobile-agent/outbox.ts).
+  r('POST', `/v1/locks/${LOCK}/relay`, 'courier', (c) => {
+    const { receipt, export: exported } = c.body;
+    if (receipt === undefined && exported === undefined) throw invalid('relay takes a receipt, an export, or both');
+    const out: Json = {};
+    if (receipt !== undefined) out.receipt = relayItem(() => a.acceptReceipt(p0(c), receipt as string));
+    if (exported !== undefined) out.audit = relayItem(() => a.acceptAudit(p0(c), exported as string));
+    return out;
+  });
 
   // --- residents' and guests' phones
   r('GET', '/v1/me', 'device', (c) => {

@@ -26,7 +26,8 @@ export const LINK_PROFILES: ProfileSpec[] = [
   { name: 'worst', profile: { intervalMs: 30, attMtu: 23, dataLength: 27, phy: '1M', packetsPerEvent: 4 } },
 ];
 
-export type CaseName = 'revocation' | 'snapshot-1k' | 'snapshot-10k';
+export const CASE_NAMES = ['revocation', 'snapshot-1k', 'snapshot-10k'] as const;
+export type CaseName = (typeof CASE_NAMES)[number];
 
 export interface DoorSyncCase {
   profile: string;

@@ -48,6 +48,7 @@ export function withWanLatency(inner: AuthorityApi, wan: WanModel, seed: string)
     signedTime: async (...a) => (await delay(), inner.signedTime(...a)),
     postReceipt: async (...a) => (await delay(), inner.postReceipt(...a)),
     postAudit: async (...a) => (await delay(), inner.postAudit(...a)),
+    ...(inner.postRelay ? { postRelay: async (...a: Parameters<NonNullable<AuthorityApi['postRelay']>>) => (await delay(), (inner.postRelay as NonNullable<AuthorityApi['postRelay']>).call(inner, ...a)) } : {}),
   };
 }
 
@@ -61,10 +62,10 @@ export const ADVERTISING_INTERVALS_MS = [20, 100, 500, 1000];
 export const LINK_ROUND_TRIPS = 5;
 /**
  * Authority calls on the critical path: signed time (bound to the hello's nonce), then the
- * receipt and the audit export relayed one after the other. The updates are fetched while
- * the link is set up, off the critical path.
+ * receipt and the audit export relayed together (POST /v1/locks/{id}/relay). The updates
+ * are fetched while the link is set up, off the critical path.
  */
-export const AUTHORITY_ROUND_TRIPS = 3;
+export const AUTHORITY_ROUND_TRIPS = 2;
 
 export interface MatrixCell {
   profile: string;
@@ -234,7 +235,7 @@ export function revocationMatrixTable(r: MatrixResult): string {
     ]),
     [
       'Model time of the virtual radio (link-layer timing; host JavaScript time counts as it passes). Real stacks: bleno (lock) ↔ noble (phone) on HCI controllers over ptys; authority on SQLite behind HTTP on 127.0.0.1.',
-      `floor = advertising interval / 2 + 5 ms (mean wait for an advert, advDelay included) + ${r.linkRoundTrips} link round trips × connection interval (connect, MTU, Database Hash read, CCCD + HELLOs, batch → batchReply) + ${r.authorityRoundTrips} authority round trips × (RTT + mean jitter) on WAN (signed time, receipt, audit export; the updates are fetched during the connect).`,
+      `floor = advertising interval / 2 + 5 ms (mean wait for an advert, advDelay included) + ${r.linkRoundTrips} link round trips × connection interval (connect, MTU, Database Hash read, CCCD + HELLOs, batch → batchReply) + ${r.authorityRoundTrips} authority round trips × (RTT + mean jitter) on WAN (signed time; receipt and audit export in one relay call; the updates are fetched during the connect).`,
       `WAN: every HTTP call of the phone waits RTT + uniform(0, jitter) first — ${r.wan.rttMs} ms is the median multi-server latency Ookla measured on US mobile networks, Q2 2023 (54–63 ms by operator); the jitter is an assumption. A kept-alive connection (one RTT per call) is assumed: a fresh HTTPS connection costs 2–3 RTTs more.`,
       'Each run revokes one partner from the door the phone synced before (cached attribute handles, direct connect); the lock advertises at the stated interval from the start.',
       ...r.cells.filter((c) => c.errors.length > 0).map((c) => `${c.profile} ${c.advertisingIntervalMs} ms ${c.authority}: ${c.errors.join('; ')}`),

@@ -15,16 +15,32 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { benchDoorSync, LINK_PROFILES, type DoorSyncCase } from './door-sync';
+import { benchDoorSync, CASE_NAMES, LINK_PROFILES, type CaseName, type DoorSyncCase, type DoorSyncOptions } from './door-sync';
 import { benchFleet, type FleetResult } from './fleet';
 import { formatTable, machineInfo, round, type Cell } from './util';
 import { DEVICE_PROFILE_NAMES, type DeviceProfileName, isDeviceProfileName } from '../firmware-sim/device-profile';
-import { DEFAULT_WAN, benchRevocationMatrix, revocationMatrixTable, type WanModel } from './revocation-matrix';
+import { ADVERTISING_INTERVALS_MS, DEFAULT_WAN, benchRevocationMatrix, revocationMatrixTable, type MatrixOptions, type WanModel } from './revocation-matrix';
 
 const SECTIONS = ['door-sync', 'revocation-matrix', 'lock', 'radio', 'authority', 'fleet'] as const;
 type Section = (typeof SECTIONS)[number];
 
-function parseOptions(): { sections: Set<Section>; quick: boolean; json: string; worstScale: number; devices: DeviceProfileName[]; matrixRuns: number; wan: WanModel } {
+interface BenchOptions {
+  sections: Set<Section>;
+  quick: boolean;
+  json: string;
+  worstScale: number;
+  devices: DeviceProfileName[];
+  matrixRuns: number;
+  wan: WanModel;
+  /** Link profiles (door-sync, revocation-matrix); undefined = all. */
+  profiles?: string[];
+  /** Door Sync cases; undefined = all. */
+  cases?: CaseName[];
+  /** Advertising intervals of the revocation matrix, ms; undefined = all. */
+  intervals?: number[];
+}
+
+function parseOptions(): BenchOptions {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
@@ -35,12 +51,15 @@ function parseOptions(): { sections: Set<Section>; quick: boolean; json: string;
       'matrix-runs': { type: 'string', default: '3' },
       'wan-rtt': { type: 'string', default: String(DEFAULT_WAN.rttMs) },
       'wan-jitter': { type: 'string', default: String(DEFAULT_WAN.jitterMs) },
+      profiles: { type: 'string' },
+      cases: { type: 'string' },
+      intervals: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
   });
   if (values.help) {
-    console.log(`usage: npm run bench -- [--quick] [--only ${SECTIONS.join(',')}] [--json FILE] [--worst-scale N] [--devices nrf52840,esp32-c3|none] [--matrix-runs N] [--wan-rtt MS] [--wan-jitter MS]`);
+    console.log(`usage: npm run bench -- [--quick] [--only ${SECTIONS.join(',')}] [--json FILE] [--worst-scale N] [--devices nrf52840,esp32-c3|none] [--matrix-runs N] [--wan-rtt MS] [--wan-jitter MS] [--profiles ${LINK_PROFILES.map((p) => p.name).join(',')}] [--cases ${CASE_NAMES.join(',')}] [--intervals ${ADVERTISING_INTERVALS_MS.join(',')}]`);
     process.exit(0);
   }
   let sections: Set<Section>;
@@ -64,7 +83,21 @@ function parseOptions(): { sections: Set<Section>; quick: boolean; json: string;
   };
   const matrixRuns = Math.floor(number('matrix-runs', values['matrix-runs'], 1));
   const wan: WanModel = { rttMs: number('wan-rtt', values['wan-rtt'], 0), jitterMs: number('wan-jitter', values['wan-jitter'], 0) };
-  return { sections, quick: values.quick ?? false, json: values.json ?? 'out/bench-results.json', worstScale, devices: devices as DeviceProfileName[], matrixRuns, wan };
+  const list = (name: string, v: string | undefined, known: readonly string[]): string[] | undefined => {
+    if (v === undefined) return undefined;
+    const asked = v.split(',').map((x) => x.trim()).filter(Boolean);
+    const bad = asked.find((x) => !known.includes(x));
+    if (bad !== undefined || asked.length === 0) throw new Error(`--${name}: unknown value ${bad ?? '(empty)'}; known: ${known.join(', ')}`);
+    return asked;
+  };
+  const out: BenchOptions = { sections, quick: values.quick ?? false, json: values.json ?? 'out/bench-results.json', worstScale, devices: devices as DeviceProfileName[], matrixRuns, wan };
+  const profiles = list('profiles', values.profiles, LINK_PROFILES.map((p) => p.name));
+  if (profiles) out.profiles = profiles;
+  const cases = list('cases', values.cases, CASE_NAMES);
+  if (cases) out.cases = cases as CaseName[];
+  const intervals = list('intervals', values.intervals, ADVERTISING_INTERVALS_MS.map(String));
+  if (intervals) out.intervals = intervals.map(Number);
+  return out;
 }
 
 const progress = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -139,7 +172,7 @@ function deviceTable(all: DoorSyncCase[]): string {
     rows,
     [
       'on this profile: the same world with World option device: every answer of the lock waits, on the radio clock, the device time its work costs (firmware-sim/device-profile.ts; sources in firmware-sim/README.md). Host runs and profile runs are separate worlds, so the difference also holds run-to-run noise.',
-      'lock work priced: the lock\'s metered work during the sync (Ed25519 verifies and signs, SHA-256 blocks, bytes programmed, block erases) at the profile\'s figures; CBOR decoding and the point decompression of new phone keys are not modelled.',
+      'lock work priced: the lock\'s metered work during the sync (Ed25519 verifies and signs, SHA-256 blocks, bytes programmed, block erases) at the profile\'s figures; CBOR decoding and map look-ups are not modelled (a new phone key is checked on its bytes, no point decompression: SPEC §3.3).',
     ],
   );
 }
@@ -305,13 +338,19 @@ async function main(): Promise<number> {
   await run(
     'door-sync',
     async () => {
-      const cases = await benchDoorSync({ worstLargeTimeScale: opts.worstScale, devices: opts.devices, log: progress });
+      const ds: DoorSyncOptions = { worstLargeTimeScale: opts.worstScale, devices: opts.devices, log: progress };
+      if (opts.profiles) ds.profiles = opts.profiles;
+      if (opts.cases) ds.cases = opts.cases;
+      const cases = await benchDoorSync(ds);
       for (const c of cases) if (!c.ok && !c.skipped) failures.push(`door-sync ${c.profile} ${c.case}${c.device === 'host' ? '' : ` (${c.device})`}: ${c.error}`);
       return { profiles: LINK_PROFILES, cases };
     },
     (r) => `${doorSyncTables(r.cases)}\n${overheadTable(r.cases.filter((c) => c.device === 'host'))}`,
   );
-  await run('revocation-matrix', () => benchRevocationMatrix({ runs: opts.matrixRuns, wan: opts.wan, log: progress }), revocationMatrixTable);
+  const matrix: MatrixOptions = { runs: opts.matrixRuns, wan: opts.wan, log: progress };
+  if (opts.profiles) matrix.profiles = opts.profiles;
+  if (opts.intervals) matrix.intervals = opts.intervals;
+  await run('revocation-matrix', () => benchRevocationMatrix(matrix), revocationMatrixTable);
   await run('lock', async () => (await import('../firmware-sim/bench')).benchLock(), lockTable);
   await run('radio', async () => (await import('../radio/bench')).benchRadio(), radioTable);
   await run('authority', async () => (await import('../authority/bench')).benchAuthority(), authorityTable);

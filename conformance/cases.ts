@@ -23,6 +23,7 @@ import {
   bytesEqual,
   chainAudit,
   cmap,
+  decodeMessage,
   deriveSeed32,
   emptyTable,
   encode,
@@ -859,6 +860,83 @@ export const CASES: ConformanceCase[] = [
       await s.close();
     },
   },
+  // --- batch (§6.5): only for a lock whose hello offers it ----------------------------------
+  {
+    id: 'batch.in-order',
+    title: 'a batch [signed time, delta, auditRequest] is answered by one batchReply [timeAck, receipt bound to the hello nonce, auditExport], in item order',
+    spec: '§6.5',
+    requirements: [],
+    async run(ctx) {
+      const s = await prepared(ctx);
+      if ((s.hello.capabilities & CAPABILITIES.batch) === 0) {
+        await s.close();
+        throw new CaseSkipped('the lock does not offer batch (hello capability bit 7)');
+      }
+      ctx.auth.now += 5;
+      const time = timeMessage(ctx, { nonce: s.hello.nonce });
+      const delta = updateBytes(ctx.auth.delta([{ op: 'put', entry: { credId: CRED.bulk, kind: 'phone', holder: 'staff', secret: bulkKey(ctx, 1), flags: 0 } }]));
+      const m = await s.request({ type: 'batch', messages: [time, delta, encodeMessage({ type: 'auditRequest', fromSeq: 0 })] }, ctx.replyTimeoutMs * 2);
+      check(m.type === 'batchReply', `batch: expected batchReply, the lock answered ${describeMessage(m)}`);
+      check(m.replies.length === 3, `batchReply has ${m.replies.length} answers for 3 items (SPEC §6.5: one per item, in order)`);
+      const [t, r, a] = m.replies.map((b) => decodeMessage(b));
+      expectTimeAck(t as Message, ctx.auth.now, 'batch item 1 (signed time bound to the session nonce)');
+      expectReceipt(ctx, s, r as Message, current(ctx), 'batch item 2 (delta)');
+      check(a?.type === 'auditExport', `batch item 3 (auditRequest): expected auditExport, the lock answered ${a ? describeMessage(a) : 'nothing'}`);
+      await s.close();
+    },
+  },
+  {
+    id: 'batch.refusal-ends',
+    title: 'the first refused item ends a batch: later items are answered NOT_ATTEMPTED and nothing of them is done',
+    spec: '§6.5',
+    requirements: [],
+    async run(ctx) {
+      const s = await prepared(ctx);
+      if ((s.hello.capabilities & CAPABILITIES.batch) === 0) {
+        await s.close();
+        throw new CaseSkipped('the lock does not offer batch (hello capability bit 7)');
+      }
+      const before = current(ctx);
+      const stale = timeMessage(ctx, { nonce: s.hello.nonce, time: ctx.auth.now - 600 });
+      const good = updateBytes(ctx.auth.delta([{ op: 'put', entry: { credId: CRED.bulk, kind: 'phone', holder: 'staff', secret: bulkKey(ctx, 2), flags: 0 } }]));
+      const m = await s.request({ type: 'batch', messages: [stale, good, encodeMessage({ type: 'receiptRequest' })] }, ctx.replyTimeoutMs * 2);
+      check(m.type === 'batchReply', `batch: expected batchReply, the lock answered ${describeMessage(m)}`);
+      check(m.replies.length === 3, `batchReply has ${m.replies.length} answers for 3 items`);
+      const [t, u, r] = m.replies.map((b) => decodeMessage(b));
+      expectError(t as Message, 'TIME_ROLLBACK', 'batch item 1 (signed time 10 minutes older than the newest)');
+      expectError(u as Message, 'NOT_ATTEMPTED', 'batch item 2 (a valid delta after a refused item)');
+      expectError(r as Message, 'NOT_ATTEMPTED', 'batch item 3 (receiptRequest after a refused item)');
+      // The delta was not done: the lock still holds the table before it.
+      expectReceipt(ctx, s, await s.request({ type: 'receiptRequest' }), before, 'receiptRequest after the batch (the not-attempted delta must not be applied)');
+      // Sent again alone it is accepted: NOT_ATTEMPTED consumed nothing.
+      expectReceipt(ctx, s, await s.request(good, ctx.replyTimeoutMs * 2), current(ctx), 'the not-attempted delta sent again alone');
+      await s.close();
+    },
+  },
+  {
+    id: 'batch.malformed',
+    title: 'a batch that is empty, holds a non-byte-string item or more than 4 items is answered by one error; an unlock item is UNEXPECTED_MESSAGE',
+    spec: '§6.5',
+    requirements: [],
+    async run(ctx) {
+      const s = await prepared(ctx);
+      if ((s.hello.capabilities & CAPABILITIES.batch) === 0) {
+        await s.close();
+        throw new CaseSkipped('the lock does not offer batch (hello capability bit 7)');
+      }
+      const before = current(ctx);
+      const rr = encodeMessage({ type: 'receiptRequest' });
+      expectError(await s.request(encode(cmap([[0, 19], [1, []]]))), 'MALFORMED', 'batch with no item');
+      expectError(await s.request(encode(cmap([[0, 19], [1, [5]]]))), 'MALFORMED', 'batch whose item is an integer');
+      expectError(await s.request(encode(cmap([[0, 19], [1, [rr, rr, rr, rr, rr]]]))), 'OVER_LIMIT', 'batch of 5 items (MAX_BATCH_ITEMS 4)');
+      const m = await s.request({ type: 'batch', messages: [encodeMessage({ type: 'unlockRequest', credId: CRED.resident }), rr] });
+      check(m.type === 'batchReply', `batch [unlockRequest, receiptRequest]: expected batchReply, the lock answered ${describeMessage(m)}`);
+      const [u, r] = m.replies.map((b) => decodeMessage(b));
+      expectError(u as Message, 'UNEXPECTED_MESSAGE', 'batch item unlockRequest');
+      expectError(r as Message, 'NOT_ATTEMPTED', 'receiptRequest after the refused unlock item');
+      await expectUnchanged(ctx, s, before, 'malformed batches');
+    },
+  },
   {
     id: 'session.second-connection',
     title: 'a second phone while a session is open gets error BUSY and is dropped; the open session is untouched',
@@ -926,6 +1004,9 @@ const REQUIREMENTS: Readonly<Record<string, readonly string[]>> = {
   'unlock.expired': ['R-ACCESS-2'],
   'audit.export-chain': ['R-AUDIT-1'],
   'audit.receipt-head': ['R-AUDIT-1'],
+  'batch.in-order': ['R-BATCH-2', 'R-TIME-1'],
+  'batch.refusal-ends': ['R-BATCH-2', 'R-BATCH-3', 'R-UPD-3'],
+  'batch.malformed': ['R-BATCH-1', 'R-BATCH-3'],
 };
 for (const c of CASES) {
   const ids = REQUIREMENTS[c.id] ?? (c.id.startsWith('framing.mtu-') ? ['R-FRAME-1', 'R-FRAME-2'] : []);

@@ -26,6 +26,8 @@ const CAUGHT_BY: Record<string, string> = {
   'no-idle-timeout': 'session.idle-timeout',
   'no-session-lifetime': 'session.lifetime',
   'second-phone-steals-session': 'session.second-connection',
+  'batch-continues-after-refusal': 'batch.refusal-ends',
+  'batch-takes-any-item': 'batch.malformed',
 };
 
 describe('conformance suite on the in-process reference lock', () => {

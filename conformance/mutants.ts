@@ -15,6 +15,8 @@ import {
   applyOps,
   applyUpdate,
   bytesEqual,
+  decodeMessage,
+  encodeMessage,
 } from '../protocol';
 import type { Lock } from '../firmware-sim/lock';
 import type { IssuedChallenge } from '../firmware-sim/access';
@@ -60,6 +62,16 @@ function refusalOf(lock: Lock, update: Update): ProtocolError | undefined {
   return r.ok ? undefined : r.error;
 }
 
+/** Replaces one session method on every session the lock opens. */
+function patchSessions(lock: Lock, patch: (s: LockSession) => void): void {
+  const open = lock.openSession.bind(lock);
+  lock.openSession = () => {
+    const s = open();
+    patch(s);
+    return s;
+  };
+}
+
 export const MUTANTS: Mutant[] = [
   {
     id: 'accepts-rollback',
@@ -102,6 +114,42 @@ export const MUTANTS: Mutant[] = [
       patchUpdate(lock, (original, update, nonce, claim) => {
         const m = original(update, nonce, claim);
         return m.type === 'error' && m.reason === 'BROKEN_CHAIN' ? { ...m, reason: 'ROLLBACK' } : m;
+      });
+    },
+  },
+  {
+    id: 'batch-continues-after-refusal',
+    description: 'handles every item of a batch even after one was refused (no NOT_ATTEMPTED): a later update is applied behind a refused time',
+    apply({ lock }) {
+      patchSessions(lock, (s) => {
+        const dispatch = (s as unknown as { dispatch(m: Message): Message[] }).dispatch.bind(s);
+        (s as unknown as { batch(items: Uint8Array[]): Message }).batch = (items) => ({
+          type: 'batchReply',
+          replies: items.map((bytes) => {
+            try {
+              return encodeMessage(dispatch(decodeMessage(bytes))[0] as Message);
+            } catch (e) {
+              if (!(e instanceof ProtocolError)) throw e;
+              return encodeMessage({ type: 'error', reason: e.reason, detail: e.detail });
+            }
+          }),
+        });
+      });
+    },
+  },
+  {
+    id: 'batch-takes-any-item',
+    description: 'does not check what a batch item is: an unlockRequest inside a batch is answered with a challenge',
+    apply({ lock }) {
+      patchSessions(lock, (s) => {
+        const dispatch = (s as unknown as { dispatch(m: Message): Message[] }).dispatch.bind(s);
+        const original = (s as unknown as { batch(items: Uint8Array[]): Message }).batch.bind(s);
+        (s as unknown as { batch(items: Uint8Array[]): Message }).batch = (items) => {
+          const first = items[0] !== undefined ? decodeMessage(items[0]) : undefined;
+          if (first?.type !== 'unlockRequest') return original(items);
+          const rest = original(items.slice(1));
+          return { type: 'batchReply', replies: [encodeMessage(dispatch(first)[0] as Message), ...(rest.type === 'batchReply' ? rest.replies : [])] };
+        };
       });
     },
   },

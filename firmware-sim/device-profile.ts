@@ -11,8 +11,9 @@
 // lock take as long as the hardware would for that work.
 //
 // Not modelled (no published figure per operation, or negligible next to the above): CBOR
-// encode/decode, map look-ups, the point decompression the lock runs on each new phone key
-// of an update (weakEd25519PublicKeyReason), and radio/CPU contention. Figures are typical
+// encode/decode, map look-ups (the lock's check of each new phone key in an update is one:
+// weakEd25519EncodingReason looks at the bytes, no point decompression — SPEC §3.3), and
+// radio/CPU contention. Figures are typical
 // values from the sources below (firmware-sim/README.md § Device profiles lists them with
 // their ranges); "host" charges nothing.
 

@@ -26,7 +26,7 @@ import {
 import { createTestRig, TestAuthority, type TestRig } from './test-authority';
 import type { LockSession } from './session';
 import { decideAmong, localTime, inSchedule, type AccessContext } from './access';
-import { emptyTable } from '../protocol';
+import { CAPABILITIES, emptyTable } from '../protocol';
 import { FakeClock, Rtc } from './time';
 
 const phone = (n: number) => keyPairFromSeed(deriveSeed32('phones', String(n)));
@@ -361,6 +361,19 @@ describe('sync sessions', () => {
     expect(rig.lock.tableState.trust.certFloor).toBe(7);
     expect(h3).toMatchObject({ type: 'hello', version: 2, certSerial: 7 });
     expect(one(s1, { type: 'timeAck', lockTime: 1 })).toMatchObject({ type: 'error', reason: 'UNEXPECTED_MESSAGE' });
+  });
+
+  it('hello announces a held certificate of serial 0 (certSerial 0) and the resume capability', () => {
+    const rig = createTestRig();
+    const s = rig.lock.openSession();
+    const h0 = decodeMessage(s.hello());
+    if (h0.type !== 'hello') throw new Error('no hello');
+    expect(h0.certSerial).toBeUndefined();
+    expect(h0.capabilities & CAPABILITIES.resume).toBe(CAPABILITIES.resume);
+    rig.auth.rotateOnlineKey('hello-cert-serial-0', 0);
+    push(rig, s, rig.auth.delta([{ op: 'put', entry: rig.auth.keycardEntry(1, UID) }]));
+    expect(rig.lock.tableState.trust.certs.map((c) => c.cert.serial)).toEqual([0]);
+    expect(decodeMessage(rig.lock.openSession().hello())).toMatchObject({ type: 'hello', version: 1, certSerial: 0 });
   });
 
   it('refused updates answer with the registry code and leave the flash byte-identical', () => {

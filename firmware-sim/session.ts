@@ -23,6 +23,8 @@ export const LOCK_CAPABILITIES =
   CAPABILITIES.snapshot |
   CAPABILITIES.unlock |
   CAPABILITIES.auditExport |
+  // The framing resumes a message cut by a dropped link from the bytes already held (SPEC §13.2).
+  CAPABILITIES.resume |
   CAPABILITIES.keypad |
   CAPABILITIES.keycard |
   CAPABILITIES.batch;
@@ -71,7 +73,9 @@ export class LockSession {
       capabilities: LOCK_CAPABILITIES,
       auditSeq: this.lock.storage.flushAudit(this.lock.rtc.nowS()).seq,
       battery: this.lock.machine.battery,
-      ...(ts.trust.certFloor > 0 ? { certSerial: ts.trust.certFloor } : {}),
+      // Announced whenever a certificate is held, serial 0 included (R-HELLO-2): otherwise
+      // the authority would resend a serial-0 certificate in every update.
+      ...(ts.trust.certs.length > 0 ? { certSerial: ts.trust.certFloor } : {}),
     });
   }
 

@@ -126,8 +126,8 @@ export class Uplink {
 
   /** Tell the authority which signing-key certificate this lock already holds. */
   private certQuery(): string {
-    const floor = this.lock.durable.tableState.trust.certFloor;
-    return floor > 0 ? `&certSerial=${floor}` : '';
+    const trust = this.lock.durable.tableState.trust;
+    return trust.certs.length > 0 ? `&certSerial=${trust.certFloor}` : '';
   }
 
   private feed(outs: Uint8Array[], result: PollResult): boolean {

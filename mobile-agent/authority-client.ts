@@ -20,6 +20,19 @@ export interface AuthorityApi {
   postReceipt(lockId: string, receipt: Uint8Array): Promise<{ version: number }>;
   /** `anchor`: the authority's signed auditAnchor message for the lock (SPEC §10.2), to carry back. */
   postAudit(lockId: string, exportMessage: Uint8Array): Promise<{ accepted: number; anchor?: Uint8Array }>;
+  /**
+   * A sync's receipt and audit export in one round trip (POST /v1/locks/{id}/relay), each
+   * answered on its own as postReceipt / postAudit would have been. Optional: a client
+   * without it has the two posted one after the other. Throws only when the call as a whole
+   * got no answer for the items (unreachable, token refused, 5xx).
+   */
+  postRelay?(lockId: string, items: { receipt?: Uint8Array; audit?: Uint8Array }): Promise<RelayAnswer>;
+}
+
+/** Each relayed item's own answer: what its lone route would have returned or thrown. */
+export interface RelayAnswer {
+  receipt?: { ok: true; version: number } | { ok: false; error: AgentError };
+  audit?: { ok: true; accepted: number; anchor?: Uint8Array } | { ok: false; error: AgentError };
 }
 
 export class HttpAuthorityClient implements AuthorityApi {
@@ -54,6 +67,46 @@ export class HttpAuthorityClient implements AuthorityApi {
     return typeof r.anchor === 'string' ? { accepted: r.accepted, anchor: fromHex(r.anchor) } : { accepted: r.accepted };
   }
 
+  /** Cleared when the authority has no relay route (an older one): then the two lone routes. */
+  private relayRoute = true;
+
+  async postRelay(lockId: string, items: { receipt?: Uint8Array; audit?: Uint8Array }): Promise<RelayAnswer> {
+    if (this.relayRoute) {
+      const path = `/v1/locks/${encodeURIComponent(lockId)}/relay`;
+      const json: { receipt?: string; export?: string } = {};
+      if (items.receipt) json.receipt = toHex(items.receipt);
+      if (items.audit) json.export = toHex(items.audit);
+      try {
+        type Item = { status: number; result?: Record<string, unknown>; error?: unknown };
+        const r = (await this.request('POST', path, json)) as { receipt?: Item; audit?: Item };
+        const out: RelayAnswer = {};
+        const failed = (it: Item | undefined, what: string): AgentError | undefined => {
+          if (it === undefined) return new AgentError('AUTHORITY_REFUSED', `POST ${path}: the answer has no ${what} item`);
+          return it.status === 200 && it.result !== undefined ? undefined : refusalOf(it.status, { error: it.error }, `POST /v1/locks/${lockId}/${what === 'audit' ? 'audit' : 'receipts'}`, this.baseUrl);
+        };
+        if (items.receipt) {
+          const e = failed(r.receipt, 'receipt');
+          out.receipt = e ? { ok: false, error: e } : { ok: true, version: Number(r.receipt?.result?.version) };
+        }
+        if (items.audit) {
+          const e = failed(r.audit, 'audit');
+          const anchor = r.audit?.result?.anchor;
+          out.audit = e ? { ok: false, error: e } : typeof anchor === 'string' ? { ok: true, accepted: Number(r.audit?.result?.accepted), anchor: fromHex(anchor) } : { ok: true, accepted: Number(r.audit?.result?.accepted) };
+        }
+        return out;
+      } catch (e) {
+        // An authority that predates the route: 404 with no such route (or 405). Use the lone ones from now on.
+        const a = e instanceof AgentError ? e.authority : undefined;
+        if (!(a && (a.status === 405 || (a.status === 404 && (a.code === undefined || a.code === 'NOT_FOUND'))))) throw e;
+        this.relayRoute = false;
+      }
+    }
+    const out: RelayAnswer = {};
+    if (items.receipt) out.receipt = await this.postReceipt(lockId, items.receipt).then((r) => ({ ok: true as const, version: r.version }), (e: unknown) => ({ ok: false as const, error: asAgentError(e) }));
+    if (items.audit) out.audit = await this.postAudit(lockId, items.audit).then((r) => ({ ok: true as const, ...r }), (e: unknown) => ({ ok: false as const, error: asAgentError(e) }));
+    return out;
+  }
+
   private async request(method: string, path: string, json?: unknown): Promise<unknown> {
     let res: Response;
     const what = `${method} ${path.split('?')[0]}`;
@@ -84,6 +137,11 @@ export class HttpAuthorityClient implements AuthorityApi {
     if (res.ok && body !== undefined) return body;
     throw refusalOf(res.status, body, what, this.baseUrl);
   }
+}
+
+function asAgentError(e: unknown): AgentError {
+  if (e instanceof AgentError) return e;
+  throw e;
 }
 
 /** Which bearer tokens the phone routes take (authority/server.ts: the `courier` routes). */

@@ -68,6 +68,9 @@ interface LockCacheFile {
   outbox: StoredItem[];
   /** Items the authority refused permanently. */
   deadLetters?: StoredDeadLetter[];
+  /** What the lock's next hello should say (its version and certificate serial after the
+   *  last sync), so a new process can fetch its updates while connecting (SPEC §14.1). */
+  expectedHello?: { version: number; certSerial?: number };
 }
 
 /** The cache directory holds a file that is not a cache file (hand-edited, truncated). */
@@ -120,6 +123,21 @@ export class CourierCache {
     } catch (e) {
       throw new CourierCacheError(`courier cache ${this.dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it must be a writable directory`);
     }
+  }
+
+  /** The version and certificate serial the lock's next hello is expected to say, if known. */
+  expectedHello(lockId: string): { version: number; certSerial: number | undefined } | undefined {
+    const e = this.read(lockId).expectedHello;
+    if (e === undefined || !Number.isSafeInteger(e.version) || e.version < 0) return undefined;
+    return { version: e.version, certSerial: Number.isSafeInteger(e.certSerial) ? e.certSerial : undefined };
+  }
+
+  /** Remember what the lock's next hello should say; writes only when it changed. */
+  rememberExpectedHello(lockId: string, version: number, certSerial: number | undefined): void {
+    const f = this.read(lockId);
+    if (f.expectedHello?.version === version && f.expectedHello.certSerial === certSerial) return;
+    f.expectedHello = certSerial === undefined ? { version } : { version, certSerial };
+    this.write(f);
   }
 
   /** Keep an update chain; a newer chain from the same base replaces the older one. */

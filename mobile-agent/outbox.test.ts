@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HttpAuthorityClient, refusalOf, type AuthorityApi } from './authority-client';
 import { CourierCache, CourierCacheError } from './courier';
 import { AgentError } from './errors';
-import { classifyDeliveryFailure, deliverQueued } from './outbox';
+import { classifyDeliveryFailure, deliverQueued, deliverWithFresh } from './outbox';
 
 const WHAT = 'POST /v1/locks/lk-0001/audit';
 const BASE = 'http://127.0.0.1:1';
@@ -179,6 +179,47 @@ describe('delivering the outbox', () => {
     expect(report.stoppedBy?.class).toBe('caller');
     expect(report.stoppedBy?.error.reason).toBe('AUTHORITY_AUTH_REFUSED');
     expect(cache.queued().map((q) => q.id)).toEqual(ids);
+    expect(cache.deadLetters()).toEqual([]);
+  });
+
+  it('a fresh receipt and audit export go in one relay call, each judged on its own: a refused export is dead-lettered, the receipt delivered', async () => {
+    fresh();
+    const calls: string[] = [];
+    const api: AuthorityApi = {
+      ...scriptedAuthority({}).api,
+      postReceipt: async () => (calls.push('receipt'), { version: 1 }),
+      postAudit: async () => (calls.push('audit'), { accepted: 1 }),
+      postRelay: async (_l, items) => {
+        calls.push(`relay ${Object.keys(items).join('+')}`);
+        return { receipt: { ok: true, version: 1 }, audit: { ok: false, error: mismatch() } };
+      },
+    };
+    const report = await deliverWithFresh(cache, api, 'lk-0001', [
+      { kind: 'receipt', message: new Uint8Array([7]) },
+      { kind: 'audit', message: new Uint8Array([8]) },
+    ]);
+    expect(calls).toEqual(['relay receipt+audit']);
+    expect(report.delivered.map((d) => d.id)).toEqual([report.freshIds[0]]);
+    expect(report.deadLettered.map((d) => d.id)).toEqual([report.freshIds[1]]);
+    expect(report.stoppedBy).toBeUndefined();
+    expect(cache.queued()).toEqual([]);
+  });
+
+  it('a relay call that gets no answer keeps both fresh items queued and stops', async () => {
+    fresh();
+    const api: AuthorityApi = {
+      ...scriptedAuthority({}).api,
+      postRelay: async () => {
+        throw new AgentError('AUTHORITY_UNREACHABLE', 'connection refused');
+      },
+    };
+    const report = await deliverWithFresh(cache, api, 'lk-0001', [
+      { kind: 'receipt', message: new Uint8Array([7]) },
+      { kind: 'audit', message: new Uint8Array([8]) },
+    ]);
+    expect(report.delivered).toEqual([]);
+    expect(report.stoppedBy?.class).toBe('transient');
+    expect(cache.queued().map((q) => q.id)).toEqual(report.freshIds);
     expect(cache.deadLetters()).toEqual([]);
   });
 

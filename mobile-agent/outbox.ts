@@ -9,7 +9,7 @@
 //   item       any other 4xx (409 AUDIT_     → dead letter, with the refusal: it will never be
 //              CHAIN_MISMATCH, 422, 404 lock)  accepted as it is, and must not block the rest
 
-import type { AuthorityApi } from './authority-client';
+import type { AuthorityApi, RelayAnswer } from './authority-client';
 import { toHex } from '../protocol/index';
 import { type CourierCache, type DeadLetter, type OutboxItem, type OutboxKind, type Refusal, outboxItemId } from './courier';
 import { AgentError } from './errors';
@@ -98,32 +98,63 @@ export async function deliverWithFresh(
 ): Promise<DeliveryReport & { freshIds: string[] }> {
   const report = await deliverQueued(cache, authority, lockId);
   const freshIds: string[] = [];
-  for (const f of fresh) {
+  const items = fresh.map((f) => {
     const id = outboxItemId(f.kind, toHex(f.message));
     freshIds.push(id);
     const collectedAt = new Date();
-    const item: OutboxItem = { id, lockId, kind: f.kind, message: f.message, collectedAt: collectedAt.toISOString(), attempts: 0 };
+    return { item: { id, lockId, kind: f.kind, message: f.message, collectedAt: collectedAt.toISOString(), attempts: 0 } as OutboxItem, collectedAt };
+  });
+  /** A fresh item's fate: delivered, or queued (and dead-lettered or kept) with its failure. */
+  const settle = ({ item, collectedAt }: (typeof items)[number], failure: unknown): void => {
+    if (failure === undefined) {
+      report.delivered.push(item);
+      return;
+    }
+    const cls = classifyDeliveryFailure(failure);
+    const err = failure as AgentError;
+    cache.queue(lockId, item.kind, item.message, collectedAt);
+    if (cls === 'item') {
+      const dead = cache.deadLetter(lockId, item.id, refusalFromError(err));
+      if (dead) report.deadLettered.push(dead);
+    } else {
+      cache.noteAttempt(lockId, item.id, err.message);
+      report.kept.push({ ...item, attempts: 1, lastError: err.message });
+      report.stoppedBy ??= { class: cls, error: err };
+    }
+  };
+  const receipt = items.find((i) => i.item.kind === 'receipt');
+  const audit = items.find((i) => i.item.kind === 'audit');
+  const together = authority.postRelay !== undefined && !report.stoppedBy && items.length === 2 && receipt !== undefined && audit !== undefined;
+  if (together && authority.postRelay) {
+    // One round trip for both (POST /v1/locks/{id}/relay), each still judged on its own.
+    let answer: RelayAnswer;
+    try {
+      answer = await authority.postRelay(lockId, { receipt: receipt.item.message, audit: audit.item.message });
+    } catch (e) {
+      settle(receipt, e);
+      settle(audit, e);
+      return { ...report, freshIds };
+    }
+    const r = answer.receipt;
+    settle(receipt, r === undefined ? new AgentError('AUTHORITY_REFUSED', 'relay: no answer for the receipt') : r.ok ? undefined : r.error);
+    const a = answer.audit;
+    if (a?.ok && a.anchor) report.anchors.set(lockId, a.anchor);
+    settle(audit, a === undefined ? new AgentError('AUTHORITY_REFUSED', 'relay: no answer for the audit export') : a.ok ? undefined : a.error);
+    return { ...report, freshIds };
+  }
+  for (const f of items) {
     if (report.stoppedBy) {
-      cache.queue(lockId, f.kind, f.message, collectedAt);
-      report.kept.push(item);
+      cache.queue(lockId, f.item.kind, f.item.message, f.collectedAt);
+      report.kept.push(f.item);
       continue;
     }
+    let failure: unknown;
     try {
-      await post(authority, item, report);
-      report.delivered.push(item);
+      await post(authority, f.item, report);
     } catch (e) {
-      const cls = classifyDeliveryFailure(e);
-      const err = e as AgentError;
-      cache.queue(lockId, f.kind, f.message, collectedAt);
-      if (cls === 'item') {
-        const dead = cache.deadLetter(lockId, id, refusalFromError(err));
-        if (dead) report.deadLettered.push(dead);
-      } else {
-        cache.noteAttempt(lockId, id, err.message);
-        report.kept.push({ ...item, attempts: 1, lastError: err.message });
-        report.stoppedBy = { class: cls, error: err };
-      }
+      failure = e;
     }
+    settle(f, failure);
   }
   return { ...report, freshIds };
 }

@@ -150,7 +150,8 @@ const expectedHellos = new WeakMap<LockConnector, Map<string, ExpectedHello>>();
  * fetch after the hello reports its own.
  */
 function prefetchUpdates(opts: SyncOptions): { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined {
-  const expected = expectedHellos.get(opts.connector)?.get(opts.lockId);
+  // The connector's memory first (this process), else the courier cache's (an earlier one).
+  const expected = expectedHellos.get(opts.connector)?.get(opts.lockId) ?? opts.cache?.expectedHello(opts.lockId);
   if (!opts.authority || expected === undefined) return undefined;
   const updates = opts.authority.updates(opts.lockId, expected.version, expected.certSerial).catch(() => undefined);
   return { expected, updates };
@@ -160,6 +161,7 @@ function rememberHello(opts: SyncOptions, version: number, certSerial: number | 
   let m = expectedHellos.get(opts.connector);
   if (!m) expectedHellos.set(opts.connector, (m = new Map()));
   m.set(opts.lockId, { version, certSerial });
+  opts.cache?.rememberExpectedHello(opts.lockId, version, certSerial);
 }
 
 /** The certificate serial a lock holds after committing `updates` (its floor only rises). */
@@ -338,8 +340,16 @@ export async function syncOnConnection(
   // After the updates: a lock without the key certificate can verify it only now; and a
   // resumed sync sends its time here, behind the transfer it had to finish first.
   if (signedTime && !timeSentInBatch && (!timeFirst || resuming || !timeAckSeen)) {
-    await conn.sendRaw(signedTime);
-    await readTimeAck(conn, ctx);
+    const auditDue = !batchAudit && (hello.capabilities & CAPABILITIES.auditExport) !== 0 && !(ctx.fetched?.source === 'cache' && receipt === undefined);
+    if (auditDue && opts.pipeline !== false && (hello.capabilities & CAPABILITIES.batch) !== 0) {
+      // The time and the audit request in one batch (SPEC §6.5): one round trip instead of
+      // two. A refused time leaves the audit request NOT_ATTEMPTED; it then goes alone below.
+      const b = await syncByBatch(conn, ctx, signedTime, [], true);
+      if (b.auditExport) batchAudit = b.auditExport;
+    } else {
+      await conn.sendRaw(signedTime);
+      await readTimeAck(conn, ctx);
+    }
   }
 
   // 4. Audit log export. Not when the cache stood in for the authority and carried nothing:
@@ -361,7 +371,7 @@ export async function syncOnConnection(
     }
   }
 
-  // 5. Relay receipt and audit, each on its own.
+  // 5. Relay receipt and audit: in one call where the authority client can (each still judged on its own).
   const receiptBytes = receipt ? encodeMessage(receipt) : undefined;
   const relayed = await relay(lockId, receiptBytes, auditExport, opts);
   // The authority's "audit anchored through N" back to the lock while the link is up, so its
@@ -562,8 +572,8 @@ interface Relayed {
 
 /**
  * Relay the new receipt and audit export, and anything this lock's outbox held from before.
- * With a cache, the lock's queue goes first, then this sync's items, each on its own
- * (outbox.ts deliverWithFresh): a transient or token failure queues it, a permanent refusal
+ * With a cache, the lock's queue goes first, then this sync's items, both in one call when
+ * the client offers it, each judged on its own (outbox.ts deliverWithFresh): a transient or token failure queues it, a permanent refusal
  * dead-letters it. Without a cache (library use) they are posted directly and a failure
  * propagates.
  */
@@ -572,8 +582,17 @@ async function relay(lockId: string, receipt: Uint8Array | undefined, audit: Uin
   const none: Relayed = { receipt: 'none', audit: 'none', deadLettered: [] };
   if (!cache) {
     if (!authority) return none;
-    if (receipt) await authority.postReceipt(lockId, receipt);
-    const anchor = audit ? (await authority.postAudit(lockId, audit)).anchor : undefined;
+    let anchor: Uint8Array | undefined;
+    if (receipt && audit && authority.postRelay) {
+      // Both in one round trip; each answered on its own, and here a refusal propagates.
+      const r = await authority.postRelay(lockId, { receipt, audit });
+      if (r.receipt && !r.receipt.ok) throw r.receipt.error;
+      if (r.audit && !r.audit.ok) throw r.audit.error;
+      if (r.audit?.ok) anchor = r.audit.anchor;
+    } else {
+      if (receipt) await authority.postReceipt(lockId, receipt);
+      anchor = audit ? (await authority.postAudit(lockId, audit)).anchor : undefined;
+    }
     if (receipt || audit) opts.onEvent?.({ phase: 'relayed', to: 'authority' });
     const direct: Relayed = { receipt: receipt ? 'delivered' : 'none', audit: audit ? 'delivered' : 'none', deadLettered: [] };
     if (anchor) direct.anchor = anchor;

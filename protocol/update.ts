@@ -10,7 +10,7 @@
 
 import { type CborValue, decode, encode, bytesEqual } from './cbor';
 import { KEY_ID_BYTES, keyIdOf, sign, toHex, verify } from './crypto';
-import { weakEd25519PublicKeyReason } from './ed25519-strict';
+import { weakEd25519EncodingReason } from './ed25519-strict';
 import { ProtocolError } from './errors';
 import { MapReader, cmap, expectArray, expectTuple, insideSignedBody } from './schema';
 import { type Op, applyOps, opFromCbor, opToCbor } from './ops';
@@ -342,11 +342,13 @@ export function applyUpdate(state: TableState, update: Update): ApplyResult {
 
 /**
  * A phone entry's secret is its Ed25519 public key. Refuse (INVALID_OP) a table that would
- * admit a key that is not a canonical point or has small order: with such a key one
+ * admit a key encoded with y ≥ p or encoding a small-order point: with such a key one
  * constant signature would answer every challenge under a lenient verifier, and it is
- * never what an honest phone enrols. Keys already held are not re-checked, so a snapshot
- * costs only its new keys (≈ 0.15 ms each). The authority refuses such keys at enrolment
- * with the stricter isStrictEd25519PublicKey (prime order as well).
+ * never what an honest phone enrols. Byte checks only (weakEd25519EncodingReason): bytes
+ * that are no curve point never verify under the strict verifier, so they cannot open;
+ * the check waits for unlock rather than costing a square root per key here. Keys already
+ * held are not re-checked. The authority refuses all of these at enrolment with the
+ * stricter isStrictEd25519PublicKey (on the curve, prime order as well).
  */
 function admitPhoneKeys(held: Table, entries: Iterable<Entry>): void {
   let heldKeys: Set<string> | undefined;
@@ -354,7 +356,7 @@ function admitPhoneKeys(held: Table, entries: Iterable<Entry>): void {
     if (e.kind !== 'phone') continue;
     heldKeys ??= new Set([...held.entries.values()].filter((h) => h.kind === 'phone').map((h) => toHex(h.secret)));
     if (heldKeys.has(toHex(e.secret))) continue;
-    const weak = weakEd25519PublicKeyReason(e.secret, { primeOrder: false });
+    const weak = weakEd25519EncodingReason(e.secret);
     if (weak !== null) throw new ProtocolError('INVALID_OP', `credential ${e.credId}: phone public key refused (${weak})`);
   }
 }

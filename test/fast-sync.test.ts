@@ -9,6 +9,8 @@ import { TestAuthority } from '../firmware-sim/test-authority';
 import { type Message, MAX_BATCH_ITEMS, decodeMessage, encode, encodeMessage, makeDelta, signHead, tableDigest, keyPairFromSeed, deriveSeed32, ProtocolError, cmap } from '../protocol/index';
 import { World } from '../world/index';
 import { AgentError } from '../mobile-agent/errors';
+import type { LockConnector } from '../mobile-agent/link';
+import type { AuthorityApi } from '../mobile-agent/authority-client';
 
 const UID = new Uint8Array([4, 1, 2, 3]);
 
@@ -107,6 +109,43 @@ describe('batch at the lock session', () => {
   });
 });
 
+describe('a fresh lock and an update too large to batch', () => {
+  it('the update goes alone; then the signed time (verifiable only after it) and the audit request share one batch', async () => {
+    const seen: { direction: string; type: string; items?: string[] }[] = [];
+    const world = await World.create({
+      seed: 'fast-sync-large',
+      doors: [{ name: 'unit' }],
+      phones: ['resident'],
+      onSessionMessage: (m) => {
+        const msg = decodeMessage(m.bytes);
+        const items = msg.type === 'batch' ? msg.messages : msg.type === 'batchReply' ? msg.replies : undefined;
+        seen.push({ direction: m.direction, type: msg.type, ...(items ? { items: items.map((b) => decodeMessage(b).type) } : {}) });
+      },
+    });
+    try {
+      const a = world.authority;
+      const key = a.createKey({ name: 'Unit', doors: [{ doorId: world.door('unit').doorId }] });
+      const ann = a.addUser({ name: 'Ann' });
+      a.assignKey(ann.id, key.id);
+      world.enrolPhone('resident', { userId: ann.id });
+      // 200 keycards: a first update well above the 4,096 B a batch may carry.
+      a.batch(() => {
+        for (let i = 0; i < 200; i++) a.addKeycard(ann.id, (0x04000000 + i).toString(16).padStart(8, '0'));
+      });
+      world.moveTo('resident', 'unit');
+      const r = await world.sync('resident', 'unit');
+      expect(r).toMatchObject({ outcome: 'updated', versionBefore: 0, receiptDelivered: true, auditFate: 'delivered' });
+      expect(r.updateBytes).toBeGreaterThan(4096);
+      const toLock = seen.filter((m) => m.direction === 'to-lock');
+      expect(toLock.map((m) => m.type)).toEqual(['snapshot', 'batch', 'auditAnchor']);
+      expect(toLock[1]?.items).toEqual(['signedTime', 'auditRequest']);
+      expect(seen.find((m) => m.type === 'batchReply')?.items).toEqual(['timeAck', 'auditExport']);
+    } finally {
+      await world.close();
+    }
+  });
+});
+
 describe('pipelined Door Sync end to end (in-process link, authority over HTTP)', () => {
   let world: World;
   const seen: { phone: string; direction: string; type: string; items?: string[] }[] = [];
@@ -163,6 +202,28 @@ describe('pipelined Door Sync end to end (in-process link, authority over HTTP)'
     expect(seen.find((m) => m.type === 'batchReply')?.items).toEqual(['timeAck', 'receipt', 'auditExport']);
     expect(toLock).not.toContain('delta'); // nothing sent twice
     expect(world.door('unit').lock.version).toBe(target);
+  });
+
+  it('a new process (a connector that never met the lock) fetches the updates while connecting: the courier cache remembers the version the lock is at', async () => {
+    const lockId = world.door('unit').lockId;
+    const phone = world.phone('resident');
+    expect(phone.cache.expectedHello(lockId)?.version).toBe(world.door('unit').lock.version);
+    const target = toggleRevocation();
+    const inner = phone.connector;
+    const fresh: LockConnector = { transport: inner.transport, scan: (t, f) => inner.scan(t, f), connect: (l, o) => inner.connect(l, o), forget: (l) => inner.forget(l), close: async () => undefined };
+    const order: string[] = [];
+    const client = world.authorityClientFor('resident');
+    const authority: AuthorityApi = {
+      updates: (...a) => (order.push(`updates from v${a[1]}`), client.updates(...a)),
+      signedTime: (...a) => client.signedTime(...a),
+      postReceipt: (...a) => client.postReceipt(...a),
+      postAudit: (...a) => client.postAudit(...a),
+    };
+    current = 'resident';
+    const r = await world.sync('resident', 'unit', { connector: fresh, authority, onEvent: (e) => e.phase === 'connected' && order.push('hello') });
+    expect(r).toMatchObject({ outcome: 'updated', versionAfter: target });
+    expect(order).toEqual([`updates from v${r.versionBefore}`, 'hello']);
+    expect(phone.cache.expectedHello(lockId)?.version).toBe(target);
   });
 
   it('an old-style phone (no batches) still syncs against the same lock, one request at a time', async () => {

@@ -209,7 +209,7 @@ function updateVectors(): VectorFile {
       Cascade: 'removal cascading to guests', Rotation: 'online key rotation via a carried cert', BadSignature: 'signature does not verify',
       UntrustedKey: 'signer not trusted', WrongLock: 'bound to another lock', Rollback: 'version not above the floor', Replay: 'an accepted update again',
       BrokenChain: 'base version/digest mismatch', DigestMismatch: 'result differs from the signed head', OverLimit: 'beyond a limit',
-      Malformed: 'not a valid message', Truncated: 'bytes missing', Float: 'CBOR float', InvalidOp: 'op cannot apply', WeakKey: 'phone public key of small order or not canonical (SPEC.md §3.3)',
+      Malformed: 'not a valid message', Truncated: 'bytes missing', Float: 'CBOR float', InvalidOp: 'op cannot apply', WeakKey: 'phone public key of small order or not canonical (SPEC.md §3.3)', NotOnCurve: 'phone public key bytes that are no curve point: admitted, refused at unlock by the strict verifier (SPEC.md §3.3)',
     },
     [
       { type: 'UpdateAccepted', tests: valid },

@@ -5,7 +5,7 @@
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha512';
 import { keyPairFromSeed } from '../crypto';
-import { ED25519_L, smallOrderEncodings, verifyEd25519Strict, weakEd25519PublicKeyReason } from '../ed25519-strict';
+import { ED25519_L, smallOrderEncodings, verifyEd25519Strict, weakEd25519EncodingReason, weakEd25519PublicKeyReason } from '../ed25519-strict';
 import { deriveSeed32 } from '../random';
 import { hex, vectorFile, type VectorFile, type VectorTest } from './shape';
 import { WORLD_SEED } from './world';
@@ -109,7 +109,7 @@ export function ed25519StrictVectors(): VectorFile {
     if ((reason ?? null) !== (want === null || want === undefined ? null : flagReason[want])) throw new Error(`key vector "${comment}": ${reason}`);
     const t: VectorTest = { tcId: 0, comment, flags, result: reason === null ? 'valid' : 'invalid', publicKey: hex(pk), requirements: ['R-SIG-2'] };
     if (reason !== null) t.expectedReason = reason;
-    if (reason !== null) t.lockRefuses = weakEd25519PublicKeyReason(pk, { primeOrder: false }) !== null;
+    if (reason !== null) t.lockRefuses = weakEd25519EncodingReason(pk) !== null;
     keyTests.push(t);
   };
   for (const label of ['phone:resident', 'phone:guest', 'strict-signer']) k(`key of seed "${label}"`, ['Valid'], keyPairFromSeed(deriveSeed32(WORLD_SEED, label)).publicKey);
@@ -148,7 +148,7 @@ export function ed25519StrictVectors(): VectorFile {
       'Strict Ed25519 verification and public-key admission (SPEC.md §3.3). msg (group field) is the ASCII string "locksync strict Ed25519 vector".',
       'StrictVerify: result says whether a locksync verifier accepts sig over msg under publicKey (no signing context: raw RFC 8032).',
       'zip215Accepts records what a lenient ZIP-215 verifier (@noble/ed25519 v2 default) says: every invalid test it accepts is a leniency locksync refuses.',
-      'PublicKeyStrict: valid keys may be enrolled; invalid ones are refused with expectedReason. lockRefuses: the lock\'s cheaper table check (canonical, not small order) also refuses it.',
+      'PublicKeyStrict: valid keys may be enrolled; invalid ones are refused with expectedReason. lockRefuses: the lock\'s table check on the bytes (SPEC.md §3.3: y < p, no small-order encoding) also refuses it; a key that is no curve point passes it and never verifies.',
       `Keys derive from seed "${WORLD_SEED}"; test keys only.`,
     ],
     {

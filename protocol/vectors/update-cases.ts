@@ -151,6 +151,12 @@ export function updateCases(): UpdateCase[] {
     nonCanonical[31] = 0x7f; // y = p + 1: a second encoding of the identity
     bad('snapshot holding a phone credential with a non-canonical public key (y >= p)', ['InvalidOp', 'WeakKey', 'Snapshot'], s0,
       snapshotOf(applyOps(baseTable(3), [{ op: 'put', entry: { ...residentPhone(3001), secret: nonCanonical } }]), { version: 1 }), 'INVALID_OP');
+    // y = 2 is canonical and of no small-order point, but no x solves the curve equation:
+    // admitted (the check is on the bytes, SPEC §3.3); no signature ever verifies under it.
+    const offCurve = new Uint8Array(32);
+    offCurve[0] = 2;
+    ok('snapshot holding a phone credential whose public key is no curve point (y = 2): accepted, it never verifies at unlock', ['Snapshot', 'NotOnCurve'], s0,
+      snapshotOf(applyOps(baseTable(3), [{ op: 'put', entry: { ...residentPhone(3001), secret: offCurve } }]), { version: 1 }), 1);
   }
   moreCases(s0, s1, s2, snap1, delta2, ok, bad);
   return cases;

@@ -22,6 +22,7 @@ import {
   toHex,
   weakEd25519PublicKeyReason,
 } from '../../protocol';
+import { setEd25519Backend } from '../../protocol/ed25519-strict';
 import { decidePhone, makeChallenge, type AccessContext } from '../../firmware-sim/access';
 import { attack, attackLog, buildWorld, deliver, forkAuthority, unlockWith, updateMessage } from './harness';
 
@@ -97,6 +98,28 @@ describe('the constant signature opens nothing', () => {
     expect(unlockWith(w, s, 1, { signature: constantSignature() })).toMatchObject({ type: 'decision', granted: false, reason: 'BAD_RESPONSE' });
     expect(unlockWith(w, s, 1, w.phones.resident.secretKey)).toMatchObject({ type: 'decision', granted: true });
     s.close();
+  });
+});
+
+describe('phone key bytes that are no curve point (the lock checks keys on their bytes, SPEC §3.3)', () => {
+  it('enter the table, yet no signature opens with them, on either verifier backend; the constant signature neither', () => {
+    const w = buildWorld('weak-off-curve');
+    const offCurve = new Uint8Array(32);
+    offCurve[0] = 2; // y = 2: canonical, no small-order point, no x on the curve
+    expect(weakEd25519PublicKeyReason(offCurve)).toBe('NOT_ON_CURVE');
+    expect(deliver(w, updateMessage(w.auth.delta([{ op: 'put', entry: w.auth.phoneEntry(601, offCurve) }])))).toMatchObject({ messages: [{ type: 'receipt' }] });
+    const anyone = keyPairFromSeed(deriveSeed32('weak-off-curve', 'anyone'));
+    for (const backend of ['native', 'noble'] as const) {
+      setEd25519Backend(backend);
+      try {
+        const s = w.lock.openSession();
+        expect(unlockWith(w, s, 601, { signature: constantSignature() }), backend).toMatchObject({ type: 'decision', granted: false, reason: 'BAD_RESPONSE' });
+        expect(unlockWith(w, s, 601, anyone.secretKey), backend).toMatchObject({ type: 'decision', granted: false, reason: 'BAD_RESPONSE' });
+        s.close();
+      } finally {
+        setEd25519Backend('native');
+      }
+    }
   });
 });
 
