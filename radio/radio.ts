@@ -117,6 +117,8 @@ export interface LinkInfo {
   packetsPerEvent: number;
   supervisionTimeoutMs: number;
   dataLength: { centralTx: number; peripheralTx: number };
+  /** Connection and PHY updates applied at their instants (event counter, model time), oldest first. */
+  updates: Array<{ kind: 'connection' | 'phy'; instant: number; atMs: number; intervalMs: number; latency: number; supervisionTimeoutMs: number; phy: string }>;
   stats: Link['stats'];
 }
 
@@ -282,6 +284,7 @@ export class Radio {
       packetsPerEvent: link.params.packetsPerEvent,
       supervisionTimeoutMs: link.params.supervisionTimeoutUs / 1000,
       dataLength: { centralTx: link.central.txOctets, peripheralTx: link.peripheral.txOctets },
+      updates: link.appliedInstants.map((u) => ({ kind: u.kind, instant: u.instant, atMs: u.atUs / 1000, intervalMs: u.intervalUs / 1000, latency: u.latency, supervisionTimeoutMs: u.supervisionTimeoutUs / 1000, phy: u.phy })),
       stats: { ...link.stats },
     }));
   }
