@@ -6,6 +6,7 @@
 // Part B describe — in the default (extended) and the --legacy configuration, so the next
 // host stack someone brings (BlueZ, Zephyr, Bumble) works the first time.
 import { describe, expect, it } from 'vitest';
+import { ah, resolvesWith } from './controller';
 import { COMMANDS, LeFeature, MANDATORY_WITH_FEATURE, type LeFeatureBit } from './capabilities';
 import { EventCode, LeSubevent, Op, Status, addressToWire } from './hci';
 import { connectPair, createMiniWorld, type MiniHost, type MiniWorld } from './mini-host';
@@ -130,6 +131,57 @@ describe.each([
     run(w, 1000);
     expect(central.eventsWithCode(EventCode.DISCONNECTION_COMPLETE)).toHaveLength(1);
     expect(peripheral.eventsWithCode(EventCode.DISCONNECTION_COMPLETE)).toHaveLength(1);
+  });
+});
+
+// ─────────────────────────────── LE privacy ───────────────────────────────
+
+describe('LE privacy: a phone controller seen only under rotating resolvable private addresses (Vol 6 Part B §1.3.2.2)', () => {
+  it('ah() gives the Core sample value (Vol 3 Part H Appendix D.7)', () => {
+    const irk = Buffer.from('ec0234a357c8ad05341010a60a397d9b', 'hex');
+    expect(ah(irk, Buffer.from('708194', 'hex')).toString('hex')).toBe('0dfbaa');
+    // The address prand ‖ hash, wire order, resolves with that IRK and no other.
+    const rpa = Buffer.from('708194' + '0dfbaa', 'hex').reverse();
+    expect(resolvesWith(irk, rpa)).toBe(true);
+    expect(resolvesWith(Buffer.alloc(16, 1), rpa)).toBe(false);
+  });
+
+  it('scans and connects from an RPA even when the host asks for public, and moves to a new one after the rotation time', () => {
+    const irk = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+    const w = createMiniWorld({ count: 2, privacy: [{ irk, rotationMs: 1000 }, undefined] });
+    for (const host of w.hosts) host.command(Op.LE_SET_EVENT_MASK, LE_EVENTS_PLAIN_COMPLETE);
+    const [phone, lock] = [w.hosts[0]!, w.hosts[1]!];
+    const publicAddress = addressToWire(phone.controller.addressString);
+    const peerSeen = (): Array<{ type: number; address: Buffer }> =>
+      lock.leEvents(LeSubevent.CONNECTION_COMPLETE)
+        .filter((e) => e.params[1] === Status.SUCCESS)
+        .map((e) => ({ type: e.params[5]!, address: Buffer.from(e.params.subarray(6, 12)) }));
+    // noble's way: own address type 0 (public) in LE Create Connection.
+    connectPair(w, phone, lock);
+    const first = peerSeen()[0]!;
+    expect(first.type).toBe(0x01); // random
+    expect(first.address.equals(publicAddress)).toBe(false);
+    expect(resolvesWith(irk, first.address)).toBe(true);
+    const handle = Buffer.alloc(3);
+    handle.writeUInt16LE(phone.controller.connections.keys().next().value!, 0);
+    handle[2] = 0x13;
+    expect(phone.command(Op.DISCONNECT, handle).status).toBe(Status.SUCCESS);
+    run(w, 200);
+    // Within the rotation time the address is kept…
+    for (const host of w.hosts) host.events.length = 0;
+    connectPair(w, phone, lock);
+    expect(peerSeen()[0]!.address.equals(first.address)).toBe(true);
+    handle.writeUInt16LE(phone.controller.connections.keys().next().value!, 0);
+    expect(phone.command(Op.DISCONNECT, handle).status).toBe(Status.SUCCESS);
+    run(w, 1200);
+    // …after it, a new one, still resolvable with the phone's IRK.
+    for (const host of w.hosts) host.events.length = 0;
+    connectPair(w, phone, lock);
+    const third = peerSeen()[0]!;
+    expect(third.type).toBe(0x01);
+    expect(third.address.equals(first.address)).toBe(false);
+    expect(resolvesWith(irk, third.address)).toBe(true);
+    expect(phone.controller.privateAddressHistory.length).toBe(2);
   });
 });
 

@@ -21,6 +21,7 @@ import {
   parseH4,
   wireToAddress,
 } from './hci';
+import { createCipheriv } from 'node:crypto';
 import { LLID_CONTROL, LLID_CONTINUATION, LLID_START, type Link, type LinkEnd, type LinkParameters, type PendingInstant } from './link';
 import type { SeededRandom } from './prng';
 
@@ -74,6 +75,52 @@ export interface ControllerOptions {
    * link: every H4 packet then takes its bytes' time on the wire in each direction.
    */
   uartBaud?: number;
+  /**
+   * LE privacy as phones' controllers do it: the device is seen only under a resolvable
+   * private address (Vol 6 Part B §1.3.2.2) generated from `irk` and replaced every
+   * `rotationMs` — used for scanning, initiating and advertising whatever own address type
+   * the host asks for (a phone's OS, not its app, decides its address). Off when absent.
+   */
+  privacy?: PrivacySettings;
+}
+
+export interface PrivacySettings {
+  /** Identity Resolving Key, 16 octets (most significant first, as Vol 3 Part H writes keys). */
+  irk: Buffer;
+  /** How long one private address is used (Android and iOS: about 15 minutes). */
+  rotationMs: number;
+}
+
+/** Android and iOS replace their resolvable private address about every 15 minutes. */
+export const PHONE_RPA_ROTATION_MS = 15 * 60_000;
+
+/**
+ * The random address function ah (Vol 3 Part H §2.2.2): e(k, padding ‖ r) mod 2^24, with
+ * e = AES-128 and all values most significant octet first.
+ */
+export function ah(irk: Buffer, prand: Buffer): Buffer {
+  const cipher = createCipheriv('aes-128-ecb', irk, null);
+  cipher.setAutoPadding(false);
+  const block = Buffer.concat([Buffer.alloc(13), prand]);
+  const out = Buffer.concat([cipher.update(block), cipher.final()]);
+  return out.subarray(13, 16);
+}
+
+/**
+ * A resolvable private address from an IRK and 22 random bits (Vol 6 Part B §1.3.2.2):
+ * prand's two most significant bits are 01; address = prand ‖ ah(IRK, prand). Returned in
+ * wire order (least significant octet first), as the controller keeps addresses.
+ */
+export function resolvablePrivateAddress(irk: Buffer, random22: number): Buffer {
+  const prand = Buffer.from([0x40 | ((random22 >> 16) & 0x3f), (random22 >> 8) & 0xff, random22 & 0xff]);
+  return Buffer.from([...prand, ...ah(irk, prand)].reverse());
+}
+
+/** Whether a wire-order address resolves with `irk` (what a bonded peer's resolving list does). */
+export function resolvesWith(irk: Buffer, address: Buffer): boolean {
+  const be = Buffer.from(address).reverse();
+  if ((be[0]! & 0xc0) !== 0x40) return false;
+  return ah(irk, be.subarray(0, 3)).equals(be.subarray(3, 6));
 }
 
 /** Depth of the controller's command queue (Num_HCI_Command_Packets when idle). */
@@ -195,6 +242,10 @@ export class VirtualController implements AirParticipant {
   address: Buffer;
   /** LE Set Random Address: the controller's random device address (null until the host sets one). */
   private randomAddress: Buffer | null = null;
+  /** Privacy: the resolvable private address in use and when it is replaced (model µs). */
+  private privateAddress: { address: Buffer; expiresAtUs: number } | null = null;
+  /** Every private address this controller has used, in order (tests, `list`). */
+  readonly privateAddressHistory: Buffer[] = [];
   readonly features: ReadonlySet<LeFeatureBit>;
   private readonly implementedCommands: ReadonlySet<number>;
   private readonly advertisingSets = new Map<number, AdvertisingSet>();
@@ -1108,8 +1159,27 @@ export class VirtualController implements AirParticipant {
    * random as the spec says. Null when a random address is asked for and none is set.
    */
   private ownAddress(ownAddressType: number, random: Buffer | null): AirAddress | null {
+    const rpa = this.currentPrivateAddress();
+    if (rpa) return { type: 1, address: rpa };
     if (ownAddressType === 0 || ownAddressType === 2) return { type: 0, address: this.address };
     return random ? { type: 1, address: random } : null;
+  }
+
+  /**
+   * With privacy on, the resolvable private address of this moment: generated from the IRK
+   * on first use and again once `rotationMs` has passed (an address in use by a connection
+   * stays with that connection, as on air).
+   */
+  currentPrivateAddress(): Buffer | null {
+    const privacy = this.options.privacy;
+    if (!privacy) return null;
+    const now = this.air.clock.nowUs();
+    if (!this.privateAddress || now >= this.privateAddress.expiresAtUs) {
+      const address = resolvablePrivateAddress(privacy.irk, this.random.nextUint32() & 0x3fffff);
+      this.privateAddress = { address, expiresAtUs: now + privacy.rotationMs * 1000 };
+      this.privateAddressHistory.push(address);
+    }
+    return this.privateAddress.address;
   }
 
   private createConnection(p: Buffer, extended: boolean): CommandResult {
