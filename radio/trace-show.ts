@@ -1056,8 +1056,11 @@ function describeEvent(code: number, p: Buffer): { fields: Record<string, unknow
       const handle = p.readUInt16LE(2);
       const role = p[4] === 0 ? 'central' : 'peripheral';
       const peer = wireToAddress(p.subarray(6, 12));
-      const fields = { name: subName, subevent: sub, status: p[1]!, statusName: statusName(p[1]!), handle, role, peer };
-      return { fields, text: `${subName} status=${statusName(p[1]!)} handle=${hex(handle)} role=${role} peer=${peer}`, ...(p[1] === 0 ? { connectionHandle: handle } : {}) };
+      // Peer_Address_Type: 0 public, 1 random (a phone's resolvable private address), 2/3 resolved identities.
+      const peerAddressType = p[5]!;
+      const typeText = peerAddressType === 0 ? '' : ` (${['public', 'random', 'public identity', 'random identity'][peerAddressType] ?? `type ${peerAddressType}`})`;
+      const fields = { name: subName, subevent: sub, status: p[1]!, statusName: statusName(p[1]!), handle, role, peer, peerAddressType };
+      return { fields, text: `${subName} status=${statusName(p[1]!)} handle=${hex(handle)} role=${role} peer=${peer}${typeText}`, ...(p[1] === 0 ? { connectionHandle: handle } : {}) };
     }
     if (sub === 0x07 && p.length >= 9) {
       const handle = p.readUInt16LE(1);
