@@ -642,6 +642,11 @@ export function describeFrame(frame: DecodedFrame): FrameDecoded {
         fields['completed'] = s.completed;
         text += `, completed id ${hex(s.completed.messageId)} (${s.completed.total} B)`;
       }
+      if (s.resumeToken) {
+        // A phone's resume token (SPEC §13.2): the lock keys what it holds of the phone's messages by it.
+        fields['resumeToken'] = toHex(s.resumeToken);
+        text += `, resume token ${toHex(s.resumeToken)}`;
+      }
       return { type: 'hello', fields, text };
     }
     case 'abort': {

@@ -82,6 +82,10 @@ describe("a phone's private address rotates between a dropped sync and its retry
         expect(peer).not.toBe(publicAddress);
         expect(resolvesWith(irk, Buffer.from(peer.split(':').reverse().map((b) => parseInt(b, 16)))), peer).toBe(true);
       }
+      // The phone's HELLO carried the same resume token from both addresses.
+      const tokens = lockLines.flatMap((l) => [...l.matchAll(/locksync HELLO .*resume token ([0-9a-f]{16})/g)].map((m) => m[1]!));
+      expect(tokens.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(tokens).size).toBe(1);
       // The retry resumed: the lock's HELLO to the new address offered what it held, and the
       // phone's START continued from exactly there.
       const offered = lockLines.map((l) => /locksync HELLO .*holds (\d+)\/(\d+) of id (0x[0-9a-f]+)/.exec(l)).find((m) => m !== null);
