@@ -6,10 +6,14 @@
 //   dropped shortly after; the session in progress is not touched. A new connection from
 //   the peer that holds the session replaces the old link (a phone cannot hold two links
 //   to one lock: the old one is dead and only its supervision timeout has not fired yet).
-// * Held partial messages belong to their peer. The incoming message a dropped link left
-//   half-received is kept for that peer only (its MessageChannel is keyed by the peer's
-//   identity): another peer's HELLO does not show it and another peer cannot resume it.
-//   Partials of the last MAX_PEER_CHANNELS peers are kept.
+// * Held partial messages belong to their phone, not to its address. The incoming message a
+//   dropped link left half-received is kept under the resume token the phone's framing
+//   HELLO carries (SPEC §13.2, a secret the phone chose), or under the peer's address when
+//   its HELLO has none: only a HELLO with the same token shows it and only that phone can
+//   resume it — and a phone whose private address rotated between the drop and its retry
+//   still resumes. The lock therefore picks the channel, and sends its own HELLO, when the
+//   phone's HELLO arrives (its first frame: a sender sends nothing before the peer's
+//   HELLO). Partials of the last MAX_PEER_CHANNELS phones are kept.
 // * A link cannot be held for ever: it is closed after LINK_IDLE_TIMEOUT_MS without a
 //   frame from the phone and when the session reaches LINK_SESSION_LIMIT_MS, each time
 //   after an `error SESSION_EXPIRED` that says why. A transfer cut by the limit resumes on
@@ -19,7 +23,7 @@
 //   drops the link (the held partial is kept).
 // Responses still queued when a link drops belong to the dead session and are dropped.
 
-import { MessageChannel, ChannelClosedError, encodeMessage, type FramingError } from '../protocol/index';
+import { MessageChannel, ChannelClosedError, FramingError, decodeFrame, encodeMessage, toHex } from '../protocol/index';
 import type { HostedSession, LockSessionHost } from './session-host';
 
 /** A session link with no frame from the phone for this long is closed. */
@@ -79,7 +83,11 @@ const DEFAULT_PEER = 'peer';
 
 interface SessionLink {
   link: LinkImpl;
-  channel: MessageChannel;
+  /** Chosen by the phone's HELLO (its resume token, else its address); undefined until then. */
+  channel: MessageChannel | undefined;
+  mtu: number;
+  /** Messages the session produced before the phone's HELLO chose the channel. */
+  early: Uint8Array[];
   session: HostedSession;
   idle: ReturnType<typeof setTimeout> | undefined;
   limit: ReturnType<typeof setTimeout> | undefined;
@@ -97,8 +105,10 @@ interface LinkImpl extends LockLink {
 }
 
 export class LockLinkServer {
-  /** Per peer: the channel whose reassembler holds that peer's partial message. */
+  /** Per phone (`token:<hex>`, or `peer:<address>` without a token): the channel holding its partial message. */
   private readonly channels = new Map<string, MessageChannel>();
+  /** The key each peer's last session used (heldBytesFor looks a peer up by it). */
+  private readonly lastKeyOf = new Map<string, string>();
   private current: SessionLink | undefined;
   private readonly idleTimeoutMs: number;
   private readonly sessionLimitMs: number;
@@ -129,12 +139,17 @@ export class LockLinkServer {
 
   /** Framing statistics of the current session's channel. */
   get stats() {
-    return this.current?.channel.stats;
+    return this.current?.channel?.stats;
   }
 
-  /** Bytes of an incoming message held for `peer` (0 if none). */
+  /** Bytes of an incoming message held for the phone whose last session came from `peer` (0 if none). */
   heldBytesFor(peer: string): number {
-    return this.channels.get(peer)?.receivedPartialBytes ?? 0;
+    return this.channels.get(this.lastKeyOf.get(peer) ?? `peer:${peer}`)?.receivedPartialBytes ?? 0;
+  }
+
+  /** Bytes of an incoming message held under a phone's resume token (0 if none). */
+  heldBytesForToken(token: Uint8Array): number {
+    return this.channels.get(`token:${toHex(token)}`)?.receivedPartialBytes ?? 0;
   }
 
   /**
@@ -152,7 +167,12 @@ export class LockLinkServer {
       busyChannel: undefined,
       lingerTimer: undefined,
       receiveFrame: (frame) => this.receiveOn(link, frame),
-      setMtu: (m) => (link.busyChannel ?? (this.current?.link === link ? this.current.channel : undefined))?.setMtu(m),
+      setMtu: (m) => {
+        if (link.busyChannel) return link.busyChannel.setMtu(m);
+        if (this.current?.link !== link) return;
+        this.current.mtu = m;
+        this.current.channel?.setMtu(m);
+      },
       disconnect: () => this.linkGone(link),
     };
     const holder = this.current;
@@ -163,11 +183,9 @@ export class LockLinkServer {
       this.refuseBusy(link, mtu, holder.link.peer);
       return link;
     }
-    const channel = this.channelFor(peer);
     const session = this.host.openSession();
-    const s: SessionLink = { link, channel, session, idle: undefined, limit: undefined, work: Promise.resolve(), expiring: false };
+    const s: SessionLink = { link, channel: undefined, mtu, early: [], session, idle: undefined, limit: undefined, work: Promise.resolve(), expiring: false };
     this.current = s;
-    channel.linkUp(mtu);
     this.events.onSessionOpened?.();
     this.queueSend(s, session.hello());
     this.touch(s);
@@ -182,7 +200,9 @@ export class LockLinkServer {
   }
 
   setMtu(mtu: number): void {
-    this.current?.channel.setMtu(mtu);
+    if (!this.current) return;
+    this.current.mtu = mtu;
+    this.current.channel?.setMtu(mtu);
   }
 
   /** The session's link went away. */
@@ -192,12 +212,12 @@ export class LockLinkServer {
 
   // -------------------------------------------------------------------------------------
 
-  /** The peer's channel, most recently used last; the oldest idle peer's is evicted. */
-  private channelFor(peer: string): MessageChannel {
-    let channel = this.channels.get(peer);
+  /** The phone's channel, most recently used last; the oldest idle phone's is evicted. */
+  private channelFor(key: string): MessageChannel {
+    let channel = this.channels.get(key);
     if (channel !== undefined) {
-      this.channels.delete(peer);
-      this.channels.set(peer, channel);
+      this.channels.delete(key);
+      this.channels.set(key, channel);
       return channel;
     }
     channel = new MessageChannel({
@@ -219,10 +239,10 @@ export class LockLinkServer {
       ...(this.opts.maxMessageBytes !== undefined ? { maxMessageBytes: this.opts.maxMessageBytes } : {}),
       ...(this.opts.window !== undefined ? { window: this.opts.window } : {}),
     });
-    this.channels.set(peer, channel);
+    this.channels.set(key, channel);
     for (const [other, c] of this.channels) {
       if (this.channels.size <= MAX_PEER_CHANNELS) break;
-      if (other === peer || this.current?.channel === c) continue;
+      if (other === key || this.current?.channel === c) continue;
       c.close('evicted');
       this.channels.delete(other);
     }
@@ -238,7 +258,37 @@ export class LockLinkServer {
     const s = this.current;
     if (!s || s.link !== link) return;
     this.touch(s);
-    s.channel.receiveFrame(frame);
+    if (s.channel === undefined && !this.chooseChannel(s, frame)) return;
+    s.channel!.receiveFrame(frame);
+  }
+
+  /**
+   * The phone's first frame is its HELLO (SPEC §13.2: a sender sends nothing before the
+   * peer's HELLO): its resume token — else the link's peer address — picks the channel
+   * holding that phone's partial; the lock's HELLO and what the session queued follow.
+   * Anything else first is a framing violation: the link is dropped.
+   */
+  private chooseChannel(s: SessionLink, frame: Uint8Array): boolean {
+    let token: Uint8Array | undefined;
+    try {
+      const decoded = decodeFrame(frame);
+      if (decoded.type !== 'hello') throw new FramingError('UNEXPECTED_FRAME', `a ${decoded.type.toUpperCase()} frame before the phone's HELLO`);
+      token = decoded.state.resumeToken;
+    } catch (e) {
+      if (!(e instanceof FramingError)) throw e;
+      this.events.onProtocolError?.(e);
+      this.dropLink(s.link);
+      return false;
+    }
+    const key = token ? `token:${toHex(token)}` : `peer:${s.link.peer}`;
+    this.lastKeyOf.delete(s.link.peer);
+    this.lastKeyOf.set(s.link.peer, key);
+    while (this.lastKeyOf.size > 64) this.lastKeyOf.delete(this.lastKeyOf.keys().next().value as string);
+    const channel = this.channelFor(key);
+    s.channel = channel;
+    channel.linkUp(s.mtu);
+    for (const bytes of s.early.splice(0)) this.sendOn(channel, bytes);
+    return true;
   }
 
   /** Restart the idle timer: the phone sent a frame. */
@@ -255,7 +305,8 @@ export class LockLinkServer {
     this.events.onLinkExpired?.(s.link.peer, why);
     const bytes = encodeMessage({ type: 'error', reason: 'SESSION_EXPIRED', detail });
     this.events.onMessageOut?.(bytes);
-    const sent = s.channel.send(bytes).catch(() => undefined);
+    // Before the phone's HELLO there is no channel to say it on: just drop.
+    const sent = s.channel ? s.channel.send(bytes).catch(() => undefined) : Promise.resolve();
     this.lingerThenDrop(s.link, sent);
   }
 
@@ -312,8 +363,8 @@ export class LockLinkServer {
     if (s.idle) clearTimeout(s.idle);
     if (s.limit) clearTimeout(s.limit);
     s.session.close();
-    s.channel.close('link lost'); // drops responses of the dead session; keeps incoming partials
-    s.channel.linkDown();
+    s.channel?.close('link lost'); // drops responses of the dead session; keeps incoming partials
+    s.channel?.linkDown();
   }
 
   private onMessage(s: SessionLink, bytes: Uint8Array): void {
@@ -334,7 +385,12 @@ export class LockLinkServer {
 
   private queueSend(s: SessionLink, bytes: Uint8Array): void {
     this.events.onMessageOut?.(bytes);
-    s.channel.send(bytes).catch((e) => {
+    if (s.channel) this.sendOn(s.channel, bytes);
+    else s.early.push(bytes);
+  }
+
+  private sendOn(channel: MessageChannel, bytes: Uint8Array): void {
+    channel.send(bytes).catch((e) => {
       if (!(e instanceof ChannelClosedError)) throw e;
     });
   }

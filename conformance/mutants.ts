@@ -243,7 +243,8 @@ export const MUTANTS: Mutant[] = [
     apply({ server }) {
       const original = server.connect.bind(server);
       server.connect = (mtu: number, write: (f: Uint8Array) => void, opts: LinkOptions = {}) => {
-        (server as unknown as { channels: Map<string, unknown> }).channels.delete(opts.peer ?? 'peer');
+        // Held partials are keyed by the phone's resume token (or its address): forget them all.
+        (server as unknown as { channels: Map<string, unknown> }).channels.clear();
         return original(mtu, write, opts);
       };
     },

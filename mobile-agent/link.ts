@@ -3,7 +3,8 @@
 // messages over a MessageChannel that outlives the connection, so a transfer cut by a
 // disconnect resumes on the next connection to the same lock.
 
-import { type Message, decodeMessage, encodeMessage, MessageChannel, ProtocolError } from '../protocol/index';
+import { randomBytes } from 'node:crypto';
+import { type Message, RESUME_TOKEN_BYTES, concatBytes, decodeMessage, encodeMessage, hash, MessageChannel, ProtocolError } from '../protocol/index';
 import { AgentError } from './errors';
 
 export interface DiscoveredLock {
@@ -148,6 +149,19 @@ const idleHooks = (): ChannelHooks => ({ write: () => undefined, progress: () =>
 export class LockChannels {
   private readonly states = new Map<string, LockChannelState>();
 
+  /**
+   * `secret` is the phone's: each lock's resume token (SPEC §13.2 HELLO flags bit 2) is
+   * derived from it and the lock id, so the lock keeps a dropped transfer for this phone
+   * whatever Bluetooth address the phone connects from next, and no other phone can name
+   * it. A random one when left out (it only has to outlive the retries of a sync).
+   */
+  constructor(private readonly secret: Uint8Array = randomBytes(32)) {}
+
+  /** The token this phone's HELLOs carry to `lockId`. */
+  resumeToken(lockId: string): Uint8Array {
+    return hash(concatBytes(this.secret, new TextEncoder().encode(`locksync-resume-token:${lockId}`))).slice(0, RESUME_TOKEN_BYTES);
+  }
+
   /** The lock's state for a new connection (created on first use). */
   open(lockId: string): LockChannelState {
     let state = this.states.get(lockId);
@@ -159,6 +173,7 @@ export class LockChannels {
         onMessage: (m) => inbox.deliver(m),
         onProgress: (a, t) => hooks.progress(a, t),
         onProtocolError: (e) => hooks.violation(e),
+        resumeToken: this.resumeToken(lockId),
       });
       state = { channel, inbox, hooks };
       this.states.set(lockId, state);

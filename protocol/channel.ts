@@ -40,6 +40,8 @@ export interface MessageChannelOptions {
   ackEvery?: number;
   /** ATT MTU before linkUp() (23 until an MTU exchange says otherwise). */
   mtu?: number;
+  /** A phone's resume token for this lock, carried in its every HELLO (SPEC §13.2, §13.3). */
+  resumeToken?: Uint8Array;
 }
 
 export interface ChannelStats {
@@ -94,6 +96,7 @@ export class MessageChannel {
     const ro: FrameReassemblerOptions = { maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES };
     if (opts.window !== undefined) ro.window = opts.window;
     if (opts.ackEvery !== undefined) ro.ackEvery = opts.ackEvery;
+    if (opts.resumeToken !== undefined) ro.resumeToken = opts.resumeToken;
     this.reassembler = new FrameReassembler(ro);
   }
 

@@ -8,7 +8,7 @@
 //   0x00-0x7F  DATA   continuation: [seq] payload...                         (1-byte header)
 //   0x80       START  [0x80, seq, id_lo, id_hi, total(varint), offset(varint)] payload...
 //   0x81       ACK    [0x81, seq]              cumulative: every frame up to seq received
-//   0x82       HELLO  [0x82, ver, window, flags, maxMsg(varint), [partial], [completed]]
+//   0x82       HELLO  [0x82, ver, window, flags, maxMsg(varint), [partial], [completed], [resume token]]
 //   0x83       ABORT  [0x83, id_lo, id_hi, reason]   receiver refuses message id
 //   0x84-0xFF  reserved
 // DATA/START travel sender -> reassembler; ACK/HELLO/ABORT travel reassembler -> sender.
@@ -27,6 +27,12 @@ export const DEFAULT_WINDOW = 32;
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 export const MAX_MESSAGE_ID = 0xffff;
 export const MAX_VARINT = 0xffffffff;
+/**
+ * Length of the resume token a phone's HELLO may carry (SPEC §13.2, flags bit 2): the key
+ * under which the lock keeps the phone's half-received message, chosen by the phone and
+ * kept secret, so a resume does not depend on the phone's (rotating) Bluetooth address.
+ */
+export const RESUME_TOKEN_BYTES = 8;
 
 export const FRAME_START = 0x80;
 export const FRAME_ACK = 0x81;
@@ -144,6 +150,11 @@ export interface ResumeState {
   partial?: { messageId: number; total: number; offset: number };
   /** Last message the receiver fully delivered (lets a sender whose final ACK was lost finish). */
   completed?: { messageId: number; total: number };
+  /**
+   * The phone's resume token (RESUME_TOKEN_BYTES): under it the lock keeps what it holds of
+   * the phone's messages (SPEC §13.3). Only a phone's HELLO carries one.
+   */
+  resumeToken?: Uint8Array;
 }
 
 export type DecodedFrame =
@@ -202,7 +213,7 @@ export function decodeFrame(frame: Uint8Array): DecodedFrame {
       const maxMessageBytes = r.varint();
       if (version !== FRAMING_VERSION) fail('UNSUPPORTED_VERSION', `version ${version}`);
       if (window < 1 || window > MAX_WINDOW) fail('MALFORMED_FRAME', `window ${window}`);
-      if ((flags & ~0x03) !== 0) fail('MALFORMED_FRAME', 'reserved HELLO flag bits set');
+      if ((flags & ~0x07) !== 0) fail('MALFORMED_FRAME', 'reserved HELLO flag bits set');
       const state: ResumeState = { version, window, maxMessageBytes };
       if (flags & 0x01) {
         const messageId = r.u16();
@@ -215,6 +226,11 @@ export function decodeFrame(frame: Uint8Array): DecodedFrame {
         const messageId = r.u16();
         const total = r.varint();
         state.completed = { messageId, total };
+      }
+      if (flags & 0x04) {
+        const token = new Uint8Array(RESUME_TOKEN_BYTES);
+        for (let i = 0; i < RESUME_TOKEN_BYTES; i++) token[i] = r.u8();
+        state.resumeToken = token;
       }
       r.end();
       return { type: 'hello', state };
@@ -244,6 +260,10 @@ export function encodeHello(state: ResumeState): Uint8Array {
   let flags = 0;
   if (state.partial) flags |= 0x01;
   if (state.completed) flags |= 0x02;
+  if (state.resumeToken) {
+    if (state.resumeToken.length !== RESUME_TOKEN_BYTES) fail('BAD_ARGUMENT', `resume token must be ${RESUME_TOKEN_BYTES} bytes`);
+    flags |= 0x04;
+  }
   out.push(flags);
   writeVarint(out, state.maxMessageBytes);
   if (state.partial) {
@@ -255,6 +275,7 @@ export function encodeHello(state: ResumeState): Uint8Array {
     out.push(state.completed.messageId & 0xff, state.completed.messageId >> 8);
     writeVarint(out, state.completed.total);
   }
+  if (state.resumeToken) out.push(...state.resumeToken);
   return Uint8Array.from(out);
 }
 
@@ -514,6 +535,8 @@ export interface FrameReassemblerOptions {
   ackEvery?: number;
   /** State recalled from persistent storage (see snapshot()). */
   restore?: ReassemblerSnapshot;
+  /** A phone's resume token, sent in every HELLO (SPEC §13.2 flags bit 2). */
+  resumeToken?: Uint8Array;
 }
 
 export interface PushResult {
@@ -540,6 +563,7 @@ export class FrameReassembler {
   private partial: { messageId: number; total: number; buf: Uint8Array; held: number } | undefined;
   private completed: { messageId: number; total: number } | undefined;
   private refused: number | undefined;
+  private readonly resumeToken: Uint8Array | undefined;
 
   constructor(opts: FrameReassemblerOptions = {}) {
     const max = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -561,6 +585,10 @@ export class FrameReassembler {
       this.partial = { messageId, total, buf, held: bytes.length };
     }
     if (r?.completed) this.completed = { ...r.completed };
+    if (opts.resumeToken !== undefined) {
+      if (opts.resumeToken.length !== RESUME_TOKEN_BYTES) fail('BAD_ARGUMENT', `resume token must be ${RESUME_TOKEN_BYTES} bytes`);
+      this.resumeToken = Uint8Array.from(opts.resumeToken);
+    }
   }
 
   /** What the receiver holds; this is what HELLO carries. */
@@ -569,6 +597,7 @@ export class FrameReassembler {
     if (this.partial && this.partial.held > 0)
       s.partial = { messageId: this.partial.messageId, total: this.partial.total, offset: this.partial.held };
     if (this.completed) s.completed = { ...this.completed };
+    if (this.resumeToken) s.resumeToken = Uint8Array.from(this.resumeToken);
     return s;
   }
 

@@ -9,6 +9,7 @@ import { Op } from './hci';
 
 /** LE feature bits (Vol 6 Part B §4.6) this controller may claim. */
 export const LeFeature = {
+  CONNECTION_PARAMETERS_REQUEST: 1,
   DATA_LENGTH_EXTENSION: 5,
   LE_2M_PHY: 8,
   EXTENDED_ADVERTISING: 12,
@@ -27,6 +28,7 @@ export interface CommandCapability {
   status?: true;
 }
 
+const FEATURE_CPR = LeFeature.CONNECTION_PARAMETERS_REQUEST;
 const FEATURE_DLE = LeFeature.DATA_LENGTH_EXTENSION;
 const FEATURE_2M = LeFeature.LE_2M_PHY;
 const FEATURE_EXT_ADV = LeFeature.EXTENDED_ADVERTISING;
@@ -70,6 +72,8 @@ export const COMMANDS: readonly CommandCapability[] = [
   { op: Op.LE_READ_REMOTE_FEATURES, name: 'LE Read Remote Features', octet: 27, bit: 5, status: true },
   { op: Op.LE_RAND, name: 'LE Rand', octet: 27, bit: 7 },
   { op: Op.LE_READ_SUPPORTED_STATES, name: 'LE Read Supported States', octet: 28, bit: 3 },
+  { op: Op.LE_REMOTE_CONN_PARAM_REPLY, name: 'LE Remote Connection Parameter Request Reply', octet: 33, bit: 4, requires: FEATURE_CPR },
+  { op: Op.LE_REMOTE_CONN_PARAM_NEGATIVE_REPLY, name: 'LE Remote Connection Parameter Request Negative Reply', octet: 33, bit: 5, requires: FEATURE_CPR },
   { op: Op.LE_SET_DATA_LENGTH, name: 'LE Set Data Length', octet: 33, bit: 6, requires: FEATURE_DLE },
   { op: Op.LE_READ_SUGGESTED_DATA_LENGTH, name: 'LE Read Suggested Default Data Length', octet: 33, bit: 7, requires: FEATURE_DLE },
   { op: Op.LE_WRITE_SUGGESTED_DATA_LENGTH, name: 'LE Write Suggested Default Data Length', octet: 34, bit: 0, requires: FEATURE_DLE },
@@ -97,6 +101,7 @@ export const COMMANDS: readonly CommandCapability[] = [
  * checks that each claimed feature brings all of them.
  */
 export const MANDATORY_WITH_FEATURE: Readonly<Record<LeFeatureBit, readonly number[]>> = {
+  [FEATURE_CPR]: [Op.LE_REMOTE_CONN_PARAM_REPLY, Op.LE_REMOTE_CONN_PARAM_NEGATIVE_REPLY],
   [FEATURE_DLE]: [Op.LE_SET_DATA_LENGTH, Op.LE_READ_SUGGESTED_DATA_LENGTH, Op.LE_WRITE_SUGGESTED_DATA_LENGTH, Op.LE_READ_MAX_DATA_LENGTH],
   [FEATURE_2M]: [Op.LE_READ_PHY, Op.LE_SET_DEFAULT_PHY, Op.LE_SET_PHY],
   [FEATURE_EXT_ADV]: [
@@ -117,7 +122,7 @@ export const MANDATORY_WITH_FEATURE: Readonly<Record<LeFeatureBit, readonly numb
 
 /** The LE features a controller configured this way claims. */
 export function claimedFeatures(options: { extendedAdvertising: boolean }): Set<LeFeatureBit> {
-  const features = new Set<LeFeatureBit>([FEATURE_DLE, FEATURE_2M]);
+  const features = new Set<LeFeatureBit>([FEATURE_CPR, FEATURE_DLE, FEATURE_2M]);
   if (options.extendedAdvertising) features.add(FEATURE_EXT_ADV);
   return features;
 }

@@ -1,7 +1,9 @@
 // Command-line entry points of the radio, as commander subcommands of `locksync`:
 //   locksync radio up --dir DIR --controllers N|name,name [--seed S] [--capture DIR]
 //                     [--time-scale X] [--legacy] [--baud N] [--schedule FILE.json]
+//                     [--privacy name,name|all] [--rpa-rotation SECONDS]
 //   locksync radio ctl --dir DIR '{"op":"links"}'
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -53,6 +55,8 @@ export function registerRadioCommands(program: Command, options: RadioCommandOpt
     .option('--legacy', 'clear the LE Extended Advertising feature bit so hosts use legacy advertising')
     .option('--baud <n>', 'model each controller\'s HCI UART at this baud rate (10 bits a byte: 1000000 carries about 100 kB/s each way); default: unlimited', parseBaud)
     .option('--schedule <file>', 'JSON fault schedule to apply (see radio/README.md)')
+    .option('--privacy <names>', 'controllers (comma-separated, or "all") that, as phones do, appear only under a resolvable private address from their own IRK, whatever address the host asks for')
+    .option('--rpa-rotation <seconds>', 'how often a --privacy controller replaces its private address (phones: 900)', (raw: string) => parseIntegerOption('--rpa-rotation', raw, { min: 1, max: 86_400 }), 900)
     .action(async (o: RadioUpOptions) => {
       try {
         exit(await radioUp(o, io, options.signal));
@@ -133,6 +137,8 @@ interface RadioUpOptions {
   legacy?: boolean;
   baud?: number;
   schedule?: string;
+  privacy?: string;
+  rpaRotation: number;
 }
 
 function readFaultSchedule(file: string): FaultScheduleEntry[] {
@@ -156,7 +162,19 @@ async function radioUp(o: RadioUpOptions, io: CliIo, signal?: AbortSignal): Prom
   const seedFlag = o.seed;
   const faultSchedule = o.schedule !== undefined ? readFaultSchedule(o.schedule) : undefined;
   const captureDir = o.capture;
+  const names = typeof controllers === 'number' ? Array.from({ length: controllers }, (_, i) => `ctrl-${i + 1}`) : controllers;
+  const perController: NonNullable<Parameters<typeof startRadio>[0]['perController']> = {};
+  if (o.privacy !== undefined) {
+    const chosen = o.privacy === 'all' ? names : o.privacy.split(',').map((n) => n.trim()).filter((n) => n.length > 0);
+    const unknown = chosen.filter((n) => !names.includes(n));
+    if (unknown.length > 0 || chosen.length === 0) {
+      throw new CliError('USAGE', `--privacy names ${unknown.length > 0 ? unknown.join(', ') : 'nothing'}, not one of the controllers (${names.join(', ')})`, 'pass controller names from --controllers, or "all"');
+    }
+    // Each controller's IRK comes from the seed and its name: a run reproduces its addresses.
+    for (const name of chosen) perController[name] = { privacy: { irk: createHash('sha256').update(`locksync-irk:${String(seedFlag ?? '')}:${name}`).digest().subarray(0, 16), rotationMs: o.rpaRotation * 1000 } };
+  }
   const radio = await startRadio({
+    perController,
     dir,
     controllers,
     timeScale,

@@ -6,6 +6,7 @@
 // Part B describe — in the default (extended) and the --legacy configuration, so the next
 // host stack someone brings (BlueZ, Zephyr, Bumble) works the first time.
 import { describe, expect, it } from 'vitest';
+import { ah, resolvesWith } from './controller';
 import { COMMANDS, LeFeature, MANDATORY_WITH_FEATURE, type LeFeatureBit } from './capabilities';
 import { EventCode, LeSubevent, Op, Status, addressToWire } from './hci';
 import { connectPair, createMiniWorld, type MiniHost, type MiniWorld } from './mini-host';
@@ -130,6 +131,194 @@ describe.each([
     run(w, 1000);
     expect(central.eventsWithCode(EventCode.DISCONNECTION_COMPLETE)).toHaveLength(1);
     expect(peripheral.eventsWithCode(EventCode.DISCONNECTION_COMPLETE)).toHaveLength(1);
+  });
+});
+
+// ─────────────────────────────── LE privacy ───────────────────────────────
+
+describe('LE privacy: a phone controller seen only under rotating resolvable private addresses (Vol 6 Part B §1.3.2.2)', () => {
+  it('ah() gives the Core sample value (Vol 3 Part H Appendix D.7)', () => {
+    const irk = Buffer.from('ec0234a357c8ad05341010a60a397d9b', 'hex');
+    expect(ah(irk, Buffer.from('708194', 'hex')).toString('hex')).toBe('0dfbaa');
+    // The address prand ‖ hash, wire order, resolves with that IRK and no other.
+    const rpa = Buffer.from('708194' + '0dfbaa', 'hex').reverse();
+    expect(resolvesWith(irk, rpa)).toBe(true);
+    expect(resolvesWith(Buffer.alloc(16, 1), rpa)).toBe(false);
+  });
+
+  it('scans and connects from an RPA even when the host asks for public, and moves to a new one after the rotation time', () => {
+    const irk = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+    const w = createMiniWorld({ count: 2, privacy: [{ irk, rotationMs: 1000 }, undefined] });
+    for (const host of w.hosts) host.command(Op.LE_SET_EVENT_MASK, LE_EVENTS_PLAIN_COMPLETE);
+    const [phone, lock] = [w.hosts[0]!, w.hosts[1]!];
+    const publicAddress = addressToWire(phone.controller.addressString);
+    const peerSeen = (): Array<{ type: number; address: Buffer }> =>
+      lock.leEvents(LeSubevent.CONNECTION_COMPLETE)
+        .filter((e) => e.params[1] === Status.SUCCESS)
+        .map((e) => ({ type: e.params[5]!, address: Buffer.from(e.params.subarray(6, 12)) }));
+    // noble's way: own address type 0 (public) in LE Create Connection.
+    connectPair(w, phone, lock);
+    const first = peerSeen()[0]!;
+    expect(first.type).toBe(0x01); // random
+    expect(first.address.equals(publicAddress)).toBe(false);
+    expect(resolvesWith(irk, first.address)).toBe(true);
+    const handle = Buffer.alloc(3);
+    handle.writeUInt16LE(phone.controller.connections.keys().next().value!, 0);
+    handle[2] = 0x13;
+    expect(phone.command(Op.DISCONNECT, handle).status).toBe(Status.SUCCESS);
+    run(w, 200);
+    // Within the rotation time the address is kept…
+    for (const host of w.hosts) host.events.length = 0;
+    connectPair(w, phone, lock);
+    expect(peerSeen()[0]!.address.equals(first.address)).toBe(true);
+    handle.writeUInt16LE(phone.controller.connections.keys().next().value!, 0);
+    expect(phone.command(Op.DISCONNECT, handle).status).toBe(Status.SUCCESS);
+    run(w, 1200);
+    // …after it, a new one, still resolvable with the phone's IRK.
+    for (const host of w.hosts) host.events.length = 0;
+    connectPair(w, phone, lock);
+    const third = peerSeen()[0]!;
+    expect(third.type).toBe(0x01);
+    expect(third.address.equals(first.address)).toBe(false);
+    expect(resolvesWith(irk, third.address)).toBe(true);
+    expect(phone.controller.privateAddressHistory.length).toBe(2);
+  });
+});
+
+// ─────────────────────── Connection Parameters Request ───────────────────────
+
+/** LE Connection Update parameters (Vol 4 Part E §7.8.18), 14 octets; interval in 1.25 ms units. */
+function connectionUpdate(handle: number, interval: number, latency = 0, timeout = 200): Buffer {
+  const p = Buffer.alloc(14);
+  p.writeUInt16LE(handle, 0);
+  p.writeUInt16LE(interval, 2);
+  p.writeUInt16LE(interval, 4);
+  p.writeUInt16LE(latency, 6);
+  p.writeUInt16LE(timeout, 8);
+  return p;
+}
+
+/** Status, handle and interval (1.25 ms units) of each LE Connection Update Complete a host heard. */
+function updatesHeard(host: MiniHost): Array<{ status: number; handle: number; interval: number; latency: number; timeout: number }> {
+  return host.leEvents(LeSubevent.CONNECTION_UPDATE_COMPLETE).map((e) => ({
+    status: e.params[1]!,
+    handle: e.params.readUInt16LE(2),
+    interval: e.params.readUInt16LE(4),
+    latency: e.params.readUInt16LE(6),
+    timeout: e.params.readUInt16LE(8),
+  }));
+}
+
+describe('Connection Parameters Request procedure (LE feature bit 1, Vol 6 Part B §5.1.7)', () => {
+  it('is claimed in every configuration, with its two reply commands listed', () => {
+    for (const extendedAdvertising of [true, false]) {
+      const host = world(extendedAdvertising).hosts[0]!;
+      expect((featuresOf(host) >> BigInt(LeFeature.CONNECTION_PARAMETERS_REQUEST)) & 1n).toBe(1n);
+      const bitmap = bitmapOf(host);
+      expect(listed(bitmap, 33, 4)).toBe(true); // LE Remote Connection Parameter Request Reply
+      expect(listed(bitmap, 33, 5)).toBe(true); // … Negative Reply
+    }
+  });
+
+  it("a peripheral host's LE Connection Update reaches the central's host as LE Remote Connection Parameter Request; its Reply moves the link at an instant", () => {
+    const w = world(true);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    const { centralHandle, peripheralHandle } = connectPair(w, central, peripheral, { intervalMin: 12, intervalMax: 12 });
+    const link = [...w.air.links][0]!;
+    expect(link.params.intervalUs).toBe(15_000);
+    expect(peripheral.command(Op.LE_CONNECTION_UPDATE, connectionUpdate(peripheralHandle, 84, 4, 600))).toMatchObject({ kind: 'status', status: Status.SUCCESS });
+    // One at a time: a second request while the first is outstanding is disallowed.
+    expect(peripheral.command(Op.LE_CONNECTION_UPDATE, connectionUpdate(peripheralHandle, 96)).status).toBe(Status.COMMAND_DISALLOWED);
+    run(w, 200);
+    const requests = central.leEvents(LeSubevent.REMOTE_CONNECTION_PARAMETER_REQUEST);
+    expect(requests).toHaveLength(1);
+    const r = requests[0]!.params;
+    expect([r.readUInt16LE(1), r.readUInt16LE(3), r.readUInt16LE(5), r.readUInt16LE(7), r.readUInt16LE(9)]).toEqual([centralHandle, 84, 84, 4, 600]);
+    expect(updatesHeard(central)).toEqual([]);
+    expect(updatesHeard(peripheral)).toEqual([]);
+    expect(link.params.intervalUs).toBe(15_000); // nothing changes before the central's host answers
+    const reply = Buffer.alloc(14);
+    reply.writeUInt16LE(centralHandle, 0);
+    reply.writeUInt16LE(84, 2);
+    reply.writeUInt16LE(84, 4);
+    reply.writeUInt16LE(4, 6);
+    reply.writeUInt16LE(600, 8);
+    const answered = central.command(Op.LE_REMOTE_CONN_PARAM_REPLY, reply);
+    expect(answered).toMatchObject({ kind: 'complete', status: Status.SUCCESS });
+    expect(answered.returnParams.readUInt16LE(1)).toBe(centralHandle);
+    // A second reply to the same request: none is pending any more.
+    expect(central.command(Op.LE_REMOTE_CONN_PARAM_REPLY, reply).status).toBe(Status.COMMAND_DISALLOWED);
+    const counterAtReply = link.eventCounter;
+    run(w, 1000);
+    // Applied at its instant (≥ 6 events after the reply), and both hosts heard it.
+    expect(link.params.intervalUs).toBe(105_000);
+    const applied = link.appliedInstants.filter((u) => u.kind === 'connection');
+    expect(applied).toHaveLength(1);
+    expect((applied[0]!.instant - counterAtReply) & 0xffff).toBeGreaterThanOrEqual(6);
+    expect(applied[0]!.intervalUs).toBe(105_000);
+    expect(updatesHeard(central)).toEqual([{ status: 0, handle: centralHandle, interval: 84, latency: 4, timeout: 600 }]);
+    expect(updatesHeard(peripheral)).toEqual([{ status: 0, handle: peripheralHandle, interval: 84, latency: 4, timeout: 600 }]);
+  });
+
+  it("the central's Negative Reply reaches the peripheral's host as LE Connection Update Complete with that reason; the link is unchanged", () => {
+    const w = world(false);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    const { centralHandle, peripheralHandle } = connectPair(w, central, peripheral, { intervalMin: 24, intervalMax: 24 });
+    expect(peripheral.command(Op.LE_CONNECTION_UPDATE, connectionUpdate(peripheralHandle, 84)).status).toBe(Status.SUCCESS);
+    run(w, 200);
+    expect(central.leEvents(LeSubevent.REMOTE_CONNECTION_PARAMETER_REQUEST)).toHaveLength(1);
+    const negative = Buffer.alloc(3);
+    negative.writeUInt16LE(centralHandle, 0);
+    negative[2] = Status.UNACCEPTABLE_CONNECTION_PARAMETERS;
+    expect(central.command(Op.LE_REMOTE_CONN_PARAM_NEGATIVE_REPLY, negative)).toMatchObject({ kind: 'complete', status: Status.SUCCESS });
+    run(w, 500);
+    const timeout = [...w.air.links][0]!.params.supervisionTimeoutUs / 10_000;
+    expect(updatesHeard(peripheral)).toEqual([{ status: Status.UNACCEPTABLE_CONNECTION_PARAMETERS, handle: peripheralHandle, interval: 24, latency: 0, timeout }]);
+    expect(updatesHeard(central)).toEqual([]);
+    expect([...w.air.links][0]!.params.intervalUs).toBe(30_000);
+    // The peripheral may ask again once its request has ended.
+    expect(peripheral.command(Op.LE_CONNECTION_UPDATE, connectionUpdate(peripheralHandle, 84)).status).toBe(Status.SUCCESS);
+  });
+
+  it("a central whose host masks the event rejects with Unsupported Remote Feature (the peripheral's host then falls back to L2CAP signalling)", () => {
+    const w = world(true);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    const { peripheralHandle } = connectPair(w, central, peripheral, { intervalMin: 24, intervalMax: 24 });
+    // noble's LE event mask (5f00…): bit 5, LE Remote Connection Parameter Request, is off.
+    expect(central.command(Op.LE_SET_EVENT_MASK, Buffer.from('5f00000000000000', 'hex')).status).toBe(Status.SUCCESS);
+    expect(peripheral.command(Op.LE_CONNECTION_UPDATE, connectionUpdate(peripheralHandle, 84)).status).toBe(Status.SUCCESS);
+    run(w, 500);
+    expect(central.leEvents(LeSubevent.REMOTE_CONNECTION_PARAMETER_REQUEST)).toHaveLength(0);
+    expect(updatesHeard(peripheral).map((u) => u.status)).toEqual([Status.UNSUPPORTED_REMOTE_FEATURE]);
+    expect([...w.air.links][0]!.params.intervalUs).toBe(30_000);
+  });
+
+  it('replies name a connection with a pending request, or are refused', () => {
+    const w = world(true);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    const { centralHandle } = connectPair(w, central, peripheral);
+    const negative = Buffer.from([0, 0, Status.UNACCEPTABLE_CONNECTION_PARAMETERS]);
+    negative.writeUInt16LE(centralHandle, 0);
+    expect(central.command(Op.LE_REMOTE_CONN_PARAM_NEGATIVE_REPLY, negative).status).toBe(Status.COMMAND_DISALLOWED);
+    negative.writeUInt16LE(0x0abc, 0);
+    expect(central.command(Op.LE_REMOTE_CONN_PARAM_NEGATIVE_REPLY, negative).status).toBe(Status.UNKNOWN_CONNECTION_ID);
+    expect(central.command(Op.LE_REMOTE_CONN_PARAM_REPLY, Buffer.alloc(3)).status).toBe(Status.INVALID_PARAMETERS);
+  });
+
+  it('an unanswered request loses the link after the LL response timeout (40 s), with reason 0x22 at both ends', () => {
+    const w = world(true);
+    const [central, peripheral] = [w.hosts[0]!, w.hosts[1]!];
+    const { peripheralHandle } = connectPair(w, central, peripheral);
+    expect(peripheral.command(Op.LE_CONNECTION_UPDATE, connectionUpdate(peripheralHandle, 84)).status).toBe(Status.SUCCESS);
+    run(w, 39_000);
+    expect(central.leEvents(LeSubevent.REMOTE_CONNECTION_PARAMETER_REQUEST)).toHaveLength(1);
+    expect(peripheral.eventsWithCode(EventCode.DISCONNECTION_COMPLETE)).toHaveLength(0);
+    run(w, 2_000);
+    for (const host of [central, peripheral]) {
+      const d = host.eventsWithCode(EventCode.DISCONNECTION_COMPLETE);
+      expect(d).toHaveLength(1);
+      expect(d[0]!.params[3]).toBe(Status.LMP_RESPONSE_TIMEOUT);
+    }
   });
 });
 

@@ -3,7 +3,7 @@
 // buffer accounting with Number Of Completed Packets, and drives advertising, scanning,
 // initiating and connections on the shared Air.
 import { AdvType, type AdvertisingPdu, type Air, type AirAddress, type AirParticipant, type ConnectionAddresses } from './air';
-import { claimedFeatures, featureMask, isVendorCommand, supportedCommands, supportedCommandsBitmap, type LeFeatureBit } from './capabilities';
+import { LeFeature, claimedFeatures, featureMask, isVendorCommand, supportedCommands, supportedCommandsBitmap, type LeFeatureBit } from './capabilities';
 import type { Phy } from './airtime';
 import {
   EventCode,
@@ -21,6 +21,7 @@ import {
   parseH4,
   wireToAddress,
 } from './hci';
+import { createCipheriv } from 'node:crypto';
 import { LLID_CONTROL, LLID_CONTINUATION, LLID_START, type Link, type LinkEnd, type LinkParameters, type PendingInstant } from './link';
 import type { SeededRandom } from './prng';
 
@@ -74,6 +75,52 @@ export interface ControllerOptions {
    * link: every H4 packet then takes its bytes' time on the wire in each direction.
    */
   uartBaud?: number;
+  /**
+   * LE privacy as phones' controllers do it: the device is seen only under a resolvable
+   * private address (Vol 6 Part B §1.3.2.2) generated from `irk` and replaced every
+   * `rotationMs` — used for scanning, initiating and advertising whatever own address type
+   * the host asks for (a phone's OS, not its app, decides its address). Off when absent.
+   */
+  privacy?: PrivacySettings;
+}
+
+export interface PrivacySettings {
+  /** Identity Resolving Key, 16 octets (most significant first, as Vol 3 Part H writes keys). */
+  irk: Buffer;
+  /** How long one private address is used (Android and iOS: about 15 minutes). */
+  rotationMs: number;
+}
+
+/** Android and iOS replace their resolvable private address about every 15 minutes. */
+export const PHONE_RPA_ROTATION_MS = 15 * 60_000;
+
+/**
+ * The random address function ah (Vol 3 Part H §2.2.2): e(k, padding ‖ r) mod 2^24, with
+ * e = AES-128 and all values most significant octet first.
+ */
+export function ah(irk: Buffer, prand: Buffer): Buffer {
+  const cipher = createCipheriv('aes-128-ecb', irk, null);
+  cipher.setAutoPadding(false);
+  const block = Buffer.concat([Buffer.alloc(13), prand]);
+  const out = Buffer.concat([cipher.update(block), cipher.final()]);
+  return out.subarray(13, 16);
+}
+
+/**
+ * A resolvable private address from an IRK and 22 random bits (Vol 6 Part B §1.3.2.2):
+ * prand's two most significant bits are 01; address = prand ‖ ah(IRK, prand). Returned in
+ * wire order (least significant octet first), as the controller keeps addresses.
+ */
+export function resolvablePrivateAddress(irk: Buffer, random22: number): Buffer {
+  const prand = Buffer.from([0x40 | ((random22 >> 16) & 0x3f), (random22 >> 8) & 0xff, random22 & 0xff]);
+  return Buffer.from([...prand, ...ah(irk, prand)].reverse());
+}
+
+/** Whether a wire-order address resolves with `irk` (what a bonded peer's resolving list does). */
+export function resolvesWith(irk: Buffer, address: Buffer): boolean {
+  const be = Buffer.from(address).reverse();
+  if ((be[0]! & 0xc0) !== 0x40) return false;
+  return ah(irk, be.subarray(0, 3)).equals(be.subarray(3, 6));
 }
 
 /** Depth of the controller's command queue (Num_HCI_Command_Packets when idle). */
@@ -195,11 +242,19 @@ export class VirtualController implements AirParticipant {
   address: Buffer;
   /** LE Set Random Address: the controller's random device address (null until the host sets one). */
   private randomAddress: Buffer | null = null;
+  /** Privacy: the resolvable private address in use and when it is replaced (model µs). */
+  private privateAddress: { address: Buffer; expiresAtUs: number } | null = null;
+  /** Every private address this controller has used, in order (tests, `list`). */
+  readonly privateAddressHistory: Buffer[] = [];
   readonly features: ReadonlySet<LeFeatureBit>;
   private readonly implementedCommands: ReadonlySet<number>;
   private readonly advertisingSets = new Map<number, AdvertisingSet>();
   /** The peer's address as the connection's CONNECT_IND named it, per connection end. */
   private readonly peerAddresses = new WeakMap<LinkEnd, AirAddress>();
+  /** Peripheral: the Connection Parameters Request it has outstanding on a link (one at a time). */
+  private readonly parameterRequests = new WeakMap<Link, { timer: { cancel(): void } }>();
+  /** Central: requests its host has been told of and not yet answered, per connection handle. */
+  private readonly remoteParameterRequests = new Map<number, ParameterRequest>();
   private port: HostPort | null = null;
   readonly taps: PacketTap[] = [];
   private readonly framer = new H4Framer();
@@ -504,6 +559,9 @@ export class VirtualController implements AirParticipant {
         return ok();
       case Op.LE_CONNECTION_UPDATE:
         return this.connectionUpdate(p);
+      case Op.LE_REMOTE_CONN_PARAM_REPLY:
+      case Op.LE_REMOTE_CONN_PARAM_NEGATIVE_REPLY:
+        return this.remoteParameterReply(op, p);
       case Op.LE_READ_REMOTE_FEATURES:
         return this.remoteProcedure(p, (handle, end) => {
           const e = Buffer.alloc(11);
@@ -633,6 +691,7 @@ export class VirtualController implements AirParticipant {
     // Forget the handles first so the host hears nothing about them.
     const ends = [...this.connections.values()];
     this.connections.clear();
+    this.remoteParameterRequests.clear();
     for (const end of ends) end.link.closeEnd(end, Status.CONNECTION_TIMEOUT);
     this.completedPackets.clear();
     this.buffersInUse = 0;
@@ -1100,8 +1159,27 @@ export class VirtualController implements AirParticipant {
    * random as the spec says. Null when a random address is asked for and none is set.
    */
   private ownAddress(ownAddressType: number, random: Buffer | null): AirAddress | null {
+    const rpa = this.currentPrivateAddress();
+    if (rpa) return { type: 1, address: rpa };
     if (ownAddressType === 0 || ownAddressType === 2) return { type: 0, address: this.address };
     return random ? { type: 1, address: random } : null;
+  }
+
+  /**
+   * With privacy on, the resolvable private address of this moment: generated from the IRK
+   * on first use and again once `rotationMs` has passed (an address in use by a connection
+   * stays with that connection, as on air).
+   */
+  currentPrivateAddress(): Buffer | null {
+    const privacy = this.options.privacy;
+    if (!privacy) return null;
+    const now = this.air.clock.nowUs();
+    if (!this.privateAddress || now >= this.privateAddress.expiresAtUs) {
+      const address = resolvablePrivateAddress(privacy.irk, this.random.nextUint32() & 0x3fffff);
+      this.privateAddress = { address, expiresAtUs: now + privacy.rotationMs * 1000 };
+      this.privateAddressHistory.push(address);
+    }
+    return this.privateAddress.address;
   }
 
   private createConnection(p: Buffer, extended: boolean): CommandResult {
@@ -1176,28 +1254,155 @@ export class VirtualController implements AirParticipant {
     const latency = p.readUInt16LE(6);
     const timeout = p.readUInt16LE(8);
     if (!validConnectionParameters(intervalMin, intervalMax, latency, timeout)) return status(Status.INVALID_PARAMETERS);
-    if (end.role !== 'central') return status(Status.COMMAND_DISALLOWED); // no Connection Parameters Request procedure
-    if (end.link.pendingInstants.some((p) => p.kind === 'connection')) return status(Status.COMMAND_DISALLOWED);
     const link = end.link;
-    return {
-      kind: 'status',
-      status: Status.SUCCESS,
-      after: () => {
-        // LL_CONNECTION_UPDATE_IND naming an instant at least six events ahead; the new
-        // parameters apply from that event on, at both ends, and both hosts hear of it.
-        const pending: PendingInstant = {
-          kind: 'connection',
-          instant: link.nextInstant(),
-          apply: (current) => ({ ...current, intervalUs: intervalMin * 1250, latency, supervisionTimeoutUs: timeout * 10_000 }),
-          onApplied: () => {
-            for (const e of [link.central, link.peripheral]) (e.owner as VirtualController).reportConnectionUpdate(e);
-          },
-          delivered: false,
-        };
-        link.pendingInstants.push(pending);
-        end.enqueue({ llid: LLID_CONTROL, payload: connectionUpdateInd(pending.instant, intervalMin, latency, timeout), queuedAtUs: this.air.clock.nowUs(), onDelivered: () => (pending.delivered = true) }, true);
+    if (end.role === 'peripheral') {
+      // The peripheral's host asks through the Connection Parameters Request procedure
+      // (Vol 6 Part B §5.1.7): one at a time per link.
+      if (this.parameterRequests.has(link)) return status(Status.COMMAND_DISALLOWED);
+      return { kind: 'status', status: Status.SUCCESS, after: () => this.requestConnectionParameters(end, { intervalMin, intervalMax, latency, timeout }) };
+    }
+    if (link.pendingInstants.some((p) => p.kind === 'connection')) return status(Status.COMMAND_DISALLOWED);
+    return { kind: 'status', status: Status.SUCCESS, after: () => this.issueConnectionUpdate(end, intervalMin, latency, timeout) };
+  }
+
+  /**
+   * LL_CONNECTION_UPDATE_IND from the central naming an instant at least six events ahead;
+   * the new parameters apply from that event on, at both ends, and both hosts hear of it.
+   */
+  private issueConnectionUpdate(end: LinkEnd, interval: number, latency: number, timeout: number): void {
+    const link = end.link;
+    const pending: PendingInstant = {
+      kind: 'connection',
+      instant: link.nextInstant(),
+      apply: (current) => ({ ...current, intervalUs: interval * 1250, latency, supervisionTimeoutUs: timeout * 10_000 }),
+      onApplied: () => {
+        for (const e of [link.central, link.peripheral]) (e.owner as VirtualController).reportConnectionUpdate(e);
       },
+      delivered: false,
     };
+    link.pendingInstants.push(pending);
+    end.enqueue({ llid: LLID_CONTROL, payload: connectionUpdateInd(pending.instant, interval, latency, timeout), queuedAtUs: this.air.clock.nowUs(), onDelivered: () => (pending.delivered = true) }, true);
+  }
+
+  /**
+   * Peripheral side of the Connection Parameters Request procedure: LL_CONNECTION_PARAM_REQ
+   * to the central. The central's controller answers with LL_CONNECTION_UPDATE_IND (its host
+   * replied, or it accepted on its own) or LL_REJECT_EXT_IND; a peer without the feature
+   * gets LL_UNKNOWN_RSP. Without an answer in 40 s (the LL response timeout) the link is lost.
+   */
+  private requestConnectionParameters(end: LinkEnd, request: ParameterRequest): void {
+    const link = end.link;
+    const central = end.peer.owner as VirtualController;
+    const timer = this.air.clock.at(this.air.clock.nowUs() + LL_RESPONSE_TIMEOUT_US, () => {
+      if (this.parameterRequests.get(link)?.timer !== timer || link.closed) return;
+      this.parameterRequests.delete(link);
+      link.closeBoth(Status.LMP_RESPONSE_TIMEOUT, Status.LMP_RESPONSE_TIMEOUT);
+    });
+    this.parameterRequests.set(link, { timer });
+    end.enqueue(
+      {
+        llid: LLID_CONTROL,
+        payload: connectionParamReq(request, link.eventCounter),
+        queuedAtUs: this.air.clock.nowUs(),
+        onDelivered: () => {
+          if (!central.features.has(LeFeature.CONNECTION_PARAMETERS_REQUEST)) {
+            // LL_UNKNOWN_RSP: the peripheral's host falls back to L2CAP signalling.
+            central.answerParameterRequest(end.peer, { rejectWith: Status.UNSUPPORTED_REMOTE_FEATURE });
+            return;
+          }
+          central.receiveParameterRequest(end.peer, request);
+        },
+      },
+      true,
+    );
+  }
+
+  /** Central side: LL_CONNECTION_PARAM_REQ arrived on `end` (Vol 4 Part E §7.7.65.6). */
+  receiveParameterRequest(end: LinkEnd, request: ParameterRequest): void {
+    if (!end.open) return;
+    if (!validConnectionParameters(request.intervalMin, request.intervalMax, request.latency, request.timeout)) {
+      this.answerParameterRequest(end, { rejectWith: Status.INVALID_LL_PARAMETERS });
+      return;
+    }
+    if (!this.leEventEnabled(LeSubevent.REMOTE_CONNECTION_PARAMETER_REQUEST)) {
+      // A host that masks the event cannot answer it: the controller rejects the request
+      // with Unsupported Remote Feature, and the peripheral's host falls back to L2CAP.
+      this.answerParameterRequest(end, { rejectWith: Status.UNSUPPORTED_REMOTE_FEATURE });
+      return;
+    }
+    this.remoteParameterRequests.set(end.handle, request);
+    const e = Buffer.alloc(10);
+    e.writeUInt16LE(end.handle, 0);
+    e.writeUInt16LE(request.intervalMin, 2);
+    e.writeUInt16LE(request.intervalMax, 4);
+    e.writeUInt16LE(request.latency, 6);
+    e.writeUInt16LE(request.timeout, 8);
+    this.sendLeEvent(LeSubevent.REMOTE_CONNECTION_PARAMETER_REQUEST, e);
+  }
+
+  /**
+   * Central side: the answer to a peripheral's request — an LL_CONNECTION_UPDATE_IND with
+   * the parameters given, or LL_REJECT_EXT_IND with a reason, which the peripheral's host
+   * hears as LE Connection Update Complete with that status.
+   */
+  answerParameterRequest(end: LinkEnd, answer: { rejectWith: number } | { interval: number; latency: number; timeout: number }): void {
+    this.remoteParameterRequests.delete(end.handle);
+    const peripheral = end.peer.owner as VirtualController;
+    if ('rejectWith' in answer) {
+      const reason = answer.rejectWith;
+      end.enqueue({ llid: LLID_CONTROL, payload: Buffer.from([LL_REJECT_EXT_IND, LL_CONNECTION_PARAM_REQ, reason]), queuedAtUs: this.air.clock.nowUs(), onDelivered: () => peripheral.parameterRequestEnded(end.peer, reason) }, true);
+      return;
+    }
+    // The update is the answer: the request ends when the peripheral receives it.
+    peripheral.parameterRequestEnded(end.peer, null);
+    this.issueConnectionUpdate(end, answer.interval, answer.latency, answer.timeout);
+  }
+
+  /** Peripheral side: its request ended; a rejection reaches its host as Connection Update Complete. */
+  parameterRequestEnded(end: LinkEnd, rejectedWith: number | null): void {
+    const pending = this.parameterRequests.get(end.link);
+    if (!pending) return;
+    pending.timer.cancel();
+    this.parameterRequests.delete(end.link);
+    if (rejectedWith === null || !end.open) return;
+    const e = Buffer.alloc(9);
+    e[0] = rejectedWith;
+    e.writeUInt16LE(end.handle, 1);
+    e.writeUInt16LE(Math.round(end.link.params.intervalUs / 1250), 3);
+    e.writeUInt16LE(end.link.params.latency, 5);
+    e.writeUInt16LE(Math.round(end.link.params.supervisionTimeoutUs / 10_000), 7);
+    this.sendLeEvent(LeSubevent.CONNECTION_UPDATE_COMPLETE, e);
+  }
+
+  /** LE Remote Connection Parameter Request Reply / Negative Reply (Vol 4 Part E §7.8.31–32). */
+  private remoteParameterReply(op: number, p: Buffer): CommandResult {
+    const answer = (s: number, handle: number): CommandResult => {
+      const r = Buffer.alloc(3);
+      r[0] = s;
+      r.writeUInt16LE(handle, 1);
+      return { kind: 'complete', params: r };
+    };
+    const negative = op === Op.LE_REMOTE_CONN_PARAM_NEGATIVE_REPLY;
+    if (p.length !== (negative ? 3 : 14)) return answer(Status.INVALID_PARAMETERS, p.length >= 2 ? p.readUInt16LE(0) : 0);
+    const handle = p.readUInt16LE(0);
+    const end = this.connections.get(handle);
+    if (!end) return answer(Status.UNKNOWN_CONNECTION_ID, handle);
+    if (!this.remoteParameterRequests.has(handle)) return answer(Status.COMMAND_DISALLOWED, handle);
+    if (negative) {
+      const reason = p[2]!;
+      this.remoteParameterRequests.delete(handle);
+      this.air.clock.at(this.air.clock.nowUs(), () => this.answerParameterRequest(end, { rejectWith: reason }));
+      return answer(Status.SUCCESS, handle);
+    }
+    const intervalMin = p.readUInt16LE(2);
+    const intervalMax = p.readUInt16LE(4);
+    const latency = p.readUInt16LE(6);
+    const timeout = p.readUInt16LE(8);
+    if (!validConnectionParameters(intervalMin, intervalMax, latency, timeout)) return answer(Status.INVALID_PARAMETERS, handle);
+    if (end.link.pendingInstants.some((x) => x.kind === 'connection')) return answer(Status.COMMAND_DISALLOWED, handle);
+    this.remoteParameterRequests.delete(handle);
+    this.air.clock.at(this.air.clock.nowUs(), () => this.answerParameterRequest(end, { interval: intervalMin, latency, timeout }));
+    return answer(Status.SUCCESS, handle);
   }
 
   reportConnectionUpdate(end: LinkEnd): void {
@@ -1448,6 +1653,9 @@ export class VirtualController implements AirParticipant {
   onLinkClosed(end: LinkEnd, reason: number): void {
     if (this.connections.get(end.handle) !== end) return;
     this.connections.delete(end.handle);
+    this.parameterRequests.get(end.link)?.timer.cancel();
+    this.parameterRequests.delete(end.link);
+    this.remoteParameterRequests.delete(end.handle);
     // Buffers held by this handle's unsent packets are freed (the host assumes so too).
     const held = end.txQueue.filter((pdu) => pdu.onAcked && pdu.llid !== LLID_CONTROL).length;
     this.buffersInUse = Math.max(0, this.buffersInUse - held);
@@ -1820,6 +2028,36 @@ function validConnectionParameters(intervalMin: number, intervalMax: number, lat
 /** Max TX time for a data length (µs), as reported in Data Length Change. */
 function txTimeUs(octets: number, phy: Phy = '1M'): number {
   return (octets + 14) * (phy === '2M' ? 4 : 8);
+}
+
+/** LL control opcodes of the Connection Parameters Request procedure (Vol 6 Part B §2.4.2). */
+const LL_CONNECTION_PARAM_REQ = 0x0f;
+const LL_REJECT_EXT_IND = 0x11;
+/** The LL response timeout (Vol 6 Part B §5.2): a procedure unanswered this long loses the link. */
+const LL_RESPONSE_TIMEOUT_US = 40_000_000;
+
+/** What a peripheral asks for, in HCI units (1.25 ms, events, 10 ms). */
+export interface ParameterRequest {
+  intervalMin: number;
+  intervalMax: number;
+  latency: number;
+  timeout: number;
+}
+
+/**
+ * LL_CONNECTION_PARAM_REQ (Vol 6 Part B §2.4.2.16): Interval_Min, Interval_Max, Latency,
+ * Timeout, PreferredPeriodicity (0: none), ReferenceConnEventCount, Offset0..5 (0xFFFF: none).
+ */
+function connectionParamReq(r: ParameterRequest, referenceEvent: number): Buffer {
+  const b = Buffer.alloc(24, 0xff);
+  b[0] = LL_CONNECTION_PARAM_REQ;
+  b.writeUInt16LE(r.intervalMin, 1);
+  b.writeUInt16LE(r.intervalMax, 3);
+  b.writeUInt16LE(r.latency, 5);
+  b.writeUInt16LE(r.timeout, 7);
+  b[9] = 0;
+  b.writeUInt16LE(referenceEvent & 0xffff, 10);
+  return b;
 }
 
 /** LL_CONNECTION_UPDATE_IND's CtrData (Vol 6 Part B §2.4.2.1): WinSize, WinOffset, Interval, Latency, Timeout, Instant. */

@@ -99,18 +99,23 @@ describe('controller command handling', () => {
     const zeroIntervals = Buffer.alloc(14);
     zeroIntervals.writeUInt16LE(peripheralHandle, 0);
     expect(peripheral.command(Op.LE_CONNECTION_UPDATE, zeroIntervals).status).toBe(Status.INVALID_PARAMETERS);
-    // Valid parameters, but only the central may update them directly.
+    // Valid parameters: the peripheral asks the central (Connection Parameters Request),
+    // whose host here leaves LE Remote Connection Parameter Request masked (default LE
+    // event mask), so its controller rejects with Unsupported Remote Feature.
     const update = Buffer.alloc(14);
     update.writeUInt16LE(peripheralHandle, 0);
     update.writeUInt16LE(24, 2);
     update.writeUInt16LE(24, 4);
     update.writeUInt16LE(100, 8);
-    expect(peripheral.command(Op.LE_CONNECTION_UPDATE, update).status).toBe(Status.COMMAND_DISALLOWED);
+    expect(peripheral.command(Op.LE_CONNECTION_UPDATE, update).status).toBe(Status.SUCCESS);
+    world.clock.advanceBy(200_000);
+    expect(peripheral.leEvents(LeSubevent.CONNECTION_UPDATE_COMPLETE).map((e) => e.params[1])).toEqual([Status.UNSUPPORTED_REMOTE_FEATURE]);
+    // The central updates directly.
     update.writeUInt16LE(centralHandle, 0);
     expect(central.command(Op.LE_CONNECTION_UPDATE, update).status).toBe(Status.SUCCESS);
     world.clock.advanceBy(200_000);
     for (const host of [central, peripheral]) {
-      const done = host.leEvents(LeSubevent.CONNECTION_UPDATE_COMPLETE);
+      const done = host.leEvents(LeSubevent.CONNECTION_UPDATE_COMPLETE).filter((e) => e.params[1] === Status.SUCCESS);
       expect(done).toHaveLength(1);
       expect(done[0]!.params.readUInt16LE(4)).toBe(24); // 30 ms
     }

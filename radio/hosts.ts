@@ -192,7 +192,39 @@ async function loadHost<T>(role: 'noble' | 'bleno', transport: string, options: 
   if (typeof module.withBindings !== 'function') {
     throw new TransportUnsupportedError(`${packageName} has no withBindings(); a version with HCI-over-UART support is needed`);
   }
-  return module.withBindings('hci', hciBindingOptions(parsed, role === 'noble' && options.extended !== undefined ? { extended: options.extended } : {}));
+  const host = module.withBindings('hci', hciBindingOptions(parsed, role === 'noble' && options.extended !== undefined ? { extended: options.extended } : {}));
+  if (role === 'noble' && parsed.kind === 'uart') answerLeSignallingOverUart(host);
+  return host;
+}
+
+/**
+ * noble answers a peripheral's L2CAP Connection Parameter Update Request (and applies it
+ * with LE Connection Update) only off Linux or on an HCI user channel
+ * (lib/hci-socket/signaling.js): on a Linux raw HCI socket the kernel's L2CAP layer answers
+ * instead. Over a UART there is no kernel — noble owns the controller exactly as on a user
+ * channel — so nobody answered and the link kept its parameters. The `userChannel: true`
+ * binding option is not the way out: the UART driver of @stoprocent/bluetooth-hci-socket
+ * only resumes its write queue and reports itself up after a Reset in its raw mode, so in
+ * user mode no command ever reaches the controller and noble never powers on (tried on
+ * the radio: 0 commands). Instead this tells the one place that asks — the Signaling
+ * object made per connection from `hci.isUserChannel()` — that the host owns the link;
+ * hci.js itself reads its `_userChannel` field, so its bind/reset flow is unchanged.
+ */
+function answerLeSignallingOverUart(noble: unknown): void {
+  type Hci = { isUserChannel?: () => boolean };
+  type Bindings = { _hci?: Hci | null; start?: (...args: unknown[]) => unknown };
+  const bindings = (noble as { _bindings?: Bindings })._bindings;
+  if (!bindings || typeof bindings.start !== 'function') return;
+  const ownsController = (hci: Hci | null | undefined): void => {
+    if (hci && typeof hci.isUserChannel === 'function') hci.isUserChannel = () => true;
+  };
+  ownsController(bindings._hci);
+  const start = bindings.start;
+  bindings.start = function (this: Bindings, ...args: unknown[]): unknown {
+    const result = start.apply(this, args);
+    ownsController(this._hci);
+    return result;
+  };
 }
 
 /** A noble (central) instance bound to `transport`. */

@@ -97,6 +97,17 @@ export interface PendingInstant {
   delivered: boolean;
 }
 
+/** A change that took effect at its instant: the event counter, the anchor time and the parameters from then on. */
+export interface AppliedInstant {
+  kind: PendingInstant['kind'];
+  instant: number;
+  atUs: number;
+  intervalUs: number;
+  latency: number;
+  supervisionTimeoutUs: number;
+  phy: Phy;
+}
+
 /** Events between issuing an instant-based procedure and its instant (controllers use 6 or more). */
 export const INSTANT_OFFSET_EVENTS = 6;
 
@@ -128,6 +139,11 @@ export class Link {
    * the link is lost (Vol 6 Part B §5.5.1, "instant passed").
    */
   pendingInstants: PendingInstant[] = [];
+  /**
+   * Procedures applied at their instant, oldest first (at most the last 16): what the link
+   * layer itself reports about a change, as a sniffer would see it.
+   */
+  readonly appliedInstants: AppliedInstant[] = [];
   /** Data PDUs delivered in each direction, and connection events run. */
   stats = { eventsRun: 0, dataPdusDelivered: 0, retransmissions: 0, emptyRounds: 0 };
   /** Hook for taps (capture, tests): every delivered data PDU with its model time. */
@@ -161,8 +177,13 @@ export class Link {
   /** The instant for a procedure issued now: six events ahead, after any already pending. */
   nextInstant(): number {
     const last = this.pendingInstants.at(-1);
-    const soonest = this.eventCounter + INSTANT_OFFSET_EVENTS;
-    const instant = last && instantDistance(this.eventCounter, last.instant) >= INSTANT_OFFSET_EVENTS ? last.instant + 1 : soonest;
+    // An idle link runs its events in batches, so the counter may lag the clock: count the
+    // events whose anchors have passed but are not run yet, or the instant could already be
+    // behind the air (a PDU queued now goes out at the next anchor at or after now).
+    const behind = Math.max(0, Math.ceil((this.clock.nowUs() - this.nextAnchorUs) / this.params.intervalUs));
+    const soonest = this.eventCounter + behind + INSTANT_OFFSET_EVENTS;
+    const afterLast = last ? last.instant + 1 : soonest;
+    const instant = instantDistance(this.eventCounter, afterLast) > instantDistance(this.eventCounter, soonest) ? afterLast : soonest;
     return instant & 0xffff;
   }
 
@@ -217,6 +238,8 @@ export class Link {
         return;
       }
       this.params = due.apply(this.params);
+      this.appliedInstants.push({ kind: due.kind, instant: due.instant, atUs: anchorUs, intervalUs: this.params.intervalUs, latency: this.params.latency, supervisionTimeoutUs: this.params.supervisionTimeoutUs, phy: this.params.phy });
+      if (this.appliedInstants.length > 16) this.appliedInstants.shift();
       due.onApplied();
     }
     const { intervalUs, packetsPerEvent, phy } = this.params;

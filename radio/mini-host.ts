@@ -3,7 +3,7 @@
 // the real stacks (and wall time) would only add noise.
 import { Air } from './air';
 import { ManualClock, type RadioClock } from './clock';
-import { VirtualController, type LinkPolicy } from './controller';
+import { VirtualController, type LinkPolicy, type PrivacySettings } from './controller';
 import { EventCode, LeSubevent, Op, commandPacket, aclPacket, parseH4, addressToWire } from './hci';
 import { DEFAULT_PROPAGATION, Medium, type PropagationModel } from './medium';
 import { SeededRandom } from './prng';
@@ -94,6 +94,8 @@ export interface MiniWorldOptions {
   extendedAdvertising?: boolean;
   /** HCI UART speed of every controller (bit/s); default unlimited. */
   uartBaud?: number;
+  /** LE privacy per controller (index as `policies`). */
+  privacy?: Array<PrivacySettings | undefined>;
 }
 
 export interface MiniWorld<C extends RadioClock = ManualClock> {
@@ -125,6 +127,7 @@ export function createMiniWorldOn<C extends RadioClock>(clock: C, options: MiniW
         linkPolicy: options.policies?.[i] ?? {},
         autonomousMaxTxOctets: 251,
         ...(options.uartBaud !== undefined ? { uartBaud: options.uartBaud } : {}),
+        ...(options.privacy?.[i] !== undefined ? { privacy: options.privacy[i]! } : {}),
       },
       random.fork(`controller:c${i + 1}`),
     );

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { Air } from './air';
 import { BtsnoopWriter } from './btsnoop';
 import { ManualClock, RealtimeClock, type RadioClock } from './clock';
-import { VirtualController, type HostPort, type LinkPolicy } from './controller';
-import { H4Framer } from './hci';
+import { VirtualController, type HostPort, type LinkPolicy, type PrivacySettings } from './controller';
+import { H4Framer, wireToAddress } from './hci';
 import type { Link } from './link';
 import { PtyPort } from './pty';
 import { DEFAULT_PROPAGATION, Medium, type Position, type PropagationModel } from './medium';
@@ -33,7 +33,7 @@ export interface RadioOptions {
   propagation?: Partial<PropagationModel>;
   /** Link policy every controller applies as central (per-controller overrides below). */
   linkPolicy?: LinkPolicy;
-  perController?: Record<string, { linkPolicy?: LinkPolicy; extendedAdvertising?: boolean; position?: Position }>;
+  perController?: Record<string, { linkPolicy?: LinkPolicy; extendedAdvertising?: boolean; position?: Position; privacy?: PrivacySettings }>;
   aclBufferCount?: number;
   /** HCI UART speed of every controller in bit/s (default: unlimited). */
   uartBaud?: number;
@@ -117,6 +117,8 @@ export interface LinkInfo {
   packetsPerEvent: number;
   supervisionTimeoutMs: number;
   dataLength: { centralTx: number; peripheralTx: number };
+  /** Connection and PHY updates applied at their instants (event counter, model time), oldest first. */
+  updates: Array<{ kind: 'connection' | 'phy'; instant: number; atMs: number; intervalMs: number; latency: number; supervisionTimeoutMs: number; phy: string }>;
   stats: Link['stats'];
 }
 
@@ -282,6 +284,7 @@ export class Radio {
       packetsPerEvent: link.params.packetsPerEvent,
       supervisionTimeoutMs: link.params.supervisionTimeoutUs / 1000,
       dataLength: { centralTx: link.central.txOctets, peripheralTx: link.peripheral.txOctets },
+      updates: link.appliedInstants.map((u) => ({ kind: u.kind, instant: u.instant, atMs: u.atUs / 1000, intervalMs: u.intervalUs / 1000, latency: u.latency, supervisionTimeoutMs: u.supervisionTimeoutUs / 1000, phy: u.phy })),
       stats: { ...link.stats },
     }));
   }
@@ -295,7 +298,20 @@ export class Radio {
   execute(request: ControlRequest): unknown {
     switch (request.op) {
       case 'list':
-        return this.controllers.map((c) => ({ name: c.name, address: c.address, path: c.path, transport: c.transport, position: c.position(), ...(c.controller.options.uartBaud !== undefined ? { uartBaud: c.controller.options.uartBaud } : {}) }));
+        return this.controllers.map((c) => {
+          const privacy = c.controller.options.privacy;
+          const lastPrivate = c.controller.privateAddressHistory.at(-1);
+          return {
+            name: c.name,
+            address: c.address,
+            path: c.path,
+            transport: c.transport,
+            position: c.position(),
+            ...(c.controller.options.uartBaud !== undefined ? { uartBaud: c.controller.options.uartBaud } : {}),
+            // With privacy the public address never goes on air; the private one in use (once one was needed) does.
+            ...(privacy ? { privacy: { rotationMs: privacy.rotationMs, ...(lastPrivate ? { privateAddress: wireToAddress(lastPrivate) } : {}) } } : {}),
+          };
+        });
       case 'now':
         return { ms: this.clock.nowUs() / 1000 };
       case 'links':
@@ -474,6 +490,7 @@ export async function startRadio(options: RadioOptions): Promise<Radio> {
           linkPolicy: { ...options.linkPolicy, ...overrides.linkPolicy },
           autonomousMaxTxOctets: 251,
           ...(options.uartBaud !== undefined ? { uartBaud: options.uartBaud } : {}),
+          ...(overrides.privacy !== undefined ? { privacy: overrides.privacy } : {}),
         },
         radio.random.fork(`controller:${name}`),
       );

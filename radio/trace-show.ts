@@ -642,6 +642,11 @@ export function describeFrame(frame: DecodedFrame): FrameDecoded {
         fields['completed'] = s.completed;
         text += `, completed id ${hex(s.completed.messageId)} (${s.completed.total} B)`;
       }
+      if (s.resumeToken) {
+        // A phone's resume token (SPEC §13.2): the lock keys what it holds of the phone's messages by it.
+        fields['resumeToken'] = toHex(s.resumeToken);
+        text += `, resume token ${toHex(s.resumeToken)}`;
+      }
       return { type: 'hello', fields, text };
     }
     case 'abort': {
@@ -1056,8 +1061,11 @@ function describeEvent(code: number, p: Buffer): { fields: Record<string, unknow
       const handle = p.readUInt16LE(2);
       const role = p[4] === 0 ? 'central' : 'peripheral';
       const peer = wireToAddress(p.subarray(6, 12));
-      const fields = { name: subName, subevent: sub, status: p[1]!, statusName: statusName(p[1]!), handle, role, peer };
-      return { fields, text: `${subName} status=${statusName(p[1]!)} handle=${hex(handle)} role=${role} peer=${peer}`, ...(p[1] === 0 ? { connectionHandle: handle } : {}) };
+      // Peer_Address_Type: 0 public, 1 random (a phone's resolvable private address), 2/3 resolved identities.
+      const peerAddressType = p[5]!;
+      const typeText = peerAddressType === 0 ? '' : ` (${['public', 'random', 'public identity', 'random identity'][peerAddressType] ?? `type ${peerAddressType}`})`;
+      const fields = { name: subName, subevent: sub, status: p[1]!, statusName: statusName(p[1]!), handle, role, peer, peerAddressType };
+      return { fields, text: `${subName} status=${statusName(p[1]!)} handle=${hex(handle)} role=${role} peer=${peer}${typeText}`, ...(p[1] === 0 ? { connectionHandle: handle } : {}) };
     }
     if (sub === 0x07 && p.length >= 9) {
       const handle = p.readUInt16LE(1);

@@ -1,6 +1,7 @@
 // A battery lock asks for slower connection parameters once a sync has committed: an L2CAP
 // Connection Parameter Update Request on bleno's signalling channel, carried by the radio to
-// the phone — both in the btsnoop captures.
+// the phone, whose host answers it and has its controller apply it with LE Connection Update
+// (an LL_CONNECTION_UPDATE_IND with an instant) — all in the btsnoop captures.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import type { LockConnector } from '../mobile-agent/link';
 import { World, controllerName } from './world';
 
 describe('the lock asks for idle connection parameters after a sync (real bleno/noble on the radio)', () => {
-  it('sends an L2CAP Connection Parameter Update Request after its receipt, visible in both captures', async () => {
+  it('sends an L2CAP Connection Parameter Update Request after its receipt; the phone answers and the link moves to 105 ms at its instant', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'locksync-idle-params-'));
     const captureDir = join(dir, 'captures');
     const requests: number[] = [];
@@ -32,10 +33,16 @@ describe('the lock asks for idle connection parameters after a sync (real bleno/
       world.enrolPhone('resident', { userId: user.id });
       world.moveTo('resident', 'Unit 4B');
       const radio = world.radio!;
-      // Watch the link while the sync runs: after the receipt its interval becomes 105 ms.
-      let sawIdleInterval = false;
+      // Watch the link while the sync runs: after the receipt its interval becomes 105 ms,
+      // at the instant the central's LL_CONNECTION_UPDATE_IND named.
+      type Update = ReturnType<typeof radio.links>[number]['updates'][number];
+      let idleUpdate: Update | undefined;
+      let intervalBefore: number | undefined;
       const watch = setInterval(() => {
-        for (const l of radio.links() as unknown as Array<Record<string, unknown>>) if (JSON.stringify(l).includes('"intervalMs":105')) sawIdleInterval = true;
+        for (const l of radio.links()) {
+          intervalBefore ??= l.intervalMs;
+          idleUpdate ??= l.updates.find((u) => u.kind === 'connection' && u.intervalMs === 105 && l.intervalMs === 105);
+        }
       }, 5);
       // The phone's app lingers on the link 1.5 s after its sync (as apps that read more do),
       // so the request, noble's answer and the update's instant all happen on this link.
@@ -73,11 +80,18 @@ describe('the lock asks for idle connection parameters after a sync (real bleno/
       const phoneLines: string[] = [];
       traceShow(join(captureDir, `${controllerName('phone', 'resident')}.btsnoop`), {}, { stdout: (l) => phoneLines.push(l) });
       expect(phoneLines.join('\n')).toMatch(/< ACL .*Connection Parameter Update Request \(id 1\)/);
-      // noble on Linux answers LE signalling only on an HCI user channel (HCI_CHANNEL_USER),
-      // leaving it to the kernel otherwise — over a UART there is no kernel, so no answer
-      // comes and the link keeps its parameters (a limitation of the phone's host stack).
-      void sawIdleInterval;
-      expect(LOCK_IDLE_PARAMETERS.minIntervalMs).toBe(105);
+      // The phone's host answers (noble over UART owns its controller: radio/hosts.ts) and
+      // asks its controller for the lock's parameters; the link layer applies them at the
+      // instant, and both hosts hear LE Connection Update Complete.
+      const phoneSide = phoneLines.join('\n');
+      expect(phoneSide).toMatch(/> ACL .*Connection Parameter Update Response \(id 1\): Accepted/);
+      expect(phoneSide).toMatch(/> CMD LE Connection Update \(0x2013\)/);
+      expect(intervalBefore).toBe(15);
+      expect(idleUpdate, 'the link layer applied the 105 ms interval at an instant').toBeDefined();
+      expect(idleUpdate!.instant).toBeGreaterThan(0);
+      expect(idleUpdate!.latency).toBe(LOCK_IDLE_PARAMETERS.latency);
+      expect(idleUpdate!.supervisionTimeoutMs).toBe(LOCK_IDLE_PARAMETERS.supervisionTimeoutMs);
+      for (const side of [lockSide, phoneSide]) expect(side).toMatch(/< EVT LE Connection Update Complete handle=0x\w+ interval=105\.00 ms latency=4 timeout=6000 ms/);
     } finally {
       await world?.close();
       rmSync(dir, { recursive: true, force: true });

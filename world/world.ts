@@ -72,6 +72,13 @@ export interface WorldOptions {
     phoneMtu?: number;
     /** Locks ask the phone for slower connection parameters after each sync (L2CAP Connection Parameter Update Request). */
     lockIdleParametersAfterSync?: boolean;
+    /**
+     * How often each phone's controller replaces its resolvable private address (LE privacy,
+     * radio/controller.ts): phones are only ever seen under an RPA from their own IRK, as
+     * Android and iOS phones are. Default PHONE_RPA_ROTATION_MS (15 min); 0 turns privacy
+     * off (the phone shows its public address, as noble alone would).
+     */
+    phoneAddressRotationMs?: number;
   };
   /**
    * Phones that behave as ones predating fast reconnects and batches (SPEC §13.1, §6.5): a
@@ -240,9 +247,16 @@ export class World {
     if (transport === 'ble') {
       const { startRadio } = await import('../radio/radio');
       const controllers = [...opts.doors.map((d) => controllerName('lock', d.name)), ...opts.phones.map((p) => controllerName('phone', p))];
-      const perController: Record<string, { position: { x: number; y: number } }> = {};
+      const { PHONE_RPA_ROTATION_MS } = await import('../radio/controller');
+      const rotationMs = opts.radio?.phoneAddressRotationMs ?? PHONE_RPA_ROTATION_MS;
+      const perController: NonNullable<Parameters<typeof startRadio>[0]['perController']> = {};
       opts.doors.forEach((d, i) => (perController[controllerName('lock', d.name)] = { position: { x: i * DOOR_SPACING_M, y: 0 } }));
-      opts.phones.forEach((p, i) => (perController[controllerName('phone', p)] = { position: { x: -1000 - i * 50, y: 50 } }));
+      opts.phones.forEach((p, i) => {
+        const name = controllerName('phone', p);
+        perController[name] = { position: { x: -1000 - i * 50, y: 50 } };
+        // Each phone's IRK comes from the world's seed: a run reproduces its addresses.
+        if (rotationMs > 0) perController[name]!.privacy = { irk: Buffer.from(deriveSeed32(String(seed), `irk:${name}`).slice(0, 16)), rotationMs };
+      });
       const radioOpts: Parameters<typeof startRadio>[0] = {
         dir: join(dir, 'radio'),
         controllers,

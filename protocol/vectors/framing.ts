@@ -161,6 +161,13 @@ function scriptGroups(msg: Uint8Array): VectorGroup[] {
   addS('HELLO reports 108 bytes held: START at offset 108, then DATA', ['Resume'], msg, 23, [hello(32, 1048576, { partial: { messageId: id, total: 300, offset: 108 } }), (outs) => ack((outs[0]?.length ?? 1) - 1)], F);
   addS('a second HELLO mid-message (reconnect) holding 40 bytes restarts sequence numbers at 0 from offset 40', ['Resume'], msg, 23,
     [hello(4), ack(1), hello(4, 1048576, { partial: { messageId: id, total: 300, offset: 40 } })], F);
+  // A phone's HELLO carries its resume token (flags bit 2, 8 bytes after the rest): the
+  // lock keys what it holds of the phone's messages by it (§13.3); a sender reads the HELLO as any other.
+  const token = Uint8Array.from([0x51, 0x3c, 0x9a, 0x07, 0xee, 0x12, 0x48, 0xb5]);
+  const withToken = hello(4, 1048576, { resumeToken: token });
+  addS("a phone's HELLO with a resume token (flags bit 2): read as any HELLO, window 4", ['Resume', 'ResumeToken'], msg, 23, [withToken, ack(3)], F);
+  addS('HELLO with flags bit 2 but a 7-byte resume token', ['SenderError', 'ResumeToken'], msg, 23, [withToken.slice(0, -2)], ['R-FRAME-1', ...F], 'FRAME_TOO_SHORT');
+  addS('HELLO with a reserved flag bit (bit 3) set', ['SenderError'], msg, 23, ['82010408808040'], ['R-FRAME-1', ...F], 'MALFORMED_FRAME');
   // Sequence wrap: 2,700 bytes at MTU 23 = 1 START (13 payload bytes: header 7) + DATA frames of 19: 143 frames, seq 0..127, 0..14.
   const big = deterministicBytes(2700, 0x57524150);
   addS('2,700-byte message, window 127: seq runs 0..126, an ACK of 126 releases 127, 0, 1, …; wraps 127 -> 0', ['SeqWrap', 'Window'], big, 23,

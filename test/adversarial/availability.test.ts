@@ -96,9 +96,9 @@ interface Phone {
   route: { write: (f: Uint8Array) => void; onMessage: (m: Uint8Array) => void };
 }
 
-function newPhone(): Phone {
+function newPhone(resumeToken?: Uint8Array): Phone {
   const route = { write: (_f: Uint8Array): void => undefined, onMessage: (_m: Uint8Array): void => undefined };
-  const channel = new MessageChannel({ write: (f) => route.write(f), onMessage: (m) => route.onMessage(m), mtu: MTU });
+  const channel = new MessageChannel({ write: (f) => route.write(f), onMessage: (m) => route.onMessage(m), mtu: MTU, ...(resumeToken ? { resumeToken } : {}) });
   return { channel, route };
 }
 
@@ -251,28 +251,32 @@ describe('availability attacks on the lock', () => {
     await validUpdateLands(r);
   });
 
-  it("a third party cannot see or complete a victim's dropped transfer; the victim resumes it", async () => {
+  it("a third party cannot see or complete a victim's dropped transfer, even from the victim's address; the victim resumes it from a new one", async () => {
     const r = await makeRig('hijack');
     const update = r.pendingUpdate();
     expect(update.length).toBeGreaterThan(3 * MTU);
     const before = r.flash();
 
-    // The victim starts the update and walks out of range after a few frames.
-    const victimPhone = newPhone();
+    // The victim (a phone with its resume token, SPEC §13.2) starts the update and walks
+    // out of range after a few frames.
+    const token = Uint8Array.from([0x51, 0x3c, 0x9a, 0x07, 0xee, 0x12, 0x48, 0xb5]);
+    const victimPhone = newPhone(token);
     const victim = connectPeer(r.server, 'resident', victimPhone);
     expect((await victim.next()).type).toBe('hello');
     victim.loseFramesAfter(3);
     void victim.send(update).catch(() => undefined);
-    await until('the lock to hold part of the update', () => r.server.heldBytesFor('resident') > 0 && victim.framesOut.length > 3);
+    await until('the lock to hold part of the update', () => r.server.heldBytesForToken(token) > 0 && victim.framesOut.length > 3);
     await new Promise((resolve) => setTimeout(resolve, 20));
     victim.walkAway();
-    const held = r.server.heldBytesFor('resident');
+    const held = r.server.heldBytesForToken(token);
     expect(held).toBeGreaterThan(0);
     const start = decodeFrame(victim.framesOut.find((f) => f[0] === 0x80) as Uint8Array);
     if (start.type !== 'start') throw new Error('no START frame');
 
-    // Mallory, who overheard the START, connects: her HELLO shows nothing held…
-    const mallory = connectPeer(r.server, 'mallory');
+    // Mallory, who overheard the START, connects from the victim's own address (addresses
+    // are public and spoofable): without the token her HELLO from the lock shows nothing held…
+    const mallory = connectPeer(r.server, 'resident');
+    await until("the lock's HELLO to Mallory", () => mallory.framesIn.length > 0);
     const hello = decodeFrame(mallory.framesIn[0] as Uint8Array);
     expect(hello.type).toBe('hello');
     expect(hello.type === 'hello' ? hello.state.partial : 'not a hello').toBeUndefined();
@@ -281,15 +285,34 @@ describe('availability attacks on the lock', () => {
     mallory.inject(segmentMessage(garbage, MTU, { messageId: start.messageId, offset: held })[0] as Uint8Array);
     expect(r.protocolErrors).toContain('RESUME_MISMATCH');
     await until('the forger to be dropped', () => mallory.dropped);
-    expect(r.server.heldBytesFor('resident')).toBe(held);
+    expect(r.server.heldBytesForToken(token)).toBe(held);
     expect(r.flash()).toBe(before);
 
-    // The victim comes back with the same channel and resumes from the bytes held.
-    const back = connectPeer(r.server, 'resident', victimPhone);
+    // The victim comes back with the same channel from a rotated private address and
+    // resumes from the bytes held.
+    const back = connectPeer(r.server, 'resident-rotated', victimPhone);
     expect((await back.next()).type).toBe('hello');
     expect((await back.next()).type).toBe('receipt');
     expect(victimPhone.channel.stats.resumedBytes).toBe(held);
     expect(r.lockVersion()).toBe(r.authorityVersion());
+  });
+
+  it('a phone whose HELLO carries no resume token keeps its partial under its address, as before', async () => {
+    const r = await makeRig('no-token');
+    const update = r.pendingUpdate();
+    const phone = newPhone();
+    const first = connectPeer(r.server, 'resident', phone);
+    expect((await first.next()).type).toBe('hello');
+    first.loseFramesAfter(3);
+    void first.send(update).catch(() => undefined);
+    await until('the lock to hold part of the update', () => r.server.heldBytesFor('resident') > 0 && first.framesOut.length > 3);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    first.walkAway();
+    const held = r.server.heldBytesFor('resident');
+    const back = connectPeer(r.server, 'resident', phone);
+    expect((await back.next()).type).toBe('hello');
+    expect((await back.next()).type).toBe('receipt');
+    expect(phone.channel.stats.resumedBytes).toBe(held);
   });
 
   it('a message over the size limit is answered ABORT MESSAGE_TOO_LARGE and the link stays up', async () => {
