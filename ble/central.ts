@@ -175,15 +175,33 @@ export class NobleConnector implements LockConnector {
     hook.progress = (a, t) => opts.onProgress?.(a, t);
 
     let open = false;
+    /** The link is being dropped for a framing violation: frames after it are not read. */
+    let violated = false;
     let txCharacteristic: any;
-    const onData = (data: Buffer) => channel.receiveFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice());
-    // A framing violation by the lock: drop the link; the retry resumes on a clean connection.
-    hook.violation = (e) => {
-      inbox.fail(new AgentError('PROTOCOL_VIOLATION', `framing: ${e.message}`));
-      void peripheral.disconnectAsync().catch(() => undefined);
+    const onData = (data: Buffer) => {
+      if (!violated) channel.receiveFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice());
     };
     let resolveClosed!: (d: DisconnectInfo) => void;
     const closed = new Promise<DisconnectInfo>((r) => (resolveClosed = r));
+    // Once per connection: a second HCI Disconnect could name a handle the controller has
+    // already given to another link.
+    let dropping: Promise<void> | undefined;
+    const drop = () => (dropping ??= this.dropLink(peripheral, closed));
+    // A framing violation by the lock (a lost or reordered frame): drop the link once, as the
+    // sim transport does; the waiter sees LINK_LOST and the retry resumes on a clean connection.
+    hook.violation = (e) => {
+      if (violated) return;
+      violated = true;
+      inbox.fail(new AgentError('LINK_LOST', `framing violation by the lock (${e.message}); link dropped`));
+      void drop();
+    };
+    // Every GATT step of the set-up ends when the link does: noble never answers a request
+    // on a dead link, and waiting out each step's own bound would add seconds per retry.
+    const lost = closed.then((d) => {
+      throw new AgentError('LINK_LOST', `connecting to ${lockId}: ${d.description} (HCI reason 0x${d.reason.toString(16).padStart(2, '0')})`);
+    });
+    lost.catch(() => undefined);
+    const untilLost = <T>(p: Promise<T>): Promise<T> => Promise.race([p, lost]);
     const onDisconnect = (reason: number | string) => {
       const code = typeof reason === 'number' ? reason : Number.parseInt(String(reason), 16) || 0;
       const description = HCI_REASONS[code] ?? `HCI reason 0x${code.toString(16)}`;
@@ -202,7 +220,7 @@ export class NobleConnector implements LockConnector {
       if (!alreadyConnected) await withTimeout(this.noble.connectAsync(peripheral.id, params), 10_000, `connect to ${lockId}`);
       open = true;
       peripheral.once('disconnect', onDisconnect);
-      const mtu: number = peripheral.mtu ?? (await waitForMtu(peripheral, 2000));
+      const mtu: number = peripheral.mtu ?? (await untilLost(waitForMtu(peripheral, 2000)));
       if (fast) {
         // Handles from the last connection, if the Database Hash says they still hold;
         // otherwise discover (and learn them). Either way the framing HELLO is written
@@ -210,12 +228,12 @@ export class NobleConnector implements LockConnector {
         let handles = this.known.get(lockId);
         let path: ConnectPath = 'cached-handles';
         if (handles !== undefined) {
-          const value: Buffer = await withTimeout<Buffer>(peripheral.readHandleAsync(handles.hashHandle), 5000, 'reading the database hash');
+          const value: Buffer = await untilLost(withTimeout<Buffer>(peripheral.readHandleAsync(handles.hashHandle), 5000, 'reading the database hash'));
           if (!bytesEqual(new Uint8Array(value), new Uint8Array(handles.hash))) handles = undefined;
         }
         if (handles === undefined) {
           path = 'discovery';
-          handles = await this.discoverHandles(lockId, peripheral);
+          handles = await untilLost(this.discoverHandles(lockId, peripheral));
         }
         this.lastPath.set(lockId, path);
         if (handles !== undefined) {
@@ -228,17 +246,19 @@ export class NobleConnector implements LockConnector {
             if (open) peripheral.writeHandle(h.rx, Buffer.from(f), true);
           };
           channel.linkUp(Math.max(23, Math.min(517, mtu)));
-          await withTimeout(peripheral.writeHandleAsync(h.cccd, Buffer.from([0x01, 0x00]), false), 5000, 'subscribe');
-          return this.connectionFor(lockId, peripheral, state, () => open, closed, () => {
+          await untilLost(withTimeout(peripheral.writeHandleAsync(h.cccd, Buffer.from([0x01, 0x00]), false), 5000, 'subscribe'));
+          return this.connectionFor(lockId, peripheral, state, () => open, closed, drop, () => {
             if (onHandleNotify) peripheral.removeListener('handleNotify', onHandleNotify);
           });
         }
         // The host stack would not tell us the handles: subscribe the plain way below.
       } else this.lastPath.set(lockId, 'legacy');
-      const { characteristics } = await withTimeout<any>(
-        peripheral.discoverSomeServicesAndCharacteristicsAsync([GATT_SHORT.service], [GATT_SHORT.rx, GATT_SHORT.tx, GATT_SHORT.info]),
-        10_000,
-        'GATT discovery',
+      const { characteristics } = await untilLost(
+        withTimeout<any>(
+          peripheral.discoverSomeServicesAndCharacteristicsAsync([GATT_SHORT.service], [GATT_SHORT.rx, GATT_SHORT.tx, GATT_SHORT.info]),
+          10_000,
+          'GATT discovery',
+        ),
       );
       const rx = characteristics.find((ch: any) => ch.uuid === GATT_SHORT.rx);
       const tx = characteristics.find((ch: any) => ch.uuid === GATT_SHORT.tx);
@@ -248,31 +268,55 @@ export class NobleConnector implements LockConnector {
       hook.write = (f) => {
         if (open) rx.write(Buffer.from(f), true);
       };
-      await withTimeout(tx.subscribeAsync(), 5000, 'subscribe');
+      await untilLost(withTimeout(tx.subscribeAsync(), 5000, 'subscribe'));
       channel.linkUp(Math.max(23, Math.min(517, mtu)));
     } catch (e) {
       if (onHandleNotify) peripheral.removeListener('handleNotify', onHandleNotify);
       peripheral.removeListener('disconnect', onDisconnect);
-      if (open) await peripheral.disconnectAsync().catch(() => undefined);
+      if (open) await drop();
       channel.linkDown();
       if (e instanceof AgentError) throw e;
       throw new AgentError('LINK_LOST', `connecting to ${lockId}: ${(e as Error).message}`);
     }
-    return this.connectionFor(lockId, peripheral, state, () => open, closed, () => undefined);
+    return this.connectionFor(lockId, peripheral, state, () => open, closed, drop, () => undefined);
   }
 
-  private connectionFor(lockId: string, peripheral: any, state: LockChannelState, isOpen: () => boolean, closed: Promise<DisconnectInfo>, cleanUp: () => void): LockConnection {
+  /**
+   * Drops a link and waits for its Disconnection Complete, at most DISCONNECT_TIMEOUT_MS.
+   * noble's disconnectAsync() is not used: it resolves only the last of several concurrent
+   * callers (one exclusive 'disconnect' listener per peripheral), so a second drop of the
+   * same link — a framing violation, then the sync giving up — waited for ever.
+   */
+  private async dropLink(peripheral: any, closed: Promise<DisconnectInfo>): Promise<void> {
+    try {
+      if (peripheral.state === 'connected') peripheral.disconnect();
+    } catch {
+      // the host stack has already forgotten the link: its Disconnection Complete is due
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, DISCONNECT_TIMEOUT_MS);
+      void closed.then(() => (clearTimeout(timer), resolve()));
+    });
+  }
+
+  private connectionFor(
+    lockId: string,
+    peripheral: any,
+    state: LockChannelState,
+    isOpen: () => boolean,
+    closed: Promise<DisconnectInfo>,
+    drop: () => Promise<void>,
+    cleanUp: () => void,
+  ): LockConnection {
     void closed.then(cleanUp);
     return connectionOver(state, {
       lockId,
       mtu: peripheral.mtu ?? 23,
       isOpen,
       closed,
-      rssi: async () => (await peripheral.updateRssiAsync()) as number,
+      rssi: async () => (await withTimeout(peripheral.updateRssiAsync(), 2000, 'reading the RSSI')) as number,
       disconnect: async () => {
-        if (!isOpen()) return;
-        await peripheral.disconnectAsync().catch(() => undefined);
-        await closed;
+        if (isOpen()) await drop();
       },
     });
   }
@@ -322,6 +366,12 @@ export class NobleConnector implements LockConnector {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * Longest wait for a dropped link's Disconnection Complete: a controller answers within a
+ * connection event or two; past this the link is given up for dead and the caller goes on.
+ */
+const DISCONNECT_TIMEOUT_MS = 3000;
 
 function waitForMtu(peripheral: any, timeoutMs: number): Promise<number> {
   return new Promise((resolve) => {

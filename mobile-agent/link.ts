@@ -193,20 +193,50 @@ export class LockChannels {
   }
 }
 
+/**
+ * A send fails with TIMEOUT when the lock acknowledges nothing of it (no HELLO, no ACK) for
+ * this long while the link stays up: a lock that stopped reading must not hold the phone
+ * for ever. The lock acknowledges at least every half window (16 frames), well within it.
+ */
+export const ACK_STALL_TIMEOUT_MS = 20_000;
+
 /** A LockConnection over a lock's channel; the transport supplies the link-level parts. */
 export function connectionOver(
   state: LockChannelState,
-  link: { lockId: string; mtu: number; isOpen: () => boolean; closed: Promise<DisconnectInfo>; rssi: () => Promise<number>; disconnect: () => Promise<void> },
+  link: { lockId: string; mtu: number; isOpen: () => boolean; closed: Promise<DisconnectInfo>; rssi: () => Promise<number>; disconnect: () => Promise<void>; stallTimeoutMs?: number },
 ): LockConnection {
   const { channel, inbox } = state;
+  const stallMs = link.stallTimeoutMs ?? ACK_STALL_TIMEOUT_MS;
   const lost = link.closed.then((d) => {
     throw new AgentError('LINK_LOST', `${d.description} (HCI reason 0x${d.reason.toString(16).padStart(2, '0')})`);
   });
   lost.catch(() => undefined);
-  /** Acknowledged on this link, or LINK_LOST; the channel keeps the message for a resume. */
+  let lastProgressAt = Date.now();
+  const reportProgress = state.hooks.progress;
+  state.hooks.progress = (acked, total) => {
+    lastProgressAt = Date.now();
+    reportProgress(acked, total);
+  };
+  /**
+   * Acknowledged on this link, LINK_LOST, or TIMEOUT after stallMs without an ACK; the
+   * channel keeps the message for a resume either way.
+   */
   const onThisLink = (p: Promise<void>): Promise<void> => {
     p.catch(() => undefined); // rejected only by close(): nobody else waits for it
-    return Promise.race([p, lost]);
+    lastProgressAt = Date.now();
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout;
+      const check = (): void => {
+        const idle = Date.now() - lastProgressAt;
+        if (idle >= stallMs) reject(new AgentError('TIMEOUT', `the lock acknowledged nothing for ${stallMs} ms`));
+        else timer = setTimeout(check, stallMs - idle);
+      };
+      timer = setTimeout(check, stallMs);
+      Promise.race([p, lost]).then(
+        () => (clearTimeout(timer), resolve()),
+        (e: unknown) => (clearTimeout(timer), reject(e)),
+      );
+    });
   };
   return {
     lockId: link.lockId,

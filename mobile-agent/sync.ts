@@ -122,12 +122,21 @@ interface SyncContext {
   opts: SyncOptions;
   timeout: number;
   versionBefore: number | undefined;
-  /** An update whose transfer a dropped link cut: it stays queued in the lock's channel. */
-  inFlight: { target: number } | undefined;
+  /**
+   * An update sent alone whose receipt has not been read yet. Until `acked` (the lock
+   * acknowledged its last byte) a dropped link leaves it queued in the lock's channel, to
+   * resume; after, only its receipt is missing. Cleared once the receipt (or refusal) is read.
+   */
+  inFlight: { target: number; acked: boolean } | undefined;
   /** Updates asked for before the hello (prefetchUpdates); used once, if the hello matches. */
   prefetch?: { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined;
   /** What the updates carried to the lock in this sync were (for the next sync's prefetch). */
   carried?: Uint8Array[] | undefined;
+  /**
+   * The receipt read on an earlier connection of this sync: a link lost after it (signed
+   * time, audit export) must not lose it — it is relayed at the end like one read now.
+   */
+  receipt?: Extract<Message, { type: 'receipt' }> | undefined;
   /** The version a batch sent on a link that dropped would have brought the lock to. */
   batchTarget?: number | undefined;
   /** Where the updates of this sync came from (set by the fetch). */
@@ -186,9 +195,11 @@ export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
   let lastError: AgentError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     opts.onEvent?.({ phase: 'connecting', attempt });
-    // Only an update in flight is worth resuming; anything else still queued from the last
-    // link (signed time, audit request) belongs to the dead session and must not be sent.
-    if (attempt > 1 && ctx.inFlight === undefined) opts.connector.forget(opts.lockId);
+    // Only an update of this sync in flight is worth resuming; anything else still queued
+    // from the last link (signed time, audit request, or an earlier sync's audit anchor cut
+    // by its link) belongs to a dead session and must not be sent: its answer would arrive
+    // where this session expects another.
+    if (ctx.inFlight === undefined || ctx.inFlight.acked) opts.connector.forget(opts.lockId);
     let conn: LockConnection | undefined;
     try {
       const connectOpts: { timeoutMs?: number; onProgress?: (a: number, t: number) => void } = {
@@ -250,22 +261,30 @@ export async function syncOnConnection(
 
   // 1. A transfer cut by the previous link goes first — it is already queued in the channel
   //    ahead of anything sent now: let it finish (resume) or ask for the lost receipt.
-  const resuming = ctx.inFlight !== undefined;
+  let resuming = ctx.inFlight !== undefined;
   // A batch cut by the last link is never resumed (its signed time was bound to the dead
   // session): if the lock committed its update anyway, ask for the receipt it signed.
   if (ctx.batchTarget !== undefined) {
     if (hello.version >= ctx.batchTarget) receipt = await requestReceipt(conn, ctx);
     ctx.batchTarget = undefined;
   }
-  if (ctx.inFlight) {
-    const { target } = ctx.inFlight;
-    if (hello.version >= target) {
-      ctx.inFlight = undefined;
+  // The update stays in flight until its receipt is read: a link lost before that asks for
+  // the receipt on the next connection instead of forgetting it.
+  const inFlight = ctx.inFlight;
+  if (inFlight) {
+    if (hello.version >= inFlight.target) {
       receipt = await requestReceipt(conn, ctx);
-    } else {
-      await conn.drained(); // the framing resumes it from the bytes the lock holds
       ctx.inFlight = undefined;
+    } else if (!inFlight.acked) {
+      await conn.drained(); // the framing resumes it from the bytes the lock holds
+      inFlight.acked = true;
       receipt = await expectReceipt(conn, ctx);
+      ctx.inFlight = undefined;
+    } else {
+      // The lock had every byte but did not commit it (its answer went with the link):
+      // nothing is queued to resume, so the update is fetched and sent again below.
+      ctx.inFlight = undefined;
+      resuming = false;
     }
   }
 
@@ -318,9 +337,10 @@ export async function syncOnConnection(
     for (const bytes of messages) {
       const target = targetOf(bytes) ?? pending?.to ?? hello.version;
       updateBytes += bytes.length;
-      ctx.inFlight = { target };
+      const sending = { target, acked: false };
+      ctx.inFlight = sending;
       await conn.sendRaw(bytes); // LINK_LOST leaves it queued: the retry resumes it
-      ctx.inFlight = undefined;
+      sending.acked = true;
       if (timeAckDue) {
         await readTimeAck(conn, ctx);
         timeAckDue = false;
@@ -331,8 +351,13 @@ export async function syncOnConnection(
         if (!(e instanceof AgentError && e.reason === 'REFUSED_BY_LOCK')) throw e;
         refusal ??= e;
       }
+      ctx.inFlight = undefined;
     }
   }
+
+  // Kept across connections: the steps below may lose the link, and the retry relays it.
+  receipt ??= ctx.receipt;
+  ctx.receipt = receipt;
 
   if (timeAckDue) await readTimeAck(conn, ctx); // time sent, but no update followed it
   const timeAckSeen = timeSentSequentially;

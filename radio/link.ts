@@ -344,8 +344,10 @@ export class Link {
   closeEnd(end: LinkEnd, reason: number): void {
     if (!end.open) return;
     end.open = false;
-    end.txQueue.length = 0;
+    // The owner frees the ACL buffers the unsent packets hold (its host reclaims them on
+    // Disconnection Complete, Core Vol 4 Part E §4.3), so it must see the queue first.
     end.owner.onLinkClosed(end, reason);
+    end.txQueue.length = 0;
     if (!this.central.open && !this.peripheral.open) this.close();
   }
 
