@@ -3,7 +3,7 @@
 // messages over a MessageChannel that outlives the connection, so a transfer cut by a
 // disconnect resumes on the next connection to the same lock.
 
-import { type Message, decodeMessage, encodeMessage, MessageChannel, ProtocolError } from '../protocol/index';
+import { type Message, decodeMessage, encodeMessage, MESSAGE_TYPES, MessageChannel, ProtocolError } from '../protocol/index';
 import { AgentError } from './errors';
 
 export interface DiscoveredLock {
@@ -136,6 +136,26 @@ export interface LockChannelState {
   channel: MessageChannel;
   inbox: MessageInbox;
   hooks: ChannelHooks;
+  /**
+   * Sends not yet acknowledged whose answer only means something in the session they were
+   * sent in (everything but a lone update): a new connection abandons them (see open()).
+   */
+  sessionBound: Set<Promise<void>>;
+}
+
+/**
+ * A lone update (delta or snapshot) is the one request a later session may finish: the
+ * lock judges it on its signatures alone and answers it with a receipt bound to the new
+ * session's nonce (SPEC §14.1). Every other request belongs to the session it was sent in
+ * — signed time and floor reset carry its nonce, a batch carries signed time, and the
+ * answers to the rest (decision, timeAck, auditAnchored, auditExport…) carry no binding at
+ * all, so only the order on one connection says which request they answer. Read from the
+ * envelope's first entry (deterministic CBOR: map head, key 0, type code; SPEC §6.1).
+ */
+export function isResumableRequest(bytes: Uint8Array): boolean {
+  const head = bytes[0] ?? 0;
+  if (head < 0xa1 || head > 0xb7 || bytes[1] !== 0) return false;
+  return bytes[2] === MESSAGE_TYPES.delta || bytes[2] === MESSAGE_TYPES.snapshot;
 }
 
 const idleHooks = (): ChannelHooks => ({ write: () => undefined, progress: () => undefined, violation: () => undefined });
@@ -160,8 +180,15 @@ export class LockChannels {
         onProgress: (a, t) => hooks.progress(a, t),
         onProtocolError: (e) => hooks.violation(e),
       });
-      state = { channel, inbox, hooks };
+      state = { channel, inbox, hooks, sessionBound: new Set() };
       this.states.set(lockId, state);
+    } else if (state.sessionBound.size > 0) {
+      // A request of the dead session is still queued: resumed here, the lock would answer
+      // it in the new session, and that answer would be read as the reply to the new
+      // session's own request (an auditAnchored taken for a decision). Abandon what is
+      // queued; a lone update never queues behind such a request (the agent awaits each).
+      state.channel.close('a request of an earlier session is not resumed');
+      state.sessionBound.clear();
     }
     state.inbox.reopen();
     return state;
@@ -183,7 +210,16 @@ export function connectionOver(
   state: LockChannelState,
   link: { lockId: string; mtu: number; isOpen: () => boolean; closed: Promise<DisconnectInfo>; rssi: () => Promise<number>; disconnect: () => Promise<void> },
 ): LockConnection {
-  const { channel, inbox } = state;
+  const { channel, inbox, sessionBound } = state;
+  const send = (bytes: Uint8Array): Promise<void> => {
+    const p = channel.send(bytes);
+    if (!isResumableRequest(bytes)) {
+      sessionBound.add(p);
+      const settled = (): void => void sessionBound.delete(p);
+      p.then(settled, settled);
+    }
+    return onThisLink(p);
+  };
   const lost = link.closed.then((d) => {
     throw new AgentError('LINK_LOST', `${d.description} (HCI reason 0x${d.reason.toString(16).padStart(2, '0')})`);
   });
@@ -200,8 +236,8 @@ export function connectionOver(
       return link.isOpen();
     },
     closed: link.closed,
-    send: (m: Message) => onThisLink(channel.send(encodeMessage(m))),
-    sendRaw: (b: Uint8Array) => onThisLink(channel.send(b)),
+    send: (m: Message) => send(encodeMessage(m)),
+    sendRaw: (b: Uint8Array) => send(b),
     drained: () => onThisLink(channel.drained()),
     next: (t) => inbox.next(t),
     rssi: link.rssi,
