@@ -49,6 +49,8 @@ export interface SoakReport {
   edits: number;
   revocations: number;
   revocationsLanded: number;
+  /** Revocations undone (the door given back) before any sync reached the lock. */
+  revocationsVoided: number;
   linkDrops: number;
   powerCuts: number;
   heapStartBytes: number;
@@ -113,6 +115,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     edits: 0,
     revocations: 0,
     revocationsLanded: 0,
+    revocationsVoided: 0,
     linkDrops: 0,
     powerCuts: 0,
     heapStartBytes: 0,
@@ -161,6 +164,15 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
             if (!k.doors.has(d)) {
               a.setKeyDoor(k.keyId, { doorId: doorIdOf.get(d) as number });
               k.doors.add(d);
+              // A credId belongs to (lock, grant source) for good: giving the door back before
+              // the lock synced brings the same credential back, so that revocation is void.
+              const lockId = world.door(d).lockId;
+              const credId = grantFor(p, lockId);
+              const set = pending.get(lockId);
+              if (credId !== undefined && set?.delete(credId) === true) {
+                report.revocationsVoided++;
+                if (set.size === 0) pending.delete(lockId);
+              }
             }
           }
           report.edits++;
