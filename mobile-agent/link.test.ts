@@ -11,7 +11,7 @@ import { messageSamples } from '../protocol/vectors/message-samples';
 import { baseTable, snapshotOf } from '../protocol/vectors/world';
 import { SimAir } from '../ble/sim';
 import type { LockSessionHost } from '../ble/session-host';
-import { isResumableRequest } from './link';
+import { isResumableRequest, LockChannels, MAX_IDLE_LOCK_CHANNELS, connectionOver, type DisconnectInfo } from './link';
 import { AgentError } from './errors';
 
 const LOCK = 'lk-link-1';
@@ -124,4 +124,34 @@ describe('lock channel across connections', () => {
     expect(answer.type === 'error' ? answer.detail : answer.type).toBe('session 2 answers snapshot');
     await second.disconnect();
   });
+
+  it(`keeps at most ${MAX_IDLE_LOCK_CHANNELS} idle lock channels, and never drops one with a message queued or a link up`, async () => {
+    const channels = new LockChannels();
+    const linkTo = (lockId: string) => {
+      let end!: (d: DisconnectInfo) => void;
+      const closed = new Promise<DisconnectInfo>((r) => (end = r));
+      return { link: { lockId, mtu: 23, isOpen: () => true, closed, rssi: async () => -60, disconnect: async () => undefined }, end };
+    };
+    // A lone update queued for lock q (its link dropped before any frame went out).
+    const queued = channels.open('q');
+    const q = linkTo('q');
+    const pendingUpdate = connectionOver(queued, q.link).sendRaw(sample('delta'));
+    q.end({ reason: 0x08, description: 'supervision timeout' });
+    await expect(pendingUpdate).rejects.toMatchObject({ reason: 'LINK_LOST' });
+    // A connection to lock u that is still up.
+    const up = channels.open('u');
+    connectionOver(up, linkTo('u').link);
+    for (let i = 0; i < 50; i++) {
+      const st = channels.open(`idle-${i}`);
+      const l = linkTo(`idle-${i}`);
+      connectionOver(st, l.link);
+      l.end({ reason: 0x13, description: 'disconnected by the phone' });
+      await Promise.resolve();
+      await Promise.resolve();
+    }
+    expect(channels.size).toBeLessThanOrEqual(MAX_IDLE_LOCK_CHANNELS + 3);
+    expect(channels.open('q')).toBe(queued);
+    expect(channels.open('u')).toBe(up);
+  });
 });
+

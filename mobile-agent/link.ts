@@ -137,11 +137,22 @@ export interface LockChannelState {
   inbox: MessageInbox;
   hooks: ChannelHooks;
   /**
-   * Sends not yet acknowledged whose answer only means something in the session they were
-   * sent in (everything but a lone update): a new connection abandons them (see open()).
+   * Sends not yet acknowledged, each marked resumable (a lone update) or not: a request
+   * whose answer only means something in the session it was sent in is abandoned by the
+   * next connection (see open()).
    */
-  sessionBound: Set<Promise<void>>;
+  unacked: Map<Promise<void>, { resumable: boolean }>;
+  /** Connections over this state that are still up. */
+  live: number;
 }
+
+/**
+ * Lock channels kept per connector once their connections have ended with nothing left to
+ * resume (least recently opened dropped first): a phone that meets hundreds of locks over
+ * its life must not keep a channel, and the last link's graph its hooks reach, for each.
+ * A channel with a message still queued, or a connection still up, is never dropped.
+ */
+export const MAX_IDLE_LOCK_CHANNELS = 8;
 
 /**
  * A lone update (delta or snapshot) is the one request a later session may finish: the
@@ -180,18 +191,38 @@ export class LockChannels {
         onProgress: (a, t) => hooks.progress(a, t),
         onProtocolError: (e) => hooks.violation(e),
       });
-      state = { channel, inbox, hooks, sessionBound: new Set() };
-      this.states.set(lockId, state);
-    } else if (state.sessionBound.size > 0) {
-      // A request of the dead session is still queued: resumed here, the lock would answer
-      // it in the new session, and that answer would be read as the reply to the new
-      // session's own request (an auditAnchored taken for a decision). Abandon what is
-      // queued; a lone update never queues behind such a request (the agent awaits each).
-      state.channel.close('a request of an earlier session is not resumed');
-      state.sessionBound.clear();
+      state = { channel, inbox, hooks, unacked: new Map(), live: 0 };
+    } else {
+      this.states.delete(lockId); // re-inserted below: most recently opened last
+      if ([...state.unacked.values()].some((u) => !u.resumable)) {
+        // A request of the dead session is still queued: resumed here, the lock would answer
+        // it in the new session, and that answer would be read as the reply to the new
+        // session's own request (an auditAnchored taken for a decision). Abandon what is
+        // queued; a lone update never queues behind such a request (the agent awaits each).
+        state.channel.close('a request of an earlier session is not resumed');
+        state.unacked.clear();
+      }
     }
+    this.states.set(lockId, state);
     state.inbox.reopen();
+    this.dropIdle(state);
     return state;
+  }
+
+  /** Channels kept (tests). */
+  get size(): number {
+    return this.states.size;
+  }
+
+  private dropIdle(keep: LockChannelState): void {
+    let idle = 0;
+    for (const st of this.states.values()) if (st !== keep && st.live === 0 && st.unacked.size === 0) idle++;
+    for (const [id, st] of this.states) {
+      if (idle <= MAX_IDLE_LOCK_CHANNELS) break;
+      if (st === keep || st.live > 0 || st.unacked.size > 0) continue;
+      this.states.delete(id);
+      idle--;
+    }
   }
 
   /** Abandon whatever is queued for this lock. */
@@ -210,14 +241,17 @@ export function connectionOver(
   state: LockChannelState,
   link: { lockId: string; mtu: number; isOpen: () => boolean; closed: Promise<DisconnectInfo>; rssi: () => Promise<number>; disconnect: () => Promise<void> },
 ): LockConnection {
-  const { channel, inbox, sessionBound } = state;
+  const { channel, inbox, unacked } = state;
+  state.live++;
+  link.closed.then(
+    () => void state.live--,
+    () => void state.live--,
+  );
   const send = (bytes: Uint8Array): Promise<void> => {
     const p = channel.send(bytes);
-    if (!isResumableRequest(bytes)) {
-      sessionBound.add(p);
-      const settled = (): void => void sessionBound.delete(p);
-      p.then(settled, settled);
-    }
+    unacked.set(p, { resumable: isResumableRequest(bytes) });
+    const settled = (): void => void unacked.delete(p);
+    p.then(settled, settled);
     return onThisLink(p);
   };
   const lost = link.closed.then((d) => {
