@@ -6,7 +6,11 @@
 //   credential;
 // - every revocation lands on the first sync after it that completes: the lock then holds
 //   the authority's current version and no longer holds the revoked credential;
-// - memory stays flat: heap after a full GC at the end of the first day and of the run.
+// - memory stays flat: after a full GC at the end of every simulated day, the heap less the
+//   emulated locks' flash contents (device state the lock's layout bounds: blocks written
+//   and not erased yet, which a young audit ring keeps adding to) stays within
+//   HEAP_GROWTH_BOUND of its value at the end of the first day (the warm-up: code compiled,
+//   caches and per-phone channels filled).
 // Faults: links dropped mid-sync (the agent retries), power cut at a flash operation
 // during a sync (the lock reboots; the sync is retried on a later visit).
 
@@ -53,8 +57,17 @@ export interface SoakReport {
   revocationsVoided: number;
   linkDrops: number;
   powerCuts: number;
+  /** Heap after a full GC at the end of day 1 (the warm-up), of the middle day, and of the run. */
   heapStartBytes: number;
+  heapMiddleBytes: number;
   heapEndBytes: number;
+  /** The same, less the emulated locks' flash contents (flashResidentBytes). */
+  heapNetStartBytes: number;
+  heapNetEndBytes: number;
+  /** Largest heap-less-flash of any day after the warm-up. */
+  heapNetMaxBytes: number;
+  /** Bytes of flash blocks written and not erased, over all locks, at the end. */
+  flashResidentBytes: number;
   wallSeconds: number;
 }
 
@@ -119,7 +132,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     linkDrops: 0,
     powerCuts: 0,
     heapStartBytes: 0,
+    heapMiddleBytes: 0,
     heapEndBytes: 0,
+    heapNetStartBytes: 0,
+    heapNetEndBytes: 0,
+    heapNetMaxBytes: 0,
+    flashResidentBytes: 0,
     wallSeconds: 0,
   };
   const a = world.authority;
@@ -205,6 +223,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
             report.syncsFailed++;
             const why = (e as { reason?: string }).reason ?? (e as Error).name;
             report.syncFailures[why] = (report.syncFailures[why] ?? 0) + 1;
+            if (process.env.SOAK_DEBUG) console.error(`step ${report.steps} sync ${p}@${d}: ${(e as Error).message}`);
           }
           door.flash.cutAfter(null);
           if (world.isPoweredOff(d)) await world.reboot(d, { keepClock: true });
@@ -241,11 +260,23 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         }
         world.moveTo(p, null);
       }
-      if (day === 0 || day === o.days - 1) {
-        gc();
-        const heap = process.memoryUsage().heapUsed;
-        if (day === 0) report.heapStartBytes = heap;
-        report.heapEndBytes = heap;
+      gc();
+      const heap = process.memoryUsage().heapUsed;
+      let flash = 0;
+      for (const name of doorNames) flash += world.door(name).flash.residentBytes;
+      const net = heap - flash;
+      if (day === 0) {
+        report.heapStartBytes = heap;
+        report.heapNetStartBytes = net;
+      }
+      if (day === Math.floor((o.days - 1) / 2)) report.heapMiddleBytes = heap;
+      report.heapEndBytes = heap;
+      report.heapNetEndBytes = net;
+      report.flashResidentBytes = flash;
+      if (day > 0) {
+        report.heapNetMaxBytes = Math.max(report.heapNetMaxBytes, net);
+        const bound = heapBound(report.heapNetStartBytes);
+        if (net > bound) fail(`memory: heap less flash is ${mib(net)} at the end of day ${day + 1}, above the bound ${mib(bound)} (${mib(report.heapNetStartBytes)} after day 1 + ${HEAP_GROWTH_BOUND.describe})`);
       }
       o.onDay?.(day + 1, report);
     }
@@ -256,13 +287,23 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   return report;
 }
 
+const mib = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;
+
+/**
+ * How far the heap (less the locks' flash) may rise above its value after day 1. Generous
+ * on purpose: what it catches is growth with the number of steps (a trace, a listener or a
+ * map per session), which over a run of days goes far past it.
+ */
+export const HEAP_GROWTH_BOUND = { fraction: 0.25, bytes: 8 * 1048576, describe: 'max(25 %, 8 MiB)' } as const;
+export const heapBound = (startBytes: number): number => startBytes + Math.max(startBytes * HEAP_GROWTH_BOUND.fraction, HEAP_GROWTH_BOUND.bytes);
+
 export function formatSoak(r: SoakReport): string {
-  const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
   return (
     `soak seed ${r.seed}: ${r.days} simulated days, ${r.locks} locks, ${r.phones} phones, ${r.steps} steps — ` +
     `${r.syncs} syncs (${r.syncsFailed} failed under faults: ${r.linkDrops} link drops, ${r.powerCuts} power cuts armed; ${JSON.stringify(r.syncFailures)}), ` +
     `${r.unlocksChecked} unlocks matched the reference (${r.granted} granted, ${r.refused} refused), ${r.edits} manager edits, ` +
-    `${r.revocationsLanded}/${r.revocations} revocations landed on the first completed sync; heap ${mib(r.heapStartBytes)} after day 1, ${mib(r.heapEndBytes)} at the end; ${r.wallSeconds.toFixed(0)} s`
+    `${r.revocationsLanded}/${r.revocations} revocations landed on the first completed sync after them (${r.revocationsVoided} voided by the door given back first, ${r.revocations - r.revocationsLanded - r.revocationsVoided} still waiting for a completed sync); heap after a full GC ${mib(r.heapStartBytes)} after day 1, ${mib(r.heapMiddleBytes)} mid-run, ${mib(r.heapEndBytes)} at the end ` +
+    `(less the locks' flash contents, ${mib(r.flashResidentBytes)} at the end: ${mib(r.heapNetStartBytes)} → ${mib(r.heapNetEndBytes)}, bound ${mib(heapBound(r.heapNetStartBytes))}); ${r.wallSeconds.toFixed(0)} s`
   );
 }
 
@@ -291,7 +332,10 @@ export function registerSoakCommand(program: Command): void {
         powerCutRate: rate('--power-cut-rate', opts.powerCutRate),
       };
       if (opts.phones !== undefined) o.phones = parseIntegerOption('--phones', opts.phones, { min: 1, max: 100_000 });
-      if (opts.json !== true) o.onDay = (day, r) => process.stderr.write(`  day ${day}/${o.days}: ${r.steps} steps, ${r.unlocksChecked} unlocks checked\n`);
+      o.onDay = (day, r) =>
+        process.stderr.write(
+          `  day ${day}/${o.days}: ${r.steps} steps, ${r.syncs} syncs, ${r.unlocksChecked} unlocks checked, ${r.revocationsLanded}/${r.revocations} revocations landed; heap ${mib(r.heapEndBytes)} (less flash ${mib(r.heapNetEndBytes)}) after a full GC\n`,
+        );
       try {
         const r = await runSoak(o);
         console.log(opts.json === true ? JSON.stringify(r, null, 2) : formatSoak(r));
