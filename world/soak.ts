@@ -47,6 +47,8 @@ export interface SoakReport {
   syncsFailed: number;
   /** Failed syncs by the agent's reason (the faults' doing, retried on later visits). */
   syncFailures: Record<string, number>;
+  /** The first failure of each reason: step, phone, door and the agent's message. */
+  syncFailureFirst: Record<string, string>;
   unlocksChecked: number;
   granted: number;
   refused: number;
@@ -122,6 +124,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     syncs: 0,
     syncsFailed: 0,
     syncFailures: {},
+    syncFailureFirst: {},
     unlocksChecked: 0,
     granted: 0,
     refused: 0,
@@ -223,7 +226,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
             report.syncsFailed++;
             const why = (e as { reason?: string }).reason ?? (e as Error).name;
             report.syncFailures[why] = (report.syncFailures[why] ?? 0) + 1;
-            if (process.env.SOAK_DEBUG) console.error(`step ${report.steps} sync ${p}@${d}: ${(e as Error).message}`);
+            report.syncFailureFirst[why] ??= `step ${report.steps}, ${p} at ${d}: ${(e as Error).message}`;
           }
           door.flash.cutAfter(null);
           if (world.isPoweredOff(d)) await world.reboot(d, { keepClock: true });
