@@ -82,6 +82,11 @@ export class MessageInbox {
 
   /** Every current and future waiter fails with `error` (link lost). */
   fail(error: Error): void {
+    // Kept past the link (a late next() must still hear LINK_LOST): format its stack now, so
+    // V8 lets go of the call sites it captured — they reach the whole async context of the
+    // sync or unlock that was running (its updates, its connection), for as long as the
+    // channel lives.
+    void error.stack;
     this.failure = error;
     const w = this.waiter;
     if (w) {
@@ -149,10 +154,11 @@ export interface LockChannelState {
 /**
  * Lock channels kept per connector once their connections have ended with nothing left to
  * resume (least recently opened dropped first): a phone that meets hundreds of locks over
- * its life must not keep a channel, and the last link's graph its hooks reach, for each.
+ * its life must not keep a channel for each. An idle channel holds nothing worth keeping
+ * (a lock never resumes its answers: its channel drops them with the link), so few are kept.
  * A channel with a message still queued, or a connection still up, is never dropped.
  */
-export const MAX_IDLE_LOCK_CHANNELS = 8;
+export const MAX_IDLE_LOCK_CHANNELS = 2;
 
 /**
  * A lone update (delta or snapshot) is the one request a later session may finish: the
