@@ -121,6 +121,12 @@ export class SimConnector implements LockConnector {
         open = false;
         untrack();
         lockLink?.disconnect();
+        lockLink = undefined;
+        // The lock's channel outlives this link: it must not keep the dead link (and the
+        // lock session it reaches) alive through its hooks.
+        hooks.write = () => undefined;
+        hooks.progress = () => undefined;
+        hooks.violation = () => undefined;
         channel.linkDown();
         inbox.fail(new AgentError('LINK_LOST', `${description} (HCI reason 0x${reason.toString(16).padStart(2, '0')})`));
         resolveClosed({ reason, description });

@@ -5,6 +5,7 @@
 import {
   type Message,
   CAPABILITIES,
+  DEFAULT_LIMITS,
   MAX_AUDIT_RECORDS_PER_EXPORT,
   NONCE_BYTES,
   PROTOCOL_VERSION,
@@ -161,6 +162,15 @@ export class LockSession {
         answer = BATCHABLE.has(m.type)
           ? (this.dispatch(m)[0] as Message)
           : { type: 'error', reason: 'UNEXPECTED_MESSAGE', detail: `a batch does not carry ${m.type}` };
+        // An answer is one byte string of the batchReply, and no byte string may pass the
+        // decoder's limit (SPEC §2, §6.5): an audit export that has outgrown it is refused
+        // here (exporting changes nothing), and the phone asks for it alone, where a whole
+        // message may be that large. No other answer comes near the limit.
+        if (answer.type === 'auditExport') {
+          const size = encodeMessage(answer).length;
+          if (size > DEFAULT_LIMITS.maxStringBytes)
+            answer = { type: 'error', reason: 'OVER_LIMIT', detail: `audit export of ${size} B does not fit a batch answer (${DEFAULT_LIMITS.maxStringBytes} B): ask alone` };
+        }
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         this.lock.note('messageRefused', { reason: e.reason, detail: e.detail });

@@ -853,6 +853,13 @@ export class LockStorage {
     return index;
   }
 
+  /** Audit records the ring holds (each also indexed in RAM, with its bytes). */
+  get auditRecordsHeld(): number {
+    let n = 0;
+    for (const b of this.auditBlocks) n += b.records.length;
+    return n;
+  }
+
   /** Oldest retained sequence number (0 when empty). */
   auditOldestSeq(): number {
     for (const b of this.sortedAuditBlocks()) if (b.records.length > 0) return (b.records[0] as { seq: number }).seq;

@@ -4,7 +4,7 @@
 // disconnect resumes on the next connection to the same lock.
 
 import { randomBytes } from 'node:crypto';
-import { type Message, RESUME_TOKEN_BYTES, concatBytes, decodeMessage, encodeMessage, hash, MessageChannel, ProtocolError } from '../protocol/index';
+import { type Message, RESUME_TOKEN_BYTES, concatBytes, decodeMessage, encodeMessage, hash, MESSAGE_TYPES, MessageChannel, ProtocolError } from '../protocol/index';
 import { AgentError } from './errors';
 
 export interface DiscoveredLock {
@@ -83,6 +83,11 @@ export class MessageInbox {
 
   /** Every current and future waiter fails with `error` (link lost). */
   fail(error: Error): void {
+    // Kept past the link (a late next() must still hear LINK_LOST): format its stack now, so
+    // V8 lets go of the call sites it captured — they reach the whole async context of the
+    // sync or unlock that was running (its updates, its connection), for as long as the
+    // channel lives.
+    void error.stack;
     this.failure = error;
     const w = this.waiter;
     if (w) {
@@ -137,6 +142,38 @@ export interface LockChannelState {
   channel: MessageChannel;
   inbox: MessageInbox;
   hooks: ChannelHooks;
+  /**
+   * Sends not yet acknowledged, each marked resumable (a lone update) or not: a request
+   * whose answer only means something in the session it was sent in is abandoned by the
+   * next connection (see open()).
+   */
+  unacked: Map<Promise<void>, { resumable: boolean }>;
+  /** Connections over this state that are still up. */
+  live: number;
+}
+
+/**
+ * Lock channels kept per connector once their connections have ended with nothing left to
+ * resume (least recently opened dropped first): a phone that meets hundreds of locks over
+ * its life must not keep a channel for each. An idle channel holds nothing worth keeping
+ * (a lock never resumes its answers: its channel drops them with the link), so few are kept.
+ * A channel with a message still queued, or a connection still up, is never dropped.
+ */
+export const MAX_IDLE_LOCK_CHANNELS = 2;
+
+/**
+ * A lone update (delta or snapshot) is the one request a later session may finish: the
+ * lock judges it on its signatures alone and answers it with a receipt bound to the new
+ * session's nonce (SPEC §14.1). Every other request belongs to the session it was sent in
+ * — signed time and floor reset carry its nonce, a batch carries signed time, and the
+ * answers to the rest (decision, timeAck, auditAnchored, auditExport…) carry no binding at
+ * all, so only the order on one connection says which request they answer. Read from the
+ * envelope's first entry (deterministic CBOR: map head, key 0, type code; SPEC §6.1).
+ */
+export function isResumableRequest(bytes: Uint8Array): boolean {
+  const head = bytes[0] ?? 0;
+  if (head < 0xa1 || head > 0xb7 || bytes[1] !== 0) return false;
+  return bytes[2] === MESSAGE_TYPES.delta || bytes[2] === MESSAGE_TYPES.snapshot;
 }
 
 const idleHooks = (): ChannelHooks => ({ write: () => undefined, progress: () => undefined, violation: () => undefined });
@@ -175,11 +212,38 @@ export class LockChannels {
         onProtocolError: (e) => hooks.violation(e),
         resumeToken: this.resumeToken(lockId),
       });
-      state = { channel, inbox, hooks };
-      this.states.set(lockId, state);
+      state = { channel, inbox, hooks, unacked: new Map(), live: 0 };
+    } else {
+      this.states.delete(lockId); // re-inserted below: most recently opened last
+      if ([...state.unacked.values()].some((u) => !u.resumable)) {
+        // A request of the dead session is still queued: resumed here, the lock would answer
+        // it in the new session, and that answer would be read as the reply to the new
+        // session's own request (an auditAnchored taken for a decision). Abandon what is
+        // queued; a lone update never queues behind such a request (the agent awaits each).
+        state.channel.close('a request of an earlier session is not resumed');
+        state.unacked.clear();
+      }
     }
+    this.states.set(lockId, state);
     state.inbox.reopen();
+    this.dropIdle(state);
     return state;
+  }
+
+  /** Channels kept (tests). */
+  get size(): number {
+    return this.states.size;
+  }
+
+  private dropIdle(keep: LockChannelState): void {
+    let idle = 0;
+    for (const st of this.states.values()) if (st !== keep && st.live === 0 && st.unacked.size === 0) idle++;
+    for (const [id, st] of this.states) {
+      if (idle <= MAX_IDLE_LOCK_CHANNELS) break;
+      if (st === keep || st.live > 0 || st.unacked.size > 0) continue;
+      this.states.delete(id);
+      idle--;
+    }
   }
 
   /** Abandon whatever is queued for this lock. */
@@ -205,8 +269,20 @@ export function connectionOver(
   state: LockChannelState,
   link: { lockId: string; mtu: number; isOpen: () => boolean; closed: Promise<DisconnectInfo>; rssi: () => Promise<number>; disconnect: () => Promise<void>; stallTimeoutMs?: number },
 ): LockConnection {
-  const { channel, inbox } = state;
+  const { channel, inbox, unacked } = state;
   const stallMs = link.stallTimeoutMs ?? ACK_STALL_TIMEOUT_MS;
+  state.live++;
+  link.closed.then(
+    () => void state.live--,
+    () => void state.live--,
+  );
+  const send = (bytes: Uint8Array): Promise<void> => {
+    const p = channel.send(bytes);
+    unacked.set(p, { resumable: isResumableRequest(bytes) });
+    const settled = (): void => void unacked.delete(p);
+    p.then(settled, settled);
+    return onThisLink(p);
+  };
   const lost = link.closed.then((d) => {
     throw new AgentError('LINK_LOST', `${d.description} (HCI reason 0x${d.reason.toString(16).padStart(2, '0')})`);
   });
@@ -245,8 +321,8 @@ export function connectionOver(
       return link.isOpen();
     },
     closed: link.closed,
-    send: (m: Message) => onThisLink(channel.send(encodeMessage(m))),
-    sendRaw: (b: Uint8Array) => onThisLink(channel.send(b)),
+    send: (m: Message) => send(encodeMessage(m)),
+    sendRaw: (b: Uint8Array) => send(b),
     drained: () => onThisLink(channel.drained()),
     next: (t) => inbox.next(t),
     rssi: link.rssi,
