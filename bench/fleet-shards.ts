@@ -484,7 +484,7 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
       `  set-up ${r.setupSeconds} s: ${n(r.provisioned)}/${n(r.locks)} locks provisioned, installed and registered (${r.setupRoundTripsPerLock} PostgreSQL round trips per lock; ${r.writerWaitRetries} transactions retried after timing out behind the writer lock, ${r.connectRetries} connections retried)\n` +
       `  syncs: ${n(r.synced)}/${n(r.locks)} locks synced in ${r.syncSeconds} s${r.mode === 'waves' ? ' (the slowest shard\'s syncs added up)' : ''} = ${r.syncsPerSecond} syncs/s (${r.syncRoundTripsPerLock} PostgreSQL round trips per sync)\n` +
       `  authority per HTTP request, ${n(r.requests)} requests: agents saw p50 ${r.requestP50Ms} ms, p99 ${r.requestP99Ms} ms; the servers p50 ${r.serverP50Ms} ms, p99 ${r.serverP99Ms} ms\n` +
-      `  ${r.rssPerLockKiB} KiB RSS per lock; database ${round(r.databaseBytes / 2 ** 20, 1)} MiB (${n(Math.round(r.databaseBytes / Math.max(1, r.provisioned)))} B per lock); wall ${r.wallSeconds} s\n` +
+      `  ${r.rssPerLockKiB} KiB RSS per lock; database ${round(r.databaseBytes / 2 ** 20, 1)} MiB (${n(Math.round(r.databaseBytes / Math.max(1, r.provisioned)))} B per lock); wall ${r.wallSeconds} s (${round(r.synced / Math.max(r.wallSeconds, 1e-9), 1)} locks provisioned and synced per second, end to end)\n` +
       `  ${r.cores} cores, load average ${r.loadAverage.start.join(' ')} at start, ${r.loadAverage.afterSetup.join(' ') || '–'} after set-up, ${r.loadAverage.end.join(' ')} at end`,
   );
   if (r.stoppedByTimeLimit) console.log(`  stopped by --time-limit ${timeLimit} s: the figures are of the ${n(r.synced)} locks synced, not of all ${n(r.locks)}`);
