@@ -31,6 +31,9 @@ import { type UserRole } from './types';
 import { type KeyDoorRow, type VersionRow, u8, blob } from './rows';
 import { PartnerGrants } from './partner-grants';
 
+/** Ids per `IN (…)` list in one statement. */
+const ID_LIST_CHUNK = 500;
+
 export abstract class Compiler extends PartnerGrants {
   protected credIdAllocator(lockId: string): (ref: string, subject: string, deviceId: number | null) => number {
     const known = new Map<string, number>();
@@ -305,17 +308,24 @@ export abstract class Compiler extends PartnerGrants {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT subject FROM cred_ids WHERE cred_id = ?))
        ON CONFLICT(lock_id, cred_id) DO UPDATE SET version = excluded.version, removed_at = excluded.removed_at`,
     );
-    const setPresent = this.db.prepare('UPDATE cred_ids SET present = ? WHERE cred_id = ?');
-    const dropRevocation = this.db.prepare('DELETE FROM revocations WHERE lock_id = ? AND cred_id = ?');
+    const removed: number[] = [];
     for (const [id, e] of prev.table.entries) {
       if (next.entries.has(id)) continue;
       insertRevocation.run(lockId, id, version, now, e.kind, e.holder, e.partnerId ?? null, e.keyId ?? null, id);
-      setPresent.run(0, id);
+      removed.push(id);
     }
-    for (const id of next.entries.keys()) {
-      if (prev.table.entries.has(id)) continue;
-      dropRevocation.run(lockId, id); // granted again: nothing left to revoke
-      setPresent.run(1, id);
+    const added = [...next.entries.keys()].filter((id) => !prev.table.entries.has(id));
+    // Set-based, a few hundred ids per statement: a new lock's first version adds every entry
+    // at once, and on PostgreSQL each statement is a round trip.
+    for (let at = 0; at < removed.length; at += ID_LIST_CHUNK) {
+      const ids = removed.slice(at, at + ID_LIST_CHUNK);
+      this.db.prepare(`UPDATE cred_ids SET present = 0 WHERE cred_id IN (${ids.map(() => '?').join(',')})`).run(...ids);
+    }
+    for (let at = 0; at < added.length; at += ID_LIST_CHUNK) {
+      const ids = added.slice(at, at + ID_LIST_CHUNK);
+      const list = ids.map(() => '?').join(',');
+      this.db.prepare(`DELETE FROM revocations WHERE lock_id = ? AND cred_id IN (${list})`).run(lockId, ...ids); // granted again: nothing left to revoke
+      this.db.prepare(`UPDATE cred_ids SET present = 1 WHERE cred_id IN (${list})`).run(...ids);
     }
     this.prune(lockId, version);
     this.tableCache.set(lockId, { version, digest, table: next });

@@ -1,7 +1,7 @@
 // The property model's rules, as the seed articles state them, checked through the
 // tables the locks receive.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ENTRY_FLAGS, dailyCode, doorcodeVerifier, fromHex, keycardVerifier, type Entry } from '../protocol';
+import { ENTRY_FLAGS, dailyCode, doorcodeVerifier, fromHex, keycardVerifier, toHex, type Entry } from '../protocol';
 import { AuthorityError } from './errors';
 import { SimLock, tempProperty, type TempProperty } from './test-support';
 
@@ -326,5 +326,81 @@ describe('doorcodes, keycards, daily codes', () => {
     expect(a.issueDailyCode(gym.id).date).toBe('2025-06-02');
     locks.Gym!.sync(a);
     expect(locks.Gym!.state.table.policy.dailyCodeSlots).toBe(2);
+  });
+});
+
+describe('bulk provisioning (a fleet of doors in a few statements)', () => {
+  // The twin property provisions one door at a time; the bulk calls must issue the same
+  // lock ids, secrets and tokens (the same seeded draws), and compile the same tables.
+  let twin: TempProperty;
+  beforeEach(() => {
+    twin = tempProperty();
+  });
+  afterEach(() => twin.cleanup());
+
+  it('addDoorsWithLocks + registerLockDevices give what addDoor + provisionLock + registerLockDevice give, one after another', () => {
+    const a = p.authority;
+    const b = twin.authority;
+    const names = ['Lobby', 'Unit 1', 'Unit 2'];
+    const bulk = a.batch(() => {
+      const made = a.addDoorsWithLocks(names.map((name, i) => ({ name, kind: i === 0 ? 'communal' : 'private', connected: i === 0 })));
+      const key = a.createKey({ name: 'Residents', doors: made.map((m) => ({ doorId: m.door.id, doorcodesEnabled: false })) });
+      const ann = a.addUser({ name: 'Ann' });
+      a.assignKey(ann.id, key.id);
+      return made;
+    });
+    const one = b.batch(() => {
+      const made = names.map((name, i) => {
+        const door = b.addDoor({ name, kind: i === 0 ? 'communal' : 'private', connected: i === 0 });
+        return { door: b.door(door.id), bundle: b.provisionLock(door.id) };
+      });
+      const key = b.createKey({ name: 'Residents', doors: made.map((m) => ({ doorId: m.door.id, doorcodesEnabled: false })) });
+      const ann = b.addUser({ name: 'Ann' });
+      b.assignKey(ann.id, key.id);
+      return made;
+    });
+    expect(bulk.map((m) => m.bundle)).toEqual(one.map((m) => m.bundle));
+    expect(bulk.map((m) => m.door)).toEqual(one.map((m) => ({ ...m.door, lockId: m.bundle.lockId })));
+    expect(a.listDoors()).toEqual(b.listDoors());
+    // Each lock compiled once, at the end of the batch: version 1 is the full table.
+    expect(a.listLocks().map((l) => [l.lockId, l.version])).toEqual([['lk-0001', 1], ['lk-0002', 1], ['lk-0003', 1]]);
+    expect(bulk.map((m) => a.updatesFor(m.bundle.lockId, 0).messages)).toEqual(one.map((m) => b.updatesFor(m.bundle.lockId, 0).messages));
+    const devices = bulk.map((m) => ({ lockId: m.bundle.lockId, devicePublicKey: toHex(new SimLock(m.bundle).device.publicKey) }));
+    const tokens = a.registerLockDevices(devices);
+    expect(tokens).toEqual(devices.map((d) => b.registerLockDevice(d.lockId, d.devicePublicKey)));
+    expect(a.listLocks().every((l) => l.deviceRegistered)).toBe(true);
+    // Registering the same keys again is allowed (as registerLockDevice allows it) and issues new tokens.
+    expect(a.registerLockDevices(devices.slice(0, 1))[0]!.token).not.toBe(tokens[0]!.token);
+  });
+
+  it('more doors than one multi-row statement holds', () => {
+    const a = p.authority;
+    const made = a.addDoorsWithLocks(Array.from({ length: 7 }, (_, i) => ({ name: `Unit ${i}` })), { rowsPerStatement: 3 });
+    expect(new Set(made.map((m) => m.door.id)).size).toBe(7);
+    expect(made.map((m) => m.bundle.lockId)).toEqual(['lk-0001', 'lk-0002', 'lk-0003', 'lk-0004', 'lk-0005', 'lk-0006', 'lk-0007']);
+    expect(a.listDoors().map((d) => [d.name, d.lockId])).toEqual(made.map((m) => [m.door.name, m.bundle.lockId]));
+    const tokens = a.registerLockDevices(made.map((m) => ({ lockId: m.bundle.lockId, devicePublicKey: toHex(new SimLock(m.bundle).device.publicKey) })), { rowsPerStatement: 2 });
+    expect(new Set(tokens.map((t) => t.token)).size).toBe(7);
+    expect(a.listLocks().filter((l) => l.deviceRegistered)).toHaveLength(7);
+    expectCode(() => a.addDoorsWithLocks([{ name: 'Unit 8' }], { rowsPerStatement: 0 }), 'VALIDATION');
+  });
+
+  it('refuses a taken or repeated name, a bad kind, an unknown or already-keyed lock, changing nothing', () => {
+    const a = p.authority;
+    a.addDoor({ name: 'Lobby' });
+    expectCode(() => a.addDoorsWithLocks([{ name: 'Unit 1' }, { name: 'Lobby' }]), 'CONFLICT');
+    expectCode(() => a.addDoorsWithLocks([{ name: 'Unit 1' }, { name: 'Unit 1' }]), 'CONFLICT');
+    expectCode(() => a.addDoorsWithLocks([{ name: 'Unit 1' }, { name: 'Unit 2', kind: 'garage' as never }]), 'VALIDATION');
+    expect(a.listDoors().map((d) => d.name)).toEqual(['Lobby']);
+    expect(a.listLocks()).toEqual([]);
+    const [made] = a.addDoorsWithLocks([{ name: 'Unit 1' }]);
+    expect(made!.bundle.lockId).toBe('lk-0001'); // the refused calls drew no lock id
+    const key = toHex(new SimLock(made!.bundle).device.publicKey);
+    expectCode(() => a.registerLockDevices([{ lockId: 'lk-0001', devicePublicKey: key }, { lockId: 'lk-0099', devicePublicKey: key }]), 'UNKNOWN_LOCK');
+    expectCode(() => a.registerLockDevices([{ lockId: 'lk-0001', devicePublicKey: key }, { lockId: 'lk-0001', devicePublicKey: key }]), 'VALIDATION');
+    expectCode(() => a.registerLockDevices([{ lockId: 'lk-0001', devicePublicKey: 'abcd' }]), 'VALIDATION');
+    expect(a.listLocks()[0]!.deviceRegistered).toBe(false);
+    a.registerLockDevices([{ lockId: 'lk-0001', devicePublicKey: key }]);
+    expectCode(() => a.registerLockDevices([{ lockId: 'lk-0001', devicePublicKey: '11'.repeat(32) }]), 'CONFLICT');
   });
 });

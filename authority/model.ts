@@ -5,7 +5,21 @@ import { type LockPolicy, type ScheduleWindow, bytesEqual, keyIdOf, toHex } from
 import { AuthorityError } from './errors';
 import { invalid, normalizePolicy, normalizeSchedule, requireBool, requireHex, requireId, requireName, requireTimeZone } from './validate';
 import { type DoorKind, type PropertyInfo, type DoorInfo, type KeyDoorInput, type KeyInfo, type ProvisioningBundle } from './types';
-import { type DoorRow, blob, sha256 } from './rows';
+import { type DoorRow, TOKEN_PREFIX, blob, sha256 } from './rows';
+
+/** Rows per multi-row statement: well inside SQLite's 32,766 and PostgreSQL's 65,535 bound parameters. */
+const BULK_ROWS = 500;
+
+export interface BulkOptions {
+  /** Rows per multi-row statement (default 500, at most 5,000). */
+  rowsPerStatement?: number;
+}
+
+function bulkRows(opts: BulkOptions): number {
+  const n = opts.rowsPerStatement ?? BULK_ROWS;
+  if (!Number.isSafeInteger(n) || n < 1 || n > 5000) throw invalid('rowsPerStatement must be a whole number from 1 to 5000');
+  return n;
+}
 import { Credentials } from './credentials';
 
 export abstract class PropertyModel extends Credentials {
@@ -296,6 +310,106 @@ export abstract class PropertyModel extends Credentials {
       const token = this.newToken('lock');
       this.db.prepare('UPDATE locks SET device_public_key = ?, token_hash = ? WHERE lock_id = ?').run(blob(pk), sha256(token), l.lock_id);
       return { lockId: l.lock_id, token };
+    });
+  }
+
+  /**
+   * Many doors, each with its lock provisioned: what addDoor + provisionLock do for each, in
+   * one transaction of multi-row statements (a fleet of thousands of doors on PostgreSQL,
+   * where every statement is a round trip). Lock ids and secrets are drawn exactly as that
+   * sequence of calls would draw them. Every lock's version 1 is compiled at the end of the
+   * transaction (or of the caller's batch, which can add the Keys first so that version 1 is
+   * the full table). All or nothing: a refused name leaves no door behind.
+   */
+  addDoorsWithLocks(inputs: readonly { name: string; kind?: DoorKind; connected?: boolean }[], opts: BulkOptions = {}): { door: DoorInfo; bundle: ProvisioningBundle }[] {
+    const perStatement = bulkRows(opts);
+    const rows = inputs.map((input, i) => {
+      const name = requireName(input.name, `doors[${i}].name`);
+      const kind = input.kind ?? 'private';
+      if (kind !== 'communal' && kind !== 'private') throw invalid(`doors[${i}].kind must be communal or private`);
+      const connected = input.connected === undefined ? false : requireBool(input.connected, `doors[${i}].connected`);
+      return { name, kind, connected };
+    });
+    const names = new Set<string>();
+    for (const r of rows) {
+      if (names.has(r.name)) throw new AuthorityError('CONFLICT', `the door name ${JSON.stringify(r.name)} is given twice`);
+      names.add(r.name);
+    }
+    if (rows.length === 0) return [];
+    return this.batch(() => {
+      const now = this.now();
+      const ids = new Map<string, number>();
+      for (let at = 0; at < rows.length; at += perStatement) {
+        const chunk = rows.slice(at, at + perStatement);
+        const taken = this.db.prepare(`SELECT name FROM doors WHERE name IN (${chunk.map(() => '?').join(', ')})`).all(...chunk.map((r) => r.name)) as { name: string }[];
+        if (taken.length > 0) throw new AuthorityError('CONFLICT', `a door named ${JSON.stringify(taken[0]?.name)} exists`);
+        const inserted = this.db
+          .prepare(`INSERT INTO doors (name, kind, connected, policy, created_at) VALUES ${chunk.map(() => '(?, ?, ?, NULL, ?)').join(', ')} RETURNING id, name`)
+          .all(...chunk.flatMap((r) => [r.name, r.kind, r.connected ? 1 : 0, now])) as { id: number; name: string }[];
+        for (const r of inserted) ids.set(r.name, Number(r.id));
+      }
+      const last = (this.db.prepare("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'lockCounter' RETURNING value").get(rows.length) as { value: number }).value;
+      const first = Number(last) - rows.length + 1;
+      const lockIds = rows.map((_, i) => `lk-${String(first + i).padStart(4, '0')}`);
+      const secrets = this.drawMany(lockIds.map((lockId) => `lock-secret:${lockId}`));
+      for (let at = 0; at < rows.length; at += perStatement) {
+        const chunk = rows.slice(at, at + perStatement);
+        this.db
+          .prepare(`INSERT INTO locks (lock_id, door_id, secret_sealed, created_at) VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}`)
+          .run(
+            ...chunk.flatMap((r, j) => {
+              const lockId = lockIds[at + j] as string;
+              return [lockId, ids.get(r.name), blob(this.sealer.seal(`lock-secret:${lockId}`, secrets[at + j] as Uint8Array)), now];
+            }),
+          );
+      }
+      this.touch(ids.values());
+      const rootPublicKeys = JSON.parse(this.meta('rootPublicKeys')) as string[];
+      const timeZone = this.meta('timeZone');
+      const policy = JSON.parse(this.meta('policy')) as LockPolicy;
+      return rows.map((r, i) => {
+        const doorId = ids.get(r.name) as number;
+        const lockId = lockIds[i] as string;
+        return {
+          door: { id: doorId, name: r.name, kind: r.kind, connected: r.connected, lockId, policy: null, partners: [] },
+          bundle: { lockId, doorId, rootPublicKeys: [...rootPublicKeys], lockSecret: toHex(secrets[i] as Uint8Array), timeZone, policy: { ...policy } },
+        };
+      });
+    });
+  }
+
+  /**
+   * Record many locks' device public keys: registerLockDevice for each, in one transaction
+   * (tokens drawn as that sequence of calls would draw them). A lock that already has a
+   * different key refuses the whole call, as registerLockDevice without `replace` does.
+   */
+  registerLockDevices(devices: readonly { lockId: string; devicePublicKey: string }[], opts: BulkOptions = {}): { lockId: string; token: string }[] {
+    const perStatement = bulkRows(opts);
+    const keys = devices.map((d, i) => requireHex(d.devicePublicKey, `devices[${i}].devicePublicKey`, { exact: 32 }));
+    const seen = new Set<string>();
+    for (const d of devices) {
+      if (seen.has(d.lockId)) throw invalid(`lock ${String(d.lockId)} is given twice`);
+      seen.add(d.lockId);
+    }
+    if (devices.length === 0) return [];
+    return this.batch(() => {
+      const known = new Map<string, Buffer | null>();
+      for (let at = 0; at < devices.length; at += perStatement) {
+        const chunk = devices.slice(at, at + perStatement).map((d) => d.lockId);
+        const found = this.db.prepare(`SELECT lock_id, device_public_key FROM locks WHERE lock_id IN (${chunk.map(() => '?').join(', ')})`).all(...chunk) as { lock_id: string; device_public_key: Buffer | null }[];
+        for (const r of found) known.set(r.lock_id, r.device_public_key);
+      }
+      devices.forEach((d, i) => {
+        if (!known.has(d.lockId)) throw new AuthorityError('UNKNOWN_LOCK', `no lock ${String(d.lockId)}`, { lockId: d.lockId });
+        const current = known.get(d.lockId);
+        if (current !== null && current !== undefined && !bytesEqual(current, keys[i] as Uint8Array))
+          throw new AuthorityError('CONFLICT', `lock ${d.lockId} already has a device key (pass replace to change it)`);
+      });
+      const tokens = this.drawMany(devices.map(() => 'token:lock')).map((b) => TOKEN_PREFIX + toHex(b));
+      const update = this.db.prepare('UPDATE locks SET device_public_key = ?, token_hash = ? WHERE lock_id = ?');
+      // One statement per lock: a multi-row UPDATE has no form common to both engines.
+      devices.forEach((d, i) => update.run(blob(keys[i] as Uint8Array), sha256(tokens[i] as string), d.lockId));
+      return devices.map((d, i) => ({ lockId: d.lockId, token: tokens[i] as string }));
     });
   }
 

@@ -116,3 +116,23 @@ describe(`several authority processes on one database (${TEST_POSTGRES_URL ? 'Po
     expect(a.listLocks().find((l) => l.lockId === lock.bundle.lockId)?.versionInForce).toBe(lock.version);
   });
 });
+
+describe('waiting for the writer lock (PostgreSQL)', () => {
+  it.skipIf(!TEST_POSTGRES_URL)('a transaction that times out behind another leaves its connection usable', () => {
+    const url = TEST_POSTGRES_URL as string;
+    const holder = openDatabase(url);
+    const waiter = openDatabase(url, { statementTimeoutMs: 300 });
+    try {
+      holder
+        .transaction(() => {
+          expect(() => waiter.transaction(() => 1).immediate()).toThrow(/statement timeout/);
+        })
+        .immediate();
+      // Not "current transaction is aborted": the timed-out BEGIN was rolled back.
+      expect(waiter.transaction(() => waiter.prepare('SELECT 1 AS one').get()).immediate()).toEqual({ one: 1 });
+    } finally {
+      holder.close();
+      waiter.close();
+    }
+  });
+});

@@ -17,6 +17,7 @@
 // all processes serialize exactly as they do on SQLite; statements outside a transaction run
 // in parallel on PostgreSQL's row locks and constraints.
 
+import { performance } from 'node:perf_hooks';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import type { Engine, OpenOptions, RunResult, SqlDatabase, Statement, TransactionFn } from './db';
 import { AuthorityError } from './errors';
@@ -171,6 +172,12 @@ export class PostgresError extends Error {
 const UNAVAILABLE = /^(08|57P0[1-3]|53300|28|3D000)/;
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
+/**
+ * Round trips to PostgreSQL made by this process (every statement, BEGIN/COMMIT included) and
+ * the wall time spent waiting on them: what a benchmark reads to say where time goes.
+ */
+export const postgresRoundTrips = { count: 0, waitMs: 0 };
+
 class SyncConnection {
   private readonly worker: Worker;
   private readonly port: MessagePort;
@@ -194,9 +201,12 @@ class SyncConnection {
   call(req: Request, timeoutMs = this.timeoutMs): Reply {
     if (this.closed) throw new AuthorityError('STORAGE_UNAVAILABLE', `the connection to ${this.where} is closed`);
     Atomics.store(this.flag, 0, 0);
+    const started = performance.now();
     this.port.postMessage(req);
     const waited = Atomics.wait(this.flag, 0, 0, timeoutMs);
     const msg = receiveMessageOnPort(this.port);
+    postgresRoundTrips.count++;
+    postgresRoundTrips.waitMs += performance.now() - started;
     if (waited === 'timed-out' || msg === undefined) {
       // The worker may still answer later; this connection can no longer be trusted in order.
       this.close();
@@ -336,7 +346,18 @@ class PostgresDatabase implements SqlDatabase {
           throw e;
         }
       }
-      this.simple(`BEGIN; SELECT pg_advisory_xact_lock(${WRITER_LOCK_KEY})`);
+      try {
+        this.simple(`BEGIN; SELECT pg_advisory_xact_lock(${WRITER_LOCK_KEY})`);
+      } catch (e) {
+        // Waiting for the writer lock can end in statement_timeout: the transaction is open
+        // but aborted, and every later statement on this connection would be refused.
+        try {
+          this.simple('ROLLBACK');
+        } catch {
+          /* the connection is gone; the server rolls back on its own */
+        }
+        throw e;
+      }
       this.depth = 1;
       let result: ReturnType<F>;
       try {

@@ -106,6 +106,18 @@ export abstract class AuthorityStore {
     return deriveSeed32(this.seed, `${label}#${row.value}`);
   }
 
+  /**
+   * `labels.length` secrets in one counter update: the same bytes as one draw() per label in
+   * order (bulk provisioning, where each statement is a PostgreSQL round trip).
+   */
+  protected drawMany(labels: readonly string[]): Uint8Array[] {
+    if (this.seed === undefined || labels.length === 0) return labels.map(() => new Uint8Array(randomBytes(32)));
+    const seed = this.seed;
+    const row = this.db.prepare("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'drawCounter' RETURNING value").get(labels.length) as { value: number };
+    const first = Number(row.value) - labels.length + 1;
+    return labels.map((label, i) => deriveSeed32(seed, `${label}#${first + i}`));
+  }
+
   protected newToken(kind: string): string {
     return TOKEN_PREFIX + toHex(this.draw(`token:${kind}`));
   }

@@ -204,6 +204,8 @@ const AT_DOOR_M = 1;
 export class World {
   readonly doors = new Map<string, WorldDoor>();
   readonly phones = new Map<string, WorldPhone>();
+  /** Doors by lock id: a phone's reach is asked on every sync, and a fleet has thousands of doors. */
+  private readonly doorsByLockId = new Map<string, WorldDoor>();
   private readonly ownsDir: boolean;
 
   private constructor(
@@ -325,6 +327,28 @@ export class World {
   private async addDoor(spec: WorldDoorSpec, provisioned?: { info: DoorInfo; bundle: ProvisioningBundle }): Promise<void> {
     const info: DoorInfo = provisioned?.info ?? this.authority.addDoor({ name: spec.name, kind: spec.kind ?? 'private', connected: spec.connected ?? false });
     const bundle = provisioned?.bundle ?? this.authority.provisionLock(info.id);
+    const { flash, devicePublicKey } = this.installLock(spec, bundle);
+    const { token } = this.authority.registerLockDevice(bundle.lockId, Buffer.from(devicePublicKey).toString('hex'));
+    await this.bringUp(spec, info, bundle, flash, devicePublicKey, token);
+  }
+
+  /**
+   * Doors whose locks the caller provisioned at the authority already (for instance in bulk,
+   * with `Authority.addDoorsWithLocks`): each lock is installed on its own flash, all their
+   * device keys are registered in one transaction, and each lock boots and is served.
+   */
+  async addProvisionedDoors(entries: readonly { spec: WorldDoorSpec; info: DoorInfo; bundle: ProvisioningBundle }[]): Promise<void> {
+    for (const e of entries) if (this.doors.has(e.spec.name)) throw new Error(`door "${e.spec.name}" is already in this world`);
+    const installed = entries.map((e) => this.installLock(e.spec, e.bundle));
+    const registered = this.authority.registerLockDevices(entries.map((e, i) => ({ lockId: e.bundle.lockId, devicePublicKey: Buffer.from((installed[i] as { devicePublicKey: Uint8Array }).devicePublicKey).toString('hex') })));
+    for (const [i, e] of entries.entries()) {
+      const { flash, devicePublicKey } = installed[i] as { flash: NorFlash; devicePublicKey: Uint8Array };
+      await this.bringUp(e.spec, e.info, e.bundle, flash, devicePublicKey, (registered[i] as { token: string }).token);
+    }
+  }
+
+  /** The installer writes the bundle to a fresh lock's flash; the lock makes its device key. */
+  private installLock(spec: WorldDoorSpec, bundle: ProvisioningBundle): { flash: NorFlash; devicePublicKey: Uint8Array } {
     const flash = new NorFlash(undefined, { seed: `${this.seed}:flash:${spec.name}` });
     const deviceSeed = deriveSeed32(this.seed, `lock-device:${bundle.lockId}`);
     const { devicePublicKey } = Lock.provision(
@@ -332,7 +356,10 @@ export class World {
       { lockId: bundle.lockId, rootPublicKeys: bundle.rootPublicKeys.map(fromHex), lockSecret: fromHex(bundle.lockSecret), timeZone: bundle.timeZone, policy: bundle.policy },
       deviceSeed,
     );
-    const { token } = this.authority.registerLockDevice(bundle.lockId, Buffer.from(devicePublicKey).toString('hex'));
+    return { flash, devicePublicKey };
+  }
+
+  private async bringUp(spec: WorldDoorSpec, info: DoorInfo, bundle: ProvisioningBundle, flash: NorFlash, devicePublicKey: Uint8Array, token: string): Promise<void> {
     const door: WorldDoor = {
       name: spec.name,
       doorId: info.id,
@@ -356,6 +383,7 @@ export class World {
       openSession: () => this.tappedSession(door),
     };
     this.doors.set(spec.name, door);
+    this.doorsByLockId.set(door.lockId, door);
     // A freshly installed lock has its clock set by the installer's app (trusted).
     this.bootLock(door, { continueAtMs: this.clock.nowMs(), trusted: true });
     door.battery = new BatteryMeter(() => door.lock, flash, door.advertising, { nowMs: this.clock.nowMs() });
@@ -498,7 +526,7 @@ export class World {
   }
 
   private doorByLockId(lockId: string): WorldDoor | undefined {
-    return [...this.doors.values()].find((d) => d.lockId === lockId);
+    return this.doorsByLockId.get(lockId);
   }
 
   /** Foreground or background: how the phone's OS lets its app scan from now on. */
@@ -514,7 +542,7 @@ export class World {
   }
 
   private canReach(phone: WorldPhone, lockId: string): boolean {
-    const door = [...this.doors.values()].find((d) => d.lockId === lockId);
+    const door = this.doorsByLockId.get(lockId);
     return door !== undefined && phone.near === door.name && !door.poweredOff;
   }
 
