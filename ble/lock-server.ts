@@ -4,8 +4,11 @@
 // * One session at a time. A phone that connects while another phone holds the session
 //   gets its framing HELLO (nothing held) and one `error BUSY` message, and its link is
 //   dropped shortly after; the session in progress is not touched. A new connection from
-//   the peer that holds the session replaces the old link (a phone cannot hold two links
+//   the phone that holds the session replaces the old link (a phone cannot hold two links
 //   to one lock: the old one is dead and only its supervision timeout has not fired yet).
+//   The phone is recognised by its address, or — when its address changed, as a phone's
+//   private address does — by its HELLO's resume token: a link from another address waits
+//   for its HELLO before the lock answers it BUSY or hands it the session.
 // * Held partial messages belong to their phone, not to its address. The incoming message a
 //   dropped link left half-received is kept under the resume token the phone's framing
 //   HELLO carries (SPEC §13.2, a secret the phone chose), or under the peer's address when
@@ -85,6 +88,8 @@ interface SessionLink {
   link: LinkImpl;
   /** Chosen by the phone's HELLO (its resume token, else its address); undefined until then. */
   channel: MessageChannel | undefined;
+  /** The key `channel` is kept under (`token:<hex>` or `peer:<address>`). */
+  key: string | undefined;
   mtu: number;
   /** Messages the session produced before the phone's HELLO chose the channel. */
   early: Uint8Array[];
@@ -102,6 +107,12 @@ interface LinkImpl extends LockLink {
   closed: boolean;
   busyChannel: MessageChannel | undefined;
   lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Connected while another link holds the session, from another address: the lock waits
+   * for this link's HELLO, whose resume token says whether it is the holder's phone again
+   * (from a new private address) or another phone (BUSY).
+   */
+  awaitingHello: { mtu: number; timer: ReturnType<typeof setTimeout> } | undefined;
 }
 
 export class LockLinkServer {
@@ -166,8 +177,10 @@ export class LockLinkServer {
       closed: false,
       busyChannel: undefined,
       lingerTimer: undefined,
+      awaitingHello: undefined,
       receiveFrame: (frame) => this.receiveOn(link, frame),
       setMtu: (m) => {
+        if (link.awaitingHello) link.awaitingHello.mtu = m;
         if (link.busyChannel) return link.busyChannel.setMtu(m);
         if (this.current?.link !== link) return;
         this.current.mtu = m;
@@ -179,19 +192,66 @@ export class LockLinkServer {
     if (holder !== undefined && holder.link.peer === peer) {
       // The same phone again: its old link is dead, the lock just has not noticed yet.
       this.dropLink(holder.link);
+    } else if (holder !== undefined && holder.key?.startsWith('token:')) {
+      // Perhaps the holder's phone from a new private address: its HELLO will say.
+      const timer = setTimeout(() => this.refuseAwaiting(link), this.idleTimeoutMs);
+      timer.unref?.();
+      link.awaitingHello = { mtu, timer };
+      return link;
     } else if (holder !== undefined) {
       this.refuseBusy(link, mtu, holder.link.peer);
       return link;
     }
+    this.openSessionOn(link, mtu);
+    return link;
+  }
+
+  /** A new session on `link`: the lock's HELLO goes once the phone's HELLO picks the channel. */
+  private openSessionOn(link: LinkImpl, mtu: number): void {
     const session = this.host.openSession();
-    const s: SessionLink = { link, channel: undefined, mtu, early: [], session, idle: undefined, limit: undefined, work: Promise.resolve(), expiring: false };
+    const s: SessionLink = { link, channel: undefined, key: undefined, mtu, early: [], session, idle: undefined, limit: undefined, work: Promise.resolve(), expiring: false };
     this.current = s;
     this.events.onSessionOpened?.();
     this.queueSend(s, session.hello());
     this.touch(s);
     s.limit = setTimeout(() => this.expire(s, 'session-limit', `session older than ${this.sessionLimitMs} ms`), this.sessionLimitMs);
     s.limit.unref?.();
-    return link;
+  }
+
+  /**
+   * The first frame of a link that connected while the session was held: a HELLO with the
+   * holder's resume token is the holder's phone again — its old link is dead, only its
+   * supervision timeout has not fired (the phone's private address changed in between) — and
+   * takes the session over; anything else is another phone, answered BUSY.
+   */
+  private helloWhileHeld(link: LinkImpl, frame: Uint8Array): void {
+    const pending = link.awaitingHello!;
+    clearTimeout(pending.timer);
+    link.awaitingHello = undefined;
+    let token: Uint8Array | undefined;
+    try {
+      const decoded = decodeFrame(frame);
+      if (decoded.type === 'hello') token = decoded.state.resumeToken;
+    } catch (e) {
+      if (!(e instanceof FramingError)) throw e;
+    }
+    const holder = this.current;
+    if (holder === undefined || (token !== undefined && holder.key === `token:${toHex(token)}`)) {
+      if (holder !== undefined) this.dropLink(holder.link);
+      this.openSessionOn(link, pending.mtu);
+      this.receiveOn(link, frame);
+      return;
+    }
+    this.refuseBusy(link, pending.mtu, holder.link.peer);
+    link.busyChannel?.receiveFrame(frame);
+  }
+
+  /** A link that never sent its HELLO while the session was held: BUSY, then dropped. */
+  private refuseAwaiting(link: LinkImpl): void {
+    const pending = link.awaitingHello;
+    if (pending === undefined || link.closed) return;
+    link.awaitingHello = undefined;
+    this.refuseBusy(link, pending.mtu, this.current?.link.peer ?? 'nobody');
   }
 
   /** Frames from the session's link (transports that track one link at a time). */
@@ -251,6 +311,10 @@ export class LockLinkServer {
 
   private receiveOn(link: LinkImpl, frame: Uint8Array): void {
     if (link.closed) return;
+    if (link.awaitingHello) {
+      this.helloWhileHeld(link, frame);
+      return;
+    }
     if (link.busyChannel) {
       link.busyChannel.receiveFrame(frame);
       return;
@@ -286,6 +350,7 @@ export class LockLinkServer {
     while (this.lastKeyOf.size > 64) this.lastKeyOf.delete(this.lastKeyOf.keys().next().value as string);
     const channel = this.channelFor(key);
     s.channel = channel;
+    s.key = key;
     channel.linkUp(s.mtu);
     for (const bytes of s.early.splice(0)) this.sendOn(channel, bytes);
     return true;
@@ -352,6 +417,11 @@ export class LockLinkServer {
     if (link.closed) return;
     link.closed = true;
     if (link.lingerTimer) clearTimeout(link.lingerTimer);
+    if (link.awaitingHello) {
+      clearTimeout(link.awaitingHello.timer);
+      link.awaitingHello = undefined;
+      return;
+    }
     if (link.busyChannel) {
       link.busyChannel.close('link lost');
       link.busyChannel.linkDown();

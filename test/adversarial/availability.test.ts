@@ -155,11 +155,12 @@ function connectPeer(server: LockLinkServer, name: string, phone: Phone = newPho
     },
   };
   const live = (): boolean => inRange && !peer.dropped;
-  phone.route.write = (f) => {
+  const write = (f: Uint8Array): void => {
     peer.framesOut.push(f);
     if (deliverable-- <= 0) return;
     queueMicrotask(() => live() && peer.link.receiveFrame(f));
   };
+  phone.route.write = write;
   phone.route.onMessage = (m) => peer.messages.push(decodeMessage(m));
   peer.link = server.connect(
     MTU,
@@ -171,7 +172,9 @@ function connectPeer(server: LockLinkServer, name: string, phone: Phone = newPho
       peer: name,
       drop: () => {
         peer.dropped = true;
-        ch.linkDown();
+        // The phone's channel goes down with this link, unless the phone has moved on to a
+        // newer link (the lock dropping a link the phone already left touches nothing).
+        if (phone.route.write === write) ch.linkDown();
         peer.link.disconnect();
       },
     },
@@ -218,6 +221,29 @@ describe('availability attacks on the lock', () => {
     expect((await victim.next()).type).toBe('receipt');
     expect(r.lockVersion()).toBe(r.authorityVersion());
     expect(victim.dropped).toBe(false);
+  });
+
+  it('the holding phone back from a new private address (same resume token) takes its session over; another phone with a token is still BUSY', async () => {
+    const r = await makeRig('busy-rpa');
+    const token = new Uint8Array(8).fill(7);
+    const phone = newPhone(token);
+    const first = connectPeer(r.server, 'rpa-1', phone);
+    expect((await first.next()).type).toBe('hello');
+    // Another phone that also sends a token waits for its HELLO, then is answered BUSY.
+    const mallory = connectPeer(r.server, 'mallory', newPhone(new Uint8Array(8).fill(9)));
+    expect(await mallory.next()).toMatchObject({ type: 'error', reason: 'BUSY' });
+    await until('the BUSY link to be dropped', () => mallory.dropped);
+    expect(r.server.sessionPeer).toBe('rpa-1');
+    // The first link dies unnoticed (walked out of range, supervision timeout not yet fired);
+    // the phone comes back from another address: no BUSY, the session is its own again.
+    first.channel.linkDown();
+    const again = connectPeer(r.server, 'rpa-2', phone);
+    expect((await again.next()).type).toBe('hello');
+    expect(first.dropped).toBe(true);
+    expect(r.server.sessionPeer).toBe('rpa-2');
+    void again.send(r.pendingUpdate());
+    expect((await again.next()).type).toBe('receipt');
+    expect(r.lockVersion()).toBe(r.authorityVersion());
   });
 
   it('a phone that connects and stays silent is told SESSION_EXPIRED and dropped at the idle timeout', async () => {
