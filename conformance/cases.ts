@@ -99,6 +99,16 @@ async function takeOver(ctx: SuiteContext, s: Session, what: string): Promise<Ui
  * first if the lock's hello shows anything else (an earlier case failed half-way, or a
  * lock under test that held another table).
  */
+/** A prepared session with a lock that offers batch; the case is skipped for one that does not. */
+async function preparedForBatch(ctx: SuiteContext): Promise<Session> {
+  const s = await prepared(ctx);
+  if ((s.hello.capabilities & CAPABILITIES.batch) === 0) {
+    await s.close();
+    throw new CaseSkipped('the lock does not offer batch (hello capability bit 7)');
+  }
+  return s;
+}
+
 async function prepared(ctx: SuiteContext, opts: Parameters<typeof Session.open>[1] = {}): Promise<Session> {
   const s = await Session.open(ctx, opts);
   const want = current(ctx);
@@ -867,11 +877,7 @@ export const CASES: ConformanceCase[] = [
     spec: '§6.5',
     requirements: [],
     async run(ctx) {
-      const s = await prepared(ctx);
-      if ((s.hello.capabilities & CAPABILITIES.batch) === 0) {
-        await s.close();
-        throw new CaseSkipped('the lock does not offer batch (hello capability bit 7)');
-      }
+      const s = await preparedForBatch(ctx);
       ctx.auth.now += 5;
       const time = timeMessage(ctx, { nonce: s.hello.nonce });
       const delta = updateBytes(ctx.auth.delta([{ op: 'put', entry: { credId: CRED.bulk, kind: 'phone', holder: 'staff', secret: bulkKey(ctx, 1), flags: 0 } }]));
@@ -891,11 +897,7 @@ export const CASES: ConformanceCase[] = [
     spec: '§6.5',
     requirements: [],
     async run(ctx) {
-      const s = await prepared(ctx);
-      if ((s.hello.capabilities & CAPABILITIES.batch) === 0) {
-        await s.close();
-        throw new CaseSkipped('the lock does not offer batch (hello capability bit 7)');
-      }
+      const s = await preparedForBatch(ctx);
       const before = current(ctx);
       const stale = timeMessage(ctx, { nonce: s.hello.nonce, time: ctx.auth.now - 600 });
       const good = updateBytes(ctx.auth.delta([{ op: 'put', entry: { credId: CRED.bulk, kind: 'phone', holder: 'staff', secret: bulkKey(ctx, 2), flags: 0 } }]));
@@ -919,11 +921,7 @@ export const CASES: ConformanceCase[] = [
     spec: '§6.5',
     requirements: [],
     async run(ctx) {
-      const s = await prepared(ctx);
-      if ((s.hello.capabilities & CAPABILITIES.batch) === 0) {
-        await s.close();
-        throw new CaseSkipped('the lock does not offer batch (hello capability bit 7)');
-      }
+      const s = await preparedForBatch(ctx);
       const before = current(ctx);
       const rr = encodeMessage({ type: 'receiptRequest' });
       expectError(await s.request(encode(cmap([[0, 19], [1, []]]))), 'MALFORMED', 'batch with no item');

@@ -166,11 +166,14 @@ function prefetchUpdates(opts: SyncOptions): { expected: ExpectedHello; updates:
   return { expected, updates };
 }
 
-function rememberHello(opts: SyncOptions, version: number, certSerial: number | undefined): void {
+function rememberHello(opts: SyncOptions, version: number, certSerial: number | undefined, persist: boolean): void {
   let m = expectedHellos.get(opts.connector);
   if (!m) expectedHellos.set(opts.connector, (m = new Map()));
   m.set(opts.lockId, { version, certSerial });
-  opts.cache?.rememberExpectedHello(opts.lockId, version, certSerial);
+  // Only a sync that heard from the authority writes it to the courier cache: the prefetch
+  // it serves needs an authority, and a sync that could carry nothing (offline with nothing
+  // cached, exit 7; the authority unreachable, exit 6) must leave the cache as it was.
+  if (persist) opts.cache?.rememberExpectedHello(opts.lockId, version, certSerial);
 }
 
 /** The certificate serial a lock holds after committing `updates` (its floor only rises). */
@@ -415,7 +418,7 @@ export async function syncOnConnection(
   const versionBefore = ctx.versionBefore ?? hello.version;
   const versionAfter = receipt?.body.version ?? hello.version;
   opts.onEvent?.({ phase: 'done', version: versionAfter });
-  rememberHello(opts, versionAfter, receipt ? certSerialAfter(hello.certSerial, ctx.carried ?? []) : hello.certSerial);
+  rememberHello(opts, versionAfter, receipt ? certSerialAfter(hello.certSerial, ctx.carried ?? []) : hello.certSerial, ctx.fetched?.source === 'authority');
   // A resumed sync may have learnt nothing from the authority in this connection (the
   // update was fetched on an earlier one): the fetch of the first connection stands.
   const fetched = ctx.fetched ?? { source: opts.authority ? ('authority' as const) : ('cache' as const) };
