@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type Message, DEFAULT_LIMITS, decodeMessage, encodeMessage } from '../protocol/index';
 import { createTestRig, TestAuthority } from '../firmware-sim/test-authority';
 import { World } from '../world/index';
+import { type SeenMessage, seenMessage } from './session-messages';
 
 const CARD = new Uint8Array([9, 9, 9, 9]);
 /** Access records of some 30 B each: well past one batch answer's 4,096 B. */
@@ -46,15 +47,13 @@ describe('audit export too large for a batch answer', () => {
   afterAll(async () => world?.close());
 
   it('a batching phone still syncs such a lock: update in the batch, the export asked for alone, relayed', async () => {
-    const seen: { direction: string; type: string; items?: string[] }[] = [];
+    const seen: SeenMessage[] = [];
     world = await World.create({
       seed: 'batch-audit-size',
       doors: [{ name: 'unit' }],
       phones: ['resident'],
       onSessionMessage: (m) => {
-        const msg = decodeMessage(m.bytes);
-        const items = msg.type === 'batch' ? msg.messages : msg.type === 'batchReply' ? msg.replies : undefined;
-        seen.push({ direction: m.direction, type: msg.type, ...(items ? { items: items.map((b) => decodeMessage(b).type) } : {}) });
+        seen.push(seenMessage(m));
       },
     });
     const a = world.authority;

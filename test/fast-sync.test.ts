@@ -8,6 +8,7 @@ import { createTestRig } from '../firmware-sim/test-authority';
 import { TestAuthority } from '../firmware-sim/test-authority';
 import { type Message, MAX_BATCH_ITEMS, decodeMessage, encode, encodeMessage, makeDelta, signHead, tableDigest, keyPairFromSeed, deriveSeed32, ProtocolError, cmap } from '../protocol/index';
 import { World } from '../world/index';
+import { type SeenMessage, seenMessage } from './session-messages';
 import { AgentError } from '../mobile-agent/errors';
 import type { LockConnector } from '../mobile-agent/link';
 import type { AuthorityApi } from '../mobile-agent/authority-client';
@@ -111,15 +112,13 @@ describe('batch at the lock session', () => {
 
 describe('a fresh lock and an update too large to batch', () => {
   it('the update goes alone; then the signed time (verifiable only after it) and the audit request share one batch', async () => {
-    const seen: { direction: string; type: string; items?: string[] }[] = [];
+    const seen: SeenMessage[] = [];
     const world = await World.create({
       seed: 'fast-sync-large',
       doors: [{ name: 'unit' }],
       phones: ['resident'],
       onSessionMessage: (m) => {
-        const msg = decodeMessage(m.bytes);
-        const items = msg.type === 'batch' ? msg.messages : msg.type === 'batchReply' ? msg.replies : undefined;
-        seen.push({ direction: m.direction, type: msg.type, ...(items ? { items: items.map((b) => decodeMessage(b).type) } : {}) });
+        seen.push(seenMessage(m));
       },
     });
     try {
@@ -148,7 +147,7 @@ describe('a fresh lock and an update too large to batch', () => {
 
 describe('pipelined Door Sync end to end (in-process link, authority over HTTP)', () => {
   let world: World;
-  const seen: { phone: string; direction: string; type: string; items?: string[] }[] = [];
+  const seen: (SeenMessage & { phone: string })[] = [];
   let partnerId: number;
   let doorId: number;
   let current = '';
@@ -160,9 +159,7 @@ describe('pipelined Door Sync end to end (in-process link, authority over HTTP)'
       phones: ['resident', 'old'],
       legacyPhones: ['old'],
       onSessionMessage: (m) => {
-        const msg = decodeMessage(m.bytes);
-        const items = msg.type === 'batch' ? msg.messages : msg.type === 'batchReply' ? msg.replies : undefined;
-        seen.push({ phone: current, direction: m.direction, type: msg.type, ...(items ? { items: items.map((b) => decodeMessage(b).type) } : {}) });
+        seen.push({ phone: current, ...seenMessage(m) });
       },
     });
     const a = world.authority;
