@@ -442,8 +442,8 @@ export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<Shar
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
-  const { values } = parseArgs({
+function parseFleetArgs() {
+  return parseArgs({
     options: {
       worker: { type: 'string' },
       locks: { type: 'string', default: '2000' },
@@ -453,8 +453,25 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
       'time-limit': { type: 'string' },
       postgres: { type: 'string' },
       json: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+}
+
+if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  const USAGE =
+    'usage: npx tsx bench/fleet-shards.ts [--locks N (2000)] [--workers W (2)] [--chunk C (100)] [--mode all-then-sync|waves] [--time-limit SECONDS] [--postgres postgres://…] [--json FILE]';
+  let values: ReturnType<typeof parseFleetArgs>['values'];
+  try {
+    values = parseFleetArgs().values;
+  } catch (e) {
+    process.stderr.write(`error USAGE: ${(e as Error).message} — ${USAGE}\n`);
+    process.exit(2);
+  }
+  if (values.help === true) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   if (values.worker !== undefined) {
     const r = await runShard(JSON.parse(values.worker) as ShardTask);
     process.stdout.write(`${JSON.stringify(r)}\n`);
