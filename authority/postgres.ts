@@ -341,8 +341,13 @@ class PostgresDatabase implements SqlDatabase {
           return result;
         } catch (e) {
           this.depth--;
-          this.simple(`ROLLBACK TO SAVEPOINT ${name}`);
-          this.simple(`RELEASE SAVEPOINT ${name}`);
+          try {
+            this.simple(`ROLLBACK TO SAVEPOINT ${name}`);
+            this.simple(`RELEASE SAVEPOINT ${name}`);
+          } catch {
+            // The connection is gone (a bridge timeout closes it): the outer transaction
+            // fails and the server rolls it back; the error worth reporting is the first one.
+          }
           throw e;
         }
       }
