@@ -91,6 +91,9 @@ function fail(o: { json?: boolean; db?: string }, e: unknown): never {
   throw e;
 }
 
+/** The same mapping for other entry points that open an authority (benchmarks). */
+export { fail as authorityFailure };
+
 function withAuthority<O extends Common>(fn: (a: Authority, o: O) => unknown): (o: O) => void {
   return (o: O) => {
     let a: Authority | undefined;

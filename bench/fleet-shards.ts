@@ -25,6 +25,8 @@ import { performance } from 'node:perf_hooks';
 import { deriveSeed32, keyPairFromSeed, toHex } from '../protocol/index';
 import { Authority } from '../authority/authority';
 import { AuthorityError } from '../authority/errors';
+import { authorityFailure } from '../authority/cli';
+import { reportFailure } from '../cli/errors';
 import { freshPostgresSchema, openDatabase } from '../authority/db';
 import { PostgresError, postgresRoundTrips } from '../authority/postgres';
 import { World, type WorldDoor } from '../world/index';
@@ -495,7 +497,18 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
     process.stderr.write('error USAGE: --mode is all-then-sync or waves — e.g. --mode waves\n');
     process.exit(2);
   }
-  const r = await benchShardedFleet({ locks, workers, chunk, mode, ...(timeLimit !== undefined ? { timeLimitSeconds: timeLimit } : {}), ...(values.postgres !== undefined ? { postgresUrl: values.postgres } : {}), log: (l) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${l}\n`) });
+  let r: ShardedFleetResult;
+  try {
+    r = await benchShardedFleet({ locks, workers, chunk, mode, ...(timeLimit !== undefined ? { timeLimitSeconds: timeLimit } : {}), ...(values.postgres !== undefined ? { postgresUrl: values.postgres } : {}), log: (l) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${l}\n`) });
+  } catch (e) {
+    // A database that cannot be reached or is not usable: one line with its exit code, as
+    // `locksync authority` says it, not a stack trace.
+    try {
+      authorityFailure({ db: values.postgres ?? 'the fleet database' }, e);
+    } catch (line) {
+      process.exit(reportFailure(line));
+    }
+  }
   const n = (x: number): string => x.toLocaleString('en-US');
   console.log(
     `fleet across ${r.workers} worker processes (each a shard of locks, its phone and an authority process) on ${r.engine}, ${r.credentialsPerLock} credentials per lock, ${r.mode === 'waves' ? 'in waves (each chunk of locks synced as soon as provisioned)' : 'all locks provisioned, then all synced'}:\n` +
