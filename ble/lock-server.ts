@@ -115,6 +115,21 @@ interface LinkImpl extends LockLink {
   awaitingHello: { mtu: number; timer: ReturnType<typeof setTimeout> } | undefined;
 }
 
+/**
+ * A link's first frame must be the phone's framing HELLO (SPEC §13.2); its resume token, if
+ * it carries one. Anything else is the FramingError to report.
+ */
+function phoneHello(frame: Uint8Array): { token: Uint8Array | undefined } | FramingError {
+  try {
+    const decoded = decodeFrame(frame);
+    if (decoded.type !== 'hello') return new FramingError('UNEXPECTED_FRAME', `a ${decoded.type.toUpperCase()} frame before the phone's HELLO`);
+    return { token: decoded.state.resumeToken };
+  } catch (e) {
+    if (e instanceof FramingError) return e;
+    throw e;
+  }
+}
+
 export class LockLinkServer {
   /** Per phone (`token:<hex>`, or `peer:<address>` without a token): the channel holding its partial message. */
   private readonly channels = new Map<string, MessageChannel>();
@@ -228,15 +243,9 @@ export class LockLinkServer {
     const pending = link.awaitingHello!;
     clearTimeout(pending.timer);
     link.awaitingHello = undefined;
-    let token: Uint8Array | undefined;
-    try {
-      const decoded = decodeFrame(frame);
-      if (decoded.type === 'hello') token = decoded.state.resumeToken;
-    } catch (e) {
-      if (!(e instanceof FramingError)) throw e;
-    }
+    const hello = phoneHello(frame);
     const holder = this.current;
-    if (holder === undefined || (token !== undefined && holder.key === `token:${toHex(token)}`)) {
+    if (holder === undefined || (!(hello instanceof FramingError) && hello.token !== undefined && holder.key === `token:${toHex(hello.token)}`)) {
       if (holder !== undefined) this.dropLink(holder.link);
       this.openSessionOn(link, pending.mtu);
       this.receiveOn(link, frame);
@@ -333,17 +342,13 @@ export class LockLinkServer {
    * Anything else first is a framing violation: the link is dropped.
    */
   private chooseChannel(s: SessionLink, frame: Uint8Array): boolean {
-    let token: Uint8Array | undefined;
-    try {
-      const decoded = decodeFrame(frame);
-      if (decoded.type !== 'hello') throw new FramingError('UNEXPECTED_FRAME', `a ${decoded.type.toUpperCase()} frame before the phone's HELLO`);
-      token = decoded.state.resumeToken;
-    } catch (e) {
-      if (!(e instanceof FramingError)) throw e;
-      this.events.onProtocolError?.(e);
+    const hello = phoneHello(frame);
+    if (hello instanceof FramingError) {
+      this.events.onProtocolError?.(hello);
       this.dropLink(s.link);
       return false;
     }
+    const token = hello.token;
     const key = token ? `token:${toHex(token)}` : `peer:${s.link.peer}`;
     this.lastKeyOf.delete(s.link.peer);
     this.lastKeyOf.set(s.link.peer, key);
