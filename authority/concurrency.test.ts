@@ -50,11 +50,7 @@ describe('concurrent edits', () => {
     }
   });
 
-  // On PostgreSQL one retry: under a loaded CI machine a writer's statement has once waited
-  // past the 35 s bridge timeout, which closes that process's connection (an open finding:
-  // the authority does not reconnect after a bridge timeout; bench/README, 10,000-lock run).
-  // The guarantees checked here hold on every run that completes.
-  it('separate processes writing at once: every user lands, each version is issued once', { retry: process.env.LOCKSYNC_TEST_POSTGRES_URL ? 1 : 0 }, async () => {
+  it('separate processes writing at once: every user lands, each version is issued once', async () => {
     p = tempProperty();
     const a = p.authority;
     const d = a.addDoor({ name: 'Lobby' });

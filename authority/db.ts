@@ -34,12 +34,22 @@ export interface TransactionFn<F extends (...args: never[]) => unknown> {
 
 export type Engine = 'sqlite' | 'postgres';
 
+/**
+ * What a transaction writes, for an engine that lets several writers run at once
+ * (PostgreSQL, several authority processes). `'property'` (the default): anything — it runs
+ * alone, as every transaction does on SQLite. `{ locks }`: only rows of these locks (serving
+ * a lock its next version, counting its receipt, storing its audit): it runs beside other
+ * locks' transactions, but never beside a `'property'` one nor another on the same lock.
+ * SQLite has one writer at a time and ignores it.
+ */
+export type TransactionScope = 'property' | { readonly locks: readonly string[] };
+
 export interface SqlDatabase {
   readonly engine: Engine;
   readonly open: boolean;
   prepare(sql: string): Statement;
   exec(sql: string): void;
-  transaction<F extends (...args: never[]) => unknown>(fn: F): TransactionFn<F>;
+  transaction<F extends (...args: never[]) => unknown>(fn: F, scope?: TransactionScope): TransactionFn<F>;
   /** Engine tuning (SQLite PRAGMAs); a no-op on engines without them. */
   pragma(source: string, options?: { simple?: boolean }): unknown;
   /** A migration's SQL for this engine (written once, in SQLite's dialect; see postgres.ts). */
@@ -83,7 +93,8 @@ class SqliteDatabase implements SqlDatabase {
   exec(sql: string): void {
     this.db.exec(sql);
   }
-  transaction<F extends (...args: never[]) => unknown>(fn: F): TransactionFn<F> {
+  transaction<F extends (...args: never[]) => unknown>(fn: F, _scope?: TransactionScope): TransactionFn<F> {
+    // One writer at a time: every scope is the whole property.
     return this.db.transaction(fn as unknown as (...args: unknown[]) => unknown) as unknown as TransactionFn<F>;
   }
   pragma(source: string, options?: { simple?: boolean }): unknown {
@@ -101,8 +112,10 @@ class SqliteDatabase implements SqlDatabase {
 }
 
 export interface OpenOptions {
-  /** How long one PostgreSQL statement may take before the call fails (ms). */
+  /** How long one PostgreSQL statement may take, its wait for the writer locks included, before it fails (ms; default 30,000). */
   statementTimeoutMs?: number;
+  /** How long connecting to PostgreSQL may take (ms; default 10,000). */
+  connectTimeoutMs?: number;
 }
 
 /** Open the authority's storage: a SQLite file path, or a PostgreSQL URL. */

@@ -5,8 +5,8 @@
 // Why synchronous: the authority's domain logic validates, mutates and recompiles inside one
 // transaction, written once against a synchronous engine (SQLite). Rather than fork that logic
 // into an async twin, each authority process drives one PostgreSQL connection from a worker
-// thread and waits for each statement (Atomics.wait on a shared flag, then
-// receiveMessageOnPort) — the same shape as SQLite's own blocking calls, with a loopback or LAN
+// thread and waits for each statement (Atomics.wait on a shared word, then
+// receiveMessageOnPort; see SyncConnection) — the same shape as SQLite's own blocking calls, with a loopback or LAN
 // round trip in place of a page read. Scale comes from running several authority processes
 // against one database, which is what PostgreSQL adds over SQLite.
 //
@@ -16,16 +16,24 @@
 // transaction here starts by taking one transaction-scoped advisory lock, so writers across
 // all processes serialize exactly as they do on SQLite; statements outside a transaction run
 // in parallel on PostgreSQL's row locks and constraints.
+//
+// Losing the connection (the server restarted, the backend was terminated, the bridge gave up
+// waiting): the next statement outside a transaction opens a new connection (a new worker),
+// trying a few times before STORAGE_UNAVAILABLE; a statement that never reached the lost
+// connection is sent again on the new one. Inside a transaction nothing goes on on a new
+// connection: the server rolled the transaction back with the old one, so it fails whole.
 
 import { performance } from 'node:perf_hooks';
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
-import type { Engine, OpenOptions, RunResult, SqlDatabase, Statement, TransactionFn } from './db';
+import type { Engine, OpenOptions, RunResult, SqlDatabase, Statement, TransactionFn, TransactionScope } from './db';
 import { AuthorityError } from './errors';
 
 /** The advisory lock every transaction takes (an arbitrary constant: "lock" in ASCII). */
 const WRITER_LOCK_KEY = 0x6c6f636b;
-/** How long to wait for the worker to connect to the server (ms). */
-const CONNECT_TIMEOUT_MS = 10_000;
+/** The first half of a per-lock advisory key (two-int form); the second is hashtext(lock id). */
+const LOCK_KEY_CLASS = WRITER_LOCK_KEY;
+/** Default limit for connecting to the server (ms). */
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** Default limit for one statement, including the wait for the writer lock (ms). */
 const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 
@@ -144,15 +152,27 @@ export function translateStatement(sql: string, identityColumns: ReadonlyMap<str
 // ---------------------------------------------------------------------------------------------
 // The synchronous bridge to the worker that owns the connection.
 
-type Request =
-  | { kind: 'connect'; url: string; statementTimeoutMs: number }
+export type Request =
+  | { kind: 'connect'; url: string; statementTimeoutMs: number; connectTimeoutMs: number }
   | { kind: 'query'; text: string; values: unknown[] }
   | { kind: 'exec'; text: string }
   | { kind: 'end' };
 
-type Reply =
+export type Reply =
   | { ok: true; rows: Record<string, unknown>[]; rowCount: number }
-  | { ok: false; error: { message: string; code?: string; detail?: string; constraint?: string } };
+  | {
+      ok: false;
+      error: {
+        message: string;
+        code?: string;
+        detail?: string;
+        constraint?: string;
+        /** The connection is gone (the server ended it, the socket broke): it takes no more statements. */
+        lost?: boolean;
+        /** …and it was gone before this statement: the statement was never sent, so it did not run. */
+        notSent?: boolean;
+      };
+    };
 
 /** A PostgreSQL error as the authority sees it (SQLSTATE in `code`). */
 export class PostgresError extends Error {
@@ -170,27 +190,45 @@ export class PostgresError extends Error {
 // (ECONNREFUSED, ETIMEDOUT… — not a SQLSTATE), connection exceptions (08), shutdown (57P01-3),
 // too many connections (53300), refused credentials (28) and a database that does not exist (3D000).
 const UNAVAILABLE = /^(08|57P0[1-3]|53300|28|3D000)/;
+/** Of those, the ones worth connecting again for (the server may be back in a moment). */
+const TRANSIENT = /^(08|57P0[1-3]|53300)/;
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
 /**
  * Round trips to PostgreSQL made by this process (every statement, BEGIN/COMMIT included) and
- * the wall time spent waiting on them: what a benchmark reads to say where time goes.
+ * the wall time spent waiting on them: what a benchmark reads to say where time goes; and the
+ * connections it had to open again after losing one.
  */
-export const postgresRoundTrips = { count: 0, waitMs: 0 };
+export const postgresRoundTrips = { count: 0, waitMs: 0, reconnects: 0 };
 
-class SyncConnection {
+/** Sleep this thread (the authority's calls are synchronous; only between connection attempts). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * One connection: a worker thread holding one `pg` client. Each request carries a number; the
+ * worker posts the reply with the same number, then writes the number into a shared word and
+ * wakes this thread. This thread takes a reply only when its number matches, and sleeps only
+ * while the word holds another number — so a wake-up meant for an earlier request (the worker
+ * can be descheduled between writing the word and waking us) is never mistaken for this one's.
+ */
+export class SyncConnection {
   private readonly worker: Worker;
   private readonly port: MessagePort;
   private readonly flag = new Int32Array(new SharedArrayBuffer(4));
+  private lastId = 0;
   private closed = false;
 
   constructor(
     private readonly where: string,
     private readonly timeoutMs: number,
+    /** The worker's script: postgres-worker.mjs (a test gives one that answers in its own way). */
+    workerScript: URL = new URL('./postgres-worker.mjs', import.meta.url),
   ) {
     const channel = new MessageChannel();
     this.port = channel.port1;
-    this.worker = new Worker(new URL('./postgres-worker.mjs', import.meta.url), {
+    this.worker = new Worker(workerScript, {
       workerData: { port: channel.port2, flag: this.flag },
       transferList: [channel.port2],
     });
@@ -198,28 +236,51 @@ class SyncConnection {
     this.worker.unref();
   }
 
+  get usable(): boolean {
+    return !this.closed;
+  }
+
   call(req: Request, timeoutMs = this.timeoutMs): Reply {
     if (this.closed) throw new AuthorityError('STORAGE_UNAVAILABLE', `the connection to ${this.where} is closed`);
-    Atomics.store(this.flag, 0, 0);
+    const id = (this.lastId = (this.lastId % 0x7fff_fffe) + 1);
     const started = performance.now();
-    this.port.postMessage(req);
-    const waited = Atomics.wait(this.flag, 0, 0, timeoutMs);
-    const msg = receiveMessageOnPort(this.port);
+    const deadline = started + timeoutMs;
+    this.port.postMessage({ ...req, id });
+    let reply: Reply | undefined;
+    for (;;) {
+      const msg = receiveMessageOnPort(this.port);
+      if (msg !== undefined) {
+        const r = msg.message as Reply & { id: number };
+        if (r.id === id) {
+          reply = r;
+          break;
+        }
+        continue; // an earlier request's reply: requests are answered in order, so never this one's
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      const seen = Atomics.load(this.flag, 0);
+      // The word already holds our number: the reply was posted before it, read it.
+      if (seen !== id) Atomics.wait(this.flag, 0, seen, left);
+    }
     postgresRoundTrips.count++;
     postgresRoundTrips.waitMs += performance.now() - started;
-    if (waited === 'timed-out' || msg === undefined) {
+    if (reply === undefined) {
       // The worker may still answer later; this connection can no longer be trusted in order.
       this.close();
-      throw new AuthorityError('STORAGE_UNAVAILABLE', `${this.where} did not answer within ${timeoutMs} ms`);
+      throw new AuthorityError(
+        'STORAGE_UNAVAILABLE',
+        `${this.where} did not answer within ${timeoutMs} ms (the statement timeout and a margin): the connection is closed, the next statement opens a new one`,
+      );
     }
-    return msg.message as Reply;
+    return reply;
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     try {
-      this.port.postMessage({ kind: 'end' } satisfies Request);
+      this.port.postMessage({ kind: 'end', id: 0 });
     } catch {
       /* already gone */
     }
@@ -240,24 +301,37 @@ function bindValue(v: unknown): unknown {
   return v; // numbers, strings, null, and Uint8Array/Buffer (bytea) bind as they are
 }
 
+/** A lock id as a SQL string literal (lock ids are [a-z0-9-]; quotes are doubled all the same). */
+function sqlString(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/** Connection attempts when a connection is lost (the first included), and the pauses between them (ms). */
+const RECONNECT_PAUSES_MS = [0, 250, 1_000];
+
 class PostgresDatabase implements SqlDatabase {
   readonly engine: Engine = 'postgres';
-  private readonly conn: SyncConnection;
+  private conn: SyncConnection | null = null;
   private identity = new Map<string, string>();
   private readonly cache = new Map<string, TranslatedStatement>();
   private depth = 0;
+  /** The outermost transaction's scope while one is open. */
+  private scope: TransactionScope | null = null;
   private isOpen = true;
+  private readonly statementTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  /** Whether the last failed connection attempt may succeed if tried again (the server away, not the credentials wrong). */
+  private lastConnectTransient = true;
 
   constructor(
-    url: string,
+    private readonly url: string,
     private readonly where: string,
     opts: OpenOptions,
   ) {
-    const statementTimeoutMs = opts.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
-    // The bridge waits a little longer than the server-side limit, so the server's own
-    // statement_timeout error (a clear message) normally arrives first.
-    this.conn = new SyncConnection(where, statementTimeoutMs + 5_000);
-    this.check(this.conn.call({ kind: 'connect', url, statementTimeoutMs }, CONNECT_TIMEOUT_MS), 'connect');
+    this.statementTimeoutMs = opts.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    // The first connection is not retried: a server that is not there is said at once.
+    this.conn = this.connect();
     this.loadIdentityColumns();
   }
 
@@ -265,18 +339,83 @@ class PostgresDatabase implements SqlDatabase {
     return this.isOpen;
   }
 
+  /** A fresh connection (a new worker thread), or STORAGE_UNAVAILABLE / the server's refusal. */
+  private connect(): SyncConnection {
+    // The bridge waits a little longer than the server-side limit, so the server's own
+    // statement_timeout error (a clear message) normally arrives first.
+    const conn = new SyncConnection(this.where, this.statementTimeoutMs + 5_000);
+    try {
+      // The worker's own connect limit is the driver's; the bridge allows it a little more
+      // (the worker loads the driver first).
+      this.lastConnectTransient = true; // no answer at all counts as the server being away
+      const reply = conn.call({ kind: 'connect', url: this.url, statementTimeoutMs: this.statementTimeoutMs, connectTimeoutMs: this.connectTimeoutMs }, this.connectTimeoutMs + 2_000);
+      if (!reply.ok) {
+        const code = reply.error.code;
+        this.lastConnectTransient = code === undefined || !SQLSTATE.test(code) || TRANSIENT.test(code);
+      }
+      this.check(reply, 'connect');
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+    return conn;
+  }
+
+  /**
+   * The connection to send the next statement on. One that was lost is replaced — outside a
+   * transaction only: inside one, the server has rolled the transaction back with the
+   * connection, and going on on a new connection would commit half of it.
+   */
+  private connection(): SyncConnection {
+    if (!this.isOpen) throw new AuthorityError('STORAGE_UNAVAILABLE', `the database at ${this.where} is closed`);
+    if (this.conn?.usable) return this.conn;
+    if (this.depth > 0)
+      throw new AuthorityError(
+        'STORAGE_UNAVAILABLE',
+        `the connection to PostgreSQL at ${this.where} was lost inside a transaction: the server rolled the whole transaction back — repeat the operation`,
+      );
+    this.conn = null;
+    let last: unknown;
+    for (const wait of RECONNECT_PAUSES_MS) {
+      if (wait > 0) pause(wait);
+      try {
+        this.conn = this.connect();
+        postgresRoundTrips.reconnects++;
+        return this.conn;
+      } catch (e) {
+        last = e;
+        // Refused credentials or a database that is not there will not change by waiting.
+        if (!this.lastConnectTransient) break;
+      }
+    }
+    if (last instanceof AuthorityError) throw new AuthorityError('STORAGE_UNAVAILABLE', `${last.message} (after ${RECONNECT_PAUSES_MS.length} connection attempts)`);
+    throw last;
+  }
+
+  /** Send one request; a statement that never reached a lost connection is sent again on a new one (outside a transaction). */
+  private send(req: Request): Reply {
+    for (let attempt = 0; ; attempt++) {
+      const conn = this.connection();
+      const reply = conn.call(req);
+      if (reply.ok || !reply.error.lost) return reply;
+      conn.close();
+      if (!(reply.error.notSent === true && this.depth === 0 && attempt === 0)) return reply;
+    }
+  }
+
   private check(reply: Reply, sql: string): { rows: Record<string, unknown>[]; rowCount: number } {
     if (reply.ok) return reply;
     const e = reply.error;
-    if (e.code === undefined || !SQLSTATE.test(e.code) || UNAVAILABLE.test(e.code)) {
-      throw new AuthorityError('STORAGE_UNAVAILABLE', `PostgreSQL at ${this.where}: ${e.message}`);
+    if (e.lost === true || e.code === undefined || !SQLSTATE.test(e.code) || UNAVAILABLE.test(e.code)) {
+      const inTx = this.depth > 0 && e.lost === true ? ' (inside a transaction: the server rolled the whole transaction back)' : '';
+      throw new AuthorityError('STORAGE_UNAVAILABLE', `PostgreSQL at ${this.where}: ${e.message}${inTx}`);
     }
     throw new PostgresError(`${e.message}${e.detail ? ` (${e.detail})` : ''} — in: ${sql.slice(0, 120)}`, e.code, e.constraint);
   }
 
   private loadIdentityColumns(): void {
     const r = this.check(
-      this.conn.call({
+      this.send({
         kind: 'query',
         text: "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() AND is_identity = 'YES'",
         values: [],
@@ -297,9 +436,8 @@ class PostgresDatabase implements SqlDatabase {
   }
 
   private query(sql: string, params: unknown[]): { rows: Record<string, unknown>[]; rowCount: number; returnsId: string | null } {
-    if (!this.isOpen) throw new AuthorityError('STORAGE_UNAVAILABLE', `the database at ${this.where} is closed`);
     const t = this.translated(sql);
-    const r = this.check(this.conn.call({ kind: 'query', text: t.text, values: params.map(bindValue) }), sql);
+    const r = this.check(this.send({ kind: 'query', text: t.text, values: params.map(bindValue) }), sql);
     return { rows: r.rows.map(reviveRow), rowCount: r.rowCount, returnsId: t.returnsId };
   }
 
@@ -318,19 +456,45 @@ class PostgresDatabase implements SqlDatabase {
   }
 
   exec(sql: string): void {
-    if (!this.isOpen) throw new AuthorityError('STORAGE_UNAVAILABLE', `the database at ${this.where} is closed`);
-    this.check(this.conn.call({ kind: 'exec', text: translateDdl(sql) }), sql);
+    this.check(this.send({ kind: 'exec', text: translateDdl(sql) }), sql);
     if (/\bCREATE\s+TABLE\b|\bALTER\s+TABLE\b/i.test(sql)) this.loadIdentityColumns();
   }
 
   private simple(text: string): void {
-    this.check(this.conn.call({ kind: 'exec', text }), text);
+    this.check(this.send({ kind: 'exec', text }), text);
   }
 
-  transaction<F extends (...args: never[]) => unknown>(fn: F): TransactionFn<F> {
+  /** ROLLBACK on the connection the transaction ran on; a lost one was rolled back by the server. */
+  private rollbackQuietly(): void {
+    if (!this.conn?.usable) return;
+    try {
+      this.simple('ROLLBACK');
+    } catch {
+      /* the connection is gone; the server rolls back on its own */
+    }
+  }
+
+  /**
+   * The statement that opens a transaction of this scope. 'property': the writer key,
+   * exclusively — alone, as on SQLite. A lock scope: the writer key shared (so no 'property'
+   * transaction runs meanwhile) and each lock's own key exclusively, in one order (no deadlock
+   * between two multi-lock transactions). Lock keys use the two-int form of the advisory key
+   * space, which does not overlap the one-bigint writer key; a hash collision of two lock ids
+   * only makes their transactions take turns.
+   */
+  private beginStatement(scope: TransactionScope): string {
+    if (scope === 'property') return `BEGIN; SELECT pg_advisory_xact_lock(${WRITER_LOCK_KEY})`;
+    const ids = [...new Set(scope.locks)].sort();
+    return [`BEGIN`, `SELECT pg_advisory_xact_lock_shared(${WRITER_LOCK_KEY})`, ...ids.map((id) => `SELECT pg_advisory_xact_lock(${LOCK_KEY_CLASS}, hashtext(${sqlString(id)}))`)].join('; ');
+  }
+
+  transaction<F extends (...args: never[]) => unknown>(fn: F, scope: TransactionScope = 'property'): TransactionFn<F> {
     const run = (...args: Parameters<F>): ReturnType<F> => {
       if (this.depth > 0) {
-        // Nested: a savepoint, as better-sqlite3 does.
+        // Nested: a savepoint, as better-sqlite3 does — within what the outer transaction holds.
+        const outer = this.scope ?? 'property';
+        if (outer !== 'property' && (scope === 'property' || scope.locks.some((id) => !outer.locks.includes(id))))
+          throw new AuthorityError('INTERNAL', 'a nested transaction reaches beyond the locks its outer transaction holds');
         const name = `sp_${this.depth}`;
         this.simple(`SAVEPOINT ${name}`);
         this.depth++;
@@ -345,39 +509,41 @@ class PostgresDatabase implements SqlDatabase {
             this.simple(`ROLLBACK TO SAVEPOINT ${name}`);
             this.simple(`RELEASE SAVEPOINT ${name}`);
           } catch {
-            // The connection is gone (a bridge timeout closes it): the outer transaction
-            // fails and the server rolls it back; the error worth reporting is the first one.
+            // The connection is gone: the outer transaction fails and the server rolls it
+            // back; the error worth reporting is the first one.
           }
           throw e;
         }
       }
       try {
-        this.simple(`BEGIN; SELECT pg_advisory_xact_lock(${WRITER_LOCK_KEY})`);
+        this.simple(this.beginStatement(scope));
       } catch (e) {
         // Waiting for the writer lock can end in statement_timeout: the transaction is open
         // but aborted, and every later statement on this connection would be refused.
-        try {
-          this.simple('ROLLBACK');
-        } catch {
-          /* the connection is gone; the server rolls back on its own */
-        }
+        this.rollbackQuietly();
         throw e;
       }
       this.depth = 1;
+      this.scope = scope;
       let result: ReturnType<F>;
       try {
         result = fn(...args) as ReturnType<F>;
       } catch (e) {
         this.depth = 0;
-        try {
-          this.simple('ROLLBACK');
-        } catch {
-          /* the connection is gone; the server rolls back on its own */
-        }
+        this.scope = null;
+        this.rollbackQuietly();
         throw e;
       }
       this.depth = 0;
-      this.simple('COMMIT');
+      this.scope = null;
+      try {
+        this.simple('COMMIT');
+      } catch (e) {
+        if (e instanceof AuthorityError && e.code === 'STORAGE_UNAVAILABLE' && !this.conn?.usable)
+          throw new AuthorityError('STORAGE_UNAVAILABLE', `${e.message} — at COMMIT: whether the transaction committed is unknown; read before repeating it`);
+        this.rollbackQuietly();
+        throw e;
+      }
       return result;
     };
     // Every mode takes the writer lock: see the file comment.
@@ -400,11 +566,19 @@ class PostgresDatabase implements SqlDatabase {
   close(): void {
     if (!this.isOpen) return;
     this.isOpen = false;
-    this.conn.close();
+    this.conn?.close();
+    this.conn = null;
   }
 }
 
+/** Milliseconds a connection option may take: a whole number from 1 to PostgreSQL's limit (2^31 − 1). */
+function requireMs(v: number | undefined, what: string): void {
+  if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1 && v <= 2_147_483_647)) throw new AuthorityError('VALIDATION', `${what} must be a whole number of milliseconds from 1 to 2147483647, not ${v}`);
+}
+
 export function openPostgresDatabase(url: string, opts: OpenOptions = {}): SqlDatabase {
+  requireMs(opts.statementTimeoutMs, 'the statement timeout');
+  requireMs(opts.connectTimeoutMs, 'the connect timeout');
   let where = 'postgres://(unparsable URL)';
   try {
     const u = new URL(url);
