@@ -46,7 +46,7 @@ export class Authority extends AccessControl {
   static init(opts: AuthorityInitOptions): { authority: Authority; managerToken: string; rootPublicKey: string } {
     const paths = Authority.keyPaths(opts);
     if (storageExists(opts.dbPath)) {
-      const probe = Authority.openDb(opts.dbPath);
+      const probe = Authority.openDb(opts.dbPath, opts);
       try {
         if (probe.hasTable('meta') && probe.prepare("SELECT 1 FROM meta WHERE key = 'initialized'").get() !== undefined)
           throw new AuthorityError('ALREADY_INITIALIZED', `${describeLocation(opts.dbPath)} already holds a property`);
@@ -63,7 +63,7 @@ export class Authority extends AccessControl {
     writeSecretFile(paths.rootKeyPath, toHex(root.secretKey));
     if (opts.seed !== undefined) writeSecretFile(paths.seedPath, opts.seed);
 
-    const db = Authority.openDb(opts.dbPath);
+    const db = Authority.openDb(opts.dbPath, opts);
     const now = (opts.now ?? (() => Math.floor(Date.now() / 1000)))();
     migrate(db, now);
     const a = new Authority(db, new Sealer(kek), paths, opts.seed, opts);
@@ -88,7 +88,7 @@ export class Authority extends AccessControl {
   static open(opts: AuthorityOptions): Authority {
     if (!storageExists(opts.dbPath)) throw new AuthorityError('NOT_INITIALIZED', `${opts.dbPath} does not exist: run authority init first`);
     const paths = Authority.keyPaths(opts);
-    const db = Authority.openDb(opts.dbPath);
+    const db = Authority.openDb(opts.dbPath, opts);
     try {
       // Never create tables in a database (or PostgreSQL schema) that holds no property.
       if (!db.hasTable('meta')) throw new AuthorityError('NOT_INITIALIZED', `${describeLocation(opts.dbPath)} holds no property: run authority init first`);

@@ -22,13 +22,17 @@ interface Common {
   db: string;
   keyDir?: string;
   rootKey?: string;
+  statementTimeout?: number;
+  connectTimeout?: number;
   json?: boolean;
 }
 
-function openOpts(o: Common): { dbPath: string; keyDir?: string; rootKeyPath?: string } {
-  const out: { dbPath: string; keyDir?: string; rootKeyPath?: string } = { dbPath: o.db };
+function openOpts(o: Common): { dbPath: string; keyDir?: string; rootKeyPath?: string; statementTimeoutMs?: number; connectTimeoutMs?: number } {
+  const out: { dbPath: string; keyDir?: string; rootKeyPath?: string; statementTimeoutMs?: number; connectTimeoutMs?: number } = { dbPath: o.db };
   if (o.keyDir !== undefined) out.keyDir = o.keyDir;
   if (o.rootKey !== undefined) out.rootKeyPath = o.rootKey;
+  if (o.statementTimeout !== undefined) out.statementTimeoutMs = o.statementTimeout;
+  if (o.connectTimeout !== undefined) out.connectTimeoutMs = o.connectTimeout;
   return out;
 }
 
@@ -185,6 +189,8 @@ function common(c: Command): Command {
     .requiredOption('--db <file|url>', 'property database: the SQLite file `authority init` created, or a postgres://user@host/db URL (then --key-dir is required)')
     .option('--key-dir <dir>', 'key directory (default <db>.keys)')
     .option('--root-key <file>', 'offline root key file (default <key-dir>/root.key)')
+    .option('--statement-timeout <ms>', 'PostgreSQL: longest one statement may take, its wait for the writer lock included (default 30000; SQLite ignores it)', integer('--statement-timeout', { min: 1, max: 2_147_483_647 }))
+    .option('--connect-timeout <ms>', 'PostgreSQL: longest connecting to the server may take (default 10000; SQLite ignores it)', integer('--connect-timeout', { min: 1, max: 2_147_483_647 }))
     .option('--json', 'machine-readable output (a refusal prints {"error": …} on stdout too)');
 }
 

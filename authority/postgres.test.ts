@@ -97,6 +97,36 @@ describe('a PostgreSQL server that is not there', () => {
   });
 });
 
+describe('the statement and connect timeouts', () => {
+  it('`authority` takes --statement-timeout and --connect-timeout in ms; a bad value is USAGE (2) in one line', async () => {
+    const keys = tempDir();
+    const bad = await locksync(['authority', 'init', '--db', 'postgres://locksync@127.0.0.1:1/nowhere', '--key-dir', keys, '--statement-timeout', 'soon'], { deadlineMs: 30_000 });
+    expectFailure(bad, 'USAGE', /--statement-timeout must be an integer from 1 to 2147483647, got "soon"/);
+    const zero = await locksync(['authority', 'serve', '--db', 'postgres://locksync@127.0.0.1:1/nowhere', '--key-dir', keys, '--port', '0', '--connect-timeout', '0'], { deadlineMs: 30_000 });
+    expectFailure(zero, 'USAGE', /--connect-timeout must be an integer from 1/);
+    // Good values reach the engine: a server that is not there is still exit 6.
+    const down = await locksync(['authority', 'init', '--db', 'postgres://locksync@127.0.0.1:1/nowhere', '--key-dir', keys, '--statement-timeout', '5000', '--connect-timeout', '2000'], { deadlineMs: 30_000 });
+    expectFailure(down, 'AUTHORITY_UNREACHABLE', /PostgreSQL at 127\.0\.0\.1:1\/nowhere/);
+  });
+
+  it('Authority.open refuses a timeout that is not a whole number of ms (VALIDATION)', () => {
+    expect(() => openDatabase('postgres://locksync@127.0.0.1:1/nowhere', { statementTimeoutMs: 0 })).toThrow(/statement timeout must be a whole number of milliseconds/);
+    expect(() => openDatabase('postgres://locksync@127.0.0.1:1/nowhere', { connectTimeoutMs: 1.5 })).toThrow(/connect timeout must be a whole number of milliseconds/);
+  });
+
+  it.skipIf(!TEST_POSTGRES_URL)('Authority.open sets the statement timeout of its connection', () => {
+    const p = tempProperty();
+    const a = Authority.open({ ...p.openOptions, statementTimeoutMs: 250, connectTimeoutMs: 4000 });
+    try {
+      expect(a.db.prepare('SHOW statement_timeout').get()).toEqual({ statement_timeout: '250ms' });
+      expect(() => a.db.prepare('SELECT pg_sleep(2)').get()).toThrow(/statement timeout/);
+    } finally {
+      a.close();
+      p.cleanup();
+    }
+  });
+});
+
 describe(`several authority processes on one database (${TEST_POSTGRES_URL ? 'PostgreSQL' : 'SQLite'})`, () => {
   let p: TempProperty | undefined;
   const servers: AuthorityServer[] = [];

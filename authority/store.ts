@@ -38,9 +38,12 @@ export abstract class AuthorityStore {
     if (!Number.isSafeInteger(this.deviceTokenSeconds) || this.deviceTokenSeconds < 60) throw new AuthorityError('VALIDATION', 'deviceTokenSeconds must be a whole number of seconds ≥ 60');
   }
 
-  /** A SQLite file or a PostgreSQL URL (db.ts holds the engines). */
-  protected static openDb(location: string): SqlDatabase {
-    return openDatabase(location);
+  /** A SQLite file or a PostgreSQL URL (db.ts holds the engines), with the PostgreSQL timeouts asked for. */
+  protected static openDb(location: string, opts: { statementTimeoutMs?: number | undefined; connectTimeoutMs?: number | undefined } = {}): SqlDatabase {
+    return openDatabase(location, {
+      ...(opts.statementTimeoutMs !== undefined ? { statementTimeoutMs: opts.statementTimeoutMs } : {}),
+      ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+    });
   }
 
   /** Key files live beside a SQLite file; a PostgreSQL property names its key directory. */

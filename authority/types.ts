@@ -21,6 +21,10 @@ export interface AuthorityOptions {
   checkpointEvery?: number;
   /** Lifetime of a device token from its issue or rotation, seconds (default 90 days). */
   deviceTokenSeconds?: number;
+  /** PostgreSQL: how long one statement may take, its wait for the writer lock included (ms, default 30,000). */
+  statementTimeoutMs?: number;
+  /** PostgreSQL: how long connecting to the server may take (ms, default 10,000). */
+  connectTimeoutMs?: number;
 }
 
 export interface AuthorityInitOptions extends AuthorityOptions {
