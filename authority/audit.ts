@@ -31,7 +31,7 @@ export abstract class AuditStore extends Receipts {
    */
   acceptAudit(lockId: string, exportHex: string): { accepted: number; anchoredThrough: number | null; anchor?: string } {
     const m = this.decodeAs(exportHex, 'auditExport', 'export');
-    return this.batch(() => {
+    return this.lockBatch(lockId, () => {
       const l = this.lockRow(lockId);
       if (l.device_public_key === null) throw new AuthorityError('LOCK_DEVICE_UNKNOWN', `lock ${l.lock_id} has no registered device key`);
       let v: ReturnType<typeof verifyAuditExport>;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tableDigest, toHex, currentDigest } from '../protocol';
 import { Authority } from './authority';
-import { SimLock, tempProperty, type TempProperty } from './test-support';
+import { SimLock, TEST_POSTGRES_URL, tempProperty, type TempProperty } from './test-support';
 
 let p: TempProperty;
 afterEach(() => p.cleanup());
@@ -65,5 +65,53 @@ describe('concurrent edits', () => {
     expect(a.listUsers()).toHaveLength(45);
     lock.sync(a);
     expect(lock.state.table.entries.size).toBe(45);
+  });
+
+  // PostgreSQL only (SQLite has one writer): serving a lock, counting its receipt and storing
+  // its audit take the writer key shared and the lock's own key exclusively, so two authority
+  // processes (here: two Authority instances, each its own connection) serve different locks
+  // at once — while one holds its transaction for lock A, the other serves lock B — but never
+  // the same lock at once, and a manager change never runs beside either.
+  it.skipIf(!TEST_POSTGRES_URL)('per-lock transactions of different locks run side by side; the same lock, or a manager change, waits', () => {
+    p = tempProperty();
+    const a = p.authority;
+    const doorA = a.addDoor({ name: 'A' });
+    const doorB = a.addDoor({ name: 'B' });
+    const lockA = a.provisionLock(doorA.id).lockId;
+    const lockB = a.provisionLock(doorB.id).lockId;
+    a.createKey({ name: 'K', doors: [{ doorId: doorA.id }, { doorId: doorB.id }] });
+    const other = Authority.open({ ...p.openOptions, statementTimeoutMs: 500 });
+    try {
+      a.lockBatch(lockA, () => {
+        // Lock B is served while lock A's transaction is open in the first process.
+        expect(other.updatesFor(lockB, 0).messages).toHaveLength(1);
+        // Lock A is not: it waits for the first process (here until its statement timeout).
+        expect(() => other.updatesFor(lockA, 0)).toThrow(/statement timeout/);
+        // Nor does a manager change run beside a lock's transaction.
+        expect(() => other.addUser({ name: 'Waits' })).toThrow(/statement timeout/);
+      });
+      a.batch(() => {
+        a.addUser({ name: 'Manager edit' });
+        // While a manager change is open, no lock is served by another process.
+        expect(() => other.updatesFor(lockB, 0)).toThrow(/statement timeout/);
+      });
+      // Afterwards everything goes through again, and nothing was lost.
+      expect(other.updatesFor(lockA, 0).messages).toHaveLength(1);
+      expect(other.listUsers().map((u) => u.name)).toEqual(['Manager edit']);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('a transaction opened for one lock refuses to change the model or reach another lock', () => {
+    p = tempProperty();
+    const a = p.authority;
+    const lockA = a.provisionLock(a.addDoor({ name: 'A' }).id).lockId;
+    const lockB = a.provisionLock(a.addDoor({ name: 'B' }).id).lockId;
+    const users = a.listUsers().length;
+    expect(() => a.lockBatch(lockA, () => a.addUser({ name: 'Nope' }))).toThrow(/beyond the lock/);
+    expect(() => a.lockBatch(lockA, () => a.lockBatch(lockB, () => 1))).toThrow(/beyond the lock/);
+    expect(a.lockBatch(lockA, () => a.lockBatch(lockA, () => 7))).toBe(7);
+    expect(a.listUsers()).toHaveLength(users); // refused whole: nothing written
   });
 });

@@ -13,9 +13,12 @@
 // Why an advisory lock: SQLite's IMMEDIATE transaction is one writer at a time per database,
 // and the authority's guarantees (each table version issued once per lock, a receipt counted
 // once, no lost update under concurrent manager edits) are written against it. Every
-// transaction here starts by taking one transaction-scoped advisory lock, so writers across
-// all processes serialize exactly as they do on SQLite; statements outside a transaction run
-// in parallel on PostgreSQL's row locks and constraints.
+// transaction here starts by taking transaction-scoped advisory locks (db.ts, TransactionScope):
+// a manager change takes the writer key exclusively, so it runs alone as on SQLite; serving one
+// lock, counting its receipt or storing its audit takes the writer key shared and that lock's
+// own key exclusively, so such transactions of different locks run side by side across
+// processes, never beside a manager change nor beside another of the same lock. Statements
+// outside a transaction run in parallel on PostgreSQL's row locks and constraints.
 //
 // Losing the connection (the server restarted, the backend was terminated, the bridge gave up
 // waiting): the next statement outside a transaction opens a new connection (a new worker),

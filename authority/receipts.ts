@@ -27,7 +27,7 @@ export abstract class Receipts extends SignedTimeSource {
    */
   acceptReceipt(lockId: string, receiptHex: string): { lockId: string; version: number; inForce: true } {
     const m = this.decodeAs(receiptHex, 'receipt', 'receipt');
-    const result = this.batch(() => {
+    const result = this.lockBatch(lockId, () => {
       const l = this.lockRow(lockId);
       if (l.device_public_key === null) throw new AuthorityError('LOCK_DEVICE_UNKNOWN', `lock ${l.lock_id} has no registered device key`);
       if (!verifyReceipt(m, u8(l.device_public_key))) throw new AuthorityError('BAD_RECEIPT', 'receipt signature does not verify with the lock device key', { reason: 'BAD_SIGNATURE' });

@@ -3,7 +3,7 @@
 // secret source, tokens and the meta table. Every other layer of the authority builds on it.
 
 import { randomBytes } from 'node:crypto';
-import { type SqlDatabase, isPostgresUrl, openDatabase } from './db';
+import { type SqlDatabase, type TransactionScope, isPostgresUrl, openDatabase } from './db';
 import { type Table, ProtocolError, toHex, deriveSeed32 } from '../protocol';
 import { AuthorityError } from './errors';
 import { type KeyPaths, Sealer, keyPathsFor } from './keystore';
@@ -69,19 +69,46 @@ export abstract class AuthorityStore {
    * every door touched are compiled once, at the end, inside the same transaction.
    */
   batch<T>(fn: () => T): T {
-    if (this.txDepth > 0) return fn();
+    return this.transact('property', fn);
+  }
+
+  /**
+   * Run `fn` as one transaction that reads the model and writes only rows of lock `lockId`
+   * (serving it its next version, counting its receipt, storing its audit export). On
+   * PostgreSQL such transactions of different locks run side by side, across authority
+   * processes; one of the same lock, or any `batch` (a manager change), never runs beside it
+   * (db.ts, TransactionScope). On SQLite it is a batch. It must not change the model.
+   */
+  lockBatch<T>(lockId: string, fn: () => T): T {
+    return this.transact({ locks: [lockId] }, fn);
+  }
+
+  /** The scope of the transaction open now (null when none is). */
+  private txScope: TransactionScope | null = null;
+
+  private transact<T>(scope: TransactionScope, fn: () => T): T {
+    if (this.txDepth > 0) {
+      // Joining the open transaction: only within what it holds.
+      const outer = this.txScope;
+      if (outer !== null && outer !== 'property' && (scope === 'property' || scope.locks.some((id) => !outer.locks.includes(id))))
+        throw new AuthorityError('INTERNAL', 'a change reaches beyond the lock its transaction was opened for');
+      return fn();
+    }
     const run = this.db.transaction(() => {
       this.txDepth++;
+      this.txScope = scope;
       this.pendingDoors = new Set();
       try {
         const result = fn();
+        if (scope !== 'property' && this.pendingDoors.size > 0) throw new AuthorityError('INTERNAL', 'a transaction opened for one lock changed the model');
         this.compileDoors(this.pendingDoors);
         return result;
       } finally {
         this.txDepth--;
+        this.txScope = null;
         this.pendingDoors = null;
       }
-    });
+    }, scope);
     this.pendingNotices = [];
     let result: T;
     try {

@@ -90,7 +90,7 @@ export abstract class UpdateServer extends Compiler {
       }
       chosen ??= snapshotMessage();
       return { lockId, from, to, messages: [toHex(chosen)] };
-    }).immediate();
+    }, { locks: [lockId] }).immediate();
   }
 
   /** Current version number of a lock's table. */
