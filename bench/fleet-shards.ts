@@ -75,6 +75,8 @@ export interface ShardReport {
   writerWaitRetries: number;
   /** Connections to PostgreSQL tried again after the engine's connect limit (see retryConnect). */
   connectRetries: number;
+  /** Connections the shard's authority process opened again after losing one (authority/postgres.ts). */
+  reconnects: number;
   syncFailures: number;
   firstSyncFailure?: string;
   error?: string;
@@ -170,7 +172,7 @@ async function runShard(task: ShardTask): Promise<ShardReport> {
     }
     return Reflect.apply(realEmit, this, [event, ...args]) as boolean;
   } as typeof realEmit;
-  const report: ShardReport = { shard: task.shard, locks: task.locks, provisioned: 0, synced: 0, createSeconds: 0, syncSeconds: 0, rssPerLockKiB: 0, heapPerLockKiB: 0, requestMs, serverMs, setupRoundTrips: 0, syncRoundTrips: 0, writerWaitRetries: 0, connectRetries: 0, syncFailures: 0 };
+  const report: ShardReport = { shard: task.shard, locks: task.locks, provisioned: 0, synced: 0, createSeconds: 0, syncSeconds: 0, rssPerLockKiB: 0, heapPerLockKiB: 0, requestMs, serverMs, setupRoundTrips: 0, syncRoundTrips: 0, writerWaitRetries: 0, connectRetries: 0, reconnects: 0, syncFailures: 0 };
   collectGarbage();
   const before = process.memoryUsage();
   const t0 = performance.now();
@@ -250,6 +252,7 @@ async function runShard(task: ShardTask): Promise<ShardReport> {
     }
     report.syncSeconds = round(syncMs / 1000, 2);
     report.syncRoundTrips = syncTrips;
+    report.reconnects = postgresRoundTrips.reconnects;
     collectGarbage();
     const after = process.memoryUsage();
     report.rssPerLockKiB = round((after.rss - before.rss) / Math.max(1, report.provisioned) / 1024, 1);
@@ -311,6 +314,8 @@ export interface ShardedFleetResult {
   rssPerLockKiB: number;
   writerWaitRetries: number;
   connectRetries: number;
+  /** PostgreSQL connections the authority processes opened again after losing one. */
+  reconnects: number;
   /** Syncs that failed (each shard goes on with its next lock; the errors name the first). */
   syncFailures: number;
   /** The property's storage after the run: its PostgreSQL schema (tables, indexes, TOAST) or SQLite file. */
@@ -392,7 +397,7 @@ export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<Shar
               resolve(r);
             } catch {
               const tail = err.trim().split('\n').filter((l) => !l.startsWith('progress ')).slice(-3).join(' | ');
-              resolve({ shard, locks: task.locks, provisioned: 0, synced: 0, createSeconds: 0, syncSeconds: 0, rssPerLockKiB: 0, heapPerLockKiB: 0, requestMs: [], serverMs: [], setupRoundTrips: 0, syncRoundTrips: 0, writerWaitRetries: 0, connectRetries: 0, syncFailures: 0, error: `worker exited ${code}: ${tail}` });
+              resolve({ shard, locks: task.locks, provisioned: 0, synced: 0, createSeconds: 0, syncSeconds: 0, rssPerLockKiB: 0, heapPerLockKiB: 0, requestMs: [], serverMs: [], setupRoundTrips: 0, syncRoundTrips: 0, writerWaitRetries: 0, connectRetries: 0, reconnects: 0, syncFailures: 0, error: `worker exited ${code}: ${tail}` });
             }
           });
         });
@@ -430,6 +435,7 @@ export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<Shar
       rssPerLockKiB: round(reports.reduce((n, r) => n + r.rssPerLockKiB * r.provisioned, 0) / Math.max(1, provisioned), 1),
       writerWaitRetries: reports.reduce((n, r) => n + (r.writerWaitRetries ?? 0), 0),
       connectRetries: reports.reduce((n, r) => n + (r.connectRetries ?? 0), 0),
+      reconnects: reports.reduce((n, r) => n + (r.reconnects ?? 0), 0),
       databaseBytes,
       loadAverage: { start: loadStart, afterSetup: loadAfterSetup, end: load() },
       cores: cpus().length,
@@ -513,7 +519,7 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
   console.log(
     `fleet across ${r.workers} worker processes (each a shard of locks, its phone and an authority process) on ${r.engine}, ${r.credentialsPerLock} credentials per lock, ${r.mode === 'waves' ? 'in waves (each chunk of locks synced as soon as provisioned)' : 'all locks provisioned, then all synced'}:\n` +
       `  set-up ${r.setupSeconds} s: ${n(r.provisioned)}/${n(r.locks)} locks provisioned, installed and registered (${r.setupRoundTripsPerLock} PostgreSQL round trips per lock; ${r.writerWaitRetries} transactions retried after timing out behind the writer lock, ${r.connectRetries} connections retried)\n` +
-      `  syncs: ${n(r.synced)}/${n(r.locks)} locks synced in ${r.syncSeconds} s${r.mode === 'waves' ? ' (the slowest shard\'s syncs added up)' : ''} = ${r.syncsPerSecond} syncs/s (${r.syncRoundTripsPerLock} PostgreSQL round trips per sync)\n` +
+      `  syncs: ${n(r.synced)}/${n(r.locks)} locks synced in ${r.syncSeconds} s${r.mode === 'waves' ? ' (the slowest shard\'s syncs added up)' : ''} = ${r.syncsPerSecond} syncs/s (${r.syncRoundTripsPerLock} PostgreSQL round trips per sync; ${r.reconnects} connections reopened after a loss)\n` +
       `  authority per HTTP request, ${n(r.requests)} requests: agents saw p50 ${r.requestP50Ms} ms, p99 ${r.requestP99Ms} ms; the servers p50 ${r.serverP50Ms} ms, p99 ${r.serverP99Ms} ms\n` +
       `  ${r.rssPerLockKiB} KiB RSS per lock; database ${round(r.databaseBytes / 2 ** 20, 1)} MiB (${n(Math.round(r.databaseBytes / Math.max(1, r.provisioned)))} B per lock); wall ${r.wallSeconds} s (${round(r.synced / Math.max(r.wallSeconds, 1e-9), 1)} locks provisioned and synced per second, end to end)\n` +
       `  ${r.cores} cores, load average ${r.loadAverage.start.join(' ')} at start, ${r.loadAverage.afterSetup.join(' ') || '–'} after set-up, ${r.loadAverage.end.join(' ')} at end`,
