@@ -31,10 +31,15 @@ import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from '
 import type { Engine, OpenOptions, RunResult, SqlDatabase, Statement, TransactionFn, TransactionScope } from './db';
 import { AuthorityError } from './errors';
 
-/** The advisory lock every transaction takes (an arbitrary constant: "lock" in ASCII). */
-const WRITER_LOCK_KEY = 0x6c6f636b;
-/** The first half of a per-lock advisory key (two-int form); the second is hashtext(lock id). */
-const LOCK_KEY_CLASS = WRITER_LOCK_KEY;
+/**
+ * The property's writer key: advisory keys are shared by a whole database, and a database
+ * can hold several properties (one per schema), so the key is a 64-bit hash of the schema,
+ * seeded with an arbitrary constant ("lock" in ASCII). Each lock's own key is the two-int
+ * form (hash of the schema, hash of the lock id), a key space that does not overlap the
+ * one-bigint form. A hash collision only makes two transactions take turns.
+ */
+const WRITER_KEY_SQL = 'hashtextextended(current_schema(), 1819239275)';
+const LOCK_KEY_SQL = (lockId: string): string => `hashtext(current_schema()), hashtext(${sqlString(lockId)})`;
 /** Default limit for connecting to the server (ms). */
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 /** Default limit for one statement, including the wait for the writer lock (ms). */
@@ -379,8 +384,10 @@ class PostgresDatabase implements SqlDatabase {
       );
     this.conn = null;
     let last: unknown;
+    let attempts = 0;
     for (const wait of RECONNECT_PAUSES_MS) {
       if (wait > 0) pause(wait);
+      attempts++;
       try {
         this.conn = this.connect();
         postgresRoundTrips.reconnects++;
@@ -391,18 +398,25 @@ class PostgresDatabase implements SqlDatabase {
         if (!this.lastConnectTransient) break;
       }
     }
-    if (last instanceof AuthorityError) throw new AuthorityError('STORAGE_UNAVAILABLE', `${last.message} (after ${RECONNECT_PAUSES_MS.length} connection attempts)`);
+    if (last instanceof AuthorityError) throw new AuthorityError('STORAGE_UNAVAILABLE', `${last.message} (after ${attempts} connection attempt${attempts === 1 ? '' : 's'})`);
     throw last;
   }
 
-  /** Send one request; a statement that never reached a lost connection is sent again on a new one (outside a transaction). */
-  private send(req: Request): Reply {
+  /**
+   * Send one request. Outside a transaction, a statement that did not run because its
+   * connection was lost — never sent (the loss was already known), or refused by a backend
+   * being terminated or shut down (57P01-3: the statement was aborted, not committed) — is
+   * sent once more, on a new connection. `resend: false` for ROLLBACK and COMMIT, which
+   * belong to the lost connection's transaction.
+   */
+  private send(req: Request, resend = true): Reply {
     for (let attempt = 0; ; attempt++) {
       const conn = this.connection();
       const reply = conn.call(req);
       if (reply.ok || !reply.error.lost) return reply;
       conn.close();
-      if (!(reply.error.notSent === true && this.depth === 0 && attempt === 0)) return reply;
+      const didNotRun = reply.error.notSent === true || /^57P0[1-3]$/.test(reply.error.code ?? '');
+      if (!(resend && didNotRun && this.depth === 0 && attempt === 0)) return reply;
     }
   }
 
@@ -463,15 +477,15 @@ class PostgresDatabase implements SqlDatabase {
     if (/\bCREATE\s+TABLE\b|\bALTER\s+TABLE\b/i.test(sql)) this.loadIdentityColumns();
   }
 
-  private simple(text: string): void {
-    this.check(this.send({ kind: 'exec', text }), text);
+  private simple(text: string, resend = true): void {
+    this.check(this.send({ kind: 'exec', text }, resend), text);
   }
 
   /** ROLLBACK on the connection the transaction ran on; a lost one was rolled back by the server. */
   private rollbackQuietly(): void {
     if (!this.conn?.usable) return;
     try {
-      this.simple('ROLLBACK');
+      this.simple('ROLLBACK', false);
     } catch {
       /* the connection is gone; the server rolls back on its own */
     }
@@ -481,14 +495,12 @@ class PostgresDatabase implements SqlDatabase {
    * The statement that opens a transaction of this scope. 'property': the writer key,
    * exclusively — alone, as on SQLite. A lock scope: the writer key shared (so no 'property'
    * transaction runs meanwhile) and each lock's own key exclusively, in one order (no deadlock
-   * between two multi-lock transactions). Lock keys use the two-int form of the advisory key
-   * space, which does not overlap the one-bigint writer key; a hash collision of two lock ids
-   * only makes their transactions take turns.
+   * between two multi-lock transactions).
    */
   private beginStatement(scope: TransactionScope): string {
-    if (scope === 'property') return `BEGIN; SELECT pg_advisory_xact_lock(${WRITER_LOCK_KEY})`;
+    if (scope === 'property') return `BEGIN; SELECT pg_advisory_xact_lock(${WRITER_KEY_SQL})`;
     const ids = [...new Set(scope.locks)].sort();
-    return [`BEGIN`, `SELECT pg_advisory_xact_lock_shared(${WRITER_LOCK_KEY})`, ...ids.map((id) => `SELECT pg_advisory_xact_lock(${LOCK_KEY_CLASS}, hashtext(${sqlString(id)}))`)].join('; ');
+    return [`BEGIN`, `SELECT pg_advisory_xact_lock_shared(${WRITER_KEY_SQL})`, ...ids.map((id) => `SELECT pg_advisory_xact_lock(${LOCK_KEY_SQL(id)})`)].join('; ');
   }
 
   transaction<F extends (...args: never[]) => unknown>(fn: F, scope: TransactionScope = 'property'): TransactionFn<F> {
@@ -537,15 +549,16 @@ class PostgresDatabase implements SqlDatabase {
         this.rollbackQuietly();
         throw e;
       }
-      this.depth = 0;
-      this.scope = null;
       try {
-        this.simple('COMMIT');
+        this.simple('COMMIT', false);
       } catch (e) {
         if (e instanceof AuthorityError && e.code === 'STORAGE_UNAVAILABLE' && !this.conn?.usable)
-          throw new AuthorityError('STORAGE_UNAVAILABLE', `${e.message} — at COMMIT: whether the transaction committed is unknown; read before repeating it`);
+          throw new AuthorityError('STORAGE_UNAVAILABLE', `PostgreSQL at ${this.where}: the connection was lost at COMMIT, so whether the transaction committed is unknown — read before repeating it`);
         this.rollbackQuietly();
         throw e;
+      } finally {
+        this.depth = 0;
+        this.scope = null;
       }
       return result;
     };
