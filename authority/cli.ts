@@ -61,6 +61,8 @@ function todoFor(e: AuthorityError): string {
   if (e.code === 'NOT_INITIALIZED') return 'run `locksync authority init --db FILE` first, or pass the right --db';
   if (e.code === 'ALREADY_INITIALIZED') return 'pass another --db (and --key-dir), or use the existing property';
   if (e.code === 'KEY_FILE') return 'pass the --key-dir/--root-key that `authority init` created for this --db (files must be mode 0600)';
+  // A connection lost at COMMIT may have committed: "nothing was written" would be a lie.
+  if (e.code === 'STORAGE_UNAVAILABLE' && e.details?.outcome === 'unknown') return 'check with the matching `list`/`show` command whether the change landed before repeating it';
   if (e.code === 'STORAGE_UNAVAILABLE') return 'start PostgreSQL or fix the --db URL, then retry (nothing was written)';
   return 'the state is unchanged; resolve what is named above and retry';
 }

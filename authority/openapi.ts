@@ -294,7 +294,7 @@ export function openApiDocument(): Record<string, unknown> {
           description: `a bearer token refused: details.reason is ${UNAUTHORIZED_REASONS.join(', ')}; details.takes names the token kind the route takes`,
           content: { 'application/json': { schema: ref('Unauthorized') } },
         },
-        '503': { description: "STORAGE_UNAVAILABLE: the authority's database (PostgreSQL) is unreachable; nothing was written, retry", content: { 'application/json': { schema: ref('StorageUnavailable') } } },
+        '503': { description: "STORAGE_UNAVAILABLE: the authority's database (PostgreSQL) is unreachable; nothing was written, retry — except when details.outcome is 'unknown' (the connection was lost at COMMIT): read the state before repeating the request", content: { 'application/json': { schema: ref('StorageUnavailable') } } },
         default: { description: 'a refusal: 4xx/5xx with a named code (authority/errors.ts)', content: { 'application/json': { schema: ref('Error') } } },
       },
     };

@@ -8,6 +8,8 @@ import { toHex } from '../protocol';
 import { Authority } from './authority';
 import { openDatabase } from './db';
 import { AuthorityError } from './errors';
+import { authorityFailure } from './cli';
+import { CliError } from '../cli/errors';
 import { SyncConnection, postgresRoundTrips, translateDdl, translateStatement } from './postgres';
 import { type AuthorityServer, startAuthorityServer } from './server';
 import { SimLock, TEST_POSTGRES_URL, tempProperty, type TempProperty } from './test-support';
@@ -241,6 +243,34 @@ describe('losing the connection (PostgreSQL)', () => {
     expect(kept).toEqual([]);
     db.transaction(() => insert.run('written-after-reconnecting', '1')).immediate();
     expect(db.prepare("SELECT key FROM meta WHERE key LIKE 'written-%'").all()).toEqual([{ key: 'written-after-reconnecting' }]);
+  });
+
+  it.skipIf(!TEST_POSTGRES_URL)('a connection lost at COMMIT: the outcome is reported unknown, and the CLI does not claim nothing was written', () => {
+    p = tempProperty();
+    const db = p.authority.db;
+    const insert = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+    let err: unknown;
+    try {
+      db.transaction(() => {
+        insert.run('written-before-commit', '1');
+        terminate(backendPid(db)); // the last thing before COMMIT: COMMIT meets a dead backend
+      }).immediate();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(AuthorityError);
+    expect((err as AuthorityError).code).toBe('STORAGE_UNAVAILABLE');
+    expect((err as AuthorityError).details).toEqual({ outcome: 'unknown' });
+    expect((err as AuthorityError).message).toMatch(/lost at COMMIT/);
+    let cli: unknown;
+    try {
+      authorityFailure({}, err);
+    } catch (e) {
+      cli = e;
+    }
+    expect(cli).toBeInstanceOf(CliError);
+    expect((cli as CliError).todo).not.toMatch(/nothing was written/);
+    expect((cli as CliError).todo).toMatch(/whether the change landed/);
   });
 
   it.skipIf(!TEST_POSTGRES_URL)('a statement that hangs ends in a clear error within the statement timeout, and the connection goes on', () => {

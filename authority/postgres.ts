@@ -553,7 +553,7 @@ class PostgresDatabase implements SqlDatabase {
         this.simple('COMMIT', false);
       } catch (e) {
         if (e instanceof AuthorityError && e.code === 'STORAGE_UNAVAILABLE' && !this.conn?.usable)
-          throw new AuthorityError('STORAGE_UNAVAILABLE', `PostgreSQL at ${this.where}: the connection was lost at COMMIT, so whether the transaction committed is unknown — read before repeating it`);
+          throw new AuthorityError('STORAGE_UNAVAILABLE', `PostgreSQL at ${this.where}: the connection was lost at COMMIT, so whether the transaction committed is unknown — read before repeating it`, { outcome: 'unknown' });
         this.rollbackQuietly();
         throw e;
       } finally {
