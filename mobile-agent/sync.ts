@@ -13,7 +13,7 @@
 // committed but the receipt was lost with the link, the next connection's hello shows the
 // new version and the phone asks for a receipt instead of resending.
 
-import { type Message, CAPABILITIES, MAX_BATCH_ITEMS, decodeMessage, encodeMessage, ProtocolError } from '../protocol/index';
+import { type Message, CAPABILITIES, MAX_BATCH_ITEMS, decodeMessage, encodeMessage, peekUpdateVersion, ProtocolError } from '../protocol/index';
 import type { AuthorityApi, PendingUpdates } from './authority-client';
 import type { CourierCache, DeadLetter, Refusal } from './courier';
 import { AgentError } from './errors';
@@ -560,7 +560,10 @@ async function fetchUpdates(lockId: string, version: number, certSerial: number 
   return cached;
 }
 
+/** The version an update message brings the lock to (its signed head), read without decoding its table. */
 function targetOf(bytes: Uint8Array): number | undefined {
+  const peeked = peekUpdateVersion(bytes);
+  if (peeked !== undefined) return peeked;
   try {
     const m = decodeMessage(bytes);
     if (m.type === 'delta' || m.type === 'snapshot') return m.update.head.head.version;
