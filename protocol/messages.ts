@@ -302,8 +302,14 @@ function truncateDetail(d: string): string {
  */
 export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {}): Message {
   let v: CborValue;
+  // The bytes each table entry of a snapshot came from (message → update → table → entries
+  // → entry: depth 4), so the lock's digest of the new table reuses them instead of
+  // encoding 10,000 entries again (decodeTable; the decoder accepts only the one encoding).
+  const encodings = new WeakMap<object, Uint8Array>();
   try {
-    v = decode(bytes, limits);
+    v = decode(bytes, limits, (value, raw, depth) => {
+      if (depth === 4 && value instanceof Map) encodings.set(value, raw);
+    });
   } catch (e) {
     if (e instanceof CborError) {
       const overLimit = e.code.endsWith('_LIMIT');
@@ -315,12 +321,12 @@ export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {
   // Registry values (type, error code, decision reason, audit event) are read at any size:
   // an unknown one is MALFORMED however large (SPEC §2.3), never OVER_LIMIT.
   const type = r.uint(0, 'type');
-  const m = readMessage(type, r);
+  const m = readMessage(type, r, encodings);
   r.done();
   return m;
 }
 
-function readMessage(type: number, r: MapReader): Message {
+function readMessage(type: number, r: MapReader, encodings: WeakMap<object, Uint8Array>): Message {
   switch (type) {
     case MESSAGE_TYPES.hello: {
       const protocolVersion = r.uint(1, 'protocolVersion');
@@ -344,7 +350,7 @@ function readMessage(type: number, r: MapReader): Message {
     case MESSAGE_TYPES.delta:
       return { type: 'delta', update: updateFromCbor(r.raw(1, 'delta'), 'delta') };
     case MESSAGE_TYPES.snapshot:
-      return { type: 'snapshot', update: updateFromCbor(r.raw(1, 'snapshot'), 'snapshot') };
+      return { type: 'snapshot', update: updateFromCbor(r.raw(1, 'snapshot'), 'snapshot', 'snapshot', encodings) };
     case MESSAGE_TYPES.receipt: {
       const bodyBytes = r.bytes(1, 'body', { max: 256 });
       const signature = r.bytes(2, 'signature', { exact: 64 });
