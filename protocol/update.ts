@@ -356,7 +356,8 @@ function admitPhoneKeys(held: Table, entries: Iterable<Entry>): void {
   for (const e of entries) {
     if (e.kind !== 'phone') continue;
     heldKeys ??= new Set([...held.entries.values()].filter((h) => h.kind === 'phone').map((h) => toHex(h.secret)));
-    if (heldKeys.has(toHex(e.secret))) continue;
+    // (A lock that holds no phone key yet — a first snapshot — hexes none of the new ones.)
+    if (heldKeys.size > 0 && heldKeys.has(toHex(e.secret))) continue;
     const weak = weakEd25519EncodingReason(e.secret);
     if (weak !== null) throw new ProtocolError('INVALID_OP', `credential ${e.credId}: phone public key refused (${weak})`);
   }
