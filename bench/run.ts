@@ -230,6 +230,7 @@ function lockTable(r: Record<string, any>): string {
       ['delta apply, ops', r.deltaApply?.opsPerSec, null, null, 'ops/s'],
       ['flash programmed per delta', r.deltaApply?.flashBytesProgrammedPerDelta, null, null, `bytes; ${r.deltaApply?.erasesPerDelta} block erases per delta`],
       ['bulk delta of 10,000 entries', r.bulkDelta10kEntriesMs, null, null, 'ms, one apply + commit'],
+      ['snapshot of 10,000 entries to a fresh lock', r.snapshot10kToFreshLockMs?.min, null, null, `ms, fastest of 5 fresh locks (median ${r.snapshot10kToFreshLockMs?.median}): decode, verify, digest, commit, index, receipt`],
       ['flash bytes per credential', r.flashBytesPerCredential, null, null, `table ${r.tableBytes} bytes`],
     ],
     ['Host figures are wall-clock and move with the machine\'s load (see uptime beside the run).'],

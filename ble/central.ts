@@ -147,6 +147,9 @@ export class NobleConnector implements LockConnector {
       const entry = this.seen.get(lockId);
       if (found.length === 0 || !entry) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
       peripheral = entry.peripheral;
+      // Before the connection is set up: the caller may start work the advert allows
+      // (the agent fetches the updates from the advertised version meanwhile).
+      opts.onAdvert?.({ ...entry.advert });
     }
     return this.setUp(lockId, peripheral, params, opts, peripheral.state === 'connected');
   }

@@ -3,7 +3,7 @@
 // of simulated locks and QA scenarios that do not need the host stacks. Faults: drop a
 // link now or after N frames, and take a lock out of range.
 
-import { type LockConnection, type LockConnector, type DiscoveredLock, type DisconnectInfo, LockChannels, connectionOver } from '../mobile-agent/link';
+import { type LockConnection, type LockConnector, type ConnectOptions, type DiscoveredLock, type DisconnectInfo, LockChannels, connectionOver } from '../mobile-agent/link';
 import { AgentError } from '../mobile-agent/errors';
 import { LockLinkServer, type LockLink, type LockLinkEvents, type LockLinkServerOptions } from './lock-server';
 import type { LockSessionHost } from './session-host';
@@ -101,9 +101,14 @@ export class SimConnector implements LockConnector {
     return out;
   }
 
-  async connect(lockId: string, opts: { onProgress?: (acked: number, total: number) => void; mtu?: number } = {}): Promise<LockConnection> {
+  async connect(lockId: string, opts: ConnectOptions = {}): Promise<LockConnection> {
     const lock = this.air.lockEntry(lockId);
     if (!lock || !lock.inRange || !this.canReach(lockId)) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
+    // The in-process link connects on the lock's current advert (as a scan for it would hear).
+    if (opts.onAdvert) {
+      const a = lock.server.host.advert();
+      opts.onAdvert({ lockId, rssi: lock.rssi, version: a.version, flags: a.flags, address: `sim:${lockId}` });
+    }
     const air = this.air;
     // The in-process link has no MTU exchange: the phone's ask is the connection's MTU.
     const mtu = Math.max(23, Math.min(517, opts.mtu ?? air.mtu));

@@ -51,6 +51,12 @@ export interface ConnectOptions {
   onProgress?: (acked: number, total: number) => void;
   /** ATT MTU to ask for on this connection (the transport's default when left out). */
   mtu?: number;
+  /**
+   * The lock's advertisement, when the connector hears one before it connects (a scan for
+   * the lock); not called when it connects to a known address directly. Called before the
+   * connection is set up, at most once per connect; must not throw.
+   */
+  onAdvert?: (advertised: DiscoveredLock) => void;
 }
 
 export interface LockConnector {

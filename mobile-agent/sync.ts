@@ -13,12 +13,12 @@
 // committed but the receipt was lost with the link, the next connection's hello shows the
 // new version and the phone asks for a receipt instead of resending.
 
-import { type Message, CAPABILITIES, MAX_BATCH_ITEMS, decodeMessage, encodeMessage, ProtocolError } from '../protocol/index';
+import { type Message, CAPABILITIES, MAX_BATCH_ITEMS, decodeMessage, encodeMessage, peekUpdateVersion, ProtocolError } from '../protocol/index';
 import type { AuthorityApi, PendingUpdates } from './authority-client';
 import type { CourierCache, DeadLetter, Refusal } from './courier';
 import { AgentError } from './errors';
 import { deliverQueued, deliverWithFresh } from './outbox';
-import type { LockConnection, LockConnector } from './link';
+import type { ConnectOptions, DiscoveredLock, LockConnection, LockConnector } from './link';
 
 export type SyncEvent =
   | { phase: 'connecting'; attempt: number }
@@ -128,8 +128,11 @@ interface SyncContext {
    * resume; after, only its receipt is missing. Cleared once the receipt (or refusal) is read.
    */
   inFlight: { target: number; acked: boolean } | undefined;
-  /** Updates asked for before the hello (prefetchUpdates); used once, if the hello matches. */
-  prefetch?: { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined;
+  /**
+   * Updates asked for before the hello (prefetchUpdates, prefetchOnAdvert), each for the
+   * version and certificate serial it expects; the one the hello matches is used, once.
+   */
+  prefetches: Prefetch[];
   /** What the updates carried to the lock in this sync were (for the next sync's prefetch). */
   carried?: Uint8Array[] | undefined;
   /**
@@ -152,18 +155,49 @@ interface ExpectedHello {
 }
 const expectedHellos = new WeakMap<LockConnector, Map<string, ExpectedHello>>();
 
+/** A fetch of the updates from the version a lock is expected to announce, started before its hello. */
+interface Prefetch {
+  expected: ExpectedHello;
+  updates: Promise<PendingUpdates | undefined>;
+}
+
 /**
  * The updates for the version the lock is expected at, asked for while the link is still
  * being set up (SPEC §14.1). Used only if the hello then says exactly that version and
  * certificate serial; otherwise the phone asks again. A failure here is not reported: the
  * fetch after the hello reports its own.
  */
-function prefetchUpdates(opts: SyncOptions): { expected: ExpectedHello; updates: Promise<PendingUpdates | undefined> } | undefined {
-  // The connector's memory first (this process), else the courier cache's (an earlier one).
-  const expected = expectedHellos.get(opts.connector)?.get(opts.lockId) ?? opts.cache?.expectedHello(opts.lockId);
+function prefetchUpdates(opts: SyncOptions): Prefetch | undefined {
+  const expected = rememberedHello(opts);
   if (!opts.authority || expected === undefined) return undefined;
   const updates = opts.authority.updates(opts.lockId, expected.version, expected.certSerial).catch(() => undefined);
   return { expected, updates };
+}
+
+/** What the lock's hello said at the end of the last sync: the connector's memory (this process), else the courier cache's (an earlier one). */
+function rememberedHello(opts: SyncOptions): ExpectedHello | undefined {
+  return expectedHellos.get(opts.connector)?.get(opts.lockId) ?? opts.cache?.expectedHello(opts.lockId);
+}
+
+/**
+ * The lock's advertisement, heard before connecting, names its table version (SPEC §10):
+ * at a first contact (nothing remembered) or at a lock that moved on since (another phone
+ * synced it), the updates from that version are asked for at once, so the fetch overlaps
+ * the connection set-up instead of following the hello. The advert is not signed and may
+ * be stale or forged: what was fetched is used only if the signed hello then names the
+ * same version and certificate serial (fetchUpdates), otherwise the phone asks again.
+ * The certificate serial is not advertised: it is taken from the remembered hello (the
+ * lock's floor only rises), or none at a first contact — a fresh lock holds no certificate.
+ */
+function prefetchOnAdvert(ctx: SyncContext, advertised: DiscoveredLock): void {
+  const { opts } = ctx;
+  if (!opts.authority || advertised.lockId !== opts.lockId || advertised.version === undefined) return;
+  // Once the updates were fetched (or are being fetched after a hello) this sync needs no other.
+  if (ctx.fetched !== undefined || ctx.versionBefore !== undefined) return;
+  if (ctx.prefetches.some((p) => p.expected.version === advertised.version)) return;
+  const expected: ExpectedHello = { version: advertised.version, certSerial: rememberedHello(opts)?.certSerial };
+  const updates = opts.authority.updates(opts.lockId, expected.version, expected.certSerial).catch(() => undefined);
+  ctx.prefetches.push({ expected, updates });
 }
 
 function rememberHello(opts: SyncOptions, version: number, certSerial: number | undefined, persist: boolean): void {
@@ -193,8 +227,9 @@ function certSerialAfter(before: number | undefined, updates: Uint8Array[]): num
 export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
   const attempts = opts.attempts ?? 4;
   const sleep = opts.sleep ?? defaultSleep;
-  const ctx: SyncContext = { opts, timeout: opts.messageTimeoutMs ?? 20_000, versionBefore: undefined, inFlight: undefined };
-  ctx.prefetch = prefetchUpdates(opts);
+  const ctx: SyncContext = { opts, timeout: opts.messageTimeoutMs ?? 20_000, versionBefore: undefined, inFlight: undefined, prefetches: [] };
+  const remembered = prefetchUpdates(opts);
+  if (remembered) ctx.prefetches.push(remembered);
   let lastError: AgentError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     opts.onEvent?.({ phase: 'connecting', attempt });
@@ -205,8 +240,9 @@ export async function doorSync(opts: SyncOptions): Promise<SyncResult> {
     if (ctx.inFlight === undefined || ctx.inFlight.acked) opts.connector.forget(opts.lockId);
     let conn: LockConnection | undefined;
     try {
-      const connectOpts: { timeoutMs?: number; onProgress?: (a: number, t: number) => void } = {
+      const connectOpts: ConnectOptions = {
         onProgress: (acked, total) => opts.onEvent?.({ phase: 'transfer', acked, total }),
+        onAdvert: (advertised) => prefetchOnAdvert(ctx, advertised),
       };
       if (opts.connectTimeoutMs !== undefined) connectOpts.timeoutMs = opts.connectTimeoutMs;
       conn = await opts.connector.connect(opts.lockId, connectOpts);
@@ -256,7 +292,7 @@ export async function syncOnConnection(
   const ctx: SyncContext =
     'opts' in ctxOrOpts
       ? ctxOrOpts
-      : { opts: ctxOrOpts, timeout: ctxOrOpts.messageTimeoutMs ?? 20_000, versionBefore: hello.version, inFlight: undefined };
+      : { opts: ctxOrOpts, timeout: ctxOrOpts.messageTimeoutMs ?? 20_000, versionBefore: hello.version, inFlight: undefined, prefetches: [] };
   const { opts } = ctx;
   const lockId = opts.lockId;
   let receipt: Extract<Message, { type: 'receipt' }> | undefined;
@@ -521,11 +557,11 @@ async function syncByBatch(
 async function fetchUpdates(lockId: string, version: number, certSerial: number | undefined, ctx: SyncContext): Promise<PendingUpdates | undefined> {
   const { opts } = ctx;
   let authorityError: string | undefined;
-  const prefetch = ctx.prefetch;
-  ctx.prefetch = undefined;
+  const prefetch = ctx.prefetches.find((p) => p.expected.version === version && p.expected.certSerial === certSerial);
+  ctx.prefetches = [];
   if (opts.authority) {
     try {
-      const early = prefetch && prefetch.expected.version === version && prefetch.expected.certSerial === certSerial ? await prefetch.updates : undefined;
+      const early = prefetch ? await prefetch.updates : undefined;
       const u = early ?? (await opts.authority.updates(lockId, version, certSerial));
       opts.cache?.storeUpdates(u);
       ctx.fetched = { source: 'authority', to: u.to };
@@ -560,7 +596,10 @@ async function fetchUpdates(lockId: string, version: number, certSerial: number 
   return cached;
 }
 
+/** The version an update message brings the lock to (its signed head), read without decoding its table. */
 function targetOf(bytes: Uint8Array): number | undefined {
+  const peeked = peekUpdateVersion(bytes);
+  if (peeked !== undefined) return peeked;
   try {
     const m = decodeMessage(bytes);
     if (m.type === 'delta' || m.type === 'snapshot') return m.update.head.head.version;

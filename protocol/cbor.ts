@@ -197,13 +197,21 @@ interface Frame {
   pendingKey: number | undefined;
   lastKeyBytes: Uint8Array | undefined; // encoded previous key, for the sort/duplicate check
   expectKey: boolean;
+  start: number; // offset of the container's header
 }
+
+/**
+ * Told of each array or map once it is complete, at nesting `depth` (0 for the root), with
+ * the bytes it was decoded from (a view into the input). The decoder accepts only the
+ * deterministic encoding, so those bytes are exactly what encode() gives for the value.
+ */
+export type ContainerListener = (value: CborValue[] | CborMap, bytes: Uint8Array, depth: number) => void;
 
 /**
  * Decode exactly one deterministic-CBOR item from `input`, refusing anything the encoder
  * above would not have produced. Throws only CborError.
  */
-export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}): CborValue {
+export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}, onContainer?: ContainerListener): CborValue {
   const lim: CborLimits = { ...DEFAULT_LIMITS, ...limits };
   if (input.length > lim.maxBytes) throw new CborError('SIZE_LIMIT', 0, `${input.length} > ${lim.maxBytes} bytes`);
   if (input.length === 0) throw new CborError('TRUNCATED', 0, 'empty input');
@@ -297,6 +305,7 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}): Cbo
     let top = stack[stack.length - 1];
     while (top !== undefined && top.remaining === 0) {
       stack.pop();
+      onContainer?.(top.value, input.subarray(top.start, pos), stack.length);
       place(top.value, -1);
       top = stack[stack.length - 1];
     }
@@ -354,6 +363,7 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}): Cbo
           pendingKey: undefined,
           lastKeyBytes: undefined,
           expectKey: true,
+          start,
         });
         break;
       }

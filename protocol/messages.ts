@@ -7,7 +7,7 @@ import { CborError, bytesEqual } from './cbor';
 import { sign, verify, hash, concatBytes } from './crypto';
 import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
 import { MapReader, cmap, insideSignedBody } from './schema';
-import { type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, updateFromCbor, updateToCbor } from './update';
+import { type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, signedHeadFromCbor, updateFromCbor, updateToCbor } from './update';
 import { KEY_ID_BYTES } from './crypto';
 
 export const PROTOCOL_VERSION = 1;
@@ -302,8 +302,14 @@ function truncateDetail(d: string): string {
  */
 export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {}): Message {
   let v: CborValue;
+  // The bytes each table entry of a snapshot came from (message → update → table → entries
+  // → entry: depth 4), so the lock's digest of the new table reuses them instead of
+  // encoding 10,000 entries again (decodeTable; the decoder accepts only the one encoding).
+  const encodings = new WeakMap<object, Uint8Array>();
   try {
-    v = decode(bytes, limits);
+    v = decode(bytes, limits, (value, raw, depth) => {
+      if (depth === 4 && value instanceof Map) encodings.set(value, raw);
+    });
   } catch (e) {
     if (e instanceof CborError) {
       const overLimit = e.code.endsWith('_LIMIT');
@@ -315,12 +321,12 @@ export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {
   // Registry values (type, error code, decision reason, audit event) are read at any size:
   // an unknown one is MALFORMED however large (SPEC §2.3), never OVER_LIMIT.
   const type = r.uint(0, 'type');
-  const m = readMessage(type, r);
+  const m = readMessage(type, r, encodings);
   r.done();
   return m;
 }
 
-function readMessage(type: number, r: MapReader): Message {
+function readMessage(type: number, r: MapReader, encodings: WeakMap<object, Uint8Array>): Message {
   switch (type) {
     case MESSAGE_TYPES.hello: {
       const protocolVersion = r.uint(1, 'protocolVersion');
@@ -344,7 +350,7 @@ function readMessage(type: number, r: MapReader): Message {
     case MESSAGE_TYPES.delta:
       return { type: 'delta', update: updateFromCbor(r.raw(1, 'delta'), 'delta') };
     case MESSAGE_TYPES.snapshot:
-      return { type: 'snapshot', update: updateFromCbor(r.raw(1, 'snapshot'), 'snapshot') };
+      return { type: 'snapshot', update: updateFromCbor(r.raw(1, 'snapshot'), 'snapshot', 'snapshot', encodings) };
     case MESSAGE_TYPES.receipt: {
       const bodyBytes = r.bytes(1, 'body', { max: 256 });
       const signature = r.bytes(2, 'signature', { exact: 64 });
@@ -703,4 +709,86 @@ export function auditAnchorBodyFromBytes(bytes: Uint8Array): AuditAnchorBody {
 export function makeAuditAnchor(body: AuditAnchorBody, signingSecret: Uint8Array): Extract<Message, { type: 'auditAnchor' }> {
   const bodyBytes = encodeAuditAnchorBody(body);
   return { type: 'auditAnchor', bodyBytes, body, signature: sign('auditAnchor', bodyBytes, signingSecret) };
+}
+
+// ---------------------------------------------------------------------------
+// Reading the target version of an encoded update without decoding it
+
+/**
+ * The version an encoded `delta` or `snapshot` message brings a lock to, read from its
+ * signed head while the table (or the ops) is only stepped over, not built: a phone needs
+ * the target of an update it is about to send (to ask for the receipt after a lost link),
+ * and decoding a 10,000-entry snapshot for it costs tens of milliseconds on the critical
+ * path. Only the shape is read — nothing is verified, the lock checks everything — and
+ * anything else (another message, malformed or truncated bytes) gives undefined.
+ */
+export function peekUpdateVersion(bytes: Uint8Array): number | undefined {
+  let pos = 0;
+  /** Header at `pos`: major type and argument (lengths, counts, integers); undefined if cut or indefinite. */
+  const header = (): { major: number; arg: number } | undefined => {
+    if (pos >= bytes.length) return undefined;
+    const ib = bytes[pos++] as number;
+    const major = ib >> 5;
+    const ai = ib & 0x1f;
+    if (ai < 24) return { major, arg: ai };
+    const size = ai === 24 ? 1 : ai === 25 ? 2 : ai === 26 ? 4 : ai === 27 ? 8 : 0;
+    if (size === 0 || pos + size > bytes.length) return undefined;
+    let arg = 0;
+    for (let i = 0; i < size; i++) arg = arg * 256 + (bytes[pos + i] as number);
+    pos += size;
+    return { major, arg };
+  };
+  /** Step over one whole item (containers iteratively); false if the bytes end first. */
+  const skip = (): boolean => {
+    let items = 1;
+    while (items > 0) {
+      const h = header();
+      if (h === undefined) return false;
+      items--;
+      if (h.major === 2 || h.major === 3) {
+        if (h.arg > bytes.length - pos) return false;
+        pos += h.arg;
+      } else if (h.major === 4) items += h.arg;
+      else if (h.major === 5) items += 2 * h.arg;
+      else if (h.major === 6) return false;
+      if (items > bytes.length - pos) return false; // every item needs a byte
+    }
+    return true;
+  };
+  const message = header();
+  if (message === undefined || message.major !== 5) return undefined;
+  let isUpdate = false;
+  for (let i = 0; i < message.arg; i++) {
+    const key = header();
+    if (key === undefined || key.major !== 0) return undefined;
+    if (key.arg === 0) {
+      const type = header();
+      if (type === undefined || type.major !== 0) return undefined;
+      isUpdate = type.arg === MESSAGE_TYPES.delta || type.arg === MESSAGE_TYPES.snapshot;
+      continue;
+    }
+    if (key.arg !== 1 || !isUpdate) {
+      if (!skip()) return undefined;
+      continue;
+    }
+    const update = header();
+    if (update === undefined || update.major !== 5) return undefined;
+    for (let j = 0; j < update.arg; j++) {
+      const k = header();
+      if (k === undefined || k.major !== 0) return undefined;
+      if (k.arg !== 4) {
+        if (!skip()) return undefined;
+        continue;
+      }
+      const start = pos;
+      if (!skip()) return undefined;
+      try {
+        return signedHeadFromCbor(decode(bytes.subarray(start, pos), { maxBytes: 4096, maxDepth: 2, maxItems: 8 })).head.version;
+      } catch {
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+  return undefined;
 }

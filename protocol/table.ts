@@ -306,7 +306,14 @@ export function encodeTable(t: Table): Uint8Array {
   return concatBytes(...parts);
 }
 
-export function decodeTable(v: CborValue, what = 'table', opts: { checkParents?: boolean } = {}): Table {
+/**
+ * `encodings`: the bytes each raw entry was decoded from (decode()'s ContainerListener). The
+ * strict decoder accepts only the deterministic encoding and entryFromCbor refuses every
+ * form entryToCbor would not give (omitted defaults, order), so those bytes are the entry's
+ * encoding: they seed encodeEntry's cache, and the table's digest costs one hash, not a
+ * re-encoding of every entry.
+ */
+export function decodeTable(v: CborValue, what = 'table', opts: { checkParents?: boolean; encodings?: WeakMap<object, Uint8Array> } = {}): Table {
   const r = MapReader.of(v, what);
   const rawEntries = r.array(1, 'entries', LIMITS.maxEntries);
   const rawPolicies = r.array(2, 'keyPolicies', LIMITS.maxKeyPolicies);
@@ -316,6 +323,9 @@ export function decodeTable(v: CborValue, what = 'table', opts: { checkParents?:
   let prev = 0;
   rawEntries.forEach((raw, i) => {
     const e = entryFromCbor(raw, `${what}.entries[${i}]`);
+    const encoded = opts.encodings?.get(raw as object);
+    // A copy: the view would keep the whole received message alive, and its buffer is not ours.
+    if (encoded !== undefined) entryBytesCache.set(e, encoded.slice());
     if (e.credId <= prev) throw new ProtocolError('MALFORMED', `${what}.entries: credIds must be strictly ascending`);
     prev = e.credId;
     entries.set(e.credId, e);

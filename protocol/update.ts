@@ -236,7 +236,8 @@ export function updateToCbor(u: Update): CborValue {
   ]);
 }
 
-export function updateFromCbor(v: CborValue, type: 'delta' | 'snapshot', what = type): Update {
+/** `encodings`: the bytes decoded containers came from, if the caller kept them (decodeTable). */
+export function updateFromCbor(v: CborValue, type: 'delta' | 'snapshot', what = type, encodings?: WeakMap<object, Uint8Array>): Update {
   const r = MapReader.of(v, what);
   const certsRaw = r.optArray(5, 'certs', MAX_CERTS_PER_UPDATE);
   const head = signedHeadFromCbor(r.raw(4, 'head'), `${what}.head`);
@@ -251,7 +252,7 @@ export function updateFromCbor(v: CborValue, type: 'delta' | 'snapshot', what = 
   }
   // Parents are checked in applyUpdate step 6, after the signature (SPEC §5.4): a refusal
   // before step 1 is only ever MALFORMED or OVER_LIMIT.
-  const table = decodeTable(r.raw(1, 'table'), `${what}.table`, { checkParents: false });
+  const table = decodeTable(r.raw(1, 'table'), `${what}.table`, encodings ? { checkParents: false, encodings } : { checkParents: false });
   r.done();
   return { type, table, head, certs };
 }
@@ -355,7 +356,8 @@ function admitPhoneKeys(held: Table, entries: Iterable<Entry>): void {
   for (const e of entries) {
     if (e.kind !== 'phone') continue;
     heldKeys ??= new Set([...held.entries.values()].filter((h) => h.kind === 'phone').map((h) => toHex(h.secret)));
-    if (heldKeys.has(toHex(e.secret))) continue;
+    // (A lock that holds no phone key yet — a first snapshot — hexes none of the new ones.)
+    if (heldKeys.size > 0 && heldKeys.has(toHex(e.secret))) continue;
     const weak = weakEd25519EncodingReason(e.secret);
     if (weak !== null) throw new ProtocolError('INVALID_OP', `credential ${e.credId}: phone public key refused (${weak})`);
   }
