@@ -18,15 +18,19 @@ export abstract class AccessControl extends AuditStore {
     if (token === undefined || token === '') throw new AuthorityError('UNAUTHORIZED', 'missing bearer token', { reason: 'MISSING' });
     if (!token.startsWith(TOKEN_PREFIX)) throw new AuthorityError('UNAUTHORIZED', 'malformed bearer token', { reason: 'MALFORMED' });
     const h = sha256(token);
-    if (bytesEqual(h, Buffer.from(this.meta('managerTokenHash'), 'hex'))) return { kind: 'manager' };
-    const dev = this.db
+    // The manager's token hash and the device holding this token in one statement: every
+    // phone request authenticates, and on PostgreSQL each statement is a round trip.
+    const found = this.db
       .prepare(
-        `SELECT d.id, d.user_id, d.partner_id, d.revoked_at, d.token_expires_at, p.status AS partner_status FROM devices d LEFT JOIN partners p ON p.id = d.partner_id
-         WHERE d.token_hash = ?`,
+        `SELECT m.value AS manager_hash, d.id, d.user_id, d.partner_id, d.revoked_at, d.token_expires_at, p.status AS partner_status FROM meta m
+         LEFT JOIN devices d ON d.token_hash = ? LEFT JOIN partners p ON p.id = d.partner_id WHERE m.key = 'managerTokenHash'`,
       )
       .get(h) as
-      | { id: number; user_id: number | null; partner_id: number | null; revoked_at: number | null; token_expires_at: number | null; partner_status: string | null }
+      | { manager_hash: string; id: number | null; user_id: number | null; partner_id: number | null; revoked_at: number | null; token_expires_at: number | null; partner_status: string | null }
       | undefined;
+    if (found === undefined) throw new AuthorityError('NOT_INITIALIZED', 'meta managerTokenHash missing');
+    if (bytesEqual(h, Buffer.from(String(found.manager_hash), 'hex'))) return { kind: 'manager' };
+    const dev = found.id === null ? undefined : { ...found, id: found.id };
     if (dev) {
       // A device token dies with its device's revocation, its partner's termination, or its lifetime.
       if (dev.partner_id !== null && dev.partner_status !== 'authorized')
@@ -66,22 +70,30 @@ export abstract class AccessControl extends AuditStore {
     if (p.kind === 'manager') return true;
     if (p.kind === 'lock') return p.lockId === lockId;
     if (p.kind !== 'device') return false;
-    const l = this.db.prepare('SELECT door_id FROM locks WHERE lock_id = ?').get(lockId) as { door_id: number } | undefined;
+    // The lock's door and whether this device reaches it, in one statement (every phone
+    // request asks): through a Key or a doorcode (a user's device), an assignment or a
+    // partner key (a partner's device), or its own revocation still pending there — the lock
+    // still admits it, and it may carry the update that removes it (the partner SDK's passive
+    // sync) until that is in force. A null partnerId matches nothing (NULL = x is never true).
+    const reaches =
+      p.userId !== null
+        ? `EXISTS (SELECT 1 FROM assignments a JOIN key_doors kd ON kd.key_id = a.key_id WHERE a.user_id = ? AND kd.door_id = l.door_id)
+           OR EXISTS (SELECT 1 FROM doorcodes dc WHERE dc.user_id = ? AND dc.door_id = l.door_id)`
+        : p.partnerId !== null
+          ? `EXISTS (SELECT 1 FROM partner_doors pd WHERE pd.partner_id = ? AND pd.door_id = l.door_id)
+             OR EXISTS (SELECT 1 FROM keys k JOIN key_doors kd ON kd.key_id = k.id WHERE k.partner_id = ? AND kd.door_id = l.door_id)`
+          : '1 = 0';
+    const holder = p.userId ?? p.partnerId;
+    const l = this.db
+      .prepare(
+        `SELECT CASE WHEN ${reaches} OR EXISTS (SELECT 1 FROM revocations r LEFT JOIN cred_ids c ON c.lock_id = r.lock_id AND c.cred_id = r.cred_id
+           WHERE r.lock_id = l.lock_id AND r.version > l.in_force_version AND (c.device_id = ? OR r.partner_id = ?)) THEN 1 ELSE 0 END AS entitled
+         FROM locks l WHERE l.lock_id = ?`,
+      )
+      .get(...(holder !== null ? [holder, holder] : []), p.deviceId, p.partnerId, lockId) as { entitled: number | string } | undefined;
     // Lock ids are no secret (every lock advertises its own): an unknown one is a 404 that
     // names it, for any authenticated caller, rather than a 403 that hides a typo.
     if (l === undefined) throw new AuthorityError('UNKNOWN_LOCK', `no lock ${lockId}`, { lockId });
-    const doors = p.userId !== null ? this.doorsOfUser(p.userId) : p.partnerId !== null ? this.doorsOfPartner(p.partnerId) : [];
-    if (doors.includes(l.door_id)) return true;
-    // Its own revocation still pending there: the lock still admits it, and it may carry
-    // the update that removes it (the partner SDK's passive sync) until that is in force.
-    return (
-      this.db
-        .prepare(
-          `SELECT 1 FROM revocations r JOIN locks l ON l.lock_id = r.lock_id LEFT JOIN cred_ids c ON c.lock_id = r.lock_id AND c.cred_id = r.cred_id
-           WHERE r.lock_id = ? AND r.version > l.in_force_version AND (c.device_id = ? OR r.partner_id = ?) LIMIT 1`,
-        )
-        // A null partnerId matches nothing (NULL = x is never true), on both engines.
-        .get(lockId, p.deviceId, p.partnerId) !== undefined
-    );
+    return Number(l.entitled) === 1;
   }
 }

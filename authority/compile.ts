@@ -10,6 +10,7 @@ import {
   type ScheduleWindow,
   type Table,
   ENTRY_FLAGS,
+  LOCK_ID_PATTERN,
   applyOps,
   bytesEqual,
   decode,
@@ -28,25 +29,49 @@ import {
 } from '../protocol';
 import { AuthorityError } from './errors';
 import { type UserRole } from './types';
-import { type KeyDoorRow, type VersionRow, u8, blob } from './rows';
+import { type KeyDoorRow, type LockRow, type VersionRow, u8, blob } from './rows';
+import { type CurrentSigningKeyColumns, type SigningKey, CURRENT_SIGNING_KEY_COLUMNS, CURRENT_SIGNING_KEY_JOIN } from './keys';
 import { PartnerGrants } from './partner-grants';
 
 /** Ids per `IN (…)` list in one statement. */
 const ID_LIST_CHUNK = 500;
+/** Rows per multi-row cred_ids insert (4 parameters each). */
+const CRED_ID_ROWS_CHUNK = 200;
 
 export abstract class Compiler extends PartnerGrants {
-  protected credIdAllocator(lockId: string): (ref: string, subject: string, deviceId: number | null) => number {
+  /**
+   * Credential ids of a lock's refs, allocated in batches: `want` queues a ref with what to do
+   * with its id, `flush` inserts every ref not yet known in one multi-row statement (a new
+   * lock's ten residents were ten PostgreSQL round trips) and then runs the queued uses in
+   * the order they were asked for, so ids come out in the same order as one insert per ref.
+   */
+  protected credIdAllocator(lockId: string): { want: (ref: string, subject: string, deviceId: number | null, use: (id: number) => void) => void; flush: () => void } {
     const known = new Map<string, number>();
     for (const r of this.db.prepare('SELECT ref, cred_id FROM cred_ids WHERE lock_id = ?').all(lockId) as { ref: string; cred_id: number }[]) known.set(r.ref, r.cred_id);
-    const insert = this.db.prepare('INSERT INTO cred_ids (lock_id, ref, device_id, subject) VALUES (?, ?, ?, ?)');
-    return (ref, subject, deviceId) => {
-      let id = known.get(ref);
-      if (id === undefined) {
-        id = Number(insert.run(lockId, ref, deviceId, subject).lastInsertRowid);
-        if (id > 0xffff_ffff) throw new AuthorityError('INTERNAL', 'credential id space exhausted');
-        known.set(ref, id);
-      }
-      return id;
+    let queued: { ref: string; subject: string; deviceId: number | null; use: (id: number) => void }[] = [];
+    return {
+      want: (ref, subject, deviceId, use) => {
+        queued.push({ ref, subject, deviceId, use });
+      },
+      flush: () => {
+        const fresh = new Map<string, { subject: string; deviceId: number | null }>();
+        for (const q of queued) if (!known.has(q.ref) && !fresh.has(q.ref)) fresh.set(q.ref, { subject: q.subject, deviceId: q.deviceId });
+        const rows = [...fresh];
+        for (let at = 0; at < rows.length; at += CRED_ID_ROWS_CHUNK) {
+          const part = rows.slice(at, at + CRED_ID_ROWS_CHUNK);
+          const inserted = this.db
+            .prepare(`INSERT INTO cred_ids (lock_id, ref, device_id, subject) VALUES ${part.map(() => '(?, ?, ?, ?)').join(', ')} RETURNING ref, cred_id`)
+            .all(...part.flatMap(([ref, r]) => [lockId, ref, r.deviceId, r.subject])) as { ref: string; cred_id: number | string }[];
+          for (const r of inserted) {
+            const id = Number(r.cred_id);
+            if (id > 0xffff_ffff) throw new AuthorityError('INTERNAL', 'credential id space exhausted');
+            known.set(r.ref, id);
+          }
+        }
+        const uses = queued;
+        queued = [];
+        for (const q of uses) q.use(known.get(q.ref) as number);
+      },
     };
   }
 
@@ -112,16 +137,16 @@ export abstract class Compiler extends PartnerGrants {
     };
     for (const g of grants) {
       const holder: HolderClass = g.role === 'staff' ? 'staff' : 'resident';
-      for (const d of devicesByUser.get(g.user_id) ?? []) {
-        const id = credId(`phone:${d.id}:${g.id}`, `user:${g.user_id}`, d.id);
-        put(withValidity({ credId: id, kind: 'phone', holder, secret: u8(d.public_key), keyId: g.key_id, flags: 0 }, g.valid_from, g.valid_until));
-        note(g.id, id);
-      }
-      for (const c of cardsByUser.get(g.user_id) ?? []) {
-        const id = credId(`keycard:${c.id}:${g.id}`, `user:${g.user_id}`, null);
-        put(withValidity({ credId: id, kind: 'keycard', holder, secret: keycardVerifier(secret, u8(c.uid)), keyId: g.key_id, flags: 0 }, g.valid_from, g.valid_until));
-        note(g.id, id);
-      }
+      for (const d of devicesByUser.get(g.user_id) ?? [])
+        credId.want(`phone:${d.id}:${g.id}`, `user:${g.user_id}`, d.id, (id) => {
+          put(withValidity({ credId: id, kind: 'phone', holder, secret: u8(d.public_key), keyId: g.key_id, flags: 0 }, g.valid_from, g.valid_until));
+          note(g.id, id);
+        });
+      for (const c of cardsByUser.get(g.user_id) ?? [])
+        credId.want(`keycard:${c.id}:${g.id}`, `user:${g.user_id}`, null, (id) => {
+          put(withValidity({ credId: id, kind: 'keycard', holder, secret: keycardVerifier(secret, u8(c.uid)), keyId: g.key_id, flags: 0 }, g.valid_from, g.valid_until));
+          note(g.id, id);
+        });
     }
     // Permanent doorcodes: verifier under this lock's secret, attached to their Key.
     const codes = this.db
@@ -133,16 +158,19 @@ export abstract class Compiler extends PartnerGrants {
       .all(door.id) as { id: number; user_id: number; key_id: number; code_sealed: Buffer; assignment_id: number; valid_from: number | null; valid_until: number | null; role: UserRole }[];
     for (const c of codes) {
       const code = new TextDecoder().decode(this.sealer.open(`doorcode:${c.id}`, u8(c.code_sealed)));
-      const id = credId(`doorcode:${c.id}`, `user:${c.user_id}`, null);
-      put(
-        withValidity(
-          { credId: id, kind: 'doorcode', holder: c.role === 'staff' ? 'staff' : 'resident', secret: doorcodeVerifier(secret, code), keyId: c.key_id, flags: 0 },
-          c.valid_from,
-          c.valid_until,
-        ),
-      );
-      note(c.assignment_id, id);
+      credId.want(`doorcode:${c.id}`, `user:${c.user_id}`, null, (id) => {
+        put(
+          withValidity(
+            { credId: id, kind: 'doorcode', holder: c.role === 'staff' ? 'staff' : 'resident', secret: doorcodeVerifier(secret, code), keyId: c.key_id, flags: 0 },
+            c.valid_from,
+            c.valid_until,
+          ),
+        );
+        note(c.assignment_id, id);
+      });
     }
+    // The residents' ids now: a guest entry chains to the lowest of its resident's.
+    credId.flush();
 
     // Guests: a one-door Key per shared door, chained (parent) to the resident's credential,
     // with the resident's Key settings for this door; LEASE-flagged when a lease is set.
@@ -163,10 +191,10 @@ export abstract class Compiler extends PartnerGrants {
       const from = g.valid_from === null ? g.p_from : g.p_from === null ? g.valid_from : Math.max(g.valid_from, g.p_from);
       const until = g.valid_until === null ? g.p_until : g.p_until === null ? g.valid_until : Math.min(g.valid_until, g.p_until);
       if (from !== null && until !== null && until <= from) continue; // windows do not overlap
-      for (const d of devicesByUser.get(g.user_id) ?? []) {
-        const id = credId(`guest-phone:${d.id}:${g.assignment_id}`, `user:${g.user_id}`, d.id);
-        put(withValidity({ credId: id, kind: 'phone', holder: 'guest', secret: u8(d.public_key), keyId: g.key_id, parent, flags: lease }, from, until));
-      }
+      for (const d of devicesByUser.get(g.user_id) ?? [])
+        credId.want(`guest-phone:${d.id}:${g.assignment_id}`, `user:${g.user_id}`, d.id, (id) => {
+          put(withValidity({ credId: id, kind: 'phone', holder: 'guest', secret: u8(d.public_key), keyId: g.key_id, parent, flags: lease }, from, until));
+        });
     }
 
     // Partners: assigned per door (no Key) or through a partner key.
@@ -175,16 +203,17 @@ export abstract class Compiler extends PartnerGrants {
       .prepare("SELECT pd.partner_id FROM partner_doors pd JOIN partners p ON p.id = pd.partner_id WHERE pd.door_id = ? AND p.status = 'authorized'")
       .all(door.id) as { partner_id: number }[];
     for (const p of direct)
-      for (const d of partnerDevices.all(p.partner_id) as { id: number; public_key: Buffer }[]) {
-        const id = credId(`partner-phone:${d.id}:door`, `partner:${p.partner_id}`, d.id);
-        put({ credId: id, kind: 'phone', holder: 'partner', secret: u8(d.public_key), partnerId: p.partner_id, flags: lease });
-      }
+      for (const d of partnerDevices.all(p.partner_id) as { id: number; public_key: Buffer }[])
+        credId.want(`partner-phone:${d.id}:door`, `partner:${p.partner_id}`, d.id, (id) => {
+          put({ credId: id, kind: 'phone', holder: 'partner', secret: u8(d.public_key), partnerId: p.partner_id, flags: lease });
+        });
     for (const kd of keyDoors) {
       if (kd.partner_id === null) continue;
-      for (const d of partnerDevices.all(kd.partner_id) as { id: number; public_key: Buffer }[]) {
-        const id = credId(`partner-phone:${d.id}:key:${kd.key_id}`, `partner:${kd.partner_id}`, d.id);
-        put({ credId: id, kind: 'phone', holder: 'partner', secret: u8(d.public_key), partnerId: kd.partner_id, keyId: kd.key_id, flags: lease });
-      }
+      const partnerId = kd.partner_id;
+      for (const d of partnerDevices.all(partnerId) as { id: number; public_key: Buffer }[])
+        credId.want(`partner-phone:${d.id}:key:${kd.key_id}`, `partner:${partnerId}`, d.id, (id) => {
+          put({ credId: id, kind: 'phone', holder: 'partner', secret: u8(d.public_key), partnerId, keyId: kd.key_id, flags: lease });
+        });
     }
     // Partner-issued access: the partner's own users, within its scope here today. A grant
     // through a partner key carries that key (its schedule at this door applies).
@@ -208,12 +237,59 @@ export abstract class Compiler extends PartnerGrants {
       valid_until: number | null;
     }[];
     for (const g of partnerGrants) {
-      const id = credId(`partner-grant:${g.id}`, `partner:${g.partner_id}:${g.subject}`, null);
-      const e: Entry = { credId: id, kind: 'phone', holder: 'partner', secret: u8(g.public_key), partnerId: g.partner_id, flags: lease };
-      if (g.key_id !== null) e.keyId = g.key_id;
-      put(withValidity(e, g.valid_from, g.valid_until));
+      credId.want(`partner-grant:${g.id}`, `partner:${g.partner_id}:${g.subject}`, null, (id) => {
+        const e: Entry = { credId: id, kind: 'phone', holder: 'partner', secret: u8(g.public_key), partnerId: g.partner_id, flags: lease };
+        if (g.key_id !== null) e.keyId = g.key_id;
+        put(withValidity(e, g.valid_from, g.valid_until));
+      });
     }
+    credId.flush();
     return { entries, keyPolicies, policy };
+  }
+
+  /**
+   * A lock, its newest version (if any) and the current signing key in one statement: what
+   * serving an update or a signed time needs (each a PostgreSQL round trip otherwise).
+   * An unknown lock id is UNKNOWN_LOCK, as lockRow().
+   */
+  protected lockHead(lockId: unknown): { lock: LockRow; latest: VersionRow | undefined; key: SigningKey } {
+    if (typeof lockId !== 'string' || !LOCK_ID_PATTERN.test(lockId)) throw new AuthorityError('UNKNOWN_LOCK', `no lock ${String(lockId)}`);
+    const r = this.db
+      .prepare(
+        `SELECT l.*, lv.version AS lv_version, lv.digest AS lv_digest, lv.issued_at AS lv_issued_at, lv.key_serial AS lv_key_serial, lv.head_bytes AS lv_head_bytes,
+                lv.head_signature AS lv_head_signature, lv.ops AS lv_ops, lv.table_bytes AS lv_table_bytes, ${CURRENT_SIGNING_KEY_COLUMNS}
+         FROM locks l LEFT JOIN lock_versions lv ON lv.lock_id = l.lock_id AND lv.version = (SELECT MAX(version) FROM lock_versions WHERE lock_id = l.lock_id)
+         ${CURRENT_SIGNING_KEY_JOIN} WHERE l.lock_id = ?`,
+      )
+      .get(lockId) as
+      | (LockRow &
+          CurrentSigningKeyColumns & {
+            lv_version: number | null;
+            lv_digest: Buffer;
+            lv_issued_at: number;
+            lv_key_serial: number;
+            lv_head_bytes: Buffer;
+            lv_head_signature: Buffer;
+            lv_ops: Buffer | null;
+            lv_table_bytes: Buffer | null;
+          })
+      | undefined;
+    if (r === undefined) throw new AuthorityError('UNKNOWN_LOCK', `no lock ${lockId}`, { lockId });
+    const latest: VersionRow | undefined =
+      r.lv_version === null
+        ? undefined
+        : {
+            lock_id: r.lock_id,
+            version: r.lv_version,
+            digest: r.lv_digest,
+            issued_at: r.lv_issued_at,
+            key_serial: r.lv_key_serial,
+            head_bytes: r.lv_head_bytes,
+            head_signature: r.lv_head_signature,
+            ops: r.lv_ops,
+            table_bytes: r.lv_table_bytes,
+          };
+    return { lock: r, latest, key: this.signingKeyFromColumns(r) };
   }
 
   protected latestVersionRow(lockId: string): VersionRow | undefined {
@@ -257,8 +333,9 @@ export abstract class Compiler extends PartnerGrants {
     return table;
   }
 
-  protected currentTable(lockId: string): { version: number; digest: Uint8Array; issuedAt: number; table: Table } {
-    const row = this.latestVersionRow(lockId);
+  /** The newest table of a lock; `latest` when the caller has just read the newest version row (null: none). */
+  protected currentTable(lockId: string, latest?: VersionRow | null): { version: number; digest: Uint8Array; issuedAt: number; table: Table } {
+    const row = latest === undefined ? this.latestVersionRow(lockId) : (latest ?? undefined);
     if (row === undefined) return { version: 0, digest: tableDigest(emptyTable()), issuedAt: 0, table: emptyTable() };
     const cached = this.tableCache.get(lockId);
     if (cached !== undefined && cached.version === row.version && bytesEqual(cached.digest, row.digest)) return { ...cached, issuedAt: row.issued_at };
