@@ -35,7 +35,8 @@ export abstract class AuditStore extends Receipts {
   acceptAudit(lockId: string, exportHex: string): { accepted: number; anchoredThrough: number | null; anchor?: string } {
     const m = this.decodeAs(exportHex, 'auditExport', 'export');
     return this.batch(() => {
-      const l = this.lockRow(lockId);
+      // The lock and the current signing key (for the anchor) in one statement.
+      const { lock: l, key } = this.lockHead(lockId);
       if (l.device_public_key === null) throw new AuthorityError('LOCK_DEVICE_UNKNOWN', `lock ${l.lock_id} has no registered device key`);
       let v: ReturnType<typeof verifyAuditExport>;
       try {
@@ -58,19 +59,21 @@ export abstract class AuditStore extends Receipts {
       if (v.firstSeq !== undefined) {
         const lo = v.firstSeq - 1;
         const hi = chain.reduce((top, c) => Math.max(top, c.seq), lo);
-        for (const r of this.db.prepare('SELECT seq, chain_hash, anchored FROM audit_records WHERE lock_id = ? AND seq BETWEEN ? AND ?').all(l.lock_id, lo, hi) as {
-          seq: number;
-          chain_hash: Buffer;
-          anchored: number;
-        }[])
-          stored.set(Number(r.seq), r);
-        for (const r of this.db.prepare('SELECT audit_seq, audit_head FROM receipts WHERE lock_id = ? AND audit_seq BETWEEN ? AND ?').all(l.lock_id, lo, hi) as {
-          audit_seq: number;
-          audit_head: Buffer;
-        }[]) {
-          const list = heads.get(Number(r.audit_seq)) ?? [];
-          list.push(r.audit_head);
-          heads.set(Number(r.audit_seq), list);
+        // Both in one statement: stored records (src 0) and receipt-signed heads (src 1).
+        const rows = this.db
+          .prepare(
+            `SELECT 0 AS src, seq, chain_hash AS hash, anchored FROM audit_records WHERE lock_id = ? AND seq BETWEEN ? AND ?
+             UNION ALL SELECT 1 AS src, audit_seq AS seq, audit_head AS hash, 0 AS anchored FROM receipts WHERE lock_id = ? AND audit_seq BETWEEN ? AND ?`,
+          )
+          .all(l.lock_id, lo, hi, l.lock_id, lo, hi) as { src: number | string; seq: number; hash: Buffer; anchored: number }[];
+        for (const r of rows) {
+          const seq = Number(r.seq);
+          if (Number(r.src) === 0) stored.set(seq, { chain_hash: r.hash, anchored: Number(r.anchored) });
+          else {
+            const list = heads.get(seq) ?? [];
+            list.push(r.hash);
+            heads.set(seq, list);
+          }
         }
       }
       let dropFrom: number | null = null;
@@ -136,7 +139,6 @@ export abstract class AuditStore extends Receipts {
         }
       }
       if (through === 0 || throughHash === undefined) return { accepted, anchoredThrough: null };
-      const key = this.signingKey();
       const anchor = makeAuditAnchor({ lockId: l.lock_id, seq: through, hash: u8(throughHash), keyId: keyIdOf(key.publicKey) }, key.secretKey);
       return { accepted, anchoredThrough: through, anchor: toHex(encodeMessage(anchor)) };
     });
