@@ -7,26 +7,63 @@ import { type Principal } from './types';
 import { sha256, TOKEN_PREFIX } from './rows';
 import { AuditStore } from './audit';
 
+/**
+ * Whether device `d` (its id, user_id, partner_id) may carry the data of lock `l`: its user
+ * holds a Key (or a guest key, or a doorcode) at the lock's door, or its partner is assigned
+ * to that door (directly or through a partner key), or its own credential's revocation is
+ * still pending at that lock — the lock still admits it, and it may carry the update that
+ * removes it (the partner SDK's passive sync) until that is in force. NULL matches nothing.
+ */
+const ENTITLED = `CASE WHEN (d.user_id IS NOT NULL AND (
+      EXISTS (SELECT 1 FROM assignments a JOIN key_doors kd ON kd.key_id = a.key_id WHERE a.user_id = d.user_id AND kd.door_id = l.door_id)
+      OR EXISTS (SELECT 1 FROM doorcodes dc WHERE dc.user_id = d.user_id AND dc.door_id = l.door_id)))
+  OR (d.user_id IS NULL AND d.partner_id IS NOT NULL AND (
+      EXISTS (SELECT 1 FROM partner_doors pd WHERE pd.partner_id = d.partner_id AND pd.door_id = l.door_id)
+      OR EXISTS (SELECT 1 FROM keys k JOIN key_doors kd ON kd.key_id = k.id WHERE k.partner_id = d.partner_id AND kd.door_id = l.door_id)))
+  OR EXISTS (SELECT 1 FROM revocations r LEFT JOIN cred_ids c ON c.lock_id = r.lock_id AND c.cred_id = r.cred_id
+      WHERE r.lock_id = l.lock_id AND r.version > l.in_force_version AND (c.device_id = d.id OR r.partner_id = d.partner_id))
+  THEN 1 ELSE 0 END`;
+
 export abstract class AccessControl extends AuditStore {
+  /** What authenticate(token, lockId) read about a device principal's entitlement to that lock. */
+  private readonly entitlementRead = new WeakMap<Principal, { lockId: string; exists: boolean; entitled: boolean }>();
+
   /**
    * Who holds this bearer token. A refusal is 401 UNAUTHORIZED with `details.reason`:
    * MISSING, MALFORMED, UNKNOWN, EXPIRED (a device token past its lifetime: rotate it
    * before then), ROTATED (a device's or partner's token replaced by rotation), REVOKED (its device was
    * revoked) or PARTNER_TERMINATED (a partner whose integration ended, or one of its devices).
    */
-  authenticate(token: string | undefined): Principal {
+  authenticate(token: string | undefined, forLock?: string): Principal {
     if (token === undefined || token === '') throw new AuthorityError('UNAUTHORIZED', 'missing bearer token', { reason: 'MISSING' });
     if (!token.startsWith(TOKEN_PREFIX)) throw new AuthorityError('UNAUTHORIZED', 'malformed bearer token', { reason: 'MALFORMED' });
     const h = sha256(token);
-    if (bytesEqual(h, Buffer.from(this.meta('managerTokenHash'), 'hex'))) return { kind: 'manager' };
-    const dev = this.db
+    // The manager's token hash, the device holding this token and — for a request about a
+    // lock — whether that device may carry the lock's data, in one statement: every phone
+    // request authenticates and is checked, and on PostgreSQL each statement is a round trip.
+    const found = this.db
       .prepare(
-        `SELECT d.id, d.user_id, d.partner_id, d.revoked_at, d.token_expires_at, p.status AS partner_status FROM devices d LEFT JOIN partners p ON p.id = d.partner_id
-         WHERE d.token_hash = ?`,
+        `SELECT m.value AS manager_hash, d.id, d.user_id, d.partner_id, d.revoked_at, d.token_expires_at, p.status AS partner_status,
+                l.lock_id AS for_lock, ${ENTITLED} AS entitled FROM meta m
+         LEFT JOIN devices d ON d.token_hash = ? LEFT JOIN partners p ON p.id = d.partner_id LEFT JOIN locks l ON l.lock_id = ?
+         WHERE m.key = 'managerTokenHash'`,
       )
-      .get(h) as
-      | { id: number; user_id: number | null; partner_id: number | null; revoked_at: number | null; token_expires_at: number | null; partner_status: string | null }
+      .get(h, forLock ?? null) as
+      | {
+          manager_hash: string;
+          id: number | null;
+          user_id: number | null;
+          partner_id: number | null;
+          revoked_at: number | null;
+          token_expires_at: number | null;
+          partner_status: string | null;
+          for_lock: string | null;
+          entitled: number | string;
+        }
       | undefined;
+    if (found === undefined) throw new AuthorityError('NOT_INITIALIZED', 'meta managerTokenHash missing');
+    if (bytesEqual(h, Buffer.from(String(found.manager_hash), 'hex'))) return { kind: 'manager' };
+    const dev = found.id === null ? undefined : { ...found, id: found.id };
     if (dev) {
       // A device token dies with its device's revocation, its partner's termination, or its lifetime.
       if (dev.partner_id !== null && dev.partner_status !== 'authorized')
@@ -38,7 +75,9 @@ export abstract class AccessControl extends AuditStore {
           deviceId: dev.id,
           expiredAt: dev.token_expires_at,
         });
-      return { kind: 'device', deviceId: dev.id, userId: dev.user_id, partnerId: dev.partner_id };
+      const principal: Principal = { kind: 'device', deviceId: dev.id, userId: dev.user_id, partnerId: dev.partner_id };
+      if (forLock !== undefined) this.entitlementRead.set(principal, { lockId: forLock, exists: found.for_lock !== null, entitled: Number(found.entitled) === 1 });
+      return principal;
     }
     const rotated = this.db.prepare('SELECT id FROM devices WHERE previous_token_hash = ?').get(h) as { id: number } | undefined;
     if (rotated) throw new AuthorityError('UNAUTHORIZED', `this token of device ${rotated.id} was replaced by rotation: use the new one`, { reason: 'ROTATED', deviceId: rotated.id });
@@ -66,22 +105,18 @@ export abstract class AccessControl extends AuditStore {
     if (p.kind === 'manager') return true;
     if (p.kind === 'lock') return p.lockId === lockId;
     if (p.kind !== 'device') return false;
-    const l = this.db.prepare('SELECT door_id FROM locks WHERE lock_id = ?').get(lockId) as { door_id: number } | undefined;
+    const read = this.entitlementRead.get(p);
+    let l: { exists: boolean; entitled: boolean };
+    if (read !== undefined && read.lockId === lockId) l = read;
+    else {
+      const r = this.db
+        .prepare(`SELECT ${ENTITLED} AS entitled FROM locks l, (SELECT CAST(? AS INTEGER) AS id, CAST(? AS INTEGER) AS user_id, CAST(? AS INTEGER) AS partner_id) d WHERE l.lock_id = ?`)
+        .get(p.deviceId, p.userId, p.partnerId, lockId) as { entitled: number | string } | undefined;
+      l = { exists: r !== undefined, entitled: r !== undefined && Number(r.entitled) === 1 };
+    }
     // Lock ids are no secret (every lock advertises its own): an unknown one is a 404 that
     // names it, for any authenticated caller, rather than a 403 that hides a typo.
-    if (l === undefined) throw new AuthorityError('UNKNOWN_LOCK', `no lock ${lockId}`, { lockId });
-    const doors = p.userId !== null ? this.doorsOfUser(p.userId) : p.partnerId !== null ? this.doorsOfPartner(p.partnerId) : [];
-    if (doors.includes(l.door_id)) return true;
-    // Its own revocation still pending there: the lock still admits it, and it may carry
-    // the update that removes it (the partner SDK's passive sync) until that is in force.
-    return (
-      this.db
-        .prepare(
-          `SELECT 1 FROM revocations r JOIN locks l ON l.lock_id = r.lock_id LEFT JOIN cred_ids c ON c.lock_id = r.lock_id AND c.cred_id = r.cred_id
-           WHERE r.lock_id = ? AND r.version > l.in_force_version AND (c.device_id = ? OR r.partner_id = ?) LIMIT 1`,
-        )
-        // A null partnerId matches nothing (NULL = x is never true), on both engines.
-        .get(lockId, p.deviceId, p.partnerId) !== undefined
-    );
+    if (!l.exists) throw new AuthorityError('UNKNOWN_LOCK', `no lock ${lockId}`, { lockId });
+    return l.entitled;
   }
 }

@@ -83,17 +83,20 @@ describe('concurrent edits', () => {
     const other = Authority.open({ ...p.openOptions, statementTimeoutMs: 500 });
     try {
       a.lockBatch(lockA, () => {
-        // Lock B is served while lock A's transaction is open in the first process.
-        expect(other.updatesFor(lockB, 0).messages).toHaveLength(1);
-        // Lock A is not: it waits for the first process (here until its statement timeout).
-        expect(() => other.updatesFor(lockA, 0)).toThrow(/statement timeout/);
+        // Lock B's transaction runs while lock A's is open in the first process.
+        expect(other.lockBatch(lockB, () => other.updatesFor(lockB, 0).messages.length)).toBe(1);
+        // Lock A's waits for the first process (here until its statement timeout).
+        expect(() => other.lockBatch(lockA, () => 1)).toThrow(/statement timeout/);
+        // Serving a lock its update is a read (one consistent statement for the head): it
+        // never waits for a writer, and sees only what was committed.
+        expect(other.updatesFor(lockA, 0).messages).toHaveLength(1);
         // Nor does a manager change run beside a lock's transaction.
         expect(() => other.addUser({ name: 'Waits' })).toThrow(/statement timeout/);
       });
       a.batch(() => {
         a.addUser({ name: 'Manager edit' });
-        // While a manager change is open, no lock is served by another process.
-        expect(() => other.updatesFor(lockB, 0)).toThrow(/statement timeout/);
+        // While a manager change is open, no lock's transaction runs in another process.
+        expect(() => other.lockBatch(lockB, () => 1)).toThrow(/statement timeout/);
       });
       // Afterwards everything goes through again, and nothing was lost.
       expect(other.updatesFor(lockA, 0).messages).toHaveLength(1);

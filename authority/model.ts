@@ -22,6 +22,9 @@ function bulkRows(opts: BulkOptions): number {
 }
 import { Credentials } from './credentials';
 
+/** Ids per `IN (…)` list (and parameters per multi-row statement) in one statement. */
+const ID_LIST_CHUNK = 500;
+
 export abstract class PropertyModel extends Credentials {
   property(): PropertyInfo {
     const k = this.signingKey();
@@ -120,11 +123,44 @@ export abstract class PropertyModel extends Credentials {
     return (this.db.prepare('SELECT id FROM keys ORDER BY id').all() as { id: number }[]).map((r) => this.key(r.id));
   }
 
-  protected normalizeKeyDoor(d: KeyDoorInput, what: string): { doorId: number; doorcodesEnabled: boolean; schedule: ScheduleWindow[] | undefined } {
+  protected normalizeKeyDoor(d: KeyDoorInput, what: string, existing?: ReadonlySet<number>): { doorId: number; doorcodesEnabled: boolean; schedule: ScheduleWindow[] | undefined } {
     if (typeof d !== 'object' || d === null) throw invalid(`${what} must be {doorId, doorcodesEnabled?, schedule?}`);
-    const doorId = this.doorRow(d.doorId).id;
+    let doorId: number;
+    if (existing === undefined) doorId = this.doorRow(d.doorId).id;
+    else {
+      doorId = requireId(d.doorId, 'doorId');
+      if (!existing.has(doorId)) throw new AuthorityError('UNKNOWN_DOOR', `no door ${doorId}`, { doorId });
+    }
     const doorcodesEnabled = d.doorcodesEnabled === undefined ? true : requireBool(d.doorcodesEnabled, `${what}.doorcodesEnabled`);
     return { doorId, doorcodesEnabled, schedule: normalizeSchedule(d.schedule, `${what}.schedule`) };
+  }
+
+  /**
+   * Which of the doors a Key input names exist, in one statement per ID_LIST_CHUNK (a Key
+   * over a provisioning chunk's 250 doors: one door lookup each was a round trip each).
+   */
+  protected existingDoors(doors: readonly KeyDoorInput[]): Set<number> {
+    const ids = [...new Set(doors.map((d) => (typeof d === 'object' && d !== null ? d.doorId : undefined)).filter((id): id is number => Number.isSafeInteger(id) && (id as number) > 0))];
+    const found = new Set<number>();
+    for (let at = 0; at < ids.length; at += ID_LIST_CHUNK) {
+      const part = ids.slice(at, at + ID_LIST_CHUNK);
+      for (const r of this.db.prepare(`SELECT id FROM doors WHERE id IN (${part.map(() => '?').join(',')})`).all(...part) as { id: number }[]) found.add(Number(r.id));
+    }
+    return found;
+  }
+
+  /** A Key's door settings in multi-row statements (ID_LIST_CHUNK / 4 rows each). */
+  protected writeKeyDoors(keyId: number, doors: readonly { doorId: number; doorcodesEnabled: boolean; schedule: ScheduleWindow[] | undefined }[]): void {
+    const perStatement = Math.floor(ID_LIST_CHUNK / 4);
+    for (let at = 0; at < doors.length; at += perStatement) {
+      const part = doors.slice(at, at + perStatement);
+      this.db
+        .prepare(
+          `INSERT INTO key_doors (key_id, door_id, doorcodes_enabled, schedule) VALUES ${part.map(() => '(?, ?, ?, ?)').join(', ')}
+           ON CONFLICT(key_id, door_id) DO UPDATE SET doorcodes_enabled = excluded.doorcodes_enabled, schedule = excluded.schedule`,
+        )
+        .run(...part.flatMap((d) => [keyId, d.doorId, d.doorcodesEnabled ? 1 : 0, d.schedule === undefined ? null : JSON.stringify(d.schedule)]));
+    }
   }
 
   protected writeKeyDoor(keyId: number, d: { doorId: number; doorcodesEnabled: boolean; schedule: ScheduleWindow[] | undefined }): void {
@@ -175,7 +211,8 @@ export abstract class PropertyModel extends Credentials {
     const name = requireName(input.name, 'name');
     if (!Array.isArray(input.doors)) throw invalid('doors must be a list');
     return this.batch(() => {
-      const doors = input.doors.map((d, i) => this.normalizeKeyDoor(d, `doors[${i}]`));
+      const existing = this.existingDoors(input.doors);
+      const doors = input.doors.map((d, i) => this.normalizeKeyDoor(d, `doors[${i}]`, existing));
       const seen = new Set<number>();
       for (const d of doors) {
         if (seen.has(d.doorId)) throw invalid(`door ${d.doorId} listed twice`);
@@ -184,7 +221,7 @@ export abstract class PropertyModel extends Credentials {
       const partnerId = input.partnerId === undefined || input.partnerId === null ? null : this.requireAuthorizedPartner(input.partnerId).id;
       const r = this.db.prepare('INSERT INTO keys (name, partner_id, created_at) VALUES (?, ?, ?)').run(name, partnerId, this.now());
       const keyId = Number(r.lastInsertRowid);
-      for (const d of doors) this.writeKeyDoor(keyId, d);
+      this.writeKeyDoors(keyId, doors);
       this.touch(seen);
       return this.key(keyId);
     });

@@ -354,8 +354,11 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
       const token = header !== undefined && /^Bearer /i.test(header) ? header.slice(7).trim() : undefined;
       let principal: Principal | null = null;
       const takes = TOKENS_TAKEN[match.route.auth];
+      const lockParam = url.pathname.startsWith('/v1/locks/') || url.pathname.startsWith('/v1/uplink/') ? match.params[0] : undefined;
       try {
-        if (match.route.auth !== 'none') principal = a.authenticate(token);
+        // A courier route names a lock: whether the token may carry its data is read with the token.
+        if (match.route.auth === 'courier' && lockParam !== undefined) principal = a.authenticate(token, lockParam);
+        else if (match.route.auth !== 'none') principal = a.authenticate(token);
         else if (token !== undefined) principal = a.authenticate(token);
       } catch (e) {
         // Say which token the route takes: the caller may hold the right kind under another name.
@@ -363,7 +366,6 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
           throw new AuthorityError('UNAUTHORIZED', `${e.toJSON().message}; ${method} ${url.pathname} takes ${takes}`, { ...e.details, takes: match.route.auth });
         throw e;
       }
-      const lockParam = url.pathname.startsWith('/v1/locks/') || url.pathname.startsWith('/v1/uplink/') ? match.params[0] : undefined;
       if (!principalCan(principal, match.route.auth, lockParam))
         throw new AuthorityError('FORBIDDEN', `a ${principal?.kind ?? 'missing'} token may not call ${method} ${url.pathname}; it takes ${takes}`, { takes: match.route.auth });
       if (match.route.auth === 'courier' && lockParam !== undefined && principal !== null) {

@@ -26,9 +26,8 @@ export abstract class SignedTimeSource extends UpdateServer {
    * a revocation buys nothing.
    */
   signedTime(lockId: string, nonceHex?: string): string {
-    this.lockRow(lockId);
-    const key = this.signingKey();
-    const row = this.latestVersionRow(lockId);
+    // The lock, its newest version and the signing key: one statement.
+    const { key, latest: row } = this.lockHead(lockId);
     const digest = row !== undefined ? u8(row.digest) : tableDigest(emptyTable());
     const body: SignedTimeBody = { lockId, time: this.now(), keyId: keyIdOf(key.publicKey), version: row?.version ?? 0, digest };
     if (nonceHex !== undefined && nonceHex !== '') body.nonce = requireHex(nonceHex, 'nonce', { exact: NONCE_BYTES });

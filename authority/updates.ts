@@ -19,7 +19,8 @@ import {
 import { AuthorityError } from './errors';
 import { invalid } from './validate';
 import { type UpdatesResponse } from './types';
-import { type VersionRow, u8, blob } from './rows';
+import { type LockRow, type VersionRow, u8, blob } from './rows';
+import { type SigningKey } from './keys';
 import { Compiler } from './compile';
 
 export abstract class UpdateServer extends Compiler {
@@ -28,8 +29,7 @@ export abstract class UpdateServer extends Compiler {
     return Math.max(0, current - this.historyVersions);
   }
 
-  protected signedHeadOf(row: VersionRow): { head: SignedHead; certs: SignedKeyCert[] } {
-    const key = this.signingKey();
+  protected signedHeadOf(row: VersionRow, key: SigningKey): { head: SignedHead; certs: SignedKeyCert[] } {
     let headBytes = u8(row.head_bytes);
     let signature = u8(row.head_signature);
     if (row.key_serial !== key.serial) {
@@ -58,39 +58,47 @@ export abstract class UpdateServer extends Compiler {
    */
   updatesFor(lockId: string, from: number, certSerial?: number): UpdatesResponse {
     if (!Number.isSafeInteger(from) || from < 0) throw invalid('from must be a version number ≥ 0');
-    return this.db.transaction(() => {
-      this.lockRow(lockId);
-      const cur = this.latestVersionRow(lockId);
-      const to = cur?.version ?? 0;
-      if (from > to) throw new AuthorityError('UNKNOWN_VERSION', `lock ${lockId} claims v${from}, newest issued is v${to}`, { from, to });
-      if (cur === undefined || from === to) return { lockId, from, to, messages: [] };
-      const signed = this.signedHeadOf(cur);
-      const head = signed.head;
-      const certs = certSerial !== undefined && certSerial >= this.signingKey().serial ? [] : signed.certs;
-      const current = this.currentTable(lockId);
-      const snapshotMessage = (): Uint8Array => encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current.table, head, certs } });
-      let chosen: Uint8Array | undefined;
-      if (from >= this.oldestDeltaBase(lockId, to)) {
-        const base = this.tableAt(lockId, from);
-        if (base !== undefined) {
-          const ops = diffTables(base, current.table);
-          if (bytesEqual(tableDigest(applyOps(base, ops)), current.digest)) {
-            // tableAt() already proved the rebuilt base against the digest stored for `from`.
-            const baseDigest = from === 0 ? tableDigest(base) : u8((this.versionRow(lockId, from) as VersionRow).digest);
-            const delta = encodeMessage({ type: 'delta', update: makeDelta({ base: { version: from, digest: baseDigest }, ops, head, certs }) });
-            // The snapshot carries the whole table (entry encodings are cached): only build
-            // it when the delta is not clearly smaller.
-            if (delta.length < encodeTable(current.table).length) chosen = delta;
-            else {
-              const snap = snapshotMessage();
-              chosen = delta.length < snap.length ? delta : snap;
-            }
+    // A read: the lock, its newest version and the signing key come from one statement (one
+    // consistent view), and older versions never change but for pruning, after which
+    // tableAt() answers undefined and a snapshot is served. Only re-signing a head after a
+    // key rotation writes, and that runs as one transaction, read again inside it.
+    const head = this.lockHead(lockId);
+    if (head.latest !== undefined && head.latest.key_serial !== head.key.serial) return this.db.transaction(() => this.updatesAt(from, certSerial, this.lockHead(lockId)), { locks: [lockId] }).immediate();
+    return this.updatesAt(from, certSerial, head);
+  }
+
+  private updatesAt(from: number, certSerial: number | undefined, at: { lock: LockRow; latest: VersionRow | undefined; key: SigningKey }): UpdatesResponse {
+    const lockId = at.lock.lock_id;
+    const cur = at.latest;
+    const to = cur?.version ?? 0;
+    if (from > to) throw new AuthorityError('UNKNOWN_VERSION', `lock ${lockId} claims v${from}, newest issued is v${to}`, { from, to });
+    if (cur === undefined || from === to) return { lockId, from, to, messages: [] };
+    const signed = this.signedHeadOf(cur, at.key);
+    const head = signed.head;
+    const certs = certSerial !== undefined && certSerial >= at.key.serial ? [] : signed.certs;
+    const current = this.currentTable(lockId, cur);
+    const snapshotMessage = (): Uint8Array => encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current.table, head, certs } });
+    let chosen: Uint8Array | undefined;
+    if (from >= this.oldestDeltaBase(lockId, to)) {
+      const base = this.tableAt(lockId, from);
+      if (base !== undefined) {
+        const ops = diffTables(base, current.table);
+        if (bytesEqual(tableDigest(applyOps(base, ops)), current.digest)) {
+          // tableAt() already proved the rebuilt base against the digest stored for `from`.
+          const baseDigest = from === 0 ? tableDigest(base) : u8((this.versionRow(lockId, from) as VersionRow).digest);
+          const delta = encodeMessage({ type: 'delta', update: makeDelta({ base: { version: from, digest: baseDigest }, ops, head, certs }) });
+          // The snapshot carries the whole table (entry encodings are cached): only build
+          // it when the delta is not clearly smaller.
+          if (delta.length < encodeTable(current.table).length) chosen = delta;
+          else {
+            const snap = snapshotMessage();
+            chosen = delta.length < snap.length ? delta : snap;
           }
         }
       }
-      chosen ??= snapshotMessage();
-      return { lockId, from, to, messages: [toHex(chosen)] };
-    }, { locks: [lockId] }).immediate();
+    }
+    chosen ??= snapshotMessage();
+    return { lockId, from, to, messages: [toHex(chosen)] };
   }
 
   /** Current version number of a lock's table. */

@@ -1,4 +1,5 @@
-// Ed25519 (RFC 8032, via @noble/ed25519), SHA-256 and HMAC-SHA-256 (via @noble/hashes).
+// Ed25519 (RFC 8032; signing and verifying natively through node:crypto where the runtime has
+// it, else and as the reference @noble/ed25519: protocol/ed25519-strict.ts), SHA-256 and HMAC-SHA-256 (via @noble/hashes).
 //
 // Every signature covers  context || 0x00 || message-bytes  where `context` is an ASCII
 // string naming the message type (SIGNING_CONTEXTS). A signature made for one purpose —
@@ -9,7 +10,7 @@ import * as ed from '@noble/ed25519';
 import { sha256 } from '@noble/hashes/sha256';
 import { sha512 } from '@noble/hashes/sha512';
 import { hmac } from '@noble/hashes/hmac';
-import { verifyEd25519Strict } from './ed25519-strict';
+import { signEd25519, verifyEd25519Strict } from './ed25519-strict';
 
 ed.etc.sha512Sync = (...m: Uint8Array[]) => sha512(ed.etc.concatBytes(...m));
 
@@ -59,7 +60,7 @@ export function sha256BlocksFor(n: number): number {
 
 export function sign(context: SigningContext, message: Uint8Array, secretKey: Uint8Array): Uint8Array {
   cryptoWork.signs++;
-  return ed.sign(signatureInput(context, message), secretKey);
+  return signEd25519(signatureInput(context, message), secretKey);
 }
 
 /**

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as ed from '@noble/ed25519';
-import { ED25519_L, ed25519Backend, setEd25519Backend, smallOrderEncodings, verifyEd25519Strict, verifyEd25519StrictNoble } from './ed25519-strict';
+import { ED25519_L, ed25519Backend, setEd25519Backend, signEd25519, smallOrderEncodings, verifyEd25519Strict, verifyEd25519StrictNoble } from './ed25519-strict';
 import { fromHex, keyPairFromSeed, signatureInput, sign, verify } from './crypto';
 import { SeededRandom } from './random';
 
@@ -146,5 +146,29 @@ describe('Ed25519 backends: node:crypto (native) and @noble/ed25519 give identic
     const sig = sign('unlock', new Uint8Array([4]), kp.secretKey);
     expect(verify('unlock', new Uint8Array([4]), sig, kp.publicKey)).toBe(true);
     expect(verify('receipt', new Uint8Array([4]), sig, kp.publicKey)).toBe(false);
+  });
+
+  it('signing: node:crypto gives the RFC 8032 §7.1 signatures and noble\'s bytes for seeded random keys and messages (Ed25519 is deterministic)', () => {
+    try {
+      setEd25519Backend('native');
+      for (const g of load('rfc8032-ed25519.json').testGroups)
+        for (const t of g.tests) expect(Buffer.from(signEd25519(fromHex(t.msg as string), fromHex(t.secretKey as string))).toString('hex'), t.comment).toBe(t.sig);
+      const rng = new SeededRandom('ed25519-sign-backends');
+      for (let i = 0; i < 200; i++) {
+        const seed = rng.bytes(32);
+        const msg = rng.bytes(rng.int(0, 300));
+        const native = signEd25519(msg, seed);
+        expect(Buffer.from(native).toString('hex'), `case ${i}`).toBe(Buffer.from(ed.sign(msg, seed)).toString('hex'));
+      }
+      // The same key again comes from the imported-key cache: still the same bytes.
+      const seed = new Uint8Array(32).fill(9);
+      expect(Buffer.from(signEd25519(new Uint8Array([1, 2]), seed))).toEqual(Buffer.from(ed.sign(new Uint8Array([1, 2]), seed)));
+      expect(Buffer.from(signEd25519(new Uint8Array([1, 2]), seed))).toEqual(Buffer.from(ed.sign(new Uint8Array([1, 2]), seed)));
+      // An injected module without signing falls back to noble: same bytes.
+      setEd25519Backend({ createPublicKey: () => null, verify: () => false });
+      expect(Buffer.from(signEd25519(new Uint8Array([3]), seed))).toEqual(Buffer.from(ed.sign(new Uint8Array([3]), seed)));
+    } finally {
+      setEd25519Backend('noble');
+    }
   });
 });

@@ -236,6 +236,9 @@ function bigIntToLe(n: bigint): Uint8Array {
 export interface NodeCryptoEd25519 {
   createPublicKey(key: { key: Buffer; format: 'der'; type: 'spki' }): unknown;
   verify(algorithm: null, data: Uint8Array, key: unknown, signature: Uint8Array): boolean;
+  /** For signing (signEd25519); an injected module without them signs with noble. */
+  createPrivateKey?(key: { key: Buffer; format: 'der'; type: 'pkcs8' }): unknown;
+  sign?(algorithm: null, data: Uint8Array, key: unknown): Uint8Array;
 }
 
 export type Ed25519BackendName = 'native' | 'noble';
@@ -266,11 +269,37 @@ function nativeBackend(): NodeCryptoEd25519 | null {
 /** Force a backend: 'noble', 'native' (the runtime's node:crypto), or an injected module. */
 export function setEd25519Backend(backend: Ed25519BackendName | NodeCryptoEd25519): void {
   keyCache.clear();
+  privateKeyCache.clear();
   if (backend === 'noble') chosen = null;
   else if (backend === 'native') {
     chosen = undefined;
     if (nativeBackend() === null) throw new Error('node:crypto is not available in this runtime');
   } else chosen = backend;
+}
+
+/** PKCS#8 DER prefix of an Ed25519 private key (RFC 8410): the 32-byte seed follows. */
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+/** Imported private keys, by seed (the authority signs with one online key all day). */
+const privateKeyCache = new Map<string, unknown>();
+
+/**
+ * An Ed25519 signature (RFC 8032) with the chosen backend: node:crypto (OpenSSL) when
+ * available, else noble. Ed25519 signing is deterministic, so both give the same bytes for
+ * the same seed and message (ed25519-backend.test.ts asserts it); the native one is many
+ * times faster, and the authority signs every table version, signed time and anchor.
+ */
+export function signEd25519(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
+  const mod = nativeBackend();
+  if (mod === null || mod.createPrivateKey === undefined || mod.sign === undefined || secretKey.length !== 32) return ed.sign(message, secretKey);
+  const id = hexOf(secretKey);
+  let key = privateKeyCache.get(id);
+  if (key === undefined) {
+    key = mod.createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, secretKey]), format: 'der', type: 'pkcs8' });
+    if (privateKeyCache.size >= KEY_CACHE_MAX) privateKeyCache.clear();
+    privateKeyCache.set(id, key);
+  }
+  const sig = mod.sign(null, message, key);
+  return new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength);
 }
 
 /** The backend verifyEd25519Strict uses (choosing it if not yet chosen). */
