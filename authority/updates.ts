@@ -14,6 +14,7 @@ import {
   signHead,
   signedHeadFromCbor,
   tableDigest,
+  snapshotSmallerFromEmpty,
   toHex,
 } from '../protocol';
 import { AuthorityError } from './errors';
@@ -79,7 +80,7 @@ export abstract class UpdateServer extends Compiler {
     const current = this.currentTable(lockId, cur);
     const snapshotMessage = (): Uint8Array => encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current.table, head, certs } });
     let chosen: Uint8Array | undefined;
-    if (from >= this.oldestDeltaBase(lockId, to)) {
+    if (from >= this.oldestDeltaBase(lockId, to) && !(from === 0 && snapshotSmallerFromEmpty(current.table))) {
       const base = this.tableAt(lockId, from);
       if (base !== undefined) {
         const ops = diffTables(base, current.table);
@@ -107,3 +108,4 @@ export abstract class UpdateServer extends Compiler {
     return this.latestVersionRow(lockId)?.version ?? 0;
   }
 }
+

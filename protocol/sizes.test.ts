@@ -3,9 +3,10 @@
 import { describe, expect, it } from 'vitest';
 import { encode } from './cbor';
 import { encodeEntry, tableDigest } from './table';
-import { diffTables } from './ops';
+import { applyOps, diffTables } from './ops';
 import { encodeMessage } from './messages';
-import { applyUpdate, initialTableState, updateToCbor } from './update';
+import { applyUpdate, initialTableState, snapshotSmallerFromEmpty, updateToCbor } from './update';
+import { type LockPolicy, type Table, DEFAULT_LOCK_POLICY, emptyTable } from './table';
 import { KEYS, LOCK_ID, PARTNER_ID, baseTable, deltaFrom, residentPhone, snapshotOf } from './vectors/world';
 
 /** Nuki's time-limited authorization record is 75 B; ours must fit 64. */
@@ -42,5 +43,33 @@ describe('size goals', () => {
       sizes.push(msg.length);
     }
     expect(sizes[0]).toBe(sizes[1]);
+  });
+});
+
+describe('choosing a snapshot over a delta from the empty table without building the delta', () => {
+  // The authority serves a fresh lock (version 0) a snapshot without building the delta when
+  // snapshotSmallerFromEmpty says the snapshot is smaller; that must be true of the bytes,
+  // for every size and every lock policy, the largest encodings included.
+  const policies: LockPolicy[] = [
+    DEFAULT_LOCK_POLICY, // equal to the empty table's: the delta leaves it out
+    { wrongCodeLimit: 5, lockoutSeconds: 60, leaseSeconds: 0, relockSeconds: 5, dailyCodeSlots: 16 }, // small encodings
+    { wrongCodeLimit: 255, lockoutSeconds: 255, leaseSeconds: 0xffff_ffff, relockSeconds: 3600, dailyCodeSlots: 256 }, // largest
+  ];
+  it('whenever it answers yes, the snapshot message is smaller than the delta message; it answers yes from 16 entries at the latest', () => {
+    const s0 = initialTableState(LOCK_ID, [KEYS.root.publicKey]);
+    let yes = 0;
+    for (const policy of policies)
+      for (let n = 0; n <= 24; n++) {
+          const ops = Array.from({ length: n }, (_, i) => ({ op: 'put' as const, entry: residentPhone(i + 1) }));
+          const table: Table = { ...applyOps(emptyTable(), ops), policy: { ...policy } };
+          const delta = encodeMessage({ type: 'delta', update: deltaFrom(s0, diffTables(emptyTable(), table), { version: 1 }) });
+          const snapshot = encodeMessage({ type: 'snapshot', update: snapshotOf(table, { version: 1 }, []) });
+          if (snapshotSmallerFromEmpty(table)) {
+            yes++;
+            expect(snapshot.length, `n=${n} policy=${JSON.stringify(policy)}`).toBeLessThan(delta.length);
+          }
+          if (n >= 16) expect(snapshotSmallerFromEmpty(table)).toBe(true);
+      }
+    expect(yes).toBeGreaterThan(0);
   });
 });
