@@ -320,6 +320,8 @@ export interface ShardedFleetResult {
   syncFailures: number;
   /** The property's storage after the run: its PostgreSQL schema (tables, indexes, TOAST) or SQLite file. */
   databaseBytes: number;
+  /** The authority's own count, read from its database at the end: locks whose receipt for their newest version it holds. */
+  inForceAtAuthority: number;
   loadAverage: { start: number[]; afterSetup: number[]; end: number[] };
   cores: number;
   errors: string[];
@@ -331,6 +333,19 @@ function storageBytes(dbPath: string, postgres: boolean): number {
   try {
     const r = db.prepare('SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN (\'r\', \'m\')').get() as { bytes: number };
     return Number(r.bytes);
+  } finally {
+    db.close();
+  }
+}
+
+/** Locks whose newest issued version the authority holds a receipt for (its `in_force_version`). */
+function locksInForce(dbPath: string): number {
+  const db = openDatabase(dbPath);
+  try {
+    const r = db
+      .prepare('SELECT COUNT(*) AS n FROM locks l WHERE l.in_force_version > 0 AND l.in_force_version = (SELECT MAX(v.version) FROM lock_versions v WHERE v.lock_id = l.lock_id)')
+      .get() as { n: number | string };
+    return Number(r.n);
   } finally {
     db.close();
   }
@@ -386,7 +401,9 @@ export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<Shar
             for (const line of d.toString().split('\n')) if (line.startsWith('progress ')) log(`  ${line}`);
           });
           child.stdin.on('error', () => undefined); // a shard that failed early has closed its stdin
-          child.on('exit', (code) => {
+          // 'close', not 'exit': a child's last stdout chunks (its report, over a megabyte at
+          // 100,000 locks: every request's latency) can arrive after 'exit' has fired.
+          child.on('close', (code) => {
             if (!ready) {
               ready = true;
               oneReady();
@@ -411,6 +428,7 @@ export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<Shar
     // Every shard starts syncing at "go"; the phase ends with the slowest shard.
     const syncSeconds = round(Math.max(...reports.map((r) => r.syncSeconds)), 2);
     const databaseBytes = await retryConnect({ connectRetries: 0 }, () => storageBytes(dbPath, pg !== null));
+    const inForceAtAuthority = await retryConnect({ connectRetries: 0 }, () => locksInForce(dbPath));
     return {
       engine: opts.postgresUrl !== undefined ? 'PostgreSQL' : 'SQLite',
       mode,
@@ -437,6 +455,7 @@ export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<Shar
       connectRetries: reports.reduce((n, r) => n + (r.connectRetries ?? 0), 0),
       reconnects: reports.reduce((n, r) => n + (r.reconnects ?? 0), 0),
       databaseBytes,
+      inForceAtAuthority,
       loadAverage: { start: loadStart, afterSetup: loadAfterSetup, end: load() },
       cores: cpus().length,
       syncFailures: reports.reduce((n, r) => n + (r.syncFailures ?? 0), 0),
@@ -519,6 +538,7 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
   console.log(
     `fleet across ${r.workers} worker processes (each a shard of locks, its phone and an authority process) on ${r.engine}, ${r.credentialsPerLock} credentials per lock, ${r.mode === 'waves' ? 'in waves (each chunk of locks synced as soon as provisioned)' : 'all locks provisioned, then all synced'}:\n` +
       `  set-up ${r.setupSeconds} s: ${n(r.provisioned)}/${n(r.locks)} locks provisioned, installed and registered (${r.setupRoundTripsPerLock} PostgreSQL round trips per lock; ${r.writerWaitRetries} transactions retried after timing out behind the writer lock, ${r.connectRetries} connections retried)\n` +
+      `  the authority's own count at the end: ${n(r.inForceAtAuthority)} locks with their newest version in force (its receipt held)\n` +
       `  syncs: ${n(r.synced)}/${n(r.locks)} locks synced in ${r.syncSeconds} s${r.mode === 'waves' ? ' (the slowest shard\'s syncs added up)' : ''} = ${r.syncsPerSecond} syncs/s (${r.syncRoundTripsPerLock} PostgreSQL round trips per sync; ${r.reconnects} connections reopened after a loss)\n` +
       `  authority per HTTP request, ${n(r.requests)} requests: agents saw p50 ${r.requestP50Ms} ms, p99 ${r.requestP99Ms} ms; the servers p50 ${r.serverP50Ms} ms, p99 ${r.serverP99Ms} ms\n` +
       `  ${r.rssPerLockKiB} KiB RSS per lock; database ${round(r.databaseBytes / 2 ** 20, 1)} MiB (${n(Math.round(r.databaseBytes / Math.max(1, r.provisioned)))} B per lock); wall ${r.wallSeconds} s (${round(r.synced / Math.max(r.wallSeconds, 1e-9), 1)} locks provisioned and synced per second, end to end)\n` +

@@ -12,6 +12,7 @@ describe('fleet across processes', () => {
     expect(r.errors).toEqual([]);
     expect(r.provisioned).toBe(7);
     expect(r.synced).toBe(7);
+    expect(r.inForceAtAuthority).toBe(7); // the authority's own count agrees with the shards'
     expect(r.requests).toBeGreaterThanOrEqual(7 * 2); // at least fetch + receipt per sync
     expect(r.requestP99Ms).toBeGreaterThan(0);
     expect(r.serverP99Ms).toBeGreaterThan(0);
