@@ -351,6 +351,41 @@ function locksInForce(dbPath: string): number {
   }
 }
 
+/**
+ * Write a worker's last line, then exit — once the line is out. process.exit() right after
+ * process.stdout.write() drops whatever a full pipe has not taken yet (libuv writes a pipe
+ * synchronously only while it has room), and a shard's report is over a megabyte at 100,000
+ * locks: the first 100,000-lock run lost every shard's report that way.
+ */
+export function exitAfterWriting(line: string, code: number): void {
+  process.stdout.write(line, () => process.exit(code));
+}
+
+/**
+ * Everything a child process writes, once it has ended. Resolved on 'close', not 'exit': a
+ * child's last stdout chunks can arrive after 'exit' has fired, and a shard's report (its last
+ * line: every request's latency, over a megabyte at 100,000 locks) was lost that way.
+ */
+export function collectOutput(
+  child: ChildProcess,
+  on: { onStdout?: (soFar: string) => void; onStderr?: (chunk: string) => void } = {},
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      on.onStdout?.(out);
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      const chunk = d.toString();
+      err += chunk;
+      on.onStderr?.(chunk);
+    });
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
 const load = (): number[] => loadavg().map((x) => round(x, 2));
 
 export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<ShardedFleetResult> {
@@ -386,28 +421,23 @@ export async function benchShardedFleet(opts: ShardedFleetOptions): Promise<Shar
         return new Promise<ShardReport>((resolve) => {
           const child = spawn(process.execPath, ['--expose-gc', '--max-old-space-size=8192', '--import', 'tsx', script, '--worker', JSON.stringify(task)], { stdio: ['pipe', 'pipe', 'pipe'] });
           children.push(child);
-          let out = '';
-          let err = '';
           let ready = false;
-          child.stdout.on('data', (d) => {
-            out += d;
-            if (!ready && out.includes('"ready"')) {
-              ready = true;
-              oneReady();
-            }
-          });
-          child.stderr.on('data', (d: Buffer) => {
-            err += d;
-            for (const line of d.toString().split('\n')) if (line.startsWith('progress ')) log(`  ${line}`);
-          });
-          child.stdin.on('error', () => undefined); // a shard that failed early has closed its stdin
-          // 'close', not 'exit': a child's last stdout chunks (its report, over a megabyte at
-          // 100,000 locks: every request's latency) can arrive after 'exit' has fired.
-          child.on('close', (code) => {
+          const markReady = (): void => {
             if (!ready) {
               ready = true;
               oneReady();
             }
+          };
+          child.stdin.on('error', () => undefined); // a shard that failed early has closed its stdin
+          void collectOutput(child, {
+            onStdout: (soFar) => {
+              if (!ready && soFar.includes('"ready"')) markReady();
+            },
+            onStderr: (chunk) => {
+              for (const line of chunk.split('\n')) if (line.startsWith('progress ')) log(`  ${line}`);
+            },
+          }).then(({ code, out, err }) => {
+            markReady();
             try {
               const r = JSON.parse(out.trim().split('\n').at(-1) ?? '') as ShardReport;
               log(`  shard ${shard}: ${r.synced}/${r.locks} synced in ${r.syncSeconds} s (set-up ${r.createSeconds} s)${r.error ? `, error: ${r.error}` : ''}`);
@@ -502,8 +532,7 @@ if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${proce
   }
   if (values.worker !== undefined) {
     const r = await runShard(JSON.parse(values.worker) as ShardTask);
-    process.stdout.write(`${JSON.stringify(r)}\n`);
-    process.exit(r.error ? 1 : 0);
+    exitAfterWriting(`${JSON.stringify(r)}\n`, r.error ? 1 : 0);
   }
   const locks = Number(values.locks);
   const workers = Number(values.workers);

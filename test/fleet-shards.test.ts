@@ -2,7 +2,8 @@
 // file shared by the workers' authority processes), provisions its own locks in chunks
 // (bulk statements), and every lock is synced once with its receipt at the authority.
 import { describe, expect, it } from 'vitest';
-import { benchShardedFleet } from '../bench/fleet-shards';
+import { spawn } from 'node:child_process';
+import { benchShardedFleet, collectOutput } from '../bench/fleet-shards';
 import { World } from '../world/index';
 
 describe('fleet across processes', () => {
@@ -25,6 +26,21 @@ describe('fleet across processes', () => {
     expect(r.errors).toEqual([]);
     expect(r.synced).toBe(4);
   }, 300_000);
+});
+
+describe("a worker's report", () => {
+  it('arrives whole when it is megabytes long and the worker exits right after it (written before exit, read on close)', async () => {
+    // A shard's report is its last stdout line; at 100,000 locks it carries every request's
+    // latency (over a megabyte), and a reader that stopped at 'exit' lost its end.
+    const script = "import { exitAfterWriting } from './bench/fleet-shards.ts'; process.stdout.write('progress\\n'); exitAfterWriting(JSON.stringify({ samples: Array.from({ length: 400000 }, (_, i) => i) }) + '\\n', 0);";
+    for (let i = 0; i < 3; i++) {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const { code, out } = await collectOutput(child);
+      expect(code).toBe(0);
+      const report = JSON.parse(out.trim().split('\n').at(-1) ?? '') as { samples: number[] };
+      expect(report.samples).toHaveLength(400000);
+    }
+  }, 60_000);
 });
 
 describe('a world adopting locks provisioned in bulk', () => {
