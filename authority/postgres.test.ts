@@ -196,6 +196,14 @@ describe('losing the connection (PostgreSQL)', () => {
     p = undefined;
   });
   const backendPid = (db: { prepare(sql: string): { get(...a: unknown[]): unknown } }): number => (db.prepare('SELECT pg_backend_pid() AS pid').get() as { pid: number }).pid;
+  const errorOf = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  };
   const terminate = (pid: number): void => {
     const admin = openDatabase(TEST_POSTGRES_URL as string);
     try {
@@ -226,16 +234,13 @@ describe('losing the connection (PostgreSQL)', () => {
     p = tempProperty();
     const db = p.authority.db;
     const insert = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
-    let err: unknown;
-    try {
+    const err = errorOf(() =>
       db.transaction(() => {
         insert.run('written-before-the-loss', '1');
         terminate(backendPid(db));
         insert.run('written-after-the-loss', '1'); // must not run on a new connection
-      }).immediate();
-    } catch (e) {
-      err = e;
-    }
+      }).immediate(),
+    );
     expect(err).toBeInstanceOf(AuthorityError);
     expect((err as AuthorityError).code).toBe('STORAGE_UNAVAILABLE');
     expect((err as AuthorityError).message).toMatch(/rolled the whole transaction back/);
@@ -249,25 +254,17 @@ describe('losing the connection (PostgreSQL)', () => {
     p = tempProperty();
     const db = p.authority.db;
     const insert = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
-    let err: unknown;
-    try {
+    const err = errorOf(() =>
       db.transaction(() => {
         insert.run('written-before-commit', '1');
         terminate(backendPid(db)); // the last thing before COMMIT: COMMIT meets a dead backend
-      }).immediate();
-    } catch (e) {
-      err = e;
-    }
+      }).immediate(),
+    );
     expect(err).toBeInstanceOf(AuthorityError);
     expect((err as AuthorityError).code).toBe('STORAGE_UNAVAILABLE');
     expect((err as AuthorityError).details).toEqual({ outcome: 'unknown' });
     expect((err as AuthorityError).message).toMatch(/lost at COMMIT/);
-    let cli: unknown;
-    try {
-      authorityFailure({}, err);
-    } catch (e) {
-      cli = e;
-    }
+    const cli = errorOf(() => authorityFailure({}, err));
     expect(cli).toBeInstanceOf(CliError);
     expect((cli as CliError).todo).not.toMatch(/nothing was written/);
     expect((cli as CliError).todo).toMatch(/whether the change landed/);
