@@ -4,7 +4,7 @@
 
 import { encode } from '../cbor';
 import { type ErrorName, ProtocolError } from '../errors';
-import { MESSAGE_TYPES, encodeMessage, decodeMessage } from '../messages';
+import { type Message, MESSAGE_TYPES, encodeMessage, decodeMessage } from '../messages';
 import { type Op, applyOps } from '../ops';
 import { cmap } from '../schema';
 import { type Entry, LIMITS, entryToCbor } from '../table';
@@ -280,4 +280,14 @@ function patchOpsFloat(d: Delta): Uint8Array {
   const hex = Buffer.from(marker).toString('hex').replace('1a00123456', 'fb3ff8000000000000');
   if (hex.length === marker.length * 2) throw new Error('float patch marker not found');
   return new Uint8Array(Buffer.from(hex, 'hex'));
+}
+
+/** The message as a lock decodes it, or undefined when the lock refuses the bytes (ProtocolError). */
+export function decodeIfAccepted(bytes: Uint8Array): Message | undefined {
+  try {
+    return decodeMessage(bytes);
+  } catch (e) {
+    if (e instanceof ProtocolError) return undefined;
+    throw e;
+  }
 }
