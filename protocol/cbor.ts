@@ -212,54 +212,135 @@ export type ContainerListener = (value: CborValue[] | CborMap, bytes: Uint8Array
  * above would not have produced. Throws only CborError.
  */
 export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}, onContainer?: ContainerListener): CborValue {
-  const lim: CborLimits = { ...DEFAULT_LIMITS, ...limits };
-  if (input.length > lim.maxBytes) throw new CborError('SIZE_LIMIT', 0, `${input.length} > ${lim.maxBytes} bytes`);
-  if (input.length === 0) throw new CborError('TRUNCATED', 0, 'empty input');
-  let pos = 0;
-  let items = 0;
-  const stack: Frame[] = [];
-  let root: CborValue | undefined;
-  let haveRoot = false;
+  const d = new CborStreamDecoder(input.length, limits, onContainer);
+  d.advance(input, input.length);
+  return d.finish(input);
+}
 
-  const need = (n: number, at: number): void => {
-    if (pos + n > input.length) throw new CborError('TRUNCATED', at, `need ${n} more byte(s)`);
-  };
+/** Thrown inside the decoder when the item at hand runs past the bytes held so far. */
+const SUSPEND: unique symbol = Symbol('suspend');
+
+/**
+ * The same strict decoder, fed a message while it arrives: `advance(input, held)` decodes
+ * every item whose bytes are all among the first `held` of `input` (a buffer of the
+ * message's final `total` length, filled from the front, whose held bytes never change),
+ * and stops before the first item that is not complete yet. `finish(input)` decodes the rest
+ * once all `total` bytes are held. The outcome — value, container callbacks, or the
+ * CborError — is the one decode() gives for the whole input, because the decoder reads
+ * strictly from the front and every check depends only on bytes before the point it is
+ * made, or on `total` (the size refusals, which therefore use it rather than `held`). A
+ * receiver uses this to do the decoding while the link is still carrying the bytes.
+ */
+export class CborStreamDecoder {
+  private readonly lim: CborLimits;
+  private pos = 0;
+  private items = 0;
+  private readonly stack: Frame[] = [];
+  private root: CborValue | undefined;
+  private haveRoot = false;
+  private input: Uint8Array = new Uint8Array(0);
+  private held = 0;
+
+  constructor(
+    readonly total: number,
+    limits: Partial<CborLimits> = {},
+    private readonly onContainer?: ContainerListener,
+  ) {
+    this.lim = { ...DEFAULT_LIMITS, ...limits };
+    if (total > this.lim.maxBytes) throw new CborError('SIZE_LIMIT', 0, `${total} > ${this.lim.maxBytes} bytes`);
+    if (total === 0) throw new CborError('TRUNCATED', 0, 'empty input');
+  }
+
+  /** Bytes decoded so far (every item before this offset is complete). */
+  get decodedBytes(): number {
+    return this.pos;
+  }
+
+  /** Decode what the first `held` bytes of `input` allow. Throws only CborError. */
+  advance(input: Uint8Array, held: number): void {
+    if (input.length !== this.total) throw new RangeError(`input of ${input.length} bytes for a ${this.total}-byte item`);
+    this.input = input;
+    this.held = Math.min(held, this.total);
+    while (true) {
+      this.closeComplete();
+      if (this.haveRoot) return;
+      const start = this.pos;
+      const items = this.items;
+      try {
+        this.item(start);
+      } catch (e) {
+        if (e !== SUSPEND) throw e;
+        // Not all of this item's bytes are here yet: take it again from its start later.
+        this.pos = start;
+        this.items = items;
+        return;
+      }
+    }
+  }
+
+  /** The decoded item, once all `total` bytes of `input` are held. Throws only CborError. */
+  finish(input: Uint8Array): CborValue {
+    this.advance(input, this.total);
+    if (this.pos !== this.total) throw new CborError('TRAILING_BYTES', this.pos, `${this.total - this.pos} byte(s) after the item`);
+    return this.root as CborValue;
+  }
+
+  private need(n: number, at: number): void {
+    if (this.pos + n > this.total) throw new CborError('TRUNCATED', at, `need ${n} more byte(s)`);
+    if (this.pos + n > this.held) throw SUSPEND;
+  }
+
+  /** Close every container that is complete. */
+  private closeComplete(): void {
+    const stack = this.stack;
+    let top = stack[stack.length - 1];
+    while (top !== undefined && top.remaining === 0) {
+      stack.pop();
+      this.onContainer?.(top.value, this.input.subarray(top.start, this.pos), stack.length);
+      this.place(top.value, -1);
+      top = stack[stack.length - 1];
+    }
+  }
 
   /** Read the argument of a header. A length or count (`isLength`) beyond 2^53 - 1 reads
    *  as +Infinity so the caller refuses it as too long rather than as an integer. */
-  const readArgument = (ai: number, at: number, isLength = false): number => {
+  private readArgument(ai: number, at: number, isLength = false): number {
+    const input = this.input;
     if (ai < 24) return ai;
     if (ai === 24) {
-      need(1, at);
-      const n = input[pos++] as number;
+      this.need(1, at);
+      const n = input[this.pos++] as number;
       if (n < 24) throw new CborError('NON_PREFERRED', at, `argument ${n} encoded in 1 extra byte`);
       return n;
     }
     if (ai === 25) {
-      need(2, at);
+      this.need(2, at);
+      const pos = this.pos;
       const n = ((input[pos] as number) << 8) | (input[pos + 1] as number);
-      pos += 2;
+      this.pos += 2;
       if (n < 0x100) throw new CborError('NON_PREFERRED', at, `argument ${n} encoded in 2 extra bytes`);
       return n;
     }
     if (ai === 26) {
-      need(4, at);
+      this.need(4, at);
+      const pos = this.pos;
       const n =
         (input[pos] as number) * 0x1000000 +
         (((input[pos + 1] as number) << 16) | ((input[pos + 2] as number) << 8) | (input[pos + 3] as number));
-      pos += 4;
+      this.pos += 4;
       if (n < 0x10000) throw new CborError('NON_PREFERRED', at, `argument ${n} encoded in 4 extra bytes`);
       return n;
     }
     if (ai === 27) {
-      need(8, at);
+      this.need(8, at);
+      const pos = this.pos;
       const hi =
         (input[pos] as number) * 0x1000000 +
         (((input[pos + 1] as number) << 16) | ((input[pos + 2] as number) << 8) | (input[pos + 3] as number));
       const lo =
         (input[pos + 4] as number) * 0x1000000 +
         (((input[pos + 5] as number) << 16) | ((input[pos + 6] as number) << 8) | (input[pos + 7] as number));
-      pos += 8;
+      this.pos += 8;
       if (hi === 0) throw new CborError('NON_PREFERRED', at, `argument ${lo} encoded in 8 extra bytes`);
       if (hi >= 0x200000) {
         if (isLength) return Number.POSITIVE_INFINITY;
@@ -269,13 +350,13 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}, onCo
     }
     if (ai === 31) throw new CborError('INDEFINITE_LENGTH', at, 'indefinite-length items are not allowed');
     throw new CborError('RESERVED_ADDITIONAL_INFO', at, `additional information ${ai} is reserved`);
-  };
+  }
 
-  const place = (v: CborValue, start: number): void => {
-    const top = stack[stack.length - 1];
+  private place(v: CborValue, start: number): void {
+    const top = this.stack[this.stack.length - 1];
     if (top === undefined) {
-      root = v;
-      haveRoot = true;
+      this.root = v;
+      this.haveRoot = true;
       return;
     }
     if (top.kind === 'array') {
@@ -283,7 +364,7 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}, onCo
       top.remaining--;
     } else if (top.expectKey) {
       if (typeof v !== 'number') throw new CborError('NON_INTEGER_KEY', start, 'map keys must be integers');
-      const keyBytes = input.subarray(start, pos);
+      const keyBytes = this.input.subarray(start, this.pos);
       if (top.lastKeyBytes !== undefined) {
         const c = compareBytes(top.lastKeyBytes, keyBytes);
         if (c === 0) throw new CborError('DUPLICATE_KEY', start, `duplicate map key ${v}`);
@@ -298,46 +379,40 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}, onCo
       top.expectKey = true;
       top.remaining--;
     }
-  };
+  }
 
-  while (true) {
-    // Close every container that is complete.
-    let top = stack[stack.length - 1];
-    while (top !== undefined && top.remaining === 0) {
-      stack.pop();
-      onContainer?.(top.value, input.subarray(top.start, pos), stack.length);
-      place(top.value, -1);
-      top = stack[stack.length - 1];
-    }
-    if (haveRoot) break;
-    const start = pos;
-    need(1, start);
-    const ib = input[pos++] as number;
+  /** One item's header (and a string's bytes) at `start`; may throw SUSPEND before it changes anything. */
+  private item(start: number): void {
+    const input = this.input;
+    const lim = this.lim;
+    this.need(1, start);
+    const ib = input[this.pos++] as number;
     const major = ib >> 5;
     const ai = ib & 0x1f;
-    if (++items > lim.maxItems) throw new CborError('ITEM_LIMIT', start, `more than ${lim.maxItems} items`);
+    if (++this.items > lim.maxItems) throw new CborError('ITEM_LIMIT', start, `more than ${lim.maxItems} items`);
+    const top = this.stack[this.stack.length - 1];
     const inKeyPosition = top !== undefined && top.kind === 'map' && top.expectKey;
     if (inKeyPosition && major !== 0 && major !== 1) {
       throw new CborError('NON_INTEGER_KEY', start, 'map keys must be integers');
     }
     switch (major) {
       case 0:
-        place(readArgument(ai, start), start);
+        this.place(this.readArgument(ai, start), start);
         break;
       case 1: {
-        const n = readArgument(ai, start);
+        const n = this.readArgument(ai, start);
         if (n >= Number.MAX_SAFE_INTEGER) throw new CborError('INTEGER_RANGE', start, 'negative integer beyond -2^53');
-        place(-1 - n, start);
+        this.place(-1 - n, start);
         break;
       }
       case 2:
       case 3: {
-        const len = readArgument(ai, start, true);
+        const len = this.readArgument(ai, start, true);
         if (len > lim.maxStringBytes) throw new CborError('STRING_LIMIT', start, `string of ${len} bytes > ${lim.maxStringBytes}`);
-        need(len, start);
-        const bytes = input.slice(pos, pos + len);
-        pos += len;
-        if (major === 2) place(bytes, start);
+        this.need(len, start);
+        const bytes = input.slice(this.pos, this.pos + len);
+        this.pos += len;
+        if (major === 2) this.place(bytes, start);
         else {
           let s: string;
           try {
@@ -345,18 +420,18 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}, onCo
           } catch {
             throw new CborError('INVALID_UTF8', start, 'text string is not valid UTF-8');
           }
-          place(s, start);
+          this.place(s, start);
         }
         break;
       }
       case 4:
       case 5: {
-        const n = readArgument(ai, start, true);
+        const n = this.readArgument(ai, start, true);
         const slots = major === 4 ? n : n * 2;
         // Every slot needs at least one byte: refuse impossible counts before allocating.
-        if (slots > input.length - pos) throw new CborError('TRUNCATED', start, `${slots} items cannot fit in ${input.length - pos} bytes`);
-        if (stack.length + 1 > lim.maxDepth) throw new CborError('DEPTH_LIMIT', start, `nesting deeper than ${lim.maxDepth}`);
-        stack.push({
+        if (slots > this.total - this.pos) throw new CborError('TRUNCATED', start, `${slots} items cannot fit in ${this.total - this.pos} bytes`);
+        if (this.stack.length + 1 > lim.maxDepth) throw new CborError('DEPTH_LIMIT', start, `nesting deeper than ${lim.maxDepth}`);
+        this.stack.push({
           kind: major === 4 ? 'array' : 'map',
           remaining: slots,
           value: major === 4 ? [] : new Map(),
@@ -371,9 +446,9 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}, onCo
         throw new CborError('TAG_NOT_ALLOWED', start, 'tags are not part of the locksync profile');
       default: {
         // major 7
-        if (ai === 20) place(false, start);
-        else if (ai === 21) place(true, start);
-        else if (ai === 22) place(null, start);
+        if (ai === 20) this.place(false, start);
+        else if (ai === 21) this.place(true, start);
+        else if (ai === 22) this.place(null, start);
         else if (ai >= 25 && ai <= 27) throw new CborError('FLOAT_NOT_ALLOWED', start, 'floating-point values are not allowed');
         else if (ai === 31) throw new CborError('INDEFINITE_LENGTH', start, 'unexpected break');
         else if (ai >= 28) throw new CborError('RESERVED_ADDITIONAL_INFO', start, `additional information ${ai} is reserved`);
@@ -381,8 +456,6 @@ export function decode(input: Uint8Array, limits: Partial<CborLimits> = {}, onCo
       }
     }
   }
-  if (pos !== input.length) throw new CborError('TRAILING_BYTES', pos, `${input.length - pos} byte(s) after the item`);
-  return root as CborValue;
 }
 
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {

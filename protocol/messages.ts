@@ -2,12 +2,13 @@
 // from MESSAGE_TYPES. Anything that is signed travels as a byte string beside its signature,
 // so the receiver verifies exactly the bytes it received.
 
-import { type CborValue, decode, encode, type CborLimits } from './cbor';
+import { type CborValue, CborStreamDecoder, decode, encode, type CborLimits } from './cbor';
 import { CborError, bytesEqual } from './cbor';
 import { sign, verify, hash, concatBytes } from './crypto';
 import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
 import { MapReader, cmap, insideSignedBody } from './schema';
-import { type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, signedHeadFromCbor, updateFromCbor, updateToCbor } from './update';
+import { type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, phoneKeyWeakness, signedHeadFromCbor, updateFromCbor, updateToCbor } from './update';
+import { type Entry, TableEntriesBuilder, entryFromCbor } from './table';
 import { KEY_ID_BYTES } from './crypto';
 
 export const PROTOCOL_VERSION = 1;
@@ -311,22 +312,109 @@ export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {
       if (depth === 4 && value instanceof Map) encodings.set(value, raw);
     });
   } catch (e) {
-    if (e instanceof CborError) {
-      const overLimit = e.code.endsWith('_LIMIT');
-      throw new ProtocolError(overLimit ? 'OVER_LIMIT' : 'MALFORMED', `cbor ${e.message}`);
-    }
+    if (e instanceof CborError) throw refusalOfCbor(e);
     throw e;
   }
+  return messageFromCbor(v, encodings);
+}
+
+function refusalOfCbor(e: CborError): ProtocolError {
+  const overLimit = e.code.endsWith('_LIMIT');
+  return new ProtocolError(overLimit ? 'OVER_LIMIT' : 'MALFORMED', `cbor ${e.message}`);
+}
+
+function messageFromCbor(v: CborValue, encodings: WeakMap<object, Uint8Array>, prebuilt?: TableEntriesBuilder): Message {
   const r = MapReader.of(v, 'message');
   // Registry values (type, error code, decision reason, audit event) are read at any size:
   // an unknown one is MALFORMED however large (SPEC §2.3), never OVER_LIMIT.
   const type = r.uint(0, 'type');
-  const m = readMessage(type, r, encodings);
+  const m = readMessage(type, r, encodings, prebuilt);
   r.done();
   return m;
 }
 
-function readMessage(type: number, r: MapReader, encodings: WeakMap<object, Uint8Array>): Message {
+/** The first bytes of every snapshot message: map(2) {0: 4 (snapshot), 1: …}. */
+const SNAPSHOT_PREFIX = [0xa2, 0x00, MESSAGE_TYPES.snapshot, 0x01];
+
+/**
+ * decodeMessage for a message that is still arriving. The receiver feeds it the bytes held
+ * so far (`feed(held)`, the message's buffer filling from the front, as the framing's
+ * reassembler does) and calls `finish()` once the message is complete. Meanwhile the
+ * decoding is done as the bytes come (CborStreamDecoder), and a snapshot's table entries
+ * are read as each one completes; `onEntry` sees each such entry (a lock builds its index
+ * with them). `finish()` returns exactly what decodeMessage(buffer) returns and throws
+ * exactly what it throws: what was done early is the same work on the same bytes, and any
+ * surprise on the way (an error, a callback that threw) makes `finish()` decode the whole
+ * message again the ordinary way. Nothing here is trusted before the signature: it is
+ * decoding only, and the message is judged as a whole after `finish()`.
+ */
+export class MessageStreamDecoder {
+  private readonly encodings = new WeakMap<object, Uint8Array>();
+  private readonly prebuilt = new TableEntriesBuilder();
+  private readonly cbor: CborStreamDecoder | undefined;
+  private failed = false;
+  private snapshot: boolean | undefined;
+
+  constructor(
+    readonly buffer: Uint8Array,
+    private readonly onEntry?: (e: Entry) => void,
+  ) {
+    try {
+      this.cbor = new CborStreamDecoder(buffer.length, {}, (value, raw, depth) => this.container(value, raw, depth));
+    } catch {
+      this.failed = true; // refused by its size alone: finish() says how, as decodeMessage does
+    }
+  }
+
+  /** Bytes decoded so far. */
+  get decodedBytes(): number {
+    return this.cbor?.decodedBytes ?? 0;
+  }
+
+  /** The first `held` bytes of the buffer are in. Never throws. */
+  feed(held: number): void {
+    if (this.failed || this.cbor === undefined) return;
+    try {
+      this.cbor.advance(this.buffer, held);
+    } catch {
+      this.failed = true;
+    }
+  }
+
+  /** The whole message is in: decodeMessage(buffer), finished from where feeding got to. */
+  finish(): Message {
+    if (this.failed || this.cbor === undefined) return decodeMessage(this.buffer);
+    let v: CborValue;
+    try {
+      v = this.cbor.finish(this.buffer);
+    } catch (e) {
+      if (e instanceof CborError) throw refusalOfCbor(e);
+      throw e;
+    }
+    return messageFromCbor(v, this.encodings, this.prebuilt);
+  }
+
+  private container(value: CborValue[] | Map<number, CborValue>, raw: Uint8Array, depth: number): void {
+    if (depth !== 4 || !(value instanceof Map)) return;
+    this.encodings.set(value, raw);
+    this.snapshot ??= SNAPSHOT_PREFIX.every((b, i) => this.buffer[i] === b);
+    if (!this.snapshot) return;
+    // A map at depth 4 of a snapshot is a table entry or a key policy. Read as an entry; one
+    // that does not read is left for finish() to judge in its place and order.
+    let e: Entry;
+    try {
+      e = entryFromCbor(value);
+    } catch (err) {
+      if (err instanceof ProtocolError) return;
+      throw err;
+    }
+    this.prebuilt.add(value, e, raw);
+    if (e.kind === 'phone') phoneKeyWeakness(e);
+    this.onEntry?.(e);
+  }
+}
+
+function readMessage(type: number, r: MapReader, encodings: WeakMap<object, Uint8Array>, prebuilt?: TableEntriesBuilder): Message {
   switch (type) {
     case MESSAGE_TYPES.hello: {
       const protocolVersion = r.uint(1, 'protocolVersion');
@@ -350,7 +438,7 @@ function readMessage(type: number, r: MapReader, encodings: WeakMap<object, Uint
     case MESSAGE_TYPES.delta:
       return { type: 'delta', update: updateFromCbor(r.raw(1, 'delta'), 'delta') };
     case MESSAGE_TYPES.snapshot:
-      return { type: 'snapshot', update: updateFromCbor(r.raw(1, 'snapshot'), 'snapshot', 'snapshot', encodings) };
+      return { type: 'snapshot', update: updateFromCbor(r.raw(1, 'snapshot'), 'snapshot', 'snapshot', encodings, prebuilt) };
     case MESSAGE_TYPES.receipt: {
       const bodyBytes = r.bytes(1, 'body', { max: 256 });
       const signature = r.bytes(2, 'signature', { exact: 64 });

@@ -313,23 +313,31 @@ export function encodeTable(t: Table): Uint8Array {
  * encoding: they seed encodeEntry's cache, and the table's digest costs one hash, not a
  * re-encoding of every entry.
  */
-export function decodeTable(v: CborValue, what = 'table', opts: { checkParents?: boolean; encodings?: WeakMap<object, Uint8Array> } = {}): Table {
+export function decodeTable(
+  v: CborValue,
+  what = 'table',
+  opts: { checkParents?: boolean; encodings?: WeakMap<object, Uint8Array>; prebuilt?: TableEntriesBuilder } = {},
+): Table {
   const r = MapReader.of(v, what);
   const rawEntries = r.array(1, 'entries', LIMITS.maxEntries);
   const rawPolicies = r.array(2, 'keyPolicies', LIMITS.maxKeyPolicies);
   const policy = lockPolicyFromCbor(r.raw(3, 'policy'), `${what}.policy`);
   r.done();
-  const entries = new Map<number, Entry>();
-  let prev = 0;
-  rawEntries.forEach((raw, i) => {
-    const e = entryFromCbor(raw, `${what}.entries[${i}]`);
-    const encoded = opts.encodings?.get(raw as object);
-    // A copy: the view would keep the whole received message alive, and its buffer is not ours.
-    if (encoded !== undefined) entryBytesCache.set(e, encoded.slice());
-    if (e.credId <= prev) throw new ProtocolError('MALFORMED', `${what}.entries: credIds must be strictly ascending`);
-    prev = e.credId;
-    entries.set(e.credId, e);
-  });
+  let entries: Map<number, Entry>;
+  if (opts.prebuilt?.holds(rawEntries)) entries = opts.prebuilt.entries;
+  else {
+    entries = new Map<number, Entry>();
+    let prev = 0;
+    rawEntries.forEach((raw, i) => {
+      const e = entryFromCbor(raw, `${what}.entries[${i}]`);
+      const encoded = opts.encodings?.get(raw as object);
+      // A copy: the view would keep the whole received message alive, and its buffer is not ours.
+      if (encoded !== undefined) entryBytesCache.set(e, encoded.slice());
+      if (e.credId <= prev) throw new ProtocolError('MALFORMED', `${what}.entries: credIds must be strictly ascending`);
+      prev = e.credId;
+      entries.set(e.credId, e);
+    });
+  }
   const keyPolicies = new Map<number, KeyPolicy>();
   let prevKey = -1;
   rawPolicies.forEach((raw, i) => {
@@ -341,6 +349,41 @@ export function decodeTable(v: CborValue, what = 'table', opts: { checkParents?:
   const t: Table = { entries, keyPolicies, policy };
   if (opts.checkParents !== false) checkParents(t, what);
   return t;
+}
+
+/**
+ * A snapshot's entries read while it arrives (MessageStreamDecoder): each table-entry map
+ * as it completes, read with entryFromCbor, its bytes kept as decodeTable keeps them, and
+ * the credId → entry map decodeTable would build, in the same order. decodeTable takes the
+ * map only when the table's entries array is exactly the maps added, in that order, and
+ * every one read with a credId above the last; otherwise it reads the array itself and
+ * refuses what it refuses.
+ */
+export class TableEntriesBuilder {
+  readonly entries = new Map<number, Entry>();
+  private readonly raws: object[] = [];
+  private prev = 0;
+  private broken = false;
+
+  /** One map that read as an entry, with the bytes it was decoded from. */
+  add(raw: object, e: Entry, encoded: Uint8Array): void {
+    if (this.broken) return;
+    if (e.credId <= this.prev) {
+      this.broken = true; // decodeTable refuses it in its place
+      return;
+    }
+    this.prev = e.credId;
+    entryBytesCache.set(e, encoded.slice());
+    this.raws.push(raw);
+    this.entries.set(e.credId, e);
+  }
+
+  /** The entries array is exactly the maps added, in order. */
+  holds(rawEntries: readonly CborValue[]): boolean {
+    if (this.broken || rawEntries.length !== this.raws.length) return false;
+    for (let i = 0; i < rawEntries.length; i++) if (rawEntries[i] !== this.raws[i]) return false;
+    return true;
+  }
 }
 
 /** Every parent reference resolves inside the table. */

@@ -14,7 +14,7 @@ import { weakEd25519EncodingReason } from './ed25519-strict';
 import { ProtocolError } from './errors';
 import { MapReader, cmap, expectArray, expectTuple, insideSignedBody } from './schema';
 import { type Op, applyOps, opFromCbor, opToCbor } from './ops';
-import { type Entry, type Table, LIMITS, checkParents, decodeTable, emptyTable, lockPolicyToCbor, tableDigest, tableToCbor } from './table';
+import { type Entry, type Table, type TableEntriesBuilder, LIMITS, checkParents, decodeTable, emptyTable, lockPolicyToCbor, tableDigest, tableToCbor } from './table';
 
 export const LOCK_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,31}$/;
 export const DIGEST_BYTES = 32;
@@ -237,7 +237,14 @@ export function updateToCbor(u: Update): CborValue {
 }
 
 /** `encodings`: the bytes decoded containers came from, if the caller kept them (decodeTable). */
-export function updateFromCbor(v: CborValue, type: 'delta' | 'snapshot', what = type, encodings?: WeakMap<object, Uint8Array>): Update {
+export function updateFromCbor(
+  v: CborValue,
+  type: 'delta' | 'snapshot',
+  what = type,
+  encodings?: WeakMap<object, Uint8Array>,
+  /** The table's entries read while the message arrived (MessageStreamDecoder). */
+  prebuilt?: TableEntriesBuilder,
+): Update {
   const r = MapReader.of(v, what);
   const certsRaw = r.optArray(5, 'certs', MAX_CERTS_PER_UPDATE);
   const head = signedHeadFromCbor(r.raw(4, 'head'), `${what}.head`);
@@ -252,7 +259,7 @@ export function updateFromCbor(v: CborValue, type: 'delta' | 'snapshot', what = 
   }
   // Parents are checked in applyUpdate step 6, after the signature (SPEC §5.4): a refusal
   // before step 1 is only ever MALFORMED or OVER_LIMIT.
-  const table = decodeTable(r.raw(1, 'table'), `${what}.table`, encodings ? { checkParents: false, encodings } : { checkParents: false });
+  const table = decodeTable(r.raw(1, 'table'), `${what}.table`, { checkParents: false, ...(encodings ? { encodings } : {}), ...(prebuilt ? { prebuilt } : {}) });
   r.done();
   return { type, table, head, certs };
 }
@@ -358,9 +365,25 @@ function admitPhoneKeys(held: Table, entries: Iterable<Entry>): void {
     heldKeys ??= new Set([...held.entries.values()].filter((h) => h.kind === 'phone').map((h) => toHex(h.secret)));
     // (A lock that holds no phone key yet — a first snapshot — hexes none of the new ones.)
     if (heldKeys.size > 0 && heldKeys.has(toHex(e.secret))) continue;
-    const weak = weakEd25519EncodingReason(e.secret);
+    const weak = phoneKeyWeakness(e);
     if (weak !== null) throw new ProtocolError('INVALID_OP', `credential ${e.credId}: phone public key refused (${weak})`);
   }
+}
+
+const phoneKeyVerdicts = new WeakMap<Entry, string | null>();
+
+/**
+ * weakEd25519EncodingReason of a phone entry's key, worked out once per entry object
+ * (entries are immutable): a lock receiving a snapshot does it for each entry as it
+ * arrives (MessageStreamDecoder), and applyUpdate finds it done.
+ */
+export function phoneKeyWeakness(e: Entry): string | null {
+  let v = phoneKeyVerdicts.get(e);
+  if (v === undefined) {
+    v = weakEd25519EncodingReason(e.secret);
+    phoneKeyVerdicts.set(e, v);
+  }
+  return v;
 }
 
 /** Authority side: build a signed delta from `base` to `target`. */
