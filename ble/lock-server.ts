@@ -298,6 +298,10 @@ export class LockLinkServer {
         const s = this.current;
         if (s && s.channel === channel) this.onMessage(s, m);
       },
+      onReceiving: (buffer, held) => {
+        const s = this.current;
+        if (s && s.channel === channel) s.session.receiving?.(buffer, held);
+      },
       onProtocolError: (e) => {
         const s = this.current;
         if (!s || s.channel !== channel) return;

@@ -237,6 +237,7 @@ export async function serveLockOverBle(host: LockSessionHost, transport: string,
             syncAdvert('session');
           }
         },
+        receiving: (buffer, held) => session.receiving?.(buffer, held),
         close: () => session.close(),
       };
     },

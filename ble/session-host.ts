@@ -9,6 +9,11 @@ export interface HostedSession {
   hello(): Uint8Array;
   /** Handle one encoded request; returns the encoded responses, in order. */
   handle(message: Uint8Array): Promise<Uint8Array[]> | Uint8Array[];
+  /**
+   * Optional: a request is arriving — the buffer it is assembled in (the one handle() will
+   * get) with its first `held` bytes in. The lock decodes while the link carries the rest.
+   */
+  receiving?(buffer: Uint8Array, held: number): void;
   /** The link went away (or the lock ends the session). */
   close(): void;
 }

@@ -28,7 +28,7 @@ import {
   LOCK_ID_PATTERN,
   validateLockPolicy,
 } from '../protocol';
-import { type AccessContext, type Decision, type IssuedChallenge, carryTableIndex, decideCode, decideKeycard, decidePhone, isValidTimeZone, makeChallenge, tableIndex } from './access';
+import { type AccessContext, type Decision, type IssuedChallenge, type TableIndexBuilder, carryTableIndex, decideCode, decideKeycard, decidePhone, isValidTimeZone, makeChallenge, tableIndex } from './access';
 import type { NorFlash } from './flash';
 import { type DeviceProfileName, DeviceCostModel } from './device-profile';
 import {
@@ -319,7 +319,8 @@ export class Lock {
   }
 
   /** Verify, apply, commit, sign: a receipt, or an error leaving the flash untouched. */
-  acceptUpdate(update: Update, sessionNonce: Uint8Array, claim?: TimeClaim): Message {
+  /** `index`: built while a snapshot arrived (LockSession.receiving); used only if it fits the table exactly. */
+  acceptUpdate(update: Update, sessionNonce: Uint8Array, claim?: TimeClaim, index?: TableIndexBuilder): Message {
     const before = this.durable.tableState.table;
     const r = applyUpdate(this.tableState, update);
     if (!r.ok) return this.refuse('updateRefused', r.error);
@@ -335,8 +336,9 @@ export class Lock {
       if (e instanceof StorageError && e.code === 'FLASH_FAILED') return this.refuse('updateRefused', new ProtocolError('INTERNAL', e.message));
       throw e;
     }
-    // The secret index follows the table incrementally (not rebuilt on the next unlock).
-    carryTableIndex(before, r.state.table);
+    // The secret index follows the table incrementally (not rebuilt on the next unlock); a
+    // snapshot's was built while it arrived.
+    if (!(update.type === 'snapshot' && index?.adoptFor(r.state.table))) carryTableIndex(before, r.state.table);
     this.timeRam = { newestIssuedAt: tableState.newestIssuedAt, leaseAnchor: tableState.leaseAnchor };
     this.raiseClockFloor();
     this.log('updateApplied', { version: this.version, type: update.type, entries: r.state.table.entries.size });

@@ -174,6 +174,32 @@ function indexRemove(ix: TableIndex, e: Entry): void {
   if (list.length === 0) ix.bySecret.delete(k);
 }
 
+/**
+ * An index built entry by entry while a snapshot arrives (the lock's streaming receive,
+ * MessageStreamDecoder's onEntry), given to the table the snapshot becomes only if that
+ * table holds exactly the entry objects added, in the order added — the order
+ * buildTableIndex would add them in, so the index is the one it would build. Otherwise it is
+ * dropped and the table carries or builds its index as before.
+ */
+export class TableIndexBuilder {
+  private readonly ix: TableIndex = { bySecret: new Map() };
+  private readonly added: Entry[] = [];
+
+  add(e: Entry): void {
+    indexAdd(this.ix, e);
+    this.added.push(e);
+  }
+
+  /** Index `t` with what was built; false (and nothing changed) unless t's entries are exactly those added. */
+  adoptFor(t: Table): boolean {
+    if (t.entries.size !== this.added.length) return false;
+    let i = 0;
+    for (const e of t.entries.values()) if (e !== this.added[i++]) return false;
+    indexes.set(t, this.ix);
+    return true;
+  }
+}
+
 /** The full build (also the reference the incremental path is tested against). */
 export function buildTableIndex(t: Table): TableIndex {
   const ix: TableIndex = { bySecret: new Map() };

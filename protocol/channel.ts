@@ -26,6 +26,12 @@ export interface MessageChannelOptions {
   write: (frame: Uint8Array) => void;
   /** Called once per complete message received. */
   onMessage: (message: Uint8Array) => void;
+  /**
+   * After each data frame of a message still arriving: the buffer it is assembled in (the
+   * one onMessage will get) and how many of its first bytes are in (see
+   * FrameReassembler.inProgressMessage).
+   */
+  onReceiving?: (buffer: Uint8Array, held: number) => void;
   /** Bytes of the outgoing message acknowledged so far, after every ACK/HELLO. */
   onProgress?: (acked: number, total: number) => void;
   /** A framing violation by the peer: the owner should drop the link (partials are kept). */
@@ -174,6 +180,9 @@ export class MessageChannel {
         if (r.message) {
           this.stats.messagesIn++;
           this.opts.onMessage(r.message);
+        } else if (this.opts.onReceiving) {
+          const m = this.reassembler.inProgressMessage;
+          if (m) this.opts.onReceiving(m.buffer, m.held);
         }
       } else {
         const wasHello = frame[0] === 0x82;

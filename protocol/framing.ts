@@ -629,6 +629,17 @@ export class FrameReassembler {
     return this.partial?.held ?? 0;
   }
 
+  /**
+   * The message in progress: the buffer it is being assembled in (its final size; the
+   * first `held` bytes are in and never change again, across a resume as well) — the same
+   * buffer push() hands over as the message once complete. For a receiver that works on a
+   * message while it arrives (MessageStreamDecoder).
+   */
+  get inProgressMessage(): { buffer: Uint8Array; held: number } | undefined {
+    const p = this.partial;
+    return p === undefined || p.held === p.total ? undefined : { buffer: p.buf, held: p.held };
+  }
+
   /** ABORT frame for the message refused by the last MESSAGE_TOO_LARGE, if any. */
   abortFrame(): Uint8Array | undefined {
     return this.refused === undefined ? undefined : encodeAbort(this.refused, 'MESSAGE_TOO_LARGE');

@@ -108,6 +108,8 @@ export interface WorldOptions {
    * frames that carried it. What a seed reproduces is pinned by these bytes.
    */
   onSessionMessage?: (m: WorldSessionMessage) => void;
+  /** Every event a lock's firmware logs (firmware-sim LockLog), with the door's name. */
+  onLockLog?: (door: string, event: string, fields: Record<string, unknown>) => void;
   /**
    * Build the property model in the same authority transaction that provisions the locks,
    * so every lock's version 1 is its full compiled table rather than an empty one (the QA
@@ -412,6 +414,7 @@ export class World {
         const answers = session.handle(message);
         return answers instanceof Promise ? answers.then(reportAll) : reportAll(answers);
       },
+      receiving: (buffer, held) => session.receiving?.(buffer, held),
       close: () => session.close(),
     };
   }
@@ -431,6 +434,7 @@ export class World {
         if (ms > 0) await new Promise<void>((done) => radio.clock.at(radio.clock.nowUs() + ms * 1000, done));
         return answers;
       },
+      receiving: (buffer, held) => session.receiving?.(buffer, held),
       close: () => session.close(),
     };
   }
@@ -446,6 +450,7 @@ export class World {
       random: new SeededRandom(`${this.seed}:lock-random:${door.name}:${this.clock.nowMs()}`),
       rtc: rtcOpts,
       ...(this.opts.device !== undefined ? { device: this.opts.device } : {}),
+      ...(this.opts.onLockLog !== undefined ? { log: (event: string, fields: Record<string, unknown>) => this.opts.onLockLog?.(door.name, event, fields) } : {}),
     });
     door.advertising?.trigger(this.clock.nowMs(), 'boot');
     if (door.connected) {
