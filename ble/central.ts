@@ -4,7 +4,7 @@
 // address, handles checked by one Database Hash read, the framing HELLO ahead of the CCCD.
 // noble is loaded lazily by radio/hosts.ts; any transport it drives works (`uart:`, `hci:`).
 
-import { DATABASE_HASH_UUID, GATT_SHORT, bytesEqual, decodeAdvertData } from '../protocol/index';
+import { DATABASE_HASH_BYTES, DATABASE_HASH_UUID, GATT_SHORT, bytesEqual, decodeAdvertData } from '../protocol/index';
 import { HostStartError, openHostStack, shutdownHostStack, type BleFamily, type NobleLike } from '../radio/hosts';
 import { AgentError } from '../mobile-agent/errors';
 import {
@@ -40,7 +40,7 @@ export interface NobleConnectorOptions {
 export type ConnectPath = 'cached-handles' | 'discovery' | 'legacy';
 
 /** Attribute handles of a lock's locksync service, learnt by discovery and kept for reconnects. */
-interface KnownLock {
+export interface KnownLock {
   peripheralId: string;
   rx: number;
   tx: number;
@@ -325,11 +325,27 @@ export class NobleConnector implements LockConnector {
   }
 
   /**
-   * Full discovery of the locksync service, its CCCD and the Database Hash, kept for the
-   * next connection. undefined when the host stack does not expose handles (then the
-   * caller subscribes through the characteristic objects, and nothing is cached).
+   * The handles of RX, TX, TX's CCCD and the Database Hash at a first contact, in four ATT
+   * round trips (SPEC §13.1): Find By Type Value for the locksync service's range, Read By
+   * Type for its characteristic declarations, Find Information after TX for the CCCD, Read
+   * By Type 0x2B2A for the hash. noble's own discovery takes seven here (primary services
+   * until the end of the database, characteristics until the end of the service,
+   * descriptors, then a hash read), about 45 ms at a 7.5 ms interval and 180 ms at 30 ms.
+   * Kept for the next connection. Where noble's ATT layer is not reachable (another host
+   * binding) its own discovery is used; undefined when the stack will not tell handles
+   * (the caller then subscribes through noble's characteristic objects, nothing cached).
    */
   private async discoverHandles(lockId: string, peripheral: any): Promise<KnownLock | undefined> {
+    const gatt = (this.noble as any)._bindings?._gatts?.[peripheral.id];
+    const known = typeof gatt?._queueCommand === 'function' ? await leanDiscovery(lockId, (pdu) => attRequest(gatt, pdu)) : await this.nobleDiscovery(lockId, peripheral);
+    if (known === undefined) return undefined;
+    const k: KnownLock = { peripheralId: peripheral.id, ...known };
+    this.known.set(lockId, k);
+    return k;
+  }
+
+  /** noble's discovery: all primary services, the service's characteristics, TX's descriptors, then the hash. */
+  private async nobleDiscovery(lockId: string, peripheral: any): Promise<Omit<KnownLock, 'peripheralId'> | undefined> {
     const { characteristics } = await withTimeout<any>(
       peripheral.discoverSomeServicesAndCharacteristicsAsync([GATT_SHORT.service], [GATT_SHORT.rx, GATT_SHORT.tx, GATT_SHORT.info, DATABASE_HASH_UUID]),
       10_000,
@@ -347,16 +363,13 @@ export class NobleConnector implements LockConnector {
     const cccd = gatt?._descriptors?.[GATT_SHORT.service]?.[GATT_SHORT.tx]?.['2902']?.handle;
     if (typeof cccd !== 'number') return undefined;
     const hash: Buffer = await withTimeout<Buffer>(hashCh.readAsync(), 5000, 'reading the database hash');
-    const known: KnownLock = {
-      peripheralId: peripheral.id,
+    return {
       rx: charHandles[GATT_SHORT.rx].valueHandle,
       tx: charHandles[GATT_SHORT.tx].valueHandle,
       cccd,
       hashHandle: charHandles[DATABASE_HASH_UUID].valueHandle,
       hash: Buffer.from(hash),
     };
-    this.known.set(lockId, known);
-    return known;
   }
 
   forget(lockId: string): void {
@@ -394,4 +407,140 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       (e) => (clearTimeout(t), reject(e)),
     );
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// ATT requests of the first-contact discovery (Core Vol 3 Part F §3.4), on noble's queue:
+// one request outstanding per bearer, the answer (or an Error Response) ends it.
+
+const ATT_ERROR_RSP = 0x01;
+const ATT_FIND_INFO_REQ = 0x04;
+const ATT_FIND_INFO_RSP = 0x05;
+const ATT_FIND_BY_TYPE_VALUE_REQ = 0x06;
+const ATT_FIND_BY_TYPE_VALUE_RSP = 0x07;
+const ATT_READ_BY_TYPE_REQ = 0x08;
+const ATT_READ_BY_TYPE_RSP = 0x09;
+const ATT_ATTRIBUTE_NOT_FOUND = 0x0a;
+const PRIMARY_SERVICE = 0x2800;
+const CHARACTERISTIC = 0x2803;
+const CCCD = 0x2902;
+const ATT_TIMEOUT_MS = 5000;
+
+type AttRequest = (pdu: Buffer) => Promise<Buffer>;
+
+/** One request through noble's ATT queue: resolves with the response PDU. */
+function attRequest(gatt: any, pdu: Buffer): Promise<Buffer> {
+  return withTimeout(
+    new Promise<Buffer>((resolve) => gatt._queueCommand(pdu, (rsp: Buffer) => resolve(rsp))),
+    ATT_TIMEOUT_MS,
+    `ATT request 0x${pdu[0]?.toString(16).padStart(2, '0')}`,
+  );
+}
+
+/** 128-bit UUID string (no dashes) → its 16 bytes little-endian, as ATT carries it. */
+function uuidLe(uuid: string): Buffer {
+  return Buffer.from(uuid.match(/../g)?.reverse().join('') ?? '', 'hex');
+}
+
+function request(op: number, start: number, end: number, tail?: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt8(op, 0);
+  head.writeUInt16LE(start, 1);
+  head.writeUInt16LE(end, 3);
+  return tail ? Buffer.concat([head, tail]) : head;
+}
+
+/** An Error Response to `op` with Attribute Not Found: the range holds no more. */
+function notFound(rsp: Buffer, op: number): boolean {
+  return rsp[0] === ATT_ERROR_RSP && rsp[1] === op && rsp[4] === ATT_ATTRIBUTE_NOT_FOUND;
+}
+
+function unexpected(lockId: string, what: string, rsp: Buffer): AgentError {
+  const detail = rsp[0] === ATT_ERROR_RSP ? `error 0x${rsp[4]?.toString(16).padStart(2, '0')}` : `opcode 0x${rsp[0]?.toString(16).padStart(2, '0')}`;
+  return new AgentError('PROTOCOL_VIOLATION', `${lockId}: ${what}: ${detail}`);
+}
+
+/**
+ * The minimal first-contact discovery (SPEC §13.1), four round trips. Exported for tests
+ * with a scripted ATT server; undefined when the lock has no Database Hash (nothing to
+ * cache against: the caller falls back to noble's objects).
+ */
+export async function leanDiscovery(lockId: string, att: AttRequest): Promise<Omit<KnownLock, 'peripheralId'> | undefined> {
+  // 1. The service's handle range.
+  const type = Buffer.alloc(2);
+  type.writeUInt16LE(PRIMARY_SERVICE, 0);
+  const svc = await att(request(ATT_FIND_BY_TYPE_VALUE_REQ, 0x0001, 0xffff, Buffer.concat([type, uuidLe(GATT_SHORT.service)])));
+  if (notFound(svc, ATT_FIND_BY_TYPE_VALUE_REQ)) throw new AgentError('PROTOCOL_VIOLATION', `${lockId} does not expose the locksync service`);
+  if (svc[0] !== ATT_FIND_BY_TYPE_VALUE_RSP || svc.length < 5) throw unexpected(lockId, 'finding the locksync service', svc);
+  const start = svc.readUInt16LE(1);
+  const end = svc.readUInt16LE(3);
+  if (end < start) throw unexpected(lockId, `locksync service range ${start}–${end}`, svc);
+
+  // 2. Characteristic declarations in the range until RX and TX are known (a response holds
+  //    declarations of one UUID size only; the next request starts after the last one).
+  const rxUuid = uuidLe(GATT_SHORT.rx);
+  const txUuid = uuidLe(GATT_SHORT.tx);
+  let rx: number | undefined;
+  let tx: number | undefined;
+  /** Declaration handles in order, to bound TX's descriptors by the next declaration. */
+  const declarations: number[] = [];
+  for (let from = start; from <= end && (rx === undefined || tx === undefined); ) {
+    const rsp = await att(request(ATT_READ_BY_TYPE_REQ, from, end, u16(CHARACTERISTIC)));
+    if (notFound(rsp, ATT_READ_BY_TYPE_REQ)) break;
+    const len = rsp[1] ?? 0;
+    if (rsp[0] !== ATT_READ_BY_TYPE_RSP || (len !== 7 && len !== 21) || (rsp.length - 2) % len !== 0 || rsp.length < 2 + len) throw unexpected(lockId, 'reading characteristic declarations', rsp);
+    let last = from;
+    for (let o = 2; o + len <= rsp.length; o += len) {
+      const decl = rsp.readUInt16LE(o);
+      const value = rsp.readUInt16LE(o + 3);
+      if (decl < from || decl > end || value <= decl || value > end) throw unexpected(lockId, `characteristic declaration at ${decl}`, rsp);
+      declarations.push(decl);
+      if (len === 21) {
+        const uuid = rsp.subarray(o + 5, o + 21);
+        if (uuid.equals(rxUuid)) rx = value;
+        else if (uuid.equals(txUuid)) tx = value;
+      }
+      last = decl;
+    }
+    if (last < from) break;
+    from = last + 1;
+  }
+  if (rx === undefined || tx === undefined) throw new AgentError('PROTOCOL_VIOLATION', `${lockId} does not expose the locksync service`);
+
+  // 3. TX's CCCD: the 0x2902 among the attributes after TX's value, before the next declaration.
+  const txValue = tx;
+  const nextDecl = declarations.filter((d) => d > txValue).sort((a, b) => a - b)[0];
+  const descEnd = nextDecl !== undefined ? nextDecl - 1 : end;
+  let cccd: number | undefined;
+  for (let from = txValue + 1; from <= descEnd && cccd === undefined; ) {
+    const rsp = await att(request(ATT_FIND_INFO_REQ, from, descEnd));
+    if (notFound(rsp, ATT_FIND_INFO_REQ)) break;
+    const format = rsp[1];
+    const len = format === 1 ? 4 : format === 2 ? 18 : 0;
+    if (rsp[0] !== ATT_FIND_INFO_RSP || len === 0 || (rsp.length - 2) % len !== 0 || rsp.length < 2 + len) throw unexpected(lockId, 'finding TX descriptors', rsp);
+    let last = from;
+    for (let o = 2; o + len <= rsp.length; o += len) {
+      const handle = rsp.readUInt16LE(o);
+      if (handle < from || handle > descEnd) throw unexpected(lockId, `descriptor at ${handle}`, rsp);
+      if (len === 4 && rsp.readUInt16LE(o + 2) === CCCD) {
+        cccd = handle;
+        break;
+      }
+      last = handle;
+    }
+    from = last + 1;
+  }
+  if (cccd === undefined) throw new AgentError('PROTOCOL_VIOLATION', `${lockId}: TX has no Client Characteristic Configuration descriptor`);
+
+  // 4. The Database Hash, by type, inside the service (where the reference lock keeps it).
+  const h = await att(request(ATT_READ_BY_TYPE_REQ, start, end, u16(Number.parseInt(DATABASE_HASH_UUID, 16))));
+  if (notFound(h, ATT_READ_BY_TYPE_REQ)) return undefined;
+  if (h[0] !== ATT_READ_BY_TYPE_RSP || h[1] !== 2 + DATABASE_HASH_BYTES || h.length < 2 + 2 + DATABASE_HASH_BYTES) throw unexpected(lockId, 'reading the database hash', h);
+  return { rx, tx, cccd, hashHandle: h.readUInt16LE(2), hash: Buffer.from(h.subarray(4, 4 + DATABASE_HASH_BYTES)) };
+}
+
+function u16(n: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(n, 0);
+  return b;
 }

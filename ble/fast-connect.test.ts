@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRadio, type Radio } from '../radio/radio';
-import { encodeMessage, decodeMessage, SeededRandom, PROTOCOL_VERSION } from '../protocol/index';
+import { encodeMessage, decodeMessage, SeededRandom, PROTOCOL_VERSION, deriveSeed32, keyPairFromSeed, toHex } from '../protocol/index';
 import { serveLockOverBle, type BleLockServer } from './peripheral';
 import { NobleConnector } from './central';
 import type { LockSessionHost } from './session-host';
@@ -153,5 +153,51 @@ describe('pipelined Door Sync with the real lock over bleno ↔ noble', () => {
     expect((world.phone('old').connector as NobleConnector).lastPath.get(world.door('unit').lockId)).toBe('legacy');
     expect(toLock.map((m) => m.type)).not.toContain('batch');
     expect(toLock.map((m) => m.type)).toEqual(expect.arrayContaining(['signedTime', 'delta', 'auditRequest']));
+  }, 120_000);
+});
+
+describe('a first-contact snapshot over bleno ↔ noble: lean discovery, decoded at the lock while it arrives', () => {
+  let world: World;
+  const decoded: Record<string, unknown>[] = [];
+
+  beforeAll(async () => {
+    world = await World.create({
+      seed: 'fast-connect/stream',
+      transport: 'ble',
+      doors: [{ name: 'lobby' }],
+      phones: ['resident'],
+      onLockLog: (_door, event, fields) => {
+        if (event === 'decodedWhileArriving') decoded.push(fields);
+      },
+    });
+    const a = world.authority;
+    const doorId = world.door('lobby').doorId;
+    const { resident } = a.batch(() => {
+      const key = a.createKey({ name: 'Lobby', doors: [{ doorId, doorcodesEnabled: false }] });
+      const resident = a.addUser({ name: 'Resident' });
+      a.assignKey(resident.id, key.id);
+      for (let i = 1; i < 300; i++) {
+        const u = a.addUser({ name: `Neighbour ${i}` });
+        a.assignKey(u.id, key.id);
+        a.enrolUserDevice(u.id, toHex(keyPairFromSeed(deriveSeed32('fast-connect/stream', `neighbour:${i}`)).publicKey));
+      }
+      return { resident };
+    });
+    world.enrolPhone('resident', { userId: resident.id });
+  }, 120_000);
+  afterAll(async () => world?.close());
+
+  it('a 300-credential snapshot lands; the lock had decoded most of it before its last frame', async () => {
+    world.moveTo('resident', 'lobby');
+    const r = await world.sync('resident', 'lobby');
+    world.moveTo('resident', null);
+    expect(r).toMatchObject({ outcome: 'updated', receiptDelivered: true });
+    expect(r.versionAfter).toBe(world.authority.currentVersion(world.door('lobby').lockId));
+    expect(world.door('lobby').lock.durable.tableState.table.entries.size).toBe(300);
+    expect((world.phone('resident').connector as NobleConnector).lastPath.get(world.door('lobby').lockId)).toBe('discovery');
+    expect(decoded).toHaveLength(1);
+    const [d] = decoded as { bytes: number; early: number }[];
+    expect(d?.bytes).toBe(r.updateBytes);
+    expect(d?.early).toBeGreaterThan((d?.bytes ?? 0) / 2);
   }, 120_000);
 });
