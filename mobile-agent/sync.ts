@@ -347,7 +347,9 @@ export async function syncOnConnection(
   if (!resuming) {
     // 3. Updates from the lock's version.
     const pending = await fetchUpdates(lockId, hello.version, hello.certSerial, ctx);
-    const signedTime = await timeFetch;
+    // Waited for only when it goes first: otherwise it follows the updates, and its fetch
+    // overlaps their transfer instead of holding the first frame back.
+    const signedTime = timeFirst ? await timeFetch : undefined;
     const newer = pending !== undefined && pending.to > hello.version ? pending.messages : [];
     // The courier hook sees the chain even when nothing is newer (a replaying courier).
     let messages = opts.courierFilter ? opts.courierFilter(newer) : newer;
