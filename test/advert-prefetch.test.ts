@@ -15,9 +15,9 @@ describe('Door Sync fetches the updates on the advertised version', () => {
   const phones = ['ann', 'bob', 'cat', 'dan', 'eve', 'fay'];
 
   beforeAll(async () => {
-    world = await World.create({ seed: 'advert-prefetch', doors: [{ name: 'fresh' }, { name: 'unit' }], phones });
+    world = await World.create({ seed: 'advert-prefetch', doors: [{ name: 'fresh' }, { name: 'unit' }, { name: 'late' }], phones });
     const a = world.authority;
-    const doors = [world.door('fresh').doorId, world.door('unit').doorId];
+    const doors = [world.door('fresh').doorId, world.door('unit').doorId, world.door('late').doorId];
     const key = a.createKey({ name: 'Home', doors: doors.map((doorId) => ({ doorId })) });
     const user = a.addUser({ name: 'Ann' });
     a.assignKey(user.id, key.id);
@@ -116,4 +116,37 @@ describe('Door Sync fetches the updates on the advertised version', () => {
     expect(r).toMatchObject({ outcome: 'updated', versionBefore: advertised, versionAfter: target });
     expect(order).toEqual([`updates v${remembered} cert ${cert}`, `updates v${advertised} cert ${cert}`, 'hello']);
   });
+
+  it('a first contact does not hold the update back for the signed time, which can only follow it', async () => {
+    // The signed time is answered only once the update is on its way to the lock: a phone
+    // that waited for the time before sending the update would never send it.
+    let release!: () => void;
+    const updateSent = new Promise<void>((r) => (release = r));
+    const client = world.authorityClientFor('ann');
+    const order: string[] = [];
+    const authority: AuthorityApi = {
+      updates: (...a) => client.updates(...a),
+      signedTime: async (...a) => {
+        await updateSent;
+        order.push('time fetched');
+        return client.signedTime(...a);
+      },
+      postReceipt: (...a) => client.postReceipt(...a),
+      postAudit: (...a) => client.postAudit(...a),
+    };
+    world.moveTo('ann', 'late');
+    try {
+      const r = await world.sync('ann', 'late', {
+        authority,
+        messageTimeoutMs: 5000,
+        courierFilter: (messages) => (order.push('update sent'), release(), messages),
+        onEvent: (e) => e.phase === 'time' && order.push('time at lock'),
+      });
+      expect(r).toMatchObject({ outcome: 'updated', versionBefore: 0, receiptDelivered: true });
+      expect(order).toEqual(['update sent', 'time fetched', 'time at lock']);
+    } finally {
+      world.moveTo('ann', null);
+    }
+  });
 });
+
