@@ -99,8 +99,10 @@ export class LockSession {
   receiving(buffer: Uint8Array, held: number): void {
     if (this.closed || buffer.length < STREAM_DECODE_MIN_BYTES || buffer.length > MAX_MESSAGE_BYTES) return;
     if (this.incoming?.decoder.buffer !== buffer) {
-      const index = new TableIndexBuilder();
-      this.incoming = { decoder: new MessageStreamDecoder(buffer, (e) => index.add(e)), index };
+      let index: TableIndexBuilder | undefined;
+      const decoder = new MessageStreamDecoder(buffer, (e) => index?.add(e));
+      index = new TableIndexBuilder(decoder.entries);
+      this.incoming = { decoder, index };
     }
     this.incoming.decoder.feed(held);
   }

@@ -175,26 +175,28 @@ function indexRemove(ix: TableIndex, e: Entry): void {
 }
 
 /**
- * An index built entry by entry while a snapshot arrives (the lock's streaming receive,
- * MessageStreamDecoder's onEntry), given to the table the snapshot becomes only if that
- * table holds exactly the entry objects added, in the order added — the order
- * buildTableIndex would add them in, so the index is the one it would build. Otherwise it is
- * dropped and the table carries or builds its index as before.
+ * An index built entry by entry while a snapshot arrives (the lock's streaming receive):
+ * `add` is called with exactly the entries inserted into `entries` (the map
+ * MessageStreamDecoder builds for the table, TableEntriesBuilder), in insertion order — the
+ * order buildTableIndex adds them in — so when the applied table's entries are that very
+ * map, the index is the one buildTableIndex would build and is given to the table. Any other
+ * table (the decoder read the array itself, or the update was not this message) keeps the
+ * usual path: carried or built.
  */
 export class TableIndexBuilder {
   private readonly ix: TableIndex = { bySecret: new Map() };
-  private readonly added: Entry[] = [];
+  private added = 0;
+
+  constructor(private readonly entries: ReadonlyMap<number, Entry>) {}
 
   add(e: Entry): void {
     indexAdd(this.ix, e);
-    this.added.push(e);
+    this.added++;
   }
 
-  /** Index `t` with what was built; false (and nothing changed) unless t's entries are exactly those added. */
+  /** Index `t` with what was built; false (and nothing changed) unless t's entries are the map built alongside. */
   adoptFor(t: Table): boolean {
-    if (t.entries.size !== this.added.length) return false;
-    let i = 0;
-    for (const e of t.entries.values()) if (e !== this.added[i++]) return false;
+    if (t.entries !== this.entries || this.added !== t.entries.size) return false;
     indexes.set(t, this.ix);
     return true;
   }

@@ -309,7 +309,8 @@ export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {
   const encodings = new WeakMap<object, Uint8Array>();
   try {
     v = decode(bytes, limits, (value, raw, depth) => {
-      if (depth === 4 && value instanceof Map) encodings.set(value, raw);
+      // Depth 2: a snapshot's table (its digest and flash write reuse the bytes, decodeTable).
+      if ((depth === 4 || depth === 2) && value instanceof Map) encodings.set(value, raw);
     });
   } catch (e) {
     if (e instanceof CborError) throw refusalOfCbor(e);
@@ -357,6 +358,7 @@ export class MessageStreamDecoder {
 
   constructor(
     readonly buffer: Uint8Array,
+    /** Each entry as it joins `entries` (the map the table gets if decodeTable takes it). */
     private readonly onEntry?: (e: Entry) => void,
   ) {
     try {
@@ -364,6 +366,11 @@ export class MessageStreamDecoder {
     } catch {
       this.failed = true; // refused by its size alone: finish() says how, as decodeMessage does
     }
+  }
+
+  /** The credId → entry map the snapshot's table gets when decodeTable takes what was read early. */
+  get entries(): ReadonlyMap<number, Entry> {
+    return this.prebuilt.entries;
   }
 
   /** Bytes decoded so far. */
@@ -395,8 +402,9 @@ export class MessageStreamDecoder {
   }
 
   private container(value: CborValue[] | Map<number, CborValue>, raw: Uint8Array, depth: number): void {
-    if (depth !== 4 || !(value instanceof Map)) return;
-    this.encodings.set(value, raw);
+    if (!(value instanceof Map) || (depth !== 4 && depth !== 2)) return;
+    this.encodings.set(value, raw); // as decodeMessage keeps them
+    if (depth !== 4) return;
     this.snapshot ??= SNAPSHOT_PREFIX.every((b, i) => this.buffer[i] === b);
     if (!this.snapshot) return;
     // A map at depth 4 of a snapshot is a table entry or a key policy. Read as an entry; one
@@ -408,9 +416,8 @@ export class MessageStreamDecoder {
       if (err instanceof ProtocolError) return;
       throw err;
     }
-    this.prebuilt.add(value, e, raw);
     if (e.kind === 'phone') phoneKeyWeakness(e);
-    this.onEntry?.(e);
+    if (this.prebuilt.add(value, e, raw)) this.onEntry?.(e);
   }
 }
 

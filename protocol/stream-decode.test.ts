@@ -21,7 +21,9 @@ import {
   decodeMessage,
   encodeEntry,
   encodeMessage,
+  encodeTable,
   fromHex,
+  tableDigest,
   toHex,
 } from './index';
 import { TestAuthority } from '../firmware-sim/test-authority';
@@ -239,4 +241,27 @@ describe('MessageStreamDecoder: decodeMessage for a message that is still arrivi
     }
     expect(outcome(() => decodeMessage(swapped))).toMatchObject({ ok: false, error: expect.stringContaining('strictly ascending') });
   });
+
+  it('a received table is encoded from the bytes it came in — the very bytes encodeTable gives — and callers get their own copy', () => {
+    const msg = snapshotMessage(500);
+    for (const m of [decodeMessage(msg), fedThenFinished(msg, frameCutsOf(msg.length))]) {
+      const message = 'ok' in m ? (m.ok ? m.m : undefined) : m;
+      if (message?.type !== 'snapshot' || message.update.type !== 'snapshot') throw new Error('expected a snapshot');
+      const received = message.update.table;
+      // The same table as a fresh object: encodeTable computes it entry by entry.
+      const fresh = { entries: new Map(received.entries), keyPolicies: new Map(received.keyPolicies), policy: received.policy };
+      expect(toHex(encodeTable(received))).toBe(toHex(encodeTable(fresh)));
+      expect(toHex(tableDigest(received))).toBe(toHex(tableDigest(fresh)));
+      const copy = encodeTable(received);
+      copy[0] = 0;
+      expect(encodeTable(received)[0]).toBe(0xa3);
+    }
+  });
 });
+
+function frameCutsOf(length: number): number[] {
+  const cuts: number[] = [];
+  for (let held = 244; held < length; held += 244) cuts.push(held);
+  return cuts;
+}
+

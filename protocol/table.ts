@@ -6,7 +6,7 @@
 // SHA-256 over a domain-separated canonical encoding, so two tables are equal exactly
 // when their digests are. The authority and the lock compute it with this same code.
 
-import { type CborMap, type CborValue, encode, encodeHead, decode, compareBytes } from './cbor';
+import { type CborMap, type CborValue, encode, encodeHead, decode, compareBytes, bytesEqual } from './cbor';
 import { hash, concatBytes } from './crypto';
 import { ProtocolError } from './errors';
 import { MapReader, cmap, expectArray, expectTuple, expectUint } from './schema';
@@ -281,7 +281,10 @@ export function validateLockPolicy(p: LockPolicy, what = 'lockPolicy'): void {
 //   { 1: [entry …] sorted by credId, 2: [keyPolicy …] sorted by keyId, 3: lockPolicy }
 
 export function sortedEntries(t: Table): Entry[] {
-  return [...t.entries.values()].sort((a, b) => a.credId - b.credId);
+  const out = [...t.entries.values()];
+  // Tables are built and decoded in credId order: check that in one pass before sorting.
+  for (let i = 1; i < out.length; i++) if ((out[i - 1] as Entry).credId > (out[i] as Entry).credId) return out.sort((a, b) => a.credId - b.credId);
+  return out;
 }
 
 function sortedKeyPolicies(t: Table): KeyPolicy[] {
@@ -297,13 +300,40 @@ export function tableToCbor(t: Table): CborMap {
 }
 
 /** Same bytes as encode(tableToCbor(t)), assembled from cached entry encodings. */
+/**
+ * The encoding of tables decoded from a message, kept by decodeTable when the bytes it
+ * decoded the table from are provably encodeTable's (see encodingIfCanonical). Only such
+ * tables are here, and they are never changed (a lock applies updates to new tables), so a
+ * received 10,000-entry snapshot is not encoded again for its digest and its flash write.
+ */
+const receivedTableBytes = new WeakMap<Table, Uint8Array>();
+
 export function encodeTable(t: Table): Uint8Array {
-  const entries = sortedEntries(t);
-  const parts: Uint8Array[] = [new Uint8Array([0xa3, 0x01]), encodeHead(4, entries.length)];
-  for (const e of entries) parts.push(encodeEntry(e));
-  parts.push(new Uint8Array([0x02]), encode(sortedKeyPolicies(t).map(keyPolicyToCbor)));
-  parts.push(new Uint8Array([0x03]), encode(lockPolicyToCbor(t.policy)));
-  return concatBytes(...parts);
+  const received = receivedTableBytes.get(t);
+  if (received !== undefined) return received.slice();
+  const entries = sortedEntries(t).map(encodeEntry);
+  const head = encodeHead(4, entries.length);
+  const policies = encode(sortedKeyPolicies(t).map(keyPolicyToCbor));
+  const policy = encode(lockPolicyToCbor(t.policy));
+  let n = 2 + head.length + 1 + policies.length + 1 + policy.length;
+  for (const b of entries) n += b.length;
+  // One buffer, filled in order: a 10,000-entry table is 10,000 small copies, which a
+  // byte loop does faster than as many typed-array set() calls (and no 10,000-argument spread).
+  const out = new Uint8Array(n);
+  out[0] = 0xa3;
+  out[1] = 0x01;
+  out.set(head, 2);
+  let o = 2 + head.length;
+  for (const b of entries) {
+    for (let i = 0; i < b.length; i++) out[o + i] = b[i] as number;
+    o += b.length;
+  }
+  out[o++] = 0x02;
+  out.set(policies, o);
+  o += policies.length;
+  out[o++] = 0x03;
+  out.set(policy, o);
+  return out;
 }
 
 /**
@@ -348,7 +378,24 @@ export function decodeTable(
   });
   const t: Table = { entries, keyPolicies, policy };
   if (opts.checkParents !== false) checkParents(t, what);
+  const raw = opts.encodings?.get(v as object);
+  if (raw !== undefined && rawIsEncoding(t, raw)) receivedTableBytes.set(t, raw.slice());
   return t;
+}
+
+/**
+ * Whether `raw`, the bytes table `t` was decoded from, is exactly encodeTable(t): the map
+ * header, key 1 and the entries array header, then the entries, then keys 2 and 3 with the
+ * key policies and the lock policy as encode() gives them. The entries in between are the
+ * array's items, contiguous and in ascending credId order (decodeTable refuses any other),
+ * each its own encoding (see decodeTable's `encodings`); so the only parts to compare are
+ * the small ones around them.
+ */
+function rawIsEncoding(t: Table, raw: Uint8Array): boolean {
+  const head = concatBytes(new Uint8Array([0xa3, 0x01]), encodeHead(4, t.entries.size));
+  const tail = concatBytes(new Uint8Array([0x02]), encode(sortedKeyPolicies(t).map(keyPolicyToCbor)), new Uint8Array([0x03]), encode(lockPolicyToCbor(t.policy)));
+  if (raw.length < head.length + tail.length) return false;
+  return bytesEqual(raw.subarray(0, head.length), head) && bytesEqual(raw.subarray(raw.length - tail.length), tail);
 }
 
 /**
@@ -365,17 +412,18 @@ export class TableEntriesBuilder {
   private prev = 0;
   private broken = false;
 
-  /** One map that read as an entry, with the bytes it was decoded from. */
-  add(raw: object, e: Entry, encoded: Uint8Array): void {
-    if (this.broken) return;
+  /** One map that read as an entry, with the bytes it was decoded from; true when it joined `entries`. */
+  add(raw: object, e: Entry, encoded: Uint8Array): boolean {
+    if (this.broken) return false;
     if (e.credId <= this.prev) {
       this.broken = true; // decodeTable refuses it in its place
-      return;
+      return false;
     }
     this.prev = e.credId;
     entryBytesCache.set(e, encoded.slice());
     this.raws.push(raw);
     this.entries.set(e.credId, e);
+    return true;
   }
 
   /** The entries array is exactly the maps added, in order. */
