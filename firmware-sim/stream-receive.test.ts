@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { type Entry, type Message, SeededRandom, answerChallenge, decodeMessage, deriveSeed32, encodeEntry, encodeMessage, keyPairFromSeed, toHex } from '../protocol/index';
 import { buildTableIndex, tableIndex } from './access';
 import { STREAM_DECODE_MIN_BYTES } from './session';
-import { TestAuthority, createTestRig, type TestRig } from './test-authority';
+import { TestAuthority, createTestRig, swapEncodedEntries, type TestRig } from './test-authority';
 
 const SEED = 'stream-receive';
 
@@ -83,11 +83,7 @@ describe('a snapshot decoded while it arrives', () => {
     const r = new SeededRandom(`${SEED}/bad`);
     const { message, entries } = rigWithSnapshot(300);
     const at = (e: Entry) => Buffer.from(message).indexOf(Buffer.from(encodeEntry(e)));
-    const swapped = new Uint8Array(message);
-    const e1 = entries[20] as Entry;
-    const e2 = entries[21] as Entry;
-    swapped.set(encodeEntry(e2), at(e1));
-    swapped.set(encodeEntry(e1), at(e1) + encodeEntry(e2).length);
+    const swapped = swapEncodedEntries(message, entries[20] as Entry, entries[21] as Entry);
     const badSignature = new Uint8Array(message);
     badSignature[message.length - 10] = (badSignature[message.length - 10] as number) ^ 0x01;
     const weakKey = new Uint8Array(message);

@@ -23,6 +23,7 @@ import {
   type SignedTimeBody,
   signHead,
   tableDigest,
+  encodeEntry,
   doorcodeVerifier,
   keycardVerifier,
   type LockPolicy,
@@ -98,6 +99,19 @@ export class TestAuthority {
   keycardEntry(credId: number, uid: Uint8Array, extra: Partial<Entry> = {}): Entry {
     return { credId, kind: 'keycard', holder: 'resident', secret: keycardVerifier(this.lockSecret, uid), flags: 0, ...extra };
   }
+}
+
+/**
+ * `message` with two neighbouring table entries' encodings swapped in place (a snapshot
+ * whose credIds are out of order, same length): `a` must come right before `b`.
+ */
+export function swapEncodedEntries(message: Uint8Array, a: Entry, b: Entry): Uint8Array {
+  const at = Buffer.from(message).indexOf(Buffer.from(encodeEntry(a)));
+  if (at < 0) throw new Error(`entry ${a.credId} is not in the message`);
+  const out = new Uint8Array(message);
+  out.set(encodeEntry(b), at);
+  out.set(encodeEntry(a), at + encodeEntry(b).length);
+  return out;
 }
 
 // ---------------------------------------------------------------------------

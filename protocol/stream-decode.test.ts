@@ -26,7 +26,7 @@ import {
   tableDigest,
   toHex,
 } from './index';
-import { TestAuthority } from '../firmware-sim/test-authority';
+import { TestAuthority, swapEncodedEntries } from '../firmware-sim/test-authority';
 import { deriveSeed32, keyPairFromSeed } from './index';
 
 type Outcome = { ok: true; value: CborValue; containers: string[] } | { ok: false; error: string; containers: string[] };
@@ -214,11 +214,7 @@ describe('MessageStreamDecoder: decodeMessage for a message that is still arrivi
     const bytesOf = (e: Entry) => encodeEntry(e);
     const at = (e: Entry) => Buffer.from(msg).indexOf(Buffer.from(bytesOf(e)));
     // Two neighbouring entries swapped (same length: both are phone entries of one shape).
-    const swapped = new Uint8Array(msg);
-    const a = entries[10] as Entry;
-    const b = entries[11] as Entry;
-    swapped.set(bytesOf(b), at(a));
-    swapped.set(bytesOf(a), at(a) + bytesOf(b).length);
+    const swapped = swapEncodedEntries(msg, entries[10] as Entry, entries[11] as Entry);
     // An entry whose kind is out of range (reads as CBOR, not as an entry).
     const badKind = new Uint8Array(msg);
     const kindAt = at(entries[200] as Entry) + 1 + 1 + bytesOf(entries[200] as Entry).subarray(1).indexOf(0x02) + 1;
