@@ -137,6 +137,8 @@ interface Op {
   query?: Record<string, Schema>;
   status?: number;
   response: Schema;
+  /** The same answer in another media type, for a request whose Accept asks for it. */
+  alternative?: { mediaType: string; description: string };
   /** Refusals worth naming, per status; any other refusal is the `default` error body. */
   errors?: Record<number, AuthorityErrorCode[]>;
 }
@@ -154,7 +156,20 @@ const M = '/v1/manager';
 const ops: Op[] = [
   { method: 'get', path: '/openapi.json', id: 'openapi', summary: 'this document', auth: 'none', response: { type: 'object' } },
   // phones and locks
-  { method: 'get', path: '/v1/locks/{lockId}/updates', id: 'lockUpdates', summary: 'signed delta(s) or snapshot from a version to the newest', auth: 'courier', query: { from: int, certSerial: int }, response: ref('Updates') },
+  {
+    method: 'get',
+    path: '/v1/locks/{lockId}/updates',
+    id: 'lockUpdates',
+    summary: 'signed delta(s) or snapshot from a version to the newest; JSON (messages as hex) unless Accept asks for application/cbor',
+    auth: 'courier',
+    query: { from: int, certSerial: int },
+    response: ref('Updates'),
+    alternative: {
+      mediaType: 'application/cbor',
+      description:
+        'with Accept: application/cbor (at a q no lower than application/json\'s) the same fields as one CBOR map under integer keys, each message a byte string of its exact bytes: {1: lockId (text), 2: from (uint), 3: to (uint), 4: [message (bytes), …]} (protocol/updates-body.ts). Refusals stay JSON error bodies.',
+    },
+  },
   { method: 'get', path: '/v1/locks/{lockId}/time', id: 'lockTime', summary: 'authority-signed time, bound to the session nonce', auth: 'courier', query: { nonce: hex }, response: obj({ signedTime: hex }) },
   { method: 'post', path: '/v1/locks/{lockId}/receipts', id: 'postReceipt', summary: 'relay a lock-signed receipt', auth: 'courier', status: 200, body: obj({ receipt: hex }), response: obj({ lockId: str, version: int, inForce: bool }) },
   { method: 'post', path: '/v1/locks/{lockId}/audit', id: 'postAudit', summary: 'relay a lock-signed audit export', auth: 'courier', status: 200, body: obj({ export: hex }), response: obj({ accepted: int, anchoredThrough: nullable(int), anchor: hex }, ['accepted', 'anchoredThrough']) },
@@ -285,7 +300,13 @@ export function openApiDocument(): Record<string, unknown> {
       summary: op.summary,
       security: SECURITY[op.auth],
       responses: {
-        [String(status)]: { description: 'success', content: { 'application/json': { schema: op.response } } },
+        [String(status)]: {
+          description: op.alternative === undefined ? 'success' : `success. JSON by default; ${op.alternative.description}`,
+          content: {
+            'application/json': { schema: op.response },
+            ...(op.alternative === undefined ? {} : { [op.alternative.mediaType]: { schema: { type: 'string', format: 'binary' } } }),
+          },
+        },
         ...Object.fromEntries(
           Object.entries(op.errors ?? {}).map(([st, codes]) => [st, { description: codes.join(', '), content: { 'application/json': { schema: errorBody(codes) } } }]),
         ),

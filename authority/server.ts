@@ -1,4 +1,5 @@
-// The authority's JSON HTTP API on node:http (no framework). Routes:
+// The authority's JSON HTTP API on node:http (no framework); GET /v1/locks/{id}/updates also
+// answers application/cbor to a client whose Accept asks for it. Routes:
 //   phones / locks   /v1/locks/{lockId}/updates|time|receipts|audit|relay, /v1/uplink/{lockId}
 //   residents        /v1/me, /v1/me/credentials, /v1/me/guests
 //   partners         /v1/partner/devices, /v1/partner/credentials
@@ -15,6 +16,7 @@ import { auditReport, type AuditQuery } from './audit-query';
 import { openApiDocument } from './openapi';
 import { AuthorityError } from './errors';
 import { invalid, requireId } from './validate';
+import { UPDATES_CBOR_MEDIA_TYPE, encodeUpdatesBody } from '../protocol/updates-body';
 
 export interface AuthorityServerOptions extends AuthorityOptions {
   port: number;
@@ -46,6 +48,8 @@ interface Ctx {
   query: URLSearchParams;
   body: Json;
   principal: Principal | null;
+  /** The request's Accept header. */
+  accept: string | undefined;
 }
 type Auth = 'manager' | 'device' | 'partner' | 'courier' | 'lockOrManager' | 'none';
 interface Route {
@@ -53,6 +57,39 @@ interface Route {
   pattern: RegExp;
   auth: Auth;
   handler: (c: Ctx) => unknown;
+  /** Answers in more than one media type, by the request's Accept (sent with Vary: Accept). */
+  negotiates?: boolean;
+}
+
+/** A success body that is not JSON: its media type and exact bytes. */
+class BinaryBody {
+  constructor(
+    readonly contentType: string,
+    readonly bytes: Uint8Array,
+  ) {}
+}
+
+/**
+ * Whether an Accept header asks for application/cbor over JSON: it lists application/cbor
+ * with q > 0, at a q no lower than application/json's (or the wildcards' when JSON is not
+ * named). No Accept, or one that does not name CBOR, gets JSON, as every client always has.
+ */
+export function acceptsCbor(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  const q = new Map<string, number>();
+  for (const part of accept.split(',')) {
+    const [type, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    if (type === undefined || type === '') continue;
+    let weight = 1;
+    for (const p of params) {
+      const m = /^q=([0-9](?:\.[0-9]{0,3})?)$/.exec(p);
+      if (m !== null) weight = Number(m[1]);
+    }
+    q.set(type, Math.max(q.get(type) ?? 0, weight));
+  }
+  const cbor = q.get(UPDATES_CBOR_MEDIA_TYPE) ?? 0;
+  const json = q.get('application/json') ?? q.get('application/*') ?? q.get('*/*') ?? 0;
+  return cbor > 0 && cbor >= json;
 }
 
 const ID = '([0-9]+)';
@@ -138,8 +175,8 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   }
 
   const routes: Route[] = [];
-  const r = (method: string, path: string, auth: Auth, handler: (c: Ctx) => unknown): void => {
-    routes.push({ method, pattern: new RegExp(`^${path}$`), auth, handler });
+  const r = (method: string, path: string, auth: Auth, handler: (c: Ctx) => unknown, negotiates = false): void => {
+    routes.push({ method, pattern: new RegExp(`^${path}$`), auth, handler, ...(negotiates ? { negotiates } : {}) });
   };
   const p0 = (c: Ctx): string => c.params[0] as string;
   const p1 = (c: Ctx): string => c.params[1] as string;
@@ -149,7 +186,19 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   r('GET', '/openapi.json', 'none', () => apiDocument);
 
   // --- phones and locks (the contract in common.md)
-  r('GET', `/v1/locks/${LOCK}/updates`, 'courier', (c) => a.updatesFor(p0(c), optInt(c.query, 'from') ?? 0, optInt(c.query, 'certSerial')));
+  // JSON (messages as hex) by default; CBOR (messages as byte strings) when Accept asks.
+  r(
+    'GET',
+    `/v1/locks/${LOCK}/updates`,
+    'courier',
+    (c) => {
+      const from = optInt(c.query, 'from') ?? 0;
+      const certSerial = optInt(c.query, 'certSerial');
+      if (acceptsCbor(c.accept)) return new BinaryBody(UPDATES_CBOR_MEDIA_TYPE, encodeUpdatesBody(a.updateMessagesFor(p0(c), from, certSerial)));
+      return a.updatesFor(p0(c), from, certSerial);
+    },
+    true,
+  );
   r('GET', `/v1/locks/${LOCK}/time`, 'courier', (c) => ({ signedTime: a.signedTime(p0(c), c.query.get('nonce') ?? undefined) }));
   r('POST', `/v1/locks/${LOCK}/receipts`, 'courier', (c) => a.acceptReceipt(p0(c), c.body.receipt as string));
   r('POST', `/v1/locks/${LOCK}/audit`, 'courier', (c) => a.acceptAudit(p0(c), c.body.export as string));
@@ -324,10 +373,16 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
     return v as Json;
   }
 
-  function send(res: ServerResponse, status: number, body: unknown): void {
+  function send(res: ServerResponse, status: number, body: unknown, negotiated = false): void {
     if (res.headersSent || res.destroyed) return;
+    const vary: Record<string, string> = negotiated ? { vary: 'Accept' } : {};
+    if (body instanceof BinaryBody) {
+      res.writeHead(status, { 'content-type': body.contentType, 'content-length': body.bytes.length, 'cache-control': 'no-store', ...vary });
+      res.end(body.bytes);
+      return;
+    }
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...vary });
     res.end(text);
   }
 
@@ -374,9 +429,9 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
         if (url.pathname.endsWith('/time') && principal.kind === 'device') limitTime(token as string, lockParam);
       }
       const body = method === 'GET' || method === 'DELETE' ? {} : await readBody(req);
-      const ctx: Ctx = { params: match.params, query: url.searchParams, body, principal };
+      const ctx: Ctx = { params: match.params, query: url.searchParams, body, principal, accept: req.headers.accept };
       const result = url.pathname.startsWith('/v1/uplink/') ? await uplink(match.params[0] as string, url.searchParams, res) : match.route.handler(ctx);
-      send(res, method === 'POST' && !url.pathname.startsWith('/v1/locks/') ? 201 : 200, result ?? {});
+      send(res, method === 'POST' && !url.pathname.startsWith('/v1/locks/') ? 201 : 200, result ?? {}, match.route.negotiates === true);
     } catch (e) {
       if (e instanceof AuthorityError && e.code === 'RATE_LIMITED' && !res.headersSent) res.setHeader('retry-after', String(e.details?.retryAfterSeconds ?? 1));
       if (e instanceof AuthorityError) send(res, e.status, { error: e.toJSON() });

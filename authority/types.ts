@@ -128,6 +128,14 @@ export interface UpdatesResponse {
   messages: string[];
 }
 
+/** UpdatesResponse with each message as its bytes rather than hex. */
+export interface UpdateMessages {
+  lockId: string;
+  from: number;
+  to: number;
+  messages: Uint8Array[];
+}
+
 export interface CredentialFile {
   holder: HolderClass;
   secretKey: string;

@@ -91,7 +91,7 @@ export interface DoorSyncOptions {
   log?: (line: string) => void;
 }
 
-const PHONE = 'resident';
+export const PHONE = 'resident';
 
 /** Phone public keys for the property's residents, generated once per process (the costly part of enrolment). */
 const residentKeys: string[] = [];
@@ -100,13 +100,13 @@ function residentKeyHex(i: number): string {
   return residentKeys[i] as string;
 }
 
-interface Property {
+export interface Property {
   keyId: number;
   userIds: number[];
 }
 
 /** `credentials` phone credentials at the door: the bench phone's user and credentials−1 enrolled residents, one transaction. */
-function buildProperty(world: World, doorName: string, credentials: number): Property {
+export function buildProperty(world: World, doorName: string, credentials: number): Property {
   const a = world.authority;
   const door = world.door(doorName);
   const { key, resident, userIds } = a.batch(() => {

@@ -1,8 +1,9 @@
 // HTTP client for the authority's phone routes (authority/README.md). Binary protocol
-// messages travel as lowercase hex of their exact bytes; the phone never re-encodes them,
-// so the signatures the lock checks are the authority's own.
+// messages travel as their exact bytes — CBOR byte strings in the updates answer
+// (application/cbor, asked for with Accept), lowercase hex in JSON bodies — and the phone
+// never re-encodes them, so the signatures the lock checks are the authority's own.
 
-import { fromHex, toHex } from '../protocol/index';
+import { UPDATES_CBOR_MEDIA_TYPE, UpdatesBodyError, decodeUpdatesBody, fromHex, toHex } from '../protocol/index';
 import { AgentError, type AuthorityAnswer } from './errors';
 
 export interface PendingUpdates {
@@ -42,15 +43,40 @@ export class HttpAuthorityClient implements AuthorityApi {
     private readonly timeoutMs = 10_000,
   ) {}
 
+  /**
+   * Asks for the CBOR answer (the messages as bytes: half the bytes of hex, and no hex to
+   * decode on the phone); an authority that predates it answers JSON, which is read as
+   * before. A body that is neither a CBOR nor a JSON updates answer is AUTHORITY_REFUSED.
+   */
   async updates(lockId: string, fromVersion: number, certSerial?: number): Promise<PendingUpdates> {
     const cert = certSerial === undefined ? '' : `&certSerial=${certSerial}`;
-    const body = (await this.request('GET', `/v1/locks/${encodeURIComponent(lockId)}/updates?from=${fromVersion}${cert}`)) as {
-      lockId: string;
-      from: number;
-      to: number;
-      messages: string[];
-    };
-    return { lockId: body.lockId, from: body.from, to: body.to, messages: body.messages.map(fromHex) };
+    const path = `/v1/locks/${encodeURIComponent(lockId)}/updates?from=${fromVersion}${cert}`;
+    const what = `GET ${path.split('?')[0]}`;
+    const res = await this.send('GET', path, undefined, UPDATES_ACCEPT);
+    if (res.ok && isCbor(res.headers.get('content-type'))) {
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(await res.arrayBuffer());
+      } catch (e) {
+        throw new AgentError('AUTHORITY_UNREACHABLE', `${what} at ${this.baseUrl}: the answer broke off (${networkCause(e, this.timeoutMs)})`);
+      }
+      try {
+        return decodeUpdatesBody(bytes);
+      } catch (e) {
+        if (!(e instanceof UpdatesBodyError)) throw e;
+        throw notAnUpdatesAnswer(what, this.baseUrl, res.status, `an application/cbor body that is not an updates answer (${e.message})`);
+      }
+    }
+    const body = (await this.readJson(res, what)) as { lockId?: unknown; from?: unknown; to?: unknown; messages?: unknown };
+    const { lockId: id, from, to, messages } = body;
+    const notAnswer = (): AgentError => notAnUpdatesAnswer(what, this.baseUrl, res.status, 'a JSON body that is not an updates answer ({lockId, from, to, messages: [hex]})');
+    if (typeof id !== 'string' || typeof from !== 'number' || typeof to !== 'number' || !Array.isArray(messages) || !messages.every((m) => typeof m === 'string')) throw notAnswer();
+    try {
+      return { lockId: id, from, to, messages: messages.map((m: string) => fromHex(m)) };
+    } catch (e) {
+      if (e instanceof RangeError) throw notAnswer(); // fromHex: not hex
+      throw e;
+    }
   }
 
   async signedTime(lockId: string, nonce: Uint8Array): Promise<Uint8Array> {
@@ -108,10 +134,16 @@ export class HttpAuthorityClient implements AuthorityApi {
   }
 
   private async request(method: string, path: string, json?: unknown): Promise<unknown> {
+    return this.readJson(await this.send(method, path, json), `${method} ${path.split('?')[0]}`);
+  }
+
+  /** The HTTP answer to a request, whatever its status; AUTHORITY_UNREACHABLE when there is none. */
+  private async send(method: string, path: string, json?: unknown, accept?: string): Promise<Response> {
     let res: Response;
     const what = `${method} ${path.split('?')[0]}`;
     try {
       const headers: Record<string, string> = json !== undefined ? { 'content-type': 'application/json' } : {};
+      if (accept !== undefined) headers.accept = accept;
       if (this.token !== '') headers.authorization = `Bearer ${this.token}`;
       const init: RequestInit = { method, headers, signal: AbortSignal.timeout(this.timeoutMs) };
       if (json !== undefined) init.body = JSON.stringify(json);
@@ -127,6 +159,11 @@ export class HttpAuthorityClient implements AuthorityApi {
     } catch (e) {
       throw new AgentError('AUTHORITY_UNREACHABLE', `${what} at ${this.baseUrl}: ${networkCause(e, this.timeoutMs)}`);
     }
+    return res;
+  }
+
+  /** A JSON success body, or the refusal the answer amounts to (refusalOf). */
+  private async readJson(res: Response, what: string): Promise<unknown> {
     const text = await res.text().catch(() => '');
     let body: unknown;
     try {
@@ -137,6 +174,21 @@ export class HttpAuthorityClient implements AuthorityApi {
     if (res.ok && body !== undefined) return body;
     throw refusalOf(res.status, body, what, this.baseUrl);
   }
+}
+
+/** CBOR first; JSON from an authority that predates it (and for every error body). */
+const UPDATES_ACCEPT = `${UPDATES_CBOR_MEDIA_TYPE}, application/json;q=0.5`;
+
+function isCbor(contentType: string | null): boolean {
+  return contentType !== null && contentType.split(';')[0]?.trim().toLowerCase() === UPDATES_CBOR_MEDIA_TYPE;
+}
+
+/** A success whose body is not an updates answer: not a (compatible) locksync authority. */
+function notAnUpdatesAnswer(what: string, baseUrl: string, status: number, body: string): AgentError {
+  return new AgentError('AUTHORITY_REFUSED', `${what} at ${baseUrl} answered HTTP ${status} with ${body}`, undefined, {
+    authority: { status },
+    advice: 'point --authority at the base URL of `locksync authority serve` (e.g. http://127.0.0.1:8080); if it is one, its version and this agent\'s disagree — report it',
+  });
 }
 
 function asAgentError(e: unknown): AgentError {

@@ -1,5 +1,7 @@
 // Ed25519 (RFC 8032; signing and verifying natively through node:crypto where the runtime has
-// it, else and as the reference @noble/ed25519: protocol/ed25519-strict.ts), SHA-256 and HMAC-SHA-256 (via @noble/hashes).
+// it, else and as the reference @noble/ed25519: protocol/ed25519-strict.ts), SHA-256 and
+// HMAC-SHA-256 (likewise native where available, else and as the reference @noble/hashes:
+// protocol/sha256.ts).
 //
 // Every signature covers  context || 0x00 || message-bytes  where `context` is an ASCII
 // string naming the message type (SIGNING_CONTEXTS). A signature made for one purpose —
@@ -7,10 +9,9 @@
 // even if someone finds bytes that decode as both.
 
 import * as ed from '@noble/ed25519';
-import { sha256 } from '@noble/hashes/sha256';
 import { sha512 } from '@noble/hashes/sha512';
-import { hmac } from '@noble/hashes/hmac';
 import { signEd25519, verifyEd25519Strict } from './ed25519-strict';
+import { hmacSha256, sha256 } from './sha256';
 
 ed.etc.sha512Sync = (...m: Uint8Array[]) => sha512(ed.etc.concatBytes(...m));
 
@@ -86,7 +87,7 @@ export function hash(data: Uint8Array): Uint8Array {
 export function mac(key: Uint8Array, data: Uint8Array): Uint8Array {
   // HMAC with a key ≤ 64 bytes: inner pass over (64-byte pad || data), outer over (64 || 32).
   cryptoWork.sha256Blocks += sha256BlocksFor(64 + data.length) + sha256BlocksFor(96);
-  return hmac(sha256, key, data);
+  return hmacSha256(key, data);
 }
 
 /** Key ids are the first 4 bytes of SHA-256 of the raw public key. */

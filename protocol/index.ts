@@ -16,3 +16,5 @@ export * from './gatt';
 export * from './localtime';
 export * from './time';
 export * from './ed25519-strict';
+export { setSha256Backend, sha256Backend, type Sha256BackendName, type NodeCryptoSha256 } from './sha256';
+export * from './updates-body';
