@@ -1,7 +1,10 @@
 // The courier cache: updates fetched while online, carried to locks later, and receipts /
 // audit exports collected offline, delivered when the authority is reachable again.
 // One JSON file per lock in a directory; writes go to a temp file and are renamed into
-// place, so a crash never leaves half a cache file.
+// place, so a crash never leaves half a cache file. A fetched chain's message bytes sit
+// beside it in one binary file per chain (named by its content, written before the JSON
+// that names it): a 10,000-credential snapshot is 440 kB, and as hex inside the JSON every
+// outbox step of every sync read and rewrote 880 kB of it.
 //
 // The outbox holds what is still to be delivered; an item the authority refused for good
 // (a 4xx about the item itself, e.g. 409 AUDIT_CHAIN_MISMATCH) moves to the dead letters
@@ -9,9 +12,9 @@
 // it (`locksync agent outbox …`).
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync, readdirSync, existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { fromHex, toHex, decodeMessage } from '../protocol/index';
+import { fromHex, toHex } from '../protocol/index';
 import type { PendingUpdates } from './authority-client';
 
 export type OutboxKind = 'receipt' | 'audit';
@@ -63,7 +66,7 @@ interface StoredDeadLetter extends StoredItem {
 interface LockCacheFile {
   lockId: string;
   /** Update chains fetched from the authority, keyed by the version they start from. */
-  updates: { from: number; to: number; messages: string[]; fetchedAt: string }[];
+  updates: StoredChain[];
   /** Receipts and audit exports not yet delivered. */
   outbox: StoredItem[];
   /** Items the authority refused permanently. */
@@ -71,6 +74,27 @@ interface LockCacheFile {
   /** What the lock's next hello should say (its version and certificate serial after the
    *  last sync), so a new process can fetch its updates while connecting (SPEC §14.1). */
   expectedHello?: { version: number; certSerial?: number };
+}
+
+/**
+ * One fetched chain. Its messages are in `file` (beside the JSON, back to back, sizes in
+ * `lengths`); caches written before that keep them as hex in `messages`, and still read.
+ */
+interface StoredChain {
+  from: number;
+  to: number;
+  fetchedAt: string;
+  file?: string;
+  lengths?: number[];
+  /** The first message is a snapshot (it brings a lock at any older version forward). */
+  snapshotFirst?: boolean;
+  messages?: string[];
+}
+
+/** A snapshot message starts so (SPEC §6.1: map {0: 4, 1: …} in deterministic CBOR), and no other message does. */
+const SNAPSHOT_MESSAGE_PREFIX = [0xa2, 0x00, 0x04];
+function isSnapshotMessage(m: Uint8Array): boolean {
+  return SNAPSHOT_MESSAGE_PREFIX.every((b, i) => m[i] === b);
 }
 
 /** The cache directory holds a file that is not a cache file (hand-edited, truncated). */
@@ -114,6 +138,26 @@ export class CourierCache {
     return f;
   }
 
+  /** A chain's bytes, written whole under its name (temp file, then rename). */
+  private writeFile(name: string, bytes: Uint8Array): void {
+    const p = join(this.dir, name);
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      writeFileSync(`${p}.tmp`, bytes);
+      renameSync(`${p}.tmp`, p);
+    } catch (e) {
+      throw new CourierCacheError(`courier cache ${this.dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it must be a writable directory`);
+    }
+  }
+
+  private removeFile(name: string): void {
+    try {
+      unlinkSync(join(this.dir, name));
+    } catch {
+      // already gone: nothing names it any more either way
+    }
+  }
+
   private write(f: LockCacheFile): void {
     const p = this.path(f.lockId);
     try {
@@ -144,9 +188,45 @@ export class CourierCache {
   storeUpdates(u: PendingUpdates, fetchedAt: Date = new Date()): void {
     if (u.messages.length === 0) return;
     const f = this.read(u.lockId);
+    const replaced = f.updates.filter((x) => x.from === u.from);
     f.updates = f.updates.filter((x) => x.from !== u.from);
-    f.updates.push({ from: u.from, to: u.to, messages: u.messages.map(toHex), fetchedAt: fetchedAt.toISOString() });
+    const digest = createHash('sha256');
+    for (const m of u.messages) digest.update(m);
+    const file = `${u.lockId}.v${u.from}-${u.to}.${digest.digest('hex').slice(0, 16)}.bin`;
+    // The bytes first, then the JSON that names them: a crash in between leaves an unnamed
+    // file, never a name without its bytes.
+    this.writeFile(file, Buffer.concat(u.messages));
+    const first = u.messages[0] as Uint8Array;
+    f.updates.push({ from: u.from, to: u.to, fetchedAt: fetchedAt.toISOString(), file, lengths: u.messages.map((m) => m.length), snapshotFirst: isSnapshotMessage(first) });
     this.write(f);
+    for (const r of replaced) if (r.file !== undefined && r.file !== file) this.removeFile(r.file);
+  }
+
+  /** A chain's messages, from its file (or the hex of an older cache). */
+  private messagesOf(lockId: string, c: StoredChain): Uint8Array[] {
+    if (c.file === undefined || c.lengths === undefined) return (c.messages ?? []).map(fromHex);
+    const p = join(this.dir, c.file);
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(p);
+    } catch (e) {
+      throw new CourierCacheError(`courier cache for ${lockId}: ${p} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): delete ${this.path(lockId)} to start the lock's cache afresh`);
+    }
+    const total = c.lengths.reduce((n, l) => n + l, 0);
+    if (bytes.length !== total) throw new CourierCacheError(`courier cache for ${lockId}: ${p} holds ${bytes.length} bytes, its chain names ${total}: delete ${this.path(lockId)} to start the lock's cache afresh`);
+    const out: Uint8Array[] = [];
+    let o = 0;
+    for (const l of c.lengths) {
+      out.push(new Uint8Array(bytes.subarray(o, o + l)));
+      o += l;
+    }
+    return out;
+  }
+
+  private snapshotFirst(lockId: string, c: StoredChain): boolean {
+    if (c.snapshotFirst !== undefined) return c.snapshotFirst;
+    const first = this.messagesOf(lockId, c)[0];
+    return first !== undefined && isSnapshotMessage(first);
   }
 
   /**
@@ -157,14 +237,10 @@ export class CourierCache {
     const f = this.read(lockId);
     const usable = f.updates
       .filter((x) => x.to > version)
-      .filter((x) => {
-        if (x.from === version) return true;
-        const first = x.messages[0];
-        return first !== undefined && decodeMessage(fromHex(first)).type === 'snapshot';
-      })
+      .filter((x) => x.from === version || this.snapshotFirst(lockId, x))
       .sort((a, b) => b.to - a.to);
     const best = usable[0];
-    return best === undefined ? undefined : { lockId, from: best.from, to: best.to, messages: best.messages.map(fromHex), fetchedAt: best.fetchedAt };
+    return best === undefined ? undefined : { lockId, from: best.from, to: best.to, messages: this.messagesOf(lockId, best), fetchedAt: best.fetchedAt };
   }
 
   /** Newest version this cache can bring the lock to. */
