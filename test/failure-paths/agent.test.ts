@@ -354,12 +354,14 @@ describe('the lock refuses, the link drops, a peer does not answer: exits 5, 4 a
     const cache = path.join(dir, 'cache-tampered');
     const from = (await authorityView()).versionInForce;
     await ok(['agent', 'fetch', '--lock', lockId, '--authority', url, '--token', residentToken, '--from', String(from), '--cache', cache, '--json']);
-    // Flip one bit in the last byte of the cached update: inside its head's signature.
-    const file = path.join(cache, `${lockId}.json`);
-    const f = JSON.parse(fs.readFileSync(file, 'utf8')) as { updates: { messages: string[] }[] };
-    const hex = f.updates[0]!.messages[0]!;
-    f.updates[0]!.messages[0] = hex.slice(0, -2) + (Number.parseInt(hex.slice(-2), 16) ^ 0x01).toString(16).padStart(2, '0');
-    fs.writeFileSync(file, JSON.stringify(f));
+    // Flip one bit in the last byte of the cached update: inside its head's signature. (The
+    // chain's bytes sit in the file the lock's cache JSON names, back to back.)
+    const f = JSON.parse(fs.readFileSync(path.join(cache, `${lockId}.json`), 'utf8')) as { updates: { file: string; lengths: number[] }[] };
+    const chain = path.join(cache, f.updates[0]!.file);
+    const bytes = fs.readFileSync(chain);
+    const last = f.updates[0]!.lengths[0]! - 1;
+    bytes[last] = bytes[last]! ^ 0x01;
+    fs.writeFileSync(chain, bytes);
     // The table in force, read from the flash by the independent reader. (Not the whole state
     // directory: the refusal itself is audited, and the session's audit export writes it.)
     const table = async (): Promise<unknown> => {
