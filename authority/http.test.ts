@@ -36,6 +36,13 @@ async function call(method: string, path: string, token?: string, body?: unknown
 }
 
 describe('authority HTTP API', () => {
+  it('GET /v1/health answers {status: "ok"} without a token; a refused token is still refused', async () => {
+    expect(await call('GET', '/v1/health')).toEqual({ status: 200, json: { status: 'ok' } });
+    expect(await call('GET', '/v1/health', p.managerToken)).toEqual({ status: 200, json: { status: 'ok' } });
+    const bad = await call('GET', '/v1/health', 'lst_not-a-token');
+    expect(bad.status).toBe(401);
+  });
+
   it('listens on 127.0.0.1 only by default', () => {
     expect(s.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   });

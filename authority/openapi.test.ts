@@ -91,6 +91,7 @@ describe('OpenAPI document', () => {
 
   it('a whole flow of real requests and responses conforms to the document', async () => {
     const M = p.managerToken;
+    expect(await call('GET', '/v1/health')).toMatchObject({ status: 200, json: { status: 'ok' } });
     expect((await call('GET', '/v1/manager/property', M)).status).toBe(200);
     expect((await call('PATCH', '/v1/manager/property', M, { name: 'Elm Court' })).status).toBe(200);
     const lobby = (await call('POST', '/v1/manager/doors', M, { name: 'Lobby', kind: 'communal', connected: true })).json;

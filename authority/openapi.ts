@@ -155,6 +155,7 @@ const SECURITY: Record<Auth, Record<string, string[]>[]> = {
 const M = '/v1/manager';
 const ops: Op[] = [
   { method: 'get', path: '/openapi.json', id: 'openapi', summary: 'this document', auth: 'none', response: { type: 'object' } },
+  { method: 'get', path: '/v1/health', id: 'health', summary: 'readiness: answers 200 once the server and its storage answer (storage down: 503 STORAGE_UNAVAILABLE); no token', auth: 'none', response: closed({ status: { type: 'string', enum: ['ok'] } }) },
   // phones and locks
   {
     method: 'get',

@@ -4,6 +4,7 @@
 //   residents        /v1/me, /v1/me/credentials, /v1/me/guests
 //   partners         /v1/partner/devices, /v1/partner/credentials
 //   managers         /v1/manager/...  (every manager operation and the read views)
+// GET /v1/health (no token) answers when the server and its storage do.
 // Bearer tokens: the manager token (from init), device tokens (per enrolled phone or
 // partner device), partner tokens (per authorized partner), lock tokens (per registered
 // lock). Errors: { "error": { "code", "message", "details"? } } with a 4xx/5xx status.
@@ -184,6 +185,12 @@ export async function startAuthorityServer(opts: AuthorityServerOptions): Promis
   // --- the API's own description (OpenAPI 3.0)
   const apiDocument = openApiDocument();
   r('GET', '/openapi.json', 'none', () => apiDocument);
+  // Readiness: the server answers and its storage does (a PostgreSQL that is down makes this
+  // 503 STORAGE_UNAVAILABLE). No token, nothing about the property.
+  r('GET', '/v1/health', 'none', () => {
+    a.db.prepare('SELECT 1 AS ok').get();
+    return { status: 'ok' };
+  });
 
   // --- phones and locks (the contract in common.md)
   // JSON (messages as hex) by default; CBOR (messages as byte strings) when Accept asks.

@@ -147,3 +147,33 @@ describe('HttpAuthorityClient.updates: CBOR when the authority has it, JSON from
     }
   });
 });
+
+describe('HttpAuthorityClient.health', () => {
+  async function answering(status: number, body: string): Promise<string> {
+    server = http.createServer((_req, res) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(body);
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+    return `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
+  }
+
+  it('resolves on {status: "ok"}', async () => {
+    await expect(new HttpAuthorityClient(await answering(200, '{"status":"ok"}'), '').health()).resolves.toBeUndefined();
+  });
+
+  it('another success body is AUTHORITY_REFUSED; a 503 is AUTHORITY_UNREACHABLE (temporary)', async () => {
+    await expect(new HttpAuthorityClient(await answering(200, '{"version":1}'), '').health()).rejects.toMatchObject({ reason: 'AUTHORITY_REFUSED', message: /not a health answer/ });
+    await new Promise<void>((r) => server!.close(() => r()));
+    server = undefined;
+    const down = await answering(503, '{"error":{"code":"STORAGE_UNAVAILABLE","message":"PostgreSQL is unreachable"}}');
+    await expect(new HttpAuthorityClient(down, '').health()).rejects.toMatchObject({ reason: 'AUTHORITY_UNREACHABLE', authority: { status: 503, code: 'STORAGE_UNAVAILABLE' } });
+  });
+
+  it('nothing listening is AUTHORITY_UNREACHABLE', async () => {
+    const url = await answering(200, '{}');
+    await new Promise<void>((r) => server!.close(() => r()));
+    server = undefined;
+    await expect(new HttpAuthorityClient(url, '').health()).rejects.toMatchObject({ reason: 'AUTHORITY_UNREACHABLE' });
+  });
+});

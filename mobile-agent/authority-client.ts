@@ -64,12 +64,12 @@ export class HttpAuthorityClient implements AuthorityApi {
         return decodeUpdatesBody(bytes);
       } catch (e) {
         if (!(e instanceof UpdatesBodyError)) throw e;
-        throw notAnUpdatesAnswer(what, this.baseUrl, res.status, `an application/cbor body that is not an updates answer (${e.message})`);
+        throw unexpectedSuccessBody(what, this.baseUrl, res.status, `an application/cbor body that is not an updates answer (${e.message})`);
       }
     }
     const body = (await this.readJson(res, what)) as { lockId?: unknown; from?: unknown; to?: unknown; messages?: unknown };
     const { lockId: id, from, to, messages } = body;
-    const notAnswer = (): AgentError => notAnUpdatesAnswer(what, this.baseUrl, res.status, 'a JSON body that is not an updates answer ({lockId, from, to, messages: [hex]})');
+    const notAnswer = (): AgentError => unexpectedSuccessBody(what, this.baseUrl, res.status, 'a JSON body that is not an updates answer ({lockId, from, to, messages: [hex]})');
     if (typeof id !== 'string' || typeof from !== 'number' || typeof to !== 'number' || !Array.isArray(messages) || !messages.every((m) => typeof m === 'string')) throw notAnswer();
     try {
       return { lockId: id, from, to, messages: messages.map((m: string) => fromHex(m)) };
@@ -77,6 +77,12 @@ export class HttpAuthorityClient implements AuthorityApi {
       if (e instanceof RangeError) throw notAnswer(); // fromHex: not hex
       throw e;
     }
+  }
+
+  /** GET /v1/health: resolves once the authority and its storage answer; else the AgentError of the failure. */
+  async health(): Promise<void> {
+    const body = (await this.request('GET', '/v1/health')) as { status?: unknown };
+    if (body.status !== 'ok') throw unexpectedSuccessBody('GET /v1/health', this.baseUrl, 200, `a body that is not a health answer ({status: "ok"})`);
   }
 
   async signedTime(lockId: string, nonce: Uint8Array): Promise<Uint8Array> {
@@ -183,8 +189,8 @@ function isCbor(contentType: string | null): boolean {
   return contentType !== null && contentType.split(';')[0]?.trim().toLowerCase() === UPDATES_CBOR_MEDIA_TYPE;
 }
 
-/** A success whose body is not an updates answer: not a (compatible) locksync authority. */
-function notAnUpdatesAnswer(what: string, baseUrl: string, status: number, body: string): AgentError {
+/** A success whose body is not the answer the route gives: not a (compatible) locksync authority. */
+function unexpectedSuccessBody(what: string, baseUrl: string, status: number, body: string): AgentError {
   return new AgentError('AUTHORITY_REFUSED', `${what} at ${baseUrl} answered HTTP ${status} with ${body}`, undefined, {
     authority: { status },
     advice: 'point --authority at the base URL of `locksync authority serve` (e.g. http://127.0.0.1:8080); if it is one, its version and this agent\'s disagree — report it',

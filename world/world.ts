@@ -282,6 +282,10 @@ export class World {
     }
     const world = new World(opts, dir, seed, clock, authority, server, managerToken, transport, radio, simAir);
     try {
+      // Readiness: the authority answers over HTTP before the world is handed out. This is
+      // also the process's first fetch, which loads Node's HTTP client (undici, ~18 ms) — a
+      // cost otherwise paid by the first Door Sync while its radio shares this event loop.
+      await new HttpAuthorityClient(server.url, '').health();
       if (opts.setup) {
         const setup = opts.setup;
         const provisioned = authority.batch(() => {
