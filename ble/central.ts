@@ -147,9 +147,12 @@ export class NobleConnector implements LockConnector {
       const entry = this.seen.get(lockId);
       if (found.length === 0 || !entry) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
       peripheral = entry.peripheral;
-      // Before the connection is set up: the caller may start work the advert allows
-      // (the agent fetches the updates from the advertised version meanwhile).
-      opts.onAdvert?.({ ...entry.advert });
+      // While the connection is set up the caller may start work the advert allows (the
+      // agent fetches the updates from the advertised version): told once the connection
+      // request has gone to the controller (setUp), so that work never delays it — the
+      // controller then waits for the lock's next advertisement, time the work can use.
+      const advert = { ...entry.advert };
+      return this.setUp(lockId, peripheral, params, opts, peripheral.state === 'connected', () => opts.onAdvert?.(advert));
     }
     return this.setUp(lockId, peripheral, params, opts, peripheral.state === 'connected');
   }
@@ -170,7 +173,15 @@ export class NobleConnector implements LockConnector {
     }
   }
 
-  private async setUp(lockId: string, peripheral: any, params: Record<string, number>, opts: ConnectOptions, alreadyConnected: boolean): Promise<LockConnection> {
+  private async setUp(
+    lockId: string,
+    peripheral: any,
+    params: Record<string, number>,
+    opts: ConnectOptions,
+    alreadyConnected: boolean,
+    /** Called once the connection has been asked for (or at once when already connected). */
+    onConnectRequested?: () => void,
+  ): Promise<LockConnection> {
     const fast = this.opts.fastConnect !== false;
 
     const state = this.channels.open(lockId);
@@ -220,7 +231,9 @@ export class NobleConnector implements LockConnector {
     let onHandleNotify: ((handle: number, data: Buffer) => void) | undefined;
     try {
       if (!alreadyConnected) peripheral.mtu = null; // noble keeps the last connection's MTU: wait for this one's exchange
-      if (!alreadyConnected) await withTimeout(this.noble.connectAsync(peripheral.id, params), 10_000, `connect to ${lockId}`);
+      const connecting = alreadyConnected ? undefined : withTimeout(this.noble.connectAsync(peripheral.id, params), 10_000, `connect to ${lockId}`);
+      onConnectRequested?.();
+      if (connecting) await connecting;
       open = true;
       peripheral.once('disconnect', onDisconnect);
       const mtu: number = peripheral.mtu ?? (await untilLost(waitForMtu(peripheral, 2000)));
