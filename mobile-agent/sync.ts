@@ -375,7 +375,19 @@ export async function syncOnConnection(
       timeAckDue = true;
       timeSentSequentially = true;
     }
-    for (const bytes of messages) {
+    // The signed time cannot go first (the lock holds no certificate for the online key
+    // yet, as at a first contact): it follows the last update in one batch with the audit
+    // request, sent as soon as the update is acknowledged rather than after its receipt.
+    // The lock answers in order — the receipt once the update is committed, then the batch,
+    // the time verified with the certificate the update brought — one round trip less.
+    const trailing =
+      !timeFirst &&
+      messages.length > 0 &&
+      wantAudit &&
+      ctx.fetched?.source === 'authority' &&
+      opts.pipeline !== false &&
+      (hello.capabilities & CAPABILITIES.batch) !== 0;
+    for (const [i, bytes] of messages.entries()) {
       const target = targetOf(bytes) ?? pending?.to ?? hello.version;
       updateBytes += bytes.length;
       const sending = { target, acked: false };
@@ -386,6 +398,18 @@ export async function syncOnConnection(
         await readTimeAck(conn, ctx);
         timeAckDue = false;
       }
+      let behind: BatchItem[] | undefined;
+      if (trailing && i === messages.length - 1) {
+        // A failed time fetch is left to the step after the updates, which reports it as before.
+        const time = await timeFetch.catch(() => undefined);
+        if (time) {
+          behind = [
+            { kind: 'time', bytes: time },
+            { kind: 'audit', bytes: encodeMessage({ type: 'auditRequest', fromSeq: 0 }) },
+          ];
+          await conn.send({ type: 'batch', messages: behind.map((x) => x.bytes) });
+        }
+      }
       try {
         receipt = await expectReceipt(conn, ctx);
       } catch (e) {
@@ -393,6 +417,13 @@ export async function syncOnConnection(
         refusal ??= e;
       }
       ctx.inFlight = undefined;
+      if (behind) {
+        // Read as the batch after the updates below would be: a refused time leaves the
+        // audit request NOT_ATTEMPTED, and it then goes alone.
+        const b = await readBatchReply(conn, ctx, behind);
+        if (b.auditExport) batchAudit = b.auditExport;
+        timeSentInBatch = !b.timeLeft;
+      }
     }
   }
 
@@ -512,15 +543,21 @@ async function syncByBatch(
   updates: Uint8Array[],
   wantAudit: boolean,
 ): Promise<BatchOutcome> {
-  type Item = { kind: 'time'; bytes: Uint8Array } | { kind: 'update'; bytes: Uint8Array } | { kind: 'audit'; bytes: Uint8Array };
-  const items: Item[] = [];
+  const items: BatchItem[] = [];
   if (signedTime) items.push({ kind: 'time', bytes: signedTime });
   for (const u of updates) items.push({ kind: 'update', bytes: u });
   if (wantAudit) items.push({ kind: 'audit', bytes: encodeMessage({ type: 'auditRequest', fromSeq: 0 }) });
-  const out: BatchOutcome = { updateBytes: 0, updatesLeft: [], timeLeft: false };
   const target = updates.map(targetOf).reduce<number | undefined>((a, v) => (v === undefined ? a : Math.max(a ?? 0, v)), undefined);
   if (target !== undefined) ctx.batchTarget = target;
   await conn.send({ type: 'batch', messages: items.map((i) => i.bytes) });
+  return readBatchReply(conn, ctx, items);
+}
+
+type BatchItem = { kind: 'time'; bytes: Uint8Array } | { kind: 'update'; bytes: Uint8Array } | { kind: 'audit'; bytes: Uint8Array };
+
+/** The batchReply to a batch of `items` (the next message from the lock), read item by item. */
+async function readBatchReply(conn: LockConnection, ctx: SyncContext, items: BatchItem[]): Promise<BatchOutcome> {
+  const out: BatchOutcome = { updateBytes: 0, updatesLeft: [], timeLeft: false };
   const reply = await conn.next(ctx.timeout);
   ctx.batchTarget = undefined;
   if (reply.type === 'error') throw new AgentError('REFUSED_BY_LOCK', `lock refused the batch: ${reply.reason} ${reply.detail}`.trim(), reply.reason);

@@ -6,7 +6,8 @@
 // shows when the fetch happened.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { World } from '../world/index';
-import type { DiscoveredLock, LockConnector } from '../mobile-agent/link';
+import type { DiscoveredLock, LockConnection, LockConnector } from '../mobile-agent/link';
+import { decodeMessage, deriveSeed32, keyPairFromSeed, toHex } from '../protocol/index';
 import type { AuthorityApi } from '../mobile-agent/authority-client';
 
 describe('Door Sync fetches the updates on the advertised version', () => {
@@ -15,9 +16,9 @@ describe('Door Sync fetches the updates on the advertised version', () => {
   const phones = ['ann', 'bob', 'cat', 'dan', 'eve', 'fay'];
 
   beforeAll(async () => {
-    world = await World.create({ seed: 'advert-prefetch', doors: [{ name: 'fresh' }, { name: 'unit' }, { name: 'late' }], phones });
+    world = await World.create({ seed: 'advert-prefetch', doors: [{ name: 'fresh' }, { name: 'unit' }, { name: 'late' }, { name: 'trail' }], phones });
     const a = world.authority;
-    const doors = [world.door('fresh').doorId, world.door('unit').doorId, world.door('late').doorId];
+    const doors = [world.door('fresh').doorId, world.door('unit').doorId, world.door('late').doorId, world.door('trail').doorId];
     const key = a.createKey({ name: 'Home', doors: doors.map((doorId) => ({ doorId })) });
     const user = a.addUser({ name: 'Ann' });
     a.assignKey(user.id, key.id);
@@ -147,6 +148,48 @@ describe('Door Sync fetches the updates on the advertised version', () => {
     } finally {
       world.moveTo('ann', null);
     }
+  });
+
+  it('a first contact sends the signed time and the audit request in one batch right behind the update, before reading its receipt', async () => {
+    const steps: string[] = [];
+    const inner = world.phone('bob').connector;
+    const logged = (c: LockConnection): LockConnection =>
+      Object.assign(Object.create(c) as LockConnection, {
+        send: (m: Parameters<LockConnection['send']>[0]) => (steps.push(`send ${m.type}`), c.send(m)),
+        sendRaw: (b: Uint8Array) => (steps.push(`send ${decodeMessage(b).type}`), c.sendRaw(b)),
+        next: async (t: number) => {
+          const m = await c.next(t);
+          steps.push(`read ${m.type}`);
+          return m;
+        },
+      });
+    const connector: LockConnector = {
+      transport: inner.transport,
+      scan: (t, f) => inner.scan(t, f),
+      connect: async (lockId, o = {}) => logged(await inner.connect(lockId, o)),
+      forget: (l) => inner.forget(l),
+      close: async () => undefined,
+    };
+    // A table too large for a batch (over 4,096 B): 150 residents with phones at this door.
+    const a = world.authority;
+    a.batch(() => {
+      const key = a.createKey({ name: 'Trail', doors: [{ doorId: world.door('trail').doorId }] });
+      for (let i = 0; i < 150; i++) {
+        const u = a.addUser({ name: `Trail ${i}` });
+        a.assignKey(u.id, key.id);
+        a.enrolUserDevice(u.id, toHex(keyPairFromSeed(deriveSeed32('advert-prefetch/trail', `${i}`)).publicKey));
+      }
+    });
+    world.moveTo('bob', 'trail');
+    try {
+      const r = await world.sync('bob', 'trail', { connector });
+      expect(r).toMatchObject({ outcome: 'updated', versionBefore: 0, receiptDelivered: true });
+    } finally {
+      world.moveTo('bob', null);
+    }
+    // The time could not go first (the lock held no certificate): it follows the snapshot at once.
+    expect(steps.slice(0, 5)).toEqual(['read hello', 'send snapshot', 'send batch', 'read receipt', 'read batchReply']);
+    expect(world.door('trail').lock.rtc.trusted).toBe(true);
   });
 });
 
