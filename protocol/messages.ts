@@ -7,8 +7,8 @@ import { CborError, bytesEqual } from './cbor';
 import { sign, verify, hash, concatBytes } from './crypto';
 import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
 import { MapReader, cmap, insideSignedBody } from './schema';
-import { type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, phoneKeyWeakness, signedHeadFromCbor, updateFromCbor, updateToCbor } from './update';
-import { type Entry, TableEntriesBuilder, entryFromCbor } from './table';
+import { type Snapshot, type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, keyCertToCbor, phoneKeyWeakness, signedHeadFromCbor, signedHeadToCbor, updateFromCbor, updateToCbor } from './update';
+import { type Entry, TableEntriesBuilder, encodeTable, entryFromCbor } from './table';
 import { KEY_ID_BYTES } from './crypto';
 
 export const PROTOCOL_VERSION = 1;
@@ -253,6 +253,7 @@ export function encodeMessage(m: Message): Uint8Array {
       );
     case 'delta':
     case 'snapshot':
+      if (m.type === 'snapshot' && m.update.type === 'snapshot') return encodeSnapshotMessage(t, m.update);
       return encode(cmap([[0, t], [1, updateToCbor(m.update)]]));
     case 'receipt':
     case 'signedTime':
@@ -317,6 +318,26 @@ export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {
     throw e;
   }
   return messageFromCbor(v, encodings);
+}
+
+/**
+ * A snapshot message, byte for byte what encode() gives for {0: type, 1: {1: table, 4:
+ * head, ?5: certs}}, with the table's encoding (encodeTable: one copy of each entry's cached
+ * bytes) spliced in whole instead of encoding a tree of 10,000 entry maps again — the
+ * authority serves a 10,000-credential snapshot in a copy, not ~20–40 ms of encoding.
+ */
+function encodeSnapshotMessage(type: number, u: Snapshot): Uint8Array {
+  const head = encode(signedHeadToCbor(u.head));
+  const certs = u.certs.length > 0 ? encode(u.certs.map(keyCertToCbor)) : undefined;
+  return concatBytes(
+    new Uint8Array([0xa2, 0x00]),
+    encode(type),
+    new Uint8Array([0x01, certs ? 0xa3 : 0xa2, 0x01]),
+    encodeTable(u.table),
+    new Uint8Array([0x04]),
+    head,
+    ...(certs ? [new Uint8Array([0x05]), certs] : []),
+  );
 }
 
 function refusalOfCbor(e: CborError): ProtocolError {
