@@ -142,7 +142,7 @@ function doorSyncTables(all: DoorSyncCase[]): string {
         }
         return row;
       }),
-    ['The signed time goes to the lock right ahead of the update and both answers are read in order (one round trip). A fresh lock (version 0) holds no certificate for the authority\'s online key until its first update, so it gets the signed time after the receipt: counted in the audit-export phase there.'],
+    ['The signed time goes to the lock right ahead of the update and both answers are read in order (one round trip). A fresh lock (version 0) holds no certificate for the authority\'s online key until its first update, so the signed time follows the update (with the audit request, in one batch sent right behind it) and is answered after the receipt: counted in the audit-export phase there.'],
   );
   return `${main}\n${phases}\n${deviceTable(all)}`;
 }
