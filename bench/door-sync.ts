@@ -64,6 +64,8 @@ export interface DoorSyncCase {
   ratioTotalOverAllFramesBound?: number;
   /** Update message on air over its own bound: how close the framing gets to the link's capacity. */
   ratioUpdateOnAirOverBound?: number;
+  /** The update's last frame on the air → the lock's next message (its receipt) on the air: the lock's work after the transfer. */
+  lastFrameToReceiptModelMs?: number;
   link?: LinkSeen | undefined;
   air?: { phoneToLock: DirectionCounts; lockToPhone: DirectionCounts };
   /** Bytes on air (all locksync-carrying PDUs, both directions) / protocol message bytes. */
@@ -195,6 +197,8 @@ async function timedSync(world: World, tap: AirTap, spec: ProfileSpec, c: { case
     // tap sees delivery times (end of each PDU), so add the first PDU's own airtime back.
     const firstPduUs = transferAirtimeBound(Math.min(updateBytes, spec.profile.attMtu - 3), spec.profile).durationUs;
     result.ratioUpdateOnAirOverBound = round((update.lastUs - update.firstUs + firstPduUs) / boundUpdateUs, 3);
+    const answer = tap.messages.find((m) => m.direction === 'lockToPhone' && m.firstUs > update.lastUs);
+    if (answer) result.lastFrameToReceiptModelMs = round((answer.firstUs - update.lastUs) / 1000, 1);
   }
   const messageBytes = air.phoneToLock.messageBytes + air.lockToPhone.messageBytes;
   result.overheadOnAirOverMessages = round((air.phoneToLock.locksyncOnAirBytes + air.lockToPhone.locksyncOnAirBytes) / messageBytes, 3);
