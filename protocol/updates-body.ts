@@ -7,6 +7,7 @@
 //   { 1: lockId (text), 2: from (uint), 3: to (uint), 4: [ message (bytes), … ] }
 
 import { type CborLimits, type CborValue, CborError, decode, encode, encodeHead } from './cbor';
+import { concatBytes } from './crypto';
 
 export const UPDATES_CBOR_MEDIA_TYPE = 'application/cbor';
 
@@ -50,15 +51,7 @@ export function encodeUpdatesBody(b: UpdatesBody): Uint8Array {
     encodeHead(4, b.messages.length),
   ];
   for (const m of b.messages) parts.push(encodeHead(2, m.length), m);
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(...parts);
 }
 
 /** Why a body is not an updates body: the CBOR error, or the field that is wrong. */
