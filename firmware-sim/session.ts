@@ -218,6 +218,7 @@ export class LockSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.incoming = undefined; // a request cut with the link is decoded afresh by the next session
     for (const c of this.challenges) c.used = true;
     this.lock.sessionEnded(this);
   }
