@@ -299,15 +299,15 @@ export function tableToCbor(t: Table): CborMap {
   ]);
 }
 
-/** Same bytes as encode(tableToCbor(t)), assembled from cached entry encodings. */
 /**
  * The encoding of tables decoded from a message, kept by decodeTable when the bytes it
- * decoded the table from are provably encodeTable's (see encodingIfCanonical). Only such
- * tables are here, and they are never changed (a lock applies updates to new tables), so a
+ * decoded the table from are provably encodeTable's (see rawIsEncoding). Only such tables
+ * are here, and they are never changed (a lock applies updates to new tables), so a
  * received 10,000-entry snapshot is not encoded again for its digest and its flash write.
  */
 const receivedTableBytes = new WeakMap<Table, Uint8Array>();
 
+/** Same bytes as encode(tableToCbor(t)), assembled from cached entry encodings (a copy for the caller). */
 export function encodeTable(t: Table): Uint8Array {
   const received = receivedTableBytes.get(t);
   if (received !== undefined) return received.slice();
@@ -317,15 +317,14 @@ export function encodeTable(t: Table): Uint8Array {
   const policy = encode(lockPolicyToCbor(t.policy));
   let n = 2 + head.length + 1 + policies.length + 1 + policy.length;
   for (const b of entries) n += b.length;
-  // One buffer, filled in order: a 10,000-entry table is 10,000 small copies, which a
-  // byte loop does faster than as many typed-array set() calls (and no 10,000-argument spread).
+  // One buffer, filled in order (no 10,000-argument spread into concatBytes).
   const out = new Uint8Array(n);
   out[0] = 0xa3;
   out[1] = 0x01;
   out.set(head, 2);
   let o = 2 + head.length;
   for (const b of entries) {
-    for (let i = 0; i < b.length; i++) out[o + i] = b[i] as number;
+    out.set(b, o);
     o += b.length;
   }
   out[o++] = 0x02;
