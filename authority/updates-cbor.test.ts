@@ -129,7 +129,7 @@ describe('GET /v1/locks/{id}/updates: JSON by default, CBOR when Accept asks', (
   });
 });
 
-describe('the snapshot kept for re-serving', () => {
+describe('the snapshot served for a version', () => {
   it('is served again unchanged for the same version, and never after a change, a key rotation, or a different certificate ask', async () => {
     const path = `/v1/locks/${lockId}/updates?from=0`;
     const first = (await getCbor(path)).messages[0] as Uint8Array;
@@ -145,7 +145,7 @@ describe('the snapshot kept for re-serving', () => {
     expect(noCert.certs).toEqual([]);
     expect(updateOf((await getCbor(path)).messages[0] as Uint8Array).certs.length).toBe(1);
 
-    // A change: a new version with the new credential, not the kept v1.
+    // A change: a new version with the new credential, not v1 again.
     addResident('Di');
     const v2 = updateOf((await getCbor(path)).messages[0] as Uint8Array);
     expect(v2.type).toBe('snapshot');

@@ -3,7 +3,6 @@
 
 import {
   type SignedHead,
-  type Table,
   type SignedKeyCert,
   applyOps,
   bytesEqual,
@@ -25,56 +24,7 @@ import { type LockRow, type VersionRow, u8, blob } from './rows';
 import { type SigningKey } from './keys';
 import { Compiler } from './compile';
 
-/** Encoded snapshots kept for re-serving, bytes in all (a 10,000-credential one is ~440 kB). */
-export const SNAPSHOT_CACHE_BYTES = 64 * 1024 * 1024;
-
-/** A snapshot message as served, with the signed bytes that determine every byte of it. */
-interface EncodedSnapshot {
-  headBytes: Uint8Array;
-  headSignature: Uint8Array;
-  certSignatures: Uint8Array[];
-  bytes: Uint8Array;
-}
-
 export abstract class UpdateServer extends Compiler {
-  /**
-   * The newest snapshot served per lock, so a lock (or several phones) fetching the same
-   * version is not re-encoded each time (~5 ms for 10,000 credentials). It cannot go stale:
-   * an entry is used only when the head just read from the database — bytes and signature —
-   * and the certificates are the ones it was built with, and the head's digest fixes the
-   * table's every byte (a changed table is a new version, a rotation a new signature).
-   */
-  private readonly snapshotCache = new Map<string, EncodedSnapshot>();
-  private snapshotCacheBytes = 0;
-
-  private encodedSnapshot(lockId: string, table: Table, head: SignedHead, certs: SignedKeyCert[]): Uint8Array {
-    const kept = this.snapshotCache.get(lockId);
-    if (
-      kept !== undefined &&
-      bytesEqual(kept.headSignature, head.signature) &&
-      bytesEqual(kept.headBytes, head.headBytes) &&
-      kept.certSignatures.length === certs.length &&
-      certs.every((c, i) => bytesEqual(c.signature, kept.certSignatures[i] as Uint8Array))
-    )
-      return kept.bytes;
-    const bytes = encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table, head, certs } });
-    if (kept !== undefined) {
-      this.snapshotCache.delete(lockId);
-      this.snapshotCacheBytes -= kept.bytes.length;
-    }
-    if (bytes.length <= SNAPSHOT_CACHE_BYTES / 4) {
-      this.snapshotCache.set(lockId, { headBytes: head.headBytes, headSignature: head.signature, certSignatures: certs.map((c) => c.signature), bytes });
-      this.snapshotCacheBytes += bytes.length;
-      // Oldest first (Map order): the locks not fetched for longest.
-      for (const [id, e] of this.snapshotCache) {
-        if (this.snapshotCacheBytes <= SNAPSHOT_CACHE_BYTES) break;
-        this.snapshotCache.delete(id);
-        this.snapshotCacheBytes -= e.bytes.length;
-      }
-    }
-    return bytes;
-  }
-
   /** Oldest version a delta can still be served from. */
   protected oldestDeltaBase(lockId: string, current: number): number {
     return Math.max(0, current - this.historyVersions);
@@ -134,7 +84,8 @@ export abstract class UpdateServer extends Compiler {
     const head = signed.head;
     const certs = certSerial !== undefined && certSerial >= at.key.serial ? [] : signed.certs;
     const current = this.currentTable(lockId, cur);
-    const snapshotMessage = (): Uint8Array => this.encodedSnapshot(lockId, current.table, head, certs);
+    // The table's encoding is spliced in whole (encodeMessage): a copy of cached entry bytes.
+    const snapshotMessage = (): Uint8Array => encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current.table, head, certs } });
     let chosen: Uint8Array | undefined;
     if (from >= this.oldestDeltaBase(lockId, to) && !(from === 0 && snapshotSmallerFromEmpty(current.table))) {
       const base = this.tableAt(lockId, from);
