@@ -22,6 +22,7 @@
 
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha512';
+import { runtimeBuiltin } from './runtime';
 
 /** Field prime p = 2^255 − 19. */
 export const ED25519_P = ed.CURVE.p;
@@ -259,8 +260,7 @@ let chosen: NodeCryptoEd25519 | null | undefined;
  */
 function nativeBackend(): NodeCryptoEd25519 | null {
   if (chosen === undefined) {
-    const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-    const mod = proc?.getBuiltinModule?.('node:crypto') as NodeCryptoEd25519 | undefined;
+    const mod = runtimeBuiltin<NodeCryptoEd25519>('node:crypto');
     chosen = mod !== undefined && typeof mod.verify === 'function' && typeof mod.createPublicKey === 'function' ? mod : null;
   }
   return chosen;

@@ -13,6 +13,7 @@
 
 import { sha256 as nobleSha256 } from '@noble/hashes/sha256';
 import { hmac as nobleHmac } from '@noble/hashes/hmac';
+import { runtimeBuiltin } from './runtime';
 
 /** What the native backend needs from node:crypto (a subset of its API). */
 export interface NodeCryptoSha256 {
@@ -30,8 +31,7 @@ let chosen: NodeCryptoSha256 | null | undefined;
 
 function nativeBackend(): NodeCryptoSha256 | null {
   if (chosen === undefined) {
-    const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-    const mod = proc?.getBuiltinModule?.('node:crypto') as NodeCryptoSha256 | undefined;
+    const mod = runtimeBuiltin<NodeCryptoSha256>('node:crypto');
     chosen = mod !== undefined && typeof mod.createHash === 'function' && typeof mod.createHmac === 'function' ? mod : null;
   }
   return chosen;
