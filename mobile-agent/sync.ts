@@ -332,6 +332,8 @@ export async function syncOnConnection(
   //    without waiting for its answer: the update follows right behind it on the link and
   //    the lock answers both in order — one round trip less for a small sync.
   const timeFirst = hello.certSerial !== undefined;
+  /** This phone pipelines and the lock takes batches (SPEC §6.5). */
+  const batches = opts.pipeline !== false && (hello.capabilities & CAPABILITIES.batch) !== 0;
   const timeFetch = fetchSignedTime(hello, ctx);
   timeFetch.catch(() => undefined); // awaited below; a failure must not surface unhandled first
 
@@ -357,8 +359,7 @@ export async function syncOnConnection(
     const wantAudit = (hello.capabilities & CAPABILITIES.auditExport) !== 0 && !(ctx.fetched?.source === 'cache' && messages.length === 0);
     const timeInBatch = timeFirst && signedTime !== undefined;
     const batchable =
-      opts.pipeline !== false &&
-      (hello.capabilities & CAPABILITIES.batch) !== 0 &&
+      batches &&
       messages.length > 0 &&
       (timeInBatch ? 1 : 0) + messages.length + (wantAudit ? 1 : 0) <= MAX_BATCH_ITEMS &&
       messages.reduce((n, m) => n + m.length, 0) <= BATCH_UPDATE_MAX_BYTES;
@@ -385,8 +386,7 @@ export async function syncOnConnection(
       messages.length > 0 &&
       wantAudit &&
       ctx.fetched?.source === 'authority' &&
-      opts.pipeline !== false &&
-      (hello.capabilities & CAPABILITIES.batch) !== 0;
+      batches;
     for (const [i, bytes] of messages.entries()) {
       const target = targetOf(bytes) ?? pending?.to ?? hello.version;
       updateBytes += bytes.length;
@@ -438,7 +438,7 @@ export async function syncOnConnection(
   // resumed sync sends its time here, behind the transfer it had to finish first.
   if (signedTime && !timeSentInBatch && (!timeFirst || resuming || !timeAckSeen)) {
     const auditDue = !batchAudit && (hello.capabilities & CAPABILITIES.auditExport) !== 0 && !(ctx.fetched?.source === 'cache' && receipt === undefined);
-    if (auditDue && opts.pipeline !== false && (hello.capabilities & CAPABILITIES.batch) !== 0) {
+    if (auditDue && batches) {
       // The time and the audit request in one batch (SPEC §6.5): one round trip instead of
       // two. A refused time leaves the audit request NOT_ATTEMPTED; it then goes alone below.
       const b = await syncByBatch(conn, ctx, signedTime, [], true);

@@ -304,15 +304,12 @@ function truncateDetail(d: string): string {
  */
 export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {}): Message {
   let v: CborValue;
-  // The bytes each table entry of a snapshot came from (message → update → table → entries
-  // → entry: depth 4), so the lock's digest of the new table reuses them instead of
-  // encoding 10,000 entries again (decodeTable; the decoder accepts only the one encoding).
+  // The bytes a snapshot's table and each of its entries came from (keepEncoding), so the
+  // lock's digest and flash write of the new table reuse them instead of encoding 10,000
+  // entries again (decodeTable; the decoder accepts only the one encoding).
   const encodings = new WeakMap<object, Uint8Array>();
   try {
-    v = decode(bytes, limits, (value, raw, depth) => {
-      // Depth 2: a snapshot's table (its digest and flash write reuse the bytes, decodeTable).
-      if ((depth === 4 || depth === 2) && value instanceof Map) encodings.set(value, raw);
-    });
+    v = decode(bytes, limits, (value, raw, depth) => keepEncoding(encodings, value, raw, depth));
   } catch (e) {
     if (e instanceof CborError) throw refusalOfCbor(e);
     throw e;
@@ -338,6 +335,17 @@ function encodeSnapshotMessage(type: number, u: Snapshot): Uint8Array {
     head,
     ...(certs ? [new Uint8Array([0x05]), certs] : []),
   );
+}
+
+/**
+ * The bytes decodeTable reuses, by container: a snapshot's table (depth 2: its digest and
+ * flash write) and each table entry (depth 4: message → update → table → entries → entry).
+ * True for a depth-4 map (a table entry or a key policy).
+ */
+function keepEncoding(encodings: WeakMap<object, Uint8Array>, value: CborValue[] | Map<number, CborValue>, raw: Uint8Array, depth: number): boolean {
+  if (!(value instanceof Map) || (depth !== 4 && depth !== 2)) return false;
+  encodings.set(value, raw);
+  return depth === 4;
 }
 
 function refusalOfCbor(e: CborError): ProtocolError {
@@ -423,9 +431,7 @@ export class MessageStreamDecoder {
   }
 
   private container(value: CborValue[] | Map<number, CborValue>, raw: Uint8Array, depth: number): void {
-    if (!(value instanceof Map) || (depth !== 4 && depth !== 2)) return;
-    this.encodings.set(value, raw); // as decodeMessage keeps them
-    if (depth !== 4) return;
+    if (!keepEncoding(this.encodings, value, raw, depth) || !(value instanceof Map)) return;
     this.snapshot ??= SNAPSHOT_PREFIX.every((b, i) => this.buffer[i] === b);
     if (!this.snapshot) return;
     // A map at depth 4 of a snapshot is a table entry or a key policy. Read as an entry; one
