@@ -71,7 +71,7 @@ describe('a snapshot decoded while it arrives', () => {
     expect(decodeMessage(a[0] as Uint8Array)).toMatchObject({ type: 'receipt', body: { version: 1 } });
     expect(streamedRig.rig.lock.version).toBe(1);
     expect(toHex(streamedRig.rig.flash.image())).toBe(toHex(wholeRig.rig.flash.image()));
-    // The index was built entry by entry while the bytes came, and is the full build's.
+    // The lock's index (built while the bytes came: see stream-decode.test.ts) is the full build's.
     const table = streamedRig.rig.lock.durable.tableState.table;
     expect(indexShape(tableIndex(table))).toEqual(indexShape(buildTableIndex(table)));
     // A phone in the snapshot opens the door on the streamed lock, as on the other.

@@ -30,6 +30,7 @@ import {
   toHex,
 } from './index';
 import { TestAuthority, swapEncodedEntries } from '../firmware-sim/test-authority';
+import { TableIndexBuilder, buildTableIndex, tableIndex } from './access';
 import { deriveSeed32, keyPairFromSeed } from './index';
 
 type Outcome = { ok: true; value: CborValue; containers: string[] } | { ok: false; error: string; containers: string[] };
@@ -293,6 +294,30 @@ describe('a snapshot message is encoded with its table spliced in', () => {
       }
     expect(snapshots.length).toBeGreaterThan(8);
     for (const m of snapshots) expect(toHex(encodeMessage(m))).toBe(toHex(generic(m)));
+  });
+});
+
+describe('the index built while a snapshot arrives', () => {
+  it('is given to the table made of the very entries it indexed, equal to the full build, and to no other table', () => {
+    const msg = snapshotMessage(400);
+    const buffer = new Uint8Array(msg.length);
+    let builder: TableIndexBuilder | undefined;
+    const d = new MessageStreamDecoder(buffer, (e) => builder?.add(e));
+    builder = new TableIndexBuilder(d.entries);
+    for (const held of frameCutsOf(msg.length)) {
+      buffer.set(msg.subarray(0, held));
+      d.feed(held);
+    }
+    buffer.set(msg);
+    const m = d.finish();
+    if (m.type !== 'snapshot' || m.update.type !== 'snapshot') throw new Error('expected a snapshot');
+    const table = m.update.table;
+    const copy = { entries: new Map(table.entries), keyPolicies: table.keyPolicies, policy: table.policy };
+    expect(builder.adoptFor(copy)).toBe(false);
+    expect(builder.adoptFor(table)).toBe(true);
+    const shape = (ix: ReturnType<typeof buildTableIndex>) => [...ix.bySecret].map(([k, l]) => [k, l.map((e) => e.credId)]).sort();
+    expect(shape(tableIndex(table))).toEqual(shape(buildTableIndex(table)));
+    expect(tableIndex(table).bySecret.size).toBe(400);
   });
 });
 
