@@ -118,6 +118,38 @@ describe('served updates, applied by the lock', () => {
     expect(code(() => a.updatesFor('lk-9999', 0))).toBe('UNKNOWN_LOCK');
   });
 
+  it('serves a snapshot from the stored table encoding: the same bytes with a cold cache, and a stored table that no longer hashes to its digest is INTERNAL, never served', () => {
+    const a = p.authority;
+    const d = a.addDoor({ name: 'Lobby', kind: 'communal' });
+    const bundle = a.provisionLock(d.id);
+    const k = a.createKey({ name: 'K', doors: [{ doorId: d.id }] });
+    a.batch(() => {
+      for (let i = 0; i < 40; i++) {
+        const u = a.addUser({ name: `U${i}` });
+        a.assignKey(u.id, k.id);
+        a.enrolDeviceWithNewKey({ userId: u.id }, 'x');
+      }
+    });
+    const served = a.updateMessagesFor(bundle.lockId, 0).messages[0]!;
+    const m = decodeMessage(served);
+    if (m.type !== 'snapshot' || m.update.type !== 'snapshot') throw new Error(`expected a snapshot, got ${m.type}`);
+    // What encoding the decoded table gives, and what the compiler builds now.
+    expect(Buffer.from(encodeMessage(m)).equals(Buffer.from(served))).toBe(true);
+    expect(toHex(tableDigest(m.update.table))).toBe(toHex(tableDigest(a.buildTable(bundle.lockId))));
+    // A reopened authority (nothing cached) serves the very same bytes.
+    const cold = p.reopen();
+    expect(Buffer.from(cold.updateMessagesFor(bundle.lockId, 0).messages[0]!).equals(Buffer.from(served))).toBe(true);
+    // One bit of the stored table flipped: refused at the authority, not sent to the lock.
+    const v = cold.currentVersion(bundle.lockId);
+    const row = cold.db.prepare('SELECT table_bytes FROM lock_versions WHERE lock_id = ? AND version = ?').get(bundle.lockId, v) as { table_bytes: Buffer };
+    const tampered = Buffer.from(row.table_bytes);
+    tampered[tampered.length - 1] = (tampered[tampered.length - 1] as number) ^ 1;
+    cold.db.prepare('UPDATE lock_versions SET table_bytes = ? WHERE lock_id = ? AND version = ?').run(tampered, bundle.lockId, v);
+    const e = err(() => cold.updateMessagesFor(bundle.lockId, 0));
+    expect(e.code).toBe('INTERNAL');
+    expect(e.message).toContain(`stored table of ${bundle.lockId} v${v}`);
+  });
+
   it('a partner-wide removal and a Key deletion travel as single compact ops', () => {
     const a = p.authority;
     const d = a.addDoor({ name: 'Lobby', kind: 'communal' });

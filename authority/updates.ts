@@ -15,6 +15,10 @@ import {
   signedHeadFromCbor,
   tableDigest,
   snapshotSmallerFromEmpty,
+  snapshotSmallerFromEmptyByEntries,
+  encodedTableEntryCount,
+  encodeSnapshotOfEncodedTable,
+  ProtocolError,
   toHex,
 } from '../protocol';
 import { AuthorityError } from './errors';
@@ -83,21 +87,38 @@ export abstract class UpdateServer extends Compiler {
     const signed = this.signedHeadOf(cur, at.key);
     const head = signed.head;
     const certs = certSerial !== undefined && certSerial >= at.key.serial ? [] : signed.certs;
-    const current = this.currentTable(lockId, cur);
-    // The table's encoding is spliced in whole (encodeMessage): a copy of cached entry bytes.
-    const snapshotMessage = (): Uint8Array => encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current.table, head, certs } });
+    // The newest version's table is stored as its encoding (compile writes encodeTable's
+    // bytes): a snapshot splices them in whole, checked against the signed digest, with no
+    // decoding — a worker that has never held this lock's table serves it in a hash and a copy.
+    const stored = cur.table_bytes !== null ? u8(cur.table_bytes) : undefined;
+    let decoded: ReturnType<UpdateServer['currentTable']> | undefined;
+    const current = (): NonNullable<typeof decoded> => (decoded ??= this.currentTable(lockId, cur));
+    const snapshotMessage = (): Uint8Array => {
+      if (stored === undefined) return encodeMessage({ type: 'snapshot', update: { type: 'snapshot', table: current().table, head, certs } });
+      try {
+        return encodeSnapshotOfEncodedTable(stored, head, certs);
+      } catch (e) {
+        if (e instanceof ProtocolError) throw new AuthorityError('INTERNAL', `stored table of ${lockId} v${cur.version}: ${e.message}`, { lockId, version: cur.version });
+        throw e;
+      }
+    };
+    // A first contact (from the empty table) with more entries than any lock policy weighs:
+    // the snapshot is the smaller message, decided from the stored table's first bytes.
+    const snapshotFromEmpty =
+      from === 0 && (stored !== undefined && snapshotSmallerFromEmptyByEntries(encodedTableEntryCount(stored)) ? true : snapshotSmallerFromEmpty(current().table));
     let chosen: Uint8Array | undefined;
-    if (from >= this.oldestDeltaBase(lockId, to) && !(from === 0 && snapshotSmallerFromEmpty(current.table))) {
+    if (from >= this.oldestDeltaBase(lockId, to) && !snapshotFromEmpty) {
       const base = this.tableAt(lockId, from);
       if (base !== undefined) {
-        const ops = diffTables(base, current.table);
-        if (bytesEqual(tableDigest(applyOps(base, ops)), current.digest)) {
+        const { table, digest } = current();
+        const ops = diffTables(base, table);
+        if (bytesEqual(tableDigest(applyOps(base, ops)), digest)) {
           // tableAt() already proved the rebuilt base against the digest stored for `from`.
           const baseDigest = from === 0 ? tableDigest(base) : u8((this.versionRow(lockId, from) as VersionRow).digest);
           const delta = encodeMessage({ type: 'delta', update: makeDelta({ base: { version: from, digest: baseDigest }, ops, head, certs }) });
-          // The snapshot carries the whole table (entry encodings are cached): only build
-          // it when the delta is not clearly smaller.
-          if (delta.length < encodeTable(current.table).length) chosen = delta;
+          // The snapshot carries the whole table: only build it when the delta is not
+          // clearly smaller.
+          if (delta.length < (stored ?? encodeTable(table)).length) chosen = delta;
           else {
             const snap = snapshotMessage();
             chosen = delta.length < snap.length ? delta : snap;

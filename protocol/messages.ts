@@ -7,8 +7,8 @@ import { CborError, bytesEqual } from './cbor';
 import { sign, verify, hash, concatBytes } from './crypto';
 import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
 import { MapReader, cmap, insideSignedBody } from './schema';
-import { type Snapshot, type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, keyCertToCbor, phoneKeyWeakness, signedHeadFromCbor, signedHeadToCbor, updateFromCbor, updateToCbor } from './update';
-import { type Entry, TableEntriesBuilder, encodeTable, entryFromCbor } from './table';
+import { type SignedHead, type SignedKeyCert, type Snapshot, type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, keyCertToCbor, phoneKeyWeakness, signedHeadFromCbor, signedHeadToCbor, updateFromCbor, updateToCbor } from './update';
+import { type Entry, TableEntriesBuilder, encodeTable, entryFromCbor, tableDigestOfEncoding } from './table';
 import { KEY_ID_BYTES } from './crypto';
 
 export const PROTOCOL_VERSION = 1;
@@ -324,13 +324,30 @@ export function decodeMessage(bytes: Uint8Array, limits: Partial<CborLimits> = {
  * authority serves a 10,000-credential snapshot in a copy, not ~20–40 ms of encoding.
  */
 function encodeSnapshotMessage(type: number, u: Snapshot): Uint8Array {
-  const head = encode(signedHeadToCbor(u.head));
-  const certs = u.certs.length > 0 ? encode(u.certs.map(keyCertToCbor)) : undefined;
+  return spliceSnapshot(type, encodeTable(u.table), u.head, u.certs);
+}
+
+/**
+ * The snapshot message for a table held as its encoding (an authority's stored table),
+ * without decoding it: what encodeMessage gives for the decoded table, provided `tableBytes`
+ * is encodeTable's output. That is checked here only as far as the head's digest covers it
+ * (tableDigestOfEncoding), which is what the lock checks too; the caller vouches that the
+ * bytes came from encodeTable. Throws ProtocolError DIGEST_MISMATCH otherwise.
+ */
+export function encodeSnapshotOfEncodedTable(tableBytes: Uint8Array, head: SignedHead, certs: readonly SignedKeyCert[]): Uint8Array {
+  if (!bytesEqual(tableDigestOfEncoding(tableBytes), head.head.digest))
+    throw new ProtocolError('DIGEST_MISMATCH', `snapshot: the table's encoding does not hash to the digest its head (v${head.head.version}) signs`);
+  return spliceSnapshot(MESSAGE_TYPES.snapshot, tableBytes, head, certs);
+}
+
+function spliceSnapshot(type: number, tableBytes: Uint8Array, signedHead: SignedHead, signedCerts: readonly SignedKeyCert[]): Uint8Array {
+  const head = encode(signedHeadToCbor(signedHead));
+  const certs = signedCerts.length > 0 ? encode(signedCerts.map(keyCertToCbor)) : undefined;
   return concatBytes(
     new Uint8Array([0xa2, 0x00]),
     encode(type),
     new Uint8Array([0x01, certs ? 0xa3 : 0xa2, 0x01]),
-    encodeTable(u.table),
+    tableBytes,
     new Uint8Array([0x04]),
     head,
     ...(certs ? [new Uint8Array([0x05]), certs] : []),

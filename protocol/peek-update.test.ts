@@ -36,3 +36,50 @@ describe('peekUpdateVersion: the target of an update without decoding its table'
     for (let cut = 0; cut < bytes.length - 200; cut += 7) expect(peekUpdateVersion(bytes.subarray(0, cut)), `cut at ${cut}`).toBeUndefined();
   });
 });
+
+describe('encodedTableEntryCount: a stored table\'s entry count from its first bytes', () => {
+  it('reads every length form of the entries array (immediate, 1, 2 and 4 bytes)', async () => {
+    const { encodeTable, encodedTableEntryCount, emptyTable } = await import('./table');
+    const { residentPhone } = await import('./vectors/world');
+    for (const n of [0, 1, 23, 24, 255, 256, 65_536]) {
+      // Built directly: 65,536 entries is past what a delta may carry, not what a count may say.
+      const t = { ...emptyTable(), entries: new Map(Array.from({ length: n }, (_, i) => [i + 1, residentPhone(i + 1)] as const)) };
+      expect(encodedTableEntryCount(encodeTable(t)), `n=${n}`).toBe(n);
+    }
+  });
+
+  it('refuses bytes that do not start as a table does, and a cut length', async () => {
+    const { encodedTableEntryCount } = await import('./table');
+    const { encode } = await import('./cbor');
+    const { ProtocolError } = await import('./errors');
+    for (const bad of [new Uint8Array(0), encode(new Map([[2, []]])), encode(new Map([[1, 5]])), Uint8Array.of(0xa3, 0x01, 0x99, 0x01), Uint8Array.of(0xa3, 0x01, 0x9b, 0, 0, 0, 0, 0, 0, 0, 1)]) {
+      expect(() => encodedTableEntryCount(bad)).toThrow(ProtocolError);
+    }
+  });
+});
+
+describe('encodeSnapshotOfEncodedTable: a snapshot from a table held as its encoding', () => {
+  it('gives encodeMessage\'s bytes, with and without certificates', async () => {
+    const { encodeSnapshotOfEncodedTable } = await import('./messages');
+    const { encodeTable } = await import('./table');
+    for (const certs of [undefined, []] as const) {
+      const u = certs === undefined ? snapshotOf(baseTable(400), { version: 7 }) : snapshotOf(baseTable(400), { version: 7 }, []);
+      expect(Buffer.from(encodeSnapshotOfEncodedTable(encodeTable(u.table), u.head, u.certs)).equals(Buffer.from(encodeMessage({ type: 'snapshot', update: u })))).toBe(true);
+    }
+  });
+
+  it('refuses an encoding that does not hash to the digest the head signs (DIGEST_MISMATCH)', async () => {
+    const { encodeSnapshotOfEncodedTable } = await import('./messages');
+    const { encodeTable } = await import('./table');
+    const u = snapshotOf(baseTable(10), { version: 3 });
+    const bytes = encodeTable(u.table);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
+    let reason: string | undefined;
+    try {
+      encodeSnapshotOfEncodedTable(bytes, u.head, u.certs);
+    } catch (e) {
+      reason = (e as { reason?: string }).reason;
+    }
+    expect(reason).toBe('DIGEST_MISMATCH');
+  });
+});

@@ -2,10 +2,10 @@
 // exact and belong in tests.
 import { describe, expect, it } from 'vitest';
 import { encode } from './cbor';
-import { encodeEntry, tableDigest } from './table';
+import { encodeEntry, encodeTable, encodedTableEntryCount, lockPolicyToCbor, tableDigest } from './table';
 import { applyOps, diffTables } from './ops';
 import { encodeMessage } from './messages';
-import { applyUpdate, initialTableState, snapshotSmallerFromEmpty, updateToCbor } from './update';
+import { applyUpdate, initialTableState, snapshotSmallerFromEmpty, snapshotSmallerFromEmptyByEntries, updateToCbor } from './update';
 import { type LockPolicy, type Table, DEFAULT_LOCK_POLICY, emptyTable } from './table';
 import { KEYS, LOCK_ID, PARTNER_ID, baseTable, deltaFrom, residentPhone, snapshotOf } from './vectors/world';
 
@@ -71,5 +71,23 @@ describe('choosing a snapshot over a delta from the empty table without building
           if (n >= 16) expect(snapshotSmallerFromEmpty(table)).toBe(true);
       }
     expect(yes).toBeGreaterThan(0);
+  });
+
+  it('from the entry count alone it answers yes only where the whole-table check does, whatever the policies, and from 25 entries on', () => {
+    // No lock policy encodes longer than the bound the count is weighed against, the
+    // largest integers CBOR can carry here included.
+    const MAX = Number.MAX_SAFE_INTEGER;
+    expect(encode(lockPolicyToCbor({ wrongCodeLimit: MAX, lockoutSeconds: MAX, leaseSeconds: MAX, relockSeconds: MAX, dailyCodeSlots: MAX })).length).toBeLessThanOrEqual(51);
+    const worst: LockPolicy = { wrongCodeLimit: MAX, lockoutSeconds: MAX, leaseSeconds: MAX, relockSeconds: MAX, dailyCodeSlots: MAX };
+    let undecided = 0;
+    for (const policy of [...policies, worst])
+      for (let n = 0; n <= 40; n++) {
+        const table: Table = { ...applyOps(emptyTable(), Array.from({ length: n }, (_, i) => ({ op: 'put' as const, entry: residentPhone(i + 1) }))), policy: { ...policy } };
+        const byCount = snapshotSmallerFromEmptyByEntries(encodedTableEntryCount(encodeTable(table)));
+        if (byCount === true) expect(snapshotSmallerFromEmpty(table), `n=${n}`).toBe(true);
+        else undecided++;
+        expect(byCount, `n=${n}`).toBe(n >= 25 ? true : undefined);
+      }
+    expect(undecided).toBe(4 * 25);
   });
 });

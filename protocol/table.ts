@@ -444,7 +444,33 @@ export function checkParents(t: Table, what = 'table'): void {
 const TABLE_DIGEST_DOMAIN = new TextEncoder().encode('locksync/v1/table\0');
 
 export function tableDigest(t: Table): Uint8Array {
-  return hash(concatBytes(TABLE_DIGEST_DOMAIN, encodeTable(t)));
+  return tableDigestOfEncoding(encodeTable(t));
+}
+
+/** The digest of a table held as its encoding (encodeTable's bytes), without decoding it. */
+export function tableDigestOfEncoding(tableBytes: Uint8Array): Uint8Array {
+  return hash(concatBytes(TABLE_DIGEST_DOMAIN, tableBytes));
+}
+
+/**
+ * How many entries an encoded table holds, read from its first bytes (SPEC §4.4: the map
+ * head, key 1, then the entries array's head) without decoding the rest. Throws
+ * ProtocolError MALFORMED when the bytes do not start as encodeTable's do.
+ */
+export function encodedTableEntryCount(tableBytes: Uint8Array): number {
+  const fail = (): never => {
+    throw new ProtocolError('MALFORMED', 'table: does not start with {1: [entries …');
+  };
+  if (tableBytes[0] !== 0xa3 || tableBytes[1] !== 0x01) fail();
+  const ib = tableBytes[2];
+  if (ib === undefined || ib >> 5 !== 4) fail();
+  const ai = (ib as number) & 0x1f;
+  if (ai < 24) return ai;
+  const size = ai === 24 ? 1 : ai === 25 ? 2 : ai === 26 ? 4 : 0;
+  if (size === 0 || tableBytes.length < 3 + size) fail();
+  let n = 0;
+  for (let i = 0; i < size; i++) n = n * 256 + (tableBytes[3 + i] as number);
+  return n;
 }
 
 export function decodeTableBytes(bytes: Uint8Array): Table {

@@ -422,3 +422,18 @@ export function digestOfEmptyTable(): Uint8Array {
 export function snapshotSmallerFromEmpty(t: Table): boolean {
   return 2 * (t.entries.size + t.keyPolicies.size) + 3 > encode(lockPolicyToCbor(t.policy)).length;
 }
+
+/**
+ * The most a lock policy's encoding can take: a map of five unsigned integers, each key one
+ * byte and each value at most nine (SPEC §4.4).
+ */
+const MAX_LOCK_POLICY_BYTES = 1 + 5 * (1 + 9);
+
+/**
+ * snapshotSmallerFromEmpty decided from the entry count alone, when that is enough: entries
+ * whose 2 bytes each outweigh any lock policy make the snapshot the smaller message whatever
+ * the table's Key policies and lock policy are. Undefined when it takes the whole table.
+ */
+export function snapshotSmallerFromEmptyByEntries(entryCount: number): true | undefined {
+  return 2 * entryCount + 3 > MAX_LOCK_POLICY_BYTES ? true : undefined;
+}
