@@ -47,6 +47,11 @@ export class SystemClock implements Clock, TimerScheduler {
 export class FakeClock implements Clock, TimerScheduler {
   private timers: { id: number; at: number; fn: () => void }[] = [];
   private next = 1;
+  /**
+   * Told the new time whenever it moves, before any timer due then fires: a world whose
+   * authority serves from its own thread mirrors the clock into shared memory this way.
+   */
+  onChange: ((nowMs: number) => void) | undefined;
   constructor(private now = 1_760_000_000_000) {}
   nowMs(): number {
     return this.now;
@@ -69,10 +74,15 @@ export class FakeClock implements Clock, TimerScheduler {
       const due = this.timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at || a.id - b.id)[0];
       if (due === undefined) break;
       this.timers = this.timers.filter((t) => t.id !== due.id);
-      this.now = Math.max(this.now, due.at);
+      this.moveTo(Math.max(this.now, due.at));
       due.fn();
     }
-    this.now = end;
+    this.moveTo(end);
+  }
+  private moveTo(ms: number): void {
+    if (ms === this.now) return;
+    this.now = ms;
+    this.onChange?.(ms);
   }
 }
 

@@ -11,7 +11,7 @@
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Authority, startAuthorityServer, type AuthorityServer, type DoorInfo, type DoorKind, type ProvisioningBundle } from '../authority/index';
+import { Authority, startAuthorityServer, type DoorInfo, type DoorKind, type ProvisioningBundle } from '../authority/index';
 import { FakeClock, Lock, NorFlash, Uplink, type PollResult } from '../firmware-sim/index';
 import type { DeviceProfileName } from '../firmware-sim/device-profile';
 import { SimAir, type SimConnector } from '../ble/sim';
@@ -29,6 +29,10 @@ import type { LockLinkEvents } from '../ble/lock-server';
 import { AdvertisingSchedule, type AdvertisingScheduleSpec, type AdvertisingTrigger } from '../firmware-sim/advertising';
 import { BatteryMeter } from '../firmware-sim/battery';
 import { ProfiledConnector, type PhoneProfile, type ProfileEvent } from './phone-profiles';
+import { startAuthorityThread, type AuthorityThread } from './authority-thread';
+
+/** The authority's HTTP server as the world holds it: on this thread or its own (`authorityThread`). */
+export type WorldAuthorityServer = AuthorityThread;
 
 export type WorldTransport = 'sim' | 'ble';
 
@@ -108,6 +112,13 @@ export interface WorldOptions {
    * frames that carried it. What a seed reproduces is pinned by these bytes.
    */
   onSessionMessage?: (m: WorldSessionMessage) => void;
+  /**
+   * Serve the authority's HTTP API from a worker thread of its own, as a cloud authority runs
+   * on its own machine (world/authority-thread.ts): its CPU no longer takes turns with the
+   * radio, the host stacks and the locks on this event loop. `world.authority` stays here,
+   * on the same database. The benchmarks use it; the default serves from this thread.
+   */
+  authorityThread?: boolean;
   /** Every event a lock's firmware logs (firmware-sim LockLog), with the door's name. */
   onLockLog?: (door: string, event: string, fields: Record<string, unknown>) => void;
   /**
@@ -216,7 +227,7 @@ export class World {
     readonly seed: string,
     readonly clock: FakeClock,
     readonly authority: Authority,
-    readonly server: AuthorityServer,
+    readonly server: WorldAuthorityServer,
     readonly managerToken: string,
     readonly transport: WorldTransport,
     readonly radio: Radio | undefined,
@@ -244,7 +255,15 @@ export class World {
       ({ authority, managerToken } = Authority.init(initOpts));
       dbPath = initOpts.dbPath;
     }
-    const server = await startAuthorityServer({ dbPath, authority, port: 0, host: '127.0.0.1', maxWaitSeconds: 0 });
+    let server: WorldAuthorityServer;
+    try {
+      server = opts.authorityThread
+        ? await startAuthorityThread({ dbPath, ...(opts.property?.keyDir !== undefined ? { keyDir: opts.property.keyDir } : {}), host: '127.0.0.1', maxWaitSeconds: 0, clock })
+        : await startAuthorityServer({ dbPath, authority, port: 0, host: '127.0.0.1', maxWaitSeconds: 0 });
+    } catch (e) {
+      authority.close();
+      throw e;
+    }
     const transport = opts.transport ?? 'sim';
     let radio: Radio | undefined;
     let simAir: SimAir | undefined;
