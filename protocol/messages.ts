@@ -7,7 +7,7 @@ import { CborError, bytesEqual } from './cbor';
 import { sign, verify, hash, concatBytes } from './crypto';
 import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
 import { MapReader, cmap, insideSignedBody } from './schema';
-import { type SignedHead, type SignedKeyCert, type Snapshot, type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, keyCertToCbor, phoneKeyWeakness, signedHeadFromCbor, signedHeadToCbor, updateFromCbor, updateToCbor } from './update';
+import { type SignedHead, type SignedKeyCert, type Snapshot, type Update, LOCK_ID_PATTERN, DIGEST_BYTES, decodeNested, keyCertFromCbor, keyCertToCbor, phoneKeyWeakness, signedHeadFromCbor, signedHeadToCbor, updateFromCbor, updateToCbor } from './update';
 import { type Entry, TableEntriesBuilder, encodeTable, entryFromCbor, tableDigestOfEncoding } from './table';
 import { KEY_ID_BYTES } from './crypto';
 
@@ -851,7 +851,7 @@ export function makeAuditAnchor(body: AuditAnchorBody, signingSecret: Uint8Array
 }
 
 // ---------------------------------------------------------------------------
-// Reading the target version of an encoded update without decoding it
+// Reading the target version and certificates of an encoded update without decoding it
 
 /**
  * The version an encoded `delta` or `snapshot` message brings a lock to, read from its
@@ -862,6 +862,15 @@ export function makeAuditAnchor(body: AuditAnchorBody, signingSecret: Uint8Array
  * anything else (another message, malformed or truncated bytes) gives undefined.
  */
 export function peekUpdateVersion(bytes: Uint8Array): number | undefined {
+  return peekUpdate(bytes, { headOnly: true })?.version;
+}
+
+/**
+ * As peekUpdateVersion, with the serials of the key certificates the update carries (its
+ * key 5, after the head): what a phone remembers the lock holds once it committed the
+ * update, without decoding 10,000 entries for it (~100 ms and 24 MB of garbage).
+ */
+export function peekUpdate(bytes: Uint8Array, opts: { headOnly?: boolean } = {}): { version: number; certSerials: number[] } | undefined {
   let pos = 0;
   /** Header at `pos`: major type and argument (lengths, counts, integers); undefined if cut or indefinite. */
   const header = (): { major: number; arg: number } | undefined => {
@@ -894,6 +903,16 @@ export function peekUpdateVersion(bytes: Uint8Array): number | undefined {
     }
     return true;
   };
+  /** The whole item at `pos`, decoded with small limits (a head or the certificates). */
+  const small = (): CborValue | undefined => {
+    const start = pos;
+    if (!skip()) return undefined;
+    try {
+      return decode(bytes.subarray(start, pos), { maxBytes: 8192, maxDepth: 3, maxItems: 64 });
+    } catch {
+      return undefined;
+    }
+  };
   const message = header();
   if (message === undefined || message.major !== 5) return undefined;
   let isUpdate = false;
@@ -912,22 +931,26 @@ export function peekUpdateVersion(bytes: Uint8Array): number | undefined {
     }
     const update = header();
     if (update === undefined || update.major !== 5) return undefined;
+    let version: number | undefined;
+    const certSerials: number[] = [];
     for (let j = 0; j < update.arg; j++) {
       const k = header();
       if (k === undefined || k.major !== 0) return undefined;
-      if (k.arg !== 4) {
-        if (!skip()) return undefined;
-        continue;
-      }
-      const start = pos;
-      if (!skip()) return undefined;
-      try {
-        return signedHeadFromCbor(decode(bytes.subarray(start, pos), { maxBytes: 4096, maxDepth: 2, maxItems: 8 })).head.version;
-      } catch {
-        return undefined;
-      }
+      if (k.arg === 4 || k.arg === 5) {
+        const v = small();
+        if (v === undefined) return undefined;
+        try {
+          if (k.arg === 4) {
+            version = signedHeadFromCbor(v).head.version;
+            if (opts.headOnly) return { version, certSerials };
+          } else if (Array.isArray(v)) for (const [n, c] of v.entries()) certSerials.push(keyCertFromCbor(c, `certs[${n}]`).cert.serial);
+          else return undefined;
+        } catch {
+          return undefined;
+        }
+      } else if (!skip()) return undefined;
     }
-    return undefined;
+    return version === undefined ? undefined : { version, certSerials };
   }
   return undefined;
 }

@@ -83,3 +83,27 @@ describe('encodeSnapshotOfEncodedTable: a snapshot from a table held as its enco
     expect(reason).toBe('DIGEST_MISMATCH');
   });
 });
+
+describe('peekUpdate: the target and the certificate serials without decoding the table', () => {
+  it('agrees with the full decode on every update of the conformance cases', async () => {
+    const { peekUpdate } = await import('./messages');
+    let withCerts = 0;
+    for (const c of updateCases()) {
+      const m = decodeIfAccepted(c.message);
+      if (m?.type !== 'delta' && m?.type !== 'snapshot') continue;
+      const peeked = peekUpdate(c.message);
+      expect(peeked, c.comment).toEqual({ version: m.update.head.head.version, certSerials: m.update.certs.map((x) => x.cert.serial) });
+      if (m.update.certs.length > 0) withCerts++;
+    }
+    expect(withCerts).toBeGreaterThan(0);
+  });
+
+  it('gives undefined for bytes cut after the head, where peekUpdateVersion still reads the version', async () => {
+    const { peekUpdate } = await import('./messages');
+    const bytes = encodeMessage({ type: 'snapshot', update: snapshotOf(baseTable(40), { version: 9 }) });
+    const cut = bytes.subarray(0, bytes.length - 3);
+    expect(peekUpdate(bytes)?.certSerials.length).toBe(1);
+    expect(peekUpdate(cut)).toBeUndefined();
+    expect(peekUpdateVersion(cut)).toBe(9);
+  });
+});

@@ -91,3 +91,64 @@ describe('offline courier', () => {
     expect((err as AgentError).exitCode).toBe(6);
   });
 });
+
+describe('the fetched chain in the courier cache', () => {
+  let world: World;
+  beforeAll(async () => {
+    world = await World.create({ seed: 'courier-store-order', doors: [{ name: 'lobby' }], phones: ['resident'] });
+    const a = world.authority;
+    const door = world.door('lobby');
+    const key = a.createKey({ name: 'Residents', doors: [{ doorId: door.doorId }] });
+    a.batch(() => {
+      for (let i = 0; i < 200; i++) {
+        const u = a.addUser({ name: `Resident ${i}`, role: 'resident' });
+        a.assignKey(u.id, key.id);
+        if (i === 0) world.enrolPhone('resident', { userId: u.id });
+        else a.enrolDeviceWithNewKey({ userId: u.id }, `resident-${i}`);
+      }
+    });
+    world.moveTo('resident', 'lobby');
+  });
+  afterAll(async () => world?.close());
+
+  it('is written even when the sync fails after fetching it', async () => {
+    const door = world.door('lobby');
+    const phone = world.phone('resident');
+    const err = await world
+      .sync('resident', 'lobby', {
+        attempts: 1,
+        courierFilter: () => {
+          throw new Error('courier hook failed');
+        },
+      })
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/courier hook failed/);
+    expect(door.lock.version).toBe(0);
+    expect(phone.cache.newestVersion(door.lockId)).toBe(world.authority.currentVersion(door.lockId));
+  });
+
+  it('is written after the first frames of a lone update have gone, not before', async () => {
+    const door = world.door('lobby');
+    const phone = world.phone('resident');
+    const order: string[] = [];
+    const store = phone.cache.storeUpdates.bind(phone.cache);
+    phone.cache.storeUpdates = (u) => {
+      order.push('store');
+      store(u);
+    };
+    const connect = phone.connector.connect.bind(phone.connector);
+    phone.connector.connect = async (lockId, opts) => {
+      const conn = await connect(lockId, opts);
+      const sendRaw = conn.sendRaw.bind(conn);
+      conn.sendRaw = (bytes) => {
+        order.push(`send ${bytes.length > 4096 ? 'large update' : 'small'}`);
+        return sendRaw(bytes);
+      };
+      return conn;
+    };
+    const r = await world.sync('resident', 'lobby', { attempts: 1 });
+    expect(r.updateBytes).toBeGreaterThan(4096);
+    expect(order.slice(0, 2)).toEqual(['send large update', 'store']);
+    expect(door.lock.version).toBe(world.authority.currentVersion(door.lockId));
+  });
+});
