@@ -70,6 +70,12 @@ export async function startAuthorityThread(opts: AuthorityThreadOptions): Promis
     throw e;
   }
   let closing: Promise<void> | undefined;
+  // After the start, a thread that dies (an exception its server did not catch) says so once,
+  // in one line: the phone's calls then fail as AUTHORITY_UNREACHABLE, and this is why. An
+  // 'error' event without a listener would take this whole process down instead.
+  worker.on('error', (e: Error) => {
+    if (closing === undefined) process.stderr.write(`error AUTHORITY_THREAD: the authority thread stopped: ${e.message} — the world's authority is unreachable from now on\n`);
+  });
   return {
     url,
     close: () =>
