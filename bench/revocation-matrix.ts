@@ -236,7 +236,7 @@ export function revocationMatrixTable(r: MatrixResult): string {
       `${c.loadAvg[0]} → ${c.loadAvg[1]}`,
     ]),
     [
-      'Model time of the virtual radio (link-layer timing; host JavaScript time counts as it passes). Real stacks: bleno (lock) ↔ noble (phone) on HCI controllers over ptys; authority on SQLite behind HTTP on 127.0.0.1, served from its own worker thread (a cloud's CPU is not the phone's).',
+      'Model time of the virtual radio (link-layer timing; host JavaScript time counts as it passes). Real stacks: bleno (lock) ↔ noble (phone) on HCI controllers over ptys; authority on SQLite behind HTTP on 127.0.0.1, served from its own worker thread, as a cloud runs on its own machine.',
       `floor = advertising interval / 2 + 5 ms (mean wait for an advert, advDelay included) + ${r.linkRoundTrips} link round trips × connection interval (connect, MTU, Database Hash read, CCCD + HELLOs, batch → batchReply) + ${r.authorityRoundTrips} authority round trips × (RTT + mean jitter) on WAN (signed time; receipt and audit export in one relay call; the updates are fetched during the connect).`,
       `WAN: every HTTP call of the phone waits RTT + uniform(0, jitter) first — ${r.wan.rttMs} ms is the median multi-server latency Ookla measured on US mobile networks, Q2 2023 (54–63 ms by operator); the jitter is an assumption. A kept-alive connection (one RTT per call) is assumed: a fresh HTTPS connection costs 2–3 RTTs more.`,
       'Each run revokes one partner from the door the phone synced before (cached attribute handles, direct connect); the lock advertises at the stated interval from the start.',
