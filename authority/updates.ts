@@ -105,7 +105,7 @@ export abstract class UpdateServer extends Compiler {
     // A first contact (from the empty table) with more entries than any lock policy weighs:
     // the snapshot is the smaller message, decided from the stored table's first bytes.
     const snapshotFromEmpty =
-      from === 0 && (stored !== undefined && snapshotSmallerFromEmptyByEntries(encodedTableEntryCount(stored)) ? true : snapshotSmallerFromEmpty(current().table));
+      from === 0 && ((stored !== undefined && snapshotSmallerFromEmptyByEntries(encodedTableEntryCount(stored))) || snapshotSmallerFromEmpty(current().table));
     let chosen: Uint8Array | undefined;
     if (from >= this.oldestDeltaBase(lockId, to) && !snapshotFromEmpty) {
       const base = this.tableAt(lockId, from);

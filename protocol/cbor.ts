@@ -471,6 +471,25 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && compareBytes(a, b) === 0;
 }
 
+/**
+ * The header at `pos` read leniently, for code that only peeks at the shape of bytes the
+ * strict decoder (or the lock) judges anyway: major type, argument, and where the header
+ * ends. Any argument length is taken (no preferred-encoding check); undefined when the
+ * bytes end first or the header is indefinite or reserved.
+ */
+export function peekHead(bytes: Uint8Array, pos: number): { major: number; arg: number; end: number } | undefined {
+  if (pos >= bytes.length) return undefined;
+  const ib = bytes[pos] as number;
+  const major = ib >> 5;
+  const ai = ib & 0x1f;
+  if (ai < 24) return { major, arg: ai, end: pos + 1 };
+  const size = ai === 24 ? 1 : ai === 25 ? 2 : ai === 26 ? 4 : ai === 27 ? 8 : 0;
+  if (size === 0 || pos + 1 + size > bytes.length) return undefined;
+  let arg = 0;
+  for (let i = 1; i <= size; i++) arg = arg * 256 + (bytes[pos + i] as number);
+  return { major, arg, end: pos + 1 + size };
+}
+
 /** The preferred header alone (major type + argument), for assembling encodings in parts. */
 export function encodeHead(major: number, n: number): Uint8Array {
   const w = new ByteWriter();

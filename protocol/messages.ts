@@ -2,7 +2,7 @@
 // from MESSAGE_TYPES. Anything that is signed travels as a byte string beside its signature,
 // so the receiver verifies exactly the bytes it received.
 
-import { type CborValue, CborStreamDecoder, decode, encode, type CborLimits } from './cbor';
+import { type CborValue, CborStreamDecoder, decode, encode, peekHead, type CborLimits } from './cbor';
 import { CborError, bytesEqual } from './cbor';
 import { sign, verify, hash, concatBytes } from './crypto';
 import { ERROR_CODES, type ErrorName, ProtocolError, errorName, DECISION_REASONS, type DecisionReason, decisionReasonName } from './errors';
@@ -384,6 +384,15 @@ function messageFromCbor(v: CborValue, encodings: WeakMap<object, Uint8Array>, p
 const SNAPSHOT_PREFIX = [0xa2, 0x00, MESSAGE_TYPES.snapshot, 0x01];
 
 /**
+ * Whether encoded message bytes are a snapshot, from their first four bytes: a message is
+ * a deterministic map {0: type, 1: …} (SPEC §6.1), so a snapshot starts so and no other
+ * message does. Judges nothing else about the bytes.
+ */
+export function isSnapshotMessage(bytes: Uint8Array): boolean {
+  return SNAPSHOT_PREFIX.every((b, i) => bytes[i] === b);
+}
+
+/**
  * decodeMessage for a message that is still arriving. The receiver feeds it the bytes held
  * so far (`feed(held)`, the message's buffer filling from the front, as the framing's
  * reassembler does) and calls `finish()` once the message is complete. Meanwhile the
@@ -449,7 +458,7 @@ export class MessageStreamDecoder {
 
   private container(value: CborValue[] | Map<number, CborValue>, raw: Uint8Array, depth: number): void {
     if (!keepEncoding(this.encodings, value, raw, depth) || !(value instanceof Map)) return;
-    this.snapshot ??= SNAPSHOT_PREFIX.every((b, i) => this.buffer[i] === b);
+    this.snapshot ??= isSnapshotMessage(this.buffer);
     if (!this.snapshot) return;
     // A map at depth 4 of a snapshot is a table entry or a key policy. Read as an entry; one
     // that does not read is left for finish() to judge in its place and order.
@@ -872,19 +881,11 @@ export function peekUpdateVersion(bytes: Uint8Array): number | undefined {
  */
 export function peekUpdate(bytes: Uint8Array, opts: { headOnly?: boolean } = {}): { version: number; certSerials: number[] } | undefined {
   let pos = 0;
-  /** Header at `pos`: major type and argument (lengths, counts, integers); undefined if cut or indefinite. */
+  /** Header at `pos`, stepped over: major type and argument; undefined if cut or indefinite. */
   const header = (): { major: number; arg: number } | undefined => {
-    if (pos >= bytes.length) return undefined;
-    const ib = bytes[pos++] as number;
-    const major = ib >> 5;
-    const ai = ib & 0x1f;
-    if (ai < 24) return { major, arg: ai };
-    const size = ai === 24 ? 1 : ai === 25 ? 2 : ai === 26 ? 4 : ai === 27 ? 8 : 0;
-    if (size === 0 || pos + size > bytes.length) return undefined;
-    let arg = 0;
-    for (let i = 0; i < size; i++) arg = arg * 256 + (bytes[pos + i] as number);
-    pos += size;
-    return { major, arg };
+    const h = peekHead(bytes, pos);
+    if (h !== undefined) pos = h.end;
+    return h;
   };
   /** Step over one whole item (containers iteratively); false if the bytes end first. */
   const skip = (): boolean => {

@@ -6,8 +6,8 @@
 // SHA-256 over a domain-separated canonical encoding, so two tables are equal exactly
 // when their digests are. The authority and the lock compute it with this same code.
 
-import { type CborMap, type CborValue, encode, encodeHead, decode, compareBytes, bytesEqual } from './cbor';
-import { hash, concatBytes } from './crypto';
+import { type CborMap, type CborValue, encode, encodeHead, decode, compareBytes, bytesEqual, peekHead } from './cbor';
+import { hash, concatBytes, concatByteArrays } from './crypto';
 import { ProtocolError } from './errors';
 import { MapReader, cmap, expectArray, expectTuple, expectUint } from './schema';
 
@@ -311,28 +311,19 @@ const receivedTableBytes = new WeakMap<Table, Uint8Array>();
 export function encodeTable(t: Table): Uint8Array {
   const received = receivedTableBytes.get(t);
   if (received !== undefined) return received.slice();
-  const entries = sortedEntries(t).map(encodeEntry);
-  const head = encodeHead(4, entries.length);
-  const policies = encode(sortedKeyPolicies(t).map(keyPolicyToCbor));
-  const policy = encode(lockPolicyToCbor(t.policy));
-  let n = 2 + head.length + 1 + policies.length + 1 + policy.length;
-  for (const b of entries) n += b.length;
-  // One buffer, filled in order (no 10,000-argument spread into concatBytes).
-  const out = new Uint8Array(n);
-  out[0] = 0xa3;
-  out[1] = 0x01;
-  out.set(head, 2);
-  let o = 2 + head.length;
-  for (const b of entries) {
-    out.set(b, o);
-    o += b.length;
-  }
-  out[o++] = 0x02;
-  out.set(policies, o);
-  o += policies.length;
-  out[o++] = 0x03;
-  out.set(policy, o);
-  return out;
+  const { head, tail } = tableFrame(t);
+  return concatByteArrays([head, ...sortedEntries(t).map(encodeEntry), tail]);
+}
+
+/**
+ * What encodeTable puts around the entries: the map header, key 1 and the entries array's
+ * header; then keys 2 and 3 with the Key policies and the lock policy.
+ */
+function tableFrame(t: Table): { head: Uint8Array; tail: Uint8Array } {
+  return {
+    head: concatBytes(new Uint8Array([0xa3, 0x01]), encodeHead(4, t.entries.size)),
+    tail: concatBytes(new Uint8Array([0x02]), encode(sortedKeyPolicies(t).map(keyPolicyToCbor)), new Uint8Array([0x03]), encode(lockPolicyToCbor(t.policy))),
+  };
 }
 
 /**
@@ -391,8 +382,7 @@ export function decodeTable(
  * the small ones around them.
  */
 function rawIsEncoding(t: Table, raw: Uint8Array): boolean {
-  const head = concatBytes(new Uint8Array([0xa3, 0x01]), encodeHead(4, t.entries.size));
-  const tail = concatBytes(new Uint8Array([0x02]), encode(sortedKeyPolicies(t).map(keyPolicyToCbor)), new Uint8Array([0x03]), encode(lockPolicyToCbor(t.policy)));
+  const { head, tail } = tableFrame(t);
   if (raw.length < head.length + tail.length) return false;
   return bytesEqual(raw.subarray(0, head.length), head) && bytesEqual(raw.subarray(raw.length - tail.length), tail);
 }
@@ -458,19 +448,10 @@ export function tableDigestOfEncoding(tableBytes: Uint8Array): Uint8Array {
  * ProtocolError MALFORMED when the bytes do not start as encodeTable's do.
  */
 export function encodedTableEntryCount(tableBytes: Uint8Array): number {
-  const fail = (): never => {
-    throw new ProtocolError('MALFORMED', 'table: does not start with {1: [entries …');
-  };
-  if (tableBytes[0] !== 0xa3 || tableBytes[1] !== 0x01) fail();
-  const ib = tableBytes[2];
-  if (ib === undefined || ib >> 5 !== 4) fail();
-  const ai = (ib as number) & 0x1f;
-  if (ai < 24) return ai;
-  const size = ai === 24 ? 1 : ai === 25 ? 2 : ai === 26 ? 4 : 0;
-  if (size === 0 || tableBytes.length < 3 + size) fail();
-  let n = 0;
-  for (let i = 0; i < size; i++) n = n * 256 + (tableBytes[3 + i] as number);
-  return n;
+  const h = tableBytes[0] === 0xa3 && tableBytes[1] === 0x01 ? peekHead(tableBytes, 2) : undefined;
+  // An array whose count takes at most 4 bytes: no table comes near 2^32 entries.
+  if (h === undefined || h.major !== 4 || h.end > 2 + 5) throw new ProtocolError('MALFORMED', 'table: does not start with {1: [entries …');
+  return h.arg;
 }
 
 export function decodeTableBytes(bytes: Uint8Array): Table {

@@ -430,10 +430,10 @@ export function snapshotSmallerFromEmpty(t: Table): boolean {
 const MAX_LOCK_POLICY_BYTES = 1 + 5 * (1 + 9);
 
 /**
- * snapshotSmallerFromEmpty decided from the entry count alone, when that is enough: entries
- * whose 2 bytes each outweigh any lock policy make the snapshot the smaller message whatever
- * the table's Key policies and lock policy are. Undefined when it takes the whole table.
+ * Whether the entry count alone settles snapshotSmallerFromEmpty: entries whose 2 bytes each
+ * outweigh any lock policy make the snapshot the smaller message whatever the table's Key
+ * policies and lock policy are. False means the whole table has to decide.
  */
-export function snapshotSmallerFromEmptyByEntries(entryCount: number): true | undefined {
-  return 2 * entryCount + 3 > MAX_LOCK_POLICY_BYTES ? true : undefined;
+export function snapshotSmallerFromEmptyByEntries(entryCount: number): boolean {
+  return 2 * entryCount + 3 > MAX_LOCK_POLICY_BYTES;
 }
