@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync, readdirSync, existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { fromHex, toHex } from '../protocol/index';
+import { fromHex, isSnapshotMessage, toHex } from '../protocol/index';
 import type { PendingUpdates } from './authority-client';
 
 export type OutboxKind = 'receipt' | 'audit';
@@ -91,12 +91,6 @@ interface StoredChain {
   messages?: string[];
 }
 
-/** A snapshot message starts so (SPEC §6.1: map {0: 4, 1: …} in deterministic CBOR), and no other message does. */
-const SNAPSHOT_MESSAGE_PREFIX = [0xa2, 0x00, 0x04];
-function isSnapshotMessage(m: Uint8Array): boolean {
-  return SNAPSHOT_MESSAGE_PREFIX.every((b, i) => m[i] === b);
-}
-
 /** The cache directory holds a file that is not a cache file (hand-edited, truncated). */
 export class CourierCacheError extends Error {
   override readonly name = 'CourierCacheError';
@@ -138,13 +132,12 @@ export class CourierCache {
     return f;
   }
 
-  /** A chain's bytes, written whole under its name (temp file, then rename). */
-  private writeFile(name: string, bytes: Uint8Array): void {
-    const p = join(this.dir, name);
+  /** A file of the cache, written whole (temp file, then rename): a crash leaves the old one or the new one. */
+  private writeWhole(path: string, data: string | Uint8Array): void {
     try {
       mkdirSync(this.dir, { recursive: true });
-      writeFileSync(`${p}.tmp`, bytes);
-      renameSync(`${p}.tmp`, p);
+      writeFileSync(`${path}.tmp`, data);
+      renameSync(`${path}.tmp`, path);
     } catch (e) {
       throw new CourierCacheError(`courier cache ${this.dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it must be a writable directory`);
     }
@@ -159,14 +152,7 @@ export class CourierCache {
   }
 
   private write(f: LockCacheFile): void {
-    const p = this.path(f.lockId);
-    try {
-      mkdirSync(this.dir, { recursive: true });
-      writeFileSync(`${p}.tmp`, JSON.stringify(f, null, 2));
-      renameSync(`${p}.tmp`, p);
-    } catch (e) {
-      throw new CourierCacheError(`courier cache ${this.dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it must be a writable directory`);
-    }
+    this.writeWhole(this.path(f.lockId), JSON.stringify(f, null, 2));
   }
 
   /** The version and certificate serial the lock's next hello is expected to say, if known. */
@@ -195,7 +181,7 @@ export class CourierCache {
     const file = `${u.lockId}.v${u.from}-${u.to}.${digest.digest('hex').slice(0, 16)}.bin`;
     // The bytes first, then the JSON that names them: a crash in between leaves an unnamed
     // file, never a name without its bytes.
-    this.writeFile(file, Buffer.concat(u.messages));
+    this.writeWhole(join(this.dir, file), Buffer.concat(u.messages));
     const first = u.messages[0] as Uint8Array;
     f.updates.push({ from: u.from, to: u.to, fetchedAt: fetchedAt.toISOString(), file, lengths: u.messages.map((m) => m.length), snapshotFirst: isSnapshotMessage(first) });
     this.write(f);
