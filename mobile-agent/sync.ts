@@ -437,7 +437,7 @@ async function syncSteps(conn: LockConnection, hello: Extract<Message, { type: '
         if (time) {
           behind = [
             { kind: 'time', bytes: time },
-            { kind: 'audit', bytes: encodeMessage({ type: 'auditRequest', fromSeq: 0 }) },
+            auditRequestItem(),
           ];
           await conn.send({ type: 'batch', messages: behind.map((x) => x.bytes) });
         }
@@ -580,7 +580,7 @@ async function syncByBatch(
   const items: BatchItem[] = [];
   if (signedTime) items.push({ kind: 'time', bytes: signedTime });
   for (const u of updates) items.push({ kind: 'update', bytes: u });
-  if (wantAudit) items.push({ kind: 'audit', bytes: encodeMessage({ type: 'auditRequest', fromSeq: 0 }) });
+  if (wantAudit) items.push(auditRequestItem());
   const target = updates.map(targetOf).reduce<number | undefined>((a, v) => (v === undefined ? a : Math.max(a ?? 0, v)), undefined);
   if (target !== undefined) ctx.batchTarget = target;
   await conn.send({ type: 'batch', messages: items.map((i) => i.bytes) });
@@ -588,6 +588,11 @@ async function syncByBatch(
 }
 
 type BatchItem = { kind: 'time'; bytes: Uint8Array } | { kind: 'update'; bytes: Uint8Array } | { kind: 'audit'; bytes: Uint8Array };
+
+/** The audit request of a batch: the whole export, from seq 0. */
+function auditRequestItem(): BatchItem {
+  return { kind: 'audit', bytes: encodeMessage({ type: 'auditRequest', fromSeq: 0 }) };
+}
 
 /** The batchReply to a batch of `items` (the next message from the lock), read item by item. */
 async function readBatchReply(conn: LockConnection, ctx: SyncContext, items: BatchItem[]): Promise<BatchOutcome> {
