@@ -148,9 +148,11 @@ export class NobleConnector implements LockConnector {
       if (found.length === 0 || !entry) throw new AgentError('LOCK_NOT_FOUND', `lock ${lockId} is not advertising in range`);
       peripheral = entry.peripheral;
       // While the connection is set up the caller may start work the advert allows (the
-      // agent fetches the updates from the advertised version): told once the connection
-      // request has gone to the controller (setUp), so that work never delays it — the
-      // controller then waits for the lock's next advertisement, time the work can use.
+      // agent fetches the updates from the advertised version): told right after noble is
+      // asked to connect (setUp). noble then stops the scan and resets the controller
+      // before its LE Create Connection (~8 ms of HCI commands on this event loop), and the
+      // controller waits for the lock's next advertisement: time the fetch can use, as long
+      // as its CPU is not on this thread (a world's authority in its own, authorityThread).
       const advert = { ...entry.advert };
       return this.setUp(lockId, peripheral, params, opts, peripheral.state === 'connected', () => opts.onAdvert?.(advert));
     }
