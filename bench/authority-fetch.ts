@@ -7,10 +7,10 @@
 //
 //   npx tsx bench/authority-fetch.ts [--credentials N] [--reps N]
 //
-// "first request" is the first fetch of the update after World.create (the authority encodes
-// the snapshot then; later fetches of the same version are served the kept bytes), "warm"
+// "first request" is the first fetch of the update after World.create (the authority splices
+// the table's stored encoding into the snapshot; the code runs for the first time), "warm"
 // the following ones, through the phone's client (CBOR) and as a JSON answer read the way
-// the client read it before CBOR.
+// the client read it before CBOR. A bad argument exits 2 in one line.
 
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -20,9 +20,24 @@ import { fromHex } from '../protocol/index';
 import { buildProperty, PHONE } from './door-sync';
 import { machineInfo, percentile, round } from './util';
 
-const { values } = parseArgs({ options: { credentials: { type: 'string', default: '10000' }, reps: { type: 'string', default: '20' } } });
-const credentials = Number(values.credentials);
-const reps = Number(values.reps);
+function usageError(what: string): never {
+  console.error(`error BAD_ARGUMENT: ${what} — usage: npx tsx bench/authority-fetch.ts [--credentials N ≥ 1] [--reps N ≥ 1]`);
+  process.exit(2);
+}
+
+let values: { credentials: string; reps: string };
+try {
+  ({ values } = parseArgs({ options: { credentials: { type: 'string', default: '10000' }, reps: { type: 'string', default: '20' } } }) as { values: { credentials: string; reps: string } });
+} catch (e) {
+  usageError((e as Error).message);
+}
+const positive = (name: string, v: string): number => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) usageError(`--${name} must be a whole number ≥ 1, got ${JSON.stringify(v)}`);
+  return n;
+};
+const credentials = positive('credentials', values.credentials);
+const reps = positive('reps', values.reps);
 
 interface Sample {
   wallMs: number;
