@@ -24,10 +24,7 @@ try {
     void server
       .close()
       .catch(() => undefined)
-      .then(() => {
-        report({ kind: 'closed' });
-        port.close();
-      });
+      .then(() => port.close()); // nothing left to keep the thread: it exits, which close() waits for
   });
   report({ kind: 'listening', url: server.url });
 } catch (e) {

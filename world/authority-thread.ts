@@ -30,7 +30,7 @@ export interface AuthorityThread {
 }
 
 /** Messages the worker posts: its address once it listens, or why it could not. */
-export type AuthorityThreadReport = { kind: 'listening'; url: string } | { kind: 'failed'; code: string; message: string } | { kind: 'closed' };
+export type AuthorityThreadReport = { kind: 'listening'; url: string } | { kind: 'failed'; code: string; message: string };
 
 const CLOSE_TIMEOUT_MS = 5000;
 
