@@ -66,6 +66,8 @@ export interface DoorSyncCase {
   ratioUpdateOnAirOverBound?: number;
   /** The update's last frame on the air → the lock's next message (its receipt) on the air: the lock's work after the transfer. */
   lastFrameToReceiptModelMs?: number;
+  /** The lock's hello read by the phone (`connected`) → the update's first frame on the air, model ms. */
+  helloToFirstFrameModelMs?: number;
   link?: LinkSeen | undefined;
   air?: { phoneToLock: DirectionCounts; lockToPhone: DirectionCounts };
   /** Bytes on air (all locksync-carrying PDUs, both directions) / protocol message bytes. */
@@ -226,6 +228,8 @@ async function timedSync(world: World, tap: AirTap, spec: ProfileSpec, c: { case
     result.ratioUpdateOnAirOverBound = round((update.lastUs - update.firstUs + firstPduUs) / boundUpdateUs, 3);
     const answer = tap.messages.find((m) => m.direction === 'lockToPhone' && m.firstUs > update.lastUs);
     if (answer) result.lastFrameToReceiptModelMs = round((answer.firstUs - update.lastUs) / 1000, 1);
+    const connected = marks.get('connected');
+    if (connected) result.helloToFirstFrameModelMs = round((update.firstUs - connected.modelUs) / 1000, 1);
   }
   const messageBytes = air.phoneToLock.messageBytes + air.lockToPhone.messageBytes;
   result.overheadOnAirOverMessages = round((air.phoneToLock.locksyncOnAirBytes + air.lockToPhone.locksyncOnAirBytes) / messageBytes, 3);
