@@ -150,7 +150,7 @@ export class NobleConnector implements LockConnector {
       // While the connection is set up the caller may start work the advert allows (the
       // agent fetches the updates from the advertised version): told right after noble is
       // asked to connect (setUp). noble then stops the scan and resets the controller
-      // before its LE Create Connection (~8 ms of HCI commands on this event loop), and the
+      // before its LE Create Connection (five HCI commands, each a turn of this event loop), and the
       // controller waits for the lock's next advertisement: time the fetch can use, as long
       // as its CPU is not on this thread (a world's authority in its own, authorityThread).
       const advert = { ...entry.advert };

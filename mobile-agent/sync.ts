@@ -147,7 +147,7 @@ interface SyncContext {
   /**
    * Writes the chain just fetched from the authority to the courier cache (persistFetched):
    * run once the first update is on its way, not before — writing a 440 kB chain held the
-   * first frame back by ~3 ms — and on every way out of the update step, failures included.
+   * first frame back — and on every way out of the update step, failures included.
    */
   storeFetched?: (() => void) | undefined;
 }
@@ -419,7 +419,7 @@ async function syncSteps(conn: LockConnection, hello: Extract<Message, { type: '
       const sent = conn.sendRaw(bytes); // LINK_LOST leaves it queued: the retry resumes it
       sent.catch(() => undefined); // awaited below, after the cache write
       // The host stack hands the first frames to the controller a few microtasks from now:
-      // write the fetched chain to the cache (~3 ms for 440 kB) only after that.
+      // write the fetched chain to the cache (440 kB for a 10,000-credential snapshot) only after that.
       if (ctx.storeFetched) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         persistFetched(ctx);
@@ -677,7 +677,7 @@ async function fetchUpdates(lockId: string, version: number, certSerial: number 
 
 /**
  * An update sent alone, until its receipt is read. Its target is read out of it (stepping
- * over a 10,000-entry table: 2–16 ms) only if a lost link asks, not while its first frames
+ * over a 10,000-entry table) only if a lost link asks, not while its first frames
  * wait to leave.
  */
 function inFlightUpdate(bytes: Uint8Array, fallback: number): { readonly target: number; acked: boolean } {
