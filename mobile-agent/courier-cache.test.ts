@@ -22,8 +22,8 @@ afterEach(() => {
 /** A snapshot-shaped message (its first four bytes are a snapshot's: {0: 4, 1: …}) and a delta-shaped one. */
 function messages(seed: string): { snapshot: Uint8Array; delta: Uint8Array } {
   const r = new SeededRandom(seed);
-  const snapshot = new Uint8Array([0xa2, 0x00, 0x04, 0x01, ...r.bytes(300_000)]);
-  const delta = new Uint8Array([0xa2, 0x00, 0x03, 0x01, ...r.bytes(200)]);
+  const snapshot = new Uint8Array([0xa2, 0x00, 0x04, 0x01, ...r.bytes(299_999)]);
+  const delta = new Uint8Array([0xa2, 0x00, 0x03, 0x01, ...r.bytes(199)]);
   return { snapshot, delta };
 }
 
